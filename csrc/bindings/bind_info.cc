@@ -1,0 +1,46 @@
+// build_info(): what this build of the native core is and can do.
+#include <pybind11/pybind11.h>
+
+#include "bindings/registry.h"
+#include "fastckpt/crc32c.h"
+#include "fastckpt/cuda_driver.h"
+#include "fastckpt/thread_pool.h"
+
+namespace py = pybind11;
+
+namespace fastckpt {
+namespace bindings {
+
+void RegisterInfo(py::module_& m) {
+  m.attr("__version__") = FASTCKPT_VERSION;
+  m.def(
+      "build_info",
+      []() {
+        py::dict d;
+        d["version"] = FASTCKPT_VERSION;
+        d["crc32c_impl"] = crc32c::ImplName(crc32c::ActiveImpl());
+        py::list impls;
+        for (crc32c::Impl i : crc32c::AvailableImpls()) impls.append(crc32c::ImplName(i));
+        d["crc32c_impls"] = impls;
+        d["default_io_threads"] = DefaultThreads();
+        const cuda::DriverInfo& cu = cuda::Probe();
+        d["cuda_driver_found"] = cu.library_found;
+        d["cuda_initialized"] = cu.initialized;
+        d["cuda_device_count"] = cu.device_count;
+        d["cuda_driver_version"] = cu.driver_version;
+        d["cuda_error"] = cu.error;
+#if defined(__x86_64__)
+        d["arch"] = "x86_64";
+#elif defined(__aarch64__)
+        d["arch"] = "aarch64";
+#else
+        d["arch"] = "other";
+#endif
+        d["compiler"] = __VERSION__;
+        return d;
+      },
+      "Facts about this build: version, CRC32C implementation, threads, CUDA driver.");
+}
+
+}  // namespace bindings
+}  // namespace fastckpt

@@ -1,0 +1,4 @@
+#include "bindings/registry.h"
+namespace fastckpt { namespace bindings {
+void RegisterReader(pybind11::module_& m) {}
+}}

@@ -1,0 +1,16 @@
+// Each bind_*.cc file registers one concern on the extension module.
+// module.cc calls them in order. All Register* functions require the GIL.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace fastckpt {
+namespace bindings {
+
+void RegisterInfo(pybind11::module_& m);
+void RegisterCrc32c(pybind11::module_& m);
+void RegisterWriter(pybind11::module_& m);
+void RegisterReader(pybind11::module_& m);
+
+}  // namespace bindings
+}  // namespace fastckpt

@@ -1,0 +1,168 @@
+#include "fastckpt/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+namespace fastckpt {
+
+namespace {
+// Linux transfers at most 0x7ffff000 bytes per call; ask for no more.
+constexpr size_t kMaxIo = 1ull << 30;
+}  // namespace
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    path_ = std::move(o.path_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+File::~File() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status File::CreateExclusive(const std::string& path, File* out) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError("cannot create", path, errno);
+  *out = File(fd, path);
+  return Status::Ok();
+}
+
+Status File::OpenForRead(const std::string& path, File* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open", path, errno);
+  *out = File(fd, path);
+  return Status::Ok();
+}
+
+Status File::PwriteAll(const void* data, size_t n, uint64_t offset) const {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd_, p, n < kMaxIo ? n : kMaxIo, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return IoError("write failed on", path_, errno);
+    }
+    if (w == 0) return IoError("write made no progress on", path_, EIO);
+    p += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return Status::Ok();
+}
+
+Status File::PwritevAll(struct iovec* iov, int iovcnt, uint64_t offset) const {
+  while (iovcnt > 0) {
+    int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+    ssize_t w = ::pwritev(fd_, iov, cnt, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return IoError("write failed on", path_, errno);
+    }
+    if (w == 0) return IoError("write made no progress on", path_, EIO);
+    offset += static_cast<uint64_t>(w);
+    // Skip fully written vectors; trim a partially written one.
+    size_t left = static_cast<size_t>(w);
+    while (iovcnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0 && left > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return Status::Ok();
+}
+
+Status File::PreadAll(void* data, size_t n, uint64_t offset) const {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    ssize_t r = ::pread(fd_, p, n < kMaxIo ? n : kMaxIo, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return IoError("read failed on", path_, errno);
+    }
+    if (r == 0) {
+      return DataLoss("unexpected end of file in '" + path_ + "' at offset " +
+                      std::to_string(offset) + " (truncated file?)");
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+Status File::Size(uint64_t* size) const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return IoError("cannot stat", path_, errno);
+  *size = static_cast<uint64_t>(st.st_size);
+  return Status::Ok();
+}
+
+Status File::Sync() const {
+  if (::fsync(fd_) != 0) return IoError("fsync failed on", path_, errno);
+  return Status::Ok();
+}
+
+Status File::Close() {
+  if (fd_ < 0) return Status::Ok();
+  int fd = fd_;
+  fd_ = -1;
+  // close() can report a deferred write error (e.g. on NFS); don't drop it.
+  if (::close(fd) != 0 && errno != EINTR) return IoError("close failed on", path_, errno);
+  return Status::Ok();
+}
+
+Status ReadWholeFile(const std::string& path, std::string* out) {
+  File f;
+  FASTCKPT_RETURN_IF_ERROR(File::OpenForRead(path, &f));
+  uint64_t size;
+  FASTCKPT_RETURN_IF_ERROR(f.Size(&size));
+  out->resize(size);
+  return f.PreadAll(&(*out)[0], size, 0);
+}
+
+Status RenameFile(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) return IoError("cannot rename to '" + to + "' from", from, errno);
+  return Status::Ok();
+}
+
+Status RemoveFileIfExists(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("cannot remove", path, errno);
+  return Status::Ok();
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+Status SyncDirectory(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open directory", dir, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  // Some filesystems cannot fsync directories; that is not a data error.
+  if (rc != 0 && err != EINVAL && err != ENOTSUP) return IoError("fsync failed on directory", dir, err);
+  return Status::Ok();
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace fastckpt

@@ -1,0 +1,64 @@
+// POSIX file helpers: an RAII descriptor, positional reads and writes that
+// loop over EINTR and short transfers, fsync, rename. Every failure becomes
+// a Status naming the path and carrying errno.
+//
+// Thread-safety: a File may be used by several threads at once for
+// pread/pwrite at disjoint offsets (POSIX positional I/O has no shared
+// cursor); Close() must not race with them.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <string>
+
+#include "fastckpt/status.h"
+
+namespace fastckpt {
+
+class File {
+ public:
+  File() = default;
+  File(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  File(File&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  File& operator=(File&& o) noexcept;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+  ~File();
+
+  // Creates a new file; fails if it exists (temporary names are unique).
+  static Status CreateExclusive(const std::string& path, File* out);
+  static Status OpenForRead(const std::string& path, File* out);
+
+  bool is_open() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+  Status PwriteAll(const void* data, size_t n, uint64_t offset) const;
+  // Writes iov[0..iovcnt) contiguously at `offset`. May modify `iov`.
+  Status PwritevAll(struct iovec* iov, int iovcnt, uint64_t offset) const;
+  // Reads exactly n bytes; a short file is kDataLoss ("truncated").
+  Status PreadAll(void* data, size_t n, uint64_t offset) const;
+  Status Size(uint64_t* size) const;
+  Status Sync() const;
+  Status Close();
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// Reads a whole file into *out (used for .index files, whose size is known
+// from fstat, never from file contents).
+Status ReadWholeFile(const std::string& path, std::string* out);
+
+Status RenameFile(const std::string& from, const std::string& to);
+// Removes `path`; a missing file is not an error.
+Status RemoveFileIfExists(const std::string& path);
+bool FileExists(const std::string& path);
+// fsyncs a directory so that renames into it are durable.
+Status SyncDirectory(const std::string& dir);
+std::string DirName(const std::string& path);
+
+}  // namespace fastckpt

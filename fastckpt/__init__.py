@@ -1,0 +1,1 @@
+from fastckpt._native import build_info  # noqa
