@@ -1,1 +1,57 @@
-from fastckpt._native import build_info  # noqa
+"""fastckpt: fast, TensorFlow-compatible checkpoints.
+
+Writes and reads TensorFlow's V2 checkpoint layout (``PREFIX.index`` and
+``PREFIX.data-NNNNN-of-MMMMM``) byte for byte, with a native core that writes
+shards in parallel, checksums with hardware CRC32C and verifies every read.
+"""
+from . import config as _config
+from ._native import __version__ as _native_version
+from ._native import build_info as _native_build_info
+from .errors import (CheckpointIOError, CheckpointNotFoundError, CudaUnavailableError,
+                     DataLossError, FailedPreconditionError, FastCkptError, InternalError,
+                     InvalidArgumentError, TensorNotFoundError, UnimplementedError,
+                     UnsupportedDtypeError)
+from .reader import CheckpointReader, list_variables, load, load_checkpoint, load_variable
+from .writer import SaveResult, save
+
+__version__: str = _native_version
+
+__all__ = [
+    "__version__",
+    "build_info",
+    "save",
+    "SaveResult",
+    "load",
+    "load_checkpoint",
+    "load_variable",
+    "list_variables",
+    "CheckpointReader",
+    "FastCkptError",
+    "CheckpointNotFoundError",
+    "TensorNotFoundError",
+    "DataLossError",
+    "InvalidArgumentError",
+    "UnsupportedDtypeError",
+    "CheckpointIOError",
+    "UnimplementedError",
+    "FailedPreconditionError",
+    "CudaUnavailableError",
+    "InternalError",
+]
+
+
+def build_info() -> dict:
+    """Facts about this build and machine.
+
+    Keys: ``version``, ``crc32c_impl`` (the CRC32C implementation in use),
+    ``crc32c_impls`` (those this CPU can run), ``io_threads`` (the default
+    number of I/O threads), ``cuda_driver_found``, ``cuda_device_count``,
+    ``cuda_driver_version``, ``cuda_error``, ``arch``, ``compiler``.
+    """
+    info = dict(_native_build_info())
+    info["io_threads"] = _config.default_threads()
+    return info
+
+
+if hasattr(_config._native, "crc32c_set_impl"):
+    _config._apply_environment()

@@ -1,0 +1,329 @@
+#include "fastckpt/bundle_reader.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "fastckpt/crc32c.h"
+#include "fastckpt/dtypes.h"
+#include "fastckpt/naming.h"
+#include "fastckpt/table_reader.h"
+#include "fastckpt/thread_pool.h"
+
+namespace fastckpt {
+
+namespace {
+
+constexpr uint64_t kInterleaveBytes = 1ull << 20;
+constexpr size_t kMaxRequestsPerTask = 1024;
+
+// TensorFlow's own header values (tensor_bundle.h): this reader is consumer
+// version 1 and accepts producers >= 0.
+constexpr int32_t kConsumerVersion = 1;
+
+std::string Printable(const std::string& key) {
+  std::string out;
+  for (unsigned char c : key) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_shards,
+                     const std::string& index_name) {
+  auto bad = [&](const std::string& why) {
+    return DataLoss("corrupt index file '" + index_name + "': entry '" + Printable(key) + "' " + why);
+  };
+  // Unknown dtypes are only an error when the tensor is read, so that a
+  // checkpoint holding one can still be listed.
+  int elem = DtypeElementSize(e.dtype);
+  unsigned __int128 numel = 1;
+  for (int64_t d : e.shape) {
+    numel *= static_cast<uint64_t>(d);
+    if (numel > (static_cast<unsigned __int128>(1) << 62)) return bad("has an impossible shape");
+  }
+  if (!e.slices.empty()) {
+    for (const TensorSlice& s : e.slices) {
+      if (s.size() != e.shape.size()) return bad("has a slice whose rank differs from its shape");
+      for (size_t d = 0; d < s.size(); ++d) {
+        if (s[d].length >= 0 && (s[d].start > e.shape[d] || s[d].length > e.shape[d] - s[d].start)) {
+          return bad("has a slice outside its shape");
+        }
+      }
+    }
+    return Status::Ok();
+  }
+  if (e.shard_id < 0 || e.shard_id >= num_shards) {
+    return bad("names shard " + std::to_string(e.shard_id) + " of " + std::to_string(num_shards));
+  }
+  if (e.offset < 0 || e.size < 0) return bad("has a negative offset or size");
+  if (elem > 0 && numel * static_cast<unsigned>(elem) != static_cast<uint64_t>(e.size)) {
+    return bad("has size " + std::to_string(e.size) + ", which does not match its shape and dtype");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReader>* out) {
+  std::unique_ptr<BundleReader> r(new BundleReader());
+  r->prefix_ = prefix;
+  const std::string index_name = IndexFilename(prefix);
+  std::string index;
+  Status st = ReadWholeFile(index_name, &index);
+  if (st.code() == StatusCode::kNotFound) {
+    return Status(StatusCode::kNotFound, "checkpoint index not found: '" + index_name + "'", st.sys_errno());
+  }
+  FASTCKPT_RETURN_IF_ERROR(st);
+
+  bool have_header = false;
+  FASTCKPT_RETURN_IF_ERROR(ForEachTableEntry(
+      index, index_name, [&](const std::string& key, const char* v, size_t n) -> Status {
+        if (key.empty()) {
+          Status hs = DecodeBundleHeader(v, n, &r->header_);
+          if (!hs.ok()) return DataLoss("corrupt index file '" + index_name + "': header: " + hs.message());
+          have_header = true;
+          return Status::Ok();
+        }
+        if (!have_header) return DataLoss("corrupt index file '" + index_name + "': no header entry");
+        BundleEntry e;
+        Status es = DecodeBundleEntry(v, n, &e);
+        if (!es.ok()) {
+          return DataLoss("corrupt index file '" + index_name + "': entry '" + Printable(key) +
+                          "': " + es.message());
+        }
+        r->keys_.push_back(key);
+        r->entries_.push_back(std::move(e));
+        return Status::Ok();
+      }));
+  if (!have_header) return DataLoss("corrupt index file '" + index_name + "': no header entry");
+  const BundleHeader& h = r->header_;
+  if (h.producer < 0 || h.min_consumer > kConsumerVersion ||
+      std::find(h.bad_consumers.begin(), h.bad_consumers.end(), kConsumerVersion) != h.bad_consumers.end()) {
+    return DataLoss("checkpoint '" + index_name + "' has version producer=" + std::to_string(h.producer) +
+                    " min_consumer=" + std::to_string(h.min_consumer) +
+                    ", which this reader cannot read (written by a newer version?)");
+  }
+  if (h.endianness != 0) {
+    return Unimplemented("checkpoint '" + index_name + "' was written on a big-endian machine; "
+                         "reading byte-swapped bundles is not supported");
+  }
+  if (h.num_shards <= 0) {
+    return DataLoss("corrupt index file '" + index_name + "': header has num_shards=" +
+                    std::to_string(h.num_shards));
+  }
+  for (size_t i = 0; i < r->entries_.size(); ++i) {
+    FASTCKPT_RETURN_IF_ERROR(ValidateEntry(r->keys_[i], r->entries_[i], h.num_shards, index_name));
+  }
+  // Open only the shards that entries refer to: a lying num_shards must not
+  // make us touch millions of files.
+  r->shards_.resize(std::min<size_t>(h.num_shards, r->entries_.size() + 1));
+  r->shard_sizes_.resize(r->shards_.size(), 0);
+  std::vector<int32_t> used;
+  for (const BundleEntry& e : r->entries_) {
+    if (e.slices.empty()) used.push_back(e.shard_id);
+  }
+  std::sort(used.begin(), used.end());
+  used.erase(std::unique(used.begin(), used.end()), used.end());
+  if (!used.empty() && static_cast<size_t>(used.back()) >= r->shards_.size()) {
+    r->shards_.resize(used.back() + 1);
+    r->shard_sizes_.resize(used.back() + 1, 0);
+  }
+  for (int32_t s : used) {
+    std::string name = DataFilename(prefix, s, h.num_shards);
+    Status os = File::OpenForRead(name, &r->shards_[s]);
+    if (os.code() == StatusCode::kNotFound) {
+      return Status(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'", os.sys_errno());
+    }
+    FASTCKPT_RETURN_IF_ERROR(os);
+    FASTCKPT_RETURN_IF_ERROR(r->shards_[s].Size(&r->shard_sizes_[s]));
+  }
+  *out = std::move(r);
+  return Status::Ok();
+}
+
+int64_t BundleReader::Find(const std::string& key) const {
+  auto it = std::lower_bound(keys_.begin(), keys_.end(), key);
+  if (it == keys_.end() || *it != key) return -1;
+  return it - keys_.begin();
+}
+
+std::string BundleReader::Describe(size_t entry) const {
+  const BundleEntry& e = entries_[entry];
+  return "tensor '" + Printable(keys_[entry]) + "' in '" +
+         DataFilename(prefix_, e.shard_id, header_.num_shards) + "'";
+}
+
+Status BundleReader::CheckBounds(size_t entry) const {
+  const BundleEntry& e = entries_[entry];
+  if (!e.slices.empty()) return InvalidArgument(Describe(entry) + " is partitioned; read its slices");
+  uint64_t fsize = shard_sizes_[e.shard_id];
+  uint64_t end = static_cast<uint64_t>(e.offset) + static_cast<uint64_t>(e.size);
+  if (static_cast<uint64_t>(e.offset) > fsize || end > fsize) {
+    return DataLoss(Describe(entry) + ": bytes [" + std::to_string(e.offset) + ", " + std::to_string(end) +
+                    ") lie past the end of the file (" + std::to_string(fsize) + " bytes; truncated file?)");
+  }
+  return Status::Ok();
+}
+
+Status BundleReader::ReadRaw(size_t entry, std::string* out) const {
+  if (entry >= entries_.size()) return InvalidArgument("no such entry");
+  FASTCKPT_RETURN_IF_ERROR(CheckBounds(entry));
+  const BundleEntry& e = entries_[entry];
+  out->resize(static_cast<size_t>(e.size));
+  return shards_[e.shard_id].PreadAll(&(*out)[0], out->size(), static_cast<uint64_t>(e.offset));
+}
+
+Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
+                          uint64_t task_bytes) const {
+  task_bytes = std::max<uint64_t>(task_bytes, 4096);
+  for (const ReadRequest& r : requests) {
+    if (r.entry >= entries_.size()) return InvalidArgument("no such entry");
+    const BundleEntry& e = entries_[r.entry];
+    int elem = DtypeElementSize(e.dtype);
+    if (elem <= 0) return InvalidArgument(Describe(r.entry) + " does not have a fixed-size dtype");
+    FASTCKPT_RETURN_IF_ERROR(CheckBounds(r.entry));
+    if (r.dest_size != static_cast<uint64_t>(e.size)) {
+      return InvalidArgument(Describe(r.entry) + ": destination buffer has the wrong size");
+    }
+  }
+  // Work list: large tensors in task_bytes pieces; runs of small tensors that
+  // lie back to back in one file share a task (one preadv).
+  struct Piece {
+    size_t req;
+    uint64_t offset;  // within the tensor
+    uint64_t length;
+  };
+  std::vector<size_t> order(requests.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const BundleEntry& x = entries_[requests[a].entry];
+    const BundleEntry& y = entries_[requests[b].entry];
+    return x.shard_id != y.shard_id ? x.shard_id < y.shard_id : x.offset < y.offset;
+  });
+  std::vector<Piece> pieces;
+  std::vector<std::pair<size_t, size_t>> tasks;  // [first, end) of pieces
+  std::vector<size_t> first_piece(requests.size(), 0), num_pieces(requests.size(), 0);
+  {
+    size_t batch_first = 0;
+    uint64_t batch_bytes = 0;
+    int32_t batch_shard = -1;
+    uint64_t batch_end = 0;  // file offset just past the batch
+    auto flush = [&]() {
+      if (pieces.size() > batch_first) tasks.emplace_back(batch_first, pieces.size());
+      batch_first = pieces.size();
+      batch_bytes = 0;
+      batch_shard = -1;
+    };
+    for (size_t ri : order) {
+      const BundleEntry& e = entries_[requests[ri].entry];
+      uint64_t size = static_cast<uint64_t>(e.size);
+      first_piece[ri] = pieces.size();
+      if (size > task_bytes) {
+        flush();
+        for (uint64_t off = 0; off < size; off += task_bytes) {
+          pieces.push_back({ri, off, std::min(task_bytes, size - off)});
+          flush();
+        }
+      } else if (size > 0) {
+        bool adjacent = batch_shard == e.shard_id && batch_end == static_cast<uint64_t>(e.offset);
+        if (!adjacent || batch_bytes >= task_bytes || pieces.size() - batch_first >= kMaxRequestsPerTask) {
+          flush();
+        }
+        pieces.push_back({ri, 0, size});
+        batch_shard = e.shard_id;
+        batch_end = static_cast<uint64_t>(e.offset) + size;
+        batch_bytes += size;
+      }
+      num_pieces[ri] = pieces.size() - first_piece[ri];
+    }
+    flush();
+  }
+  std::vector<uint32_t> piece_crc(pieces.size(), 0);
+  FASTCKPT_RETURN_IF_ERROR(ParallelFor(tasks.size(), threads, [&](size_t t) -> Status {
+    size_t first = tasks[t].first, end = tasks[t].second;
+    const ReadRequest& r0 = requests[pieces[first].req];
+    const BundleEntry& e0 = entries_[r0.entry];
+    const File& file = shards_[e0.shard_id];
+    uint64_t file_off = static_cast<uint64_t>(e0.offset) + pieces[first].offset;
+    if (end - first == 1) {
+      // One piece: read and checksum in cache-sized steps.
+      const Piece& pc = pieces[first];
+      uint8_t* dst = r0.dest + pc.offset;
+      uint32_t crc = 0;
+      for (uint64_t done = 0; done < pc.length;) {
+        uint64_t n = std::min(kInterleaveBytes, pc.length - done);
+        FASTCKPT_RETURN_IF_ERROR(file.PreadAll(dst + done, n, file_off + done));
+        crc = crc32c::Extend(crc, dst + done, n);
+        done += n;
+      }
+      piece_crc[first] = crc;
+      return Status::Ok();
+    }
+    // Back-to-back small tensors: scatter-read them with preadv.
+    std::vector<struct iovec> iov;
+    size_t i = first;
+    while (i < end) {
+      iov.clear();
+      uint64_t bytes = 0;
+      size_t j = i;
+      while (j < end && iov.size() < IOV_MAX && bytes < kInterleaveBytes) {
+        iov.push_back({requests[pieces[j].req].dest, static_cast<size_t>(pieces[j].length)});
+        bytes += pieces[j].length;
+        ++j;
+      }
+      size_t done = 0;
+      size_t k = 0;
+      while (done < bytes) {
+        ssize_t n = ::preadv(file.fd(), iov.data() + k, static_cast<int>(iov.size() - k),
+                             static_cast<off_t>(file_off + done));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return IoError("read failed on", file.path(), errno);
+        }
+        if (n == 0) return DataLoss("unexpected end of file in '" + file.path() + "' (truncated file?)");
+        done += static_cast<size_t>(n);
+        size_t left = static_cast<size_t>(n);
+        while (k < iov.size() && left >= iov[k].iov_len) {
+          left -= iov[k].iov_len;
+          ++k;
+        }
+        if (left > 0) {
+          iov[k].iov_base = static_cast<char*>(iov[k].iov_base) + left;
+          iov[k].iov_len -= left;
+        }
+      }
+      for (size_t p = i; p < j; ++p) {
+        piece_crc[p] = crc32c::Value(requests[pieces[p].req].dest, pieces[p].length);
+      }
+      file_off += bytes;
+      i = j;
+    }
+    return Status::Ok();
+  }));
+  // Verify every tensor's CRC from its pieces.
+  for (size_t ri = 0; ri < requests.size(); ++ri) {
+    uint32_t crc = 0;
+    if (num_pieces[ri] > 0) {
+      crc = piece_crc[first_piece[ri]];
+      for (size_t p = first_piece[ri] + 1; p < first_piece[ri] + num_pieces[ri]; ++p) {
+        crc = crc32c::Combine(crc, piece_crc[p], pieces[p].length);
+      }
+    }
+    const BundleEntry& e = entries_[requests[ri].entry];
+    if (crc != crc32c::Unmask(e.masked_crc32c)) {
+      return DataLoss(Describe(requests[ri].entry) + ": data checksum mismatch (the file is corrupt)");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace fastckpt

@@ -1,0 +1,64 @@
+// Writes one checkpoint bundle: PREFIX.data-SSSSS-of-NNNNN shards and the
+// PREFIX.index table, in TensorFlow's V2 format.
+//
+// Pipeline, per chunk of tensor bytes:   source -> CRC32C -> pwrite
+// Host tensors are read in place: bytes go from the caller's buffer to the
+// file with no intermediate copy. Chunks run on a thread pool; a large
+// tensor is split into chunks whose CRCs are joined with crc32c::Combine,
+// and runs of small tensors are batched into one pwritev. Within a chunk,
+// bytes are checksummed and written in cache-sized pieces so that each byte
+// is pulled from memory once.
+//
+// Commit protocol: every file is written under a temporary name
+// (<final>.tempstate<random>), fsynced when `durable`, then the data files
+// are renamed into place and the index last, so a half-written checkpoint
+// never looks valid. An existing index of the same prefix is removed before
+// the new data files replace its data, so a reader never pairs an old index
+// with new data. On any failure the temporary files are removed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastckpt/bundle_proto.h"
+#include "fastckpt/status.h"
+
+namespace fastckpt {
+
+// One index entry to write. The caller owns `data` and keeps it alive and
+// unchanged until WriteBundle returns.
+struct WriteItem {
+  std::string key;                 // tensor name, or an encoded slice key
+  int32_t dtype = 0;               // TensorFlow DataType number
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;   // host bytes (C order); null iff nbytes == 0
+  uint64_t nbytes = 0;
+  // For string tensors, whose entry CRC is not the CRC of the file bytes:
+  // the precomputed (unmasked) CRC.
+  bool has_crc = false;
+  uint32_t crc = 0;
+  // Non-empty: the metadata-only entry of a partitioned tensor (no data).
+  std::vector<TensorSlice> slices;
+};
+
+struct WriteOptions {
+  int num_shards = 0;                // 0: chosen from total size and threads
+  int threads = 0;                   // 0: DefaultThreads()
+  bool durable = true;               // fsync files and directory before commit
+  uint64_t task_bytes = 16ull << 20; // granularity of parallel work
+};
+
+struct WriteResult {
+  int num_shards = 0;
+  uint64_t data_bytes = 0;
+  std::vector<std::string> files;    // final paths, data files then index
+};
+
+// REQUIRES: keys are non-empty and unique (checked: kInvalidArgument).
+// Thread-safety: independent calls may run concurrently for different
+// prefixes. The GIL must NOT be held (no Python objects are touched).
+Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& items,
+                   const WriteOptions& options, WriteResult* result);
+
+}  // namespace fastckpt

@@ -1,0 +1,69 @@
+"""Run-time settings, read from ``FASTCKPT_*`` environment variables once, here.
+
+=====================  =============================================================
+variable               meaning
+=====================  =============================================================
+FASTCKPT_THREADS       default number of I/O threads (default: number of CPU cores)
+FASTCKPT_CRC32C        CRC32C implementation: auto (default), portable, sse42, arm64
+FASTCKPT_TASK_BYTES    bytes per unit of parallel work (default 16 MiB)
+=====================  =============================================================
+
+The native core reads no environment variables itself; settings reach it as
+arguments, so they can also be changed from Python at run time.
+"""
+from __future__ import annotations
+
+import os
+
+from . import _native
+from .errors import InvalidArgumentError
+
+__all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl"]
+
+_DEFAULT_TASK_BYTES = 16 << 20
+
+
+def _int_env(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise InvalidArgumentError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def default_threads() -> int:
+    """Number of I/O threads used when a call does not say."""
+    return _int_env("FASTCKPT_THREADS", _native.build_info()["default_io_threads"], 1)
+
+
+def task_bytes() -> int:
+    """Size of one unit of parallel work (a chunk of a large tensor)."""
+    return _int_env("FASTCKPT_TASK_BYTES", _DEFAULT_TASK_BYTES, 4096)
+
+
+def crc32c_impl() -> str:
+    """Name of the CRC32C implementation in use ('sse42', 'arm64' or 'portable')."""
+    return _native.crc32c_impl()
+
+
+def set_crc32c_impl(name: str) -> None:
+    """Force a CRC32C implementation ('auto' picks the fastest the CPU supports).
+
+    Raises:
+        ValueError: unknown name, or an implementation this CPU cannot run.
+    """
+    _native.crc32c_set_impl(name)
+
+
+def _apply_environment() -> None:
+    name = os.environ.get("FASTCKPT_CRC32C", "").strip()
+    if name:
+        try:
+            set_crc32c_impl(name)
+        except ValueError as e:
+            raise ImportError(f"FASTCKPT_CRC32C={name!r}: {e}") from None

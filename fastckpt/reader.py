@@ -1,0 +1,287 @@
+"""Reading checkpoints: ``load_checkpoint``, ``load``, ``list_variables``, ``load_variable``.
+
+Reads what TensorFlow writes (``tf.compat.v1.train.Saver``, sharded or not,
+partitioned variables, ``tf.train.Checkpoint``) and what fastckpt writes.
+Every tensor's CRC32C is verified as its bytes are read, in parallel in the
+native core, straight into the returned arrays.
+"""
+from __future__ import annotations
+
+import codecs
+import math
+import os
+import re
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _native, config
+from .errors import (CheckpointNotFoundError, DataLossError, InvalidArgumentError,
+                     TensorNotFoundError, UnsupportedDtypeError)
+from .format import dtypes, slices as slicing
+
+__all__ = ["CheckpointReader", "load_checkpoint", "load", "list_variables", "load_variable"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Extents = List[Tuple[int, int]]
+
+
+class _Entry(NamedTuple):
+    index: int          # position in the native reader's entry list
+    dtype: int          # TensorFlow DataType number
+    shape: Tuple[int, ...]
+    size: int
+    slices: Optional[List[Extents]]  # partitioned: the stored slices
+
+
+def _decode_key(key: bytes) -> str:
+    return key.decode("utf-8", "surrogateescape")
+
+
+_STATE_PATH_RE = re.compile(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"\s*$', re.M)
+
+
+def _resolve_prefix(path: PathLike) -> str:
+    """A directory resolves to its newest checkpoint, as tf.train.load_checkpoint does."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path
+    state = os.path.join(path, "checkpoint")
+    try:
+        with open(state, "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"no checkpoint state file in directory '{path}'") from None
+    match = _STATE_PATH_RE.search(text)
+    if match is None:
+        raise CheckpointNotFoundError(f"'{state}' names no model_checkpoint_path")
+    prefix = codecs.escape_decode(match.group(1).encode("utf-8", "surrogateescape"))[0]
+    prefix = prefix.decode("utf-8", "surrogateescape")
+    return prefix if os.path.isabs(prefix) else os.path.join(path, prefix)
+
+
+class CheckpointReader:
+    """An open checkpoint. Mirrors TensorFlow's ``CheckpointReader``.
+
+    Use as a context manager, or call :meth:`close`. Safe to use from several
+    threads; reads release the GIL.
+
+    Args:
+        prefix: the checkpoint prefix (``PREFIX.index`` must exist), or a
+            directory whose ``checkpoint`` state file names one.
+        threads: I/O threads for reads (default: ``FASTCKPT_THREADS`` or cores).
+
+    Raises:
+        CheckpointNotFoundError: the index or a data file is missing.
+        DataLossError: the index is damaged.
+    """
+
+    def __init__(self, prefix: PathLike, *, threads: Optional[int] = None) -> None:
+        self.prefix = _resolve_prefix(prefix)
+        self._threads = threads or config.default_threads()
+        self._native = _native.Reader(self.prefix)
+        self._entries: Dict[str, _Entry] = {}
+        self._slice_keys: Dict[bytes, int] = {}
+        for i, (key, dt, shape, _shard, _off, size, _crc, slices) in enumerate(self._native.entries()):
+            if key[:1] == b"\0":
+                # Slice entries (partitioned variables) are reached through the
+                # full tensor's entry and hidden from the variable maps, as in TF.
+                self._slice_keys[key] = i
+                continue
+            self._entries[_decode_key(key)] = _Entry(i, dt, shape, size, slices)
+
+    # -- context management -------------------------------------------------
+    def close(self) -> None:
+        """Closes the data files. Further reads raise."""
+        self._native.close()
+
+    def __enter__(self) -> "CheckpointReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- queries ------------------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def keys(self) -> List[str]:
+        """Tensor names, sorted."""
+        return sorted(self._entries)
+
+    def has_tensor(self, name: str) -> bool:
+        return name in self._entries
+
+    def get_variable_to_shape_map(self) -> Dict[str, List[int]]:
+        """name -> shape (a list of ints), as TensorFlow's reader returns it."""
+        return {name: list(e.shape) for name, e in self._entries.items()}
+
+    def get_variable_to_dtype_map(self) -> Dict[str, Any]:
+        """name -> numpy dtype (object for string tensors). A dtype numpy cannot
+        represent (e.g. DT_VARIANT) maps to its TensorFlow name as a string."""
+        out: Dict[str, Any] = {}
+        for name, e in self._entries.items():
+            try:
+                out[name] = dtypes.to_numpy_dtype(e.dtype)
+            except UnsupportedDtypeError:
+                out[name] = dtypes.dtype_name(e.dtype)
+        return out
+
+    def _entry(self, name: str) -> _Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise TensorNotFoundError(
+                f"tensor '{name}' not found in checkpoint '{self.prefix}'") from None
+        except TypeError:
+            raise InvalidArgumentError(f"tensor names are str, not {type(name).__name__}") from None
+
+    # -- reads --------------------------------------------------------------
+    def get_tensor(self, name: str) -> np.ndarray:
+        """The full value of tensor `name` (partitioned tensors reassembled).
+
+        Raises:
+            TensorNotFoundError: no such tensor.
+            DataLossError: its bytes fail their CRC, or the data file is truncated.
+        """
+        entry = self._entry(name)
+        if entry.slices is not None:
+            return self._read_region(name, entry, [(0, -1)] * len(entry.shape))
+        return self._read_entry(name, entry.index, entry.dtype, entry.shape)
+
+    def get_slice(self, name: str, spec: Union[str, Sequence[Tuple[int, int]]]) -> np.ndarray:
+        """A slice of tensor `name`, e.g. ``"0,3:-"`` (rows 0..2, all columns).
+
+        `spec` is TensorFlow's slice syntax (``start,length`` or ``-`` per
+        dimension, joined by ``:``) or a list of ``(start, length)`` pairs,
+        length -1 meaning the whole dimension. For a partitioned tensor only
+        the stored slices that intersect the request are read.
+        """
+        entry = self._entry(name)
+        extents = slicing.parse_slice_spec(spec, len(entry.shape)) if isinstance(spec, str) else \
+            [(int(s), int(n)) for s, n in spec]
+        if len(extents) != len(entry.shape):
+            raise InvalidArgumentError(
+                f"slice {spec!r} has rank {len(extents)}, tensor '{name}' has rank {len(entry.shape)}")
+        for d, (start, length) in enumerate(extents):
+            dim = entry.shape[d]
+            if start < 0 or (length >= 0 and start + length > dim) or (length < 0 and start != 0):
+                raise InvalidArgumentError(
+                    f"slice {spec!r} lies outside tensor '{name}' of shape {list(entry.shape)}")
+        if entry.slices is not None:
+            return self._read_region(name, entry, extents)
+        full = self._read_entry(name, entry.index, entry.dtype, entry.shape)
+        return np.ascontiguousarray(full[slicing.slice_to_index(entry.shape, extents)])
+
+    def _read_entry(self, name: str, index: int, dt: int, shape: Tuple[int, ...]) -> np.ndarray:
+        np_dtype = dtypes.to_numpy_dtype(dt)
+        if dt == dtypes.DT_STRING:
+            count = math.prod(shape)
+            values = self._native.read_strings(index, count)
+            out = np.empty(count, dtype=object)
+            out[:] = values
+            return out.reshape(shape)
+        out = np.empty(shape, dtype=np_dtype)
+        self._native.read([(index, _byte_view(out))], self._threads, config.task_bytes())
+        return out
+
+    def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
+        """Assembles `extents` of a partitioned tensor from its stored slices."""
+        full_shape = entry.shape
+        out_shape = slicing.slice_shape(full_shape, extents)
+        out = np.empty(out_shape, dtype=dtypes.to_numpy_dtype(entry.dtype))
+        covered = 0
+        for stored in entry.slices or []:
+            overlap = slicing.intersect(stored, extents, full_shape)
+            if overlap is None:
+                continue
+            key = slicing.encode_slice_key(name, stored)
+            index = self._slice_keys.get(key)
+            if index is None:
+                raise DataLossError(
+                    f"checkpoint '{self.prefix}' lacks the data of slice "
+                    f"'{slicing.format_slice_spec(stored)}' of tensor '{name}'")
+            part = self._read_entry(name, index, entry.dtype, tuple(slicing.slice_shape(full_shape, stored)))
+            src = _relative_index(overlap, stored, full_shape)
+            dst = _relative_index(overlap, extents, full_shape)
+            out[dst] = part[src]
+            covered += math.prod(slicing.slice_shape(full_shape, overlap))
+        if covered != math.prod(out_shape):
+            raise DataLossError(
+                f"checkpoint '{self.prefix}' does not have sufficient slices for tensor '{name}' "
+                f"region '{slicing.format_slice_spec(extents)}'")
+        return out
+
+    def read_all(self) -> Dict[str, np.ndarray]:
+        """Every tensor, read in parallel with one native call for fixed-size ones."""
+        result: Dict[str, np.ndarray] = {}
+        requests = []
+        for name, e in self._entries.items():
+            if e.slices is not None or e.dtype == dtypes.DT_STRING:
+                result[name] = self.get_tensor(name)
+                continue
+            out = np.empty(e.shape, dtype=dtypes.to_numpy_dtype(e.dtype))
+            result[name] = out
+            if out.nbytes:
+                requests.append((e.index, _byte_view(out)))
+        if requests:
+            self._native.read(requests, self._threads, config.task_bytes())
+        return {name: result[name] for name in sorted(result)}
+
+    def debug_string(self) -> str:
+        """One line per tensor: name (dtype) [shape]."""
+        dmap = self.get_variable_to_dtype_map()
+        return "".join(f"{n} ({dmap[n]}) {list(self._entries[n].shape)}\n" for n in self.keys())
+
+
+def _byte_view(arr: np.ndarray) -> np.ndarray:
+    """A flat uint8 view (buffer export works for every dtype, ml_dtypes included)."""
+    return arr.reshape(-1).view(np.uint8)
+
+
+def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> tuple:
+    """numpy index of `region` inside an array that holds `frame` of the full tensor."""
+    idx = []
+    for d, ((rs, rl), (fs, _fl)) in enumerate(zip(region, frame)):
+        if rl < 0:
+            rs, rl = 0, full_shape[d]
+        if _fl < 0:
+            fs = 0
+        idx.append(slice(rs - fs, rs - fs + rl))
+    return tuple(idx)
+
+
+def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> CheckpointReader:
+    """Opens a checkpoint for reading (like ``tf.train.load_checkpoint``)."""
+    return CheckpointReader(prefix, threads=threads)
+
+
+def load(prefix: PathLike, *, threads: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Reads every tensor of a checkpoint into a dict of numpy arrays.
+
+    Loading N bytes needs N bytes of memory: tensors are read straight into
+    the returned arrays and verified as they arrive.
+    """
+    with CheckpointReader(prefix, threads=threads) as reader:
+        return reader.read_all()
+
+
+def list_variables(prefix: PathLike) -> List[Tuple[str, List[int]]]:
+    """Sorted ``[(name, shape)]``, as ``tf.train.list_variables`` returns."""
+    with CheckpointReader(prefix) as reader:
+        shapes = reader.get_variable_to_shape_map()
+        return [(name, shapes[name]) for name in sorted(shapes)]
+
+
+def load_variable(prefix: PathLike, name: str) -> np.ndarray:
+    """One tensor's value (a trailing ``:0`` is ignored, as in TensorFlow)."""
+    if name.endswith(":0"):
+        name = name[:-2]
+    with CheckpointReader(prefix) as reader:
+        return reader.get_tensor(name)

@@ -1,0 +1,150 @@
+"""``fastckpt.save``: write a mapping of arrays as a TensorFlow V2 checkpoint."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _native, config
+from ._arrays import to_host_array
+from .errors import InvalidArgumentError, UnsupportedDtypeError
+from .format import dtypes
+
+__all__ = ["save", "SaveResult", "prepare_items"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What a save wrote."""
+
+    prefix: str
+    files: List[str] = field(default_factory=list)
+    num_shards: int = 1
+    nbytes: int = 0       # tensor bytes written to the data files
+    seconds: float = 0.0  # wall time of the save
+
+    @property
+    def gbps(self) -> float:
+        """Throughput in GB/s (10**9 bytes per second)."""
+        return self.nbytes / self.seconds / 1e9 if self.seconds > 0 else float("inf")
+
+
+def _encode_name(name: Any) -> bytes:
+    if isinstance(name, str):
+        return name.encode("utf-8", "surrogateescape")
+    if isinstance(name, bytes):
+        return name
+    raise InvalidArgumentError(f"tensor names must be str, not {type(name).__name__} ({name!r})")
+
+
+def _string_elements(arr: np.ndarray, name: str) -> list:
+    """The elements of a string tensor, in C order, as bytes objects."""
+    flat = arr.reshape(-1, order="C")
+    out = []
+    for i, x in enumerate(flat.tolist()):
+        if isinstance(x, bytes):
+            out.append(x)
+        elif isinstance(x, str):
+            out.append(x.encode("utf-8"))
+        elif isinstance(x, (bytearray, memoryview, np.bytes_)):
+            out.append(bytes(x))
+        else:
+            raise UnsupportedDtypeError(
+                f"tensor '{name}': element {i} of an object array is a {type(x).__name__}; "
+                "object arrays must hold only bytes or str (they are saved as string tensors)")
+    return out
+
+
+def prepare_item(name: Any, value: Any) -> Tuple[tuple, Any]:
+    """Converts one (name, array) into the native writer's item tuple.
+
+    Returns (item, keep_alive): keep_alive must outlive the write (it owns the
+    buffer the item points to).
+    """
+    key = _encode_name(name)
+    label = key.decode("utf-8", "backslashreplace")
+    if not key:
+        raise InvalidArgumentError("tensor names must not be empty")
+    try:
+        arr = to_host_array(value)
+        dt = dtypes.from_numpy_dtype(arr.dtype)
+    except UnsupportedDtypeError as e:
+        raise UnsupportedDtypeError(f"tensor '{label}': {e}") from None
+    shape = tuple(int(d) for d in arr.shape)
+    if dt == dtypes.DT_STRING:
+        encoded, crc = _native.encode_strings(_string_elements(arr, label))
+        return (key, dt, shape, encoded, crc, None), encoded
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
+        # Checkpoints hold little-endian bytes; convert big-endian input once.
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)  # the one deliberate copy
+    return (key, dt, shape, arr if arr.nbytes else None, None, None), arr
+
+
+def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
+    """Converts a name -> array mapping into native items plus keep-alives."""
+    if not isinstance(tensors, Mapping):
+        raise InvalidArgumentError(f"tensors must be a mapping of name -> array, not {type(tensors).__name__}")
+    items, keep = [], []
+    for name, value in tensors.items():
+        item, owner = prepare_item(name, value)
+        items.append(item)
+        keep.append(owner)
+    return items, keep
+
+
+def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
+                durable: bool) -> dict:
+    """Runs the native writer on prepared items (see prepare_items)."""
+    prefix = os.fspath(prefix)
+    if num_shards is not None and (not isinstance(num_shards, int) or num_shards < 1):
+        raise InvalidArgumentError(f"num_shards must be a positive integer, not {num_shards!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
+    return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
+                                bool(durable), config.task_bytes())
+
+
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = None,
+         threads: Optional[int] = None, durable: bool = True) -> SaveResult:
+    """Saves arrays as a TensorFlow V2 checkpoint (``PREFIX.index`` + data shards).
+
+    Args:
+        tensors: name -> array. numpy arrays of any dtype a TensorFlow checkpoint
+            holds (bfloat16 and float8 through ml_dtypes), object or ``S``/``U``
+            arrays of bytes/str (string tensors), scalars, torch CPU tensors, JAX
+            arrays, or anything exporting the buffer protocol,
+            ``__array_interface__`` or DLPack. Contiguous host arrays are written
+            straight from their memory, with no copy.
+        prefix: checkpoint prefix; files are ``PREFIX.index`` and
+            ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent directories are created.
+        num_shards: number of data files; by default chosen from the total size
+            and the number of threads.
+        threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count).
+        durable: fsync every file and the directory before the checkpoint becomes
+            visible. ``False`` is faster but a power loss can lose the checkpoint.
+
+    Returns:
+        A SaveResult with the files written, bytes and timing.
+
+    Raises:
+        InvalidArgumentError: empty or duplicate names, bad options.
+        UnsupportedDtypeError: a dtype a checkpoint cannot hold (e.g. structured).
+        CheckpointIOError: an OS error (ENOSPC, EACCES...), with ``errno`` set.
+    """
+    start = time.perf_counter()
+    prefix = os.fspath(prefix)
+    items, keep = prepare_items(tensors)
+    parent = os.path.dirname(prefix)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    info = write_items(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
+    del keep
+    return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
+                      nbytes=info["data_bytes"], seconds=time.perf_counter() - start)

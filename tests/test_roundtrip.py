@@ -1,0 +1,185 @@
+"""Save/load round trips for every dtype and shape class, shard counts and threads."""
+from __future__ import annotations
+
+import os
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fastckpt
+
+FIXED_DTYPES = [
+    np.float16, np.float32, np.float64, ml_dtypes.bfloat16,
+    np.int8, np.int16, np.int32, np.int64,
+    np.uint8, np.uint16, np.uint32, np.uint64,
+    np.bool_, np.complex64, np.complex128,
+    ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2,
+]
+
+SHAPES = [(), (0,), (1,), (7,), (3, 0, 2), (2, 3), (2, 3, 4, 1, 2)]
+
+
+def _sample(dtype, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    if dtype.kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    return (rng.standard_normal(shape) * 4).astype(dtype)
+
+
+def _assert_same(a, b):
+    assert a.dtype == b.dtype
+    assert a.shape == b.shape
+    if a.dtype == object:
+        assert a.tolist() == b.tolist()
+    else:
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", FIXED_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_dtype_every_shape(tmp_path, dtype):
+    tensors = {f"t{i}": _sample(dtype, shape, i) for i, shape in enumerate(SHAPES)}
+    prefix = str(tmp_path / "ckpt")
+    result = fastckpt.save(tensors, prefix, durable=False)
+    assert result.prefix == prefix
+    assert result.nbytes == sum(t.nbytes for t in tensors.values())
+    loaded = fastckpt.load(prefix)
+    assert sorted(loaded) == sorted(tensors)
+    for name, value in tensors.items():
+        _assert_same(value, loaded[name])
+
+
+def test_string_tensors(tmp_path):
+    tensors = {
+        "bytes_with_nul": np.array([b"a\x00b", b"", b"\xff" * 300], dtype=object),
+        "unicode": np.array([["h\u00e9llo", "\u4e16\u754c"], ["", "x"]], dtype=object),
+        "scalar": np.array(b"just one", dtype=object),
+        "empty": np.array([], dtype=object).reshape(0, 3),
+        "fixed_width": np.array([b"ab", b"c"]),
+        "numpy_unicode": np.array(["\u00fcber", "z"]),
+    }
+    prefix = str(tmp_path / "s")
+    fastckpt.save(tensors, prefix, durable=False)
+    with fastckpt.load_checkpoint(prefix) as r:
+        assert r.get_tensor("bytes_with_nul").tolist() == [b"a\x00b", b"", b"\xff" * 300]
+        assert r.get_tensor("unicode").tolist() == [["h\u00e9llo".encode(), "\u4e16\u754c".encode()],
+                                                    [b"", b"x"]]
+        scalar = r.get_tensor("scalar")
+        assert scalar.shape == () and scalar.dtype == object and scalar.item() == b"just one"
+        assert r.get_tensor("empty").shape == (0, 3)
+        assert r.get_tensor("fixed_width").tolist() == [b"ab", b"c"]
+        assert r.get_tensor("numpy_unicode").tolist() == ["\u00fcber".encode(), b"z"]
+        assert r.get_variable_to_dtype_map()["unicode"] == np.dtype(object)
+
+
+@pytest.mark.parametrize("num_shards", [1, 2, 5])
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_shards_and_threads(tmp_path, num_shards, threads, monkeypatch):
+    # Small work units force large tensors to be split into many CRC-combined pieces.
+    monkeypatch.setenv("FASTCKPT_TASK_BYTES", "4096")
+    rng = np.random.default_rng(1)
+    tensors = {f"layer{i}/w": rng.standard_normal((64, 37 + i)).astype(np.float32) for i in range(9)}
+    tensors["big"] = rng.integers(0, 255, size=100_003, dtype=np.uint8)
+    tensors["scalar"] = np.float64(3.5)
+    prefix = str(tmp_path / "m")
+    result = fastckpt.save(tensors, prefix, num_shards=num_shards, threads=threads, durable=False)
+    assert result.num_shards == num_shards
+    expected_files = [f"{prefix}.data-{s:05d}-of-{num_shards:05d}" for s in range(num_shards)]
+    assert result.files == expected_files + [prefix + ".index"]
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(f) for f in result.files)
+    loaded = fastckpt.load(prefix, threads=threads)
+    for name, value in tensors.items():
+        _assert_same(np.asarray(value), loaded[name])
+
+
+def test_automatic_shard_count_is_one_for_small_checkpoints(tmp_path):
+    result = fastckpt.save({"a": np.ones(10)}, tmp_path / "p", durable=False)
+    assert result.num_shards == 1
+    assert os.path.exists(str(tmp_path / "p") + ".data-00000-of-00001")
+
+
+def test_non_contiguous_big_endian_and_readonly_inputs(tmp_path):
+    base = np.arange(24, dtype=np.int32).reshape(4, 6)
+    readonly = np.arange(5, dtype=np.float32)
+    readonly.setflags(write=False)
+    tensors = {
+        "transposed": base.T,
+        "strided": base[:, ::2],
+        "big_endian": np.arange(6, dtype=">f8").reshape(2, 3),
+        "readonly": readonly,
+    }
+    prefix = str(tmp_path / "odd")
+    fastckpt.save(tensors, prefix, durable=False)
+    loaded = fastckpt.load(prefix)
+    np.testing.assert_array_equal(loaded["transposed"], base.T)
+    np.testing.assert_array_equal(loaded["strided"], base[:, ::2])
+    assert loaded["big_endian"].dtype == np.dtype("<f8")
+    np.testing.assert_array_equal(loaded["big_endian"], np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(loaded["readonly"], readonly)
+
+
+def test_python_scalars_lists_and_buffer_objects(tmp_path):
+    tensors = {"i": 7, "f": 2.5, "b": True, "lst": [[1, 2], [3, 4]],
+               "buf": memoryview(bytearray(b"\x01\x02\x03"))}
+    prefix = str(tmp_path / "py")
+    fastckpt.save(tensors, prefix, durable=False)
+    loaded = fastckpt.load(prefix)
+    assert loaded["i"].dtype == np.int64 and loaded["i"] == 7
+    assert loaded["f"].dtype == np.float64 and loaded["f"] == 2.5
+    assert loaded["b"].dtype == np.bool_ and bool(loaded["b"]) is True
+    np.testing.assert_array_equal(loaded["lst"], [[1, 2], [3, 4]])
+    assert loaded["buf"].tolist() == [1, 2, 3] and loaded["buf"].dtype == np.uint8
+
+
+def test_reader_api(tmp_path):
+    tensors = {"b/w": np.zeros((2, 3), np.float32), "a": np.arange(4, dtype=np.int64),
+               "name with spaces/\u00fc": np.float16(1.5)}
+    prefix = str(tmp_path / "r")
+    fastckpt.save(tensors, prefix, durable=False)
+    with fastckpt.load_checkpoint(prefix) as r:
+        assert list(r) == ["a", "b/w", "name with spaces/\u00fc"]
+        assert len(r) == 3 and "a" in r and "zzz" not in r
+        assert r.has_tensor("b/w") and not r.has_tensor("b")
+        assert r.get_variable_to_shape_map() == {"b/w": [2, 3], "a": [4], "name with spaces/\u00fc": []}
+        assert r.get_variable_to_dtype_map() == {"b/w": np.dtype(np.float32), "a": np.dtype(np.int64),
+                                                 "name with spaces/\u00fc": np.dtype(np.float16)}
+        np.testing.assert_array_equal(r.get_tensor("a"), [0, 1, 2, 3])
+        np.testing.assert_array_equal(r.get_slice("b/w", "0,1:-"), np.zeros((1, 3), np.float32))
+        with pytest.raises(fastckpt.TensorNotFoundError, match="tensor 'nope' not found in checkpoint"):
+            r.get_tensor("nope")
+    with pytest.raises(fastckpt.FailedPreconditionError, match="closed"):
+        r.get_tensor("a")
+    assert fastckpt.list_variables(prefix) == [("a", [4]), ("b/w", [2, 3]), ("name with spaces/\u00fc", [])]
+    np.testing.assert_array_equal(fastckpt.load_variable(prefix, "a:0"), [0, 1, 2, 3])
+
+
+def test_overwrite_same_prefix(tmp_path):
+    prefix = str(tmp_path / "same")
+    fastckpt.save({"x": np.arange(1000.0)}, prefix, num_shards=3, durable=False)
+    fastckpt.save({"x": np.arange(5.0)}, prefix, num_shards=1, durable=True)
+    np.testing.assert_array_equal(fastckpt.load(prefix)["x"], np.arange(5.0))
+
+
+def test_no_temporary_files_left_behind(tmp_path):
+    fastckpt.save({"a": np.ones(3)}, tmp_path / "c", durable=True)
+    assert not [f for f in os.listdir(tmp_path) if "tempstate" in f]
+
+
+def test_build_info():
+    info = fastckpt.build_info()
+    assert info["version"] == fastckpt.__version__
+    assert info["crc32c_impl"] in info["crc32c_impls"]
+    assert info["io_threads"] >= 1
+    assert isinstance(info["cuda_driver_found"], bool)
+
+
+def test_version_matches_pyproject():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+        assert f'version = "{fastckpt.__version__}"' in f.read()
