@@ -1,51 +1,118 @@
-// TEMPORARY portable-only CRC32C (to be replaced by the dispatched version).
+// CRC-32C front end: chooses and dispatches to the per-CPU kernels, and
+// implements the CPU-independent parts (Combine, implementation names).
+//
+// Dispatch is one relaxed atomic load and an indirect call per Extend(), a
+// few nanoseconds that vanish next to the kernel even for small buffers. The
+// atomic keeps SetImpl() from being a data race; since all kernels compute
+// the same function, a checksum racing with SetImpl() is still correct.
 #include "fastckpt/crc32c.h"
+
+#include <atomic>
+
+#include "fastckpt/cpu_features.h"
+#include "fastckpt/crc32c_internal.h"
 
 namespace fastckpt {
 namespace crc32c {
 namespace {
-struct Table {
-  uint32_t t[256];
-  Table() {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
+
+using Kernel = uint32_t (*)(uint32_t state, const uint8_t* data, size_t n);
+
+constexpr int kNumImpls = 3;
+
+struct ImplInfo {
+  const char* name;
+  Kernel kernel;
+};
+
+// Indexed by static_cast<int>(Impl).
+constexpr ImplInfo kImpls[kNumImpls] = {
+    {"portable", internal::ExtendPortable},
+    {"sse42", internal::ExtendSse42},
+    {"arm64", internal::ExtendArm64},
+};
+
+bool ValidImpl(Impl impl) {
+  const int i = static_cast<int>(impl);
+  return i >= 0 && i < kNumImpls;
+}
+
+// The active implementation, first set to BestImpl() on first use. A
+// function-local static makes that first choice thread-safe.
+std::atomic<int>& ActiveIndex() {
+  static std::atomic<int> index{static_cast<int>(BestImpl())};
+  return index;
+}
+
+}  // namespace
+
+uint32_t Extend(uint32_t crc, const void* data, size_t n) {
+  const int i = ActiveIndex().load(std::memory_order_relaxed);
+  return ~kImpls[i].kernel(~crc, static_cast<const uint8_t*>(data), n);
+}
+
+uint32_t ExtendWith(Impl impl, uint32_t crc, const void* data, size_t n) {
+  // An unavailable implementation would execute illegal instructions; fall
+  // back to the portable one rather than crash on a caller's mistake.
+  const Kernel kernel =
+      IsAvailable(impl) ? kImpls[static_cast<int>(impl)].kernel : internal::ExtendPortable;
+  return ~kernel(~crc, static_cast<const uint8_t*>(data), n);
+}
+
+uint32_t Combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+  // With the register pre- and post-inverted (init = xorout = ~0), the
+  // inversions cancel: crc(A || B) = crc(A) * x^(8 len_b) + crc(B) (mod P).
+  // len_b == 0 gives x^0 = 1, i.e. crc_a ^ crc_b, and crc(empty) = 0.
+  return internal::MultiplyModP(crc_a, internal::XPow8NModP(len_b)) ^ crc_b;
+}
+
+const char* ImplName(Impl impl) {
+  return ValidImpl(impl) ? kImpls[static_cast<int>(impl)].name : "?";
+}
+
+bool ImplFromName(const std::string& name, Impl* out) {
+  for (int i = 0; i < kNumImpls; ++i) {
+    if (name == kImpls[i].name) {
+      *out = static_cast<Impl>(i);
+      return true;
     }
   }
-};
-const Table& T() { static Table t; return t; }
-uint32_t GfMul(uint32_t a, uint32_t b) {  // multiply mod P (reflected)
-  uint32_t m = 1u << 31, p = 0;
-  for (;;) {
-    if (a & m) { p ^= b; if ((a & (m - 1)) == 0) break; }
-    m >>= 1;
-    b = (b & 1) ? (b >> 1) ^ 0x82F63B78u : b >> 1;
+  return false;
+}
+
+bool IsAvailable(Impl impl) {
+  switch (impl) {
+    case Impl::kPortable:
+      return true;
+    case Impl::kSse42:
+      return cpu::CanUseSse42();
+    case Impl::kArm64:
+      return cpu::CanUseArm64Crc32();
   }
-  return p;
+  return false;
 }
-uint32_t XPow8n(uint64_t n) {  // x^(8n) mod P
-  uint32_t p = 1u << 31;  // x^0
-  uint32_t sq = 1u << 23;  // x^8
-  while (n) { if (n & 1) p = GfMul(sq, p); sq = GfMul(sq, sq); n >>= 1; }
-  return p;
+
+std::vector<Impl> AvailableImpls() {
+  std::vector<Impl> impls;
+  // Portable first, then the hardware kernels (at most one per architecture).
+  for (Impl impl : {Impl::kPortable, Impl::kSse42, Impl::kArm64}) {
+    if (IsAvailable(impl)) impls.push_back(impl);
+  }
+  return impls;
 }
-}  // namespace
-uint32_t Extend(uint32_t crc, const void* data, size_t n) { return ExtendWith(Impl::kPortable, crc, data, n); }
-uint32_t ExtendWith(Impl, uint32_t crc, const void* data, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  uint32_t c = ~crc;
-  const auto& t = T().t;
-  for (size_t i = 0; i < n; ++i) c = t[(c ^ p[i]) & 0xff] ^ (c >> 8);
-  return ~c;
+
+Impl BestImpl() {
+  static const Impl best = AvailableImpls().back();
+  return best;
 }
-uint32_t Combine(uint32_t a, uint32_t b, uint64_t len_b) { return GfMul(XPow8n(len_b), a) ^ b; }
-const char* ImplName(Impl) { return "portable"; }
-bool ImplFromName(const std::string& name, Impl* out) { if (name == "portable") { *out = Impl::kPortable; return true; } return false; }
-bool IsAvailable(Impl impl) { return impl == Impl::kPortable; }
-std::vector<Impl> AvailableImpls() { return {Impl::kPortable}; }
-Impl BestImpl() { return Impl::kPortable; }
-Impl ActiveImpl() { return Impl::kPortable; }
-bool SetImpl(Impl impl) { return impl == Impl::kPortable; }
+
+Impl ActiveImpl() { return static_cast<Impl>(ActiveIndex().load(std::memory_order_relaxed)); }
+
+bool SetImpl(Impl impl) {
+  if (!ValidImpl(impl) || !IsAvailable(impl)) return false;
+  ActiveIndex().store(static_cast<int>(impl), std::memory_order_relaxed);
+  return true;
+}
+
 }  // namespace crc32c
 }  // namespace fastckpt

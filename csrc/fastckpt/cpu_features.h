@@ -1,0 +1,26 @@
+// Runtime CPU feature detection for the instruction-set-specific kernels.
+//
+// setup.py compiles every file for the baseline ISA, so code that uses newer
+// instructions lives in functions with a target attribute and may only be
+// called after the matching check here returns true. Each answer is computed
+// once per process and cached; all functions are thread-safe.
+//
+// For testing the fallback paths (and for ruling out a misbehaving instruction
+// in the field) features can be masked off before first use with the
+// environment variable FASTCKPT_DISABLE_CPU_FEATURES, a comma-separated list of
+// feature names: sse42, pclmul, arm64_crc32, or "all". Masking can only remove
+// features, never claim ones the CPU lacks.
+#pragma once
+
+namespace fastckpt {
+namespace cpu {
+
+// x86-64 SSE4.2, which has the CRC32 (Castagnoli) instruction.
+bool CanUseSse42();
+// x86-64 PCLMULQDQ (carry-less multiply), used to merge parallel CRC streams.
+bool CanUsePclmul();
+// AArch64 CRC32 extension (CRC32C{B,H,W,X} instructions).
+bool CanUseArm64Crc32();
+
+}  // namespace cpu
+}  // namespace fastckpt
