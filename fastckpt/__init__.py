@@ -53,5 +53,4 @@ def build_info() -> dict:
     return info
 
 
-if hasattr(_config._native, "crc32c_set_impl"):
-    _config._apply_environment()
+_config._apply_environment()

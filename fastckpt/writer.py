@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _native, config
 from ._arrays import to_host_array
-from .errors import InvalidArgumentError, UnsupportedDtypeError
+from .errors import CheckpointIOError, InvalidArgumentError, UnsupportedDtypeError
 from .format import dtypes
 
 __all__ = ["save", "SaveResult", "prepare_items"]
@@ -142,8 +142,11 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     prefix = os.fspath(prefix)
     items, keep = prepare_items(tensors)
     parent = os.path.dirname(prefix)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
+    if parent and not os.path.isdir(parent):
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise CheckpointIOError(e.errno, f"cannot create directory '{parent}': {e.strerror}") from None
     info = write_items(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
     del keep
     return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
