@@ -79,9 +79,9 @@ def prepare_item(name: Any, value: Any) -> Tuple[tuple, Any]:
     if dt == dtypes.DT_STRING:
         encoded, crc = _native.encode_strings(_string_elements(arr, label))
         return (key, dt, shape, encoded, crc, None), encoded
-    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
-        # Checkpoints hold little-endian bytes; convert big-endian input once.
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if not arr.dtype.isnative:
+        # Checkpoints hold the host's (little-endian) byte order; convert once.
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)  # the one deliberate copy
     return (key, dt, shape, arr if arr.nbytes else None, None, None), arr
