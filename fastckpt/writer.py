@@ -70,6 +70,9 @@ def prepare_item(name: Any, value: Any) -> Tuple[tuple, Any]:
     label = key.decode("utf-8", "backslashreplace")
     if not key:
         raise InvalidArgumentError("tensor names must not be empty")
+    if key[0] == 0:
+        # Keys starting with NUL are partitioned-variable slice keys in the index.
+        raise InvalidArgumentError(f"tensor name {label!r} must not start with a NUL character")
     try:
         arr = to_host_array(value)
         dt = dtypes.from_numpy_dtype(arr.dtype)

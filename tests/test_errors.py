@@ -121,6 +121,8 @@ def test_save_rejects_bad_names_and_dtypes(tmp_path):
     prefix = str(tmp_path / "bad")
     with pytest.raises(fastckpt.InvalidArgumentError, match="tensor names must not be empty"):
         fastckpt.save({"": np.ones(1)}, prefix)
+    with pytest.raises(fastckpt.InvalidArgumentError, match="must not start with a NUL"):
+        fastckpt.save({"\x00x": np.ones(1)}, prefix)
     with pytest.raises(fastckpt.InvalidArgumentError, match="tensor names must be str"):
         fastckpt.save({3: np.ones(1)}, prefix)
     with pytest.raises(fastckpt.InvalidArgumentError, match="duplicate tensor name 'x'"):
@@ -135,19 +137,6 @@ def test_save_rejects_bad_names_and_dtypes(tmp_path):
     with pytest.raises(fastckpt.InvalidArgumentError, match="must be a mapping"):
         fastckpt.save([np.ones(1)], prefix)
     assert os.listdir(tmp_path) == []  # nothing written by any failed save
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_permission_denied_is_oserror_with_errno(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        with pytest.raises(fastckpt.CheckpointIOError) as e:
-            fastckpt.save({"a": np.ones(1)}, str(ro / "x"))
-        assert e.value.errno == errno.EACCES
-    finally:
-        ro.chmod(0o700)
 
 
 def test_unwritable_location_is_oserror_with_errno(tmp_path):
