@@ -180,7 +180,7 @@ class CheckpointReader:
         return np.ascontiguousarray(full[slicing.slice_to_index(entry.shape, extents)])
 
     def _read_entry(self, name: str, index: int, dt: int, shape: Tuple[int, ...]) -> np.ndarray:
-        np_dtype = dtypes.to_numpy_dtype(dt)
+        np_dtype = _numpy_dtype(dt)
         if dt == dtypes.DT_STRING:
             count = math.prod(shape)
             values = self._native.read_strings(index, count)
@@ -188,7 +188,7 @@ class CheckpointReader:
             out[:] = values
             return out.reshape(shape)
         out = np.empty(shape, dtype=np_dtype)
-        self._native.read([(index, _byte_view(out))], self._threads, config.task_bytes())
+        self._native.read([(index, out)], self._threads, config.task_bytes())
         return out
 
     def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
@@ -226,10 +226,10 @@ class CheckpointReader:
             if e.slices is not None or e.dtype == dtypes.DT_STRING:
                 result[name] = self.get_tensor(name)
                 continue
-            out = np.empty(e.shape, dtype=dtypes.to_numpy_dtype(e.dtype))
+            out = np.empty(e.shape, dtype=_numpy_dtype(e.dtype))
             result[name] = out
-            if out.nbytes:
-                requests.append((e.index, _byte_view(out)))
+            if e.size:
+                requests.append((e.index, out))
         if requests:
             self._native.read(requests, self._threads, config.task_bytes())
         return {name: result[name] for name in sorted(result)}
@@ -240,9 +240,15 @@ class CheckpointReader:
         return "".join(f"{n} ({dmap[n]}) {list(self._entries[n].shape)}\n" for n in self.keys())
 
 
-def _byte_view(arr: np.ndarray) -> np.ndarray:
-    """A flat uint8 view (buffer export works for every dtype, ml_dtypes included)."""
-    return arr.reshape(-1).view(np.uint8)
+_NUMPY_DTYPES: Dict[int, np.dtype] = {}
+
+
+def _numpy_dtype(dt: int) -> np.dtype:
+    """dtypes.to_numpy_dtype, memoised (it runs once per tensor on loads)."""
+    np_dtype = _NUMPY_DTYPES.get(dt)
+    if np_dtype is None:
+        np_dtype = _NUMPY_DTYPES[dt] = dtypes.to_numpy_dtype(dt)
+    return np_dtype
 
 
 def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> tuple:
