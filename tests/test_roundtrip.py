@@ -183,3 +183,75 @@ def test_version_matches_pyproject():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
         assert f'version = "{fastckpt.__version__}"' in f.read()
+
+
+class _ArrayInterfaceOnly:
+    """Exposes memory only through __array_interface__ (as many array libraries do)."""
+
+    def __init__(self, arr):
+        self._arr = arr
+        self.__array_interface__ = arr.__array_interface__
+
+
+class _DLPackOnly:
+    """Exposes memory only through DLPack."""
+
+    def __init__(self, arr):
+        self._arr = arr
+
+    def __dlpack__(self, **kwargs):
+        return self._arr.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._arr.__dlpack_device__()
+
+
+def test_array_protocols(tmp_path):
+    a = np.arange(12, dtype=np.int16).reshape(3, 4)
+    b = np.linspace(0, 1, 7, dtype=np.float64)
+    prefix = str(tmp_path / "proto")
+    fastckpt.save({"iface": _ArrayInterfaceOnly(a), "dlpack": _DLPackOnly(b)}, prefix, durable=False)
+    loaded = fastckpt.load(prefix)
+    _assert_same(a, loaded["iface"])
+    _assert_same(b, loaded["dlpack"])
+
+
+def test_torch_cpu_tensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    tensors = {"f": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+               "bf": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
+               "t": torch.arange(6, dtype=torch.int64).reshape(2, 3).t()}
+    prefix = str(tmp_path / "torch")
+    fastckpt.save(tensors, prefix, durable=False)
+    loaded = fastckpt.load(prefix)
+    np.testing.assert_array_equal(loaded["f"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert loaded["bf"].dtype == ml_dtypes.bfloat16
+    assert loaded["bf"].astype(np.float32).tolist() == [1.5, -2.0]
+    np.testing.assert_array_equal(loaded["t"], np.arange(6).reshape(2, 3).T)
+
+
+def test_load_needs_no_second_copy(tmp_path):
+    """Loading N bytes raises peak RSS by about N, not 2N (reads land in the result arrays)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    prefix = str(tmp_path / "mem")
+    n = 256 << 20
+    fastckpt.save({f"t{i}": np.full(n // 8, i, np.uint8) for i in range(8)}, prefix, durable=False)
+    # VmHWM (peak RSS of this process image); ru_maxrss would be inherited across fork+exec.
+    code = textwrap.dedent(f"""
+        import fastckpt
+        def peak():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) * 1024
+        before = peak()
+        values = fastckpt.load({prefix!r})
+        after = peak()
+        assert all(int(values[f"t{{i}}"][0]) == i and int(values[f"t{{i}}"][-1]) == i for i in range(8))
+        print(after - before)
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    extra = int(proc.stdout.strip())
+    assert n * 0.9 < extra < n + (48 << 20), extra
