@@ -129,7 +129,7 @@ def main(argv=None):
 
     names = [name for name, _, _ in hashers]
     width = max(len(s) for s in names + ["impl"]) + 2
-    print(f"CRC-32C throughput, GB/s (best of >= {min_iters} samples, >= {min_time} s per point)")
+    print(f"fastckpt CRC-32C throughput, GB/s (best of >= {min_iters} samples, >= {min_time} s per point)")
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print("impl".ljust(width) + "".join(_size_label(n).rjust(10) for n in sizes))
     for name in names:
