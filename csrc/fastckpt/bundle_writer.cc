@@ -19,8 +19,11 @@ namespace {
 
 // Bytes checksummed and then written while still in cache (L2-sized).
 constexpr uint64_t kInterleaveBytes = 1ull << 20;
-// A shard is added per this many bytes when the caller does not choose.
-constexpr uint64_t kAutoShardBytes = 512ull << 20;
+// When the caller does not choose, a shard is added per this many bytes, up
+// to one per thread: buffered writes to one file are serialized by the
+// kernel (ext4 and xfs hold the inode lock across the copy into the page
+// cache), so parallel copying needs separate files.
+constexpr uint64_t kAutoShardBytes = 32ull << 20;
 // Small tensors batched into one task are capped by count as well as bytes.
 constexpr size_t kMaxPiecesPerTask = 4096;
 
@@ -200,6 +203,7 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
   std::vector<size_t> first_piece(items.size(), 0), num_pieces(items.size(), 0);
   std::vector<Piece> pieces;
   std::vector<Task> tasks;
+  std::vector<std::vector<Task>> shard_tasks(num_shards);
   {
     std::vector<std::vector<uint32_t>> per_shard(num_shards);
     for (uint32_t i : data_items) per_shard[shard_of[i]].push_back(i);
@@ -208,7 +212,7 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
       size_t batch_first = pieces.size();
       uint64_t batch_bytes = 0;
       auto flush = [&]() {
-        if (pieces.size() > batch_first) tasks.push_back({s, batch_first, pieces.size()});
+        if (pieces.size() > batch_first) shard_tasks[s].push_back({s, batch_first, pieces.size()});
         batch_first = pieces.size();
         batch_bytes = 0;
       };
@@ -232,6 +236,16 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
       }
       flush();
       shard_size[s] = pos;
+    }
+  }
+
+  // Interleave the shards' tasks so that threads working at the same time
+  // write different files (writes to one file are serialized by the kernel).
+  for (size_t round = 0, left = 1; left > 0; ++round) {
+    left = 0;
+    for (auto& st : shard_tasks) {
+      if (round < st.size()) tasks.push_back(st[round]);
+      if (round + 1 < st.size()) ++left;
     }
   }
 

@@ -43,7 +43,7 @@ struct WriteItem {
 };
 
 struct WriteOptions {
-  int num_shards = 0;                // 0: chosen from total size and threads
+  int num_shards = 0;                // 0: one per 32 MiB, at most one per thread
   int threads = 0;                   // 0: DefaultThreads()
   bool durable = true;               // fsync files and directory before commit
   uint64_t task_bytes = 16ull << 20; // granularity of parallel work
