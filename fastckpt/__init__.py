@@ -11,7 +11,10 @@ from .errors import (CheckpointIOError, CheckpointNotFoundError, CudaUnavailable
                      DataLossError, FailedPreconditionError, FastCkptError, InternalError,
                      InvalidArgumentError, TensorNotFoundError, UnimplementedError,
                      UnsupportedDtypeError)
+from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
+                                     latest_checkpoint, remove_checkpoint, update_checkpoint_state)
 from .reader import CheckpointReader, list_variables, load, load_checkpoint, load_variable
+from .saver import Saver, export_meta_graph, import_meta_graph
 from .writer import SaveResult, save
 
 __version__: str = _native_version
@@ -26,6 +29,15 @@ __all__ = [
     "load_variable",
     "list_variables",
     "CheckpointReader",
+    "Saver",
+    "import_meta_graph",
+    "export_meta_graph",
+    "latest_checkpoint",
+    "get_checkpoint_state",
+    "update_checkpoint_state",
+    "checkpoint_exists",
+    "get_checkpoint_mtimes",
+    "remove_checkpoint",
     "FastCkptError",
     "CheckpointNotFoundError",
     "TensorNotFoundError",

@@ -13,7 +13,7 @@ from ._arrays import to_host_array
 from .errors import CheckpointIOError, InvalidArgumentError, UnsupportedDtypeError
 from .format import dtypes
 
-__all__ = ["save", "SaveResult", "prepare_items"]
+__all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "write_items"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -60,17 +60,18 @@ def _string_elements(arr: np.ndarray, name: str) -> list:
     return out
 
 
-def prepare_item(name: Any, value: Any) -> Tuple[tuple, Any]:
+def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tuple, Any]:
     """Converts one (name, array) into the native writer's item tuple.
 
     Returns (item, keep_alive): keep_alive must outlive the write (it owns the
-    buffer the item points to).
+    buffer the item points to). `slice_key=True` allows an encoded
+    partitioned-variable slice key (which starts with NUL) as the name.
     """
     key = _encode_name(name)
     label = key.decode("utf-8", "backslashreplace")
     if not key:
         raise InvalidArgumentError("tensor names must not be empty")
-    if key[0] == 0:
+    if key[0] == 0 and not slice_key:
         # Keys starting with NUL are partitioned-variable slice keys in the index.
         raise InvalidArgumentError(f"tensor name {label!r} must not start with a NUL character")
     try:
@@ -88,6 +89,13 @@ def prepare_item(name: Any, value: Any) -> Tuple[tuple, Any]:
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)  # the one deliberate copy
     return (key, dt, shape, arr if arr.nbytes else None, None, None), arr
+
+
+def partitioned_item(name: str, dtype: int, full_shape: Tuple[int, ...],
+                     slices: List[List[Tuple[int, int]]]) -> tuple:
+    """The data-less index entry of a partitioned tensor: its full shape and the
+    list of stored slices (each slice's data is a separate slice-key item)."""
+    return (_encode_name(name), dtype, tuple(full_shape), None, None, [list(s) for s in slices])
 
 
 def _fixed_size_dtypes() -> dict:

@@ -1,0 +1,268 @@
+"""The TensorFlow side of :class:`fastckpt.Saver`.
+
+Imported only when a Saver is given TensorFlow variables (or none, in a
+TensorFlow graph). Graph mode: an internal ``tf.compat.v1.train.Saver`` builds
+TensorFlow's own save/restore subgraph, so the ``.meta`` file and the
+``saver_def`` are exactly TensorFlow's, and every saveable object, partitioned
+variable and device placement is handled by TensorFlow's own rules. fastckpt
+then drives that subgraph without running its I/O ops:
+
+* save: the tensors feeding each ``SaveV2`` op are fetched in one
+  ``sess.run`` and written by the native core;
+* restore: the checkpoint is read natively (parallel, verified) and the
+  values are *fed* as the outputs of each ``RestoreV2`` op while running the
+  restore op, so TensorFlow's own assign/reshape logic places them and no op
+  is added to the graph (it may be finalized).
+
+Eager mode (an explicit ``var_list`` of ``tf.Variable``): the saveable
+objects' tensors are read with ``.numpy()`` and restored through the
+saveables' own ``restore``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import DataLossError, TensorNotFoundError
+from .format import dtypes
+from .format import slices as slicing
+from .reader import CheckpointReader
+from .writer import partitioned_item, prepare_item
+
+# (checkpoint key, shape_and_slice spec) per tensor of a SaveV2/RestoreV2 op.
+_Spec = Tuple[str, str]
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _const_strings(tensor: Any) -> List[str]:
+    from tensorflow.python.framework import tensor_util
+
+    value = tensor_util.constant_value(tensor)
+    if value is None:
+        raise RuntimeError(f"fastckpt: {tensor.name} is not a constant; cannot drive this saver")
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _ancestor_ops(root: Any, op_type: str) -> List[Any]:
+    """Ops of `op_type` that `root` depends on (data or control), in graph order."""
+    seen, stack, found = set(), [root], []
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        if op.type == op_type:
+            found.append(op)
+            continue
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return sorted(found, key=lambda o: o.name)
+
+
+def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[list, list]:
+    """Native writer items for TF saveable tensors (partitioned ones as slices)."""
+    items, keep = [], []
+    partitions: Dict[str, Tuple[int, Tuple[int, ...], List[list]]] = {}
+    for (name, spec), value in zip(specs, values):
+        if not spec:
+            item, owner = prepare_item(name, value)
+        else:
+            full_shape, extents = slicing.parse_shape_and_slice(spec)
+            if slicing.is_full_slice(full_shape, extents):
+                item, owner = prepare_item(name, value)
+            else:
+                item, owner = prepare_item(slicing.encode_slice_key(name, extents), value, slice_key=True)
+                entry = partitions.setdefault(name, (item[1], tuple(full_shape), []))
+                entry[2].append(extents)
+        items.append(item)
+        keep.append(owner)
+    for name, (dt, full_shape, slice_list) in partitions.items():
+        items.append(partitioned_item(name, dt, full_shape, slice_list))
+    return items, keep
+
+
+def _read_spec(reader: CheckpointReader, name: str, spec: str) -> np.ndarray:
+    if not reader.has_tensor(name):
+        raise TensorNotFoundError(
+            f"Key {name} not found in checkpoint '{reader.prefix}' (a variable of the graph is "
+            "missing from the checkpoint)")
+    if not spec:
+        return reader.get_tensor(name)
+    full_shape, extents = slicing.parse_shape_and_slice(spec)
+    return reader.get_slice(name, extents)
+
+
+class TFBackend:
+    """Drives TensorFlow variables for :class:`fastckpt.Saver`."""
+
+    def __init__(self, var_list: Any, *, saver_def: Any, allow_empty: bool, sharded: bool,
+                 **saver_args: Any) -> None:
+        tf = _tf()
+        self.var_list = var_list
+        self._sharded = sharded
+        self._eager = tf.executing_eagerly()
+        if self._eager:
+            if var_list is None:
+                raise RuntimeError(
+                    "When eager execution is enabled, `var_list` must specify a list or dict of "
+                    "variables to save")
+            from tensorflow.python.training.saving import saveable_object_util
+
+            names_to_saveables = saveable_object_util.op_list_to_dict(var_list)
+            self._saveables = saveable_object_util.validate_and_slice_inputs(names_to_saveables)
+            self.is_empty = not self._saveables
+            if self.is_empty and not allow_empty:
+                raise ValueError("No variables to save")
+            self._tf_saver = None
+            return
+        self._graph = tf.compat.v1.get_default_graph()
+        self._tf_saver = tf.compat.v1.train.Saver(
+            var_list, saver_def=saver_def, allow_empty=allow_empty, sharded=sharded, **saver_args)
+        self.is_empty = bool(getattr(self._tf_saver, "_is_empty", False))
+        self._save_plan: Optional[Tuple[List[_Spec], List[Any]]] = None
+        self._restore_plan: Optional[Tuple[List[_Spec], List[Any]]] = None
+        self._num_save_ops = 1
+
+    # -- plans --------------------------------------------------------------
+    def _plans(self) -> None:
+        if self._save_plan is not None:
+            return
+        sd = self._tf_saver.saver_def
+        g = self._graph
+        save_root = g.as_graph_element(sd.save_tensor_name).op
+        specs: List[_Spec] = []
+        tensors: List[Any] = []
+        save_ops = _ancestor_ops(save_root, "SaveV2")
+        for op in save_ops:
+            names = _const_strings(op.inputs[1])
+            slices = _const_strings(op.inputs[2])
+            specs.extend(zip(names, slices))
+            tensors.extend(op.inputs[3:])
+        self._num_save_ops = max(1, len(save_ops))
+        self._save_plan = (specs, tensors)
+        restore_root = g.as_graph_element(sd.restore_op_name)
+        rspecs: List[_Spec] = []
+        outputs: List[Any] = []
+        for op in _ancestor_ops(restore_root, "RestoreV2"):
+            names = _const_strings(op.inputs[1])
+            slices = _const_strings(op.inputs[2])
+            rspecs.extend(zip(names, slices))
+            outputs.extend(op.outputs)
+        self._restore_plan = (rspecs, outputs)
+
+    # -- hooks used by Saver ----------------------------------------------
+    @property
+    def saver_def(self) -> Any:
+        return None if self._tf_saver is None else self._tf_saver.saver_def
+
+    def to_proto(self, export_scope: Optional[str]) -> Any:
+        return None if self._tf_saver is None else self._tf_saver.to_proto(export_scope)
+
+    def check_built(self) -> None:
+        if self._tf_saver is not None and not self._tf_saver._is_built:  # noqa: SLF001
+            raise RuntimeError("`build()` should be called before save if defer_build==True")
+
+    def build(self) -> None:
+        if self._tf_saver is not None:
+            self._tf_saver.build()
+
+    def check_session(self, sess: Any) -> None:
+        if self._eager:
+            return
+        from tensorflow.python.client import session
+
+        if not isinstance(sess, session.SessionInterface):
+            raise TypeError("'sess' must be a Session; %s" % sess)
+
+    def global_step_value(self, sess: Any, global_step: Any) -> int:
+        if isinstance(global_step, (int, np.integer)):
+            return int(global_step)
+        from tensorflow.python.training import training_util
+
+        return int(training_util.global_step(sess, global_step))
+
+    def default_shards(self) -> Optional[int]:
+        # TensorFlow writes one data file per device with sharded=True; keep that.
+        if self._sharded and not self._eager:
+            self._plans()
+            return self._num_save_ops
+        return None
+
+    def collect(self, sess: Any) -> Tuple[list, list]:
+        if self._eager:
+            specs, values = [], []
+            for saveable in self._saveables:
+                for spec in saveable.specs:
+                    tensor = spec.tensor
+                    if tensor is None:
+                        continue  # an uninitialized variable: TF skips it too
+                    specs.append((spec.name, spec.slice_spec))
+                    values.append(tensor.numpy())
+            return _items_from_values(specs, values)
+        self._plans()
+        specs, tensors = self._save_plan
+        values = sess.run(tensors) if tensors else []
+        return _items_from_values(specs, values)
+
+    def restore(self, sess: Any, reader: CheckpointReader) -> None:
+        if self._eager:
+            tf = _tf()
+            for saveable in self._saveables:
+                restored = [tf.constant(_read_spec(reader, spec.name, spec.slice_spec))
+                            for spec in saveable.specs]
+                saveable.restore(restored, None)
+            return None
+        self._plans()
+        specs, outputs = self._restore_plan
+        feed = {}
+        for (name, spec), out in zip(specs, outputs):
+            value = _read_spec(reader, name, spec)
+            expected = out.dtype.as_numpy_dtype
+            if value.dtype != object and value.dtype != np.dtype(expected):
+                raise DataLossError(
+                    f"tensor '{name}' in '{reader.prefix}' has dtype {value.dtype}, but the graph "
+                    f"expects {np.dtype(expected)}")
+            feed[out] = value
+        sess.run(self._tf_saver.saver_def.restore_op_name, feed_dict=feed)
+        return None
+
+    def write_meta_graph(self, sess: Any, path: str, *, strip_default_attrs: bool,
+                         save_debug_info: bool, durable: bool) -> None:
+        if self._eager:
+            return  # TensorFlow writes no .meta in eager mode
+        with sess.graph.as_default():
+            self._tf_saver.export_meta_graph(path, strip_default_attrs=strip_default_attrs,
+                                             save_debug_info=save_debug_info)
+        if durable:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def export_meta_graph(self, filename: Any, *, durable: bool, **kwargs: Any) -> Any:
+        if self._tf_saver is None:
+            raise RuntimeError("export_meta_graph is not supported in eager mode")
+        return self._tf_saver.export_meta_graph(filename, **kwargs)
+
+
+def import_meta_graph_tf(meta_graph_or_file: Any, clear_devices: bool = False,
+                         import_scope: Optional[str] = None, **kwargs: Any) -> Any:
+    """``tf.compat.v1.train.import_meta_graph``, returning a fastckpt Saver."""
+    from .saver import Saver
+
+    tf = _tf()
+    tf_saver = tf.compat.v1.train.import_meta_graph(
+        meta_graph_or_file, clear_devices=clear_devices, import_scope=import_scope, **kwargs)
+    if tf_saver is None:
+        return None
+    sd = tf_saver.saver_def
+    return Saver(saver_def=sd, max_to_keep=sd.max_to_keep,
+                 keep_checkpoint_every_n_hours=sd.keep_checkpoint_every_n_hours, sharded=sd.sharded)

@@ -1,0 +1,720 @@
+"""Checkpoint-state management without TensorFlow.
+
+The module functions of TensorFlow's ``checkpoint_management.py`` (exported
+as ``tf.train.latest_checkpoint``, ``tf.train.get_checkpoint_state``,
+``tf.compat.v1.train.update_checkpoint_state`` and friends), reimplemented
+with the same signatures and the same behaviour, so that the ``checkpoint``
+state file written here is byte-identical to TensorFlow's and both libraries
+read each other's files:
+
+* the state file is a text-format ``CheckpointState`` proto, written with
+  ``text_format.MessageToString`` and read with the lenient
+  ``text_format.Merge``, exactly as TensorFlow does;
+* paths are rewritten as TensorFlow rewrites them: a relative ``save_dir``
+  makes every relative path relative to it; an absolute ``save_dir`` keeps
+  paths as given unless ``save_relative_paths`` is set;
+* "does this checkpoint exist" is answered with TensorFlow's glob
+  (``tf.io.gfile.glob``) semantics on ``PREFIX.index``, falling back to the
+  V1 layout (the file ``PREFIX`` itself): ``*?[\\`` in a prefix are pattern
+  characters, a ``*`` never crosses a ``/`` but does match a leading ``.``;
+* the state file is replaced atomically (temporary file, optional fsync,
+  ``os.replace``, optional fsync of the directory), so a crash never leaves a
+  truncated state file.
+
+Deliberate differences from TensorFlow (all supersets of its behaviour):
+
+* ``os.PathLike`` arguments are accepted everywhere;
+* the caller's ``all_model_checkpoint_paths`` list is never modified
+  (TensorFlow appends to it and rewrites it in place), and any sequence works;
+* ``update_checkpoint_state(..., save_relative_paths=True)`` accepts
+  ``all_model_checkpoint_paths=None`` (TensorFlow raises ``TypeError``);
+* operating-system errors raise :class:`fastckpt.CheckpointIOError` (an
+  ``OSError`` with ``errno``) where TensorFlow raises its ``OpError``
+  classes (``tf.errors.NotFoundError``...);
+* only local paths are supported (no ``gs://``, ``s3://`` file systems).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import logging
+import os
+import re
+import sys
+import uuid
+from functools import lru_cache
+from typing import Callable, Iterable, List, Optional, Sequence, Union
+
+from google.protobuf import text_format
+
+from .errors import CheckpointIOError
+from .proto import checkpoint_state_pb2
+
+__all__ = [
+    "CheckpointState",
+    "latest_checkpoint",
+    "get_checkpoint_state",
+    "update_checkpoint_state",
+    "update_checkpoint_state_internal",
+    "generate_checkpoint_state_proto",
+    "checkpoint_exists",
+    "checkpoint_exists_internal",
+    "get_checkpoint_mtimes",
+    "remove_checkpoint",
+    "meta_graph_filename",
+    "get_matching_files",
+    "V1",
+    "V2",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: The ``CheckpointState`` message class (fields ``model_checkpoint_path``,
+#: ``all_model_checkpoint_paths``, ``all_model_checkpoint_timestamps``,
+#: ``last_preserved_timestamp``).
+CheckpointState = checkpoint_state_pb2.CheckpointState
+
+#: ``SaverDef.CheckpointFormatVersion`` values (``saver.proto``).
+V1 = 1
+V2 = 2
+
+_DEFAULT_STATE_FILENAME = "checkpoint"
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+def _fspath(path: PathLike) -> str:
+    """``os.fspath`` that insists on ``str`` (TensorFlow's paths are str)."""
+    p = os.fspath(path)
+    if not isinstance(p, str):
+        raise TypeError(f"expected a str or os.PathLike[str] path, got {type(p).__name__} ({p!r})")
+    return p
+
+
+def _os_path(path: str) -> str:
+    """The name TensorFlow's POSIX file system hands to the kernel.
+
+    TensorFlow cleans every local path lexically before any system call
+    (``TranslateName`` -> ``CleanPath``: ``a//b`` -> ``a/b``, ``x/../a`` -> ``a``
+    even when ``x`` does not exist); ``os.path.normpath`` does the same.
+    """
+    return os.path.normpath(path)
+
+
+def _state_filename(save_dir: str, latest_filename: Optional[str]) -> str:
+    """Path of the state file: ``join(save_dir, latest_filename or "checkpoint")``."""
+    if latest_filename is None:
+        latest_filename = _DEFAULT_STATE_FILENAME
+    return os.path.join(save_dir, _fspath(latest_filename))
+
+
+def _io_error(e: OSError, what: str) -> CheckpointIOError:
+    err = CheckpointIOError(e.errno, f"{what}: {e.strerror or e}")
+    err.filename = e.filename
+    return err
+
+
+def _prefix_to_checkpoint_path(prefix: str, format_version: int) -> str:
+    """The file that identifies a checkpoint: ``PREFIX.index`` (V2) or ``PREFIX`` (V1)."""
+    if format_version == V2:
+        return prefix + ".index"
+    return prefix
+
+
+# --------------------------------------------------------------------------------------
+# TensorFlow's glob (tsl GetMatchingPaths + POSIX FileSystem::Match)
+# --------------------------------------------------------------------------------------
+
+_GLOB_CHARS = "*?[\\"
+
+
+def _is_glob(s: str) -> bool:
+    return any(c in s for c in _GLOB_CHARS)
+
+
+def _tf_dirname(path: str) -> str:
+    """``tsl::io::Dirname`` for a local path: text before the last ``/``."""
+    pos = path.rfind("/")
+    if pos < 0:
+        return ""
+    if pos == 0:
+        return "/"
+    return path[:pos]
+
+
+def _tf_join(parent: str, child: str) -> str:
+    """``tsl::io::JoinPath(parent, child)`` for a non-empty parent and a child name."""
+    if not parent:
+        return child
+    return parent + child if parent.endswith("/") else parent + "/" + child
+
+
+def _directory_prefixes(pattern: str) -> List[str]:
+    """``AllDirectoryPrefixes``: the pattern's ancestors, root first, the pattern last."""
+    first_glob = min((i for i, c in enumerate(pattern) if c in _GLOB_CHARS), default=len(pattern))
+    patched = pattern
+    if _tf_dirname(pattern[:first_glob]) == "":
+        patched = _tf_join(".", pattern)  # `x*` is matched as `./x*`
+    d = patched
+    if pattern.endswith("/"):
+        d = _tf_dirname(d)
+    dirs: List[str] = []
+    while d:
+        dirs.append(d)
+        parent = _tf_dirname(d)
+        if parent == d:
+            break
+        d = parent
+    dirs.reverse()
+    return dirs
+
+
+def _libc_fnmatch() -> Optional[Callable[[str, str], bool]]:
+    """The C library's ``fnmatch(pattern, name, FNM_PATHNAME)``, TensorFlow's matcher on POSIX."""
+    if sys.platform.startswith("linux"):
+        flag = 1  # glibc / musl: FNM_PATHNAME = 1 << 0
+    elif sys.platform == "darwin" or "bsd" in sys.platform:
+        flag = 2  # BSD libc: FNM_PATHNAME = 0x02
+    else:
+        return None
+    try:
+        func = ctypes.CDLL(None).fnmatch
+    except (OSError, AttributeError):  # pragma: no cover - static or unusual libc
+        return None
+    func.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    func.restype = ctypes.c_int
+
+    def match(name: str, pattern: str) -> bool:
+        return func(os.fsencode(pattern), os.fsencode(name), flag) == 0
+
+    return match
+
+
+_CHAR_CLASSES = {
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "a-zA-Z0-9",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": " \\t\\n\\r\\f\\v",
+    "blank": " \\t",
+    "xdigit": "0-9A-Fa-f",
+    "punct": "".join("\\" + c for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "print": "\\x20-\\x7e",
+    "graph": "\\x21-\\x7e",
+}
+
+
+def _class_char(c: str) -> str:
+    return c if c.isalnum() else "\\" + c if c != "\n" else "\\n"
+
+
+def _translate_bracket(pattern: str, i: int):
+    """Parses ``[...]`` whose ``[`` is just before ``pattern[i]``.
+
+    Returns ``(regex, next_index)``, ``None`` if the bracket is not terminated
+    (then ``[`` is an ordinary character), or ``("", -1)`` if it is malformed so
+    that the whole pattern can never match (an unknown ``[:class:]``).
+    """
+    n = len(pattern)
+    j = i
+    negate = j < n and pattern[j] in "!^"
+    if negate:
+        j += 1
+    parts: List[str] = []
+    first = True
+    while True:
+        if j >= n:
+            return None
+        c = pattern[j]
+        if c == "]" and not first:
+            j += 1
+            break
+        first = False
+        if c == "[" and j + 1 < n and pattern[j + 1] == ":":
+            end = pattern.find(":]", j + 2)
+            if end >= 0:
+                name = pattern[j + 2:end]
+                if name not in _CHAR_CLASSES:
+                    return "", -1
+                parts.append(_CHAR_CLASSES[name])
+                j = end + 2
+                continue
+        if c == "\\":
+            j += 1
+            if j >= n:
+                return "", -1
+            c = pattern[j]
+        j += 1
+        if j + 1 < n and pattern[j] == "-" and pattern[j + 1] != "]":
+            hi = pattern[j + 1]
+            j += 2
+            if hi == "\\":
+                if j >= n:
+                    return "", -1
+                hi = pattern[j]
+                j += 1
+            if c <= hi:
+                parts.append(_class_char(c) + "-" + _class_char(hi))
+            continue
+        parts.append(_class_char(c))
+    body = "".join(parts)
+    if negate:
+        return "[^/" + body + "]", j
+    return ("(?!/)[" + body + "]" if body else "(?!)"), j
+
+
+@lru_cache(maxsize=256)
+def _translate(pattern: str) -> Optional["re.Pattern[str]"]:
+    """``fnmatch(FNM_PATHNAME)`` pattern -> compiled regex; None if it can never match."""
+    out: List[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            while i < n and pattern[i] == "*":
+                i += 1
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            if i >= n:
+                return None  # a trailing backslash never matches
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif c == "[":
+            parsed = _translate_bracket(pattern, i)
+            if parsed is None:
+                out.append(re.escape("["))
+            else:
+                regex, i = parsed
+                if i < 0:
+                    return None
+                out.append(regex)
+        else:
+            out.append(re.escape(c))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _python_fnmatch(name: str, pattern: str) -> bool:
+    """Portable ``fnmatch(FNM_PATHNAME)`` (used where the C library's is unavailable)."""
+    regex = _translate(pattern)
+    return regex is not None and regex.match(name) is not None
+
+
+_fnmatch: Callable[[str, str], bool] = _libc_fnmatch() or _python_fnmatch
+
+
+def _file_exists(path: str) -> bool:
+    """TensorFlow's ``FileExists`` on a local path: ``access(F_OK)`` (follows symlinks)."""
+    try:
+        return os.access(_os_path(path), os.F_OK)
+    except (ValueError, TypeError):  # embedded NUL
+        return False
+
+
+def get_matching_files(pattern: PathLike) -> List[str]:
+    """Files matching ``pattern``, with ``tf.io.gfile.glob`` semantics (local paths).
+
+    A pattern without ``*?[\\`` names one path, returned if it exists. Otherwise
+    each path component is matched with ``fnmatch(FNM_PATHNAME)``: ``*`` and
+    ``?`` do not match ``/``, do match a leading ``.``; ``[...]``, ``[!...]``,
+    ``[^...]`` and ``\\`` escapes work as in the C library. A pattern without a
+    directory part is matched as ``./PATTERN`` and its results start with
+    ``./``. Unreadable directories are skipped. Results of one directory come
+    in directory-listing order.
+    """
+    pattern = _fspath(pattern)
+    if not pattern or "\0" in pattern:
+        return []
+    dirs = _directory_prefixes(pattern)
+    index = next((i for i, d in enumerate(dirs) if _is_glob(d)), len(dirs))
+    if index == len(dirs):
+        return [pattern] if _file_exists(pattern) else []
+
+    results: List[str] = []
+    queue = [(dirs[index - 1], index - 1)]
+    while queue:
+        next_queue = []
+        for parent, level in queue:
+            level += 1
+            sub_pattern = dirs[level]
+            try:
+                children = os.listdir(_os_path(parent))
+            except OSError:
+                continue
+            for child in children:
+                path = _tf_join(parent, child)
+                if not _fnmatch(path, sub_pattern):
+                    continue
+                if level == len(dirs) - 1:
+                    results.append(path)
+                elif os.path.isdir(_os_path(path)):
+                    next_queue.append((path, level))
+        queue = next_queue
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# The state file
+# --------------------------------------------------------------------------------------
+
+def generate_checkpoint_state_proto(
+        save_dir: PathLike,
+        model_checkpoint_path: PathLike,
+        all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
+        all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
+        last_preserved_timestamp: Optional[float] = None) -> CheckpointState:
+    """Builds a ``CheckpointState`` (``tf.compat.v1.train.generate_checkpoint_state_proto``).
+
+    Args:
+      save_dir: directory of the checkpoints.
+      model_checkpoint_path: the newest checkpoint prefix.
+      all_model_checkpoint_paths: prefixes of all kept checkpoints, oldest
+        first; ``model_checkpoint_path`` is appended if it is not the last one.
+        The argument itself is left unchanged.
+      all_model_checkpoint_timestamps: seconds since the Epoch, one per path.
+      last_preserved_timestamp: seconds since the Epoch of the last checkpoint
+        kept for good (``keep_checkpoint_every_n_hours``).
+
+    Returns:
+      The message. If ``save_dir`` is relative, every relative path is made
+      relative to it (``os.path.relpath``); absolute paths are left as they are.
+
+    Raises:
+      ValueError: timestamps were given but their number differs from the
+        number of paths (after the append).
+    """
+    save_dir = _fspath(save_dir)
+    model_checkpoint_path = _fspath(model_checkpoint_path)
+    paths = [_fspath(p) for p in (all_model_checkpoint_paths or ())]
+
+    if not paths or paths[-1] != model_checkpoint_path:
+        logger.debug("%s is not in all_model_checkpoint_paths. Manually adding it.",
+                     model_checkpoint_path)
+        paths.append(model_checkpoint_path)
+
+    if all_model_checkpoint_timestamps and len(all_model_checkpoint_timestamps) != len(paths):
+        raise ValueError(
+            "Checkpoint timestamps, if provided, must match checkpoint paths (got paths "
+            f"{paths} and timestamps {list(all_model_checkpoint_timestamps)})")
+
+    if not os.path.isabs(save_dir):
+        if not os.path.isabs(model_checkpoint_path):
+            model_checkpoint_path = os.path.relpath(model_checkpoint_path, save_dir)
+        paths = [p if os.path.isabs(p) else os.path.relpath(p, save_dir) for p in paths]
+
+    return CheckpointState(
+        model_checkpoint_path=model_checkpoint_path,
+        all_model_checkpoint_paths=paths,
+        all_model_checkpoint_timestamps=all_model_checkpoint_timestamps,
+        last_preserved_timestamp=last_preserved_timestamp)
+
+
+def update_checkpoint_state(
+        save_dir: PathLike,
+        model_checkpoint_path: PathLike,
+        all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
+        latest_filename: Optional[str] = None,
+        all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
+        last_preserved_timestamp: Optional[float] = None,
+        save_relative_paths: bool = False,
+        *,
+        durable: bool = True) -> None:
+    """Writes the state file ``save_dir/latest_filename`` (default ``checkpoint``).
+
+    ``tf.compat.v1.train.update_checkpoint_state``, plus TensorFlow's internal
+    ``save_relative_paths`` option (used by ``Saver(save_relative_paths=True)``
+    and ``tf.train.CheckpointManager``). The file is a text-format
+    ``CheckpointState``, byte-identical to TensorFlow's for the same arguments.
+
+    Path rules: with ``save_relative_paths`` every absolute path is first made
+    relative to ``save_dir``; then, if ``save_dir`` is relative, every relative
+    path is made relative to ``save_dir`` (see
+    :func:`generate_checkpoint_state_proto`). So a relative ``save_dir`` gives
+    relative paths, an absolute one gives the paths as passed (absolute, for a
+    Saver) unless ``save_relative_paths``.
+
+    The file is replaced atomically: the text goes to
+    ``<state file>.tmp<uuid4 hex>``, which is renamed over the state file; a
+    reader sees the old or the new file, never a partial one.
+
+    Args:
+      save_dir: directory of the checkpoints; the state file is written there.
+      model_checkpoint_path: the newest checkpoint prefix.
+      all_model_checkpoint_paths: prefixes of all kept checkpoints, oldest first.
+      latest_filename: name of the state file in ``save_dir``.
+      all_model_checkpoint_timestamps: creation times, one per path.
+      last_preserved_timestamp: time of the last checkpoint kept for good.
+      save_relative_paths: write absolute paths relative to ``save_dir``.
+      durable: fsync the new file before the rename and the directory after it,
+        so the update survives a power loss (keyword only; fastckpt's addition).
+
+    Raises:
+      ValueError: timestamps do not match the paths in number.
+      RuntimeError: the state file would be the checkpoint prefix itself.
+      CheckpointIOError: the file could not be written (an ``OSError``).
+    """
+    update_checkpoint_state_internal(
+        save_dir, model_checkpoint_path,
+        all_model_checkpoint_paths=all_model_checkpoint_paths,
+        latest_filename=latest_filename,
+        save_relative_paths=save_relative_paths,
+        all_model_checkpoint_timestamps=all_model_checkpoint_timestamps,
+        last_preserved_timestamp=last_preserved_timestamp,
+        durable=durable)
+
+
+def update_checkpoint_state_internal(
+        save_dir: PathLike,
+        model_checkpoint_path: PathLike,
+        all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
+        latest_filename: Optional[str] = None,
+        save_relative_paths: bool = False,
+        all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
+        last_preserved_timestamp: Optional[float] = None,
+        *,
+        durable: bool = True) -> None:
+    """:func:`update_checkpoint_state` with TensorFlow's internal argument order.
+
+    Same as ``tf.__internal__.train.update_checkpoint_state`` (what ``Saver`` and
+    ``CheckpointManager`` call): ``save_relative_paths`` comes fifth.
+    """
+    save_dir = _fspath(save_dir)
+    model_checkpoint_path = _fspath(model_checkpoint_path)
+    state_file = _state_filename(save_dir, latest_filename)
+    paths = [_fspath(p) for p in (all_model_checkpoint_paths or ())]
+    if save_relative_paths:
+        if os.path.isabs(model_checkpoint_path):
+            model_checkpoint_path = os.path.relpath(model_checkpoint_path, save_dir)
+        paths = [os.path.relpath(p, save_dir) if os.path.isabs(p) else p for p in paths]
+    ckpt = generate_checkpoint_state_proto(
+        save_dir, model_checkpoint_path,
+        all_model_checkpoint_paths=paths,
+        all_model_checkpoint_timestamps=all_model_checkpoint_timestamps,
+        last_preserved_timestamp=last_preserved_timestamp)
+
+    if state_file == ckpt.model_checkpoint_path:
+        raise RuntimeError(
+            f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint "
+            f"state '{state_file}'. Please use a different save path.")
+
+    _atomic_write(state_file, text_format.MessageToString(ckpt).encode("utf-8"), durable)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as e:
+        raise _io_error(e, f"cannot open directory '{directory}' to sync it") from None
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        # Some file systems cannot sync a directory; the rename is still atomic there.
+        if e.errno not in (_errno.EINVAL, _errno.ENOTSUP, _errno.EBADF):
+            raise _io_error(e, f"cannot sync directory '{directory}'") from None
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, data: bytes, durable: bool) -> None:
+    """Replaces the file ``path`` with ``data`` atomically (TensorFlow's temporary-file naming)."""
+    target = _os_path(path)
+    tmp = target + ".tmp" + uuid.uuid4().hex
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except OSError as e:
+        raise _io_error(e, f"cannot write checkpoint state file '{path}'") from None
+    done = False
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if durable:
+                    os.fsync(f.fileno())
+            os.replace(tmp, target)
+            done = True
+        except OSError as e:
+            raise _io_error(e, f"cannot write checkpoint state file '{path}'") from None
+    finally:
+        if not done:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    if durable:
+        _fsync_directory(os.path.dirname(target) or ".")
+
+
+def get_checkpoint_state(checkpoint_dir: PathLike,
+                         latest_filename: Optional[str] = None) -> Optional[CheckpointState]:
+    """Reads the state file ``checkpoint_dir/latest_filename`` (``tf.train.get_checkpoint_state``).
+
+    Relative paths in the file are joined onto ``checkpoint_dir``
+    (``os.path.join``); absolute ones are returned as they are.
+
+    Returns:
+      The ``CheckpointState``, or None if the file does not exist, cannot be
+      read (a directory, no permission...) or is not a valid text proto.
+
+    Raises:
+      ValueError: the file has no ``model_checkpoint_path`` (an empty file
+        included), or (``UnicodeDecodeError``) it is not UTF-8 text.
+    """
+    checkpoint_dir = _fspath(checkpoint_dir)
+    state_file = _state_filename(checkpoint_dir, latest_filename)
+    if not _file_exists(state_file):
+        return None
+    try:
+        with open(_os_path(state_file), "rb") as f:
+            content = f.read()
+    except OSError as e:
+        logger.warning("%s: %s", type(e).__name__, e)
+        logger.warning("%s: Checkpoint ignored", state_file)
+        return None
+    text = content.decode("utf-8")  # TensorFlow reads text mode: UnicodeDecodeError propagates
+    ckpt = CheckpointState()
+    try:
+        text_format.Merge(text, ckpt)
+    except text_format.ParseError as e:
+        logger.warning("%s: %s", type(e).__name__, e)
+        logger.warning("%s: Checkpoint ignored", state_file)
+        return None
+    if not ckpt.model_checkpoint_path:
+        raise ValueError(f"Invalid checkpoint state loaded from {checkpoint_dir}: "
+                         f"'{state_file}' has no model_checkpoint_path")
+    if not os.path.isabs(ckpt.model_checkpoint_path):
+        ckpt.model_checkpoint_path = os.path.join(checkpoint_dir, ckpt.model_checkpoint_path)
+    for i, p in enumerate(ckpt.all_model_checkpoint_paths):
+        if not os.path.isabs(p):
+            ckpt.all_model_checkpoint_paths[i] = os.path.join(checkpoint_dir, p)
+    return ckpt
+
+
+def latest_checkpoint(checkpoint_dir: PathLike,
+                      latest_filename: Optional[str] = None) -> Optional[str]:
+    """Prefix of the newest checkpoint in ``checkpoint_dir`` (``tf.train.latest_checkpoint``).
+
+    Reads the state file (:func:`get_checkpoint_state`) and returns its
+    ``model_checkpoint_path`` if that checkpoint exists: ``PREFIX.index``
+    (V2) or the file ``PREFIX`` (V1) matches (glob semantics, see
+    :func:`get_matching_files`).
+
+    Returns:
+      The prefix, or None if there is no state file or its checkpoint is gone.
+
+    Raises:
+      ValueError: as :func:`get_checkpoint_state`.
+    """
+    ckpt = get_checkpoint_state(checkpoint_dir, latest_filename)
+    if ckpt is not None and ckpt.model_checkpoint_path:
+        prefix = ckpt.model_checkpoint_path
+        if (get_matching_files(_prefix_to_checkpoint_path(prefix, V2))
+                or get_matching_files(_prefix_to_checkpoint_path(prefix, V1))):
+            return prefix
+        logger.error("Couldn't match files for checkpoint %s", prefix)
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoint files
+# --------------------------------------------------------------------------------------
+
+def checkpoint_exists_internal(checkpoint_prefix: PathLike) -> bool:
+    """True if ``PREFIX.index`` (V2) or ``PREFIX`` (V1) matches (glob semantics)."""
+    prefix = _fspath(checkpoint_prefix)
+    return bool(get_matching_files(_prefix_to_checkpoint_path(prefix, V2))
+                or get_matching_files(prefix))
+
+
+def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
+    """Whether a V2 or V1 checkpoint exists (``tf.compat.v1.train.checkpoint_exists``).
+
+    ``checkpoint_prefix`` is a glob pattern, as in TensorFlow: a V2 checkpoint
+    exists if ``PREFIX.index`` matches a path, a V1 one if ``PREFIX`` does.
+    """
+    return checkpoint_exists_internal(checkpoint_prefix)
+
+
+def get_checkpoint_mtimes(checkpoint_prefixes: Iterable[PathLike]) -> List[float]:
+    """Modification times of checkpoints (``tf.compat.v1.train.get_checkpoint_mtimes``).
+
+    For each prefix, the mtime of the first path matching ``PREFIX.index``, or
+    else ``PREFIX`` (V1); prefixes with no match are skipped, so the result may
+    be shorter than the input. As in TensorFlow the values are seconds since
+    the Epoch, truncated to whole seconds (TensorFlow's ``Stat`` drops the
+    sub-second part), as floats.
+
+    Raises:
+      CheckpointIOError: a matching path cannot be ``stat``-ed.
+    """
+    mtimes: List[float] = []
+    for prefix in checkpoint_prefixes:
+        prefix = _fspath(prefix)
+        for pathname in (_prefix_to_checkpoint_path(prefix, V2), prefix):
+            names = get_matching_files(pathname)
+            if names:
+                try:
+                    st = os.stat(_os_path(names[0]))
+                except OSError as e:
+                    raise _io_error(e, f"cannot stat checkpoint file '{names[0]}'") from None
+                mtimes.append(float(st.st_mtime_ns // 1_000_000_000))
+                break
+    return mtimes
+
+
+def _delete_matching_files(pattern: str) -> None:
+    """Deletes every path matching ``pattern``; one already gone is only logged."""
+    for pathname in get_matching_files(pattern):
+        try:
+            os.unlink(_os_path(pathname))
+        except FileNotFoundError:
+            logger.warning(
+                "Hit NotFoundError when deleting '%s', possibly because another "
+                "process/thread is also deleting/moving the same file", pathname)
+        except OSError as e:
+            raise _io_error(e, f"cannot delete checkpoint file '{pathname}'") from None
+
+
+def remove_checkpoint(checkpoint_prefix: PathLike,
+                      checkpoint_format_version: int = V2,
+                      meta_graph_suffix: str = "meta") -> None:
+    """Deletes a checkpoint's files (``tf.compat.v1.train.remove_checkpoint``).
+
+    Deletes what matches ``meta_graph_filename(prefix, meta_graph_suffix)``
+    and, for V2, ``PREFIX.index`` and ``PREFIX.data-?????-of-?????``; for any
+    other version, the file ``PREFIX``. All are glob patterns. Files already
+    gone are ignored.
+
+    Raises:
+      CheckpointIOError: a matching path could not be deleted (a directory, no
+        permission...).
+    """
+    prefix = _fspath(checkpoint_prefix)
+    _delete_matching_files(meta_graph_filename(prefix, meta_graph_suffix))
+    if checkpoint_format_version == V2:
+        _delete_matching_files(prefix + ".index")
+        _delete_matching_files(prefix + ".data-?????-of-?????")
+    else:
+        _delete_matching_files(prefix)
+
+
+_SHARD_SUFFIX = re.compile(r"-[\d\?]+-of-\d+$")
+
+
+def meta_graph_filename(checkpoint_filename: PathLike, meta_graph_suffix: str = "meta") -> str:
+    """The ``.meta`` file of a checkpoint: ``PREFIX.meta``.
+
+    A sharded V1 name's ``-NNNNN-of-MMMMM`` (or ``-?????-of-MMMMM``) suffix
+    is dropped first: ``model.ckpt-7-00001-of-00002`` -> ``model.ckpt-7.meta``.
+    """
+    basename = _SHARD_SUFFIX.sub("", _fspath(checkpoint_filename))
+    return basename + "." + meta_graph_suffix

@@ -1,0 +1,482 @@
+"""``fastckpt.Saver``: a drop-in replacement for ``tf.compat.v1.train.Saver``.
+
+Same constructor arguments, same methods, same files (``PREFIX.index``,
+``PREFIX.data-*``, ``PREFIX.meta``, the ``checkpoint`` state file), same
+retention rules; the tensor bytes are written and read by fastckpt's native
+core. Two kinds of ``var_list`` are accepted:
+
+* TensorFlow variables (graph mode, or eager with an explicit ``var_list``):
+  see :mod:`fastckpt._tf_backend`. TensorFlow is imported only then.
+* A dict of name -> array (numpy, CuPy, torch, JAX): no TensorFlow needed.
+  ``save(None, path)`` writes the arrays; ``restore(None, path)`` fills them
+  in place (immutable arrays such as JAX's are replaced, see ``restore``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import checkpoint_management as cm
+from . import metagraph as mg
+from ._arrays import to_host_array
+from .errors import InvalidArgumentError
+from .format import dtypes
+from .reader import CheckpointReader
+from .writer import prepare_items, write_items
+
+__all__ = ["Saver", "import_meta_graph", "export_meta_graph"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# SaverDef.CheckpointFormatVersion
+LEGACY, V1, V2 = 0, 1, 2
+
+
+def _tf_loaded() -> bool:
+    return "tensorflow" in sys.modules
+
+
+def _is_tf_object(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module.startswith(("tensorflow", "keras", "tf_keras"))
+
+
+def _uses_tensorflow(var_list: Any) -> bool:
+    if var_list is None:
+        return True
+    values = var_list.values() if isinstance(var_list, Mapping) else var_list
+    return any(_is_tf_object(v) for v in values)
+
+
+class Saver:
+    """Saves and restores variables, as ``tf.compat.v1.train.Saver`` does.
+
+    Args:
+        var_list: ``None`` (all saveable TensorFlow variables of the default
+            graph), a list of TensorFlow variables, or a dict name -> variable or
+            name -> array (numpy, CuPy, torch, JAX; no TensorFlow needed).
+        reshape, sharded, max_to_keep, keep_checkpoint_every_n_hours, name,
+        restore_sequentially, saver_def, builder, defer_build, allow_empty,
+        write_version, pad_step_number, save_relative_paths, filename:
+            as in TensorFlow. With arrays, ``reshape``, ``restore_sequentially``
+            and ``builder`` have no effect (there is no graph to build);
+            ``sharded=True`` writes one data shard per thread; ``write_version``
+            must be V2 (fastckpt writes only the V2 format).
+        threads: I/O threads of the native core (default: cores).
+        num_shards: data files per checkpoint (default: by size and threads;
+            with ``sharded=True`` and TensorFlow variables, one per device as TF).
+        durable: fsync data, index, ``.meta`` and state file before each becomes
+            visible (default True; TensorFlow's Saver does not fsync).
+    """
+
+    def __init__(self, var_list: Any = None, reshape: bool = False, sharded: bool = False,
+                 max_to_keep: Optional[int] = 5, keep_checkpoint_every_n_hours: float = 10000.0,
+                 name: Optional[str] = None, restore_sequentially: bool = False,
+                 saver_def: Any = None, builder: Any = None, defer_build: bool = False,
+                 allow_empty: bool = False, write_version: int = V2, pad_step_number: bool = False,
+                 save_relative_paths: bool = False, filename: Optional[str] = None, *,
+                 threads: Optional[int] = None, num_shards: Optional[int] = None,
+                 durable: bool = True) -> None:
+        if write_version != V2:
+            raise InvalidArgumentError("fastckpt writes only the V2 checkpoint format (write_version=2)")
+        if defer_build and var_list:
+            raise ValueError(
+                "If `var_list` is provided then build cannot be deferred. Either set defer_build=False "
+                "or var_list=None.")
+        self._max_to_keep = max_to_keep
+        self._keep_hours = keep_checkpoint_every_n_hours
+        self._pad_step_number = pad_step_number
+        self._save_relative_paths = save_relative_paths
+        self._sharded = sharded
+        self._threads = threads
+        self._num_shards = num_shards
+        self._durable = durable
+        self._last_checkpoints: List[Tuple[str, float]] = []
+        self._checkpoints_to_be_deleted: List[Tuple[str, float]] = []
+        self._next_checkpoint_time = time.time() + keep_checkpoint_every_n_hours * 3600
+        self._backend: Any
+        if _uses_tensorflow(var_list):
+            if var_list is None and saver_def is None and not _tf_loaded():
+                raise InvalidArgumentError(
+                    "var_list is required without TensorFlow: pass a dict of name -> array")
+            from ._tf_backend import TFBackend
+
+            self._backend = TFBackend(
+                var_list, reshape=reshape, sharded=sharded, max_to_keep=max_to_keep,
+                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
+                restore_sequentially=restore_sequentially, saver_def=saver_def, builder=builder,
+                defer_build=defer_build, allow_empty=allow_empty, pad_step_number=pad_step_number,
+                save_relative_paths=save_relative_paths, filename=filename)
+        else:
+            self._backend = _ArrayBackend(
+                var_list, sharded=sharded, max_to_keep=max_to_keep,
+                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
+                allow_empty=allow_empty, filename=filename)
+
+    # -- TensorFlow-compatible surface ------------------------------------
+    @property
+    def saver_def(self) -> Any:
+        """The SaverDef (TensorFlow's, or fastckpt's own proto without TensorFlow)."""
+        return self._backend.saver_def
+
+    def as_saver_def(self) -> Any:
+        return self._backend.saver_def
+
+    def build(self) -> None:
+        """Builds the save/restore ops (TensorFlow graphs with ``defer_build=True``)."""
+        self._backend.build()
+
+    @property
+    def last_checkpoints(self) -> List[str]:
+        """Prefixes of the checkpoints still managed, oldest first."""
+        return [p for p, _ in self._last_checkpoints]
+
+    def set_last_checkpoints(self, last_checkpoints: Sequence[str]) -> None:
+        """DEPRECATED in TensorFlow: sets the list with timestamps of +inf (never deleted)."""
+        if not isinstance(last_checkpoints, list):
+            raise TypeError("last_checkpoints must be a list")
+        self._last_checkpoints = [(s, float("inf")) for s in last_checkpoints]
+
+    def set_last_checkpoints_with_time(self, last_checkpoints_with_time: Sequence[Tuple[str, float]]) -> None:
+        """Sets the managed checkpoints as ``[(prefix, timestamp)]``."""
+        if not isinstance(last_checkpoints_with_time, list):
+            raise TypeError("last_checkpoints_with_time must be a list")
+        self._last_checkpoints = list(last_checkpoints_with_time)
+
+    def recover_last_checkpoints(self, checkpoint_paths: Sequence[str]) -> None:
+        """Resumes management of existing checkpoints (timestamps = file mtimes)."""
+        checkpoints_with_mtimes = []
+        for path in checkpoint_paths:
+            try:
+                mtime = cm.get_checkpoint_mtimes([path])
+            except Exception:  # noqa: BLE001 - TensorFlow skips unreadable paths too
+                continue
+            if mtime:
+                checkpoints_with_mtimes.append((path, mtime[0]))
+        self.set_last_checkpoints_with_time(checkpoints_with_mtimes)
+
+    def _record_last_checkpoint(self, latest_save_path: str) -> None:
+        if not self._max_to_keep:
+            return
+        self._last_checkpoints = [p for p in self._last_checkpoints if p[0] != latest_save_path]
+        self._last_checkpoints.append((latest_save_path, time.time()))
+        if len(self._last_checkpoints) > self._max_to_keep:
+            self._checkpoints_to_be_deleted.append(self._last_checkpoints.pop(0))
+
+    def _maybe_delete_old_checkpoints(self, meta_graph_suffix: str) -> None:
+        if not self._checkpoints_to_be_deleted:
+            return
+        path, stamp = self._checkpoints_to_be_deleted.pop(0)
+        if stamp > self._next_checkpoint_time:
+            # keep_checkpoint_every_n_hours: keep one checkpoint per period forever.
+            self._next_checkpoint_time += self._keep_hours * 3600
+            return
+        try:
+            cm.remove_checkpoint(path, V2, meta_graph_suffix)
+        except Exception as e:  # noqa: BLE001 - deletion errors are ignored, as in TF
+            import warnings
+
+            warnings.warn(f"fastckpt: could not delete old checkpoint {path}: {e}", RuntimeWarning)
+
+    def save(self, sess: Any, save_path: PathLike, global_step: Any = None,
+             latest_filename: Optional[str] = None, meta_graph_suffix: str = "meta",
+             write_meta_graph: bool = True, write_state: bool = True,
+             strip_default_attrs: bool = False, save_debug_info: bool = False) -> Optional[str]:
+        """Saves the variables; returns the checkpoint prefix (None for an empty saver).
+
+        ``sess`` is a ``tf.compat.v1.Session`` for graph-mode TensorFlow variables,
+        and is ignored (pass None) for arrays and in eager mode.
+
+        Raises:
+            ValueError: ``latest_filename`` has path parts or collides with
+                ``save_path``, or the parent directory of ``save_path`` is missing.
+            RuntimeError: ``build()`` was deferred and not called.
+        """
+        backend = self._backend
+        backend.check_built()
+        if latest_filename is None:
+            latest_filename = "checkpoint"
+        if os.path.split(latest_filename)[0]:
+            raise ValueError("'latest_filename' must not contain path components")
+        save_path = os.fspath(save_path)
+        if isinstance(save_path, bytes):
+            save_path = save_path.decode("utf-8")
+        if global_step is not None:
+            step = backend.global_step_value(sess, global_step)
+            checkpoint_file = f"{save_path}-{step:08d}" if self._pad_step_number else f"{save_path}-{step}"
+        else:
+            checkpoint_file = save_path
+            if os.path.basename(save_path) == latest_filename and not self._sharded:
+                raise ValueError(
+                    f"'latest_filename' collides with 'save_path': '{latest_filename}' and '{save_path}'")
+        backend.check_session(sess)
+        save_path_parent = os.path.dirname(save_path)
+        if not os.path.isdir(save_path_parent or "."):
+            raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
+        if not backend.is_empty:
+            items, keep = backend.collect(sess)
+            write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
+                        threads=self._threads, durable=self._durable)
+            del keep
+            model_checkpoint_path = checkpoint_file
+            if write_state:
+                self._record_last_checkpoint(model_checkpoint_path)
+                cm.update_checkpoint_state_internal(
+                    save_dir=save_path_parent, model_checkpoint_path=model_checkpoint_path,
+                    all_model_checkpoint_paths=self.last_checkpoints, latest_filename=latest_filename,
+                    save_relative_paths=self._save_relative_paths, durable=self._durable)
+                self._maybe_delete_old_checkpoints(meta_graph_suffix)
+        if write_meta_graph:
+            meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
+            backend.write_meta_graph(sess, meta_file, strip_default_attrs=strip_default_attrs,
+                                     save_debug_info=save_debug_info, durable=self._durable)
+        return None if backend.is_empty else checkpoint_file
+
+    def restore(self, sess: Any, save_path: Optional[PathLike]) -> Optional[Dict[str, Any]]:
+        """Restores the variables from checkpoint ``save_path``.
+
+        Every tensor is read by the native core in parallel and CRC-verified.
+        With arrays, mutable ones (numpy, torch, CuPy) are filled in place;
+        immutable ones (JAX) are replaced by new arrays, which are also returned as
+        a dict name -> array (None when everything was filled in place).
+
+        Raises:
+            ValueError: ``save_path`` is None or not a checkpoint.
+            DataLossError: damaged checkpoint bytes.
+        """
+        if self._backend.is_empty:
+            return None
+        if save_path is None:
+            raise ValueError("Can't load save_path when it is None.")
+        prefix = os.fspath(save_path)
+        if not cm.checkpoint_exists_internal(prefix):
+            raise ValueError("The passed save_path is not a valid checkpoint: " + prefix)
+        with CheckpointReader(prefix, threads=self._threads) as reader:
+            return self._backend.restore(sess, reader)
+
+    def export_meta_graph(self, filename: Optional[PathLike] = None, collection_list: Any = None,
+                          as_text: bool = False, export_scope: Optional[str] = None,
+                          clear_devices: bool = False, clear_extraneous_savers: bool = False,
+                          strip_default_attrs: bool = False, save_debug_info: bool = False) -> Any:
+        """Returns (and writes, when ``filename`` is given) the MetaGraphDef."""
+        return self._backend.export_meta_graph(
+            filename, collection_list=collection_list, as_text=as_text, export_scope=export_scope,
+            clear_devices=clear_devices, clear_extraneous_savers=clear_extraneous_savers,
+            strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info,
+            durable=self._durable)
+
+    def to_proto(self, export_scope: Optional[str] = None) -> Any:
+        return self._backend.to_proto(export_scope)
+
+    @property
+    def var_list(self) -> Any:
+        """The variables (or the name -> array dict) this saver manages."""
+        return self._backend.var_list
+
+
+class _ArrayBackend:
+    """Variables are caller arrays in a dict; no TensorFlow involved."""
+
+    def __init__(self, var_list: Mapping[str, Any], *, sharded: bool, max_to_keep: Optional[int],
+                 keep_checkpoint_every_n_hours: float, name: Optional[str], allow_empty: bool,
+                 filename: Optional[str]) -> None:
+        if not isinstance(var_list, Mapping):
+            raise TypeError("without TensorFlow, var_list must be a dict of name -> array")
+        for key in var_list:
+            if not isinstance(key, str) or not key:
+                raise InvalidArgumentError(f"variable names must be non-empty strings, not {key!r}")
+        self.var_list: Dict[str, Any] = dict(var_list)
+        self.is_empty = not self.var_list
+        if self.is_empty and not allow_empty:
+            raise ValueError("No variables to save")
+        self._sharded = sharded
+        self._meta_args = dict(filename=filename or "model", max_to_keep=max_to_keep,
+                               keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
+                               sharded=sharded, name=name or "save", allow_empty=allow_empty)
+        self._meta_cache: Optional[Tuple[tuple, Any]] = None
+
+    # Hooks used by Saver ---------------------------------------------------
+    def check_built(self) -> None:
+        pass
+
+    def build(self) -> None:
+        pass
+
+    def check_session(self, sess: Any) -> None:
+        pass  # no session: arrays are read directly
+
+    def global_step_value(self, sess: Any, global_step: Any) -> int:
+        value = to_host_array(global_step)
+        if value.size != 1 or value.dtype.kind not in "iu":
+            raise TypeError(f"global_step must be an integer, not {global_step!r}")
+        return int(value.reshape(()))
+
+    def default_shards(self) -> Optional[int]:
+        if self._sharded:
+            from . import config
+
+            return config.default_threads()
+        return None
+
+    def collect(self, sess: Any) -> Tuple[list, list]:
+        return prepare_items(self.var_list)
+
+    def _specs(self) -> List[mg.VariableSpec]:
+        specs = []
+        for name, value in sorted(self.var_list.items()):
+            arr = to_host_array(value)
+            specs.append(mg.VariableSpec(name=name, dtype=dtypes.from_numpy_dtype(arr.dtype),
+                                         shape=tuple(arr.shape)))
+        return specs
+
+    def _meta_graph(self) -> Any:
+        specs = tuple(self._specs())
+        if self._meta_cache is None or self._meta_cache[0] != specs:
+            self._meta_cache = (specs, mg.build_meta_graph(specs, **self._meta_args))
+        return self._meta_cache[1]
+
+    @property
+    def saver_def(self) -> Any:
+        return self._meta_graph().saver_def
+
+    def to_proto(self, export_scope: Optional[str]) -> Any:
+        return self.saver_def
+
+    def write_meta_graph(self, sess: Any, path: str, *, strip_default_attrs: bool,
+                         save_debug_info: bool, durable: bool) -> None:
+        mg.write_meta_graph(self._meta_graph(), path, fsync=durable)
+
+    def export_meta_graph(self, filename: Optional[PathLike], *, as_text: bool, durable: bool,
+                          **unused: Any) -> Any:
+        meta = self._meta_graph()
+        if filename is not None:
+            mg.write_meta_graph(meta, filename, as_text=as_text, fsync=durable)
+        return meta
+
+    def restore(self, sess: Any, reader: CheckpointReader) -> Optional[Dict[str, Any]]:
+        replaced: Dict[str, Any] = {}
+        for name, target in self.var_list.items():
+            value = reader.get_tensor(name)
+            new = _assign_array(name, target, value)
+            if new is not None:
+                replaced[name] = new
+                self.var_list[name] = new
+        return replaced or None
+
+
+def _assign_array(name: str, target: Any, value: np.ndarray) -> Any:
+    """Copies `value` into `target` in place; returns a new array if `target` is immutable."""
+    shape = tuple(getattr(target, "shape", np.shape(target)))
+    if shape != value.shape:
+        raise InvalidArgumentError(
+            f"variable '{name}': checkpoint shape {list(value.shape)} does not match {list(shape)}")
+    module = type(target).__module__ or ""
+    if isinstance(target, np.ndarray):
+        if not target.flags.writeable:
+            return value
+        np.copyto(target, value.astype(target.dtype, copy=False) if target.dtype != object else value)
+        return None
+    if module.startswith("torch"):
+        import torch
+
+        src = value
+        if src.dtype.name == "bfloat16":
+            src = torch.from_numpy(src.view(np.int16)).view(torch.bfloat16)
+        else:
+            src = torch.from_numpy(np.ascontiguousarray(src))
+        with torch.no_grad():
+            target.copy_(src)
+        return None
+    if hasattr(target, "__cuda_array_interface__") and hasattr(target, "set"):
+        target.set(value)  # CuPy
+        return None
+    if module.startswith(("jax", "jaxlib")):
+        import jax
+
+        device = next(iter(target.devices())) if hasattr(target, "devices") else None
+        return jax.device_put(value, device)
+    if hasattr(target, "__setitem__"):
+        target[...] = value
+        return None
+    return value
+
+
+def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False,
+                      import_scope: Optional[str] = None, **kwargs: Any) -> Optional[Saver]:
+    """Imports a ``.meta`` and returns a :class:`Saver` bound to it.
+
+    With TensorFlow loaded, the graph is imported into the default graph (as
+    ``tf.compat.v1.train.import_meta_graph`` does) and the returned Saver drives
+    its variables. Without TensorFlow, the returned Saver holds one zero-filled
+    numpy array per variable of the graph (``saver.var_list``), which
+    ``saver.restore(None, prefix)`` fills.
+    """
+    if _tf_loaded() or kwargs.pop("use_tensorflow", False):
+        from ._tf_backend import import_meta_graph_tf
+
+        return import_meta_graph_tf(meta_graph_or_file, clear_devices=clear_devices,
+                                    import_scope=import_scope, **kwargs)
+    meta = meta_graph_or_file
+    if not hasattr(meta, "graph_def"):
+        meta = mg.read_meta_graph(meta_graph_or_file)
+    arrays = _variables_of(meta)
+    if not arrays:
+        return None
+    sd = meta.saver_def
+    return Saver(arrays, max_to_keep=sd.max_to_keep if meta.HasField("saver_def") else 5,
+                 keep_checkpoint_every_n_hours=(sd.keep_checkpoint_every_n_hours
+                                                if meta.HasField("saver_def") else 10000.0))
+
+
+def _variables_of(meta: Any) -> Dict[str, np.ndarray]:
+    """Zero-filled arrays for the saveable variables of a MetaGraphDef, keyed by
+    checkpoint name (partitioned variables as one full-size array)."""
+    from .proto import VariableDef
+
+    nodes = {n.name: n for n in meta.graph_def.node}
+    arrays: Dict[str, np.ndarray] = {}
+    if "variables" not in meta.collection_def:
+        return arrays
+    for raw in meta.collection_def["variables"].bytes_list.value:
+        vdef = VariableDef.FromString(raw)
+        op_name = vdef.variable_name.split(":")[0]
+        node = nodes.get(op_name)
+        if node is None or "dtype" not in node.attr:
+            raise InvalidArgumentError(f"meta graph names variable '{op_name}' but has no such node")
+        dt = node.attr["dtype"].type
+        if vdef.HasField("save_slice_info_def"):
+            info = vdef.save_slice_info_def
+            key, shape = info.full_name, tuple(info.full_shape)
+        else:
+            key, shape = op_name, tuple(d.size for d in node.attr["shape"].shape.dim)
+        if key not in arrays:
+            arrays[key] = np.zeros(shape, dtype=dtypes.to_numpy_dtype(dt))
+    return arrays
+
+
+def export_meta_graph(filename: Optional[PathLike] = None, meta_info_def: Any = None,
+                      graph_def: Any = None, saver_def: Any = None, collection_list: Any = None,
+                      as_text: bool = False, graph: Any = None, export_scope: Optional[str] = None,
+                      clear_devices: bool = False, clear_extraneous_savers: bool = False,
+                      strip_default_attrs: bool = False, save_debug_info: bool = False,
+                      **kwargs: Any) -> Any:
+    """``tf.compat.v1.train.export_meta_graph``; requires TensorFlow (it exports a TF graph).
+
+    Without TensorFlow use :meth:`Saver.export_meta_graph`, which exports the
+    graph of an array saver.
+    """
+    if not _tf_loaded():
+        raise InvalidArgumentError(
+            "fastckpt.export_meta_graph exports a TensorFlow graph; without TensorFlow "
+            "use Saver.export_meta_graph()")
+    import tensorflow as tf
+
+    return tf.compat.v1.train.export_meta_graph(
+        filename=filename, meta_info_def=meta_info_def, graph_def=graph_def, saver_def=saver_def,
+        collection_list=collection_list, as_text=as_text, graph=graph, export_scope=export_scope,
+        clear_devices=clear_devices, clear_extraneous_savers=clear_extraneous_savers,
+        strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info, **kwargs)
