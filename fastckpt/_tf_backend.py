@@ -107,6 +107,9 @@ class TFBackend:
         tf = _tf()
         self.var_list = var_list
         self._sharded = sharded
+        # Items arrive in SaveV2 order (partition slices next to their
+        # variable); the data file keeps it, as TensorFlow's does.
+        self.sort_data = False
         self._eager = tf.executing_eagerly()
         if self._eager:
             if var_list is None:
@@ -115,7 +118,8 @@ class TFBackend:
                     "variables to save")
             from tensorflow.python.training.saving import saveable_object_util
 
-            names_to_saveables = saveable_object_util.op_list_to_dict(var_list)
+            names_to_saveables = var_list if isinstance(var_list, dict) else \
+                saveable_object_util.op_list_to_dict(var_list)
             self._saveables = saveable_object_util.validate_and_slice_inputs(names_to_saveables)
             self.is_empty = not self._saveables
             if self.is_empty and not allow_empty:
@@ -172,6 +176,15 @@ class TFBackend:
     def build(self) -> None:
         if self._tf_saver is not None:
             self._tf_saver.build()
+
+    def retention(self) -> Optional[Tuple[int, float]]:
+        """(max_to_keep, keep_checkpoint_every_n_hours) of the built SaverDef."""
+        if self._tf_saver is None or not self._tf_saver._is_built:  # noqa: SLF001
+            return None
+        sd = self._tf_saver.saver_def
+        if sd is None:  # an empty saver (allow_empty=True) has no SaverDef
+            return None
+        return sd.max_to_keep, sd.keep_checkpoint_every_n_hours
 
     def check_session(self, sess: Any) -> None:
         if self._eager:

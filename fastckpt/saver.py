@@ -40,13 +40,20 @@ def _tf_loaded() -> bool:
     return "tensorflow" in sys.modules
 
 
+def _tf_graph_mode() -> bool:
+    """True when TensorFlow is loaded and building a graph (not eager)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and not tf.executing_eagerly()
+
+
 def _is_tf_object(value: Any) -> bool:
     module = type(value).__module__ or ""
     return module.startswith(("tensorflow", "keras", "tf_keras"))
 
 
 def _uses_tensorflow(var_list: Any) -> bool:
-    if var_list is None:
+    # Arrays come as a dict; None and lists (even empty ones) are TensorFlow's.
+    if var_list is None or not isinstance(var_list, Mapping):
         return True
     values = var_list.values() if isinstance(var_list, Mapping) else var_list
     return any(_is_tf_object(v) for v in values)
@@ -97,7 +104,7 @@ class Saver:
         self._durable = durable
         self._last_checkpoints: List[Tuple[str, float]] = []
         self._checkpoints_to_be_deleted: List[Tuple[str, float]] = []
-        self._next_checkpoint_time = time.time() + keep_checkpoint_every_n_hours * 3600
+        self._next_checkpoint_time = 0.0
         self._backend: Any
         if _uses_tensorflow(var_list):
             if var_list is None and saver_def is None and not _tf_loaded():
@@ -116,6 +123,8 @@ class Saver:
                 var_list, sharded=sharded, max_to_keep=max_to_keep,
                 keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
                 allow_empty=allow_empty, filename=filename)
+        if not defer_build:
+            self._on_built()
 
     # -- TensorFlow-compatible surface ------------------------------------
     @property
@@ -129,6 +138,16 @@ class Saver:
     def build(self) -> None:
         """Builds the save/restore ops (TensorFlow graphs with ``defer_build=True``)."""
         self._backend.build()
+        self._on_built()
+
+    def _on_built(self) -> None:
+        # As in TensorFlow: the retention settings are the SaverDef's (which a
+        # saver_def argument supplies), and the keep-every-N-hours clock starts
+        # when the saver is built.
+        retention = self._backend.retention()
+        if retention is not None:
+            self._max_to_keep, self._keep_hours = retention
+        self._next_checkpoint_time = time.time() + self._keep_hours * 3600
 
     @property
     def last_checkpoints(self) -> List[str]:
@@ -216,11 +235,17 @@ class Saver:
         backend.check_session(sess)
         save_path_parent = os.path.dirname(save_path)
         if not os.path.isdir(save_path_parent or "."):
-            raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
+            # TensorFlow's bundle writer creates the last directory level
+            # (non-recursively); a sharded save's merge step cannot.
+            grandparent = os.path.dirname(save_path_parent)
+            if self._sharded or backend.is_empty or not os.path.isdir(grandparent or "."):
+                raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
+            os.makedirs(save_path_parent, exist_ok=True)
         if not backend.is_empty:
             items, keep = backend.collect(sess)
             write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
-                        threads=self._threads, durable=self._durable)
+                        threads=self._threads, durable=self._durable,
+                        sort_data=backend.sort_data)
             del keep
             model_checkpoint_path = checkpoint_file
             if write_state:
@@ -298,6 +323,7 @@ class _ArrayBackend:
                                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
                                sharded=sharded, name=name or "save", allow_empty=allow_empty)
         self._meta_cache: Optional[Tuple[tuple, Any]] = None
+        self.sort_data = True
 
     # Hooks used by Saver ---------------------------------------------------
     def check_built(self) -> None:
@@ -305,6 +331,9 @@ class _ArrayBackend:
 
     def build(self) -> None:
         pass
+
+    def retention(self) -> None:
+        return None  # the constructor's arguments stand
 
     def check_session(self, sess: Any) -> None:
         pass  # no session: arrays are read directly
@@ -328,9 +357,12 @@ class _ArrayBackend:
     def _specs(self) -> List[mg.VariableSpec]:
         specs = []
         for name, value in sorted(self.var_list.items()):
-            arr = to_host_array(value)
-            specs.append(mg.VariableSpec(name=name, dtype=dtypes.from_numpy_dtype(arr.dtype),
-                                         shape=tuple(arr.shape)))
+            try:  # numpy, CuPy and JAX arrays say their dtype without a copy
+                dtype, shape = np.dtype(value.dtype), tuple(value.shape)
+            except (AttributeError, TypeError):
+                arr = to_host_array(value)
+                dtype, shape = arr.dtype, tuple(arr.shape)
+            specs.append(mg.VariableSpec(name=name, dtype=dtypes.from_numpy_dtype(dtype), shape=shape))
         return specs
 
     def _meta_graph(self) -> Any:
@@ -406,16 +438,20 @@ def _assign_array(name: str, target: Any, value: np.ndarray) -> Any:
 
 
 def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False,
-                      import_scope: Optional[str] = None, **kwargs: Any) -> Optional[Saver]:
+                      import_scope: Optional[str] = None, *, use_tensorflow: Optional[bool] = None,
+                      **kwargs: Any) -> Optional[Saver]:
     """Imports a ``.meta`` and returns a :class:`Saver` bound to it.
 
-    With TensorFlow loaded, the graph is imported into the default graph (as
-    ``tf.compat.v1.train.import_meta_graph`` does) and the returned Saver drives
-    its variables. Without TensorFlow, the returned Saver holds one zero-filled
-    numpy array per variable of the graph (``saver.var_list``), which
-    ``saver.restore(None, prefix)`` fills.
+    When TensorFlow is loaded and in graph mode (``use_tensorflow=None``, the
+    default, decides so; True or False forces a choice), the graph is imported
+    into the default graph as ``tf.compat.v1.train.import_meta_graph`` does and
+    the returned Saver drives its variables. Otherwise the returned Saver holds
+    one zero-filled numpy array per variable of the graph (``saver.var_list``),
+    which ``saver.restore(None, prefix)`` fills; TensorFlow is not needed.
     """
-    if _tf_loaded() or kwargs.pop("use_tensorflow", False):
+    if use_tensorflow is None:
+        use_tensorflow = _tf_graph_mode()
+    if use_tensorflow:
         from ._tf_backend import import_meta_graph_tf
 
         return import_meta_graph_tf(meta_graph_or_file, clear_devices=clear_devices,

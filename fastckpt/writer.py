@@ -147,15 +147,19 @@ def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
 
 
 def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
-                durable: bool) -> dict:
-    """Runs the native writer on prepared items (see prepare_items)."""
+                durable: bool, sort_data: bool = True) -> dict:
+    """Runs the native writer on prepared items (see prepare_items).
+
+    Tensors go to the data files sorted by name (TensorFlow's Saver order), or
+    in the order given with ``sort_data=False``.
+    """
     prefix = os.fspath(prefix)
     if num_shards is not None and (not isinstance(num_shards, int) or num_shards < 1):
         raise InvalidArgumentError(f"num_shards must be a positive integer, not {num_shards!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
     return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
-                                bool(durable), config.task_bytes())
+                                bool(durable), config.task_bytes(), bool(sort_data))
 
 
 def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = None,

@@ -89,7 +89,10 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match="'latest_filename' collides with 'save_path'"):
         saver.save(None, str(tmp_path / "checkpoint"))
     with pytest.raises(ValueError, match="Parent directory of .* doesn't exist, can't save."):
-        saver.save(None, str(tmp_path / "missing" / "m"))
+        saver.save(None, str(tmp_path / "missing" / "deeper" / "m"))
+    # As TensorFlow's writer, one missing directory level is created.
+    assert saver.save(None, str(tmp_path / "sub" / "m")) == str(tmp_path / "sub" / "m")
+    assert (tmp_path / "sub" / "checkpoint").exists()
     with pytest.raises(ValueError, match="Can't load save_path when it is None."):
         saver.restore(None, None)
     with pytest.raises(ValueError, match="The passed save_path is not a valid checkpoint"):

@@ -41,7 +41,7 @@ std::vector<TensorSlice> ToSlices(py::handle obj) {
 // items: list of (key: bytes, dtype: int, shape: tuple[int], data: buffer | None,
 //                 crc: int | None, slices: list[list[(start, length)]] | None)
 py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards, int threads,
-                       bool durable, uint64_t task_bytes) {
+                       bool durable, uint64_t task_bytes, bool sort_data) {
   const size_t n = items.size();
   std::vector<WriteItem> native(n);
   std::vector<BufferView> views;
@@ -85,6 +85,7 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
   opts.threads = threads;
   opts.durable = durable;
   if (task_bytes > 0) opts.task_bytes = task_bytes;
+  opts.sort_data = sort_data;
   WriteResult result;
   Status st;
   {
@@ -125,6 +126,7 @@ py::tuple EncodeStringsPy(py::sequence elems) {
 void RegisterWriter(py::module_& m) {
   m.def("write_bundle", &WriteBundlePy, py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0,
         py::arg("threads") = 0, py::arg("durable") = true, py::arg("task_bytes") = 0,
+        py::arg("sort_data") = true,
         "Writes a checkpoint bundle (data shards, then index). Releases the GIL while writing.");
   m.def("encode_strings", &EncodeStringsPy, py::arg("elements"),
         "Serializes bytes objects as a DT_STRING tensor; returns (bytes, crc).");

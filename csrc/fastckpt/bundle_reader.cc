@@ -22,25 +22,10 @@ constexpr size_t kMaxRequestsPerTask = 1024;
 // version 1 and accepts producers >= 0.
 constexpr int32_t kConsumerVersion = 1;
 
-std::string Printable(const std::string& key) {
-  std::string out;
-  for (unsigned char c : key) {
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
-
 Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_shards,
                      const std::string& index_name) {
   auto bad = [&](const std::string& why) {
-    return DataLoss("corrupt index file '" + index_name + "': entry '" + Printable(key) + "' " + why);
+    return DataLoss("corrupt index file '" + index_name + "': entry '" + PrintableKey(key) + "' " + why);
   };
   // Unknown dtypes are only an error when the tensor is read, so that a
   // checkpoint holding one can still be listed.
@@ -97,7 +82,7 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
         BundleEntry e;
         Status es = DecodeBundleEntry(v, n, &e);
         if (!es.ok()) {
-          return DataLoss("corrupt index file '" + index_name + "': entry '" + Printable(key) +
+          return DataLoss("corrupt index file '" + index_name + "': entry '" + PrintableKey(key) +
                           "': " + es.message());
         }
         r->keys_.push_back(key);
@@ -158,7 +143,7 @@ int64_t BundleReader::Find(const std::string& key) const {
 
 std::string BundleReader::Describe(size_t entry) const {
   const BundleEntry& e = entries_[entry];
-  return "tensor '" + Printable(keys_[entry]) + "' in '" +
+  return "tensor '" + PrintableKey(keys_[entry]) + "' in '" +
          DataFilename(prefix_, e.shard_id, header_.num_shards) + "'";
 }
 

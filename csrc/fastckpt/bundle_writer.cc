@@ -42,52 +42,39 @@ struct Task {
   size_t end;
 };
 
-std::string Quote(const std::string& key) {
-  std::string out = "'";
-  for (unsigned char c : key) {
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out + "'";
-}
+std::string Quoted(const std::string& key) { return "'" + PrintableKey(key) + "'"; }
 
 Status ValidateItem(const WriteItem& it) {
   if (it.key.empty()) return InvalidArgument("tensor names must not be empty");
   int elem = DtypeElementSize(it.dtype);
   if (elem < 0 || it.dtype == kDtVariant) {
-    return InvalidArgument("tensor " + Quote(it.key) + " has dtype " + std::to_string(it.dtype) +
+    return InvalidArgument("tensor " + Quoted(it.key) + " has dtype " + std::to_string(it.dtype) +
                            ", which a checkpoint cannot hold");
   }
   if (it.nbytes > 0 && it.data == nullptr) {
-    return InvalidArgument("tensor " + Quote(it.key) + " has no data buffer");
+    return InvalidArgument("tensor " + Quoted(it.key) + " has no data buffer");
   }
   if (!it.slices.empty()) {
     if (it.nbytes != 0) {
-      return InvalidArgument("partitioned tensor " + Quote(it.key) + " must not carry data");
+      return InvalidArgument("partitioned tensor " + Quoted(it.key) + " must not carry data");
     }
     return Status::Ok();
   }
   // Element count, with overflow checks: a shape can come from anywhere.
   unsigned __int128 numel = 1;
   for (int64_t d : it.shape) {
-    if (d < 0) return InvalidArgument("tensor " + Quote(it.key) + " has a negative dimension");
+    if (d < 0) return InvalidArgument("tensor " + Quoted(it.key) + " has a negative dimension");
     numel *= static_cast<uint64_t>(d);
     if (numel > (static_cast<unsigned __int128>(1) << 62)) {
-      return InvalidArgument("tensor " + Quote(it.key) + " has too many elements");
+      return InvalidArgument("tensor " + Quoted(it.key) + " has too many elements");
     }
   }
   if (it.dtype == kDtString) {
-    if (!it.has_crc) return InvalidArgument("string tensor " + Quote(it.key) + " lacks its CRC");
+    if (!it.has_crc) return InvalidArgument("string tensor " + Quoted(it.key) + " lacks its CRC");
     return Status::Ok();
   }
   if (numel * static_cast<unsigned>(elem) != it.nbytes) {
-    return InvalidArgument("tensor " + Quote(it.key) + ": " + std::to_string(it.nbytes) +
+    return InvalidArgument("tensor " + Quoted(it.key) + ": " + std::to_string(it.nbytes) +
                            " bytes do not match its shape and dtype");
   }
   return Status::Ok();
@@ -163,14 +150,15 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
             [&](uint32_t a, uint32_t b) { return items[a].key < items[b].key; });
   for (size_t i = 1; i < order.size(); ++i) {
     if (items[order[i - 1]].key == items[order[i]].key) {
-      return InvalidArgument("duplicate tensor name " + Quote(items[order[i]].key));
+      return InvalidArgument("duplicate tensor name " + Quoted(items[order[i]].key));
     }
   }
 
   // 2. Shards: balance bytes greedily (largest first onto the lightest shard).
-  std::vector<uint32_t> data_items;  // in key order
+  std::vector<uint32_t> data_items;  // in data file order
   uint64_t total = 0;
-  for (uint32_t i : order) {
+  for (size_t k = 0; k < items.size(); ++k) {
+    uint32_t i = options.sort_data ? order[k] : static_cast<uint32_t>(k);
     if (items[i].slices.empty()) {
       data_items.push_back(i);
       total += items[i].nbytes;
@@ -196,7 +184,7 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
     }
   }
 
-  // 3. File layout (key order within each shard, no padding, as TensorFlow)
+  // 3. File layout (data file order within each shard, no padding, as TensorFlow)
   //    and the work list.
   std::vector<uint64_t> shard_size(num_shards, 0);
   std::vector<uint64_t> offset_of(items.size(), 0);

@@ -47,6 +47,9 @@ struct WriteOptions {
   int threads = 0;                   // 0: DefaultThreads()
   bool durable = true;               // fsync files and directory before commit
   uint64_t task_bytes = 16ull << 20; // granularity of parallel work
+  // Data file order: by key (as TensorFlow's Saver, whose tensors arrive
+  // sorted) or as given (as a SaveV2 op given tensors in another order).
+  bool sort_data = true;
 };
 
 struct WriteResult {

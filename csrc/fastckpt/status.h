@@ -68,6 +68,11 @@ inline Status FailedPrecondition(std::string m) {
 // kNotFound so that a missing file surfaces as FileNotFoundError.
 Status IoError(const std::string& what, const std::string& path, int err);
 
+// A tensor name (arbitrary bytes) fit for an error message: control bytes are
+// written as \xNN; other bytes pass through (names are usually UTF-8; the
+// Python boundary decodes messages with backslashreplace).
+std::string PrintableKey(const std::string& key);
+
 }  // namespace fastckpt
 
 #define FASTCKPT_RETURN_IF_ERROR(expr)          \

@@ -1,0 +1,1045 @@
+"""``fastckpt.saver.Saver`` side by side with ``tf.compat.v1.train.Saver``.
+
+Every scenario runs twice, in two separate directories: once with TensorFlow's Saver and once
+with fastckpt's (``num_shards=1`` where TF's single-file layout is compared), each in its own
+``tf.Graph`` + ``tf.compat.v1.Session`` (graph mode) unless marked eager. Then it compares:
+
+* the returned prefixes (relative to the directory),
+* the sorted directory listings,
+* the text of the ``checkpoint`` state file (the directory substituted by ``<DIR>``),
+* the restored values,
+* the exception type and message for error cases,
+
+and, where the layout is the same, that each library restores the other's files.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+tf = pytest.importorskip("tensorflow")
+
+import fastckpt  # noqa: E402
+import fastckpt.saver as fsaver  # noqa: E402
+from fastckpt import checkpoint_management as fcm  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+tf.get_logger().setLevel("ERROR")
+
+KINDS = ("tf", "fc")
+N_CPUS = 3
+DIR = "<DIR>"
+
+# Values of the standard test model: name -> value (dtypes chosen to cover float, int, string).
+VALUES = {
+    "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+    "b": np.array(7, dtype=np.int64),
+    "scope/c": np.array([1.5, -2.25, 1e300], dtype=np.float64),
+    "s": np.array([b"hello", b"\x00x\xff", b""], dtype=object),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+def _session(graph=None):
+    config = tf.compat.v1.ConfigProto(
+        device_count={"CPU": N_CPUS},
+        allow_soft_placement=False,
+        intra_op_parallelism_threads=2,
+        inter_op_parallelism_threads=2,
+    )
+    return tf.compat.v1.Session(graph=graph, config=config)
+
+
+def make_saver(kind, *args, **kwargs):
+    """A TF Saver (kind "tf") or a fastckpt Saver (kind "fc") with the same arguments.
+
+    fastckpt gets ``num_shards=1`` (TF's single data file) unless the saver is sharded (then it
+    keeps its default, one data file per device as TF) or the caller passes ``num_shards``.
+    """
+    if kind == "tf":
+        kwargs.pop("num_shards", None)
+        return tf.compat.v1.train.Saver(*args, **kwargs)
+    assert kind == "fc"
+    if "num_shards" not in kwargs and not kwargs.get("sharded", False):
+        kwargs["num_shards"] = 1
+    return fsaver.Saver(*args, **kwargs)
+
+
+def _make_vars(use_resource=True):
+    """The standard model's variables (constant initial values), name -> variable."""
+    out = {}
+    for name, value in VALUES.items():
+        out[name] = tf.compat.v1.get_variable(
+            name, initializer=tf.constant(value), use_resource=use_resource)
+    return out
+
+
+def _norm(obj, d):
+    """Replaces directory `d` by <DIR> in every string of `obj` (recursively)."""
+    d = os.fspath(d)
+    if isinstance(obj, str):
+        return obj.replace(d, DIR)
+    if isinstance(obj, bytes):
+        return obj.replace(d.encode(), DIR.encode())
+    if isinstance(obj, dict):
+        return {k: _norm(v, d) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_norm(v, d) for v in obj)
+    return obj
+
+
+def _comparable(value):
+    """A numpy value as (dtype, shape, list) so that == compares it exactly."""
+    a = np.asarray(value)
+    if a.dtype == object:
+        return ("object", a.shape, [bytes(x) for x in a.reshape(-1)])
+    return (a.dtype.str, a.shape, a.reshape(-1).tolist())
+
+
+def _values(sess, variables):
+    """name -> comparable value of each variable (dict name -> variable)."""
+    names = sorted(variables)
+    got = sess.run([variables[n] for n in names])
+    return {n: _comparable(v) for n, v in zip(names, got)}
+
+
+def _expected(names=None):
+    return {n: _comparable(v) for n, v in VALUES.items() if names is None or n in names}
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _snapshot(d, latest_filename="checkpoint"):
+    """The sorted listing of `d` and the text of its state file (None if absent)."""
+    state = os.path.join(d, latest_filename)
+    return {
+        "files": sorted(os.listdir(d)),
+        "state": _read(state) if os.path.exists(state) else None,
+    }
+
+
+def _side_by_side(tmp_path, scenario, **kwargs):
+    """Runs scenario(kind, dir, **kwargs) for "tf" and "fc"; asserts the normalized results
+    agree (fastckpt's on the left of the assertion, TF's on the right)."""
+    results = {}
+    for kind in KINDS:
+        d = tmp_path / kind
+        d.mkdir()
+        results[kind] = _norm(scenario(kind, str(d), **kwargs), str(d))
+    assert results["fc"] == results["tf"]
+    return results["tf"]
+
+
+def _restore_fresh(graph, saver, prefix, variables):
+    """Restores `prefix` into a fresh session of `graph` (nothing initialized) and reads back."""
+    with _session(graph) as sess:
+        saver.restore(sess, prefix)
+        return _values(sess, variables)
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the exception itself is what is compared
+        return (type(e).__name__, str(e))
+    return None
+
+
+class FakeClock:
+    """A controllable ``time.time``."""
+
+    def __init__(self, t0=1_000_000.0):
+        self.t = t0
+
+    def __call__(self):
+        return self.t
+
+
+# --------------------------------------------------------------------------------------------
+# Plain saves
+# --------------------------------------------------------------------------------------------
+
+def _plain_scenario(kind, d, use_resource=True, global_step=None):
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars(use_resource=use_resource)
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, os.path.join(d, "model"), global_step=global_step)
+        snap = _snapshot(d)
+        restored = _restore_fresh(g, saver, prefix, variables)
+        return {"prefix": prefix, "last": saver.last_checkpoints, **snap, "restored": restored,
+                "latest": tf.train.latest_checkpoint(d), "fc_latest": fcm.latest_checkpoint(d)}
+
+
+@pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
+def test_plain_save_matches_tf(tmp_path, use_resource):
+    r = _side_by_side(tmp_path, _plain_scenario, use_resource=use_resource)
+    assert r["prefix"] == f"{DIR}/model"
+    assert r["files"] == ["checkpoint", "model.data-00000-of-00001", "model.index", "model.meta"]
+    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model"\n'
+                          f'all_model_checkpoint_paths: "{DIR}/model"\n')
+    assert r["restored"] == _expected()
+    assert r["latest"] == r["fc_latest"] == f"{DIR}/model"
+
+
+def test_plain_save_files_are_byte_identical(tmp_path):
+    """With num_shards=1, .index, .data and .meta are the bytes TF writes."""
+    _side_by_side(tmp_path, _plain_scenario)
+    for name in ("model.index", "model.data-00000-of-00001"):
+        with open(tmp_path / "tf" / name, "rb") as f1, open(tmp_path / "fc" / name, "rb") as f2:
+            assert f1.read() == f2.read(), name
+    metas = []
+    for kind in KINDS:
+        m = tf.compat.v1.MetaGraphDef()
+        with open(tmp_path / kind / "model.meta", "rb") as f:
+            m.ParseFromString(f.read())
+        metas.append(m)
+    assert metas[0] == metas[1]
+
+
+def test_saver_def_matches_tf():
+    defs = []
+    for kind in KINDS:
+        with tf.Graph().as_default():
+            _make_vars()
+            saver = make_saver(kind, max_to_keep=3, keep_checkpoint_every_n_hours=2.5)
+            assert saver.as_saver_def() == saver.saver_def
+            defs.append(saver.as_saver_def())
+    assert defs[0] == defs[1]
+    assert defs[0].max_to_keep == 3 and defs[0].keep_checkpoint_every_n_hours == 2.5
+
+
+def test_fastckpt_exports_saver():
+    if not hasattr(fastckpt, "Saver"):
+        pytest.skip("fastckpt.Saver is not exported (yet)")
+    assert fastckpt.Saver is fsaver.Saver
+
+
+# --------------------------------------------------------------------------------------------
+# global_step, pad_step_number
+# --------------------------------------------------------------------------------------------
+
+def _global_step_scenario(kind, d, how, pad=False, step=1000):
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        gs = tf.compat.v1.train.get_or_create_global_step()
+        saver = make_saver(kind, pad_step_number=pad)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(gs.assign(step))
+            arg = {"int": step, "np_int": np.int64(step), "variable": gs, "tensor": tf.identity(gs),
+                   "name": tf.identity(gs, name="gs_value").name}[how]
+            prefix = saver.save(sess, os.path.join(d, "model"), global_step=arg)
+        snap = _snapshot(d)
+        variables["global_step"] = gs
+        restored = _restore_fresh(g, saver, prefix, variables)
+        return {"prefix": prefix, **snap, "restored": restored}
+
+
+@pytest.mark.parametrize("how", ["int", "np_int", "variable", "tensor", "name"])
+def test_global_step_matches_tf(tmp_path, how):
+    r = _side_by_side(tmp_path, _global_step_scenario, how=how)
+    assert r["prefix"] == f"{DIR}/model-1000"
+    assert r["files"] == ["checkpoint", "model-1000.data-00000-of-00001", "model-1000.index",
+                          "model-1000.meta"]
+    assert r["restored"]["global_step"] == _comparable(np.int64(1000))
+
+
+@pytest.mark.parametrize("how", ["int", "variable"])
+def test_pad_step_number_matches_tf(tmp_path, how):
+    r = _side_by_side(tmp_path, _global_step_scenario, how=how, pad=True, step=3)
+    assert r["prefix"] == f"{DIR}/model-00000003"
+    assert "model-00000003.index" in r["files"]
+    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model-00000003"\n'
+                          f'all_model_checkpoint_paths: "{DIR}/model-00000003"\n')
+
+
+# --------------------------------------------------------------------------------------------
+# Retention: max_to_keep, keep_checkpoint_every_n_hours
+# --------------------------------------------------------------------------------------------
+
+def _max_to_keep_scenario(kind, d, max_to_keep, steps=(1, 2, 3, 4, 5)):
+    g = tf.Graph()
+    with g.as_default():
+        _make_vars()
+        saver = make_saver(kind, max_to_keep=max_to_keep)
+        history = []
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for step in steps:
+                prefix = saver.save(sess, os.path.join(d, "model"), global_step=step)
+                history.append({"prefix": prefix, "last": list(saver.last_checkpoints),
+                                **_snapshot(d)})
+        return history
+
+
+def test_max_to_keep_2_deletes_like_tf(tmp_path):
+    history = _side_by_side(tmp_path, _max_to_keep_scenario, max_to_keep=2)
+    final = history[-1]
+    assert final["last"] == [f"{DIR}/model-4", f"{DIR}/model-5"]
+    assert final["files"] == sorted(
+        ["checkpoint"] + [f"model-{s}.{ext}" for s in (4, 5)
+                          for ext in ("data-00000-of-00001", "index", "meta")])
+    assert final["state"] == (f'model_checkpoint_path: "{DIR}/model-5"\n'
+                              f'all_model_checkpoint_paths: "{DIR}/model-4"\n'
+                              f'all_model_checkpoint_paths: "{DIR}/model-5"\n')
+
+
+def test_resaving_same_prefix_moves_it_last_like_tf(tmp_path):
+    history = _side_by_side(tmp_path, _max_to_keep_scenario, max_to_keep=2, steps=(1, 2, 1, 3))
+    assert history[2]["last"] == [f"{DIR}/model-2", f"{DIR}/model-1"]
+    assert history[-1]["last"] == [f"{DIR}/model-1", f"{DIR}/model-3"]
+    assert not any(f.startswith("model-2.") for f in history[-1]["files"])
+
+
+@pytest.mark.parametrize("max_to_keep", [0, None])
+def test_max_to_keep_0_or_none_keeps_everything_like_tf(tmp_path, max_to_keep):
+    history = _side_by_side(tmp_path, _max_to_keep_scenario, max_to_keep=max_to_keep)
+    final = history[-1]
+    assert final["last"] == []
+    assert len([f for f in final["files"] if f.endswith(".index")]) == 5
+    assert final["state"] == (f'model_checkpoint_path: "{DIR}/model-5"\n'
+                              f'all_model_checkpoint_paths: "{DIR}/model-5"\n')
+
+
+def _keep_hours_scenario(kind, d, clock, defer_build=False, build_delay=0.0):
+    """max_to_keep=2, keep one checkpoint per hour; a save every 20 (fake) minutes."""
+    clock.t = 1_000_000.0
+    g = tf.Graph()
+    with g.as_default():
+        _make_vars()
+        saver = make_saver(kind, max_to_keep=2, keep_checkpoint_every_n_hours=1.0,
+                           defer_build=defer_build)
+        if defer_build:
+            clock.t += build_delay
+            saver.build()
+        start = clock.t
+        history = []
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for step in range(1, 11):
+                clock.t = start + step * 1200.0
+                saver.save(sess, os.path.join(d, "model"), global_step=step)
+                history.append({"last": list(saver.last_checkpoints), **_snapshot(d)})
+        return history
+
+
+def _steps_on_disk(files):
+    return sorted(int(f[len("model-"):-len(".index")]) for f in files if f.endswith(".index"))
+
+
+def test_keep_checkpoint_every_n_hours_like_tf(tmp_path, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(time, "time", clock)
+    history = _side_by_side(tmp_path, _keep_hours_scenario, clock=clock)
+    # Saves at 20-minute intervals, next keep time = build + 1 h: steps 4 (80 min) and 7 (140 min)
+    # are the first checkpoints older than each hour boundary when they leave the window.
+    assert _steps_on_disk(history[-1]["files"]) == [4, 7, 9, 10]
+    assert history[-1]["last"] == [f"{DIR}/model-9", f"{DIR}/model-10"]
+
+
+def test_keep_checkpoint_every_n_hours_counts_from_build_with_defer_build(tmp_path, monkeypatch):
+    """TF starts the N-hour clock when the saver is *built* (build(), not __init__)."""
+    clock = FakeClock()
+    monkeypatch.setattr(time, "time", clock)
+    history = _side_by_side(tmp_path, _keep_hours_scenario, clock=clock, defer_build=True,
+                            build_delay=3000.0)
+    assert _steps_on_disk(history[-1]["files"]) == [4, 7, 9, 10]
+
+
+# --------------------------------------------------------------------------------------------
+# save() options: write_meta_graph, write_state, latest_filename, meta_graph_suffix
+# --------------------------------------------------------------------------------------------
+
+def _options_scenario(kind, d, state_name="checkpoint", **save_kwargs):
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=step, **save_kwargs)
+                        for step in (1, 2)]
+        snap = _snapshot(d, state_name)
+        restored = _restore_fresh(g, saver, prefixes[-1], variables)
+        return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored}
+
+
+def test_write_meta_graph_false_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _options_scenario, write_meta_graph=False)
+    assert not any(f.endswith(".meta") for f in r["files"])
+    assert r["restored"] == _expected()
+
+
+def test_write_state_false_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _options_scenario, write_state=False)
+    assert r["state"] is None and "checkpoint" not in r["files"]
+    assert r["last"] == []
+    assert r["prefixes"] == [f"{DIR}/model-1", f"{DIR}/model-2"]
+
+
+def _latest_filename_scenario(kind, d):
+    r = _options_scenario(kind, d, state_name="mystate", latest_filename="mystate")
+    r["latest"] = tf.train.latest_checkpoint(d, latest_filename="mystate")
+    r["fc_latest"] = fcm.latest_checkpoint(d, latest_filename="mystate")
+    return r
+
+
+def test_latest_filename_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _latest_filename_scenario)
+    assert "mystate" in r["files"] and "checkpoint" not in r["files"]
+    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model-2"\n'
+                          f'all_model_checkpoint_paths: "{DIR}/model-1"\n'
+                          f'all_model_checkpoint_paths: "{DIR}/model-2"\n')
+    assert r["latest"] == r["fc_latest"] == f"{DIR}/model-2"
+
+
+def test_meta_graph_suffix_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _options_scenario, meta_graph_suffix="mg")
+    assert "model-2.mg" in r["files"] and not any(f.endswith(".meta") for f in r["files"])
+
+
+# --------------------------------------------------------------------------------------------
+# Relative / absolute save paths, save_relative_paths
+# --------------------------------------------------------------------------------------------
+
+def _paths_scenario(kind, d, relative, save_relative_paths, monkeypatch):
+    monkeypatch.chdir(d)
+    os.mkdir("ckdir")
+    save_path = "ckdir/model" if relative else os.path.join(d, "ckdir", "model")
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        saver = make_saver(kind, save_relative_paths=save_relative_paths, max_to_keep=2)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefixes = [saver.save(sess, save_path, global_step=step) for step in (1, 2, 3)]
+        snap = _snapshot(os.path.join(d, "ckdir"))
+        restored = _restore_fresh(g, saver, prefixes[-1], variables)
+        latest_tf = tf.train.latest_checkpoint("ckdir")
+        latest_fc = fcm.latest_checkpoint("ckdir")
+        state = fcm.get_checkpoint_state("ckdir")
+        tf_state = tf.train.get_checkpoint_state("ckdir")
+        assert list(state.all_model_checkpoint_paths) == list(tf_state.all_model_checkpoint_paths)
+        return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored,
+                "latest": latest_tf, "fc_latest": latest_fc}
+
+
+@pytest.mark.parametrize("relative,save_relative_paths", [
+    (True, False), (False, False), (False, True), (True, True),
+], ids=["relative", "absolute", "absolute-save_relative_paths", "relative-save_relative_paths"])
+def test_relative_and_absolute_save_paths_like_tf(tmp_path, monkeypatch, relative,
+                                                   save_relative_paths):
+    r = _side_by_side(tmp_path, _paths_scenario, relative=relative,
+                      save_relative_paths=save_relative_paths, monkeypatch=monkeypatch)
+    if relative:
+        assert r["prefixes"] == ["ckdir/model-1", "ckdir/model-2", "ckdir/model-3"]
+    else:
+        assert r["prefixes"] == [f"{DIR}/ckdir/model-{s}" for s in (1, 2, 3)]
+    if relative or save_relative_paths:
+        assert r["state"] == ('model_checkpoint_path: "model-3"\n'
+                              'all_model_checkpoint_paths: "model-2"\n'
+                              'all_model_checkpoint_paths: "model-3"\n')
+    else:
+        assert r["state"] == (f'model_checkpoint_path: "{DIR}/ckdir/model-3"\n'
+                              f'all_model_checkpoint_paths: "{DIR}/ckdir/model-2"\n'
+                              f'all_model_checkpoint_paths: "{DIR}/ckdir/model-3"\n')
+    assert r["restored"] == _expected()
+    assert r["latest"] == r["fc_latest"]
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: same exception type and message as TF
+# --------------------------------------------------------------------------------------------
+
+def _save_error_scenario(kind, d, case):
+    g = tf.Graph()
+    with g.as_default():
+        _make_vars()
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            calls = {
+                "latest_filename_path": lambda: saver.save(
+                    sess, os.path.join(d, "model"), latest_filename="sub/state"),
+                "latest_filename_collides": lambda: saver.save(sess, os.path.join(d, "checkpoint")),
+                "latest_filename_collides_custom": lambda: saver.save(
+                    sess, os.path.join(d, "mystate"), latest_filename="mystate"),
+                "missing_parent_dirs": lambda: saver.save(
+                    sess, os.path.join(d, "no", "such", "model")),
+                "missing_parent_dirs_global_step": lambda: saver.save(
+                    sess, os.path.join(d, "no", "such", "model"), global_step=3),
+                "sess_none": lambda: saver.save(None, os.path.join(d, "model")),
+                "restore_none": lambda: saver.restore(sess, None),
+                "restore_missing": lambda: saver.restore(sess, os.path.join(d, "nothing-1")),
+                "restore_missing_dir": lambda: saver.restore(sess, os.path.join(d, "nodir", "m")),
+            }
+            err = _error(calls[case])
+        return {"error": err, **_snapshot(d)}
+
+
+@pytest.mark.parametrize("case", [
+    "latest_filename_path", "latest_filename_collides", "latest_filename_collides_custom",
+    "missing_parent_dirs", "missing_parent_dirs_global_step", "sess_none", "restore_none",
+    "restore_missing", "restore_missing_dir",
+])
+def test_errors_like_tf(tmp_path, case):
+    r = _side_by_side(tmp_path, _save_error_scenario, case=case)
+    assert r["error"] is not None
+    expected_type = "TypeError" if case == "sess_none" else "ValueError"
+    assert r["error"][0] == expected_type
+    assert r["files"] == []  # nothing was written by a failed call
+
+
+def _missing_parent_scenario(kind, d):
+    """The parent of save_path is missing but ITS parent exists (one level missing)."""
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            result = {"error": _error(lambda: saver.save(sess, os.path.join(d, "sub", "model")))}
+        sub = os.path.join(d, "sub")
+        result["sub_files"] = sorted(os.listdir(sub)) if os.path.isdir(sub) else None
+        if result["error"] is None:
+            result["restored"] = _restore_fresh(g, saver, os.path.join(sub, "model"), variables)
+        return result
+
+
+def test_missing_parent_one_level_like_tf(tmp_path):
+    """TF 2.21's non-sharded save creates a missing *last* directory level (BundleWriter does a
+    non-recursive CreateDir of the prefix's dirname) and succeeds; only when more than one level
+    is missing does it raise ValueError("Parent directory of ... doesn't exist, can't save.")."""
+    _side_by_side(tmp_path, _missing_parent_scenario)
+
+
+@pytest.mark.parametrize("how", ["empty_list", "no_variables_in_graph", "empty_dict"])
+def test_empty_var_list_raises_like_tf(how):
+    errors = []
+    for kind in KINDS:
+        with tf.Graph().as_default():
+            if how == "empty_list":
+                errors.append(_error(lambda: make_saver(kind, var_list=[])))
+            elif how == "empty_dict":
+                errors.append(_error(lambda: make_saver(kind, var_list={})))
+            else:
+                errors.append(_error(lambda: make_saver(kind)))
+    assert errors[1] == errors[0]
+    assert errors[0] == ("ValueError", "No variables to save")
+
+
+def _allow_empty_scenario(kind, d):
+    g = tf.Graph()
+    with g.as_default():
+        saver = make_saver(kind, allow_empty=True)
+        with _session(g) as sess:
+            prefix = saver.save(sess, os.path.join(d, "model"), global_step=1)
+            restored = saver.restore(sess, os.path.join(d, "model-1"))
+        return {"prefix": prefix, "restored": restored, "last": saver.last_checkpoints,
+                **_snapshot(d)}
+
+
+def test_allow_empty_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _allow_empty_scenario)
+    assert r["prefix"] is None and r["restored"] is None
+
+
+def test_defer_build_errors_like_tf(tmp_path):
+    results = []
+    for kind in KINDS:
+        g = tf.Graph()
+        with g.as_default():
+            variables = _make_vars()
+            with_var_list = _error(lambda: make_saver(kind, var_list=list(variables.values()),
+                                                      defer_build=True))
+            saver = make_saver(kind, defer_build=True)
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                before = _error(lambda: saver.save(sess, str(tmp_path / kind)))
+                saver.build()
+                d = tmp_path / kind
+                d.mkdir()
+                prefix = _norm(saver.save(sess, str(d / "model")), str(d))
+            restored = _restore_fresh(g, saver, str(d / "model"), variables)
+        results.append((with_var_list, before, prefix, restored))
+    assert results[0] == results[1]
+    assert results[0][0][0] == "ValueError"
+    assert results[0][1] == ("RuntimeError",
+                             "`build()` should be called before save if defer_build==True")
+    assert results[0][3] == _expected()
+
+
+# --------------------------------------------------------------------------------------------
+# var_list: list, dict with custom names, subset
+# --------------------------------------------------------------------------------------------
+
+def _var_list_scenario(kind, d, form):
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        if form == "list":
+            var_list = [variables[n] for n in sorted(variables)]
+        elif form == "dict":
+            var_list = {f"custom/{n.replace('/', '_')}": v for n, v in variables.items()}
+        else:  # subset
+            var_list = [variables["a"], variables["scope/c"]]
+        saver = make_saver(kind, var_list=var_list)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, os.path.join(d, "model"))
+        keys = sorted(name for name, _ in tf.train.list_variables(prefix))
+        # Restore into a fresh session in which the other variables are initialized to zeros.
+        with _session(g) as sess:
+            for v in variables.values():
+                sess.run(v.initializer)
+                if v.dtype.base_dtype != tf.string:
+                    sess.run(v.assign(tf.zeros_like(v)))
+            saver.restore(sess, prefix)
+            restored = _values(sess, variables)
+        return {"prefix": prefix, "keys": keys, **_snapshot(d), "restored": restored}
+
+
+@pytest.mark.parametrize("form", ["list", "dict", "subset"])
+def test_var_list_forms_like_tf(tmp_path, form):
+    r = _side_by_side(tmp_path, _var_list_scenario, form=form)
+    if form == "list":
+        assert r["keys"] == sorted(VALUES)
+        assert r["restored"] == _expected()
+    elif form == "dict":
+        assert r["keys"] == ["custom/a", "custom/b", "custom/s", "custom/scope_c"]
+        assert r["restored"] == _expected()
+    else:
+        assert r["keys"] == ["a", "scope/c"]
+        assert r["restored"]["a"] == _expected()["a"]
+        assert r["restored"]["scope/c"] == _expected()["scope/c"]
+        assert r["restored"]["b"] == _comparable(np.int64(0))  # not in the saver: untouched
+
+
+def test_var_list_dict_cross_restore(tmp_path):
+    """A dict-keyed checkpoint from each library is restored by the other."""
+    prefixes = {}
+    for kind in KINDS:
+        with tf.Graph().as_default() as g:
+            variables = _make_vars()
+            saver = make_saver(kind, var_list={f"k_{i}": v for i, v in
+                                               enumerate(variables[n] for n in sorted(variables))})
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                (tmp_path / kind).mkdir()
+                prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"))
+    for writer in KINDS:
+        for reader in KINDS:
+            with tf.Graph().as_default() as g:
+                variables = _make_vars()
+                saver = make_saver(reader, var_list={f"k_{i}": v for i, v in enumerate(
+                    variables[n] for n in sorted(variables))})
+                assert _restore_fresh(g, saver, prefixes[writer], variables) == _expected(), \
+                    (writer, reader)
+
+
+# --------------------------------------------------------------------------------------------
+# Sharded saves over 3 CPU devices; partitioned variables
+# --------------------------------------------------------------------------------------------
+
+def _sharded_vars():
+    variables = {}
+    for i, name in enumerate(sorted(VALUES)):
+        with tf.device(f"/cpu:{i % N_CPUS}"):
+            variables[name] = tf.compat.v1.get_variable(name, initializer=tf.constant(VALUES[name]))
+    return variables
+
+
+def _sharded_scenario(kind, d):
+    g = tf.Graph()
+    with g.as_default():
+        variables = _sharded_vars()
+        saver = make_saver(kind, sharded=True, max_to_keep=1)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=s) for s in (1, 2)]
+            collide = saver.save(sess, os.path.join(d, "checkpoint"), write_state=False)
+        snap = _snapshot(d)
+        restored = _restore_fresh(g, saver, prefixes[-1], variables)
+        return {"prefixes": prefixes, "collide": collide, **snap, "restored": restored}
+
+
+def test_sharded_over_three_devices_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _sharded_scenario)
+    assert r["prefixes"] == [f"{DIR}/model-1", f"{DIR}/model-2"]
+    data = [f for f in r["files"] if f.startswith("model-2.data-")]
+    assert data == [f"model-2.data-0000{i}-of-00003" for i in range(3)]
+    assert not any(f.startswith("model-1.") for f in r["files"])
+    assert r["restored"] == _expected()
+
+
+def test_sharded_cross_restore(tmp_path):
+    prefixes = {}
+    for kind in KINDS:
+        with tf.Graph().as_default() as g:
+            _sharded_vars()
+            saver = make_saver(kind, sharded=True)
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                (tmp_path / kind).mkdir()
+                prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"))
+    for writer in KINDS:
+        for reader in KINDS:
+            for sharded in (True, False):
+                with tf.Graph().as_default() as g:
+                    variables = _sharded_vars()
+                    saver = make_saver(reader, sharded=sharded)
+                    got = _restore_fresh(g, saver, prefixes[writer], variables)
+                assert got == _expected(), (writer, reader, sharded)
+
+
+FULL_P = np.arange(40, dtype=np.float32).reshape(10, 4) / 4.0
+
+
+def _partition_init(shape, dtype=None, partition_info=None):
+    off = partition_info.var_offset if partition_info is not None else [0, 0]
+    return tf.constant(FULL_P[off[0]:off[0] + shape[0], off[1]:off[1] + shape[1]])
+
+
+def _partitioned_vars(use_resource=True):
+    p = tf.compat.v1.get_variable("p", shape=[10, 4], initializer=_partition_init,
+                                  partitioner=tf.compat.v1.fixed_size_partitioner(3),
+                                  use_resource=use_resource)
+    plain = tf.compat.v1.get_variable("a", initializer=tf.constant(VALUES["a"]),
+                                      use_resource=use_resource)
+    return {"p": p.as_tensor(), "a": plain}
+
+
+def _partitioned_scenario(kind, d, use_resource):
+    g = tf.Graph()
+    with g.as_default():
+        variables = _partitioned_vars(use_resource)
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, os.path.join(d, "model"))
+        listed = tf.train.list_variables(prefix)
+        p_value = _comparable(tf.train.load_variable(prefix, "p"))
+        restored = _restore_fresh(g, saver, prefix, variables)
+        return {"prefix": prefix, **_snapshot(d), "listed": listed, "p": p_value,
+                "restored": restored}
+
+
+@pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
+def test_partitioned_variables_like_tf(tmp_path, use_resource):
+    r = _side_by_side(tmp_path, _partitioned_scenario, use_resource=use_resource)
+    assert r["listed"] == [("a", [2, 3]), ("p", [10, 4])]
+    assert r["p"] == _comparable(FULL_P)
+    assert r["restored"] == {"a": _expected()["a"], "p": _comparable(FULL_P)}
+
+
+def test_partitioned_files_byte_identical(tmp_path):
+    """A partitioned variable next to a plain one: TF lays the data out in SaveV2 order
+    (variables sorted by name, each one's slices in partition order); same bytes expected."""
+    _side_by_side(tmp_path, _partitioned_scenario, use_resource=True)
+    for name in ("model.index", "model.data-00000-of-00001"):
+        with open(tmp_path / "tf" / name, "rb") as f1, open(tmp_path / "fc" / name, "rb") as f2:
+            assert f2.read() == f1.read(), name
+
+
+def test_partitioned_cross_restore(tmp_path):
+    prefixes = {}
+    for kind in KINDS:
+        with tf.Graph().as_default() as g:
+            _partitioned_vars()
+            saver = make_saver(kind)
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                (tmp_path / kind).mkdir()
+                prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"))
+    for writer in KINDS:
+        for reader in KINDS:
+            with tf.Graph().as_default() as g:
+                variables = _partitioned_vars()
+                saver = make_saver(reader)
+                got = _restore_fresh(g, saver, prefixes[writer], variables)
+            assert got == {"a": _expected()["a"], "p": _comparable(FULL_P)}, (writer, reader)
+
+
+@pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
+def test_cross_restore_plain(tmp_path, use_resource):
+    """TF restores fastckpt's files and fastckpt restores TF's (resource and ref variables)."""
+    prefixes = {}
+    for kind in KINDS:
+        with tf.Graph().as_default() as g:
+            _make_vars(use_resource)
+            saver = make_saver(kind)
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                (tmp_path / kind).mkdir()
+                prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"), global_step=7)
+    for writer in KINDS:
+        for reader in KINDS:
+            with tf.Graph().as_default() as g:
+                variables = _make_vars(use_resource)
+                saver = make_saver(reader)
+                assert _restore_fresh(g, saver, prefixes[writer], variables) == _expected(), \
+                    (writer, reader)
+
+
+# --------------------------------------------------------------------------------------------
+# .meta files and import_meta_graph
+# --------------------------------------------------------------------------------------------
+
+def _global_values(sess):
+    return {v.op.name: _comparable(sess.run(v)) for v in tf.compat.v1.global_variables()}
+
+
+def _save_model(kind, d, **saver_kwargs):
+    with tf.Graph().as_default() as g:
+        _make_vars()
+        saver = make_saver(kind, **saver_kwargs)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            os.makedirs(d, exist_ok=True)
+            return saver.save(sess, os.path.join(d, "model"), global_step=5)
+
+
+def test_fastckpt_meta_importable_by_tf(tmp_path):
+    prefix = _save_model("fc", str(tmp_path), max_to_keep=3)
+    with tf.Graph().as_default() as g:
+        saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
+        assert saver.saver_def.max_to_keep == 3
+        with _session(g) as sess:
+            saver.restore(sess, prefix)
+            assert _global_values(sess) == _expected()
+
+
+@pytest.mark.parametrize("writer", KINDS)
+def test_fastckpt_import_meta_graph(tmp_path, writer):
+    prefix = _save_model(writer, str(tmp_path), max_to_keep=3, keep_checkpoint_every_n_hours=2.0)
+    with tf.Graph().as_default() as g:
+        saver = fsaver.import_meta_graph(prefix + ".meta")
+        assert isinstance(saver, fsaver.Saver)
+        assert saver.as_saver_def().max_to_keep == 3
+        with _session(g) as sess:
+            saver.restore(sess, fcm.latest_checkpoint(str(tmp_path)))
+            assert _global_values(sess) == _expected()
+            # The imported saver saves too; TF reads the result.
+            new_prefix = saver.save(sess, str(tmp_path / "again"), global_step=6)
+    assert new_prefix == str(tmp_path / "again-6")
+    reader = tf.train.load_checkpoint(new_prefix)
+    for name, value in VALUES.items():
+        assert _comparable(reader.get_tensor(name)) == _comparable(value)
+
+
+def test_import_meta_graph_saver_keeps_max_to_keep_like_tf(tmp_path):
+    """Savers from import_meta_graph apply the .meta's max_to_keep, as TF's do."""
+    histories = {}
+    for kind in KINDS:
+        d = tmp_path / kind
+        prefix = _save_model("tf", str(d), max_to_keep=2)
+        with tf.Graph().as_default() as g:
+            if kind == "tf":
+                saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
+            else:
+                saver = fsaver.import_meta_graph(prefix + ".meta")
+            with _session(g) as sess:
+                saver.restore(sess, prefix)
+                for step in (10, 11, 12):
+                    saver.save(sess, str(d / "model"), global_step=step)
+        histories[kind] = _norm({"last": saver.last_checkpoints, **_snapshot(str(d))}, str(d))
+    assert histories["fc"] == histories["tf"]
+
+
+def test_saver_from_saver_def_like_tf(tmp_path):
+    """Saver(saver_def=...) takes max_to_keep from the SaverDef, as TF's does."""
+    results = {}
+    for kind in KINDS:
+        d = tmp_path / kind
+        d.mkdir()
+        with tf.Graph().as_default() as g:
+            _make_vars()
+            base = tf.compat.v1.train.Saver(max_to_keep=2)
+            saver = make_saver(kind, saver_def=base.as_saver_def())
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                for step in (1, 2, 3, 4):
+                    saver.save(sess, str(d / "model"), global_step=step)
+            results[kind] = _norm({"last": saver.last_checkpoints, **_snapshot(str(d))}, str(d))
+    assert results["fc"] == results["tf"]
+    assert len(results["tf"]["last"]) == 2
+
+
+def test_export_meta_graph_matches_tf(tmp_path):
+    metas = []
+    for kind in KINDS:
+        with tf.Graph().as_default():
+            _make_vars()
+            saver = make_saver(kind)
+            path = str(tmp_path / f"{kind}.meta")
+            m = saver.export_meta_graph(path)
+            assert os.path.exists(path)
+            metas.append(m)
+    assert metas[0] == metas[1]
+
+
+# --------------------------------------------------------------------------------------------
+# recover_last_checkpoints / set_last_checkpoints_with_time / set_last_checkpoints
+# --------------------------------------------------------------------------------------------
+
+def _recover_scenario(kind, d):
+    # Three checkpoints written by TF, then a restarted job resumes managing them.
+    with tf.Graph().as_default() as g:
+        _make_vars()
+        writer = tf.compat.v1.train.Saver(max_to_keep=10)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for step in (1, 2, 3):
+                writer.save(sess, os.path.join(d, "model"), global_step=step)
+    state = tf.train.get_checkpoint_state(d)
+    paths = list(state.all_model_checkpoint_paths) + [os.path.join(d, "model-99")]
+    with tf.Graph().as_default() as g:
+        _make_vars()
+        saver = make_saver(kind, max_to_keep=2)
+        saver.recover_last_checkpoints(paths)
+        recovered = list(saver.last_checkpoints)
+        history = []
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for step in (4, 5):
+                saver.save(sess, os.path.join(d, "model"), global_step=step)
+                history.append({"last": list(saver.last_checkpoints), **_snapshot(d)})
+    return {"recovered": recovered, "history": history}
+
+
+def test_recover_last_checkpoints_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _recover_scenario)
+    assert r["recovered"] == [f"{DIR}/model-{s}" for s in (1, 2, 3)]
+    # One overflowing checkpoint is deleted per save, as in TF.
+    assert _steps_on_disk(r["history"][0]["files"]) == [2, 3, 4]
+    assert _steps_on_disk(r["history"][1]["files"]) == [3, 4, 5]
+
+
+def _set_last_scenario(kind, d, method):
+    with tf.Graph().as_default() as g:
+        _make_vars()
+        saver = make_saver(kind, max_to_keep=1)
+        history = []
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for step in (1, 2):  # not recorded (write_state=False): nothing deleted yet
+                saver.save(sess, os.path.join(d, "model"), global_step=step, write_state=False)
+            p1, p2 = os.path.join(d, "model-1"), os.path.join(d, "model-2")
+            if method == "with_time":
+                # model-1 very old (deletable), model-2 far in the future (kept for good).
+                saver.set_last_checkpoints_with_time([(p1, 0.0), (p2, 1e18)])
+            else:
+                saver.set_last_checkpoints([p1, p2])  # timestamps +inf: never deleted
+            history.append(list(saver.last_checkpoints))
+            for step in (3, 4, 5):
+                saver.save(sess, os.path.join(d, "model"), global_step=step)
+                history.append({"last": list(saver.last_checkpoints), **_snapshot(d)})
+    return history
+
+
+@pytest.mark.parametrize("method", ["with_time", "deprecated"])
+def test_set_last_checkpoints_like_tf(tmp_path, method):
+    history = _side_by_side(tmp_path, _set_last_scenario, method=method)
+    assert history[0] == [f"{DIR}/model-1", f"{DIR}/model-2"]
+    on_disk = _steps_on_disk(history[-1]["files"])
+    if method == "with_time":
+        assert on_disk == [2, 4, 5]
+    else:
+        assert on_disk == [1, 2, 4, 5]
+
+
+# --------------------------------------------------------------------------------------------
+# Eager mode
+# --------------------------------------------------------------------------------------------
+
+def _eager_scenario(kind, d):
+    v1 = tf.Variable(VALUES["a"], name="ev1")
+    v2 = tf.Variable(VALUES["b"], name="ev2")
+    saver = make_saver(kind, var_list=[v1, v2], max_to_keep=2)
+    prefixes = [saver.save(None, os.path.join(d, "model"), global_step=s) for s in (1, 2, 3)]
+    snap = _snapshot(d)
+    v1.assign(tf.zeros_like(v1))
+    v2.assign(0)
+    saver.restore(None, prefixes[-1])
+    restored = {"a": _comparable(v1.numpy()), "b": _comparable(v2.numpy())}
+    return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored}
+
+
+def test_eager_save_restore_like_tf(tmp_path):
+    if not tf.executing_eagerly():
+        pytest.skip("eager execution is disabled in this process")
+    r = _side_by_side(tmp_path, _eager_scenario)
+    assert r["prefixes"] == [f"{DIR}/model-{s}" for s in (1, 2, 3)]
+    assert _steps_on_disk(r["files"]) == [2, 3]
+    assert not any(f.endswith(".meta") for f in r["files"])
+    assert r["restored"] == {"a": _expected()["a"], "b": _expected()["b"]}
+
+
+@pytest.mark.parametrize("form", ["list", "dict"])
+def test_eager_cross_restore(tmp_path, form):
+    if not tf.executing_eagerly():
+        pytest.skip("eager execution is disabled in this process")
+
+    def var_list(v):
+        return [v] if form == "list" else {"x": v}
+
+    prefixes = {}
+    for kind in KINDS:
+        v1 = tf.Variable(VALUES["a"], name="ev1")
+        (tmp_path / kind).mkdir()
+        prefixes[kind] = make_saver(kind, var_list=var_list(v1)).save(
+            None, str(tmp_path / kind / "model"))
+        assert tf.train.list_variables(prefixes[kind]) == [("ev1" if form == "list" else "x",
+                                                            [2, 3])]
+    for writer in KINDS:
+        for reader in KINDS:
+            v = tf.Variable(np.zeros((2, 3), np.float32), name="ev1")
+            make_saver(reader, var_list=var_list(v)).restore(None, prefixes[writer])
+            assert _comparable(v.numpy()) == _expected()["a"], (writer, reader)
+
+
+def test_eager_requires_var_list_like_tf():
+    if not tf.executing_eagerly():
+        pytest.skip("eager execution is disabled in this process")
+    errors = [_error(lambda: make_saver(kind)) for kind in KINDS]
+    assert errors[0] == errors[1]
+    assert errors[0][0] == "RuntimeError"
+
+
+def test_copy_of_tf_dir_restores_with_fastckpt(tmp_path):
+    """A directory written by TF, copied elsewhere with relative paths, is found and restored by
+    fastckpt's latest_checkpoint + Saver (and TF's)."""
+    src = tmp_path / "src"
+    with tf.Graph().as_default() as g:
+        _make_vars()
+        saver = tf.compat.v1.train.Saver(save_relative_paths=True)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            src.mkdir()
+            saver.save(sess, str(src / "model"), global_step=9)
+    dst = tmp_path / "dst"
+    shutil.copytree(src, dst)
+    assert fcm.latest_checkpoint(str(dst)) == tf.train.latest_checkpoint(str(dst)) == \
+        str(dst / "model-9")
+    with tf.Graph().as_default() as g:
+        variables = _make_vars()
+        got = _restore_fresh(g, make_saver("fc"), fcm.latest_checkpoint(str(dst)), variables)
+    assert got == _expected()
