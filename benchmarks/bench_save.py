@@ -15,7 +15,8 @@ alternating rounds, by:
 then read back by fastckpt.load, tf Saver.restore, and raw-N (os.preadv into fresh np.empty
 arrays). Restores read files that were just written, so they hit the page cache: caches are
 deliberately not dropped on a shared machine. Without --durable, saves are page-cache writes
-too (nothing fsynced, an untimed os.sync() precedes each save so all systems start clean).
+too (nothing fsynced; an untimed os.sync() precedes each save and each restore so that no
+system competes with the writeback of another).
 With --durable every system's files are fsynced (plus the directory) inside the timing.
 
 Reported: per-system median GB/s (GB = 1e9 B), and ratios computed as the median of per-round
@@ -62,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, metavar="PATH", help="write all timings as JSON")
     p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow baseline")
     p.add_argument("--no-sync-between", action="store_true",
-                   help="do not os.sync() (untimed) before each save")
+                   help="do not os.sync() (untimed) before each save and restore")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.size_gb is None:
@@ -239,6 +240,8 @@ def run(args, fastckpt, workdir: str, nthreads: int) -> int:
         rec["restore_order"] = rorder
         for sysname in rorder:
             gc.collect()
+            if not args.no_sync_between:
+                os.sync()  # background writeback of the saves must not slow a restore
             out = None
             if sysname == "fastckpt":
                 with C.Timer() as t:

@@ -95,8 +95,22 @@ class TempFiles {
   bool committed_ = false;
 };
 
+Status WriteTask(const Task& t, const std::vector<Piece>& pieces, const std::vector<WriteItem>& items,
+                 const File& file, std::vector<uint32_t>* piece_crc);
+
+// Writes one task's pieces; with `durable`, also starts their writeback so
+// that the disk works while other tasks are still being copied.
 Status RunTask(const Task& t, const std::vector<Piece>& pieces, const std::vector<WriteItem>& items,
-               const File& file, std::vector<uint32_t>* piece_crc) {
+               const File& file, bool durable, std::vector<uint32_t>* piece_crc) {
+  FASTCKPT_RETURN_IF_ERROR(WriteTask(t, pieces, items, file, piece_crc));
+  if (!durable) return Status::Ok();
+  const Piece& last = pieces[t.end - 1];
+  uint64_t begin = pieces[t.first].file_offset;
+  return file.StartWriteback(begin, last.file_offset + last.length - begin);
+}
+
+Status WriteTask(const Task& t, const std::vector<Piece>& pieces, const std::vector<WriteItem>& items,
+                 const File& file, std::vector<uint32_t>* piece_crc) {
   // A single large piece: checksum and write it in cache-sized steps.
   if (t.end - t.first == 1 && pieces[t.first].length > kInterleaveBytes) {
     const Piece& pc = pieces[t.first];
@@ -249,7 +263,7 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
   }
   std::vector<uint32_t> piece_crc(pieces.size(), 0);
   FASTCKPT_RETURN_IF_ERROR(ParallelFor(tasks.size(), threads, [&](size_t t) {
-    return RunTask(tasks[t], pieces, items, files[tasks[t].shard], &piece_crc);
+    return RunTask(tasks[t], pieces, items, files[tasks[t].shard], options.durable, &piece_crc);
   }));
   if (options.durable) {
     FASTCKPT_RETURN_IF_ERROR(ParallelFor(files.size(), threads, [&](size_t s) { return files[s].Sync(); }));

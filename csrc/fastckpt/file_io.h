@@ -42,6 +42,10 @@ class File {
   Status PreadAll(void* data, size_t n, uint64_t offset) const;
   Status Size(uint64_t* size) const;
   Status Sync() const;
+  // Starts (does not wait for) writeback of [offset, offset + n) to the
+  // device, so that a later Sync() has little left to do and the disk works
+  // while the CPU keeps copying. Best effort: a no-op where unsupported.
+  Status StartWriteback(uint64_t offset, uint64_t n) const;
   Status Close();
 
  private:
