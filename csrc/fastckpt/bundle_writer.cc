@@ -17,7 +17,7 @@ namespace fastckpt {
 
 namespace {
 
-// Bytes checksummed and then written while still in cache (L2-sized).
+// Bytes checksummed and then written while still in cache.
 constexpr uint64_t kInterleaveBytes = 1ull << 20;
 // When the caller does not choose, a shard is added per this many bytes, up
 // to one per thread: buffered writes to one file are serialized by the
