@@ -7,10 +7,8 @@ native core, straight into the returned arrays.
 """
 from __future__ import annotations
 
-import codecs
 import math
 import os
-import re
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -38,26 +36,18 @@ def _decode_key(key: bytes) -> str:
     return key.decode("utf-8", "surrogateescape")
 
 
-_STATE_PATH_RE = re.compile(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"\s*$', re.M)
-
-
 def _resolve_prefix(path: PathLike) -> str:
     """A directory resolves to its newest checkpoint, as tf.train.load_checkpoint does."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         return path
-    state = os.path.join(path, "checkpoint")
-    try:
-        with open(state, "rb") as f:
-            text = f.read().decode("utf-8", "surrogateescape")
-    except FileNotFoundError:
-        raise CheckpointNotFoundError(f"no checkpoint state file in directory '{path}'") from None
-    match = _STATE_PATH_RE.search(text)
-    if match is None:
-        raise CheckpointNotFoundError(f"'{state}' names no model_checkpoint_path")
-    prefix = codecs.escape_decode(match.group(1).encode("utf-8", "surrogateescape"))[0]
-    prefix = prefix.decode("utf-8", "surrogateescape")
-    return prefix if os.path.isabs(prefix) else os.path.join(path, prefix)
+    from .checkpoint_management import latest_checkpoint
+
+    prefix = latest_checkpoint(path)
+    if prefix is None:
+        raise CheckpointNotFoundError(
+            f"no checkpoint in directory '{path}' (no 'checkpoint' state file naming one that exists)")
+    return prefix
 
 
 class CheckpointReader:

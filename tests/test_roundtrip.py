@@ -255,3 +255,17 @@ def test_load_needs_no_second_copy(tmp_path):
     assert proc.returncode == 0, proc.stderr
     extra = int(proc.stdout.strip())
     assert n * 0.9 < extra < n + (48 << 20), extra
+
+
+def test_directory_resolves_to_latest_checkpoint(tmp_path):
+    saver = fastckpt.Saver({"a": np.arange(3.0)})
+    saver.save(None, str(tmp_path / "m"), global_step=1)
+    saver.var_list["a"][:] = 7
+    saver.save(None, str(tmp_path / "m"), global_step=2)
+    np.testing.assert_array_equal(fastckpt.load(str(tmp_path))["a"], [7.0, 7.0, 7.0])
+    with fastckpt.load_checkpoint(tmp_path) as r:
+        assert r.prefix == str(tmp_path / "m-2")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(fastckpt.CheckpointNotFoundError, match="no checkpoint in directory"):
+        fastckpt.load(str(empty))
