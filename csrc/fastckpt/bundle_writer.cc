@@ -11,6 +11,7 @@
 #include "fastckpt/file_io.h"
 #include "fastckpt/naming.h"
 #include "fastckpt/table_builder.h"
+#include "fastckpt/temp_files.h"
 #include "fastckpt/thread_pool.h"
 
 namespace fastckpt {
@@ -251,14 +252,16 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
     }
   }
 
-  // 4. Write the data shards under temporary names.
+  // 4. Write the data shards under temporary names, after removing what
+  //    crashed saves left in this directory.
+  RemoveStaleTempFiles(DirName(prefix));
   TempFiles temps;
   std::vector<std::string> final_data(num_shards), temp_data(num_shards);
   std::vector<File> files(num_shards);
   for (int s = 0; s < num_shards; ++s) {
     final_data[s] = DataFilename(prefix, s, num_shards);
     temp_data[s] = TempFilename(final_data[s]);
-    FASTCKPT_RETURN_IF_ERROR(File::CreateExclusive(temp_data[s], &files[s]));
+    FASTCKPT_RETURN_IF_ERROR(CreateLockedTempFile(temp_data[s], &files[s]));
     temps.Add(temp_data[s]);
   }
   std::vector<uint32_t> piece_crc(pieces.size(), 0);
@@ -268,7 +271,8 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
   if (options.durable) {
     FASTCKPT_RETURN_IF_ERROR(ParallelFor(files.size(), threads, [&](size_t s) { return files[s].Sync(); }));
   }
-  for (File& f : files) FASTCKPT_RETURN_IF_ERROR(f.Close());
+  // The files stay open, and so locked against stale-file cleanup by other
+  // saves, until they have been renamed into place (step 6).
 
   // 5. The index: header under "", then one entry per key.
   std::string index;
@@ -309,14 +313,11 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
   }
   const std::string final_index = IndexFilename(prefix);
   const std::string temp_index = TempFilename(final_index);
-  {
-    File f;
-    FASTCKPT_RETURN_IF_ERROR(File::CreateExclusive(temp_index, &f));
-    temps.Add(temp_index);
-    FASTCKPT_RETURN_IF_ERROR(f.PwriteAll(index.data(), index.size(), 0));
-    if (options.durable) FASTCKPT_RETURN_IF_ERROR(f.Sync());
-    FASTCKPT_RETURN_IF_ERROR(f.Close());
-  }
+  File index_file;
+  FASTCKPT_RETURN_IF_ERROR(CreateLockedTempFile(temp_index, &index_file));
+  temps.Add(temp_index);
+  FASTCKPT_RETURN_IF_ERROR(index_file.PwriteAll(index.data(), index.size(), 0));
+  if (options.durable) FASTCKPT_RETURN_IF_ERROR(index_file.Sync());
 
   // 6. Commit: an old index of this prefix goes first, then data, then the
   //    new index, which is what makes the checkpoint visible.
@@ -328,6 +329,10 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
     return st;
   }
   temps.Commit();
+  // close() can report a deferred write error (e.g. on network filesystems).
+  Status closed = index_file.Close();
+  for (File& f : files) closed.Update(f.Close());
+  FASTCKPT_RETURN_IF_ERROR(closed);
   if (options.durable) FASTCKPT_RETURN_IF_ERROR(SyncDirectory(DirName(prefix)));
 
   result->num_shards = num_shards;
