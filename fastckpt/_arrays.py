@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UnsupportedDtypeError
 
 __all__ = ["to_host_array"]
 
@@ -20,38 +19,32 @@ _DLPACK_CPU = 1
 
 
 def _from_torch(t: Any) -> np.ndarray:
+    """A numpy view of a torch tensor (a device tensor is copied to the host once)."""
+    import torch  # the caller passed a torch tensor, so torch is importable
+
     t = t.detach()
     if t.device.type != "cpu":
         # The GPU staging path lives in the native core; until a caller's
         # device arrays go through it, copy them to the host once.
         t = t.cpu()
-    name = str(t.dtype).replace("torch.", "")
-    if name == "bfloat16":
-        import ml_dtypes
+    target = _TORCH_ML_DTYPES.get(str(t.dtype).replace("torch.", ""))
+    if target is None:
+        return t.numpy()
+    # numpy has no bfloat16/float8: reinterpret the bits through an integer view.
+    import ml_dtypes
 
-        return t.contiguous().view(_torch_int16(t)).numpy().view(ml_dtypes.bfloat16)
-    if name.startswith("float8"):
-        import ml_dtypes
-
-        target = {"float8_e4m3fn": ml_dtypes.float8_e4m3fn, "float8_e5m2": ml_dtypes.float8_e5m2,
-                  "float8_e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
-                  "float8_e5m2fnuz": ml_dtypes.float8_e5m2fnuz}.get(name)
-        if target is None:
-            raise UnsupportedDtypeError(f"torch dtype {t.dtype} has no checkpoint equivalent")
-        return t.contiguous().view(_torch_uint8(t)).numpy().view(target)
-    return t.numpy()
+    np_dtype = np.dtype(getattr(ml_dtypes, target))
+    carrier = torch.int16 if np_dtype.itemsize == 2 else torch.uint8
+    return t.contiguous().view(carrier).numpy().view(np_dtype)
 
 
-def _torch_int16(t: Any) -> Any:
-    import torch
-
-    return torch.int16
-
-
-def _torch_uint8(t: Any) -> Any:
-    import torch
-
-    return torch.uint8
+_TORCH_ML_DTYPES = {
+    "bfloat16": "bfloat16",
+    "float8_e4m3fn": "float8_e4m3fn",
+    "float8_e5m2": "float8_e5m2",
+    "float8_e4m3fnuz": "float8_e4m3fnuz",
+    "float8_e5m2fnuz": "float8_e5m2fnuz",
+}
 
 
 def to_host_array(value: Any) -> np.ndarray:

@@ -7,14 +7,22 @@ and the variable collections. ``tf.compat.v1.train.import_meta_graph`` rebuilds
 the variables and a ``Saver`` from it, so a restore needs no Python model code.
 
 :func:`build_meta_graph` produces the ``MetaGraphDef`` that TensorFlow's graph mode
-would write for a set of resource variables (``tf.compat.v1.get_variable`` with a
-zeros initializer, the TF2 default variable kind) followed by
-``tf.compat.v1.train.Saver()``: the same node names, ops, inputs, devices and
-collections, built from fastckpt's own protobuf classes (:mod:`fastckpt.proto`),
-so TensorFlow is not needed. The file it makes is accepted by TensorFlow 2.15 and
-newer (checked against 2.21): ``import_meta_graph`` + ``Saver.restore`` restore
-the variables, the imported ``Saver`` can save again, and
-``global_variables()`` lists them.
+would write for a set of variables made by ``tf.compat.v1.get_variable`` with a
+zeros initializer followed by ``tf.compat.v1.train.Saver()``: the same node names,
+ops, inputs, devices and collections, built from fastckpt's own protobuf classes
+(:mod:`fastckpt.proto`), so TensorFlow is not needed. Two kinds of variables
+(``variable_kind``):
+
+* ``"ref"`` (the default): TF1 reference variables (``use_resource=False``), a
+  ``VariableV2`` node whose output ``NAME:0`` *is* the variable's value, so the
+  classic TF1 ``sess.run("NAME:0")`` after ``import_meta_graph`` + ``restore``
+  gives the restored value.
+* ``"resource"``: resource variables (``VarHandleOp``, TensorFlow 2's default);
+  ``NAME:0`` is the resource handle and the value is ``NAME/Read/ReadVariableOp:0``.
+
+The file it makes is accepted by TensorFlow 2.15 and newer (checked against 2.21):
+``import_meta_graph`` + ``Saver.restore`` restore the variables, the imported
+``Saver`` can save again, and ``global_variables()`` lists them.
 
 Differences from TensorFlow's own output, all deliberate:
 
@@ -23,15 +31,23 @@ Differences from TensorFlow's own output, all deliberate:
   ``AssignVariableOp.validate_shape``, ``MergeV2Checkpoints.allow_missing_files``,
   ``StringJoin.separator``, ``Pack.axis``) are left out; TensorFlow fills them in
   on import (``meta_info_def.stripped_default_attrs`` is set, as
-  ``strip_default_attrs=True`` does). TensorFlow's internal marker attribute
-  ``_has_manual_control_dependencies`` and the ``init`` op of
-  ``global_variables_initializer()`` are not written.
+  ``strip_default_attrs=True`` does). The attributes of the reference-variable
+  ops, all part of those ops since TensorFlow 1.0, are written as TensorFlow
+  writes them, defaults included (``VariableV2.container/shared_name`` as
+  ``""``, ``Assign.validate_shape/use_locking`` as ``true``). TensorFlow's
+  internal marker attribute ``_has_manual_control_dependencies`` and the
+  ``init`` op of ``global_variables_initializer()`` are not written.
 * ``meta_info_def.tensorflow_version`` and ``tensorflow_git_version`` are empty
   (TensorFlow parses a non-empty ``tensorflow_version`` with ``packaging`` and
   would reject a non-version string; empty means "current").
 * ``graph_def.versions.producer`` is :data:`DEFAULT_PRODUCER` (see there).
+* Reference variables of a dtype TensorFlow has no reference-variable kernels
+  for (the float8, 4-bit and 2-bit types and qint16: no CPU ``Assign`` kernel in
+  TF 2.21, so TensorFlow's own ``VariableV2`` of that dtype can be neither
+  initialized nor restored) are built as resource variables, so the file still
+  restores.
 
-Partitioned variables and reference (``VariableV2``) variables are not built.
+Partitioned variables are not built.
 """
 from __future__ import annotations
 
@@ -56,6 +72,7 @@ __all__ = [
     "op_def",
     "DEFAULT_PRODUCER",
     "VARIABLE_COLLECTIONS",
+    "VARIABLE_KINDS",
     "GLOBAL_VARIABLES",
     "TRAINABLE_VARIABLES",
 ]
@@ -89,6 +106,10 @@ VARIABLE_COLLECTIONS: Tuple[str, ...] = (
     "global_step",
 )
 
+#: Values of ``build_meta_graph(variable_kind=...)``: TF1 reference variables
+#: (``VariableV2``) or resource variables (``VarHandleOp``).
+VARIABLE_KINDS: Tuple[str, ...] = ("ref", "resource")
+
 # TensorFlow's node-name rule (core/framework/node_def_util.cc).
 _VALID_NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
@@ -100,19 +121,31 @@ _VARIABLE_DTYPES: Set[int] = {
     if 0 < v.number < 100 and v.number not in (_DT.DT_RESOURCE, _DT.DT_VARIANT)
 }
 
+# Dtypes TensorFlow (2.21) has reference-variable kernels for: the CPU kernels of
+# ``Assign`` (the initializer and the restore op of a ``VariableV2``). A variable of
+# another dtype (the float8, 4-bit and 2-bit types, qint16) could be built but
+# neither initialized nor restored, so ``variable_kind="ref"`` builds it as a
+# resource variable instead.
+_REF_VARIABLE_DTYPES: Set[int] = {
+    _DT.DT_FLOAT, _DT.DT_DOUBLE, _DT.DT_HALF, _DT.DT_BFLOAT16, _DT.DT_INT8, _DT.DT_INT16,
+    _DT.DT_INT32, _DT.DT_INT64, _DT.DT_UINT8, _DT.DT_UINT16, _DT.DT_UINT32, _DT.DT_UINT64,
+    _DT.DT_BOOL, _DT.DT_STRING, _DT.DT_COMPLEX64, _DT.DT_COMPLEX128, _DT.DT_QINT8,
+    _DT.DT_QUINT8, _DT.DT_QINT32, _DT.DT_QUINT16,
+}
+
 _CPU0 = "/device:CPU:0"
 _CPU_ANY = "/device:CPU:*"
 
 
 @dataclass(frozen=True)
 class VariableSpec:
-    """One resource variable of the graph.
+    """One variable of the graph.
 
     Attributes:
-        name: Graph name of the variable (its ``VarHandleOp`` node), e.g.
-            ``"dense/kernel"``; also the checkpoint key unless ``checkpoint_key``
-            is given. TensorFlow's node-name rules apply (no ``:``; no leading
-            ``_``, ``/`` or ``-``).
+        name: Graph name of the variable (its ``VariableV2`` or ``VarHandleOp``
+            node), e.g. ``"dense/kernel"``; also the checkpoint key unless
+            ``checkpoint_key`` is given. TensorFlow's node-name rules apply (no
+            ``:``; no leading ``_``, ``/`` or ``-``).
         dtype: TensorFlow ``DataType`` number (``fastckpt.proto.DataType.DT_FLOAT``
             == 1, ...; :func:`fastckpt.format.dtypes.from_numpy_dtype` maps numpy
             dtypes). Any numeric type or ``DT_STRING``.
@@ -156,6 +189,15 @@ class VariableSpec:
 # that hold their default value.
 
 _OP_DEFS_TEXT: Dict[str, str] = {
+    "Assign": """
+        name: "Assign"
+        input_arg { name: "ref" type_attr: "T" is_ref: true }
+        input_arg { name: "value" type_attr: "T" }
+        output_arg { name: "output_ref" type_attr: "T" is_ref: true }
+        attr { name: "T" type: "type" }
+        attr { name: "validate_shape" type: "bool" default_value { b: true } }
+        attr { name: "use_locking" type: "bool" default_value { b: true } }
+        allows_uninitialized_input: true""",
     "AssignVariableOp": """
         name: "AssignVariableOp"
         input_arg { name: "resource" type: DT_RESOURCE }
@@ -255,6 +297,14 @@ _OP_DEFS_TEXT: Dict[str, str] = {
         name: "VarIsInitializedOp"
         input_arg { name: "resource" type: DT_RESOURCE }
         output_arg { name: "is_initialized" type: DT_BOOL }
+        is_stateful: true""",
+    "VariableV2": """
+        name: "VariableV2"
+        output_arg { name: "ref" type_attr: "dtype" is_ref: true }
+        attr { name: "shape" type: "shape" }
+        attr { name: "dtype" type: "type" }
+        attr { name: "container" type: "string" default_value { s: "" } }
+        attr { name: "shared_name" type: "string" default_value { s: "" } }
         is_stateful: true""",
 }
 
@@ -364,7 +414,12 @@ class _GraphBuilder:
                 f"another variable's helper nodes)")
         self.names.add(name)
         self.ops_used.add(op)
-        n = self.graph.node.add(name=name, op=op, input=list(inputs), device=device)
+        # TensorFlow's Graph::ToGraphDef writes the data inputs in order, then the control
+        # inputs sorted by name (so "^save/Assign_10" comes before "^save/Assign_2").
+        inputs = list(inputs)
+        data = [i for i in inputs if not i.startswith("^")]
+        control = sorted(i for i in inputs if i.startswith("^"))
+        n = self.graph.node.add(name=name, op=op, input=data + control, device=device)
         for k, v in (attrs or {}).items():
             n.attr[k].CopyFrom(v)
         if self.add_shapes and output_shapes is not None:
@@ -459,23 +514,36 @@ def build_meta_graph(
     allow_empty: bool = False,
     add_shapes: bool = True,
     producer: int = DEFAULT_PRODUCER,
+    variable_kind: str = "ref",
 ) -> MetaGraphDef:
     """Build the ``MetaGraphDef`` TensorFlow's ``Saver`` would write for ``variables``.
 
     For each variable, in the given order, the nodes that graph-mode
-    ``tf.compat.v1.get_variable(name, shape, dtype, initializer=zeros)`` creates:
-    ``NAME/Initializer/zeros`` (``Const``), ``NAME`` (``VarHandleOp``, shared name
-    ``NAME``), ``NAME/IsInitialized/VarIsInitializedOp``, ``NAME/Assign``
-    (``AssignVariableOp``, the initializer) and ``NAME/Read/ReadVariableOp``. Then the
-    saver subgraph of ``tf.compat.v1.train.Saver(...)`` under the name scope ``name``
-    (``"save"``; ``"save_1"``... if a variable already uses that scope), over the
-    variables sorted by checkpoint key, as TensorFlow sorts them:
+    ``tf.compat.v1.get_variable(name, shape, dtype, initializer=zeros,
+    use_resource=...)`` creates:
+
+    * ``variable_kind="ref"``: ``NAME/Initializer/zeros`` (``Const``), ``NAME``
+      (``VariableV2``), ``NAME/Assign`` (``Assign``, the initializer) and
+      ``NAME/read`` (``Identity``, the snapshot); ``NAME:0`` is the value.
+    * ``variable_kind="resource"``: ``NAME/Initializer/zeros`` (``Const``),
+      ``NAME`` (``VarHandleOp``, shared name ``NAME``),
+      ``NAME/IsInitialized/VarIsInitializedOp``, ``NAME/Assign``
+      (``AssignVariableOp``, the initializer) and ``NAME/Read/ReadVariableOp``;
+      ``NAME:0`` is the resource handle.
+
+    Then the saver subgraph of ``tf.compat.v1.train.Saver(...)`` under the name
+    scope ``name`` (``"save"``; ``"save_1"``... if a variable already uses that
+    scope), over the variables sorted by checkpoint key, as TensorFlow sorts them.
+    ``SaveV2`` reads a reference variable's tensor (``NAME``) and a resource
+    variable's ``NAME/Read/ReadVariableOp``; the restore assigns a reference
+    variable with ``save/Assign[_k]`` (``Assign``) and a resource variable with
+    ``save/Identity[_k]`` + ``save/AssignVariableOp[_k]``:
 
     * non-sharded: ``save/filename/input``, ``save/filename``, ``save/Const``,
       ``save/SaveV2/tensor_names``, ``save/SaveV2/shape_and_slices``, ``save/SaveV2``,
       ``save/control_dependency``, ``save/RestoreV2/tensor_names``,
-      ``save/RestoreV2/shape_and_slices``, ``save/RestoreV2``, per variable
-      ``save/Identity[_k]`` + ``save/AssignVariableOp[_k]``, ``save/restore_all``;
+      ``save/RestoreV2/shape_and_slices``, ``save/RestoreV2``, the per-variable
+      restore ops, ``save/restore_all``;
     * sharded (one shard, as TF builds on a single device): additionally the
       ``_temp/part`` prefix logic, ``ShardedFilename``, ``MergeV2Checkpoints`` and
       ``save/restore_shard``; the save tensor is ``save/Identity:0``.
@@ -499,22 +567,34 @@ def build_meta_graph(
             raising.
         add_shapes: Add ``_output_shapes`` attributes, as ``Saver.save`` does.
         producer: ``graph_def.versions.producer``; see :data:`DEFAULT_PRODUCER`.
+        variable_kind: ``"ref"`` (TF1 reference variables, ``VariableV2``; the
+            default) or ``"resource"`` (``VarHandleOp``). With ``"ref"``, a
+            variable whose dtype has no reference-variable kernels in TensorFlow
+            (float8, 4-bit and 2-bit types, qint16) is built as a resource
+            variable, so the graph still initializes and restores.
 
     Returns:
         A :class:`fastckpt.proto.MetaGraphDef`.
 
     Raises:
         InvalidArgumentError: bad or duplicate names, shapes or collections, no
-            variables without ``allow_empty``.
+            variables without ``allow_empty``, an unknown ``variable_kind``.
         UnsupportedDtypeError: a dtype that is not numeric or string.
     """
     variables = list(variables)
     _validate(variables)
     if not isinstance(name, str) or not name or not _VALID_NODE_NAME.match(name):
         raise InvalidArgumentError(f"invalid saver name scope {name!r}")
+    if variable_kind not in VARIABLE_KINDS:
+        raise InvalidArgumentError(
+            f"variable_kind must be one of {', '.join(map(repr, VARIABLE_KINDS))}, "
+            f"not {variable_kind!r}")
     if not variables and not allow_empty:
         raise InvalidArgumentError("no variables to save (pass allow_empty=True)")
     max_to_keep = 0 if max_to_keep is None else int(max_to_keep)
+
+    ref_names = {v.name for v in variables
+                 if variable_kind == "ref" and int(v.dtype) in _REF_VARIABLE_DTYPES}
 
     meta = MetaGraphDef()
     g = _GraphBuilder(meta, add_shapes)
@@ -528,23 +608,40 @@ def build_meta_graph(
                             attrs={"value": AttrValue(tensor=_zeros_tensor(dtype, shape)),
                                    "dtype": _attr_type(dtype)},
                             output_shapes=[shape], colocate_with=v.name)
-        handle = g.node(v.name, "VarHandleOp",
-                        attrs={"shared_name": AttrValue(s=v.name.encode()),
-                               "shape": _attr_shape(shape),
-                               "dtype": _attr_type(dtype)},
-                        output_shapes=[()], colocate_with=v.name)
-        g.node(f"{v.name}/IsInitialized/VarIsInitializedOp", "VarIsInitializedOp", [handle],
-               output_shapes=[()])
-        assign = g.node(f"{v.name}/Assign", "AssignVariableOp", [handle, init_value],
-                        attrs={"dtype": _attr_type(dtype)})
-        read = g.node(f"{v.name}/Read/ReadVariableOp", "ReadVariableOp", [handle],
-                      attrs={"dtype": _attr_type(dtype)}, output_shapes=[shape])
+        if v.name in ref_names:
+            # variables.py RefVariable._init_from_args: VariableV2 (state_ops.variable_op_v2,
+            # container and shared_name written as ""), its Assign initializer and the
+            # Identity snapshot "NAME/read", all colocated with the variable.
+            var = g.node(v.name, "VariableV2",
+                         attrs={"shape": _attr_shape(shape), "dtype": _attr_type(dtype),
+                                "container": AttrValue(s=b""), "shared_name": AttrValue(s=b"")},
+                         output_shapes=[shape], colocate_with=v.name)
+            assign = g.node(f"{v.name}/Assign", "Assign", [var, init_value],
+                            attrs=_assign_attrs(dtype), output_shapes=[shape],
+                            colocate_with=v.name)
+            read = g.node(f"{v.name}/read", "Identity", [var],
+                          attrs={"T": _attr_type(dtype)}, output_shapes=[shape],
+                          colocate_with=v.name)
+            is_resource = False
+        else:
+            var = g.node(v.name, "VarHandleOp",
+                         attrs={"shared_name": AttrValue(s=v.name.encode()),
+                                "shape": _attr_shape(shape),
+                                "dtype": _attr_type(dtype)},
+                         output_shapes=[()], colocate_with=v.name)
+            g.node(f"{v.name}/IsInitialized/VarIsInitializedOp", "VarIsInitializedOp", [var],
+                   output_shapes=[()])
+            assign = g.node(f"{v.name}/Assign", "AssignVariableOp", [var, init_value],
+                            attrs={"dtype": _attr_type(dtype)})
+            read = g.node(f"{v.name}/Read/ReadVariableOp", "ReadVariableOp", [var],
+                          attrs={"dtype": _attr_type(dtype)}, output_shapes=[shape])
+            is_resource = True
         var_defs[v.name] = VariableDef(
-            variable_name=handle + ":0",
+            variable_name=var + ":0",
             initial_value_name=init_value + ":0",
             initializer_name=assign,
             snapshot_name=read + ":0",
-            is_resource=True,
+            is_resource=is_resource,
             trainable=bool(v.trainable),
         ).SerializeToString(deterministic=True)
 
@@ -553,7 +650,7 @@ def build_meta_graph(
         scope = _pick_scope(name, g.names)
         meta.saver_def.CopyFrom(_build_saver(
             g, scope, sorted(variables, key=lambda s: s.key), filename=filename,
-            sharded=sharded))
+            sharded=sharded, ref_names=ref_names))
         meta.saver_def.max_to_keep = max_to_keep
         meta.saver_def.keep_checkpoint_every_n_hours = float(keep_checkpoint_every_n_hours)
         meta.saver_def.sharded = bool(sharded)
@@ -578,9 +675,22 @@ def build_meta_graph(
     return meta
 
 
+def _assign_attrs(dtype: int) -> Dict[str, AttrValue]:
+    """Attributes of an ``Assign`` node as graph-mode TensorFlow writes them (both
+    bool attributes explicitly, at their default ``true``)."""
+    return {"T": _attr_type(dtype), "validate_shape": AttrValue(b=True),
+            "use_locking": AttrValue(b=True)}
+
+
 def _build_saver(g: _GraphBuilder, scope: str, variables: Sequence[VariableSpec], *,
-                 filename: str, sharded: bool) -> SaverDef:
-    """Add the saver subgraph under ``scope``; return the SaverDef naming it."""
+                 filename: str, sharded: bool, ref_names: Set[str]) -> SaverDef:
+    """Add the saver subgraph under ``scope``; return the SaverDef naming it.
+
+    ``ref_names``: the variables that are ``VariableV2`` nodes. ``SaveV2`` reads
+    their tensors directly and the restore assigns them with ``Assign``
+    (``save/Assign``, ``save/Assign_1``...); the other (resource) variables are
+    read through their ``ReadVariableOp`` and restored by ``Identity`` +
+    ``AssignVariableOp``."""
     uniq = _UniqueNames(scope)
     string_scalar = {"dtype": _attr_type(_DT.DT_STRING), "shape": _attr_shape(())}
     n = len(variables)
@@ -599,8 +709,9 @@ def _build_saver(g: _GraphBuilder, scope: str, variables: Sequence[VariableSpec]
         slices = g.const(uniq("SaveV2/shape_and_slices"), _string_tensor([""] * n, (n,)),
                          device=device)
         save = g.node(uniq("SaveV2"), "SaveV2",
-                      [file_tensor, names, slices] + [f"{v.name}/Read/ReadVariableOp"
-                                                      for v in variables],
+                      [file_tensor, names, slices] + [
+                          v.name if v.name in ref_names else f"{v.name}/Read/ReadVariableOp"
+                          for v in variables],
                       device=device, attrs={"dtypes": dtypes_attr})
         return g.node(uniq("control_dependency"), "Identity", [file_tensor, "^" + save],
                       device=device, attrs={"T": _attr_type(_DT.DT_STRING)},
@@ -645,6 +756,13 @@ def _build_saver(g: _GraphBuilder, scope: str, variables: Sequence[VariableSpec]
                      output_shapes=[None] * n)
     assigns = []
     for i, v in enumerate(variables):
+        if v.name in ref_names:
+            # saveable_object_util.ReferenceVariableSaveable.restore: state_ops.assign
+            assigns.append(g.node(uniq("Assign"), "Assign", [v.name, _output(restore, i)],
+                                  attrs=_assign_attrs(int(v.dtype)),
+                                  output_shapes=[tuple(int(d) for d in v.shape)],
+                                  colocate_with=v.name))
+            continue
         ident = g.node(uniq("Identity"), "Identity", [_output(restore, i)],
                        attrs={"T": _attr_type(int(v.dtype))}, output_shapes=[None])
         assigns.append(g.node(uniq("AssignVariableOp"), "AssignVariableOp", [v.name, ident],

@@ -1,10 +1,12 @@
 """``.meta`` files (MetaGraphDef) built without TensorFlow: fastckpt.metagraph + fastckpt.proto.
 
 a. Structure, without TensorFlow: node names, ops, inputs, devices, SaverDef, collections,
-   OpDefs, validation, file writing/reading.
+   OpDefs, validation, file writing/reading; reference (``VariableV2``, the default) and
+   resource (``VarHandleOp``) variables.
 b. With TensorFlow (``-m tf``): ``import_meta_graph`` + ``Saver.restore`` of a fastckpt
-   checkpoint restores exact values; the imported and a new ``Saver`` save again; the graph
-   matches, node for node, what TF's own ``Saver`` builds for the same variables.
+   checkpoint restores exact values (``sess.run("w1:0")`` is the value for reference
+   variables); the imported and a new ``Saver`` save again; the graph matches, node for
+   node, what TF's own ``Saver`` builds for the same variables of either kind.
 c. fastckpt.proto and TensorFlow's protos coexist in one process, have the same field
    numbers and types, and TF's ``.meta`` bytes survive a parse/serialize with our classes.
 """
@@ -44,11 +46,36 @@ VALUES = {
 }
 
 
-def _var_nodes(name):
+KINDS = ["ref", "resource"]
+RES = {"variable_kind": "resource"}
+
+
+def _var_nodes(name, kind="resource"):
+    if kind == "ref":
+        return [(f"{name}/Initializer/zeros", "Const"), (name, "VariableV2"),
+                (f"{name}/Assign", "Assign"), (f"{name}/read", "Identity")]
     return [(f"{name}/Initializer/zeros", "Const"), (name, "VarHandleOp"),
             (f"{name}/IsInitialized/VarIsInitializedOp", "VarIsInitializedOp"),
             (f"{name}/Assign", "AssignVariableOp"),
             (f"{name}/Read/ReadVariableOp", "ReadVariableOp")]
+
+
+def _restore_nodes(kind, n):
+    """Per-variable restore nodes of the saver subgraph (the first k of each name)."""
+    out = []
+    for i in range(n):
+        k = "" if i == 0 else f"_{i}"
+        if kind == "ref":
+            out.append((f"save/Assign{k}", "Assign"))
+        else:
+            out += [(f"save/Identity{k}", "Identity"),
+                    (f"save/AssignVariableOp{k}", "AssignVariableOp")]
+    return out
+
+
+def _snapshot(name, kind):
+    """The tensor holding a variable's value."""
+    return f"{name}/read:0" if kind == "ref" else f"{name}/Read/ReadVariableOp:0"
 
 
 def _nodes(meta):
@@ -58,28 +85,30 @@ def _nodes(meta):
 # ---------------------------------------------------------------------------------------
 # a. structure, no TensorFlow
 
-def test_node_names_and_ops():
-    meta = build_meta_graph(SPECS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_node_names_and_ops(kind):
+    meta = build_meta_graph(SPECS, variable_kind=kind)
     expected = []
     for s in SPECS:
-        expected += _var_nodes(s.name)
+        expected += _var_nodes(s.name, kind)
     expected += [
         ("save/filename/input", "Const"), ("save/filename", "PlaceholderWithDefault"),
         ("save/Const", "PlaceholderWithDefault"), ("save/SaveV2/tensor_names", "Const"),
         ("save/SaveV2/shape_and_slices", "Const"), ("save/SaveV2", "SaveV2"),
         ("save/control_dependency", "Identity"), ("save/RestoreV2/tensor_names", "Const"),
         ("save/RestoreV2/shape_and_slices", "Const"), ("save/RestoreV2", "RestoreV2"),
-        ("save/Identity", "Identity"), ("save/AssignVariableOp", "AssignVariableOp"),
-        ("save/Identity_1", "Identity"), ("save/AssignVariableOp_1", "AssignVariableOp"),
-        ("save/Identity_2", "Identity"), ("save/AssignVariableOp_2", "AssignVariableOp"),
-        ("save/Identity_3", "Identity"), ("save/AssignVariableOp_3", "AssignVariableOp"),
-        ("save/restore_all", "NoOp"),
-    ]
+    ] + _restore_nodes(kind, 4) + [("save/restore_all", "NoOp")]
     assert [(n.name, n.op) for n in meta.graph_def.node] == expected
 
 
+def test_default_kind_is_ref():
+    assert build_meta_graph(SPECS) == build_meta_graph(SPECS, variable_kind="ref")
+    assert _nodes(build_meta_graph(SPECS))["w1"].op == "VariableV2"
+    assert mg.VARIABLE_KINDS == ("ref", "resource")
+
+
 def test_variable_nodes():
-    n = _nodes(build_meta_graph(SPECS))
+    n = _nodes(build_meta_graph(SPECS, **RES))
     h = n["scope/w3"]
     assert h.attr["shared_name"].s == b"scope/w3"
     assert h.attr["dtype"].type == DT.DT_DOUBLE
@@ -97,8 +126,67 @@ def test_variable_nodes():
     assert not scalar.tensor_shape.dim and list(scalar.int64_val) == [0]
 
 
-def test_saver_subgraph_wiring():
+def test_ref_variable_nodes():
+    n = _nodes(build_meta_graph(SPECS))
+    v = n["scope/w3"]
+    assert v.op == "VariableV2" and not v.input and v.device == ""
+    assert v.attr["dtype"].type == DT.DT_DOUBLE
+    assert [d.size for d in v.attr["shape"].shape.dim] == [4]
+    # container and shared_name written as TF writes them: "" (VarHandleOp's shared name
+    # is the variable name; a ref variable's is empty).
+    assert v.attr["container"].WhichOneof("value") == "s" and v.attr["container"].s == b""
+    assert v.attr["shared_name"].WhichOneof("value") == "s" and v.attr["shared_name"].s == b""
+    assert sorted(v.attr) == ["_class", "_output_shapes", "container", "dtype", "shape",
+                              "shared_name"]
+    assert list(v.attr["_class"].list.s) == [b"loc:@scope/w3"]
+    assert [d.size for d in v.attr["_output_shapes"].list.shape[0].dim] == [4]
+    z = n["scope/w3/Initializer/zeros"]
+    assert list(z.attr["value"].tensor.double_val) == [0.0]
+    assert list(z.attr["_class"].list.s) == [b"loc:@scope/w3"]
+    a = n["scope/w3/Assign"]
+    assert a.op == "Assign"
+    assert list(a.input) == ["scope/w3", "scope/w3/Initializer/zeros"]
+    assert sorted(a.attr) == ["T", "_class", "_output_shapes", "use_locking", "validate_shape"]
+    assert a.attr["T"].type == DT.DT_DOUBLE
+    assert a.attr["validate_shape"].WhichOneof("value") == "b" and a.attr["validate_shape"].b
+    assert a.attr["use_locking"].WhichOneof("value") == "b" and a.attr["use_locking"].b
+    assert list(a.attr["_class"].list.s) == [b"loc:@scope/w3"]
+    assert [d.size for d in a.attr["_output_shapes"].list.shape[0].dim] == [4]
+    r = n["scope/w3/read"]
+    assert r.op == "Identity" and list(r.input) == ["scope/w3"]
+    assert sorted(r.attr) == ["T", "_class", "_output_shapes"]
+    assert r.attr["T"].type == DT.DT_DOUBLE
+    assert list(r.attr["_class"].list.s) == [b"loc:@scope/w3"]
+    assert not any(op in {x.op for x in n.values()} for op in (
+        "VarHandleOp", "AssignVariableOp", "ReadVariableOp", "VarIsInitializedOp"))
+    scalar = n["w2"]
+    assert not scalar.attr["shape"].shape.dim and not scalar.attr["shape"].shape.unknown_rank
+
+
+def test_ref_saver_subgraph_wiring():
     n = _nodes(build_meta_graph(SPECS, filename="my/model"))
+    keys = ["bias", "scope/w3", "w1", "w2"]
+    # SaveV2 reads the variable tensors themselves (no snapshot in between)
+    assert list(n["save/SaveV2"].input) == [
+        "save/Const", "save/SaveV2/tensor_names", "save/SaveV2/shape_and_slices"] + keys
+    assert list(n["save/SaveV2"].attr["dtypes"].list.type) == [
+        DT.DT_BFLOAT16, DT.DT_DOUBLE, DT.DT_FLOAT, DT.DT_INT64]
+    assigns = ["save/Assign", "save/Assign_1", "save/Assign_2", "save/Assign_3"]
+    shapes = {"bias": [3], "scope/w3": [4], "w1": [2, 3], "w2": []}
+    for i, (assign, key) in enumerate(zip(assigns, keys)):
+        a = n[assign]
+        assert a.op == "Assign" and a.device == ""
+        assert list(a.input) == [key, "save/RestoreV2" if i == 0 else f"save/RestoreV2:{i}"]
+        assert a.attr["T"].type == n[key].attr["dtype"].type
+        assert a.attr["validate_shape"].b and a.attr["use_locking"].b
+        assert list(a.attr["_class"].list.s) == [b"loc:@" + key.encode()]
+        assert [d.size for d in a.attr["_output_shapes"].list.shape[0].dim] == shapes[key]
+    assert list(n["save/restore_all"].input) == ["^" + a for a in assigns]
+    assert not any(name.startswith("save/Identity") for name in n)
+
+
+def test_saver_subgraph_wiring():
+    n = _nodes(build_meta_graph(SPECS, filename="my/model", **RES))
     keys = sorted(s.name for s in SPECS)  # TF sorts the saveables by checkpoint key
     assert keys == ["bias", "scope/w3", "w1", "w2"]
     fn = n["save/filename/input"].attr["value"].tensor
@@ -149,7 +237,7 @@ def test_saver_def():
 
 
 def test_sharded_subgraph():
-    meta = build_meta_graph(SPECS[:2], sharded=True)
+    meta = build_meta_graph(SPECS[:2], sharded=True, **RES)
     assert meta.saver_def == SaverDef(
         filename_tensor_name="save/Const:0", save_tensor_name="save/Identity:0",
         restore_op_name="save/restore_all", max_to_keep=5, keep_checkpoint_every_n_hours=10000.0,
@@ -180,8 +268,21 @@ def test_sharded_subgraph():
     assert list(n["save/restore_all"].input) == ["^save/restore_shard"]
 
 
+def test_ref_sharded_subgraph():
+    meta = build_meta_graph(SPECS[:2], sharded=True)
+    assert meta.saver_def.save_tensor_name == "save/Identity:0"
+    n = _nodes(meta)
+    assert list(n["save/SaveV2"].input) == [
+        "save/ShardedFilename", "save/SaveV2/tensor_names", "save/SaveV2/shape_and_slices",
+        "w1", "w2"]
+    restore = [(x.name, x.op) for x in meta.graph_def.node][-4:]
+    assert restore == [("save/Assign", "Assign"), ("save/Assign_1", "Assign"),
+                       ("save/restore_shard", "NoOp"), ("save/restore_all", "NoOp")]
+    assert list(n["save/restore_shard"].input) == ["^save/Assign", "^save/Assign_1"]
+
+
 def test_collections_hold_variable_defs():
-    meta = build_meta_graph(SPECS)
+    meta = build_meta_graph(SPECS, **RES)
     assert sorted(meta.collection_def) == ["trainable_variables", "variables"]
     def defs(key):
         return [VariableDef.FromString(b) for b in meta.collection_def[key].bytes_list.value]
@@ -202,6 +303,25 @@ def test_collections_hold_variable_defs():
         b"2\x16w1/Initializer/zeros:08\x01")
 
 
+def test_ref_collections_hold_variable_defs():
+    meta = build_meta_graph(SPECS)
+    assert sorted(meta.collection_def) == ["trainable_variables", "variables"]
+    defs = [VariableDef.FromString(b) for b in meta.collection_def["variables"].bytes_list.value]
+    assert defs[2] == VariableDef(variable_name="scope/w3:0",
+                                  initial_value_name="scope/w3/Initializer/zeros:0",
+                                  initializer_name="scope/w3/Assign",
+                                  snapshot_name="scope/w3/read:0", trainable=True)
+    assert not defs[2].is_resource and not defs[3].trainable
+    # Byte-exact with what TF 2.21's Saver wrote for get_variable("w1", ..., zeros,
+    # use_resource=False) and for the non-trainable bias.
+    values = meta.collection_def["variables"].bytes_list.value
+    assert values[0] == (b"\n\x04w1:0\x12\tw1/Assign\x1a\tw1/read:02"
+                         b"\x16w1/Initializer/zeros:08\x01")
+    assert values[3] == (b"\n\x06bias:0\x12\x0bbias/Assign\x1a\x0bbias/read:02"
+                         b"\x18bias/Initializer/zeros:0")
+    assert list(meta.collection_def["trainable_variables"].bytes_list.value) == values[:3]
+
+
 def test_custom_collections_and_keys():
     specs = [VariableSpec("step", DT.DT_INT64, (), trainable=False,
                           collections=("variables", "global_step")),
@@ -215,6 +335,8 @@ def test_custom_collections_and_keys():
     n = _nodes(meta)
     assert list(n["save/SaveV2/tensor_names"].attr["value"].tensor.string_val) == [
         b"loc", b"renamed", b"step"]
+    assert list(n["save/Assign_1"].input) == ["a/b", "save/RestoreV2:1"]
+    n = _nodes(build_meta_graph(specs, **RES))
     assert list(n["save/AssignVariableOp_1"].input) == ["a/b", "save/Identity_1"]
 
 
@@ -228,8 +350,9 @@ def test_save_scope_is_uniquified():
     assert meta.saver_def.save_tensor_name == "saver/control_dependency:0"
 
 
-def test_meta_info_and_versions():
-    meta = build_meta_graph(SPECS, sharded=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_meta_info_and_versions(kind):
+    meta = build_meta_graph(SPECS, sharded=True, variable_kind=kind)
     info = meta.meta_info_def
     used = sorted({n.op for n in meta.graph_def.node})
     assert [op.name for op in info.stripped_op_list.op] == used
@@ -252,18 +375,63 @@ def test_meta_info_and_versions():
                 assert a.name in node.attr, (node.name, a.name)
 
 
-def test_add_shapes_false():
-    meta = build_meta_graph(SPECS, add_shapes=False)
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_shapes_false(kind):
+    meta = build_meta_graph(SPECS, add_shapes=False, variable_kind=kind)
     assert not any("_output_shapes" in n.attr for n in meta.graph_def.node)
-    n = _nodes(build_meta_graph(SPECS))
+    n = _nodes(build_meta_graph(SPECS, variable_kind=kind))
     assert n["save/RestoreV2"].attr["_output_shapes"].list.shape[0].unknown_rank
-    read_shape = n["w1/Read/ReadVariableOp"].attr["_output_shapes"].list.shape[0]
+    read_shape = n[_snapshot("w1", kind)[:-2]].attr["_output_shapes"].list.shape[0]
     assert [d.size for d in read_shape.dim] == [2, 3]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_control_inputs_sorted_by_name(kind):
+    specs = [VariableSpec(f"v{i:02d}", DT.DT_FLOAT, ()) for i in range(12)]
+    n = _nodes(build_meta_graph(specs, variable_kind=kind))
+    op = "Assign" if kind == "ref" else "AssignVariableOp"
+    got = list(n["save/restore_all"].input)
+    assert got == sorted(f"^save/{op}" + ("" if i == 0 else f"_{i}") for i in range(12))
+    assert got[:3] == [f"^save/{op}", f"^save/{op}_1", f"^save/{op}_10"]
+    # restore op k restores the k-th key
+    assert list(n[f"save/{op}_10"].input)[0] == "v10"
 
 
 def test_deterministic():
     a = build_meta_graph(SPECS).SerializeToString(deterministic=True)
     assert a == build_meta_graph(SPECS).SerializeToString(deterministic=True)
+
+
+def test_ref_kind_falls_back_to_resource_without_ref_kernels():
+    """dtypes TF has no Assign kernel for become resource variables in a "ref" graph."""
+    specs = [VariableSpec("a", DT.DT_FLOAT, (2,)), VariableSpec("f8", DT.DT_FLOAT8_E5M2, (2,)),
+             VariableSpec("i4", DT.DT_INT4, ()), VariableSpec("c", DT.DT_INT32, ())]
+    meta = build_meta_graph(specs)
+    expected = (_var_nodes("a", "ref") + _var_nodes("f8", "resource")
+                + _var_nodes("i4", "resource") + _var_nodes("c", "ref"))
+    assert [(n.name, n.op) for n in meta.graph_def.node][:len(expected)] == expected
+    n = _nodes(meta)
+    assert list(n["save/SaveV2"].input)[3:] == [
+        "a", "c", "f8/Read/ReadVariableOp", "i4/Read/ReadVariableOp"]
+    restore = [(x.name, x.op, list(x.input)) for x in meta.graph_def.node
+               if x.name.startswith(("save/Assign", "save/Identity"))]
+    assert restore == [
+        ("save/Assign", "Assign", ["a", "save/RestoreV2"]),
+        ("save/Assign_1", "Assign", ["c", "save/RestoreV2:1"]),
+        ("save/Identity", "Identity", ["save/RestoreV2:2"]),
+        ("save/AssignVariableOp", "AssignVariableOp", ["f8", "save/Identity"]),
+        ("save/Identity_1", "Identity", ["save/RestoreV2:3"]),
+        ("save/AssignVariableOp_1", "AssignVariableOp", ["i4", "save/Identity_1"]),
+    ]
+    defs = {VariableDef.FromString(b).variable_name: VariableDef.FromString(b)
+            for b in meta.collection_def["variables"].bytes_list.value}
+    assert [d.is_resource for d in defs.values()] == [False, True, True, False]
+    assert [op.name for op in meta.meta_info_def.stripped_op_list.op] == sorted(
+        {x.op for x in meta.graph_def.node})
+    # every dtype a variable may have is either ref-capable or falls back
+    assert mg._REF_VARIABLE_DTYPES <= mg._VARIABLE_DTYPES
+    assert {DT.DT_FLOAT8_E5M2, DT.DT_INT4, DT.DT_UINT2, DT.DT_FLOAT4_E2M1FN,
+            DT.DT_QINT16}.isdisjoint(mg._REF_VARIABLE_DTYPES)
 
 
 @pytest.mark.parametrize("dtype,field,value", [
@@ -312,8 +480,22 @@ def test_zero_initial_values(dtype, field, value):
     ([], InvalidArgumentError),
 ])
 def test_invalid_input(specs, err):
-    with pytest.raises(err):
+    for kind in KINDS:
+        with pytest.raises(err):
+            build_meta_graph(specs, variable_kind=kind)
+
+
+@pytest.mark.parametrize("kind", ["Ref", "RESOURCE", "", None, "variable_v2", 1])
+def test_invalid_variable_kind(kind):
+    with pytest.raises(InvalidArgumentError, match="variable_kind"):
+        build_meta_graph(SPECS, variable_kind=kind)
+
+
+def test_ref_name_clash():
+    specs = [VariableSpec("w", DT.DT_FLOAT, ()), VariableSpec("w/read", DT.DT_FLOAT, ())]
+    with pytest.raises(InvalidArgumentError):
         build_meta_graph(specs)
+    build_meta_graph(specs, **RES)  # a resource variable's snapshot is w/Read/ReadVariableOp
 
 
 def test_allow_empty():
@@ -418,12 +600,14 @@ def _assert_bit_equal(got, want):
 
 
 @pytest.mark.tf
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("sharded", [False, True])
-def test_tf_import_restore_and_save_again(tf, tmp_path, sharded):
+def test_tf_import_restore_and_save_again(tf, tmp_path, sharded, kind):
     prefix = str(tmp_path / "ckpt" / "model")
     os.makedirs(os.path.dirname(prefix))
     fastckpt.save(VALUES, prefix, durable=False)
-    write_meta_graph(build_meta_graph(SPECS, sharded=sharded), prefix + ".meta")
+    write_meta_graph(build_meta_graph(SPECS, sharded=sharded, variable_kind=kind),
+                     prefix + ".meta")
 
     graph = tf.Graph()
     with graph.as_default():
@@ -435,19 +619,23 @@ def test_tf_import_restore_and_save_again(tf, tmp_path, sharded):
             "w1:0", "w2:0", "scope/w3:0"]
         with _tf_session(tf, graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())  # the zeros initializers run
-            assert sess.run("w1/Read/ReadVariableOp:0").tolist() == [[0.0] * 3] * 2
+            assert sess.run(_snapshot("w1", kind)).tolist() == [[0.0] * 3] * 2
             saver.restore(sess, prefix)
             for v in gvars:
                 name = v.op.name
                 _assert_bit_equal(sess.run(v), VALUES[name])
-                _assert_bit_equal(sess.run(f"{name}/Read/ReadVariableOp:0"), VALUES[name])
+                _assert_bit_equal(sess.run(_snapshot(name, kind)), VALUES[name])
+                if kind == "ref":  # the TF1 tutorial's sess.run("w1:0"): the value itself
+                    _assert_bit_equal(sess.run(f"{name}:0"), VALUES[name])
+                else:  # "w1:0" is the resource handle
+                    assert graph.get_tensor_by_name(f"{name}:0").dtype == tf.resource
             # The imported saver (re-exporting the imported graph as .meta) and a fresh
             # Saver() both save again.
             os.makedirs(tmp_path / "again")
             p1 = saver.save(sess, str(tmp_path / "again" / "m"))
             p2 = tf.compat.v1.train.Saver().save(sess, str(tmp_path / "again" / "fresh"))
     assert read_meta_graph(p1 + ".meta").saver_def == build_meta_graph(
-        SPECS, sharded=sharded).saver_def
+        SPECS, sharded=sharded, variable_kind=kind).saver_def
     for p in (p1, p2):
         got = fastckpt.load(p)
         assert sorted(got) == sorted(VALUES)
@@ -472,7 +660,8 @@ def _tf_restorable_dtypes():
 
 
 @pytest.mark.tf
-def test_tf_restore_every_dtype(tf, tmp_path):
+@pytest.mark.parametrize("kind", KINDS)
+def test_tf_restore_every_dtype(tf, tmp_path, kind):
     values, specs = {}, []
     for dt in _tf_restorable_dtypes():
         name = "v_" + DT.Name(dt)[3:].lower()
@@ -492,14 +681,19 @@ def test_tf_restore_every_dtype(tf, tmp_path):
     assert len(specs) >= 25
     prefix = str(tmp_path / "all")
     fastckpt.save(values, prefix, durable=False)
-    write_meta_graph(build_meta_graph(specs), prefix + ".meta")
+    write_meta_graph(build_meta_graph(specs, variable_kind=kind), prefix + ".meta")
+
+    def value_tensor(s):  # dtypes without ref kernels are resource variables in "ref" graphs
+        is_ref = kind == "ref" and s.dtype in mg._REF_VARIABLE_DTYPES
+        return f"{s.name}:0" if is_ref else _snapshot(s.name, "resource")
+
     graph = tf.Graph()
     with graph.as_default():
         saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
         with _tf_session(tf, graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for s in specs:  # zeros initial values of every dtype
-                z = np.asarray(sess.run(f"{s.name}/Read/ReadVariableOp:0"))
+                z = np.asarray(sess.run(value_tensor(s)))
                 assert z.shape == s.shape
                 if s.dtype == DT.DT_STRING:
                     assert all(x == b"" for x in z.ravel().tolist())
@@ -508,7 +702,7 @@ def test_tf_restore_every_dtype(tf, tmp_path):
                     assert not np.asarray(z, dtype=as_num).any(), s.name
             saver.restore(sess, prefix)
             for s in specs:
-                _assert_bit_equal(sess.run(f"{s.name}/Read/ReadVariableOp:0"), values[s.name])
+                _assert_bit_equal(sess.run(value_tensor(s)), values[s.name])
 
 
 @pytest.mark.tf
@@ -521,19 +715,21 @@ def test_tf_reads_text_meta(tf, tmp_path):
         saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
         with _tf_session(tf, graph) as sess:
             saver.restore(sess, prefix)
-            _assert_bit_equal(sess.run("w1/Read/ReadVariableOp:0"), VALUES["w1"])
+            _assert_bit_equal(sess.run("w1:0"), VALUES["w1"])
 
 
-def _tf_saver_meta(tf, tmp_path, sharded):
+def _tf_saver_meta(tf, tmp_path, sharded, kind="resource"):
     """What TF's own graph-mode Saver exports for the same variables as SPECS."""
     graph = tf.Graph()
     with graph.as_default():
         zeros = tf.compat.v1.zeros_initializer()
-        tf.compat.v1.get_variable("w1", [2, 3], tf.float32, zeros)
-        tf.compat.v1.get_variable("w2", [], tf.int64, zeros)
+        res = kind == "resource"
+        tf.compat.v1.get_variable("w1", [2, 3], tf.float32, zeros, use_resource=res)
+        tf.compat.v1.get_variable("w2", [], tf.int64, zeros, use_resource=res)
         with tf.compat.v1.variable_scope("scope"):
-            tf.compat.v1.get_variable("w3", [4], tf.float64, zeros)
-        tf.compat.v1.get_variable("bias", [3], tf.bfloat16, zeros, trainable=False)
+            tf.compat.v1.get_variable("w3", [4], tf.float64, zeros, use_resource=res)
+        tf.compat.v1.get_variable("bias", [3], tf.bfloat16, zeros, trainable=False,
+                                  use_resource=res)
         path = str(tmp_path / "tf.meta")
         tf.compat.v1.train.Saver(sharded=sharded).export_meta_graph(path)
     with open(path, "rb") as f:
@@ -547,20 +743,124 @@ _OMITTED_ATTRS = {"debug_name", "container", "allowed_devices", "validate_shape"
 
 
 @pytest.mark.tf
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("sharded", [False, True])
-def test_tf_graph_matches_tf_saver(tf, tmp_path, sharded):
-    theirs = MetaGraphDef.FromString(_tf_saver_meta(tf, tmp_path, sharded))
-    ours = build_meta_graph(SPECS, sharded=sharded)
+def test_tf_graph_matches_tf_saver(tf, tmp_path, sharded, kind):
+    theirs = MetaGraphDef.FromString(_tf_saver_meta(tf, tmp_path, sharded, kind))
+    ours = build_meta_graph(SPECS, sharded=sharded, variable_kind=kind)
+    _assert_graph_matches(ours, theirs)
+    ops = {n.op for n in ours.graph_def.node}
+    if kind == "ref":
+        assert {"VariableV2", "Assign"} <= ops and "VarHandleOp" not in ops
+    else:
+        assert {"VarHandleOp", "AssignVariableOp"} <= ops and "VariableV2" not in ops
+
+
+def _assert_graph_matches(ours, theirs):
     assert [n.name for n in ours.graph_def.node] == [n.name for n in theirs.graph_def.node]
     for o, t in zip(ours.graph_def.node, theirs.graph_def.node):
         assert (o.op, list(o.input), o.device) == (t.op, list(t.input), t.device), o.name
         for key, value in o.attr.items():
             assert t.attr[key] == value, (o.name, key)
         assert set(t.attr) - set(o.attr) <= _OMITTED_ATTRS, o.name
+        if o.op in ("VariableV2", "Assign"):  # every attr TF writes, defaults included
+            assert set(t.attr) - set(o.attr) <= {"_has_manual_control_dependencies"}, o.name
     assert ours.saver_def == theirs.saver_def
     assert ours.collection_def == theirs.collection_def
-    assert [op.name for op in ours.meta_info_def.stripped_op_list.op] == [
-        op.name for op in theirs.meta_info_def.stripped_op_list.op]
+    # the same OpDefs, field for field (documentation stripped, as TF strips it)
+    assert ours.meta_info_def.stripped_op_list == theirs.meta_info_def.stripped_op_list
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sharded", [False, True])
+def test_tf_graph_matches_tf_saver_many_variables(tf, sharded, kind):
+    """More than 10 variables: TF writes control inputs sorted by name (..._10 before _2)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        for i in range(12):
+            tf.compat.v1.get_variable(f"v{i}", [i % 3], tf.float32,
+                                      tf.compat.v1.zeros_initializer(),
+                                      use_resource=kind == "resource")
+        theirs = MetaGraphDef.FromString(
+            tf.compat.v1.train.Saver(sharded=sharded).export_meta_graph().SerializeToString())
+    specs = [VariableSpec(f"v{i}", DT.DT_FLOAT, (i % 3,)) for i in range(12)]
+    _assert_graph_matches(build_meta_graph(specs, sharded=sharded, variable_kind=kind), theirs)
+
+
+@pytest.mark.tf
+def test_tf_graph_matches_tf_saver_ref_fallback(tf):
+    """A "ref" graph with a dtype lacking ref kernels is TF's graph with that one variable
+    made with use_resource=True."""
+    specs = [VariableSpec("a", DT.DT_FLOAT, (2,)), VariableSpec("f8", DT.DT_FLOAT8_E5M2, (2,)),
+             VariableSpec("c", DT.DT_INT32, ())]
+    graph = tf.Graph()
+    with graph.as_default():
+        zeros = tf.compat.v1.zeros_initializer()
+        tf.compat.v1.get_variable("a", [2], tf.float32, zeros, use_resource=False)
+        tf.compat.v1.get_variable("f8", [2], tf.dtypes.as_dtype(DT.DT_FLOAT8_E5M2), zeros,
+                                  use_resource=True)
+        tf.compat.v1.get_variable("c", [], tf.int32, zeros, use_resource=False)
+        theirs = MetaGraphDef.FromString(
+            tf.compat.v1.train.Saver().export_meta_graph().SerializeToString())
+    _assert_graph_matches(build_meta_graph(specs), theirs)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("sharded", [False, True])
+def test_tf_ref_restore_sess_run_value(tf, tmp_path, sharded):
+    """The TF1 tutorial flow on a fastckpt checkpoint + .meta: import_meta_graph, restore,
+    sess.run("w1:0") is the saved value; a Saver built after the import saves again."""
+    values = {
+        "w1": np.array([[1.5, -2.0, 3.25], [0.0, -0.0, 1e30]], np.float32),
+        "i64": np.array([-(2 ** 62), 7, 2 ** 63 - 1], np.int64),
+        "f64": np.array([[np.pi, -np.e], [5e-300, np.inf]], np.float64),
+        "s": np.array([b"", b"a\x00b", b"\xff" * 20], dtype=object),
+        "bf16": np.array([1.0, -2.5, 0.125], ml_dtypes.bfloat16),
+        "scalar": np.array(-0.5, np.float32),
+        "s_scalar": np.array(b"hello", dtype=object),
+    }
+    specs = [VariableSpec(k, fdt.from_numpy_dtype(v.dtype) if v.dtype != object
+                          else DT.DT_STRING, v.shape) for k, v in values.items()]
+    prefix = str(tmp_path / "model")
+    fastckpt.save(values, prefix, durable=False)
+    write_meta_graph(build_meta_graph(specs, sharded=sharded), prefix + ".meta")
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
+        gvars = tf.compat.v1.global_variables()
+        assert [v.name for v in gvars] == [f"{k}:0" for k in values]
+        assert {v.op.type for v in gvars} == {"VariableV2"}
+        with _tf_session(tf, graph) as sess:
+            saver.restore(sess, prefix)  # no initializer run: restore initializes
+            for k, v in values.items():
+                _assert_bit_equal(sess.run(f"{k}:0"), v)
+                _assert_bit_equal(sess.run(f"{k}/read:0"), v)
+            assert np.asarray(sess.run("scalar:0")).shape == ()
+            fresh = tf.compat.v1.train.Saver()  # built after the import, over the same vars
+            p = fresh.save(sess, str(tmp_path / "again"))
+            again = saver.save(sess, str(tmp_path / "again_imported"))
+    for path in (p, again):
+        got = fastckpt.load(path)
+        assert sorted(got) == sorted(values)
+        for k, v in values.items():
+            _assert_bit_equal(got[k], v)
+
+
+@pytest.mark.tf
+def test_tf_restores_fastckpt_saver_meta(tf, tmp_path):
+    """fastckpt.Saver over numpy arrays writes a .meta (default build_meta_graph, ref
+    variables) that the TF1 flow restores, sess.run("w1:0") giving the value."""
+    arrays = {"w1": np.ones(2, np.float32), "b": np.arange(3, dtype=np.int64)}
+    prefix = fastckpt.Saver(arrays).save(None, str(tmp_path / "model"))
+    assert os.path.exists(prefix + ".meta")
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
+        with _tf_session(tf, graph) as sess:
+            saver.restore(sess, prefix)
+            _assert_bit_equal(sess.run("w1:0"), arrays["w1"])
+            _assert_bit_equal(sess.run("b:0"), arrays["b"])
 
 
 @pytest.mark.tf
@@ -574,6 +874,7 @@ def test_tf_op_defs_match_registry(tf):
         assert list(ours.input_arg) == list(reg.input_arg), name
         assert list(ours.output_arg) == list(reg.output_arg), name
         assert ours.is_stateful == reg.is_stateful, name
+        assert ours.allows_uninitialized_input == reg.allows_uninitialized_input, name
         reg_attrs = {a.name: a for a in reg.attr}
         for a in ours.attr:  # ours is a subset (a newer TF may add defaulted attrs)
             assert reg_attrs[a.name] == a, (name, a.name)
