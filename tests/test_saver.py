@@ -161,3 +161,18 @@ def test_tensorflow_is_never_imported(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_torch_tensors_restored_in_place(tmp_path):
+    torch = pytest.importorskip("torch")
+    v = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+         "b": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
+    saver = fastckpt.Saver(v)
+    prefix = saver.save(None, str(tmp_path / "m"))
+    w_before, b_before = v["w"], v["b"]
+    for t in v.values():
+        t.zero_()
+    assert saver.restore(None, prefix) is None
+    assert v["w"] is w_before and v["b"] is b_before  # filled in place
+    assert v["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert v["b"].float().tolist() == [1.5, -2.0]
