@@ -176,3 +176,21 @@ def test_torch_tensors_restored_in_place(tmp_path):
     assert v["w"] is w_before and v["b"] is b_before  # filled in place
     assert v["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     assert v["b"].float().tolist() == [1.5, -2.0]
+
+
+def test_jax_arrays_are_replaced(tmp_path):
+    jnp = pytest.importorskip("jax.numpy")
+    import ml_dtypes
+
+    v = {"w": jnp.arange(6, dtype=jnp.float32).reshape(2, 3),
+         "b": jnp.array([1.5, -2.0], dtype=jnp.bfloat16)}
+    prefix = fastckpt.Saver(v).save(None, str(tmp_path / "m"))
+    loaded = fastckpt.load(prefix)
+    assert loaded["b"].dtype == ml_dtypes.bfloat16
+    target = fastckpt.Saver({"w": jnp.zeros((2, 3), jnp.float32), "b": jnp.zeros(2, jnp.bfloat16)})
+    replaced = target.restore(None, prefix)
+    assert sorted(replaced) == ["b", "w"]
+    assert type(replaced["w"]).__module__.startswith(("jax", "jaxlib"))
+    assert replaced["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert target.var_list["b"] is replaced["b"]
+    assert [float(x) for x in replaced["b"]] == [1.5, -2.0]
