@@ -15,6 +15,7 @@ from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, ge
                                      latest_checkpoint, remove_checkpoint, update_checkpoint_state)
 from .reader import CheckpointReader, list_variables, load, load_checkpoint, load_variable
 from .saver import Saver, export_meta_graph, import_meta_graph
+from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
 
 __version__: str = _native_version
@@ -38,6 +39,9 @@ __all__ = [
     "checkpoint_exists",
     "get_checkpoint_mtimes",
     "remove_checkpoint",
+    "verify",
+    "VerifyReport",
+    "latest_valid_checkpoint",
     "FastCkptError",
     "CheckpointNotFoundError",
     "TensorNotFoundError",

@@ -114,6 +114,41 @@ class PyReader {
     return out;
   }
 
+  // Checks every tensor (BundleReader::Verify) with the GIL released.
+  // {"tensors", "entries", "bytes", "files", "seconds", "largest_whole_read",
+  //  "bad": [(name bytes, file, reason)]}
+  py::dict Verify(int threads, uint64_t chunk_bytes) const {
+    auto r = Get();
+    VerifyReport report;
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = r->Verify(threads, chunk_bytes, &report);
+    }
+    Check(st);
+    py::list bad;
+    for (const VerifyProblem& p : report.bad) {
+      // Paths keep undecodable bytes as surrogates, as os.fsdecode would;
+      // reasons are our own text and never fail to decode.
+      py::object file = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+          p.file.data(), static_cast<Py_ssize_t>(p.file.size()), "surrogateescape"));
+      if (!file) throw py::error_already_set();
+      py::object reason = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+          p.reason.data(), static_cast<Py_ssize_t>(p.reason.size()), "backslashreplace"));
+      if (!reason) throw py::error_already_set();
+      bad.append(py::make_tuple(py::bytes(p.key), file, reason));
+    }
+    py::dict out;
+    out["tensors"] = report.tensors;
+    out["entries"] = report.entries;
+    out["bytes"] = report.bytes;
+    out["files"] = report.files;
+    out["seconds"] = report.seconds;
+    out["largest_whole_read"] = report.largest_whole_read;
+    out["bad"] = bad;
+    return out;
+  }
+
   std::string Describe(size_t entry) const {
     auto r = Get();
     if (entry >= r->entries().size()) throw py::index_error("no such entry");
@@ -134,6 +169,9 @@ void RegisterReader(py::module_& m) {
       .def("entries", &PyReader::Entries)
       .def("read", &PyReader::Read, py::arg("requests"), py::arg("threads") = 0, py::arg("task_bytes") = 0)
       .def("read_strings", &PyReader::ReadStrings, py::arg("entry"), py::arg("num_elements"))
+      .def("verify", &PyReader::Verify, py::arg("threads") = 0, py::arg("chunk_bytes") = 0,
+           "Checks every tensor's bounds and CRC32C without keeping the data; returns a dict "
+           "(tensors, entries, bytes, files, seconds, largest_whole_read, bad=[(name, file, reason)]).")
       .def("describe", &PyReader::Describe, py::arg("entry"))
       .def("close", &PyReader::Close);
 }

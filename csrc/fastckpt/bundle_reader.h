@@ -7,8 +7,8 @@
 // second pass) and joining chunk CRCs with crc32c::Combine. Memory use is
 // the caller's buffers plus nothing proportional to the data.
 //
-// Thread-safety: after Open(), Read()/ReadRaw() may be called concurrently.
-// The GIL must not be held by callers of Read()/ReadRaw() (no Python here).
+// Thread-safety: after Open(), Read()/ReadRaw()/Verify() may be called
+// concurrently. The GIL must not be held by their callers (no Python here).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,31 @@
 #include "fastckpt/status.h"
 
 namespace fastckpt {
+
+// One tensor that failed BundleReader::Verify().
+struct VerifyProblem {
+  // The tensor's name as stored; for a slice of a partitioned tensor, the
+  // partitioned tensor's name (the raw slice key is unreadable), with the
+  // slice named in `reason`.
+  std::string key;
+  // The data file holding the bad bytes, or the .index file when the defect
+  // is in the index's description of a partitioned tensor.
+  std::string file;
+  std::string reason;
+};
+
+// What BundleReader::Verify() checked and what it found.
+struct VerifyReport {
+  uint64_t tensors = 0;   // tensors as list_variables shows them (a partitioned one counts once)
+  uint64_t entries = 0;   // data entries checked (each stored slice counts)
+  uint64_t bytes = 0;     // data bytes read and checksummed
+  uint64_t files = 0;     // data files the entries refer to
+  // The largest string/variant tensor, which must be held in memory whole
+  // to be decoded; every other tensor streams through bounded buffers.
+  uint64_t largest_whole_read = 0;
+  double seconds = 0;
+  std::vector<VerifyProblem> bad;  // sorted by key; empty when all is well
+};
 
 class BundleReader {
  public:
@@ -46,6 +71,24 @@ class BundleReader {
   // Reads an entry's raw bytes (string tensors) without CRC verification;
   // the caller verifies them (the string CRC is not over the file bytes).
   Status ReadRaw(size_t entry, std::string* out) const;
+
+  // Checks every tensor without keeping its data (implemented in
+  // bundle_verify.cc): each data entry's bounds and CRC32C (string and
+  // variant tensors decoded and both of their CRCs checked), and that every
+  // partitioned tensor's slices exist, match their shapes and dtype and
+  // cover it. Every bad tensor is recorded in *report; a bad tensor is not
+  // an error. Returns non-OK only when checking itself fails (an OS read
+  // error such as EIO), in which case *report is incomplete.
+  //
+  // Work runs on `threads` threads (< 1: DefaultThreads()) in units of
+  // `chunk_bytes` (0: 8 MiB): a large tensor is split into chunks whose
+  // CRCs are joined with crc32c::Combine; runs of small adjacent tensors
+  // share a chunk. Each thread reads through one scratch buffer of at most
+  // min(chunk_bytes, 1 MiB), so memory does not grow with tensor size;
+  // only string and variant tensors are read whole (see
+  // VerifyReport::largest_whole_read), at most ~1 GiB of them at a time
+  // unless a single one is larger.
+  Status Verify(int threads, uint64_t chunk_bytes, VerifyReport* report) const;
 
   // "'name' in 'PREFIX.data-00000-of-00001'", for messages.
   std::string Describe(size_t entry) const;

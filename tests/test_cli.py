@@ -1,0 +1,244 @@
+"""The ``fastckpt`` command line, run as ``python -m fastckpt`` in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastckpt
+from fastckpt import _native
+from fastckpt.format import slices as slicing
+from fastckpt.writer import partitioned_item, prepare_item, write_items
+
+DATA1 = ".data-00000-of-00001"
+
+
+def run(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "fastckpt", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _flip_in(prefix, key):
+    reader = _native.Reader(prefix)
+    (entry,) = [e for e in reader.entries() if e[0] == key]
+    num_shards = reader.num_shards
+    reader.close()
+    path = f"{prefix}.data-{entry[3]:05d}-of-{num_shards:05d}"
+    with open(path, "r+b") as f:
+        f.seek(entry[4] + entry[5] // 2)
+        byte = f.read(1)
+        f.seek(entry[4] + entry[5] // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
+    return path
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    prefix = str(tmp_path / "model")
+    tensors = {
+        "dense/kernel": np.ones((64, 32), np.float32),
+        "global_step": np.int64(7),
+        "vocab": np.array([b"ab", b"c"], dtype=object),
+    }
+    fastckpt.save(tensors, prefix, durable=False, num_shards=1)
+    return prefix
+
+
+# ---------------------------------------------------------------------------
+# verify
+
+
+def test_verify_good(ckpt):
+    code, out, err = run("verify", ckpt)
+    assert code == 0, err
+    assert "OK" in out
+    assert "tensors:    3" in out
+    assert f"bytes:      {64 * 32 * 4 + 8 + 2 + 4 + 3}" in out
+    assert "GB/s" in out
+    assert err == ""
+
+
+def test_verify_good_json(ckpt):
+    code, out, _ = run("verify", ckpt, "--json", "--threads", 2)
+    assert code == 0
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert report["prefix"] == ckpt
+    assert report["tensors"] == 3
+    assert report["bytes"] == 64 * 32 * 4 + 8 + 2 + 4 + 3
+    assert report["files"] == 1
+    assert report["bad"] == []
+    assert report["gbps"] >= 0 and report["seconds"] > 0
+
+
+def test_verify_damaged(ckpt):
+    data = _flip_in(ckpt, b"dense/kernel")
+    _flip_in(ckpt, b"vocab")
+    code, out, err = run("verify", ckpt)
+    assert code == 1, err
+    assert "DAMAGED: 2 of 3 tensors" in out
+    assert "dense/kernel" in out and "vocab" in out and "global_step" not in out
+    assert data in out
+    assert "checksum mismatch" in out
+    assert "Traceback" not in err
+
+
+def test_verify_damaged_json(ckpt):
+    data = _flip_in(ckpt, b"dense/kernel")
+    code, out, _ = run("verify", "--json", ckpt)
+    assert code == 1
+    report = json.loads(out)
+    assert report["ok"] is False
+    assert report["tensors"] == 3
+    (bad,) = report["bad"]
+    assert bad["name"] == "dense/kernel" and bad["file"] == data
+    assert "data checksum mismatch" in bad["reason"]
+
+
+def test_verify_missing_data_file(ckpt):
+    os.remove(ckpt + DATA1)
+    code, out, err = run("verify", ckpt)
+    assert code == 2
+    assert out == ""
+    assert "data file not found" in err and ckpt + DATA1 in err
+    assert "Traceback" not in err
+
+
+def test_verify_missing_data_file_json(ckpt):
+    os.remove(ckpt + DATA1)
+    code, out, err = run("verify", ckpt, "--json")
+    assert code == 2
+    result = json.loads(out)
+    assert result["ok"] is False and result["error_type"] == "CheckpointNotFoundError"
+    assert "data file not found" in err
+
+
+def test_verify_not_a_checkpoint(tmp_path):
+    code, out, err = run("verify", tmp_path / "nothing")
+    assert code == 2 and "index not found" in err and "Traceback" not in err
+    code, out, err = run("verify", tmp_path)  # a directory without a state file
+    assert code == 2 and "no checkpoint in directory" in err and "Traceback" not in err
+
+
+def test_verify_garbled_index(ckpt):
+    with open(ckpt + ".index", "r+b") as f:
+        f.seek(10)
+        f.write(b"\xde\xad\xbe\xef")
+    code, _, err = run("verify", ckpt)
+    assert code == 1
+    assert "corrupt" in err or "checksum" in err
+    assert "Traceback" not in err
+
+
+def test_verify_directory(tmp_path):
+    saver = fastckpt.Saver({"a": np.arange(3.0)})
+    saver.save(None, str(tmp_path / "m"), global_step=1)
+    saver.save(None, str(tmp_path / "m"), global_step=2)
+    code, out, _ = run("verify", tmp_path, "--json")
+    assert code == 0
+    assert json.loads(out)["prefix"] == str(tmp_path / "m-2")
+
+
+def test_verify_bad_threads(ckpt):
+    code, _, err = run("verify", ckpt, "--threads", 0)
+    assert code == 2 and "--threads" in err
+
+
+# ---------------------------------------------------------------------------
+# ls
+
+
+def test_ls(ckpt):
+    code, out, err = run("ls", ckpt)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["name", "dtype", "shape", "bytes", "shard"]
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert list(rows) == ["dense/kernel", "global_step", "vocab"]
+    assert rows["dense/kernel"].split() == ["dense/kernel", "float32", "[64,", "32]", "8192",
+                                            "model" + DATA1]
+    assert rows["global_step"].split()[1:3] == ["int64", "[]"]
+    assert rows["vocab"].split()[1:4] == ["string", "[2]", "9"]
+    assert lines[-1].startswith("3 tensors")
+
+
+def test_ls_json(ckpt):
+    code, out, _ = run("ls", ckpt, "--json")
+    assert code == 0
+    listing = json.loads(out)
+    assert listing["prefix"] == ckpt
+    rows = {r["name"]: r for r in listing["tensors"]}
+    assert rows["dense/kernel"] == {"name": "dense/kernel", "dtype": "float32", "shape": [64, 32],
+                                    "bytes": 8192, "shard": 0, "file": "model" + DATA1,
+                                    "slices": None}
+    assert rows["vocab"]["dtype"] == "string"
+    assert rows["global_step"]["shape"] == []
+
+
+def test_ls_partitioned_and_bfloat16(tmp_path):
+    import ml_dtypes
+
+    prefix = str(tmp_path / "part")
+    full = np.arange(35, dtype=np.float32).reshape(7, 5)
+    parts = [[(0, 3), (0, -1)], [(3, 4), (0, -1)]]
+    items, keep = [], []
+    for extents in parts:
+        start, length = extents[0]
+        item, owner = prepare_item(slicing.encode_slice_key("p", extents),
+                                   np.ascontiguousarray(full[start:start + length]), slice_key=True)
+        items.append(item)
+        keep.append(owner)
+    items.append(partitioned_item("p", 1, full.shape, parts))
+    item, owner = prepare_item("bf", np.ones(3, ml_dtypes.bfloat16))
+    items.append(item)
+    keep.append(owner)
+    write_items(items, prefix, num_shards=1, threads=None, durable=False)
+
+    code, out, err = run("ls", prefix)
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:-1]}
+    assert list(rows) == ["bf", "p"]  # slice entries are folded into their tensor
+    assert "partitioned (2 slices)" in rows["p"]
+    assert rows["p"].split()[1:5] == ["float32", "[7,", "5]", str(full.nbytes)]
+    assert rows["bf"].split()[1] == "bfloat16"
+    code, out, _ = run("ls", prefix, "--json")
+    p = {r["name"]: r for r in json.loads(out)["tensors"]}["p"]
+    assert (p["slices"], p["bytes"], p["shard"], p["file"]) == (2, full.nbytes, None, None)
+
+
+def test_ls_missing(tmp_path):
+    code, out, err = run("ls", tmp_path / "nothing")
+    assert code == 2 and out == "" and "index not found" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# plumbing
+
+
+def test_help_and_version():
+    code, out, _ = run("--help")
+    assert code == 0 and "verify" in out and "ls" in out
+    code, out, _ = run("verify", "--help")
+    assert code == 0 and "--json" in out and "--threads" in out
+    code, out, _ = run("--version")
+    assert code == 0 and out.strip() == f"fastckpt {fastckpt.__version__}"
+    code, _, err = run()
+    assert code == 2 and "usage" in err
+
+
+def test_main_in_process(ckpt, capsys):
+    """main() (the console script's entry point) returns the exit status instead of exiting."""
+    from fastckpt import cli
+
+    assert cli.main(["verify", ckpt]) == 0
+    assert "OK" in capsys.readouterr().out
+    _flip_in(ckpt, b"global_step")
+    assert cli.main(["verify", ckpt, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["bad"][0]["name"] == "global_step"
+    with open(os.path.join(os.path.dirname(__file__), os.pardir, "pyproject.toml")) as f:
+        assert 'fastckpt = "fastckpt.cli:main"' in f.read()
