@@ -177,6 +177,7 @@ class CheckpointReader:
             out = np.empty(count, dtype=object)
             out[:] = values
             return out.reshape(shape)
+        self._native.check_bounds([index])  # before allocating what the index claims
         out = np.empty(shape, dtype=np_dtype)
         self._native.read([(index, out)], self._threads, config.task_bytes())
         return out
@@ -185,33 +186,49 @@ class CheckpointReader:
         """Assembles `extents` of a partitioned tensor from its stored slices."""
         full_shape = entry.shape
         out_shape = slicing.slice_shape(full_shape, extents)
-        out = np.empty(out_shape, dtype=dtypes.to_numpy_dtype(entry.dtype))
+        parts = []  # (stored slice, overlap with the request, entry index)
         covered = 0
         for stored in entry.slices or []:
             overlap = slicing.intersect(stored, extents, full_shape)
             if overlap is None:
                 continue
-            key = slicing.encode_slice_key(name, stored)
-            index = self._slice_keys.get(key)
+            index = self._slice_keys.get(slicing.encode_slice_key(name, stored))
             if index is None:
                 raise DataLossError(
                     f"checkpoint '{self.prefix}' lacks the data of slice "
                     f"'{slicing.format_slice_spec(stored)}' of tensor '{name}'")
-            part = self._read_entry(name, index, entry.dtype, tuple(slicing.slice_shape(full_shape, stored)))
-            src = _relative_index(overlap, stored, full_shape)
-            dst = _relative_index(overlap, extents, full_shape)
-            out[dst] = part[src]
+            parts.append((stored, overlap, index))
             covered += math.prod(slicing.slice_shape(full_shape, overlap))
+        stored_slices = entry.slices or []
+        for i, a in enumerate(stored_slices):
+            for b in stored_slices[i + 1:]:
+                if slicing.intersect(a, b, full_shape) is not None:
+                    raise DataLossError(
+                        f"checkpoint '{self.prefix}': stored slices '{slicing.format_slice_spec(a)}' "
+                        f"and '{slicing.format_slice_spec(b)}' of tensor '{name}' overlap")
+        # Stored slices do not overlap, so they cover the request exactly when
+        # the element counts agree; checking first also bounds the allocation
+        # below by data the files really hold (each slice is bounds-checked).
         if covered != math.prod(out_shape):
             raise DataLossError(
                 f"checkpoint '{self.prefix}' does not have sufficient slices for tensor '{name}' "
                 f"region '{slicing.format_slice_spec(extents)}'")
+        if entry.dtype != dtypes.DT_STRING:
+            self._native.check_bounds([index for _, _, index in parts])
+        out = np.empty(out_shape, dtype=_numpy_dtype(entry.dtype))
+        for stored, overlap, index in parts:
+            part = self._read_entry(name, index, entry.dtype, tuple(slicing.slice_shape(full_shape, stored)))
+            out[_relative_index(overlap, extents, full_shape)] = part[_relative_index(overlap, stored, full_shape)]
         return out
 
     def read_all(self) -> Dict[str, np.ndarray]:
         """Every tensor, read in parallel with one native call for fixed-size ones."""
         result: Dict[str, np.ndarray] = {}
         requests = []
+        # Sizes come from the (untrusted) index: check them against the data
+        # files before allocating anything.
+        self._native.check_bounds([e.index for e in self._entries.values()
+                                   if e.slices is None and e.dtype != dtypes.DT_STRING])
         for name, e in self._entries.items():
             if e.slices is not None or e.dtype == dtypes.DT_STRING:
                 result[name] = self.get_tensor(name)

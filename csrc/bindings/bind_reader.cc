@@ -149,6 +149,16 @@ class PyReader {
     return out;
   }
 
+  // Raises DataLossError unless every listed entry lies inside its data file.
+  void CheckBounds(py::list entries) const {
+    auto r = Get();
+    for (py::handle h : entries) {
+      size_t entry = h.cast<size_t>();
+      if (entry >= r->entries().size()) throw py::index_error("no such entry");
+      Check(r->CheckBounds(entry));
+    }
+  }
+
   std::string Describe(size_t entry) const {
     auto r = Get();
     if (entry >= r->entries().size()) throw py::index_error("no such entry");
@@ -173,6 +183,7 @@ void RegisterReader(py::module_& m) {
            "Checks every tensor's bounds and CRC32C without keeping the data; returns a dict "
            "(tensors, entries, bytes, files, seconds, largest_whole_read, bad=[(name, file, reason)]).")
       .def("describe", &PyReader::Describe, py::arg("entry"))
+      .def("check_bounds", &PyReader::CheckBounds, py::arg("entries"))
       .def("close", &PyReader::Close);
 }
 

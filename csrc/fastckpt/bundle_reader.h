@@ -93,9 +93,13 @@ class BundleReader {
   // "'name' in 'PREFIX.data-00000-of-00001'", for messages.
   std::string Describe(size_t entry) const;
 
+  // kDataLoss unless the entry's bytes lie inside its data file. Callers
+  // check this before allocating a destination sized by the (untrusted)
+  // index, so a lying index cannot cause a huge allocation.
+  Status CheckBounds(size_t entry) const;
+
  private:
   BundleReader() = default;
-  Status CheckBounds(size_t entry) const;
 
   std::string prefix_;
   BundleHeader header_;
