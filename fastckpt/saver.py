@@ -13,6 +13,7 @@ core. Two kinds of ``var_list`` are accepted:
 """
 from __future__ import annotations
 
+import glob
 import os
 import sys
 import time
@@ -23,7 +24,7 @@ import numpy as np
 from . import checkpoint_management as cm
 from . import metagraph as mg
 from ._arrays import to_host_array
-from .errors import InvalidArgumentError
+from .errors import CheckpointIOError, InvalidArgumentError
 from .format import dtypes
 from .reader import CheckpointReader
 from .writer import prepare_items, write_items
@@ -34,6 +35,15 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 # SaverDef.CheckpointFormatVersion
 LEGACY, V1, V2 = 0, 1, 2
+
+
+def _read_bytes_or_none(path: str) -> Optional[bytes]:
+    """The file's bytes, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _tf_loaded() -> bool:
@@ -214,6 +224,11 @@ class Saver:
             ValueError: ``latest_filename`` has path parts or collides with
                 ``save_path``, or the parent directory of ``save_path`` is missing.
             RuntimeError: ``build()`` was deferred and not called.
+            CheckpointIOError: an OS error (``errno`` set) writing the data, index,
+                ``.meta`` or state file. The new checkpoint's files are removed
+                again and the state file and earlier checkpoints are left as they
+                were, except that a re-saved prefix keeps its new, complete files
+                if only the ``.meta`` or state file failed.
         """
         backend = self._backend
         backend.check_built()
@@ -241,25 +256,84 @@ class Saver:
             if self._sharded or backend.is_empty or not os.path.isdir(grandparent or "."):
                 raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
             os.makedirs(save_path_parent, exist_ok=True)
-        if not backend.is_empty:
-            items, keep = backend.collect(sess)
+        meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
+
+        def write_meta() -> None:
+            try:
+                backend.write_meta_graph(sess, meta_file, strip_default_attrs=strip_default_attrs,
+                                         save_debug_info=save_debug_info, durable=self._durable)
+            except OSError as e:
+                if isinstance(e, CheckpointIOError):
+                    raise
+                # Every OS error of a save is a CheckpointIOError naming the file.
+                err = CheckpointIOError(e.errno, f"cannot write meta graph '{meta_file}': "
+                                                 f"{e.strerror or e}")
+                err.filename = meta_file
+                raise err from e
+
+        if backend.is_empty:
+            if write_meta_graph:
+                write_meta()
+            return None
+        items, keep = backend.collect(sess)
+        # A failed save leaves no new checkpoint and the state file as it was.
+        # The state file is the commit point: the .meta is written before it
+        # (TensorFlow writes it after), old checkpoints are deleted only after
+        # it, and on any failure up to it the new files are removed again.
+        # Re-saving a prefix whose index already existed is the exception: the
+        # bundle writer has replaced the old checkpoint by the time it returns,
+        # so a later failure keeps the new one (complete and valid) rather than
+        # leave nothing under a name the state file may hold.
+        index_existed = os.path.exists(checkpoint_file + ".index")
+        meta_existed = os.path.exists(meta_file)
+        state_file = os.path.join(save_path_parent, latest_filename)
+        state_before = _read_bytes_or_none(state_file) if write_state else None
+        lists_before = (list(self._last_checkpoints), list(self._checkpoints_to_be_deleted))
+        meta_written = False
+        try:
             write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
                         threads=self._threads, durable=self._durable,
                         sort_data=backend.sort_data)
             del keep
-            model_checkpoint_path = checkpoint_file
+            if write_meta_graph:
+                write_meta()
+                meta_written = True
             if write_state:
-                self._record_last_checkpoint(model_checkpoint_path)
+                self._record_last_checkpoint(checkpoint_file)
                 cm.update_checkpoint_state_internal(
-                    save_dir=save_path_parent, model_checkpoint_path=model_checkpoint_path,
+                    save_dir=save_path_parent, model_checkpoint_path=checkpoint_file,
                     all_model_checkpoint_paths=self.last_checkpoints, latest_filename=latest_filename,
                     save_relative_paths=self._save_relative_paths, durable=self._durable)
-                self._maybe_delete_old_checkpoints(meta_graph_suffix)
-        if write_meta_graph:
-            meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
-            backend.write_meta_graph(sess, meta_file, strip_default_attrs=strip_default_attrs,
-                                     save_debug_info=save_debug_info, durable=self._durable)
-        return None if backend.is_empty else checkpoint_file
+        except BaseException:
+            self._last_checkpoints, self._checkpoints_to_be_deleted = lists_before
+            # Best effort: the caller needs the original error, not a cleanup one.
+            try:
+                if write_state and _read_bytes_or_none(state_file) != state_before:
+                    # The new state file was renamed into place but its
+                    # directory fsync failed: put the old bytes back.
+                    if state_before is None:
+                        os.unlink(state_file)
+                    else:
+                        cm._atomic_write(state_file, state_before, self._durable)
+                if not (index_existed and os.path.exists(checkpoint_file + ".index")):
+                    # Exact names (not remove_checkpoint's glob patterns), the
+                    # index first so the checkpoint disappears before its data.
+                    doomed = [checkpoint_file + ".index"] + glob.glob(
+                        glob.escape(checkpoint_file) + ".data-[0-9][0-9][0-9][0-9][0-9]-of-"
+                        "[0-9][0-9][0-9][0-9][0-9]")
+                    if meta_written or not meta_existed:
+                        doomed.append(meta_file)  # never a .meta this save did not write
+                    for path in doomed:
+                        try:
+                            os.unlink(path)
+                        except FileNotFoundError:
+                            pass
+            except OSError:
+                pass
+            raise
+        if write_state:
+            self._maybe_delete_old_checkpoints(meta_graph_suffix)
+        return checkpoint_file
 
     def restore(self, sess: Any, save_path: Optional[PathLike]) -> Optional[Dict[str, Any]]:
         """Restores the variables from checkpoint ``save_path``.

@@ -321,8 +321,17 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
 
   // 6. Commit: an old index of this prefix goes first, then data, then the
   //    new index, which is what makes the checkpoint visible.
+  //    A failure anywhere here removes what was already renamed into place:
+  //    data files without their index are debris, and a save that reports an
+  //    error must not leave a checkpoint that looks valid.
   FASTCKPT_RETURN_IF_ERROR(RemoveFileIfExists(final_index));
-  for (int s = 0; s < num_shards; ++s) FASTCKPT_RETURN_IF_ERROR(RenameFile(temp_data[s], final_data[s]));
+  for (int s = 0; s < num_shards; ++s) {
+    Status st = RenameFile(temp_data[s], final_data[s]);
+    if (!st.ok()) {
+      for (int r = 0; r < s; ++r) RemoveFileIfExists(final_data[r]);
+      return st;
+    }
+  }
   Status st = RenameFile(temp_index, final_index);
   if (!st.ok()) {
     for (const auto& p : final_data) RemoveFileIfExists(p);
@@ -330,10 +339,14 @@ Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& item
   }
   temps.Commit();
   // close() can report a deferred write error (e.g. on network filesystems).
-  Status closed = index_file.Close();
-  for (File& f : files) closed.Update(f.Close());
-  FASTCKPT_RETURN_IF_ERROR(closed);
-  if (options.durable) FASTCKPT_RETURN_IF_ERROR(SyncDirectory(DirName(prefix)));
+  Status done = index_file.Close();
+  for (File& f : files) done.Update(f.Close());
+  if (done.ok() && options.durable) done = SyncDirectory(DirName(prefix));
+  if (!done.ok()) {
+    RemoveFileIfExists(final_index);  // first: the checkpoint disappears before its data
+    for (const auto& p : final_data) RemoveFileIfExists(p);
+    return done;
+  }
 
   result->num_shards = num_shards;
   result->data_bytes = total;

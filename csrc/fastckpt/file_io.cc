@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <climits>
 
+#include "fastckpt/fault_injection.h"
+
 namespace fastckpt {
 
 namespace {
@@ -29,7 +31,10 @@ File::~File() {
 }
 
 Status File::CreateExclusive(const std::string& path, File* out) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // Test hook: an injected error stands for open()'s, and no file is made.
+  const int injected = fault::Inject(fault::Point::kCreate).err;
+  int fd = injected != 0 ? (errno = injected, -1)
+                         : ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return IoError("cannot create", path, errno);
   *out = File(fd, path);
   return Status::Ok();
@@ -45,7 +50,13 @@ Status File::OpenForRead(const std::string& path, File* out) {
 Status File::PwriteAll(const void* data, size_t n, uint64_t offset) const {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
-    ssize_t w = ::pwrite(fd_, p, n < kMaxIo ? n : kMaxIo, static_cast<off_t>(offset));
+    size_t want = n < kMaxIo ? n : kMaxIo;
+    // Test hook: an injected error takes the path a failed pwrite() takes
+    // (EINTR retries); a short write exercises the loop below.
+    const fault::Injected injected = fault::Inject(fault::Point::kWrite);
+    if (injected.short_write) want = fault::ShortLength(want);
+    ssize_t w = injected.err != 0 ? (errno = injected.err, -1)
+                                  : ::pwrite(fd_, p, want, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
       return IoError("write failed on", path_, errno);
@@ -61,7 +72,19 @@ Status File::PwriteAll(const void* data, size_t n, uint64_t offset) const {
 Status File::PwritevAll(struct iovec* iov, int iovcnt, uint64_t offset) const {
   while (iovcnt > 0) {
     int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
-    ssize_t w = ::pwritev(fd_, iov, cnt, static_cast<off_t>(offset));
+    // Test hook, as in PwriteAll. A short write transfers part of the first
+    // vector only, so that the trimming below is exercised.
+    const fault::Injected injected = fault::Inject(fault::Point::kWrite);
+    ssize_t w;
+    if (injected.err != 0) {
+      errno = injected.err;
+      w = -1;
+    } else if (injected.short_write && iov[0].iov_len > 0) {
+      struct iovec part = {iov[0].iov_base, fault::ShortLength(iov[0].iov_len)};
+      w = ::pwritev(fd_, &part, 1, static_cast<off_t>(offset));
+    } else {
+      w = ::pwritev(fd_, iov, cnt, static_cast<off_t>(offset));
+    }
     if (w < 0) {
       if (errno == EINTR) continue;
       return IoError("write failed on", path_, errno);
@@ -110,7 +133,9 @@ Status File::Size(uint64_t* size) const {
 }
 
 Status File::Sync() const {
-  if (::fsync(fd_) != 0) return IoError("fsync failed on", path_, errno);
+  const int injected = fault::Inject(fault::Point::kSync).err;  // test hook
+  int rc = injected != 0 ? (errno = injected, -1) : ::fsync(fd_);
+  if (rc != 0) return IoError("fsync failed on", path_, errno);
   return Status::Ok();
 }
 
@@ -131,8 +156,16 @@ Status File::Close() {
   if (fd_ < 0) return Status::Ok();
   int fd = fd_;
   fd_ = -1;
+  // Test hook: the descriptor is released even when close() fails (Linux),
+  // so an injected error is reported after a real close.
+  const int injected = fault::Inject(fault::Point::kClose).err;
+  int rc = ::close(fd);
+  if (rc == 0 && injected != 0) {
+    errno = injected;
+    rc = -1;
+  }
   // close() can report a deferred write error (e.g. on NFS); don't drop it.
-  if (::close(fd) != 0 && errno != EINTR) return IoError("close failed on", path_, errno);
+  if (rc != 0 && errno != EINTR) return IoError("close failed on", path_, errno);
   return Status::Ok();
 }
 
@@ -146,7 +179,9 @@ Status ReadWholeFile(const std::string& path, std::string* out) {
 }
 
 Status RenameFile(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return IoError("cannot rename to '" + to + "' from", from, errno);
+  const int injected = fault::Inject(fault::Point::kRename).err;  // test hook
+  int rc = injected != 0 ? (errno = injected, -1) : ::rename(from.c_str(), to.c_str());
+  if (rc != 0) return IoError("cannot rename to '" + to + "' from", from, errno);
   return Status::Ok();
 }
 
@@ -163,7 +198,8 @@ bool FileExists(const std::string& path) {
 Status SyncDirectory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return IoError("cannot open directory", dir, errno);
-  int rc = ::fsync(fd);
+  const int injected = fault::Inject(fault::Point::kSyncDir).err;  // test hook
+  int rc = injected != 0 ? (errno = injected, -1) : ::fsync(fd);
   int err = errno;
   ::close(fd);
   // Some filesystems cannot fsync directories; that is not a data error.

@@ -30,7 +30,9 @@ bool IsTempName(const char* name) {
 Status CreateLockedTempFile(const std::string& path, File* out) {
   FASTCKPT_RETURN_IF_ERROR(File::CreateExclusive(path, out));
   if (::flock(out->fd(), LOCK_EX | LOCK_NB) != 0) {
-    return IoError("cannot lock temporary file", path, errno);
+    Status st = IoError("cannot lock temporary file", path, errno);
+    ::unlink(path.c_str());
+    return st;
   }
   return Status::Ok();
 }
