@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -300,10 +301,16 @@ class Saver:
                 meta_written = True
             if write_state:
                 self._record_last_checkpoint(checkpoint_file)
-                cm.update_checkpoint_state_internal(
-                    save_dir=save_path_parent, model_checkpoint_path=checkpoint_file,
-                    all_model_checkpoint_paths=self.last_checkpoints, latest_filename=latest_filename,
-                    save_relative_paths=self._save_relative_paths, durable=self._durable)
+                # Read-modify-write under a lock on the directory, so that
+                # savers of other prefixes in other processes lose no entry.
+                with _locked_directory(save_path_parent):
+                    others = _other_savers_entries(save_path_parent, latest_filename, save_path,
+                                                   self.last_checkpoints)
+                    cm.update_checkpoint_state_internal(
+                        save_dir=save_path_parent, model_checkpoint_path=checkpoint_file,
+                        all_model_checkpoint_paths=others + self.last_checkpoints,
+                        latest_filename=latest_filename,
+                        save_relative_paths=self._save_relative_paths, durable=self._durable)
         except BaseException:
             self._last_checkpoints, self._checkpoints_to_be_deleted = lists_before
             # Best effort: the caller needs the original error, not a cleanup one.
@@ -472,6 +479,65 @@ class _ArrayBackend:
                 replaced[name] = new
                 self.var_list[name] = new
         return replaced or None
+
+
+class _locked_directory:
+    """An exclusive flock() on a directory for the duration of a with-block.
+
+    Savers in several processes update one state file; the lock serializes
+    their read-modify-write. Where directories cannot be locked, it is a no-op.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path or "."
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "_locked_directory":
+        import fcntl
+
+        try:
+            self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+
+
+_STEP_SUFFIX = re.compile(r"-\d+$")
+
+
+def _other_savers_entries(save_dir: str, latest_filename: str, save_path: str,
+                          own: Sequence[str]) -> List[str]:
+    """Entries of the state file written by savers of *other* prefixes (another
+    process saving into the same directory) whose checkpoints still exist.
+
+    TensorFlow's Saver rewrites the state file from its own list only, so two
+    savers sharing a directory drop each other's entries; fastckpt keeps them.
+    Entries of this saver's own prefix (``save_path`` with or without a step)
+    are this saver's to manage and are not carried over.
+    """
+    try:
+        state = cm.get_checkpoint_state(save_dir or ".", latest_filename)
+    except Exception:  # noqa: BLE001 - an unreadable state file is simply replaced
+        return []
+    if state is None:
+        return []
+    mine = os.path.abspath(save_path)
+    own_abs = {os.path.abspath(p) for p in own}
+    out = []
+    for path in state.all_model_checkpoint_paths:
+        full = os.path.abspath(path)
+        if full in own_abs or full == mine or _STEP_SUFFIX.sub("", full) == mine:
+            continue
+        if cm.checkpoint_exists_internal(path):
+            out.append(path)
+    return out
 
 
 def _assign_array(name: str, target: Any, value: np.ndarray) -> Any:

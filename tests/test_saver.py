@@ -194,3 +194,28 @@ def test_jax_arrays_are_replaced(tmp_path):
     assert replaced["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     assert target.var_list["b"] is replaced["b"]
     assert [float(x) for x in replaced["b"]] == [1.5, -2.0]
+
+
+def test_two_processes_sharing_a_directory_lose_no_state_entry(tmp_path):
+    """Savers of different prefixes in two processes update one state file under a
+    directory lock and keep each other's entries (TensorFlow's Saver would drop
+    them: each rewrites the file from its own list)."""
+    code = textwrap.dedent("""
+        import sys, numpy as np, fastckpt
+        directory, name = sys.argv[1], sys.argv[2]
+        saver = fastckpt.Saver({"w": np.zeros(1000, np.float32)}, max_to_keep=2)
+        for step in range(12):
+            saver.var_list["w"][:] = step
+            saver.save(None, f"{directory}/{name}", global_step=step)
+        """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), name])
+             for name in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    state = fastckpt.get_checkpoint_state(str(tmp_path))
+    listed = sorted(os.path.basename(p) for p in state.all_model_checkpoint_paths)
+    assert listed == ["a-10", "a-11", "b-10", "b-11"]
+    assert os.path.basename(state.model_checkpoint_path) in ("a-11", "b-11")
+    for path in state.all_model_checkpoint_paths:
+        step = int(path.rsplit("-", 1)[1])
+        assert fastckpt.load(path)["w"][0] == step
+    assert not [f for f in os.listdir(tmp_path) if "tmp" in f or "tempstate" in f]
