@@ -17,4 +17,5 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 export PYTHONPATH="$work"
 cd "$work"
 python -m pytest -q -p no:cacheprovider tests/test_crc32c.py tests/test_roundtrip.py tests/test_errors.py \
-  tests/test_properties.py tests/test_format_golden.py tests/test_os_errors.py "$@"
+  tests/test_properties.py tests/test_format_golden.py tests/test_os_errors.py \
+  tests/test_verify.py tests/test_fault_injection.py tests/test_temp_cleanup.py "$@"
