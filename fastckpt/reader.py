@@ -71,12 +71,12 @@ class CheckpointReader:
         self._threads = threads or config.default_threads()
         self._native = _native.Reader(self.prefix)
         self._entries: Dict[str, _Entry] = {}
-        self._slice_keys: Dict[bytes, int] = {}
+        self._slice_keys: Dict[bytes, Tuple[int, int, Tuple[int, ...]]] = {}  # index, dtype, shape
         for i, (key, dt, shape, _shard, _off, size, _crc, slices) in enumerate(self._native.entries()):
             if key[:1] == b"\0":
                 # Slice entries (partitioned variables) are reached through the
                 # full tensor's entry and hidden from the variable maps, as in TF.
-                self._slice_keys[key] = i
+                self._slice_keys[key] = (i, dt, tuple(shape))
                 continue
             self._entries[_decode_key(key)] = _Entry(i, dt, shape, size, slices)
 
@@ -192,11 +192,18 @@ class CheckpointReader:
             overlap = slicing.intersect(stored, extents, full_shape)
             if overlap is None:
                 continue
-            index = self._slice_keys.get(slicing.encode_slice_key(name, stored))
-            if index is None:
+            found = self._slice_keys.get(slicing.encode_slice_key(name, stored))
+            if found is None:
                 raise DataLossError(
                     f"checkpoint '{self.prefix}' lacks the data of slice "
                     f"'{slicing.format_slice_spec(stored)}' of tensor '{name}'")
+            index, slice_dtype, slice_shape = found
+            if slice_dtype != entry.dtype or list(slice_shape) != slicing.slice_shape(full_shape, stored):
+                raise DataLossError(
+                    f"checkpoint '{self.prefix}': the data of slice "
+                    f"'{slicing.format_slice_spec(stored)}' of tensor '{name}' has dtype "
+                    f"{dtypes.dtype_name(slice_dtype)} and shape {list(slice_shape)}, not "
+                    f"{dtypes.dtype_name(entry.dtype)} {slicing.slice_shape(full_shape, stored)}")
             parts.append((stored, overlap, index))
             covered += math.prod(slicing.slice_shape(full_shape, overlap))
         stored_slices = entry.slices or []

@@ -31,10 +31,15 @@ Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_s
   // Unknown dtypes are only an error when the tensor is read, so that a
   // checkpoint holding one can still be listed.
   int elem = DtypeElementSize(e.dtype);
-  unsigned __int128 numel = 1;
+  // Bytes of the product of the non-zero dimensions are bounded too (below
+  // 2^62): a zero-size tensor of shape [0, 2^62] is no more representable as
+  // an array than a full one.
+  unsigned __int128 numel = 1, nonzero_bytes = elem > 1 ? static_cast<unsigned>(elem) : 1;
+  const unsigned __int128 limit = static_cast<unsigned __int128>(1) << 62;
   for (int64_t d : e.shape) {
     numel *= static_cast<uint64_t>(d);
-    if (numel > (static_cast<unsigned __int128>(1) << 62)) return bad("has an impossible shape");
+    if (d > 0) nonzero_bytes *= static_cast<uint64_t>(d);
+    if (numel > limit || nonzero_bytes > limit) return bad("has an impossible shape");
   }
   if (!e.slices.empty()) {
     for (const TensorSlice& s : e.slices) {

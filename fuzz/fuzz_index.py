@@ -1,0 +1,283 @@
+"""Coverage-guided fuzzing of checkpoint index parsing with atheris (libFuzzer).
+
+Each input becomes ``PREFIX.index`` next to the data files of a valid
+reference checkpoint; the harness then opens the checkpoint and does
+everything a user can (list, read each tensor, slice, load, verify). Only
+``fastckpt.FastCkptError`` subclasses are acceptable failures: any other
+exception, a crash, a hang (``-timeout``) or a blow-up in memory
+(``-rss_limit_mb``) is reported by libFuzzer with the input that caused it.
+
+Input format: the first byte selects how the rest is used.
+
+* bit 0 set: block trailer CRCs are recomputed (footer -> index block ->
+  data blocks, leniently) before the bytes are written, so mutations get
+  past the CRC check into the table, entry and proto parsers;
+* bit 0 clear: the bytes are written as they are (the CRC check itself).
+
+Usage (see fuzz/README.md)::
+
+    python fuzz/fuzz_index.py [libFuzzer flags] [CORPUS_DIR ...]
+
+Seeds (the reference index, as is and re-blocked, in both modes) are written
+into the first corpus directory if it is empty. ``FASTCKPT_FUZZ_WORKDIR``
+chooses where the reference checkpoint is written (default: a temporary
+directory).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import tempfile
+
+import atheris
+
+with atheris.instrument_imports(include=["fastckpt"]):
+    try:
+        import fastckpt
+    except ImportError:  # run from a source checkout that is not installed
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        import fastckpt
+    from fastckpt.format import dtypes
+    from fastckpt.format import slices as slicing
+    from fastckpt.writer import partitioned_item, prepare_item, write_items
+
+import google_crc32c
+import numpy as np
+
+TABLE_MAGIC = 0xDB4775248B80FB57
+FOOTER_SIZE = 48
+
+
+def masked_crc(data: bytes) -> int:
+    c = google_crc32c.value(bytes(data))
+    return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def get_varint(buf, pos: int, limit: int):
+    result = shift = 0
+    while pos < limit and shift <= 63:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+    raise ValueError("bad varint")
+
+
+def put_varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _fix_block(buf: bytearray, offset: int, size: int) -> bool:
+    end = offset + size
+    if offset < 0 or size < 0 or end + 5 > len(buf):
+        return False
+    buf[end + 1:end + 5] = struct.pack("<I", masked_crc(buf[offset:end + 1]))
+    return True
+
+
+def fix_crcs(data: bytes) -> bytes:
+    """Recomputes every reachable block trailer CRC; never raises."""
+    buf = bytearray(data)
+    if len(buf) < FOOTER_SIZE:
+        return bytes(buf)
+    footer_at = len(buf) - FOOTER_SIZE
+    try:
+        moff, p = get_varint(buf, footer_at, len(buf) - 8)
+        msz, p = get_varint(buf, p, len(buf) - 8)
+        ioff, p = get_varint(buf, p, len(buf) - 8)
+        isz, p = get_varint(buf, p, len(buf) - 8)
+    except ValueError:
+        return bytes(buf)
+    _fix_block(buf, moff, msz)
+    if not _fix_block(buf, ioff, isz) or isz < 4:
+        return bytes(buf)
+    # Walk the index block's entries (shared, non_shared, value_len, key, handle).
+    index = bytes(buf[ioff:ioff + isz])
+    n = struct.unpack_from("<I", index, isz - 4)[0]
+    limit = isz - 4 - 4 * n
+    pos = 0
+    handles = []
+    try:
+        while 0 <= pos < limit and len(handles) < 10000:
+            _, pos = get_varint(index, pos, limit)
+            non_shared, pos = get_varint(index, pos, limit)
+            vlen, pos = get_varint(index, pos, limit)
+            pos += non_shared
+            value = index[pos:pos + vlen]
+            pos += vlen
+            off, q = get_varint(value, 0, len(value))
+            sz, _ = get_varint(value, q, len(value))
+            handles.append((off, sz))
+    except ValueError:
+        pass
+    for off, sz in handles:
+        _fix_block(buf, off, sz)
+    _fix_block(buf, ioff, isz)  # data-block fixes may have overlapped the index block
+    return bytes(buf)
+
+
+def write_reference(prefix: str) -> None:
+    values = {f"layer_{i:02d}/{kind}": np.arange(i * 5 % 23 + 1, dtype=dt)
+              for i in range(6) for kind, dt in (("w", np.float32), ("b", np.int64))}
+    values["scalar"] = np.array(3.25, np.float64)
+    values["empty"] = np.zeros((0, 4), np.int32)
+    values["matrix"] = np.arange(12, dtype=np.int16).reshape(3, 4)
+    values["strings"] = np.array([b"alpha", b"", b"gamma\x00"], dtype=object)
+    items, keep = [], []
+    for name, v in values.items():
+        item, owner = prepare_item(name, v)
+        items.append(item)
+        keep.append(owner)
+    full = np.arange(35, dtype=np.float32).reshape(7, 5)
+    parts = [[(0, 3), (0, -1)], [(3, 4), (0, -1)]]
+    for extents in parts:
+        start, length = extents[0]
+        item, owner = prepare_item(slicing.encode_slice_key("part", extents),
+                                   np.ascontiguousarray(full[start:start + length]), slice_key=True)
+        items.append(item)
+        keep.append(owner)
+    items.append(partitioned_item("part", dtypes.DT_FLOAT, full.shape, parts))
+    write_items(items, prefix, num_shards=2, threads=2, durable=False)
+
+
+def reblock(index: bytes, per_block: int = 3) -> bytes:
+    """The same entries in small blocks (restart every 2 entries): more structure to mutate."""
+    footer = index[-FOOTER_SIZE:]
+    _, p = get_varint(footer, 0, 40)
+    _, p = get_varint(footer, p, 40)
+    ioff, p = get_varint(footer, p, 40)
+    isz, _ = get_varint(footer, p, 40)
+
+    def entries(block):
+        n = struct.unpack_from("<I", block, len(block) - 4)[0]
+        limit, pos, key, out = len(block) - 4 - 4 * n, 0, b"", []
+        while pos < limit:
+            shared, pos = get_varint(block, pos, limit)
+            ns, pos = get_varint(block, pos, limit)
+            vl, pos = get_varint(block, pos, limit)
+            key = key[:shared] + block[pos:pos + ns]
+            pos += ns
+            out.append((key, block[pos:pos + vl]))
+            pos += vl
+        return out
+
+    def block(ents, interval):
+        buf, restarts, last = bytearray(), [], b""
+        for i, (k, v) in enumerate(ents):
+            shared = 0
+            if i % interval == 0:
+                restarts.append(len(buf))
+            else:
+                while shared < min(len(k), len(last)) and k[shared] == last[shared]:
+                    shared += 1
+            buf += put_varint(shared) + put_varint(len(k) - shared) + put_varint(len(v)) + k[shared:] + v
+            last = k
+        for r in restarts or [0]:
+            buf += struct.pack("<I", r)
+        return bytes(buf + struct.pack("<I", len(restarts or [0])))
+
+    all_entries = []
+    for _, h in entries(index[ioff:ioff + isz]):
+        off, q = get_varint(h, 0, len(h))
+        sz, _ = get_varint(h, q, len(h))
+        all_entries += entries(index[off:off + sz])
+    out, index_entries = bytearray(), []
+
+    def emit(contents):
+        off = len(out)
+        out.extend(contents + b"\0" + struct.pack("<I", masked_crc(contents + b"\0")))
+        return off, len(contents)
+
+    for i in range(0, len(all_entries), per_block):
+        chunk = all_entries[i:i + per_block]
+        off, sz = emit(block(chunk, 2))
+        index_entries.append((chunk[-1][0] + b"\xff", put_varint(off) + put_varint(sz)))
+    meta = emit(block([], 16))
+    idx = emit(block(index_entries, 1))
+    f = put_varint(meta[0]) + put_varint(meta[1]) + put_varint(idx[0]) + put_varint(idx[1])
+    return bytes(out + f.ljust(40, b"\0") + struct.pack("<Q", TABLE_MAGIC))
+
+
+def exercise(prefix: str) -> None:
+    def attempt(fn):
+        try:
+            return fn()
+        except fastckpt.FastCkptError:
+            return None
+
+    def read_each():
+        with fastckpt.load_checkpoint(prefix) as reader:
+            reader.get_variable_to_dtype_map()
+            reader.debug_string()
+            shapes = reader.get_variable_to_shape_map()
+            for name in reader.keys():
+                value = attempt(lambda: reader.get_tensor(name))
+                shape = shapes[name]
+                if value is not None and shape and shape[0] > 0:
+                    attempt(lambda: reader.get_slice(name, ":".join(["0,1"] + ["-"] * (len(shape) - 1))))
+
+    attempt(read_each)
+    attempt(lambda: fastckpt.load(prefix))
+    attempt(lambda: fastckpt.list_variables(prefix))
+    if hasattr(fastckpt, "verify"):
+        attempt(lambda: fastckpt.verify(prefix))
+
+
+WORKDIR = os.environ.get("FASTCKPT_FUZZ_WORKDIR") or tempfile.mkdtemp(prefix="fastckpt_fuzz_")
+os.makedirs(WORKDIR, exist_ok=True)
+REFERENCE = os.path.join(WORKDIR, "ref")
+TARGET_DIR = os.path.join(WORKDIR, "target")
+TARGET = os.path.join(TARGET_DIR, "ref")
+
+
+def setup() -> bytes:
+    write_reference(REFERENCE)
+    os.makedirs(TARGET_DIR, exist_ok=True)
+    for name in os.listdir(WORKDIR):
+        if ".data-" in name and not os.path.exists(os.path.join(TARGET_DIR, name)):
+            os.symlink(os.path.join(WORKDIR, name), os.path.join(TARGET_DIR, name))
+    with open(REFERENCE + ".index", "rb") as f:
+        return f.read()
+
+
+def write_seeds(corpus: str, index: bytes) -> None:
+    os.makedirs(corpus, exist_ok=True)
+    if os.listdir(corpus):
+        return
+    seeds = {"plain_fix": b"\x01" + index, "plain_raw": b"\x00" + index,
+             "reblocked_fix": b"\x01" + reblock(index), "reblocked_raw": b"\x00" + reblock(index, 1)}
+    for name, data in seeds.items():
+        with open(os.path.join(corpus, "seed_" + name), "wb") as f:
+            f.write(data)
+
+
+def TestOneInput(data: bytes) -> None:
+    if not data:
+        return
+    body = data[1:]
+    if data[0] & 1:
+        body = fix_crcs(body)
+    with open(TARGET + ".index", "wb") as f:
+        f.write(body)
+    exercise(TARGET)
+
+
+def main() -> None:
+    index = setup()
+    corpora = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if corpora:
+        write_seeds(corpora[0], index)
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
