@@ -26,7 +26,6 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import DataLossError, TensorNotFoundError
-from .format import dtypes
 from .format import slices as slicing
 from .reader import CheckpointReader
 from .writer import partitioned_item, prepare_item

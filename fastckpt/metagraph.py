@@ -61,7 +61,7 @@ from google.protobuf import message as _message
 from google.protobuf import text_format
 
 from .errors import DataLossError, InvalidArgumentError, UnsupportedDtypeError
-from .proto import (AttrValue, CollectionDef, DataType, MetaGraphDef, NodeDef, OpDef,
+from .proto import (AttrValue, CollectionDef, DataType, MetaGraphDef, OpDef,
                     SaverDef, TensorProto, TensorShapeProto, VariableDef)
 
 __all__ = [

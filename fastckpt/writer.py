@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from ._arrays import to_host_array
 from .errors import CheckpointIOError, InvalidArgumentError, UnsupportedDtypeError
 from .format import dtypes
 
-__all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "write_items"]
+__all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items", "write_items"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -96,6 +96,33 @@ def partitioned_item(name: str, dtype: int, full_shape: Tuple[int, ...],
     """The data-less index entry of a partitioned tensor: its full shape and the
     list of stored slices (each slice's data is a separate slice-key item)."""
     return (_encode_name(name), dtype, tuple(full_shape), None, None, [list(s) for s in slices])
+
+
+def partitioned_items(name: str, full_shape: Sequence[int],
+                      parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]) -> Tuple[list, list]:
+    """Items that store tensor `name` as slices, as TensorFlow's Saver stores a
+    partitioned variable: one data item per ``(extents, array)`` part, keyed by
+    the encoded slice key, and the data-less full entry listing the slices.
+
+    `extents` holds one ``(start, length)`` per dimension, length -1 meaning the
+    whole dimension. Returns (items, keep_alive) for :func:`write_items`.
+    """
+    from .format import slices as slicing
+
+    items, keep, slice_list, dt = [], [], [], None
+    for extents, value in parts:
+        extents = [(int(s), int(n)) for s, n in extents]
+        item, owner = prepare_item(slicing.encode_slice_key(name, extents), value, slice_key=True)
+        if dt is not None and item[1] != dt:
+            raise InvalidArgumentError(f"partitioned tensor '{name}': parts have different dtypes")
+        dt = item[1]
+        items.append(item)
+        keep.append(owner)
+        slice_list.append(extents)
+    if dt is None:
+        raise InvalidArgumentError(f"partitioned tensor '{name}' has no parts")
+    items.append(partitioned_item(name, dt, tuple(full_shape), slice_list))
+    return items, keep
 
 
 def _fixed_size_dtypes() -> dict:

@@ -11,8 +11,7 @@ import pytest
 
 import fastckpt
 from fastckpt import _native
-from fastckpt.format import slices as slicing
-from fastckpt.writer import partitioned_item, prepare_item, write_items
+from fastckpt.writer import partitioned_items, prepare_item, write_items
 
 DATA1 = ".data-00000-of-00001"
 
@@ -185,15 +184,8 @@ def test_ls_partitioned_and_bfloat16(tmp_path):
 
     prefix = str(tmp_path / "part")
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
-    parts = [[(0, 3), (0, -1)], [(3, 4), (0, -1)]]
-    items, keep = [], []
-    for extents in parts:
-        start, length = extents[0]
-        item, owner = prepare_item(slicing.encode_slice_key("p", extents),
-                                   np.ascontiguousarray(full[start:start + length]), slice_key=True)
-        items.append(item)
-        keep.append(owner)
-    items.append(partitioned_item("p", 1, full.shape, parts))
+    items, keep = partitioned_items(
+        "p", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
     item, owner = prepare_item("bf", np.ones(3, ml_dtypes.bfloat16))
     items.append(item)
     keep.append(owner)

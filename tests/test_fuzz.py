@@ -36,9 +36,8 @@ from hypothesis import strategies as st
 
 import fastckpt
 from fastckpt.format import dtypes
-from fastckpt.format import slices as slicing
 from fastckpt.proto import tensor_bundle_pb2
-from fastckpt.writer import partitioned_item, prepare_item, write_items
+from fastckpt.writer import partitioned_items, prepare_item, write_items
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = int(os.environ.get("FASTCKPT_FUZZ_EXAMPLES", "250"))
@@ -260,14 +259,10 @@ def _write_reference(prefix: str) -> dict:
         items.append(item)
         keep.append(owner)
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
-    parts = [[(0, 3), (0, -1)], [(3, 4), (0, -1)]]
-    for extents in parts:
-        start, length = extents[0]
-        item, owner = prepare_item(slicing.encode_slice_key("part", extents),
-                                   np.ascontiguousarray(full[start:start + length]), slice_key=True)
-        items.append(item)
-        keep.append(owner)
-    items.append(partitioned_item("part", dtypes.DT_FLOAT, full.shape, parts))
+    part_items, part_keep = partitioned_items(
+        "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
+    items += part_items
+    keep += part_keep
     write_items(items, prefix, num_shards=2, threads=2, durable=False)
     values["part"] = full
     return values

@@ -28,7 +28,7 @@ from fastckpt.errors import DataLossError, InvalidArgumentError, UnsupportedDtyp
 from fastckpt.format import dtypes as fdt
 from fastckpt.metagraph import VariableSpec, build_meta_graph, read_meta_graph, write_meta_graph
 from fastckpt.proto import (BundleEntryProto, BundleHeaderProto, CheckpointState, DataType,
-                            MetaGraphDef, SaverDef, TensorProto, VariableDef)
+                            MetaGraphDef, SaverDef, VariableDef)
 
 DT = DataType
 
