@@ -40,37 +40,10 @@ with atheris.instrument_imports(include=["fastckpt"]):
         import fastckpt
     from fastckpt.writer import partitioned_items, prepare_item, write_items
 
-import google_crc32c
 import numpy as np
 
-TABLE_MAGIC = 0xDB4775248B80FB57
-FOOTER_SIZE = 48
-
-
-def masked_crc(data: bytes) -> int:
-    c = google_crc32c.value(bytes(data))
-    return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def get_varint(buf, pos: int, limit: int):
-    result = shift = 0
-    while pos < limit and shift <= 63:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-    raise ValueError("bad varint")
-
-
-def put_varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from table_codec import FOOTER_SIZE, Table, get_varint, masked_crc  # noqa: E402
 
 
 def _fix_block(buf: bytearray, offset: int, size: int) -> bool:
@@ -144,60 +117,8 @@ def write_reference(prefix: str) -> None:
 
 def reblock(index: bytes, per_block: int = 3) -> bytes:
     """The same entries in small blocks (restart every 2 entries): more structure to mutate."""
-    footer = index[-FOOTER_SIZE:]
-    _, p = get_varint(footer, 0, 40)
-    _, p = get_varint(footer, p, 40)
-    ioff, p = get_varint(footer, p, 40)
-    isz, _ = get_varint(footer, p, 40)
-
-    def entries(block):
-        n = struct.unpack_from("<I", block, len(block) - 4)[0]
-        limit, pos, key, out = len(block) - 4 - 4 * n, 0, b"", []
-        while pos < limit:
-            shared, pos = get_varint(block, pos, limit)
-            ns, pos = get_varint(block, pos, limit)
-            vl, pos = get_varint(block, pos, limit)
-            key = key[:shared] + block[pos:pos + ns]
-            pos += ns
-            out.append((key, block[pos:pos + vl]))
-            pos += vl
-        return out
-
-    def block(ents, interval):
-        buf, restarts, last = bytearray(), [], b""
-        for i, (k, v) in enumerate(ents):
-            shared = 0
-            if i % interval == 0:
-                restarts.append(len(buf))
-            else:
-                while shared < min(len(k), len(last)) and k[shared] == last[shared]:
-                    shared += 1
-            buf += put_varint(shared) + put_varint(len(k) - shared) + put_varint(len(v)) + k[shared:] + v
-            last = k
-        for r in restarts or [0]:
-            buf += struct.pack("<I", r)
-        return bytes(buf + struct.pack("<I", len(restarts or [0])))
-
-    all_entries = []
-    for _, h in entries(index[ioff:ioff + isz]):
-        off, q = get_varint(h, 0, len(h))
-        sz, _ = get_varint(h, q, len(h))
-        all_entries += entries(index[off:off + sz])
-    out, index_entries = bytearray(), []
-
-    def emit(contents):
-        off = len(out)
-        out.extend(contents + b"\0" + struct.pack("<I", masked_crc(contents + b"\0")))
-        return off, len(contents)
-
-    for i in range(0, len(all_entries), per_block):
-        chunk = all_entries[i:i + per_block]
-        off, sz = emit(block(chunk, 2))
-        index_entries.append((chunk[-1][0] + b"\xff", put_varint(off) + put_varint(sz)))
-    meta = emit(block([], 16))
-    idx = emit(block(index_entries, 1))
-    f = put_varint(meta[0]) + put_varint(meta[1]) + put_varint(idx[0]) + put_varint(idx[1])
-    return bytes(out + f.ljust(40, b"\0") + struct.pack("<Q", TABLE_MAGIC))
+    return Table.from_entries(Table.parse(index).entries(), per_block=per_block,
+                              restart_interval=2).serialize()
 
 
 def exercise(prefix: str) -> None:
