@@ -2,7 +2,7 @@
 moments, restart it, and check after every kill what the commit protocol
 guarantees.
 
-The worker (``tests/crash_worker.py``) saves 128 MiB per step in 3 shards
+The worker (``tests/crash_worker.py``) saves 192 MiB per step in 3 shards
 with ``durable=True``, ``max_to_keep=3``; every element of step N's tensors
 is N. On restart it resumes from ``latest_checkpoint + 1`` and hands the
 state file's list to ``Saver.recover_last_checkpoints`` (what a restarted
@@ -85,7 +85,7 @@ from fastckpt.proto import MetaGraphDef
 
 SEED = int(os.environ.get("FASTCKPT_CRASH_SEED", "1234"))
 KILLS = int(os.environ.get("FASTCKPT_CRASH_KILLS", "32"))
-MB = int(os.environ.get("FASTCKPT_CRASH_MB", "128"))
+MB = int(os.environ.get("FASTCKPT_CRASH_MB", "192"))
 SHARDS = 3
 MAX_TO_KEEP = 3
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crash_worker.py")
