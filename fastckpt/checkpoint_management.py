@@ -36,18 +36,16 @@ Deliberate differences from TensorFlow (all supersets of its behaviour):
 from __future__ import annotations
 
 import ctypes
-import errno as _errno
 import logging
 import os
 import re
 import sys
-import uuid
 from functools import lru_cache
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 from google.protobuf import text_format
 
-from .errors import CheckpointIOError
+from ._atomic_io import atomic_write, io_error
 from .proto import checkpoint_state_pb2
 
 __all__ = [
@@ -110,12 +108,6 @@ def _state_filename(save_dir: str, latest_filename: Optional[str]) -> str:
     if latest_filename is None:
         latest_filename = _DEFAULT_STATE_FILENAME
     return os.path.join(save_dir, _fspath(latest_filename))
-
-
-def _io_error(e: OSError, what: str) -> CheckpointIOError:
-    err = CheckpointIOError(e.errno, f"{what}: {e.strerror or e}")
-    err.filename = e.filename
-    return err
 
 
 def _prefix_to_checkpoint_path(prefix: str, format_version: int) -> str:
@@ -508,50 +500,9 @@ def update_checkpoint_state_internal(
     _atomic_write(state_file, text_format.MessageToString(ckpt).encode("utf-8"), durable)
 
 
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as e:
-        raise _io_error(e, f"cannot open directory '{directory}' to sync it") from None
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        # Some file systems cannot sync a directory; the rename is still atomic there.
-        if e.errno not in (_errno.EINVAL, _errno.ENOTSUP, _errno.EBADF):
-            raise _io_error(e, f"cannot sync directory '{directory}'") from None
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: str, data: bytes, durable: bool) -> None:
-    """Replaces the file ``path`` with ``data`` atomically (TensorFlow's temporary-file naming)."""
-    target = _os_path(path)
-    tmp = target + ".tmp" + uuid.uuid4().hex
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except OSError as e:
-        raise _io_error(e, f"cannot write checkpoint state file '{path}'") from None
-    done = False
-    try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                if durable:
-                    os.fsync(f.fileno())
-            os.replace(tmp, target)
-            done = True
-        except OSError as e:
-            raise _io_error(e, f"cannot write checkpoint state file '{path}'") from None
-    finally:
-        if not done:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    if durable:
-        _fsync_directory(os.path.dirname(target) or ".")
+    """Replaces the state file ``path`` with ``data`` atomically."""
+    atomic_write(_os_path(path), data, durable=durable, what="checkpoint state file")
 
 
 def get_checkpoint_state(checkpoint_dir: PathLike,
@@ -665,7 +616,7 @@ def get_checkpoint_mtimes(checkpoint_prefixes: Iterable[PathLike]) -> List[float
                 try:
                     st = os.stat(_os_path(names[0]))
                 except OSError as e:
-                    raise _io_error(e, f"cannot stat checkpoint file '{names[0]}'") from None
+                    raise io_error(e, f"cannot stat checkpoint file '{names[0]}'") from None
                 mtimes.append(float(st.st_mtime_ns // 1_000_000_000))
                 break
     return mtimes
@@ -681,7 +632,7 @@ def _delete_matching_files(pattern: str) -> None:
                 "Hit NotFoundError when deleting '%s', possibly because another "
                 "process/thread is also deleting/moving the same file", pathname)
         except OSError as e:
-            raise _io_error(e, f"cannot delete checkpoint file '{pathname}'") from None
+            raise io_error(e, f"cannot delete checkpoint file '{pathname}'") from None
 
 
 def remove_checkpoint(checkpoint_prefix: PathLike,

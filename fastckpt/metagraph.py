@@ -53,13 +53,13 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from google.protobuf import message as _message
 from google.protobuf import text_format
 
+from ._atomic_io import atomic_write
 from .errors import DataLossError, InvalidArgumentError, UnsupportedDtypeError
 from .proto import (AttrValue, CollectionDef, DataType, MetaGraphDef, OpDef,
                     SaverDef, TensorProto, TensorShapeProto, VariableDef)
@@ -798,42 +798,18 @@ def write_meta_graph(meta: MetaGraphDef, path: Union[str, "os.PathLike[str]"],
         as_text: Write text format instead of binary.
         fsync: Flush the file to stable storage before the rename, and the directory
             after it.
+
+    Raises:
+        CheckpointIOError: an OS error (CheckpointNotFoundError if the directory
+            is missing); no temporary file is left behind.
     """
     path = os.fspath(path)
     if as_text:
         data = text_format.MessageToString(meta).encode("utf-8")
     else:
         data = meta.SerializeToString(deterministic=True)
-    tmp = path + ".tmp" + uuid.uuid4().hex
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    if fsync:
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    atomic_write(path, data, durable=fsync, what="meta graph")
     return path
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # e.g. platforms that cannot open directories
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_meta_graph(path: Union[str, "os.PathLike[str]"]) -> MetaGraphDef:

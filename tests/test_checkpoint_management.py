@@ -177,7 +177,8 @@ class TestUpdateErrors:
         assert os.listdir(tmp_path) == []
 
     def test_missing_directory(self, tmp_path):
-        with pytest.raises(fastckpt.CheckpointIOError) as e:
+        # ENOENT is a CheckpointNotFoundError (a FileNotFoundError), as in the native core.
+        with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
             cm.update_checkpoint_state(str(tmp_path / "missing"), "m-1")
         assert isinstance(e.value, OSError)
         assert e.value.errno == errno.ENOENT

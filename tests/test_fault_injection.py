@@ -323,22 +323,38 @@ def _is_dir_fd(fd: int) -> bool:
 
 # name -> (object patched, attribute, real function, module that must be the
 # caller, predicate on the arguments, file the message must name).
+def _nth_call(n: int, predicate):
+    """A predicate true only for the n-th call that satisfies `predicate`."""
+    seen = []
+
+    def check(*args, **kwargs):
+        if not predicate(*args, **kwargs):
+            return False
+        seen.append(args)
+        return len(seen) == n
+
+    return check
+
+
+# Both files go through fastckpt._atomic_io.atomic_write; the .meta is
+# written first, then the state file.
 PY_FAULTS = {
-    "meta-open": (mg, "open", builtins.open, "fastckpt.metagraph",
+    "meta-open": (os, "open", os.open, "fastckpt._atomic_io",
                   lambda path, *a, **k: ".meta.tmp" in str(path), "meta"),
-    "meta-fsync": (os, "fsync", os.fsync, "fastckpt.metagraph",
+    "meta-fsync": (os, "fsync", os.fsync, "fastckpt._atomic_io",
                    lambda fd: not _is_dir_fd(fd) and ".meta.tmp" in _path_of_fd(fd), "meta"),
-    "meta-replace": (os, "replace", os.replace, "fastckpt.metagraph",
+    "meta-replace": (os, "replace", os.replace, "fastckpt._atomic_io",
                      lambda src, dst, **k: str(dst).endswith(".meta"), "meta"),
-    "state-open": (os, "open", os.open, "fastckpt.checkpoint_management",
+    "state-open": (os, "open", os.open, "fastckpt._atomic_io",
                    lambda path, *a, **k: "checkpoint.tmp" in str(path), "state"),
-    "state-fsync": (os, "fsync", os.fsync, "fastckpt.checkpoint_management",
-                    lambda fd: not _is_dir_fd(fd), "state"),
-    "state-replace": (os, "replace", os.replace, "fastckpt.checkpoint_management",
+    "state-fsync": (os, "fsync", os.fsync, "fastckpt._atomic_io",
+                    lambda fd: not _is_dir_fd(fd) and "checkpoint.tmp" in _path_of_fd(fd), "state"),
+    "state-replace": (os, "replace", os.replace, "fastckpt._atomic_io",
                       lambda src, dst, **k: str(dst).endswith("checkpoint"), "state"),
-    # After the new state file was renamed into place: the old bytes go back.
-    "state-dir-fsync": (os, "fsync", os.fsync, "fastckpt.checkpoint_management",
-                        _is_dir_fd, "dir"),
+    # After the new state file was renamed into place (the second directory
+    # fsync, after the .meta's): the old bytes go back.
+    "state-dir-fsync": (os, "fsync", os.fsync, "fastckpt._atomic_io",
+                        None, "dir"),
 }
 
 
@@ -360,6 +376,8 @@ def one_shot(real, caller: str, predicate, err: int):
 @pytest.mark.parametrize("fault", sorted(PY_FAULTS))
 def test_python_fault_in_saver_rolls_back(fault, tmp_path, monkeypatch):
     target, attr, real, caller, predicate, names = PY_FAULTS[fault]
+    if predicate is None:  # state-dir-fsync
+        predicate = _nth_call(2, _is_dir_fd)
     sc = Scenario("saver", tmp_path)
     sc.earlier()
     before = snapshot(sc.dir)
@@ -383,8 +401,9 @@ def test_saver_goes_on_after_a_failed_save(tmp_path, monkeypatch):
     and retention then deletes exactly the oldest checkpoint."""
     sc = Scenario("saver", tmp_path)
     sc.earlier()
-    monkeypatch.setattr(os, "replace", one_shot(os.replace, "fastckpt.checkpoint_management",
-                                                lambda src, dst, **k: True, errno.EIO))
+    monkeypatch.setattr(os, "replace", one_shot(os.replace, "fastckpt._atomic_io",
+                                                lambda src, dst, **k: str(dst).endswith("checkpoint"),
+                                                errno.EIO))
     with pytest.raises(fastckpt.CheckpointIOError):
         sc.new_save()
     monkeypatch.undo()
@@ -411,8 +430,9 @@ def test_saver_resave_same_prefix_state_failure_keeps_new_checkpoint(tmp_path, m
     sc.earlier()
     state_before = (sc.dir / "checkpoint").read_bytes()
     sc._set_vars(7)
-    monkeypatch.setattr(os, "replace", one_shot(os.replace, "fastckpt.checkpoint_management",
-                                                lambda src, dst, **k: True, errno.ENOSPC))
+    monkeypatch.setattr(os, "replace", one_shot(os.replace, "fastckpt._atomic_io",
+                                                lambda src, dst, **k: str(dst).endswith("checkpoint"),
+                                                errno.ENOSPC))
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         sc.saver.save(None, str(sc.dir / "model"), global_step=2)
     monkeypatch.undo()
