@@ -38,7 +38,7 @@ with atheris.instrument_imports(include=["fastckpt"]):
     except ImportError:  # run from a source checkout that is not installed
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         import fastckpt
-    from fastckpt.writer import partitioned_items, prepare_item, write_items
+    from fastckpt.writer import partitioned_items, prepare_items, write_items
 
 import numpy as np
 
@@ -102,11 +102,7 @@ def write_reference(prefix: str) -> None:
     values["empty"] = np.zeros((0, 4), np.int32)
     values["matrix"] = np.arange(12, dtype=np.int16).reshape(3, 4)
     values["strings"] = np.array([b"alpha", b"", b"gamma\x00"], dtype=object)
-    items, keep = [], []
-    for name, v in values.items():
-        item, owner = prepare_item(name, v)
-        items.append(item)
-        keep.append(owner)
+    items, keep = prepare_items(values)
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
     part_items, part_keep = partitioned_items(
         "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 import fastckpt
 from fastckpt.format import dtypes
 from fastckpt.proto import tensor_bundle_pb2
-from fastckpt.writer import partitioned_items, prepare_item, write_items
+from fastckpt.writer import partitioned_items, prepare_items, write_items
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "fuzz"))
@@ -67,11 +67,7 @@ def _write_reference(prefix: str) -> dict:
     values["bf16"] = np.arange(6, dtype=np.float32).astype(ml_dtypes.bfloat16)
     values["strings"] = np.array([b"alpha", b"", b"gamma\x00"], dtype=object)
     values["string_scalar"] = np.array(b"one", dtype=object)
-    items, keep = [], []
-    for name, v in values.items():
-        item, owner = prepare_item(name, v)
-        items.append(item)
-        keep.append(owner)
+    items, keep = prepare_items(values)
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
     part_items, part_keep = partitioned_items(
         "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
