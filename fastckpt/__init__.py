@@ -13,7 +13,8 @@ from .errors import (CheckpointIOError, CheckpointNotFoundError, CudaUnavailable
                      UnsupportedDtypeError)
 from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
                                      latest_checkpoint, remove_checkpoint, update_checkpoint_state)
-from .reader import CheckpointReader, list_variables, load, load_checkpoint, load_variable
+from ._background import AsyncSave, wait_for_pending_saves
+from .reader import CheckpointReader, list_variables, load, load_checkpoint, load_into, load_variable
 from .saver import Saver, export_meta_graph, import_meta_graph
 from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
@@ -25,7 +26,11 @@ __all__ = [
     "build_info",
     "save",
     "SaveResult",
+    "AsyncSave",
+    "wait_for_pending_saves",
+    "release_staging_memory",
     "load",
+    "load_into",
     "load_checkpoint",
     "load_variable",
     "list_variables",
@@ -62,11 +67,21 @@ def build_info() -> dict:
     Keys: ``version``, ``crc32c_impl`` (the CRC32C implementation in use),
     ``crc32c_impls`` (those this CPU can run), ``io_threads`` (the default
     number of I/O threads), ``cuda_driver_found``, ``cuda_device_count``,
-    ``cuda_driver_version``, ``cuda_error``, ``arch``, ``compiler``.
+    ``cuda_driver_version``, ``cuda_error``, ``device_path`` (the path device
+    arrays take: ``"cuda"``, or ``"cpu"`` where there is none), ``arch``,
+    ``compiler``.
     """
     info = dict(_native_build_info())
     info["io_threads"] = _config.default_threads()
     return info
+
+
+def release_staging_memory() -> None:
+    """Returns the idle host staging buffers (pinned memory kept for reuse by
+    device and asynchronous saves) to the system."""
+    from . import _native
+
+    _native.trim_staging()
 
 
 _config._apply_environment()

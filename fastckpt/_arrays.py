@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-__all__ = ["to_host_array"]
+__all__ = ["to_host_array", "torch_numpy_dtype", "torch_dtype_of"]
 
 _DLPACK_CPU = 1
 
@@ -24,8 +24,8 @@ def _from_torch(t: Any) -> np.ndarray:
 
     t = t.detach()
     if t.device.type != "cpu":
-        # The GPU staging path lives in the native core; until a caller's
-        # device arrays go through it, copy them to the host once.
+        # Device tensors normally go through the native staging path
+        # (_device.py); this is the fallback with no device path.
         t = t.cpu()
     target = _TORCH_ML_DTYPES.get(str(t.dtype).replace("torch.", ""))
     if target is None:
@@ -45,6 +45,35 @@ _TORCH_ML_DTYPES = {
     "float8_e4m3fnuz": "float8_e4m3fnuz",
     "float8_e5m2fnuz": "float8_e5m2fnuz",
 }
+
+
+def torch_numpy_dtype(torch_dtype: Any) -> np.dtype:
+    """The numpy dtype (ml_dtypes for bfloat16/float8) of a torch dtype."""
+    name = str(torch_dtype).replace("torch.", "")
+    target = _TORCH_ML_DTYPES.get(name)
+    if target is not None:
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, target))
+    try:
+        return np.dtype(name)
+    except TypeError:
+        from .errors import UnsupportedDtypeError
+
+        raise UnsupportedDtypeError(f"torch dtype {name} has no checkpoint equivalent") from None
+
+
+def torch_dtype_of(dtype: np.dtype) -> Any:
+    """The torch dtype for a numpy (or ml_dtypes) dtype."""
+    import torch
+
+    name = {v: k for k, v in _TORCH_ML_DTYPES.items()}.get(np.dtype(dtype).name, np.dtype(dtype).name)
+    try:
+        return getattr(torch, name)
+    except AttributeError:
+        from .errors import UnsupportedDtypeError
+
+        raise UnsupportedDtypeError(f"torch has no dtype for {np.dtype(dtype).name}") from None
 
 
 def to_host_array(value: Any) -> np.ndarray:

@@ -6,6 +6,11 @@ variable               meaning
 FASTCKPT_THREADS       default number of I/O threads (default: number of CPU cores)
 FASTCKPT_CRC32C        CRC32C implementation: auto (default), portable, sse42, arm64
 FASTCKPT_TASK_BYTES    bytes per unit of parallel work (default 16 MiB)
+FASTCKPT_STAGING_MB    size of one host staging buffer, MiB (default 64)
+FASTCKPT_HOST_BUDGET_MB
+                       host memory all staging may use together, MiB: the bound
+                       on an asynchronous save's snapshot (default: a quarter of
+                       physical memory)
 =====================  =============================================================
 
 The native core reads no environment variables itself; settings reach it as
@@ -18,7 +23,8 @@ import os
 from . import _native
 from .errors import InvalidArgumentError
 
-__all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl"]
+__all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "staging_buffer_bytes",
+           "host_memory_budget"]
 
 _DEFAULT_TASK_BYTES = 16 << 20
 
@@ -44,6 +50,25 @@ def default_threads() -> int:
 def task_bytes() -> int:
     """Size of one unit of parallel work (a chunk of a large tensor)."""
     return _int_env("FASTCKPT_TASK_BYTES", _DEFAULT_TASK_BYTES, 4096)
+
+
+def staging_buffer_bytes() -> int:
+    """Size of one host staging buffer (device copies and snapshots go through these)."""
+    return _int_env("FASTCKPT_STAGING_MB", 64, 1) << 20
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def host_memory_budget() -> int:
+    """Host memory that staging may use in all (bytes): the most an asynchronous
+    save holds as its snapshot, and the pool pinned buffers are kept in."""
+    default_mb = max(_physical_memory() // 4, 256 << 20) >> 20
+    return _int_env("FASTCKPT_HOST_BUDGET_MB", default_mb, 1) << 20
 
 
 def crc32c_impl() -> str:

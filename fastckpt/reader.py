@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .errors import (CheckpointNotFoundError, DataLossError, InvalidArgumentErro
                      TensorNotFoundError, UnsupportedDtypeError)
 from .format import dtypes, slices as slicing
 
-__all__ = ["CheckpointReader", "load_checkpoint", "load", "list_variables", "load_variable"]
+__all__ = ["CheckpointReader", "load_checkpoint", "load", "load_into", "list_variables", "load_variable"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Extents = List[Tuple[int, int]]
@@ -228,9 +228,98 @@ class CheckpointReader:
             out[_relative_index(overlap, extents, full_shape)] = part[_relative_index(overlap, stored, full_shape)]
         return out
 
-    def read_all(self) -> Dict[str, np.ndarray]:
-        """Every tensor, read in parallel with one native call for fixed-size ones."""
-        result: Dict[str, np.ndarray] = {}
+    def read_into(self, targets: Mapping[str, Any]) -> None:
+        """Restores tensors in place into existing arrays: ``{name: array}``.
+
+        Host targets (numpy arrays, torch CPU tensors) are read into directly;
+        device targets (CuPy arrays, torch CUDA tensors) are filled through
+        pinned staging buffers and host-to-device copies that overlap the
+        reads. Shapes and dtypes must match the checkpoint exactly.
+
+        Raises:
+            TensorNotFoundError: a name the checkpoint lacks.
+            InvalidArgumentError: a shape or dtype mismatch, or a target that
+                is read-only or (on a device) not contiguous.
+        """
+        from ._device import describe_device_array, is_device_array
+
+        device_reqs, host_reqs, device_fill = [], [], []
+        keep = []
+        for name, target in targets.items():
+            entry = self._entry(name)
+            want = _numpy_dtype(entry.dtype)
+            on_device = is_device_array(target) and _native.device_path() != "cpu"
+            if on_device:
+                try:
+                    dev = describe_device_array(target, for_write=True)
+                except (InvalidArgumentError, UnsupportedDtypeError) as e:
+                    raise type(e)(f"tensor '{name}': {e}") from None
+                shape, dtype = dev.shape, dev.dtype
+            else:
+                arr = _writable_host_view(target)
+                shape, dtype = (tuple(arr.shape), arr.dtype) if arr is not None else (
+                    tuple(np.shape(target)), None)
+            if tuple(shape) != tuple(entry.shape):
+                raise InvalidArgumentError(
+                    f"tensor '{name}': checkpoint shape {list(entry.shape)} does not match the "
+                    f"target's {list(shape)} (in '{self.prefix}')")
+            if dtype is not None and dtype != want:
+                raise InvalidArgumentError(
+                    f"tensor '{name}': checkpoint dtype {want.name} does not match the target's "
+                    f"{dtype.name} (in '{self.prefix}')")
+            if entry.slices is not None or entry.dtype == dtypes.DT_STRING:
+                value = self.get_tensor(name)
+                if on_device:
+                    if entry.dtype == dtypes.DT_STRING:
+                        raise InvalidArgumentError(f"tensor '{name}': string tensors cannot live on a device")
+                    _native.copy_to_device(np.ascontiguousarray(value), dev.ptr, dev.device)
+                else:
+                    _assign_host(name, target, value)
+                continue
+            if on_device:
+                keep.append(dev)
+                if entry.size:
+                    device_reqs.append((entry.index, dev.ptr, dev.device))
+            elif arr is not None:
+                if entry.size:
+                    host_reqs.append((entry.index, arr))
+            else:
+                device_fill.append((name, target))  # no writable view: read, then assign
+        self._native.check_bounds([r[0] for r in host_reqs + device_reqs])
+        if host_reqs:
+            self._native.read(host_reqs, self._threads, config.task_bytes())
+        if device_reqs:
+            _configure_staging()
+            self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
+        for name, target in device_fill:
+            _assign_host(name, target, self.get_tensor(name))
+        del keep
+
+    def read_all(self, *, device: Any = None, array_type: Any = None) -> Dict[str, Any]:
+        """Every tensor, read in parallel with one native call for fixed-size ones.
+
+        With `device` ("cuda", "cuda:N"), fixed-size tensors are restored into
+        new device arrays made by `array_type` ("cupy", "torch", or a callable
+        ``(shape, dtype, device) -> array``; default CuPy if installed, else
+        torch); string tensors stay numpy object arrays.
+        """
+        from ._device import allocator, parse_device
+
+        ordinal = parse_device(device)
+        if ordinal is not None:
+            new = allocator(array_type)
+            result: Dict[str, Any] = {}
+            targets = {}
+            for name, e in self._entries.items():
+                if e.dtype == dtypes.DT_STRING:
+                    result[name] = self.get_tensor(name)
+                    continue
+                if e.slices is None:
+                    self._native.check_bounds([e.index])  # before allocating what the index claims
+                result[name] = targets[name] = new(tuple(e.shape), _numpy_dtype(e.dtype), ordinal)
+            self.read_into(targets)
+            return {name: result[name] for name in sorted(result)}
+        result = {}
         requests = []
         # Sizes come from the (untrusted) index: check them against the data
         # files before allocating anything.
@@ -282,14 +371,69 @@ def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> Check
     return CheckpointReader(prefix, threads=threads)
 
 
-def load(prefix: PathLike, *, threads: Optional[int] = None) -> Dict[str, np.ndarray]:
+def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
+         array_type: Any = None) -> Dict[str, Any]:
     """Reads every tensor of a checkpoint into a dict of numpy arrays.
 
     Loading N bytes needs N bytes of memory: tensors are read straight into
     the returned arrays and verified as they arrive.
+
+    With ``device="cuda:N"`` the tensors are restored into new device arrays
+    (CuPy by default, or ``array_type="torch"``) through pinned staging
+    buffers, the host-to-device copies overlapping reads and CRC checks.
     """
     with CheckpointReader(prefix, threads=threads) as reader:
-        return reader.read_all()
+        return reader.read_all(device=device, array_type=array_type)
+
+
+def load_into(prefix: PathLike, targets: Mapping[str, Any], *, threads: Optional[int] = None) -> None:
+    """Restores tensors in place into existing host or device arrays
+    (``{name: array}``); see :meth:`CheckpointReader.read_into`."""
+    with CheckpointReader(prefix, threads=threads) as reader:
+        reader.read_into(targets)
+
+
+def _configure_staging() -> None:
+    budget = config.host_memory_budget()
+    _native.configure_staging(config.staging_buffer_bytes(), budget, budget)
+
+
+def _writable_host_view(target: Any) -> Optional[np.ndarray]:
+    """A writable, C-contiguous numpy view of a host target's memory, or None."""
+    if isinstance(target, np.ndarray):
+        arr = target
+    elif (type(target).__module__ or "").startswith("torch") and getattr(target.device, "type", "") == "cpu":
+        from ._arrays import to_host_array
+
+        if not target.is_contiguous():
+            return None
+        arr = to_host_array(target)  # shares the tensor's memory
+    else:
+        return None
+    if not (arr.flags.c_contiguous and arr.flags.writeable):
+        if not arr.flags.writeable:
+            raise InvalidArgumentError("restore target is read-only")
+        return None
+    return arr
+
+
+def _assign_host(name: str, target: Any, value: np.ndarray) -> None:
+    if isinstance(target, np.ndarray):
+        np.copyto(target, value)
+        return
+    if (type(target).__module__ or "").startswith("torch"):
+        import torch
+
+        with torch.no_grad():
+            if value.dtype.name == "bfloat16":
+                target.copy_(torch.from_numpy(value.view(np.int16)).view(torch.bfloat16))
+            else:
+                target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        return
+    try:
+        target[...] = value
+    except TypeError:
+        raise InvalidArgumentError(f"tensor '{name}': cannot restore into a {type(target).__name__}") from None
 
 
 def list_variables(prefix: PathLike) -> List[Tuple[str, List[int]]]:

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ._arrays import to_host_array
 from .errors import CheckpointIOError, InvalidArgumentError
 from .format import dtypes
 from .reader import CheckpointReader
-from .writer import prepare_items, write_items
+from .writer import prepare_items, start_background, start_job, write_items
 
 __all__ = ["Saver", "import_meta_graph", "export_meta_graph"]
 
@@ -215,8 +215,15 @@ class Saver:
     def save(self, sess: Any, save_path: PathLike, global_step: Any = None,
              latest_filename: Optional[str] = None, meta_graph_suffix: str = "meta",
              write_meta_graph: bool = True, write_state: bool = True,
-             strip_default_attrs: bool = False, save_debug_info: bool = False) -> Optional[str]:
+             strip_default_attrs: bool = False, save_debug_info: bool = False,
+             blocking: bool = True) -> Any:
         """Saves the variables; returns the checkpoint prefix (None for an empty saver).
+
+        With ``blocking=False`` (a fastckpt extension) the call returns once a
+        consistent snapshot of the values is taken, with an :class:`AsyncSave`
+        whose ``result()`` is the checkpoint prefix. The data, ``.meta``, state
+        file and retention follow in the background, in the order of the
+        calls; the state file names the checkpoint only once it is complete.
 
         ``sess`` is a ``tf.compat.v1.Session`` for graph-mode TensorFlow variables,
         and is ignored (pass None) for arrays and in eager mode.
@@ -277,6 +284,36 @@ class Saver:
                 write_meta()
             return None
         items, keep = backend.collect(sess)
+        if not blocking:
+            job = start_job(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
+                            threads=self._threads, durable=self._durable, sort_data=backend.sort_data,
+                            snapshot_host=True)
+            del keep  # the snapshot holds the values once start_background returns
+
+            def finish() -> str:
+                self._commit(lambda: job.finish(), checkpoint_file, meta_file, save_path,
+                             save_path_parent, latest_filename, meta_graph_suffix,
+                             write_meta if write_meta_graph else None, write_state)
+                return checkpoint_file
+
+            return start_background(job, checkpoint_file, finish)
+
+        def write_bundle() -> None:
+            write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
+                        threads=self._threads, durable=self._durable, sort_data=backend.sort_data)
+
+        self._commit(write_bundle, checkpoint_file, meta_file, save_path, save_path_parent,
+                     latest_filename, meta_graph_suffix, write_meta if write_meta_graph else None,
+                     write_state)
+        del keep
+        return checkpoint_file
+
+    def _commit(self, write_bundle: Callable[[], Any], checkpoint_file: str, meta_file: str,
+                save_path: str, save_path_parent: str, latest_filename: str, meta_graph_suffix: str,
+                write_meta: Optional[Callable[[], None]], write_state: bool) -> None:
+        """Writes the bundle, then the .meta and the state file, then applies
+        retention; on failure, leaves no new checkpoint and the state file as
+        it was."""
         # A failed save leaves no new checkpoint and the state file as it was.
         # The state file is the commit point: the .meta is written before it
         # (TensorFlow writes it after), old checkpoints are deleted only after
@@ -292,11 +329,8 @@ class Saver:
         lists_before = (list(self._last_checkpoints), list(self._checkpoints_to_be_deleted))
         meta_written = False
         try:
-            write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
-                        threads=self._threads, durable=self._durable,
-                        sort_data=backend.sort_data)
-            del keep
-            if write_meta_graph:
+            write_bundle()
+            if write_meta is not None:
                 write_meta()
                 meta_written = True
             if write_state:
@@ -340,7 +374,6 @@ class Saver:
             raise
         if write_state:
             self._maybe_delete_old_checkpoints(meta_graph_suffix)
-        return checkpoint_file
 
     def restore(self, sess: Any, save_path: Optional[PathLike]) -> Optional[Dict[str, Any]]:
         """Restores the variables from checkpoint ``save_path``.

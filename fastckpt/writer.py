@@ -4,16 +4,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _native, config
+from . import _background, _native, config
 from ._arrays import to_host_array
+from ._device import describe_device_array, is_device_array
 from .errors import CheckpointIOError, InvalidArgumentError, UnsupportedDtypeError
 from .format import dtypes
 
-__all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items", "write_items"]
+__all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items",
+           "write_items", "start_job", "has_device_items"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -75,10 +77,15 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tup
         # Keys starting with NUL are partitioned-variable slice keys in the index.
         raise InvalidArgumentError(f"tensor name {label!r} must not start with a NUL character")
     try:
+        if is_device_array(value) and _native.device_path() != "cpu":
+            # Staged natively: device -> pinned host buffer -> CRC -> file.
+            dev = describe_device_array(value)
+            dt = dtypes.from_numpy_dtype(dev.dtype)
+            return (key, dt, dev.shape, dev.native() if dev.nbytes else None, None, None), dev.owner
         arr = to_host_array(value)
         dt = dtypes.from_numpy_dtype(arr.dtype)
-    except UnsupportedDtypeError as e:
-        raise UnsupportedDtypeError(f"tensor '{label}': {e}") from None
+    except (UnsupportedDtypeError, InvalidArgumentError) as e:
+        raise type(e)(f"tensor '{label}': {e}") from None
     shape = tuple(int(d) for d in arr.shape)
     if dt == dtypes.DT_STRING:
         encoded, crc = _native.encode_strings(_string_elements(arr, label))
@@ -173,24 +180,84 @@ def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
     return items, keep
 
 
+def _check_options(num_shards: Optional[int], threads: Optional[int]) -> None:
+    if num_shards is not None and (not isinstance(num_shards, int) or num_shards < 1):
+        raise InvalidArgumentError(f"num_shards must be a positive integer, not {num_shards!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
+
+
+def has_device_items(items: list) -> bool:
+    """Whether any prepared item lives in device memory (it must be staged)."""
+    return any(type(it[3]) is tuple for it in items)
+
+
+def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
+              durable: bool, sort_data: bool = True, snapshot_host: bool = False,
+              host_memory_budget: Optional[int] = None) -> Any:
+    """Creates a native SaveJob (files created, nothing written yet).
+
+    Call ``snapshot()`` (after which the source arrays may change) and
+    ``finish()``. Staging buffers are configured from the settings in
+    :mod:`fastckpt.config`; `host_memory_budget` caps this save's share.
+    """
+    _check_options(num_shards, threads)
+    threads = threads or config.default_threads()
+    buffer_bytes = config.staging_buffer_bytes()
+    budget = config.host_memory_budget()
+    _native.configure_staging(buffer_bytes, budget, budget)
+    if host_memory_budget is not None:
+        if not isinstance(host_memory_budget, int) or host_memory_budget < 1:
+            raise InvalidArgumentError(
+                f"host_memory_budget must be a positive number of bytes, not {host_memory_budget!r}")
+        budget = min(budget, host_memory_budget)
+    if snapshot_host:
+        max_buffers = max(1, budget // buffer_bytes)
+    else:  # a synchronous device save: a few buffers per thread keep the pipeline full
+        max_buffers = max(1, min(3 * threads, budget // buffer_bytes))
+    return _native.SaveJob(os.fspath(prefix), items, num_shards or 0, threads, bool(durable),
+                           config.task_bytes(), bool(sort_data), bool(snapshot_host), int(max_buffers))
+
+
 def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
                 durable: bool, sort_data: bool = True) -> dict:
     """Runs the native writer on prepared items (see prepare_items).
 
     Tensors go to the data files sorted by name (TensorFlow's Saver order), or
-    in the order given with ``sort_data=False``.
+    in the order given with ``sort_data=False``. Host arrays are written from
+    their own memory; device arrays are staged through pinned buffers.
     """
     prefix = os.fspath(prefix)
-    if num_shards is not None and (not isinstance(num_shards, int) or num_shards < 1):
-        raise InvalidArgumentError(f"num_shards must be a positive integer, not {num_shards!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
+    if has_device_items(items):
+        return start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
+                         sort_data=sort_data).finish()
+    _check_options(num_shards, threads)
     return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
                                 bool(durable), config.task_bytes(), bool(sort_data))
 
 
+def start_background(job: Any, prefix: str, finish: Callable[[], Any]) -> "_background.AsyncSave":
+    """Takes the snapshot of `job` on this thread and queues `finish` (which
+    must call ``job.finish()``) on the background thread. Returns the handle;
+    if the snapshot fails, its error is raised here and the save is dropped."""
+    handle = _background.AsyncSave(prefix)
+    start = time.perf_counter()
+    # Queued first: if the snapshot is larger than the staging budget, it can
+    # only complete while the background thread writes (backpressure).
+    _background.submit(handle, finish)
+    try:
+        job.snapshot()
+    except BaseException as e:
+        job.abort(f"the snapshot failed: {e}")
+        handle._observed = True  # raised to the caller here
+        raise
+    handle.snapshot_seconds = time.perf_counter() - start
+    return handle
+
+
 def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = None,
-         threads: Optional[int] = None, durable: bool = True) -> SaveResult:
+         threads: Optional[int] = None, durable: bool = True, blocking: bool = True,
+         host_memory_budget: Optional[int] = None) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
     """Saves arrays as a TensorFlow V2 checkpoint (``PREFIX.index`` + data shards).
 
     Args:
@@ -207,9 +274,21 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
         threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count).
         durable: fsync every file and the directory before the checkpoint becomes
             visible. ``False`` is faster but a power loss can lose the checkpoint.
+        blocking: ``False`` returns as soon as a consistent snapshot of the
+            arrays is taken (device arrays copied to pinned host memory, host
+            arrays copied in parallel); after that the caller may change them.
+            The write and commit run in the background; the returned
+            :class:`AsyncSave` has ``wait(timeout)``, ``done()`` and ``result()``.
+            Saves queue in call order, and pending ones are waited for at
+            interpreter exit.
+        host_memory_budget: bytes of host memory this save's snapshot may hold
+            (default and upper bound: ``FASTCKPT_HOST_BUDGET_MB``). A larger
+            checkpoint makes the call block until enough has been written
+            (backpressure).
 
     Returns:
-        A SaveResult with the files written, bytes and timing.
+        A SaveResult with the files written, bytes and timing; with
+        ``blocking=False`` an AsyncSave whose ``result()`` is that SaveResult.
 
     Raises:
         InvalidArgumentError: empty or duplicate names, bad options.
@@ -225,6 +304,18 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise CheckpointIOError(e.errno, f"cannot create directory '{parent}': {e.strerror}") from None
+    if not blocking:
+        job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
+                        snapshot_host=True, host_memory_budget=host_memory_budget)
+
+        def finish() -> SaveResult:
+            info = job.finish()
+            return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
+                              nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
+
+        handle = start_background(job, prefix, finish)
+        del keep  # the snapshot holds the bytes now
+        return handle
     info = write_items(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
     del keep
     return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],

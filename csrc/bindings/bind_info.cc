@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/registry.h"
+#include "fastckpt/copy_engine.h"
 #include "fastckpt/crc32c.h"
 #include "fastckpt/cuda_driver.h"
 #include "fastckpt/thread_pool.h"
@@ -29,6 +30,8 @@ void RegisterInfo(py::module_& m) {
         d["cuda_device_count"] = cu.device_count;
         d["cuda_driver_version"] = cu.driver_version;
         d["cuda_error"] = cu.error;
+        // The path device arrays take: "cuda", "cpu" (none), or "simulated" in tests.
+        d["device_path"] = ActiveDevicePath();
 #if defined(__x86_64__)
         d["arch"] = "x86_64";
 #elif defined(__aarch64__)
@@ -40,6 +43,8 @@ void RegisterInfo(py::module_& m) {
         return d;
       },
       "Facts about this build: version, CRC32C implementation, threads, CUDA driver.");
+  m.def("device_path", &ActiveDevicePath,
+        "The path device arrays take now: 'cuda', 'simulated' (tests) or 'cpu' (no device path).");
 }
 
 }  // namespace bindings

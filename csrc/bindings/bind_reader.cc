@@ -91,6 +91,26 @@ class PyReader {
     Check(st);
   }
 
+  // requests: [(entry, device_ptr, device)]; the caller keeps the device
+  // memory alive and sized entries()[entry].size.
+  void ReadToDevice(py::list requests, int threads, int max_buffers) const {
+    auto r = Get();
+    std::vector<BundleReader::DeviceReadRequest> reqs(requests.size());
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      auto t = requests[i].cast<std::tuple<size_t, uint64_t, int>>();
+      reqs[i] = {std::get<0>(t), std::get<1>(t), std::get<2>(t)};
+      if (reqs[i].device < 0) throw py::value_error("read_to_device: device ordinal must be >= 0");
+    }
+    Status st;
+    {
+      py::gil_scoped_release release;
+      std::shared_ptr<CopyEngine> engine;
+      st = GetCopyEngine(&engine);
+      if (st.ok()) st = r->ReadToDevice(reqs, engine.get(), engine, threads, max_buffers);
+    }
+    Check(st);
+  }
+
   // A DT_STRING entry as a list of bytes, both CRCs verified.
   py::list ReadStrings(size_t entry, uint64_t num_elements) const {
     auto r = Get();
@@ -178,6 +198,10 @@ void RegisterReader(py::module_& m) {
       .def_property_readonly("closed", &PyReader::closed)
       .def("entries", &PyReader::Entries)
       .def("read", &PyReader::Read, py::arg("requests"), py::arg("threads") = 0, py::arg("task_bytes") = 0)
+      .def("read_to_device", &PyReader::ReadToDevice, py::arg("requests"), py::arg("threads") = 0,
+           py::arg("max_buffers") = 0,
+           "Reads fixed-size entries into device memory through pinned staging buffers; "
+           "requests are (entry, device_ptr, device).")
       .def("read_strings", &PyReader::ReadStrings, py::arg("entry"), py::arg("num_elements"))
       .def("verify", &PyReader::Verify, py::arg("threads") = 0, py::arg("chunk_bytes") = 0,
            "Checks every tensor's bounds and CRC32C without keeping the data; returns a dict "

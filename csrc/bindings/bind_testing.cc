@@ -3,12 +3,18 @@
 // Fault injection (csrc/fastckpt/fault_injection.h) lets the test suite fail
 // the N-th create/write/fsync/rename/close of a save with a chosen errno and
 // check that nothing partial is left behind.
+//
+// The simulated device (csrc/fastckpt/simulated_copy_engine.h) replaces the
+// CUDA copy engine so that the staging pipeline runs in CPU-only tests.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <memory>
 #include <string>
 
 #include "bindings/registry.h"
 #include "fastckpt/fault_injection.h"
+#include "fastckpt/simulated_copy_engine.h"
 
 namespace py = pybind11;
 
@@ -38,6 +44,54 @@ void RegisterTesting(py::module_& m) {
       "thread's retry fails with `errno` (0: the retry succeeds). One-shot.");
   t.def("disarm_faults", &fault::Disarm, "Stops injecting faults (the hit count stays readable).");
   t.def("fault_hits", &fault::Hits, "Calls seen at the armed point since the last arm_fault.");
+
+  py::class_<SimulatedCopyEngine, std::shared_ptr<SimulatedCopyEngine>>(
+      t, "SimulatedDevice", "A CPU stand-in for the CUDA copy engine: device pointers are host addresses.")
+      .def("stats",
+           [](const SimulatedCopyEngine& e) {
+             SimulatedCopyEngine::Stats s = e.stats();
+             py::dict d;
+             d["copies_to_host"] = s.copies_to_host;
+             d["copies_to_device"] = s.copies_to_device;
+             d["bytes_to_host"] = s.bytes_to_host;
+             d["bytes_to_device"] = s.bytes_to_device;
+             d["host_allocs"] = s.host_allocs;
+             d["host_frees"] = s.host_frees;
+             d["streams"] = s.streams;
+             d["order_after_calls"] = s.order_after_calls;
+             d["marks_waited"] = s.marks_waited;
+             return d;
+           })
+      .def("copies",
+           [](const SimulatedCopyEngine& e) {
+             py::list out;
+             for (const SimulatedCopyRecord& r : e.copies()) {
+               out.append(py::make_tuple(r.seq, r.to_host, r.bytes, r.begin_ns, r.end_ns));
+             }
+             return out;
+           },
+           "[(seq, to_host, bytes, begin_ns, end_ns)] in completion order.")
+      .def("caller_work", &SimulatedCopyEngine::EnqueueCallerWork, py::arg("stream"), py::arg("delay_us"),
+           py::arg("dst"), py::arg("src"), py::arg("nbytes"),
+           "Queues work on a caller stream: after delay_us, copy nbytes from src to dst.");
+  t.def(
+      "install_simulated_device",
+      [](double latency_us, double bandwidth_gbps, int64_t fail_copy, bool fail_at_enqueue) {
+        SimulatedEngineOptions o;
+        o.latency_us = latency_us;
+        o.bandwidth_gbps = bandwidth_gbps;
+        o.fail_copy = fail_copy;
+        o.fail_at_enqueue = fail_at_enqueue;
+        auto engine = std::make_shared<SimulatedCopyEngine>(o);
+        InstallCopyEngine(engine);
+        return engine;
+      },
+      py::arg("latency_us") = 0.0, py::arg("bandwidth_gbps") = 0.0, py::arg("fail_copy") = -1,
+      py::arg("fail_at_enqueue") = false,
+      "Routes device copies through a new simulated device and returns it.");
+  t.def(
+      "uninstall_device", []() { InstallCopyEngine(nullptr); },
+      "Restores the default copy engine (CUDA when usable).");
 }
 
 }  // namespace bindings

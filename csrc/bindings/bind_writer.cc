@@ -12,6 +12,8 @@
 #include "bindings/errors.h"
 #include "bindings/registry.h"
 #include "fastckpt/bundle_writer.h"
+#include "fastckpt/save_job.h"
+#include "fastckpt/staging_pool.h"
 #include "fastckpt/string_tensor.h"
 
 namespace py = pybind11;
@@ -38,14 +40,19 @@ std::vector<TensorSlice> ToSlices(py::handle obj) {
   return out;
 }
 
-// items: list of (key: bytes, dtype: int, shape: tuple[int], data: buffer | None,
-//                 crc: int | None, slices: list[list[(start, length)]] | None)
-py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards, int threads,
-                       bool durable, uint64_t task_bytes, bool sort_data) {
+// Converts the Python item list into native items. Buffers of host items
+// are acquired into *views, which must outlive every use of the items.
+//
+// items: list of (key: bytes, dtype: int, shape: tuple[int], data, crc: int | None,
+//                 slices: list[list[(start, length)]] | None)
+// where data is None, an object exporting a C-contiguous buffer (host
+// memory), or a tuple (device_ptr, nbytes, device, stream) describing device
+// memory that the caller keeps alive.
+void ParseItems(py::list items, std::vector<WriteItem>* out, std::vector<BufferView>* views) {
   const size_t n = items.size();
-  std::vector<WriteItem> native(n);
-  std::vector<BufferView> views;
-  views.reserve(n);
+  std::vector<WriteItem>& native = *out;
+  native.resize(n);
+  views->reserve(n);
   for (size_t i = 0; i < n; ++i) {
     PyObject* tup = PyList_GET_ITEM(items.ptr(), i);
     if (!PyTuple_Check(tup) || PyTuple_GET_SIZE(tup) != 6) BadItem(i, "expected a 6-tuple");
@@ -64,11 +71,18 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
       if (PyErr_Occurred()) throw py::error_already_set();
     }
     PyObject* data = PyTuple_GET_ITEM(tup, 3);
-    if (data != Py_None) {
-      views.emplace_back();
-      if (!views.back().Acquire(data, /*writable=*/false)) throw py::error_already_set();
-      w.data = views.back().data();
-      w.nbytes = views.back().size();
+    if (PyTuple_Check(data)) {
+      auto dev = py::reinterpret_borrow<py::tuple>(data).cast<std::tuple<uint64_t, uint64_t, int, uint64_t>>();
+      w.device_ptr = std::get<0>(dev);
+      w.nbytes = std::get<1>(dev);
+      w.device = std::get<2>(dev);
+      w.stream = std::get<3>(dev);
+      if (w.device < 0) BadItem(i, "device ordinal must be >= 0");
+    } else if (data != Py_None) {
+      views->emplace_back();
+      if (!views->back().Acquire(data, /*writable=*/false)) throw py::error_already_set();
+      w.data = views->back().data();
+      w.nbytes = views->back().size();
       if (w.nbytes == 0) w.data = nullptr;
     }
     PyObject* crc = PyTuple_GET_ITEM(tup, 4);
@@ -80,12 +94,32 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
     PyObject* slices = PyTuple_GET_ITEM(tup, 5);
     if (slices != Py_None) w.slices = ToSlices(slices);
   }
+}
+
+WriteOptions MakeOptions(int num_shards, int threads, bool durable, uint64_t task_bytes, bool sort_data) {
   WriteOptions opts;
   opts.num_shards = num_shards;
   opts.threads = threads;
   opts.durable = durable;
   if (task_bytes > 0) opts.task_bytes = task_bytes;
   opts.sort_data = sort_data;
+  return opts;
+}
+
+py::dict ResultDict(const WriteResult& result) {
+  py::dict out;
+  out["num_shards"] = result.num_shards;
+  out["data_bytes"] = result.data_bytes;
+  out["files"] = result.files;
+  return out;
+}
+
+py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards, int threads,
+                       bool durable, uint64_t task_bytes, bool sort_data) {
+  std::vector<WriteItem> native;
+  std::vector<BufferView> views;
+  ParseItems(items, &native, &views);
+  WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data);
   WriteResult result;
   Status st;
   {
@@ -93,11 +127,94 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
     st = WriteBundle(prefix, native, opts, &result);
   }
   Check(st);
-  py::dict out;
-  out["num_shards"] = result.num_shards;
-  out["data_bytes"] = result.data_bytes;
-  out["files"] = result.files;
-  return out;
+  return ResultDict(result);
+}
+
+// A save in phases (save_job.h). Holds the host buffers it reads until it is
+// destroyed; the caller keeps device arrays alive until finish() returns.
+// Every blocking method releases the GIL. Destruction joins the job's
+// threads (after aborting an unfinished job).
+class PySaveJob {
+ public:
+  PySaveJob(const std::string& prefix, py::list items, int num_shards, int threads, bool durable,
+            uint64_t task_bytes, bool sort_data, bool snapshot_host, int max_buffers, bool trace) {
+    std::vector<WriteItem> native;
+    ParseItems(items, &native, &views_);
+    StagingOptions staging;
+    staging.snapshot_host = snapshot_host;
+    staging.max_buffers = max_buffers;
+    staging.trace = trace;
+    WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data);
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = SaveJob::Create(prefix, std::move(native), opts, staging, &job_);
+    }
+    Check(st);
+  }
+  ~PySaveJob() {
+    py::gil_scoped_release release;  // joining threads must not hold the GIL
+    job_.reset();
+  }
+
+  void Snapshot() {
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = job_->Snapshot();
+    }
+    Check(st);
+  }
+  void StartWriting() {
+    py::gil_scoped_release release;
+    job_->StartWriting();
+  }
+  py::dict Finish() {
+    WriteResult result;
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = job_->Finish(&result);
+    }
+    Check(st);
+    return ResultDict(result);
+  }
+  void Abort(const std::string& why) { job_->Abort(FailedPrecondition(why)); }
+  py::dict Progress() const {
+    SaveProgress p = job_->progress();
+    py::dict d;
+    d["total_bytes"] = p.total_bytes;
+    d["staged_bytes"] = p.staged_bytes;
+    d["written_bytes"] = p.written_bytes;
+    d["tasks"] = p.tasks;
+    d["staged_tasks"] = p.staged_tasks;
+    return d;
+  }
+  py::list Trace() const {
+    py::list out;
+    for (const TraceEvent& e : job_->trace()) {
+      out.append(py::make_tuple(std::string(1, e.kind), e.task, e.begin_ns, e.end_ns));
+    }
+    return out;
+  }
+
+ private:
+  std::vector<BufferView> views_;  // destroyed after job_ (declared first)
+  std::unique_ptr<SaveJob> job_;
+};
+
+py::dict StagingStatsPy() {
+  StagingPoolStats s = StagingPool::Instance().stats();
+  py::dict d;
+  d["capacity_bytes"] = s.capacity_bytes;
+  d["buffer_bytes"] = s.buffer_bytes;
+  d["allocated_bytes"] = s.allocated_bytes;
+  d["peak_allocated_bytes"] = s.peak_allocated_bytes;
+  d["allocations"] = s.allocations;
+  d["acquisitions"] = s.acquisitions;
+  d["waits"] = s.waits;
+  d["lent"] = s.lent;
+  return d;
 }
 
 // Serializes a sequence of bytes objects as a DT_STRING tensor.
@@ -128,6 +245,30 @@ void RegisterWriter(py::module_& m) {
         py::arg("threads") = 0, py::arg("durable") = true, py::arg("task_bytes") = 0,
         py::arg("sort_data") = true,
         "Writes a checkpoint bundle (data shards, then index). Releases the GIL while writing.");
+  py::class_<PySaveJob>(m, "SaveJob", "A save in phases: snapshot() then finish() (see save_job.h).")
+      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool>(),
+           py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0, py::arg("threads") = 0,
+           py::arg("durable") = true, py::arg("task_bytes") = 0, py::arg("sort_data") = true,
+           py::arg("snapshot_host") = false, py::arg("max_buffers") = 0, py::arg("trace") = false)
+      .def("snapshot", &PySaveJob::Snapshot,
+           "Copies every staged byte into staging buffers; afterwards the source arrays may change.")
+      .def("start_writing", &PySaveJob::StartWriting, "Starts the writer threads (idempotent).")
+      .def("finish", &PySaveJob::Finish, "Writes, commits, and returns what was written.")
+      .def("abort", &PySaveJob::Abort, py::arg("reason"), "Fails the save; nothing is committed.")
+      .def("progress", &PySaveJob::Progress)
+      .def("trace", &PySaveJob::Trace, "[(kind, task, begin_ns, end_ns)]: 'f' filled, 'w' written.");
+  m.def(
+      "configure_staging",
+      [](uint64_t buffer_bytes, uint64_t capacity_bytes, uint64_t retain_bytes) {
+        StagingPool::Instance().Configure(buffer_bytes, capacity_bytes, retain_bytes);
+      },
+      py::arg("buffer_bytes"), py::arg("capacity_bytes"), py::arg("retain_bytes"),
+      "Sets the staging buffer size, the host-memory budget of all staging, and how much\n"
+      "free staging memory is kept for reuse.");
+  m.def("staging_stats", &StagingStatsPy, "Counters of the staging buffer pool.");
+  m.def(
+      "trim_staging", []() { StagingPool::Instance().Trim(); },
+      "Returns every free staging buffer to the system.");
   m.def("encode_strings", &EncodeStringsPy, py::arg("elements"),
         "Serializes bytes objects as a DT_STRING tensor; returns (bytes, crc).");
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fastckpt/bundle_proto.h"
+#include "fastckpt/copy_engine.h"
 #include "fastckpt/file_io.h"
 #include "fastckpt/status.h"
 
@@ -67,6 +68,21 @@ class BundleReader {
   // Reads fixed-size (non-string, non-partitioned) entries and verifies
   // their CRCs. REQUIRES: dest_size == entry size.
   Status Read(const std::vector<ReadRequest>& requests, int threads, uint64_t task_bytes) const;
+
+  struct DeviceReadRequest {
+    size_t entry;       // index into entries()
+    DevicePtr dest;     // device memory of entries()[entry].size bytes
+    int device;         // its device ordinal
+  };
+  // Reads fixed-size entries into device memory (bundle_reader_device.cc):
+  // file -> staging buffer (pread, CRC32C) -> asynchronous host-to-device
+  // copy, with the copy of one buffer overlapping the read of the next.
+  // Returns once every copy has completed and every CRC is verified (on a
+  // mismatch the device memory holds the bad bytes and kDataLoss names the
+  // tensor). Staging buffers come from the StagingPool, at most
+  // `max_buffers` at once.
+  Status ReadToDevice(const std::vector<DeviceReadRequest>& requests, CopyEngine* engine,
+                      const std::shared_ptr<CopyEngine>& engine_ref, int threads, int max_buffers) const;
 
   // Reads an entry's raw bytes (string tensors) without CRC verification;
   // the caller verifies them (the string CRC is not over the file bytes).

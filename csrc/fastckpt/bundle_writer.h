@@ -2,6 +2,7 @@
 // PREFIX.index table, in TensorFlow's V2 format.
 //
 // Pipeline, per chunk of tensor bytes:   source -> CRC32C -> pwrite
+// (device arrays and snapshots add a staging step: save_job.h).
 // Host tensors are read in place: bytes go from the caller's buffer to the
 // file with no intermediate copy. Chunks run on a thread pool; a large
 // tensor is split into chunks whose CRCs are joined with crc32c::Combine,
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "fastckpt/bundle_proto.h"
+#include "fastckpt/copy_engine.h"
 #include "fastckpt/status.h"
 
 namespace fastckpt {
@@ -40,6 +42,14 @@ struct WriteItem {
   uint32_t crc = 0;
   // Non-empty: the metadata-only entry of a partitioned tensor (no data).
   std::vector<TensorSlice> slices;
+  // Device memory instead of `data` when device >= 0: nbytes at device_ptr
+  // on that device, ready once the work queued so far on the caller's
+  // `stream` is done. Such items are staged through host buffers by the copy
+  // engine (see save_job.h).
+  int device = -1;
+  DevicePtr device_ptr = 0;
+  uint64_t stream = kNoStream;
+  bool on_device() const { return device >= 0; }
 };
 
 struct WriteOptions {
@@ -58,6 +68,7 @@ struct WriteResult {
   std::vector<std::string> files;    // final paths, data files then index
 };
 
+// Writes host items synchronously (a SaveJob without staging).
 // REQUIRES: keys are non-empty and unique (checked: kInvalidArgument).
 // Thread-safety: independent calls may run concurrently for different
 // prefixes. The GIL must NOT be held (no Python objects are touched).

@@ -1,0 +1,71 @@
+#include "fastckpt/bundle_files.h"
+
+#include "fastckpt/naming.h"
+#include "fastckpt/temp_files.h"
+#include "fastckpt/thread_pool.h"
+
+namespace fastckpt {
+
+Status BundleFiles::Create(const std::string& prefix, int num_shards) {
+  prefix_ = prefix;
+  RemoveStaleTempFiles(DirName(prefix));
+  final_data_.resize(num_shards);
+  temp_data_.resize(num_shards);
+  files_.resize(num_shards);
+  for (int s = 0; s < num_shards; ++s) {
+    final_data_[s] = DataFilename(prefix, s, num_shards);
+    temp_data_[s] = TempFilename(final_data_[s]);
+    FASTCKPT_RETURN_IF_ERROR(CreateLockedTempFile(temp_data_[s], &files_[s]));
+    temps_.push_back(temp_data_[s]);
+  }
+  return Status::Ok();
+}
+
+Status BundleFiles::SyncData(int threads) const {
+  return ParallelFor(files_.size(), threads, [&](size_t s) { return files_[s].Sync(); });
+}
+
+void BundleFiles::Abandon() {
+  if (committed_) return;
+  for (const auto& p : temps_) RemoveFileIfExists(p);
+  temps_.clear();
+}
+
+Status BundleFiles::Commit(const std::string& index, bool durable, std::vector<std::string>* final_files) {
+  const std::string final_index = IndexFilename(prefix_);
+  const std::string temp_index = TempFilename(final_index);
+  File index_file;
+  FASTCKPT_RETURN_IF_ERROR(CreateLockedTempFile(temp_index, &index_file));
+  temps_.push_back(temp_index);
+  FASTCKPT_RETURN_IF_ERROR(index_file.PwriteAll(index.data(), index.size(), 0));
+  if (durable) FASTCKPT_RETURN_IF_ERROR(index_file.Sync());
+
+  FASTCKPT_RETURN_IF_ERROR(RemoveFileIfExists(final_index));
+  for (size_t s = 0; s < final_data_.size(); ++s) {
+    Status st = RenameFile(temp_data_[s], final_data_[s]);
+    if (!st.ok()) {
+      for (size_t r = 0; r < s; ++r) RemoveFileIfExists(final_data_[r]);
+      return st;
+    }
+  }
+  Status st = RenameFile(temp_index, final_index);
+  if (!st.ok()) {
+    for (const auto& p : final_data_) RemoveFileIfExists(p);
+    return st;
+  }
+  committed_ = true;
+  // close() can report a deferred write error (e.g. on network filesystems).
+  Status done = index_file.Close();
+  for (File& f : files_) done.Update(f.Close());
+  if (done.ok() && durable) done = SyncDirectory(DirName(prefix_));
+  if (!done.ok()) {
+    RemoveFileIfExists(final_index);  // first: the checkpoint disappears before its data
+    for (const auto& p : final_data_) RemoveFileIfExists(p);
+    return done;
+  }
+  *final_files = final_data_;
+  final_files->push_back(final_index);
+  return Status::Ok();
+}
+
+}  // namespace fastckpt

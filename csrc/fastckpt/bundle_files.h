@@ -1,0 +1,54 @@
+// The files of one bundle being written, and the commit protocol.
+//
+// Every file is written under a temporary name (<final>.tempstate<random>),
+// locked against stale-file cleanup by other saves (temp_files.h), and kept
+// open until it has been renamed into place. Commit() writes the index and
+// makes the checkpoint visible: an old index of the same prefix goes first
+// (so a reader never pairs an old index with new data), then the data files
+// are renamed, then the index, which is what makes the checkpoint visible.
+// A failure anywhere removes what was already renamed: data files without
+// their index are debris, and a save that reports an error must not leave a
+// checkpoint that looks valid. Until Commit() succeeds, the destructor
+// removes every temporary file.
+//
+// Thread-safety: data(s) may be written concurrently (pwrite); Create,
+// SyncData and Commit are called by one thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fastckpt/file_io.h"
+#include "fastckpt/status.h"
+
+namespace fastckpt {
+
+class BundleFiles {
+ public:
+  BundleFiles() = default;
+  BundleFiles(const BundleFiles&) = delete;
+  BundleFiles& operator=(const BundleFiles&) = delete;
+  ~BundleFiles() { Abandon(); }
+
+  // Removes what crashed saves left in the directory, then creates the
+  // temporary data files.
+  Status Create(const std::string& prefix, int num_shards);
+  const File& data(int shard) const { return files_[static_cast<size_t>(shard)]; }
+  Status SyncData(int threads) const;
+
+  // Writes `index` (fsynced when durable) and commits. On success `final_files`
+  // holds the data files then the index.
+  Status Commit(const std::string& index, bool durable, std::vector<std::string>* final_files);
+
+  // Removes the temporary files (no-op after a successful Commit).
+  void Abandon();
+
+ private:
+  std::string prefix_;
+  std::vector<std::string> final_data_, temp_data_;
+  std::vector<File> files_;
+  std::vector<std::string> temps_;  // to remove unless committed
+  bool committed_ = false;
+};
+
+}  // namespace fastckpt

@@ -1,0 +1,205 @@
+#include "fastckpt/bundle_plan.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "fastckpt/crc32c.h"
+#include "fastckpt/dtypes.h"
+#include "fastckpt/table_builder.h"
+
+namespace fastckpt {
+
+namespace {
+
+// When the caller does not choose, a shard is added per this many bytes, up
+// to one per thread: buffered writes to one file are serialized by the
+// kernel (ext4 and xfs hold the inode lock across the copy into the page
+// cache), so parallel copying needs separate files.
+constexpr uint64_t kAutoShardBytes = 32ull << 20;
+// Small tensors batched into one task are capped by count as well as bytes.
+constexpr size_t kMaxPiecesPerTask = 4096;
+
+Status ValidateItem(const WriteItem& it) {
+  const std::string name = QuotedKey(it.key);
+  if (it.key.empty()) return InvalidArgument("tensor names must not be empty");
+  int elem = DtypeElementSize(it.dtype);
+  if (elem < 0 || it.dtype == kDtVariant) {
+    return InvalidArgument("tensor " + name + " has dtype " + std::to_string(it.dtype) +
+                           ", which a checkpoint cannot hold");
+  }
+  if (it.nbytes > 0 && it.data == nullptr && !it.on_device()) {
+    return InvalidArgument("tensor " + name + " has no data buffer");
+  }
+  if (it.on_device() && it.dtype == kDtString) {
+    return InvalidArgument("string tensor " + name + " cannot live in device memory");
+  }
+  if (!it.slices.empty()) {
+    if (it.nbytes != 0) return InvalidArgument("partitioned tensor " + name + " must not carry data");
+    return Status::Ok();
+  }
+  // Element count, with overflow checks: a shape can come from anywhere.
+  unsigned __int128 numel = 1;
+  for (int64_t d : it.shape) {
+    if (d < 0) return InvalidArgument("tensor " + name + " has a negative dimension");
+    numel *= static_cast<uint64_t>(d);
+    if (numel > (static_cast<unsigned __int128>(1) << 62)) {
+      return InvalidArgument("tensor " + name + " has too many elements");
+    }
+  }
+  if (it.dtype == kDtString) {
+    if (!it.has_crc) return InvalidArgument("string tensor " + name + " lacks its CRC");
+    return Status::Ok();
+  }
+  if (numel * static_cast<unsigned>(elem) != it.nbytes) {
+    return InvalidArgument("tensor " + name + ": " + std::to_string(it.nbytes) +
+                           " bytes do not match its shape and dtype");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string QuotedKey(const std::string& key) { return "'" + PrintableKey(key) + "'"; }
+
+Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& options, int threads,
+                  uint64_t task_bytes, BundlePlan* plan) {
+  if (items.size() >= (1ull << 31)) return InvalidArgument("too many tensors");
+  task_bytes = std::max<uint64_t>(task_bytes, 4096);
+
+  // 1. Validate, and order the entries as the index needs them.
+  plan->order.resize(items.size());
+  std::iota(plan->order.begin(), plan->order.end(), 0u);
+  for (const WriteItem& it : items) FASTCKPT_RETURN_IF_ERROR(ValidateItem(it));
+  std::sort(plan->order.begin(), plan->order.end(),
+            [&](uint32_t a, uint32_t b) { return items[a].key < items[b].key; });
+  for (size_t i = 1; i < plan->order.size(); ++i) {
+    if (items[plan->order[i - 1]].key == items[plan->order[i]].key) {
+      return InvalidArgument("duplicate tensor name " + QuotedKey(items[plan->order[i]].key));
+    }
+  }
+
+  // 2. Shards: balance bytes greedily (largest first onto the lightest shard).
+  std::vector<uint32_t> data_items;  // in data file order
+  uint64_t total = 0;
+  for (size_t k = 0; k < items.size(); ++k) {
+    uint32_t i = options.sort_data ? plan->order[k] : static_cast<uint32_t>(k);
+    if (items[i].slices.empty()) {
+      data_items.push_back(i);
+      total += items[i].nbytes;
+    }
+  }
+  int num_shards = options.num_shards;
+  if (num_shards <= 0) {
+    uint64_t by_size = (total + kAutoShardBytes - 1) / kAutoShardBytes;
+    num_shards = static_cast<int>(std::clamp<uint64_t>(by_size, 1, static_cast<uint64_t>(threads)));
+    num_shards = std::min<int>(num_shards, static_cast<int>(std::max<size_t>(data_items.size(), 1)));
+  }
+  if (num_shards > 99999) return InvalidArgument("num_shards must be at most 99999");
+  plan->num_shards = num_shards;
+  plan->total_bytes = total;
+  plan->shard_of.assign(items.size(), 0);
+  if (num_shards > 1) {
+    std::vector<uint32_t> by_size = data_items;
+    std::stable_sort(by_size.begin(), by_size.end(),
+                     [&](uint32_t a, uint32_t b) { return items[a].nbytes > items[b].nbytes; });
+    std::vector<uint64_t> load(num_shards, 0);
+    for (uint32_t i : by_size) {
+      int s = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      plan->shard_of[i] = s;
+      load[s] += items[i].nbytes;
+    }
+  }
+
+  // 3. File layout (data file order within each shard, no padding, as
+  //    TensorFlow) and the work list.
+  plan->offset_of.assign(items.size(), 0);
+  plan->first_piece.assign(items.size(), 0);
+  plan->num_pieces.assign(items.size(), 0);
+  std::vector<Piece>& pieces = plan->pieces;
+  std::vector<std::vector<Task>> shard_tasks(num_shards);
+  std::vector<std::vector<uint32_t>> per_shard(num_shards);
+  for (uint32_t i : data_items) per_shard[plan->shard_of[i]].push_back(i);
+  for (int s = 0; s < num_shards; ++s) {
+    uint64_t pos = 0;
+    size_t batch_first = pieces.size();
+    uint64_t batch_bytes = 0;
+    auto flush = [&]() {
+      if (pieces.size() > batch_first) shard_tasks[s].push_back({s, batch_first, pieces.size(), batch_bytes});
+      batch_first = pieces.size();
+      batch_bytes = 0;
+    };
+    for (uint32_t i : per_shard[s]) {
+      const WriteItem& it = items[i];
+      plan->offset_of[i] = pos;
+      plan->first_piece[i] = pieces.size();
+      if (it.nbytes > task_bytes) {
+        flush();
+        for (uint64_t off = 0; off < it.nbytes; off += task_bytes) {
+          pieces.push_back({i, off, std::min(task_bytes, it.nbytes - off), pos + off});
+          batch_bytes = pieces.back().length;
+          flush();
+        }
+      } else if (it.nbytes > 0) {
+        if (batch_bytes + it.nbytes > task_bytes || pieces.size() - batch_first >= kMaxPiecesPerTask) flush();
+        pieces.push_back({i, 0, it.nbytes, pos});
+        batch_bytes += it.nbytes;
+      }
+      plan->num_pieces[i] = pieces.size() - plan->first_piece[i];
+      pos += it.nbytes;
+    }
+    flush();
+  }
+  // Interleave the shards' tasks so that threads working at the same time
+  // write different files (writes to one file are serialized by the kernel).
+  plan->tasks.clear();
+  for (size_t round = 0, left = 1; left > 0; ++round) {
+    left = 0;
+    for (auto& st : shard_tasks) {
+      if (round < st.size()) plan->tasks.push_back(st[round]);
+      if (round + 1 < st.size()) ++left;
+    }
+  }
+  return Status::Ok();
+}
+
+Status BuildIndex(const std::vector<WriteItem>& items, const BundlePlan& plan,
+                  const std::vector<uint32_t>& piece_crc, std::string* index) {
+  index->clear();
+  TableBuilder table(index);
+  BundleHeader header;
+  header.num_shards = plan.num_shards;
+  std::string value;
+  EncodeBundleHeader(header, &value);
+  FASTCKPT_RETURN_IF_ERROR(table.Add("", value));
+  for (uint32_t i : plan.order) {
+    const WriteItem& it = items[i];
+    BundleEntry e;
+    e.dtype = it.dtype;
+    e.shape = it.shape;
+    if (it.slices.empty()) {
+      uint32_t crc = 0;
+      if (it.has_crc) {
+        crc = it.crc;
+      } else if (plan.num_pieces[i] > 0) {
+        size_t first = plan.first_piece[i];
+        crc = piece_crc[first];
+        for (size_t p = first + 1; p < first + plan.num_pieces[i]; ++p) {
+          crc = crc32c::Combine(crc, piece_crc[p], plan.pieces[p].length);
+        }
+      }
+      e.shard_id = plan.shard_of[i];
+      e.offset = static_cast<int64_t>(plan.offset_of[i]);
+      e.size = static_cast<int64_t>(it.nbytes);
+      e.masked_crc32c = crc32c::Mask(crc);
+    } else {
+      e.slices = it.slices;
+    }
+    value.clear();
+    EncodeBundleEntry(e, &value);
+    FASTCKPT_RETURN_IF_ERROR(table.Add(it.key, value));
+  }
+  table.Finish();
+  return Status::Ok();
+}
+
+}  // namespace fastckpt

@@ -1,0 +1,416 @@
+#include "fastckpt/save_job.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "fastckpt/crc32c.h"
+#include "fastckpt/thread_pool.h"
+
+namespace fastckpt {
+
+namespace {
+
+// Bytes checksummed and then written while still in cache.
+constexpr uint64_t kInterleaveBytes = 1ull << 20;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, const WriteOptions& options,
+                       const StagingOptions& staging, std::unique_ptr<SaveJob>* out) {
+  if (prefix.empty()) return InvalidArgument("checkpoint prefix must not be empty");
+  std::unique_ptr<SaveJob> job(new SaveJob());
+  job->prefix_ = prefix;
+  job->items_ = std::move(items);
+  job->options_ = options;
+  job->staging_ = staging;
+  job->threads_ = options.threads > 0 ? options.threads : DefaultThreads();
+  const std::vector<WriteItem>& its = job->items_;
+
+  bool any_device = false;
+  for (const WriteItem& it : its) {
+    if (!it.on_device()) continue;
+    any_device = true;
+    if (it.nbytes > 0 && it.device_ptr == 0) {
+      return InvalidArgument("tensor " + QuotedKey(it.key) + " has a null device pointer");
+    }
+  }
+  if (any_device) FASTCKPT_RETURN_IF_ERROR(GetCopyEngine(&job->engine_));
+  const bool staging_used = any_device || staging.snapshot_host;
+  StagingPool& pool = StagingPool::Instance();
+  // A staged task must fit one staging buffer.
+  const uint64_t task_bytes = staging_used ? pool.buffer_bytes() : options.task_bytes;
+  FASTCKPT_RETURN_IF_ERROR(PlanBundle(its, options, job->threads_, task_bytes, &job->plan_));
+
+  const BundlePlan& plan = job->plan_;
+  job->staged_.assign(plan.tasks.size(), 0);
+  job->buffers_.resize(plan.tasks.size());
+  for (size_t t = 0; t < plan.tasks.size(); ++t) {
+    bool staged = staging.snapshot_host;
+    for (size_t p = plan.tasks[t].first; p < plan.tasks[t].end && !staged; ++p) {
+      staged = its[plan.pieces[p].item].on_device();
+    }
+    job->staged_[t] = staged;
+    if (staged) {
+      job->staged_list_.push_back(t);
+    } else {
+      job->ready_.push_back(t);
+    }
+  }
+  job->quota_.max_buffers = staging.max_buffers > 0 ? staging.max_buffers : 3 * job->threads_;
+  job->piece_crc_.assign(plan.pieces.size(), 0);
+  FASTCKPT_RETURN_IF_ERROR(job->files_.Create(prefix, plan.num_shards));
+  *out = std::move(job);
+  return Status::Ok();
+}
+
+SaveJob::~SaveJob() {
+  Abort(FailedPrecondition("the save was abandoned before it finished"));
+  for (std::thread& w : writers_) {
+    if (w.joinable()) w.join();
+  }
+  // Fillers are done (Snapshot returns only after they are); nothing is in
+  // flight into these buffers any more.
+  for (StagingBuffer& b : buffers_) StagingPool::Instance().Release(&b, &quota_);
+}
+
+Status SaveJob::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void SaveJob::Abort(const Status& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_.Update(why);
+    failed_.store(true);
+    quota_.cancelled.store(true);
+  }
+  cv_.notify_all();
+  StagingPool::Instance().Wake();
+}
+
+void SaveJob::Record(char kind, size_t t, int64_t begin) {
+  if (!staging_.trace) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  trace_.push_back({kind, static_cast<uint32_t>(t), begin, NowNs()});
+}
+
+std::vector<TraceEvent> SaveJob::trace() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return trace_;
+}
+
+SaveProgress SaveJob::progress() const {
+  SaveProgress p;
+  p.total_bytes = plan_.total_bytes;
+  p.staged_bytes = staged_bytes_.load();
+  p.written_bytes = written_bytes_.load();
+  p.tasks = static_cast<int>(plan_.tasks.size());
+  p.staged_tasks = static_cast<int>(staged_list_.size());
+  return p;
+}
+
+std::string SaveJob::DescribeTask(size_t t) const {
+  const Task& task = plan_.tasks[t];
+  const std::string first = QuotedKey(items_[plan_.pieces[task.first].item].key);
+  std::set<uint32_t> distinct;
+  for (size_t p = task.first; p < task.end; ++p) distinct.insert(plan_.pieces[p].item);
+  if (distinct.size() == 1) return "tensor " + first;
+  return "tensor " + first + " and " + std::to_string(distinct.size() - 1) + " more";
+}
+
+void SaveJob::PushReady(size_t t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_.push_back(t);
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot: fill staging buffers.
+
+Status SaveJob::Snapshot() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (snapshot_started_) {
+      cv_.wait(lock, [&] { return snapshot_done_; });
+      return snapshot_status_;
+    }
+    snapshot_started_ = true;
+  }
+  Status st = RunSnapshot();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_done_ = true;
+    snapshot_status_ = st;
+  }
+  cv_.notify_all();
+  if (!st.ok()) Abort(st);
+  return st;
+}
+
+Status SaveJob::RunSnapshot() {
+  if (staged_list_.empty()) return Status::Ok();
+  // Device copies are only enqueued by the filler, so one thread keeps the
+  // copy engine busy; host snapshots are memcpy and use every thread.
+  size_t fillers = staging_.snapshot_host ? static_cast<size_t>(threads_) : 1;
+  fillers = std::min(fillers, staged_list_.size());
+  std::atomic<size_t> next{0};
+  std::vector<Status> results(fillers);
+  std::vector<std::thread> helpers;
+  for (size_t f = 1; f < fillers; ++f) {
+    helpers.emplace_back([&, f] { results[f] = FillTasks(&next); });
+  }
+  results[0] = FillTasks(&next);
+  for (std::thread& h : helpers) h.join();
+  Status st;
+  for (const Status& r : results) st.Update(r);
+  // A failure elsewhere (a write) stops the fillers early; report it.
+  if (st.ok()) st = status();
+  return st;
+}
+
+Status SaveJob::FillTasks(std::atomic<size_t>* next) {
+  StagingPool& pool = StagingPool::Instance();
+  // This filler's streams, one per device, and the caller streams each has
+  // already been ordered after.
+  std::map<int, std::unique_ptr<CopyStream>> streams;
+  std::map<int, std::set<uint64_t>> ordered;
+  struct Pending {
+    size_t task;
+    std::vector<std::pair<CopyStream*, uint64_t>> marks;
+    int64_t begin;
+  };
+  std::deque<Pending> pending;
+  auto complete = [&](const Pending& p) -> Status {
+    for (const auto& m : p.marks) {
+      Status s = m.first->WaitMark(m.second);
+      if (!s.ok()) {
+        return Status(s.code(), "copying " + DescribeTask(p.task) + " from the device failed: " + s.message());
+      }
+    }
+    staged_bytes_.fetch_add(plan_.tasks[p.task].bytes);
+    Record('f', p.task, p.begin);
+    PushReady(p.task);
+    return Status::Ok();
+  };
+
+  Status st;
+  while (st.ok() && !failed_.load()) {
+    size_t k = next->fetch_add(1);
+    if (k >= staged_list_.size()) break;
+    const size_t t = staged_list_[k];
+    const Task& task = plan_.tasks[t];
+    Pending p{t, {}, NowNs()};
+    StagingBuffer& buf = buffers_[t];
+    st = pool.Acquire(engine_, &quota_, &buf);
+    if (!st.ok()) break;
+    std::set<int> devices;
+    uint64_t off = 0;
+    for (size_t i = task.first; i < task.end && st.ok(); ++i) {
+      const Piece& pc = plan_.pieces[i];
+      const WriteItem& it = items_[pc.item];
+      if (it.on_device()) {
+        std::unique_ptr<CopyStream>& s = streams[it.device];
+        if (!s) st = engine_->NewStream(it.device, &s);
+        if (st.ok() && ordered[it.device].insert(it.stream).second) st = s->OrderAfter(it.stream);
+        if (st.ok()) st = s->CopyToHost(buf.data + off, it.device_ptr + pc.src_offset, pc.length);
+        if (!st.ok()) {
+          st = Status(st.code(), "copying tensor " + QuotedKey(it.key) + " from device " +
+                                     std::to_string(it.device) + " failed: " + st.message());
+        }
+        devices.insert(it.device);
+      } else {
+        std::memcpy(buf.data + off, it.data + pc.src_offset, pc.length);
+      }
+      off += pc.length;
+    }
+    for (int d : devices) {
+      if (!st.ok()) break;
+      uint64_t m = 0;
+      st = streams[d]->Mark(&m);
+      p.marks.emplace_back(streams[d].get(), m);
+    }
+    if (!st.ok()) break;
+    if (p.marks.empty()) {
+      st = complete(p);
+    } else {
+      // Keep one task's copies in flight while the previous one is handed to
+      // the writers: the copy of chunk k+1 overlaps the write of chunk k.
+      pending.push_back(std::move(p));
+      while (st.ok() && pending.size() > 1) {
+        st = complete(pending.front());
+        pending.pop_front();
+      }
+    }
+  }
+  while (!pending.empty()) {
+    if (st.ok()) st = complete(pending.front());
+    pending.pop_front();
+  }
+  if (!st.ok()) {
+    // Nothing may still be copying into a buffer that will be released.
+    for (auto& s : streams) {
+      uint64_t m = 0;
+      if (s.second->Mark(&m).ok()) s.second->WaitMark(m);
+    }
+  }
+  return st;
+}
+
+// ---------------------------------------------------------------------------
+// Writing.
+
+void SaveJob::StartWriting() {
+  std::call_once(writers_once_, [&] {
+    size_t n = std::min<size_t>(static_cast<size_t>(threads_), std::max<size_t>(plan_.tasks.size(), 1));
+    for (size_t i = 0; i < n; ++i) writers_.emplace_back([this] { WriterLoop(); });
+  });
+}
+
+void SaveJob::WriterLoop() {
+  const size_t total = plan_.tasks.size();
+  for (;;) {
+    size_t t;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return failed_.load() || !ready_.empty() || taken_ == total; });
+      if (failed_.load() || ready_.empty()) return;
+      t = ready_.front();
+      ready_.pop_front();
+      ++taken_;
+    }
+    int64_t begin = NowNs();
+    Status st = staged_[t] ? WriteStaged(t) : WriteDirect(t);
+    if (!st.ok()) {
+      Abort(st);
+      return;
+    }
+    written_bytes_.fetch_add(plan_.tasks[t].bytes);
+    // Counted before its buffer goes back, so that a snapshot that got the
+    // buffer sees the bytes as written.
+    if (staged_[t]) StagingPool::Instance().Release(&buffers_[t], &quota_);
+    Record('w', t, begin);
+    if (options_.durable) {
+      // Start writeback now so that the disk works while other tasks are
+      // still being copied.
+      const Task& task = plan_.tasks[t];
+      uint64_t first = plan_.pieces[task.first].file_offset;
+      st = files_.data(task.shard).StartWriteback(first, task.bytes);
+      if (!st.ok()) {
+        Abort(st);
+        return;
+      }
+    }
+  }
+}
+
+// A task written straight from the caller's host memory.
+Status SaveJob::WriteDirect(size_t t) {
+  const Task& task = plan_.tasks[t];
+  const File& file = files_.data(task.shard);
+  const std::vector<Piece>& pieces = plan_.pieces;
+  // A single large piece: checksum and write it in cache-sized steps.
+  if (task.end - task.first == 1 && pieces[task.first].length > kInterleaveBytes) {
+    const Piece& pc = pieces[task.first];
+    const uint8_t* src = items_[pc.item].data + pc.src_offset;
+    uint32_t crc = 0;
+    for (uint64_t done = 0; done < pc.length;) {
+      uint64_t n = std::min(kInterleaveBytes, pc.length - done);
+      crc = crc32c::Extend(crc, src + done, n);
+      FASTCKPT_RETURN_IF_ERROR(file.PwriteAll(src + done, n, pc.file_offset + done));
+      done += n;
+    }
+    piece_crc_[task.first] = crc;
+    return Status::Ok();
+  }
+  // A run of small pieces: checksum each, write them with one pwritev per
+  // cache-sized batch.
+  std::vector<struct iovec> iov;
+  iov.reserve(std::min<size_t>(task.end - task.first, IOV_MAX));
+  uint64_t batch_offset = pieces[task.first].file_offset;
+  uint64_t batch_bytes = 0;
+  for (size_t i = task.first; i < task.end; ++i) {
+    const Piece& pc = pieces[i];
+    const uint8_t* src = items_[pc.item].data + pc.src_offset;
+    piece_crc_[i] = crc32c::Value(src, pc.length);
+    iov.push_back({const_cast<uint8_t*>(src), static_cast<size_t>(pc.length)});
+    batch_bytes += pc.length;
+    if (batch_bytes >= kInterleaveBytes || iov.size() == IOV_MAX || i + 1 == task.end) {
+      FASTCKPT_RETURN_IF_ERROR(file.PwritevAll(iov.data(), static_cast<int>(iov.size()), batch_offset));
+      batch_offset += batch_bytes;
+      batch_bytes = 0;
+      iov.clear();
+    }
+  }
+  return Status::Ok();
+}
+
+// A task whose bytes lie in its staging buffer, packed in file order. The
+// caller releases the buffer.
+Status SaveJob::WriteStaged(size_t t) {
+  const Task& task = plan_.tasks[t];
+  const File& file = files_.data(task.shard);
+  const std::vector<Piece>& pieces = plan_.pieces;
+  StagingBuffer& buf = buffers_[t];
+  const uint64_t file_offset = pieces[task.first].file_offset;
+  // Walk the buffer in cache-sized steps: checksum the parts of the pieces
+  // in the step, then write the step while it is hot.
+  size_t p = task.first;
+  uint64_t piece_begin = 0;  // offset in the buffer of piece p
+  uint64_t covered = 0;      // bytes checksummed so far
+  for (uint64_t off = 0; off < task.bytes;) {
+    uint64_t n = std::min(kInterleaveBytes, task.bytes - off);
+    while (covered < off + n) {
+      uint64_t piece_end = piece_begin + pieces[p].length;
+      uint64_t upto = std::min(piece_end, off + n);
+      piece_crc_[p] = crc32c::Extend(piece_crc_[p], buf.data + covered, upto - covered);
+      covered = upto;
+      if (covered == piece_end) {
+        ++p;
+        piece_begin = piece_end;
+      }
+    }
+    FASTCKPT_RETURN_IF_ERROR(file.PwriteAll(buf.data + off, n, file_offset + off));
+    off += n;
+  }
+  return Status::Ok();
+}
+
+Status SaveJob::Finish(WriteResult* result) {
+  if (finished_) return FailedPrecondition("the save was already finished");
+  finished_ = true;
+  StartWriting();
+  Status snap = Snapshot();  // runs it here, or waits for the thread running it
+  for (std::thread& w : writers_) w.join();
+  writers_.clear();
+  for (StagingBuffer& b : buffers_) StagingPool::Instance().Release(&b, &quota_);
+  Status st = status();
+  st.Update(snap);
+  if (!st.ok()) {
+    files_.Abandon();
+    return st;
+  }
+  if (options_.durable) FASTCKPT_RETURN_IF_ERROR(files_.SyncData(threads_));
+  std::string index;
+  FASTCKPT_RETURN_IF_ERROR(BuildIndex(items_, plan_, piece_crc_, &index));
+  FASTCKPT_RETURN_IF_ERROR(files_.Commit(index, options_.durable, &result->files));
+  result->num_shards = plan_.num_shards;
+  result->data_bytes = plan_.total_bytes;
+  return Status::Ok();
+}
+
+}  // namespace fastckpt
