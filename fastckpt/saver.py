@@ -474,8 +474,13 @@ class _ArrayBackend:
             try:  # numpy, CuPy and JAX arrays say their dtype without a copy
                 dtype, shape = np.dtype(value.dtype), tuple(value.shape)
             except (AttributeError, TypeError):
-                arr = to_host_array(value)
-                dtype, shape = arr.dtype, tuple(arr.shape)
+                if (type(value).__module__ or "").startswith("torch"):
+                    from ._arrays import torch_numpy_dtype
+
+                    dtype, shape = torch_numpy_dtype(value.dtype), tuple(value.shape)
+                else:
+                    arr = to_host_array(value)
+                    dtype, shape = arr.dtype, tuple(arr.shape)
             specs.append(mg.VariableSpec(name=name, dtype=dtypes.from_numpy_dtype(dtype), shape=shape))
         return specs
 
@@ -505,7 +510,19 @@ class _ArrayBackend:
 
     def restore(self, sess: Any, reader: CheckpointReader) -> Optional[Dict[str, Any]]:
         replaced: Dict[str, Any] = {}
+        from . import _native
+        from ._device import is_device_array
+
+        if _native.device_path() != "cpu":
+            # Device arrays are filled in place, through pinned staging buffers.
+            on_device = {n: t for n, t in self.var_list.items() if is_device_array(t) and
+                         not (type(t).__module__ or "").startswith(("jax", "jaxlib"))}
+            reader.read_into(on_device)
+        else:
+            on_device = {}
         for name, target in self.var_list.items():
+            if name in on_device:
+                continue
             value = reader.get_tensor(name)
             new = _assign_array(name, target, value)
             if new is not None:

@@ -124,7 +124,7 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
   Status st;
   {
     py::gil_scoped_release release;
-    st = WriteBundle(prefix, native, opts, &result);
+    st = WriteBundle(prefix, std::move(native), opts, &result);
   }
   Check(st);
   return ResultDict(result);

@@ -20,38 +20,39 @@ constexpr uint64_t kAutoShardBytes = 32ull << 20;
 constexpr size_t kMaxPiecesPerTask = 4096;
 
 Status ValidateItem(const WriteItem& it) {
-  const std::string name = QuotedKey(it.key);
+  // Built only for a message: validation runs once per tensor.
+  auto name = [&]() { return QuotedKey(it.key); };
   if (it.key.empty()) return InvalidArgument("tensor names must not be empty");
   int elem = DtypeElementSize(it.dtype);
   if (elem < 0 || it.dtype == kDtVariant) {
-    return InvalidArgument("tensor " + name + " has dtype " + std::to_string(it.dtype) +
+    return InvalidArgument("tensor " + name() + " has dtype " + std::to_string(it.dtype) +
                            ", which a checkpoint cannot hold");
   }
   if (it.nbytes > 0 && it.data == nullptr && !it.on_device()) {
-    return InvalidArgument("tensor " + name + " has no data buffer");
+    return InvalidArgument("tensor " + name() + " has no data buffer");
   }
   if (it.on_device() && it.dtype == kDtString) {
-    return InvalidArgument("string tensor " + name + " cannot live in device memory");
+    return InvalidArgument("string tensor " + name() + " cannot live in device memory");
   }
   if (!it.slices.empty()) {
-    if (it.nbytes != 0) return InvalidArgument("partitioned tensor " + name + " must not carry data");
+    if (it.nbytes != 0) return InvalidArgument("partitioned tensor " + name() + " must not carry data");
     return Status::Ok();
   }
   // Element count, with overflow checks: a shape can come from anywhere.
   unsigned __int128 numel = 1;
   for (int64_t d : it.shape) {
-    if (d < 0) return InvalidArgument("tensor " + name + " has a negative dimension");
+    if (d < 0) return InvalidArgument("tensor " + name() + " has a negative dimension");
     numel *= static_cast<uint64_t>(d);
     if (numel > (static_cast<unsigned __int128>(1) << 62)) {
-      return InvalidArgument("tensor " + name + " has too many elements");
+      return InvalidArgument("tensor " + name() + " has too many elements");
     }
   }
   if (it.dtype == kDtString) {
-    if (!it.has_crc) return InvalidArgument("string tensor " + name + " lacks its CRC");
+    if (!it.has_crc) return InvalidArgument("string tensor " + name() + " lacks its CRC");
     return Status::Ok();
   }
   if (numel * static_cast<unsigned>(elem) != it.nbytes) {
-    return InvalidArgument("tensor " + name + ": " + std::to_string(it.nbytes) +
+    return InvalidArgument("tensor " + name() + ": " + std::to_string(it.nbytes) +
                            " bytes do not match its shape and dtype");
   }
   return Status::Ok();

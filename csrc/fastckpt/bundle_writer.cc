@@ -4,10 +4,10 @@
 
 namespace fastckpt {
 
-Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& items,
+Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items,
                    const WriteOptions& options, WriteResult* result) {
   std::unique_ptr<SaveJob> job;
-  FASTCKPT_RETURN_IF_ERROR(SaveJob::Create(prefix, items, options, StagingOptions(), &job));
+  FASTCKPT_RETURN_IF_ERROR(SaveJob::Create(prefix, std::move(items), options, StagingOptions(), &job));
   return job->Finish(result);
 }
 

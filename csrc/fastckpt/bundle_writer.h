@@ -72,7 +72,7 @@ struct WriteResult {
 // REQUIRES: keys are non-empty and unique (checked: kInvalidArgument).
 // Thread-safety: independent calls may run concurrently for different
 // prefixes. The GIL must NOT be held (no Python objects are touched).
-Status WriteBundle(const std::string& prefix, const std::vector<WriteItem>& items,
+Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items,
                    const WriteOptions& options, WriteResult* result);
 
 }  // namespace fastckpt
