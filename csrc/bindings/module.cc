@@ -11,4 +11,5 @@ PYBIND11_MODULE(_native, m) {
   fastckpt::bindings::RegisterWriter(m);
   fastckpt::bindings::RegisterReader(m);
   fastckpt::bindings::RegisterTesting(m);
+  fastckpt::bindings::RegisterCudaTesting(m);
 }
