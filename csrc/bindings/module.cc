@@ -12,4 +12,5 @@ PYBIND11_MODULE(_native, m) {
   fastckpt::bindings::RegisterReader(m);
   fastckpt::bindings::RegisterDevice(m);
   fastckpt::bindings::RegisterTesting(m);
+  fastckpt::bindings::RegisterCudaTesting(m);
 }

@@ -14,6 +14,7 @@ void RegisterReader(pybind11::module_& m);
 void RegisterDevice(pybind11::module_& m);
 // The `testing` submodule: fault injection for the test suite.
 void RegisterTesting(pybind11::module_& m);
+void RegisterCudaTesting(pybind11::module_& m);  // adds to `testing`: CUDA copy engine hooks
 
 }  // namespace bindings
 }  // namespace fastckpt
