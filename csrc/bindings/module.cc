@@ -11,6 +11,7 @@ PYBIND11_MODULE(_native, m) {
   fastckpt::bindings::RegisterWriter(m);
   fastckpt::bindings::RegisterReader(m);
   fastckpt::bindings::RegisterDevice(m);
+  fastckpt::bindings::RegisterDlpack(m);
   fastckpt::bindings::RegisterTesting(m);
   fastckpt::bindings::RegisterCudaTesting(m);
 }
