@@ -229,8 +229,19 @@ def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], thr
     """
     prefix = os.fspath(prefix)
     if has_device_items(items):
-        return start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
-                         sort_data=sort_data).finish()
+        job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
+                        sort_data=sort_data)
+        job.start_writing()  # writers free staging buffers while the snapshot fills them
+        try:
+            job.snapshot()  # on this thread: copies are ordered after this thread's streams
+        except BaseException as e:
+            job.abort(f"the snapshot failed: {e}")
+            try:
+                job.finish()  # joins the writers, removes the temporary files, returns the buffers
+            except Exception:
+                pass  # the snapshot's error is the one to report
+            raise
+        return job.finish()
     _check_options(num_shards, threads)
     return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
                                 bool(durable), config.task_bytes(), bool(sort_data))

@@ -19,7 +19,6 @@ and the last call are failed whatever the layout.
 """
 from __future__ import annotations
 
-import builtins
 import errno
 import hashlib
 import os
@@ -33,7 +32,6 @@ import pytest
 import fastckpt
 from fastckpt import _native
 from fastckpt import checkpoint_management as cm
-from fastckpt import metagraph as mg
 
 testing = _native.testing
 

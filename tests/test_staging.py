@@ -116,6 +116,8 @@ def test_copies_overlap_writes_and_each_write_follows_its_copy(tmp_path, sim_dev
     x = np.random.default_rng(4).standard_normal(12 * MiB // 4).astype(np.float32)
     items, _keep = prepare_items({"x": SimDeviceArray(x)})
     job = _native.SaveJob(str(tmp_path / "ck"), items, threads=2, durable=False, trace=True)
+    job.start_writing()
+    job.snapshot()
     job.finish()
     trace = job.trace()
     fills = {t: (b, e) for kind, t, b, e in trace if kind == "f"}

@@ -8,6 +8,7 @@ Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items,
                    const WriteOptions& options, WriteResult* result) {
   std::unique_ptr<SaveJob> job;
   FASTCKPT_RETURN_IF_ERROR(SaveJob::Create(prefix, std::move(items), options, StagingOptions(), &job));
+  FASTCKPT_RETURN_IF_ERROR(job->Snapshot());  // nothing to stage: host items are written in place
   return job->Finish(result);
 }
 

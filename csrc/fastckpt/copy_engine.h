@@ -38,7 +38,8 @@ class CopyStream {
 
   // Orders every copy enqueued on this stream from now on after the work the
   // caller has queued so far on `caller_stream` (kNoStream: a no-op). Does not
-  // block the host.
+  // block the host. kPerThreadDefaultStream means the calling thread's, so
+  // this is called on the thread that handed over the arrays.
   virtual Status OrderAfter(uint64_t caller_stream) = 0;
 
   // Enqueue asynchronous copies. `host` must stay valid until a Mark() taken
@@ -72,7 +73,7 @@ class CopyEngine {
 
 // The engine device arrays go through: one installed by the test suite
 // (InstallCopyEngine), else the CUDA driver's when it is usable. Otherwise
-// kFailedPrecondition explaining why there is no device path.
+// kUnavailable explaining why there is no device path.
 Status GetCopyEngine(std::shared_ptr<CopyEngine>* out);
 
 // Replaces the engine (the test suite installs the simulated one); nullptr
@@ -84,7 +85,7 @@ void InstallCopyEngine(std::shared_ptr<CopyEngine> engine);
 std::string ActiveDevicePath();
 
 // Implemented in cuda_copy_engine.cc: the engine over the CUDA driver API
-// (libcuda.so.1, loaded at run time). kFailedPrecondition when the driver is
+// (libcuda.so.1, loaded at run time). kUnavailable when the driver is
 // missing or has no device.
 Status NewCudaCopyEngine(std::shared_ptr<CopyEngine>* out);
 

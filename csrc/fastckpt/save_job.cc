@@ -168,13 +168,30 @@ Status SaveJob::RunSnapshot() {
   // copy engine busy; host snapshots are memcpy and use every thread.
   size_t fillers = staging_.snapshot_host ? static_cast<size_t>(threads_) : 1;
   fillers = std::min(fillers, staged_list_.size());
+  // Every filler's streams are created and ordered after the callers'
+  // streams here, on the calling thread: a per-thread default stream means
+  // the calling thread's, and the order must be taken when save() is called.
+  std::vector<StreamMap> streams(fillers);
+  if (engine_) {
+    std::map<int, std::set<uint64_t>> caller_streams;
+    for (const WriteItem& it : items_) {
+      if (it.on_device()) caller_streams[it.device].insert(it.stream);
+    }
+    for (StreamMap& mine : streams) {
+      for (const auto& dev : caller_streams) {
+        std::unique_ptr<CopyStream>& s = mine[dev.first];
+        FASTCKPT_RETURN_IF_ERROR(engine_->NewStream(dev.first, &s));
+        for (uint64_t caller : dev.second) FASTCKPT_RETURN_IF_ERROR(s->OrderAfter(caller));
+      }
+    }
+  }
   std::atomic<size_t> next{0};
   std::vector<Status> results(fillers);
   std::vector<std::thread> helpers;
   for (size_t f = 1; f < fillers; ++f) {
-    helpers.emplace_back([&, f] { results[f] = FillTasks(&next); });
+    helpers.emplace_back([&, f] { results[f] = FillTasks(&next, &streams[f]); });
   }
-  results[0] = FillTasks(&next);
+  results[0] = FillTasks(&next, &streams[0]);
   for (std::thread& h : helpers) h.join();
   Status st;
   for (const Status& r : results) st.Update(r);
@@ -183,12 +200,9 @@ Status SaveJob::RunSnapshot() {
   return st;
 }
 
-Status SaveJob::FillTasks(std::atomic<size_t>* next) {
+Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
   StagingPool& pool = StagingPool::Instance();
-  // This filler's streams, one per device, and the caller streams each has
-  // already been ordered after.
-  std::map<int, std::unique_ptr<CopyStream>> streams;
-  std::map<int, std::set<uint64_t>> ordered;
+  StreamMap& streams = *my_streams;  // one per device, already ordered after the callers' streams
   struct Pending {
     size_t task;
     std::vector<std::pair<CopyStream*, uint64_t>> marks;
@@ -224,10 +238,8 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next) {
       const Piece& pc = plan_.pieces[i];
       const WriteItem& it = items_[pc.item];
       if (it.on_device()) {
-        std::unique_ptr<CopyStream>& s = streams[it.device];
-        if (!s) st = engine_->NewStream(it.device, &s);
-        if (st.ok() && ordered[it.device].insert(it.stream).second) st = s->OrderAfter(it.stream);
-        if (st.ok()) st = s->CopyToHost(buf.data + off, it.device_ptr + pc.src_offset, pc.length);
+        CopyStream* s = streams.at(it.device).get();
+        st = s->CopyToHost(buf.data + off, it.device_ptr + pc.src_offset, pc.length);
         if (!st.ok()) {
           st = Status(st.code(), "copying tensor " + QuotedKey(it.key) + " from device " +
                                      std::to_string(it.device) + " failed: " + st.message());
@@ -394,7 +406,14 @@ Status SaveJob::Finish(WriteResult* result) {
   if (finished_) return FailedPrecondition("the save was already finished");
   finished_ = true;
   StartWriting();
-  Status snap = Snapshot();  // runs it here, or waits for the thread running it
+  Status snap;
+  {
+    // The snapshot runs on the thread that called Snapshot() (the one whose
+    // streams the arrays are ordered on); wait for it, or for an abort.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return snapshot_done_ || failed_.load(); });
+    if (snapshot_done_) snap = snapshot_status_;
+  }
   for (std::thread& w : writers_) w.join();
   writers_.clear();
   for (StagingBuffer& b : buffers_) StagingPool::Instance().Release(&b, &quota_);

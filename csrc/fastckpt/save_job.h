@@ -23,13 +23,17 @@
 // Thread-safety: Snapshot(), StartWriting(), Finish() and Abort() may be
 // called from different threads (e.g. Snapshot on the caller's thread and
 // Finish on a background one); each runs at most once, and a second caller of
-// Snapshot() waits for the first and gets its result. No Python is touched.
+// Snapshot() waits for the first and gets its result. Snapshot() must be
+// called on the thread that owns the arrays' streams (a per-thread default
+// stream is the calling thread's) and before or while Finish() runs: Finish()
+// waits for it. No Python is touched.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -91,8 +95,9 @@ class SaveJob {
 
  private:
   SaveJob() = default;
+  using StreamMap = std::map<int, std::unique_ptr<CopyStream>>;  // by device ordinal
   Status RunSnapshot();
-  Status FillTasks(std::atomic<size_t>* next);
+  Status FillTasks(std::atomic<size_t>* next, StreamMap* streams);
   void WriterLoop();
   Status WriteDirect(size_t t);
   Status WriteStaged(size_t t);
