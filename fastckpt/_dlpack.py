@@ -12,6 +12,7 @@ from .errors import InvalidArgumentError, UnsupportedDtypeError
 __all__ = ["describe_dlpack_device_array"]
 
 _LEGACY_STREAM = 1
+_DEVICE_TYPES = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
 def describe_dlpack_device_array(value: Any):
@@ -21,6 +22,11 @@ def describe_dlpack_device_array(value: Any):
     from ._device import DeviceArray
 
     tensor = _native.dlpack_export(value, stream=_LEGACY_STREAM)
+    if tensor.device_type not in _DEVICE_TYPES:
+        kind = tensor.device_type
+        tensor.release()
+        raise InvalidArgumentError(
+            f"the array's __dlpack_device__ names a CUDA device but its DLPack export is on device type {kind}")
     try:
         dtype = np.dtype(_native.dlpack_numpy_dtype(tensor.dtype_code, tensor.dtype_bits, tensor.dtype_lanes))
     except ValueError as e:

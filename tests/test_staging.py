@@ -274,3 +274,22 @@ def test_device_argument_is_validated(tmp_path):
     with pytest.raises(fastckpt.InvalidArgumentError, match="device must be 'cpu', 'cuda' or 'cuda:N', not 'tpu'"):
         fastckpt.load(tmp_path / "ck", device="tpu")
     assert fastckpt.load(tmp_path / "ck", device="cpu")["x"].tolist() == [0.0]
+
+
+def test_dlpack_only_device_array_must_export_device_memory(tmp_path, sim_device):
+    class Liar:
+        """Claims a CUDA device but exports host memory."""
+
+        def __init__(self):
+            self._a = np.arange(4.0)
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+        def __dlpack__(self, stream=None, max_version=None):
+            return self._a.__dlpack__()
+
+    with pytest.raises(fastckpt.InvalidArgumentError,
+                       match=r"tensor 'x': .*names a CUDA device but its DLPack export is on device type 1"):
+        fastckpt.save({"x": Liar()}, tmp_path / "ck")
+    assert os.listdir(tmp_path) == []
