@@ -202,7 +202,11 @@ def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threa
     :mod:`fastckpt.config`; `host_memory_budget` caps this save's share.
     """
     _check_options(num_shards, threads)
-    threads = threads or config.default_threads()
+    cores = config.default_threads()
+    fill_threads = threads or cores
+    if threads is None:
+        # An asynchronous save writes while the caller trains: leave it a core.
+        threads = max(1, cores - 1) if snapshot_host else cores
     buffer_bytes = config.staging_buffer_bytes()
     budget = config.host_memory_budget()
     _native.configure_staging(buffer_bytes, budget, budget)
@@ -216,7 +220,8 @@ def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threa
     else:  # a synchronous device save: a few buffers per thread keep the pipeline full
         max_buffers = max(1, min(3 * threads, budget // buffer_bytes))
     return _native.SaveJob(os.fspath(prefix), items, num_shards or 0, threads, bool(durable),
-                           config.task_bytes(), bool(sort_data), bool(snapshot_host), int(max_buffers))
+                           config.task_bytes(), bool(sort_data), bool(snapshot_host), int(max_buffers),
+                           False, fill_threads)
 
 
 def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
@@ -282,7 +287,9 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
             ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent directories are created.
         num_shards: number of data files; by default chosen from the total size
             and the number of threads.
-        threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count).
+        threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count;
+            an asynchronous save snapshots with that many and writes with one
+            fewer, leaving a core to the caller).
         durable: fsync every file and the directory before the checkpoint becomes
             visible. ``False`` is faster but a power loss can lose the checkpoint.
         blocking: ``False`` returns as soon as a consistent snapshot of the

@@ -137,13 +137,15 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
 class PySaveJob {
  public:
   PySaveJob(const std::string& prefix, py::list items, int num_shards, int threads, bool durable,
-            uint64_t task_bytes, bool sort_data, bool snapshot_host, int max_buffers, bool trace) {
+            uint64_t task_bytes, bool sort_data, bool snapshot_host, int max_buffers, bool trace,
+            int fill_threads) {
     std::vector<WriteItem> native;
     ParseItems(items, &native, &views_);
     StagingOptions staging;
     staging.snapshot_host = snapshot_host;
     staging.max_buffers = max_buffers;
     staging.trace = trace;
+    staging.fill_threads = fill_threads;
     WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data);
     Status st;
     {
@@ -246,10 +248,11 @@ void RegisterWriter(py::module_& m) {
         py::arg("sort_data") = true,
         "Writes a checkpoint bundle (data shards, then index). Releases the GIL while writing.");
   py::class_<PySaveJob>(m, "SaveJob", "A save in phases: snapshot() then finish() (see save_job.h).")
-      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool>(),
+      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool, int>(),
            py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0, py::arg("threads") = 0,
            py::arg("durable") = true, py::arg("task_bytes") = 0, py::arg("sort_data") = true,
-           py::arg("snapshot_host") = false, py::arg("max_buffers") = 0, py::arg("trace") = false)
+           py::arg("snapshot_host") = false, py::arg("max_buffers") = 0, py::arg("trace") = false,
+           py::arg("fill_threads") = 0)
       .def("snapshot", &PySaveJob::Snapshot,
            "Copies every staged byte into staging buffers; afterwards the source arrays may change.")
       .def("start_writing", &PySaveJob::StartWriting, "Starts the writer threads (idempotent).")

@@ -166,7 +166,8 @@ Status SaveJob::RunSnapshot() {
   if (staged_list_.empty()) return Status::Ok();
   // Device copies are only enqueued by the filler, so one thread keeps the
   // copy engine busy; host snapshots are memcpy and use every thread.
-  size_t fillers = staging_.snapshot_host ? static_cast<size_t>(threads_) : 1;
+  const int fill_threads = staging_.fill_threads > 0 ? staging_.fill_threads : threads_;
+  size_t fillers = staging_.snapshot_host ? static_cast<size_t>(fill_threads) : 1;
   fillers = std::min(fillers, staged_list_.size());
   // Every filler's streams are created and ordered after the callers'
   // streams here, on the calling thread: a per-thread default stream means

@@ -54,6 +54,10 @@ struct StagingOptions {
   bool snapshot_host = false;
   // Most staging buffers this save holds at once (0: 3 per writer thread).
   int max_buffers = 0;
+  // Threads copying host arrays during Snapshot() (0: the writer threads'
+  // count). An asynchronous save snapshots with every core (the caller is
+  // waiting) and then writes with fewer, leaving a core to the caller.
+  int fill_threads = 0;
   // Record a timeline of fills and writes (tests of the pipeline's overlap).
   bool trace = false;
 };
