@@ -1,9 +1,11 @@
 """Tests for the native CRC-32C (fastckpt._native.crc32c*).
 
-Every usable implementation (portable, sse42 / arm64 where the CPU has them) is
-checked against published vectors, against the google_crc32c package, and
-against itself when the data arrives in pieces; CRC combination is checked
-against a small pure-Python model of GF(2) polynomial arithmetic.
+Every usable implementation (portable, and sse42, avx2_vpclmul or arm64 where
+the CPU has them) is checked against published vectors, against the
+google_crc32c package, and against itself when the data arrives in pieces; CRC
+combination is checked against a small pure-Python model of GF(2) polynomial
+arithmetic. The AVX2 + VPCLMULQDQ kernel, whose block layout has the most
+seams, gets exhaustive checks of its own.
 """
 import array
 import os
@@ -22,7 +24,8 @@ import fastckpt
 from fastckpt import _native
 
 IMPLS = _native.crc32c_impls()
-ALL_NAMES = ("portable", "sse42", "arm64")
+ALL_NAMES = ("portable", "sse42", "avx2_vpclmul", "arm64")
+X86_NAMES = ("sse42", "avx2_vpclmul")
 # Where the fastckpt under test was imported from, for the subprocess tests.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastckpt.__file__)))
 
@@ -121,8 +124,12 @@ def test_impl_names():
     assert IMPLS[0] == "portable"
     assert set(IMPLS) <= set(ALL_NAMES)
     assert len(IMPLS) == len(set(IMPLS))
-    # At most one hardware kernel per architecture.
-    assert not ("sse42" in IMPLS and "arm64" in IMPLS)
+    # Hardware kernels of one architecture only; the AVX2 + VPCLMULQDQ kernel
+    # builds on SSE4.2 (and falls back on it for short inputs).
+    assert not (set(X86_NAMES) & set(IMPLS) and "arm64" in IMPLS)
+    if "avx2_vpclmul" in IMPLS:
+        assert "sse42" in IMPLS
+        assert IMPLS[-1] == "avx2_vpclmul"
     assert _native.crc32c_impl() in IMPLS
 
 
@@ -421,13 +428,17 @@ def _run_python(code, **env_overrides):
 
 
 def test_set_impl_in_fresh_process():
+    # The child runs without this process's FASTCKPT_DISABLE_CPU_FEATURES (if
+    # any), so its fastest implementation is its own last one.
     code = (
         "from fastckpt import _native\n"
-        "print(_native.crc32c_impl())\n"
+        "print(_native.crc32c_impl(), _native.crc32c_impls()[-1])\n"
         "_native.crc32c_set_impl('portable')\n"
         "print(_native.crc32c_impl(), hex(_native.crc32c(b'123456789')))\n"
     )
-    assert _run_python(code) == [IMPLS[-1], "portable", "0xe3069283"]
+    default, fastest, *rest = _run_python(code)
+    assert default == fastest
+    assert rest == ["portable", "0xe3069283"]
 
 
 _SELF_CHECK = (
@@ -466,3 +477,237 @@ def test_hardware_disabled_falls_back_to_portable():
         "portable",
         "portable",
     ]
+
+
+# --- The AVX2 + VPCLMULQDQ kernel (crc32c_avx2_vpclmul.cc) -------------------
+#
+# Its geometry: 256 bytes per iteration (128 folded by VPCLMULQDQ, 4 x 32 on
+# CRC32 streams); blocks of up to 128 iterations (32 KiB) with tabled merge
+# constants, 1024-iteration (256 KiB) blocks for long inputs; the SSE4.2 kernel
+# below 512 bytes and for the tail; up to 7 head bytes to reach 8-byte
+# alignment. The sizes and offsets below straddle every one of those seams.
+
+VPCLMUL = "avx2_vpclmul"
+needs_vpclmul = pytest.mark.skipif(
+    VPCLMUL not in IMPLS,
+    reason="needs an x86-64 CPU and OS with SSE4.2, PCLMULQDQ, AVX2 and VPCLMULQDQ",
+)
+_V_STEP = 256
+_V_MIN = 512
+_V_TABLE_BLOCK = 128 * _V_STEP
+_V_BIG_BLOCK = 1024 * _V_STEP
+
+
+def _vpclmul_seam_sizes():
+    bases = {_V_MIN, 3 * _V_STEP, 4 * _V_STEP, 4 * _V_STEP + 96, 17 * _V_STEP}
+    for block in (_V_TABLE_BLOCK, _V_BIG_BLOCK):
+        for mult in (1, 2, 3):
+            bases.add(mult * block)
+            bases.add(mult * block + _V_STEP)
+            bases.add(mult * block + _V_MIN)
+    bases.add(_V_BIG_BLOCK + _V_TABLE_BLOCK)
+    bases.add(2 * _V_BIG_BLOCK + 3 * _V_TABLE_BLOCK + 5 * _V_STEP + 96)
+    sizes = set()
+    for base in bases:
+        for delta in (-9, -8, -7, -1, 0, 1, 7, 8, 9, 95, 97):
+            sizes.add(base + delta)
+    return sorted(sizes)
+
+
+class _AlignedPool:
+    """Random bytes whose start is 64-byte aligned, so that an offset into it
+    is the offset from a cache-line (and YMM) boundary."""
+
+    def __init__(self, size, seed):
+        raw = np.frombuffer(random.Random(seed).randbytes(size + 64), dtype=np.uint8).copy()
+        shift = (-raw.ctypes.data) % 64
+        self._array = raw  # keeps the memory alive
+        self.view = memoryview(raw[shift : shift + size])
+
+    def chunk(self, offset, size):
+        return self.view[offset : offset + size]
+
+
+@pytest.fixture(scope="module")
+def aligned_pool():
+    return _AlignedPool(5 * 1024 * 1024, seed=4242)
+
+
+def _check_vpclmul(view, start=0, with_portable=True):
+    data = view.tobytes()
+    expected = google_crc32c.extend(start, data)
+    got = _native.crc32c(view, start, VPCLMUL)
+    assert got == expected, (len(data), hex(start))
+    if with_portable:
+        assert _native.crc32c(view, start, "portable") == expected, len(data)
+
+
+@needs_vpclmul
+def test_vpclmul_every_length_to_4096(aligned_pool):
+    # Every length (the hybrid starts at 512 bytes: one or more 256-byte
+    # iterations, then the SSE4.2 tail), from an aligned, a 16-byte aligned
+    # (as Python objects usually are) and an odd start.
+    for offset in (0, 16, 3):
+        for size in range(4097):
+            _check_vpclmul(aligned_pool.chunk(offset, size))
+
+
+@needs_vpclmul
+def test_vpclmul_every_block_length(aligned_pool):
+    # One block of each length 2..128 iterations (each has its own merge
+    # constants), then a tail; 8-byte aligned and not.
+    rng = random.Random(128)
+    for iters in range(2, 129):
+        for offset in (0, 5):
+            size = iters * _V_STEP + rng.randrange(_V_STEP)
+            _check_vpclmul(aligned_pool.chunk(offset, size), rng.getrandbits(32))
+
+
+@needs_vpclmul
+def test_vpclmul_every_alignment(aligned_pool):
+    sizes = [
+        _V_MIN,
+        777,
+        4096,
+        4096 + 255,
+        _V_TABLE_BLOCK + 300,
+        _V_BIG_BLOCK + _V_TABLE_BLOCK + 1000,
+        (1 << 20) + 13,
+    ]
+    for offset in range(64):
+        for size in sizes:
+            _check_vpclmul(aligned_pool.chunk(offset, size), with_portable=size <= 65536)
+
+
+@needs_vpclmul
+def test_vpclmul_seam_sizes(aligned_pool):
+    for size in _vpclmul_seam_sizes():
+        for offset in (0, 1, 7, 8, 16, 31):
+            _check_vpclmul(aligned_pool.chunk(offset, size), with_portable=size <= 100_000)
+
+
+@needs_vpclmul
+def test_vpclmul_random_sizes_to_4mib(aligned_pool):
+    rng = random.Random(31337)
+    for _ in range(120):
+        # Log-uniform sizes, random start offsets and incoming CRCs.
+        size = min(int(2 ** rng.uniform(0, 22)), 4 * 1024 * 1024)
+        offset = rng.randrange(64)
+        start = rng.getrandbits(32)
+        _check_vpclmul(aligned_pool.chunk(offset, size), start, with_portable=size <= 65536)
+    _check_vpclmul(aligned_pool.chunk(5, 4 * 1024 * 1024), 0x12345678, with_portable=False)
+
+
+@needs_vpclmul
+def test_vpclmul_extend_every_split_point(aligned_pool):
+    # Splits of a 2300-byte buffer put one side or both above the 512-byte
+    # threshold at every possible cut.
+    view = aligned_pool.chunk(9, 2300)
+    whole = google_crc32c.value(view.tobytes())
+    for i in range(len(view) + 1):
+        head = _native.crc32c(view[:i], impl=VPCLMUL)
+        assert _native.crc32c(view[i:], head, VPCLMUL) == whole, i
+
+
+@needs_vpclmul
+def test_vpclmul_extend_random_splits(aligned_pool):
+    rng = random.Random(77)
+    size = 3 * _V_BIG_BLOCK + 12345
+    view = aligned_pool.chunk(11, size)
+    whole = google_crc32c.value(view.tobytes())
+    assert _native.crc32c(view, impl=VPCLMUL) == whole
+    for _ in range(20):
+        # A mix of arbitrary cuts and cuts near the kernel's block lengths.
+        cuts = set(rng.sample(range(1, size), rng.randrange(1, 12)))
+        for block in (_V_STEP, _V_TABLE_BLOCK, _V_BIG_BLOCK):
+            cuts.add(block * rng.randrange(1, size // block) + rng.randrange(-8, 9))
+        crc, start = 0, 0
+        for cut in sorted(cuts) + [size]:
+            crc = _native.crc32c(view[start:cut], crc, VPCLMUL)
+            start = cut
+        assert crc == whole
+
+
+@needs_vpclmul
+@pytest.mark.parametrize("size", [512, 4096, 65536, _V_BIG_BLOCK, (1 << 20) + 3])
+def test_vpclmul_known_zero_buffers(size):
+    # An answer independent of google_crc32c: n zero bytes move the initial
+    # register (all ones) along by x^(8n), and the final inversion undoes the
+    # initial one, so crc(0^n) = ~(~0 * x^(8n) mod P).
+    expected = _ref_combine(0xFFFFFFFF, 0, size) ^ 0xFFFFFFFF
+    assert _native.crc32c(bytes(size), impl=VPCLMUL) == expected
+    # And the same zeros followed by the classic check input.
+    tail = b"123456789"
+    assert _native.crc32c(bytes(size) + tail, impl=VPCLMUL) == _ref_combine(
+        expected, 0xE3069283, len(tail)
+    )
+
+
+@needs_vpclmul
+def test_vpclmul_is_auto_choice():
+    _native.crc32c_set_impl("portable")
+    _native.crc32c_set_impl("auto")
+    assert _native.crc32c_impl() == VPCLMUL
+    fastckpt.config.set_crc32c_impl("sse42")
+    assert fastckpt.config.crc32c_impl() == "sse42"
+    fastckpt.config.set_crc32c_impl(VPCLMUL)
+    assert fastckpt.config.crc32c_impl() == VPCLMUL
+    data = random.Random(3).randbytes(100_000)
+    assert _native.crc32c(data) == google_crc32c.value(data)
+
+
+def _cpuinfo_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+@pytest.mark.skipif(
+    _cpuinfo_flags() is None or "sse4_2" not in (_cpuinfo_flags() or ()),
+    reason="needs Linux on an x86-64 CPU with SSE4.2",
+)
+def test_vpclmul_detection_matches_cpuinfo():
+    # The kernel clears the flags of features whose state the OS does not
+    # save, so /proc/cpuinfo is an independent account of what is usable.
+    flags = _cpuinfo_flags()
+    expected = {"pclmulqdq", "avx2", "vpclmulqdq"} <= flags
+    impls = _run_python("from fastckpt import _native; print(*_native.crc32c_impls())")
+    assert (VPCLMUL in impls) == expected
+
+
+@needs_vpclmul
+@pytest.mark.parametrize("masked", ["vpclmul", "avx2", "pclmul", "avx2,vpclmul"])
+def test_vpclmul_disabled_falls_back_to_sse42(masked):
+    assert _run_python(_SELF_CHECK, FASTCKPT_DISABLE_CPU_FEATURES=masked) == [
+        "portable",
+        "sse42",
+        "sse42",
+    ]
+
+
+@needs_vpclmul
+def test_vpclmul_default_and_forced_in_fresh_process():
+    assert _run_python(_SELF_CHECK) == ["portable", "sse42", VPCLMUL, VPCLMUL]
+    assert _run_python(_SELF_CHECK, FASTCKPT_CRC32C="sse42") == [
+        "portable",
+        "sse42",
+        VPCLMUL,
+        "sse42",
+    ]
+    assert _run_python(_SELF_CHECK, FASTCKPT_CRC32C=VPCLMUL) == [
+        "portable",
+        "sse42",
+        VPCLMUL,
+        VPCLMUL,
+    ]
+    # Forcing an implementation the (masked) CPU lacks fails at import.
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        _run_python(
+            "import fastckpt", FASTCKPT_CRC32C=VPCLMUL, FASTCKPT_DISABLE_CPU_FEATURES="vpclmul"
+        )
+    assert "not available on this CPU" in info.value.stderr

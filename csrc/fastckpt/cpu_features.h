@@ -8,8 +8,10 @@
 // For testing the fallback paths (and for ruling out a misbehaving instruction
 // in the field) features can be masked off before first use with the
 // environment variable FASTCKPT_DISABLE_CPU_FEATURES, a comma-separated list of
-// feature names: sse42, pclmul, arm64_crc32, or "all". Masking can only remove
-// features, never claim ones the CPU lacks.
+// feature names: sse42, pclmul, avx2, vpclmul, arm64_crc32, or "all". Masking
+// can only remove features, never claim ones the CPU lacks. Features that build
+// on one another are masked together: without sse42 there is no pclmul, and
+// without pclmul or avx2 there is no vpclmul.
 #pragma once
 
 namespace fastckpt {
@@ -19,6 +21,12 @@ namespace cpu {
 bool CanUseSse42();
 // x86-64 PCLMULQDQ (carry-less multiply), used to merge parallel CRC streams.
 bool CanUsePclmul();
+// x86-64 AVX2 with the OS saving the 256-bit YMM state (CPUID and XCR0).
+bool CanUseAvx2();
+// x86-64 VPCLMULQDQ on 256-bit registers: two carry-less multiplies per
+// instruction. True only together with CanUseAvx2() and CanUsePclmul(), which
+// the kernels that use it also rely on.
+bool CanUseVpclmul();
 // AArch64 CRC32 extension (CRC32C{B,H,W,X} instructions).
 bool CanUseArm64Crc32();
 

@@ -1,8 +1,8 @@
 // CRC-32C (Castagnoli), as TensorFlow checkpoints use it.
 //
 // Extend() dispatches once to the fastest implementation the CPU supports
-// (x86 SSE4.2, ARMv8 CRC, or a portable table fallback); tests and the
-// FASTCKPT_CRC32C setting can force one. All functions are thread-safe; the
+// (x86 AVX2 + VPCLMULQDQ, x86 SSE4.2, ARMv8 CRC, or a portable table
+// fallback); tests and the FASTCKPT_CRC32C setting can force one. All functions are thread-safe; the
 // active implementation is chosen before any worker thread starts and only
 // changed by SetImpl(), which callers must not race with checksumming.
 #pragma once
@@ -15,7 +15,7 @@
 namespace fastckpt {
 namespace crc32c {
 
-enum class Impl { kPortable = 0, kSse42 = 1, kArm64 = 2 };
+enum class Impl { kPortable = 0, kSse42 = 1, kArm64 = 2, kAvx2Vpclmul = 3 };
 
 // Returns the CRC-32C of (previous data || data[0..n)), where `crc` is the
 // CRC of the previous data (0 for none). Plain, unmasked values.

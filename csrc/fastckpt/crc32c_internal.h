@@ -93,6 +93,13 @@ uint32_t ExtendPortable(uint32_t state, const uint8_t* data, size_t n);
 // REQUIRES: cpu::CanUseSse42(). Uses PCLMULQDQ too when cpu::CanUsePclmul().
 // On non-x86-64 builds this falls back to ExtendPortable (and is never chosen).
 uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n);
+// The PCLMULQDQ-merged variant of ExtendSse42, without the run-time choice.
+// REQUIRES: cpu::CanUsePclmul(). Portable fallback off x86-64, as above.
+uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n);
+// REQUIRES: cpu::CanUseVpclmul(). CRC32 instruction streams and 256-bit
+// carry-less folding side by side (crc32c_avx2_vpclmul.cc). Portable
+// fallback off x86-64, as above.
+uint32_t ExtendAvx2Vpclmul(uint32_t state, const uint8_t* data, size_t n);
 // REQUIRES: cpu::CanUseArm64Crc32(). On non-AArch64 builds this falls back to
 // ExtendPortable (and is never chosen).
 uint32_t ExtendArm64(uint32_t state, const uint8_t* data, size_t n);

@@ -192,6 +192,10 @@ uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n) {
   return use_clmul ? ExtendClmul(state, data, n) : ExtendTables(state, data, n);
 }
 
+uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) {
+  return ExtendClmul(state, data, n);
+}
+
 #undef FASTCKPT_TARGET_SSE42
 #undef FASTCKPT_TARGET_CLMUL
 #undef FASTCKPT_INLINE_SSE42
@@ -201,6 +205,9 @@ uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n) {
 // Never selected off x86-64 (cpu::CanUseSse42() is false there); defined so
 // the dispatcher needs no per-architecture conditionals.
 uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n) {
+  return ExtendPortable(state, data, n);
+}
+uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) {
   return ExtendPortable(state, data, n);
 }
 
