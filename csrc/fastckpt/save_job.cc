@@ -194,10 +194,10 @@ Status SaveJob::RunSnapshot() {
   }
   results[0] = FillTasks(&next, &streams[0]);
   for (std::thread& h : helpers) h.join();
-  Status st;
+  // A failure elsewhere (a write) stops the fillers early, some of them with
+  // "cancelled": the job's first error is the one to report.
+  Status st = status();
   for (const Status& r : results) st.Update(r);
-  // A failure elsewhere (a write) stops the fillers early; report it.
-  if (st.ok()) st = status();
   return st;
 }
 
