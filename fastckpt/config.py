@@ -4,7 +4,7 @@
 variable               meaning
 =====================  =============================================================
 FASTCKPT_THREADS       default number of I/O threads (default: number of CPU cores)
-FASTCKPT_CRC32C        CRC32C implementation: auto (default), portable, sse42, arm64
+FASTCKPT_CRC32C        CRC32C implementation: auto (default), portable, sse42, avx2_vpclmul, arm64
 FASTCKPT_TASK_BYTES    bytes per unit of parallel work (default 16 MiB)
 FASTCKPT_STAGING_MB    size of one host staging buffer, MiB (default 64)
 FASTCKPT_HOST_BUDGET_MB
@@ -72,7 +72,7 @@ def host_memory_budget() -> int:
 
 
 def crc32c_impl() -> str:
-    """Name of the CRC32C implementation in use ('sse42', 'arm64' or 'portable')."""
+    """Name of the CRC32C implementation in use ('avx2_vpclmul', 'sse42', 'arm64' or 'portable')."""
     return _native.crc32c_impl()
 
 
