@@ -18,3 +18,13 @@ def test_demo_runs(tmp_path):
     shards = [f for f in files if f.startswith("model.ckpt.data-")]
     assert files == shards + ["model.ckpt.index"]
     assert shards == [f"model.ckpt.data-{i:05d}-of-{len(shards):05d}" for i in range(len(shards))]
+
+
+def test_async_training_example(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "examples", "async_training.py"), "--dir",
+                           str(tmp_path), "--size-mb", "4", "--steps", "30", "--every", "10"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 background saves" in proc.stdout
+    assert f"resumed from {tmp_path / 'model-30'}: every weight = 30.0" in proc.stdout
+    assert "kept: ['model-20.index', 'model-30.index']" in proc.stdout
