@@ -106,6 +106,7 @@ class Saver:
                 "If `var_list` is provided then build cannot be deferred. Either set defer_build=False "
                 "or var_list=None.")
         self._max_to_keep = max_to_keep
+        self._pending: List[Any] = []  # this saver's unfinished background saves, in order
         self._keep_hours = keep_checkpoint_every_n_hours
         self._pad_step_number = pad_step_number
         self._save_relative_paths = save_relative_paths
@@ -223,7 +224,8 @@ class Saver:
         consistent snapshot of the values is taken, with an :class:`AsyncSave`
         whose ``result()`` is the checkpoint prefix. The data, ``.meta``, state
         file and retention follow in the background, in the order of the
-        calls; the state file names the checkpoint only once it is complete.
+        calls; the state file names the checkpoint only once it is complete. A
+        blocking save waits for this saver's pending background saves first.
 
         ``sess`` is a ``tf.compat.v1.Session`` for graph-mode TensorFlow variables,
         and is ignored (pass None) for arrays and in eager mode.
@@ -296,7 +298,15 @@ class Saver:
                              write_meta if write_meta_graph else None, write_state)
                 return checkpoint_file
 
-            return start_background(job, checkpoint_file, finish)
+            handle = start_background(job, checkpoint_file, finish)
+            self._pending = [h for h in self._pending if not h.done()] + [handle]
+            return handle
+
+        # A blocking save commits after this saver's background saves, so that
+        # the state file and retention see the checkpoints in call order.
+        for pending in self._pending:
+            pending.wait()
+        self._pending = []
 
         def write_bundle() -> None:
             write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),

@@ -210,3 +210,18 @@ def test_main_thread_keeps_running_python_during_the_background_write(tmp_path):
         iterations += 1
     handle.result()
     assert iterations > 1000
+
+
+def test_blocking_saver_save_queues_behind_its_background_saves(tmp_path):
+    gate = threading.Event()
+    blocker = _background.AsyncSave("blocker")
+    _background.submit(blocker, gate.wait)
+    v = {"w": np.zeros(10)}
+    saver = fastckpt.Saver(v, max_to_keep=5)
+    first = saver.save(None, str(tmp_path / "model"), global_step=1, blocking=False)
+    threading.Timer(0.3, gate.set).start()
+    saver.save(None, str(tmp_path / "model"), global_step=2)  # waits for step 1 to commit
+    assert first.done()
+    state = fastckpt.get_checkpoint_state(str(tmp_path))
+    assert state.model_checkpoint_path == str(tmp_path / "model-2")
+    assert list(state.all_model_checkpoint_paths) == [str(tmp_path / "model-1"), str(tmp_path / "model-2")]
