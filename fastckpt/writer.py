@@ -279,10 +279,12 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     Args:
         tensors: name -> array. numpy arrays of any dtype a TensorFlow checkpoint
             holds (bfloat16 and float8 through ml_dtypes), object or ``S``/``U``
-            arrays of bytes/str (string tensors), scalars, torch CPU tensors, JAX
-            arrays, or anything exporting the buffer protocol,
-            ``__array_interface__`` or DLPack. Contiguous host arrays are written
-            straight from their memory, with no copy.
+            arrays of bytes/str (string tensors), scalars, torch tensors, JAX
+            and CuPy arrays, or anything exporting the buffer protocol,
+            ``__array_interface__``, ``__cuda_array_interface__`` or DLPack.
+            Contiguous host arrays are written straight from their memory, with
+            no copy; GPU arrays are copied device-to-host through pinned staging
+            buffers in the native core, ordered after the caller's stream.
         prefix: checkpoint prefix; files are ``PREFIX.index`` and
             ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent directories are created.
         num_shards: number of data files; by default chosen from the total size
