@@ -196,7 +196,8 @@ def split_bytes(sizes: Sequence[int], n: int) -> List[List[Segment]]:
 
 
 def _byte_view(a: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(a)).cast("B")
+    # Through a uint8 view: memoryview cannot cast dtypes without a buffer format (bfloat16).
+    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
