@@ -178,7 +178,8 @@ def scaling_bench(size: int, scratch: str, rounds: int = 3, cores: Optional[int]
             _, smp = measure(lambda p=prefix, t=t, s=s: fastckpt.save(
                 w.tensors, p, threads=t, num_shards=s, durable=False), sync=sync)
             rec["save"][f"{t},{s}"] = smp.to_json()
-            out, lmp = measure(lambda p=prefix, t=t: fastckpt.load(p, threads=t), sync=sync)
+            out, lmp = measure(lambda p=prefix, t=t: fastckpt.load(p, threads=t), sync=sync,
+                               prefault_bytes=w.nbytes)
             bad = W.check(w, out)
             del out
             if bad:

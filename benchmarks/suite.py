@@ -180,7 +180,8 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
                 continue
             prefix = os.path.join(rdir, restore_from, s.name, "ckpt")
             try:
-                out, sample = measure(lambda s=s, prefix=prefix: s.restore(prefix), sync=sync)
+                out, sample = measure(lambda s=s, prefix=prefix: s.restore(prefix), sync=sync,
+                                      prefault_bytes=w.nbytes)
                 bad = W.check(w, s.values(out))
             except Exception as e:  # noqa: BLE001
                 result["failed"][s.name] = f"restore: {_error(e)}"
