@@ -147,8 +147,10 @@ def prefault(nbytes: int) -> None:
 
 def settle(sync: bool = True, prefault_bytes: int = 0) -> None:
     gc.collect()
-    malloc_trim()
+    # Prefault first, trim after: glibc may serve the prefault from free heap chunks that
+    # earlier small arrays left, and only the trim hands those pages back.
     prefault(prefault_bytes)
+    malloc_trim()
     if sync:
         os.sync()
 
