@@ -1,7 +1,8 @@
-"""Shared helpers for fastckpt's benchmark scripts.
+"""Shared helpers of the benchmark suite: machine description, the transformer's shapes, the
+raw I/O baseline, statistics.
 
-Nothing here imports fastckpt or TensorFlow: scripts decide what they can import and report
-what they had to skip.
+Nothing here imports fastckpt or TensorFlow: the suite decides what it can import and reports
+what it had to skip.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import platform
 import shutil
 import statistics
 import threading
-import time
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -82,10 +82,25 @@ def filesystem_of(path: str) -> Dict[str, str]:
     return best
 
 
+def cpu_flags(wanted=("sse4_2", "pclmulqdq", "vpclmulqdq", "avx2", "avx512f", "sha_ni",
+                      "crc32", "pmull")) -> List[str]:
+    """The CPU features that matter for CRC32C and copies, as /proc/cpuinfo names them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info(directory: str) -> Dict[str, object]:
     ram = ram_bytes()
     return {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores": num_cores(),
         "ram_gib": round(ram / 2**30, 1) if ram else None,
         "filesystem": filesystem_of(directory),
@@ -98,8 +113,8 @@ def machine_info(directory: str) -> Dict[str, object]:
 
 def print_machine(info: Mapping[str, object]) -> None:
     fs = info["filesystem"]
-    print(f"machine : {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, "
-          f"kernel {info['kernel']}")
+    print(f"machine : {info['cpu']} ({', '.join(info.get('cpu_flags', [])) or 'no listed flags'}), "
+          f"{info['cores']} cores, {info['ram_gib']} GiB RAM, kernel {info['kernel']}")
     print(f"storage : {info['dir']} on {fs.get('fstype')} ({fs.get('device')} mounted at "
           f"{fs.get('mountpoint')}, {fs.get('free_gb', '?')} GB free)")
 
@@ -151,19 +166,6 @@ def transformer_shapes(total_bytes: int, itemsize: int = 4,
     return shapes, {"hidden": d, "layers": layers, "vocab": vocab}
 
 
-def make_tensors(shapes: Mapping[str, Tuple[int, ...]], dtype=np.float32,
-                 seed: int = 0) -> Dict[str, np.ndarray]:
-    """Random (incompressible) values, materialised so that no page is shared or lazy."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, shape in shapes.items():
-        if np.dtype(dtype) in (np.float32, np.float64):
-            out[name] = rng.random(shape, dtype=dtype)
-        else:
-            out[name] = rng.random(shape, dtype=np.float32).astype(dtype)
-    return out
-
-
 def total_nbytes(tensors: Mapping[str, np.ndarray]) -> int:
     return sum(int(a.nbytes) for a in tensors.values())
 
@@ -196,7 +198,8 @@ def split_bytes(sizes: Sequence[int], n: int) -> List[List[Segment]]:
 
 
 def _byte_view(a: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(a)).cast("B")
+    # Through a uint8 view: memoryview cannot cast dtypes without a buffer format (bfloat16).
+    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
@@ -237,14 +240,6 @@ def run_threads(fns: Iterable[Callable[[], None]]) -> None:
         t.join()
     if errors:
         raise errors[0]
-
-
-def fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: str) -> None:
@@ -317,35 +312,9 @@ def gbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / GB if seconds > 0 else float("inf")
 
 
-def remove_prefix_files(directory: str, prefix_base: str) -> None:
-    """Delete every file in ``directory`` whose name starts with ``prefix_base``."""
-    for name in os.listdir(directory):
-        if name.startswith(prefix_base):
-            path = os.path.join(directory, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
-
-
-def files_with_prefix(directory: str, prefix_base: str) -> List[str]:
-    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
-                  if n.startswith(prefix_base))
-
-
 def write_json(path: str, payload: Mapping[str, object]) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
-
-
-class Timer:
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
-        return False

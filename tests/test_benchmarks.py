@@ -1,59 +1,290 @@
-"""Smoke tests: the benchmark scripts run end to end and report throughput."""
+"""The benchmark suite runs end to end, measures what it claims, and checks what it restores."""
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
+import mmap
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import measure, targets  # noqa: E402
+from benchmarks import workloads as W  # noqa: E402
+from benchmarks.__main__ import parse_size  # noqa: E402
+from benchmarks.systems import _mapped, expand  # noqa: E402
+
+WORKLOADS = list(W.ALL)
+OPTIONAL_PEERS = {"tf-saver": "tensorflow", "tf-checkpoint": "tensorflow", "torch": "torch",
+                  "safetensors": "safetensors"}
 
 
-def _run(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def _env(extra_path=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-    return subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=str(ROOT),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=timeout,
-    )
+    paths = [str(p) for p in extra_path] + [str(ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
-def _check(proc: subprocess.CompletedProcess) -> None:
-    detail = f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-    assert proc.returncode == 0, f"exit code {proc.returncode}\n{detail}"
-    assert "fastckpt" in proc.stdout, detail
-    assert "GB/s" in proc.stdout, detail
+def _run(cmd, env, timeout=600):
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+    proc.seconds = time.perf_counter() - t0
+    return proc
 
 
-def test_bench_save_quick(tmp_path):
-    json_path = tmp_path / "timings.json"
-    proc = _run(
-        BENCH / "bench_save.py",
-        "--quick", "--rounds", "1", "--size-gb", "0.01",
-        "--dir", str(tmp_path), "--json", str(json_path),
-    )
-    _check(proc)
-    data = json.loads(json_path.read_text())
-    assert len(data["rounds"]) == 1
-    save = data["rounds"][0]["save"]
-    assert {"fastckpt", "raw-N", "raw-1"} <= set(save)
-    assert all(s > 0 for s in save.values())
-    assert data["rounds"][0]["restore"]["fastckpt"] > 0
-    assert 0.005e9 < data["model"]["nbytes"] < 0.02e9
-    # The scratch directory under --dir is removed at the end.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["timings.json"]
+def _detail(proc):
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-4000:]}"
+
+
+def _suite(tmp_path, *args, extra_path=()):
+    scratch_parent = tmp_path / "scratch"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--size", "1MiB", "--small-count",
+           "100", "--dir", str(scratch_parent), "--out", str(out), *args]
+    proc = _run(cmd, _env(extra_path))
+    assert proc.returncode == 0, _detail(proc)
+    data = json.loads((out / "summary.json").read_text())
+    # The scratch directory is removed at the end.
+    assert list(scratch_parent.iterdir()) == [], _detail(proc)
+    return proc, data
+
+
+def _check_system(w, name):
+    """`name` ran on workload `w`: every phase has a positive throughput, values verified."""
+    summ = w["summary"]["systems"][name]
+    for phase in ("save:page-cache", "save:durable", "restore"):
+        assert summ[phase]["gbps"] > 0, (w["workload"]["name"], name, phase)
+        assert summ[phase]["n"] == len(w["rounds"])
+        assert summ[phase]["cpu_s"] >= 0
+        assert summ[phase]["rss_extra_max"] >= 0
+    assert summ["verified"], (w["workload"]["name"], name, summ["checks"])
+    assert all(rec["check"][name] == "ok" for rec in w["rounds"])
+
+
+def _hide(tmp_path, modules):
+    """A directory that makes ``import MODULE`` fail for each of ``modules``."""
+    stubs = tmp_path / "hidden"
+    for m in modules:
+        (stubs / m).mkdir(parents=True)
+        (stubs / m / "__init__.py").write_text(
+            f"raise ImportError('{m} is hidden by the benchmark smoke test')\n")
+    return stubs
+
+
+def test_quick_suite(tmp_path):
+    """The CI smoke test: ``python -m benchmarks --quick`` with tiny sizes, as if TensorFlow,
+    torch and safetensors were not installed (they are skipped with a note)."""
+    stubs = _hide(tmp_path, ["tensorflow", "torch", "safetensors"])
+    proc, data = _suite(tmp_path, extra_path=[stubs])
+
+    names = [w["workload"]["name"] for w in data["workloads"]]
+    assert names == WORKLOADS
+    for w in data["workloads"]:
+        for s in ("fastckpt", "raw-N", "raw-1", "numpy"):
+            _check_system(w, s)
+        for s in OPTIONAL_PEERS:
+            assert "not importable" in w["skipped"][s], w["skipped"]
+        assert len(w["rounds"]) == 2
+        # Rounds rotate the order of the systems.
+        assert w["rounds"][0]["order"][0] != w["rounds"][1]["order"][0]
+        assert w["rounds"][0]["order"][0] == "fastckpt"
+        assert 0.9e6 < w["workload"]["nbytes"] < 1.2e6
+        # Durable saves fsync what they wrote; every system wrote files.
+        for mode in ("page-cache", "durable"):
+            for s, smp in w["rounds"][0]["save"][mode].items():
+                assert smp["files"] >= 1 and smp["file_bytes"] >= w["workload"]["nbytes"], s
+    wl = {w["workload"]["name"]: w for w in data["workloads"]}
+    assert wl["small"]["workload"]["tensors"] == 100
+    assert wl["large"]["workload"]["tensors"] == 1
+    assert wl["transformer-bf16"]["workload"]["dtypes"] == ["bfloat16"]
+    # The sharded workload is written as 4 files (+ the index) by fastckpt, 4 by numpy.
+    sh = wl["sharded"]["summary"]["systems"]
+    assert sh["fastckpt"]["save:page-cache"]["files"] == 5
+    assert sh["numpy"]["save:page-cache"]["files"] == 4
+
+    assert "skipped tf-saver: tensorflow not importable" in proc.stdout
+    assert any("torch skipped" in n for n in data["notes"])
+
+    crc = data["crc32c"]
+    assert crc["default"] in crc["impls"]
+    assert all(v > 0 for v in crc["median_gbps"][crc["default"]].values())
+    sc = data["scaling"]["summary"]
+    assert all(v > 0 for v in sc["save_gbps"].values())
+    assert all(v > 0 for v in sc["load_gbps"].values())
+
+    rows = data["targets"]["rows"]
+    keys = {r["key"] for r in rows}
+    assert {"save/raw-N page-cache", "save/raw-N durable", "restore/raw-N", "save/numpy durable",
+            "small/large save:page-cache", "crc32c GB/s", "save RSS"} <= keys
+    assert all(r["status"] in ("PASS", "MISS") for r in rows)
+    assert "== targets" in proc.stdout
+    assert "PASS" in proc.stdout or "MISS" in proc.stdout
+    # Progress goes to stderr.
+    assert "round 2/2" in proc.stderr
+    print(f"quick suite: {proc.seconds:.1f} s")
+
+
+def test_quick_suite_peers(tmp_path):
+    """Every installed peer saves, restores and verifies the bfloat16 and sharded workloads."""
+    have = [s for s, mod in OPTIONAL_PEERS.items() if importlib.util.find_spec(mod) is not None]
+    if not have:
+        pytest.skip("none of tensorflow, torch, safetensors is installed")
+    _proc, data = _suite(tmp_path, "--parts", "workloads", "--workloads",
+                         "transformer-bf16,sharded", "--systems", ",".join(have + ["numpy"]))
+    for w in data["workloads"]:
+        assert not w["failed"], w["failed"]
+        for s in ["fastckpt", "numpy"] + have:
+            _check_system(w, s)
+    sh = {w["workload"]["name"]: w for w in data["workloads"]}["sharded"]
+    for s in have:
+        # Each peer wrote more than one data file for the sharded workload.
+        assert sh["summary"]["systems"][s]["save:page-cache"]["files"] >= 4, s
 
 
 def test_bench_crc32c_quick():
-    script = BENCH / "bench_crc32c.py"
-    if not script.exists():
-        pytest.skip("benchmarks/bench_crc32c.py does not exist")
-    _check(_run(script, "--quick"))
+    proc = _run([sys.executable, str(BENCH / "bench_crc32c.py"), "--quick"], _env())
+    assert proc.returncode == 0, _detail(proc)
+    assert "fastckpt" in proc.stdout and "GB/s" in proc.stdout
+
+
+def test_bench_save_alias(tmp_path):
+    out = tmp_path / "t.json"
+    proc = _run([sys.executable, str(BENCH / "bench_save.py"), "--quick", "--no-tf", "--size-gb",
+                 "0.002", "--rounds", "1", "--dir", str(tmp_path), "--json", str(out)], _env())
+    assert proc.returncode == 0, _detail(proc)
+    data = json.loads(out.read_text())
+    (w,) = data["workloads"]
+    assert w["workload"]["name"] == "transformer-fp32"
+    assert set(w["systems"]) == {"fastckpt", "raw-N", "raw-1"}
+    assert w["modes"] == ["page-cache"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts, in process
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_size():
+    assert parse_size("1GiB") == 1 << 30
+    assert parse_size("256MiB") == 256 << 20
+    assert parse_size("0.5GB") == 500_000_000
+    assert parse_size("4096") == 4096
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size("lots")
+
+
+def test_expand_systems():
+    assert expand(["numpy", "raw", "fastckpt"]) == ["fastckpt", "raw-N", "raw-1", "numpy"]
+    assert expand(["tf"]) == ["tf-saver", "tf-checkpoint"]
+    with pytest.raises(ValueError):
+        expand(["pickle"])
+
+
+@pytest.mark.parametrize("count,n", [(10, 3), (5, 5), (3, 8), (100, 8), (1, 1)])
+def test_split_groups(count, n):
+    tensors = {f"t{i:03d}": np.zeros(1 + (i * 37) % 11, np.float32) for i in range(count)}
+    groups = W.split_groups(tensors, n)
+    assert len(groups) == min(count, n)
+    assert all(groups)
+    # Consecutive names, each exactly once, in order.
+    assert [k for g in groups for k in g] == list(tensors)
+
+
+def test_workloads_have_their_shapes():
+    size = 2 << 20
+    small = W.build("small", size, small_count=1000)
+    assert small.count == 1000 and abs(small.nbytes - size) < 4000
+    assert all(a.flags.owndata for a in small.tensors.values())
+    large = W.build("large", size)
+    assert large.count == 1 and abs(large.nbytes - size) <= 4 * 4096
+    bf = W.build("transformer-bf16", size)
+    assert bf.dtypes == ["bfloat16"] and 0.8 * size < bf.nbytes < 1.2 * size
+    names = list(W.build("transformer-fp32", size).tensors)
+    assert any("attention" in n for n in names) and any("mlp" in n for n in names)
+    assert any("ln_1" in n for n in names) and any(n.endswith("bias") for n in names)
+    assert W.build("sharded", size, shards=3).shards == 3
+
+
+def test_check_catches_any_difference():
+    w = W.build("transformer-fp32", 1 << 20)
+    same = {k: v.copy() for k, v in w.tensors.items()}
+    assert W.check(w, same) is None
+    name = list(same)[3]
+    bad = dict(same)
+    bad[name] = same[name].copy()
+    bad[name].view(np.uint8)[5] ^= 1
+    assert name in W.check(w, bad)
+    del bad[name]
+    assert "names differ" in W.check(w, bad)
+    wrong_dtype = dict(same)
+    wrong_dtype[name] = same[name].view(np.int32)
+    assert "int32" in W.check(w, wrong_dtype)
+
+
+def test_peak_rss_sees_an_allocation():
+    measure.settle(sync=False)
+    _, smp = measure.measure(lambda: np.ones(64 << 20, np.uint8).sum(), sync=False)
+    assert smp.rss_extra >= 60 << 20, smp
+    _, smp = measure.measure(lambda: None, sync=False)
+    assert smp.rss_extra < 16 << 20, smp
+
+
+def test_mapped_arrays_are_detected(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"\0" * 4096)
+    with open(p, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        a = np.frombuffer(m, np.uint8)[16:32]
+        assert _mapped(a)
+        del a
+        m.close()
+    assert not _mapped(np.zeros(4))
+    assert not _mapped(np.frombuffer(bytearray(8), np.uint8))
+    mm = np.memmap(p, dtype=np.uint8, mode="r")
+    assert _mapped(mm[4:8])
+
+
+def test_fsync_tree_counts_files(tmp_path):
+    (tmp_path / "a").write_bytes(b"x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_bytes(b"y")
+    assert measure.fsync_tree(str(tmp_path)) == 2
+
+
+def test_targets_pass_and_miss():
+    def wl(name, fc, raw, modes=("page-cache",)):
+        rounds = [{"save": {m: {"fastckpt": {"seconds": f, "rss_extra": 1 << 20},
+                                "raw-N": {"seconds": r, "rss_extra": 0}} for m in modes},
+                   "restore": {"fastckpt": {"seconds": f}, "raw-N": {"seconds": r}}}
+                  for f, r in zip(fc, raw)]
+        ratios = {"restore": {"raw-N": 1.0}}
+        for m in modes:
+            ratios[f"save:{m}"] = {"raw-N": sorted(r / f for f, r in zip(fc, raw))[len(fc) // 2]}
+        return {"workload": {"name": name, "nbytes": 10**9, "tensors": 1},
+                "modes": list(modes), "systems": ["fastckpt", "raw-N"], "rounds": rounds,
+                "summary": {"ratios": ratios}}
+
+    res = {"workloads": [wl("large", [1.0, 1.0, 1.0], [1.0, 0.95, 1.2]),
+                         wl("small", [4.0, 3.0, 5.0], [1.0, 1.0, 1.0])]}
+    t = targets.evaluate(res)
+    cells = {(r["key"], r["scope"]): r for r in t["rows"]}
+    assert cells[("save/raw-N page-cache", "large")]["status"] == "PASS"
+    assert cells[("save/raw-N page-cache", "small")]["status"] == "MISS"
+    assert t["overall"]["save/raw-N page-cache"] == "MISS"
+    # small/large pairs round r with round r: 1/4, 1/3 and 1/5 -> median 0.25.
+    sl = cells[("small/large save:page-cache", "small vs large")]
+    assert sl["value"] == pytest.approx(0.25) and sl["status"] == "MISS"
+    assert cells[("save RSS", "max of all saves")]["status"] == "PASS"

@@ -1,0 +1,150 @@
+"""The performance targets, evaluated on a run's results: PASS or MISS for each.
+
+Ratios are medians over rounds of paired ratios (fastckpt's throughput divided by the other
+system's, in the same round), so that a slow spell of a shared machine hits both sides of a
+ratio alike. A target is evaluated on every workload where both systems ran; its overall
+verdict is PASS only if every evaluated cell passes.
+
+Small tensors against the large tensor pairs round r of one workload with round r of the other;
+the two workloads run one after the other (minutes apart), so that pairing is looser than the
+pairs inside a workload.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from . import _common as C
+
+MiB = 1 << 20
+RSS_LIMIT = 256 * MiB
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    text: str
+    threshold: float
+    op: str = ">="  # value OP threshold passes
+
+    def passes(self, value: float) -> bool:
+        return {">=": operator.ge, ">": operator.gt, "<=": operator.le}[self.op](value,
+                                                                              self.threshold)
+
+
+def _peer_targets(mode_names: List[str]) -> List[tuple]:
+    out = []
+    for mode in mode_names:
+        phase = f"save:{mode}"
+        out += [
+            (Target(f"save/raw-N {mode}", f"save >= 0.9 x raw parallel write ({mode})", 0.9),
+             phase, "raw-N"),
+            (Target(f"save/tf-saver {mode}", f"save >= 2.5 x TF Saver ({mode})", 2.5),
+             phase, "tf-saver"),
+        ]
+        for peer in ("safetensors", "torch", "numpy"):
+            out.append((Target(f"save/{peer} {mode}", f"save ahead of {peer} ({mode})", 1.0,
+                               ">"), phase, peer))
+    out += [
+        (Target("restore/raw-N", "restore >= 0.9 x raw parallel read into fresh arrays", 0.9),
+         "restore", "raw-N"),
+        (Target("restore/tf-saver", "restore >= 3 x TF Saver", 3.0), "restore", "tf-saver"),
+    ]
+    return out
+
+
+def _row(t: Target, scope: str, value: Optional[float], note: str = "") -> dict:
+    status = "n/a" if value is None else ("PASS" if t.passes(value) else "MISS")
+    return {"key": t.key, "text": t.text, "scope": scope, "value": value,
+            "threshold": t.threshold, "op": t.op, "status": status, "note": note}
+
+
+def evaluate(results: dict) -> dict:
+    rows: List[dict] = []
+    wls = {w["workload"]["name"]: w for w in results.get("workloads", [])}
+    modes: List[str] = []
+    for w in wls.values():
+        for m in w.get("modes", []):
+            if m not in modes:
+                modes.append(m)
+
+    for t, phase, peer in _peer_targets(modes):
+        for name, w in wls.items():
+            ratio = w["summary"]["ratios"].get(phase, {}).get(peer)
+            if ratio is not None:
+                rows.append(_row(t, name, ratio))
+
+    # 100,000 small tensors at >= 0.5 x the large tensor's throughput (fastckpt, both workloads).
+    small, large = wls.get("small"), wls.get("large")
+    if small and large and "fastckpt" in small["systems"] and "fastckpt" in large["systems"]:
+        sb, lb = small["workload"]["nbytes"], large["workload"]["nbytes"]
+        for phase in [f"save:{m}" for m in modes] + ["restore"]:
+            ratios = []
+            for rs, rl in zip(small["rounds"], large["rounds"]):
+                a = _get(rs, phase).get("fastckpt")
+                b = _get(rl, phase).get("fastckpt")
+                if a and b:
+                    ratios.append((sb / a["seconds"]) / (lb / b["seconds"]))
+            if ratios:
+                t = Target(f"small/large {phase}",
+                           f"{small['workload']['tensors']:,} small tensors >= 0.5 x one large "
+                           f"tensor ({phase.replace(':', ', ')})", 0.5)
+                rows.append(_row(t, "small vs large", C.median(ratios)))
+
+    crc = results.get("crc32c")
+    if crc:
+        t = Target("crc32c/google", "CRC32C >= 1.0 x google-crc32c (one thread)", 1.0)
+        for n in crc["sizes"]:
+            v = crc["ratio_vs_google"].get(str(n))
+            if v is not None:
+                rows.append(_row(t, _size(n), v))
+        best_n = max(crc["sizes"], key=lambda n: crc["median_gbps"][crc["default"]][str(n)])
+        t = Target("crc32c GB/s", f"CRC32C >= 20 GB/s per core ({crc['default']}, best block "
+                   "size)", 20.0)
+        rows.append(_row(t, _size(best_n), crc["median_gbps"][crc["default"]][str(best_n)]))
+
+    # Extra RSS of a synchronous fastckpt.save, whatever the size: every save measured.
+    peaks = []
+    for name, w in wls.items():
+        for rec in w["rounds"]:
+            for m in rec["save"]:
+                s = rec["save"][m].get("fastckpt")
+                if s:
+                    peaks.append((s["rss_extra"],
+                                  f"{name} ({w['workload']['nbytes'] / C.GB:.2f} GB)"))
+    sc = results.get("scaling")
+    if sc:
+        for rec in sc["rounds"]:
+            for s in rec["save"].values():
+                peaks.append((s["rss_extra"],
+                              f"scaling ({sc['workload']['nbytes'] / C.GB:.2f} GB)"))
+    if peaks:
+        t = Target("save RSS", "extra RSS during a synchronous fastckpt.save <= 256 MiB",
+                   RSS_LIMIT, "<=")
+        worst = max(peaks)
+        rows.append(_row(t, "max of all saves", float(worst[0]),
+                         f"worst: {worst[1]}; {len(peaks)} saves"))
+
+    overall: Dict[str, str] = {}
+    for r in rows:
+        prev = overall.get(r["key"])
+        if r["status"] == "MISS" or prev == "MISS":
+            overall[r["key"]] = "MISS"
+        elif r["status"] == "PASS":
+            overall[r["key"]] = "PASS"
+        else:
+            overall.setdefault(r["key"], "n/a")
+    return {"rows": rows, "overall": overall}
+
+
+def _get(rec: dict, phase: str) -> dict:
+    if phase == "restore":
+        return rec.get("restore", {})
+    return rec.get("save", {}).get(phase.split(":", 1)[1], {})
+
+
+def _size(n: int) -> str:
+    from .micro import size_label
+
+    return size_label(n)
