@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Seq
 import numpy as np
 
 from . import _native, config
+from ._gc import gc_paused
 from .errors import (CheckpointNotFoundError, DataLossError, InvalidArgumentError,
                      TensorNotFoundError, UnsupportedDtypeError)
 from .format import dtypes, slices as slicing
@@ -72,6 +73,10 @@ class CheckpointReader:
         self._native = _native.Reader(self.prefix)
         self._entries: Dict[str, _Entry] = {}
         self._slice_keys: Dict[bytes, Tuple[int, int, Tuple[int, ...]]] = {}  # index, dtype, shape
+        with gc_paused():
+            self._index_entries()
+
+    def _index_entries(self) -> None:
         for i, (key, dt, shape, _shard, _off, size, _crc, slices) in enumerate(self._native.entries()):
             if key[:1] == b"\0":
                 # Slice entries (partitioned variables) are reached through the
@@ -303,6 +308,10 @@ class CheckpointReader:
         ``(shape, dtype, device) -> array``; default CuPy if installed, else
         torch); string tensors stay numpy object arrays.
         """
+        with gc_paused():
+            return self._read_all(device, array_type)
+
+    def _read_all(self, device: Any, array_type: Any) -> Dict[str, Any]:
         from ._device import allocator, parse_device
 
         ordinal = parse_device(device)

@@ -11,6 +11,7 @@ import numpy as np
 from . import _background, _native, config
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array
+from ._gc import gc_paused
 from .errors import CheckpointIOError, InvalidArgumentError, UnsupportedDtypeError
 from .format import dtypes
 
@@ -163,6 +164,11 @@ def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
     """
     if not isinstance(tensors, Mapping):
         raise InvalidArgumentError(f"tensors must be a mapping of name -> array, not {type(tensors).__name__}")
+    with gc_paused():
+        return _prepare_items(tensors)
+
+
+def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
     items, keep = [], []
     fixed = _FIXED_SIZE_DTYPES
     ndarray = np.ndarray

@@ -234,3 +234,21 @@ def test_main_in_process(ckpt, capsys):
     assert json.loads(capsys.readouterr().out)["bad"][0]["name"] == "global_step"
     with open(os.path.join(os.path.dirname(__file__), os.pardir, "pyproject.toml")) as f:
         assert 'fastckpt = "fastckpt.cli:main"' in f.read()
+
+
+def test_bench_runs_the_suite_from_a_checkout(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "fastckpt", "bench", "--quick", "--parts", "crc32c",
+                           "--out", str(tmp_path / "out")], cwd=repo, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "CRC32C >= 20 GB/s per core" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary and isinstance(summary, dict)
+
+
+def test_bench_outside_a_checkout_says_how_to_run_it(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fastckpt", "bench", "--quick"], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "run it from a source checkout: python -m benchmarks" in proc.stderr
