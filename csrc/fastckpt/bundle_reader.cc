@@ -8,6 +8,7 @@
 #include "fastckpt/crc32c.h"
 #include "fastckpt/dtypes.h"
 #include "fastckpt/naming.h"
+#include "fastckpt/read_plan.h"
 #include "fastckpt/table_reader.h"
 #include "fastckpt/thread_pool.h"
 
@@ -188,66 +189,20 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
   }
   // Work list: large tensors in task_bytes pieces; runs of small tensors that
   // lie back to back in one file share a task (one preadv).
-  struct Piece {
-    size_t req;
-    uint64_t offset;  // within the tensor
-    uint64_t length;
-  };
-  std::vector<size_t> order(requests.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const BundleEntry& x = entries_[requests[a].entry];
-    const BundleEntry& y = entries_[requests[b].entry];
-    return x.shard_id != y.shard_id ? x.shard_id < y.shard_id : x.offset < y.offset;
-  });
-  std::vector<Piece> pieces;
-  std::vector<std::pair<size_t, size_t>> tasks;  // [first, end) of pieces
-  std::vector<size_t> first_piece(requests.size(), 0), num_pieces(requests.size(), 0);
-  {
-    size_t batch_first = 0;
-    uint64_t batch_bytes = 0;
-    int32_t batch_shard = -1;
-    uint64_t batch_end = 0;  // file offset just past the batch
-    auto flush = [&]() {
-      if (pieces.size() > batch_first) tasks.emplace_back(batch_first, pieces.size());
-      batch_first = pieces.size();
-      batch_bytes = 0;
-      batch_shard = -1;
-    };
-    for (size_t ri : order) {
-      const BundleEntry& e = entries_[requests[ri].entry];
-      uint64_t size = static_cast<uint64_t>(e.size);
-      first_piece[ri] = pieces.size();
-      if (size > task_bytes) {
-        flush();
-        for (uint64_t off = 0; off < size; off += task_bytes) {
-          pieces.push_back({ri, off, std::min(task_bytes, size - off)});
-          flush();
-        }
-      } else if (size > 0) {
-        bool adjacent = batch_shard == e.shard_id && batch_end == static_cast<uint64_t>(e.offset);
-        if (!adjacent || batch_bytes >= task_bytes || pieces.size() - batch_first >= kMaxRequestsPerTask) {
-          flush();
-        }
-        pieces.push_back({ri, 0, size});
-        batch_shard = e.shard_id;
-        batch_end = static_cast<uint64_t>(e.offset) + size;
-        batch_bytes += size;
-      }
-      num_pieces[ri] = pieces.size() - first_piece[ri];
-    }
-    flush();
-  }
+  std::vector<const BundleEntry*> req_entries(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) req_entries[i] = &entries_[requests[i].entry];
+  const ReadPlan plan = PlanReads(req_entries, task_bytes, kMaxRequestsPerTask);
+  const std::vector<ReadPiece>& pieces = plan.pieces;
   std::vector<uint32_t> piece_crc(pieces.size(), 0);
-  FASTCKPT_RETURN_IF_ERROR(ParallelFor(tasks.size(), threads, [&](size_t t) -> Status {
-    size_t first = tasks[t].first, end = tasks[t].second;
+  FASTCKPT_RETURN_IF_ERROR(ParallelFor(plan.tasks.size(), threads, [&](size_t t) -> Status {
+    size_t first = plan.tasks[t].first, end = plan.tasks[t].end;
     const ReadRequest& r0 = requests[pieces[first].req];
     const BundleEntry& e0 = entries_[r0.entry];
     const File& file = shards_[e0.shard_id];
     uint64_t file_off = static_cast<uint64_t>(e0.offset) + pieces[first].offset;
     if (end - first == 1) {
       // One piece: read and checksum in cache-sized steps.
-      const Piece& pc = pieces[first];
+      const ReadPiece& pc = pieces[first];
       uint8_t* dst = r0.dest + pc.offset;
       uint32_t crc = 0;
       for (uint64_t done = 0; done < pc.length;) {
@@ -301,20 +256,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
     return Status::Ok();
   }));
   // Verify every tensor's CRC from its pieces.
-  for (size_t ri = 0; ri < requests.size(); ++ri) {
-    uint32_t crc = 0;
-    if (num_pieces[ri] > 0) {
-      crc = piece_crc[first_piece[ri]];
-      for (size_t p = first_piece[ri] + 1; p < first_piece[ri] + num_pieces[ri]; ++p) {
-        crc = crc32c::Combine(crc, piece_crc[p], pieces[p].length);
-      }
-    }
-    const BundleEntry& e = entries_[requests[ri].entry];
-    if (crc != crc32c::Unmask(e.masked_crc32c)) {
-      return DataLoss(Describe(requests[ri].entry) + ": data checksum mismatch (the file is corrupt)");
-    }
-  }
-  return Status::Ok();
+  return CheckReadCrcs(plan, req_entries, piece_crc, [&](size_t ri) { return Describe(requests[ri].entry); });
 }
 
 }  // namespace fastckpt

@@ -10,6 +10,7 @@
 #include "fastckpt/bundle_reader.h"
 #include "fastckpt/crc32c.h"
 #include "fastckpt/dtypes.h"
+#include "fastckpt/read_plan.h"
 #include "fastckpt/staging_pool.h"
 
 namespace fastckpt {
@@ -19,20 +20,6 @@ namespace {
 // Bytes read and then checksummed while still in cache.
 constexpr uint64_t kReadStep = 1ull << 20;
 constexpr size_t kMaxPiecesPerTask = 4096;
-
-struct DevicePiece {
-  size_t req;
-  uint64_t offset;  // within the tensor
-  uint64_t length;
-};
-
-// Pieces [first, end): back to back in one data file, together at most one
-// staging buffer.
-struct DeviceTask {
-  size_t first;
-  size_t end;
-  uint64_t bytes;
-};
 
 }  // namespace
 
@@ -51,53 +38,12 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
   StagingPool& pool = StagingPool::Instance();
   const uint64_t buffer_bytes = pool.buffer_bytes();
 
-  // Work list in file order, as in Read().
-  std::vector<size_t> order(requests.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const BundleEntry& x = entries_[requests[a].entry];
-    const BundleEntry& y = entries_[requests[b].entry];
-    return x.shard_id != y.shard_id ? x.shard_id < y.shard_id : x.offset < y.offset;
-  });
-  std::vector<DevicePiece> pieces;
-  std::vector<DeviceTask> tasks;
-  std::vector<size_t> first_piece(requests.size(), 0), num_pieces(requests.size(), 0);
-  {
-    size_t batch_first = 0;
-    uint64_t batch_bytes = 0;
-    int32_t batch_shard = -1;
-    uint64_t batch_end = 0;
-    auto flush = [&]() {
-      if (pieces.size() > batch_first) tasks.push_back({batch_first, pieces.size(), batch_bytes});
-      batch_first = pieces.size();
-      batch_bytes = 0;
-      batch_shard = -1;
-    };
-    for (size_t ri : order) {
-      const BundleEntry& e = entries_[requests[ri].entry];
-      uint64_t size = static_cast<uint64_t>(e.size);
-      first_piece[ri] = pieces.size();
-      if (size > buffer_bytes) {
-        flush();
-        for (uint64_t off = 0; off < size; off += buffer_bytes) {
-          pieces.push_back({ri, off, std::min(buffer_bytes, size - off)});
-          batch_bytes = pieces.back().length;
-          flush();
-        }
-      } else if (size > 0) {
-        bool adjacent = batch_shard == e.shard_id && batch_end == static_cast<uint64_t>(e.offset);
-        if (!adjacent || batch_bytes + size > buffer_bytes || pieces.size() - batch_first >= kMaxPiecesPerTask) {
-          flush();
-        }
-        pieces.push_back({ri, 0, size});
-        batch_shard = e.shard_id;
-        batch_end = static_cast<uint64_t>(e.offset) + size;
-        batch_bytes += size;
-      }
-      num_pieces[ri] = pieces.size() - first_piece[ri];
-    }
-    flush();
-  }
+  // Work list in file order, as in Read(); a task fits one staging buffer.
+  std::vector<const BundleEntry*> req_entries(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) req_entries[i] = &entries_[requests[i].entry];
+  const ReadPlan plan = PlanReads(req_entries, buffer_bytes, kMaxPiecesPerTask);
+  const std::vector<ReadPiece>& pieces = plan.pieces;
+  const std::vector<ReadTask>& tasks = plan.tasks;
 
   std::vector<uint32_t> piece_crc(pieces.size(), 0);
   StagingQuota quota;
@@ -127,7 +73,7 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       for (const auto& m : f.marks) {
         Status s = m.first->WaitMark(m.second);
         if (!s.ok() && st.ok()) {
-          const DevicePiece& pc = pieces[tasks[f.task].first];
+          const ReadPiece& pc = pieces[tasks[f.task].first];
           st = Status(s.code(), "copying " + Describe(requests[pc.req].entry) + " to device " +
                                     std::to_string(requests[pc.req].device) + " failed: " + s.message());
         }
@@ -139,13 +85,13 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
     while (st.ok() && !quota.cancelled.load()) {
       size_t t = next.fetch_add(1);
       if (t >= tasks.size()) break;
-      const DeviceTask& task = tasks[t];
+      const ReadTask& task = tasks[t];
       InFlight f{StagingBuffer(), {}, t};
       st = pool.Acquire(engine_ref, &quota, &f.buf);
       if (!st.ok()) break;
       // Read the task's bytes (contiguous in one file) in cache-sized steps,
       // checksumming each step's pieces while hot.
-      const DevicePiece& p0 = pieces[task.first];
+      const ReadPiece& p0 = pieces[task.first];
       const BundleEntry& e0 = entries_[requests[p0.req].entry];
       const File& file = shards_[e0.shard_id];
       const uint64_t file_off = static_cast<uint64_t>(e0.offset) + p0.offset;
@@ -216,20 +162,7 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
   for (std::thread& h : helpers) h.join();
   FASTCKPT_RETURN_IF_ERROR(first_error);
 
-  for (size_t ri = 0; ri < requests.size(); ++ri) {
-    uint32_t crc = 0;
-    if (num_pieces[ri] > 0) {
-      crc = piece_crc[first_piece[ri]];
-      for (size_t p = first_piece[ri] + 1; p < first_piece[ri] + num_pieces[ri]; ++p) {
-        crc = crc32c::Combine(crc, piece_crc[p], pieces[p].length);
-      }
-    }
-    const BundleEntry& e = entries_[requests[ri].entry];
-    if (crc != crc32c::Unmask(e.masked_crc32c)) {
-      return DataLoss(Describe(requests[ri].entry) + ": data checksum mismatch (the file is corrupt)");
-    }
-  }
-  return Status::Ok();
+  return CheckReadCrcs(plan, req_entries, piece_crc, [&](size_t ri) { return Describe(requests[ri].entry); });
 }
 
 }  // namespace fastckpt
