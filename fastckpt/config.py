@@ -24,7 +24,7 @@ from . import _native
 from .errors import InvalidArgumentError
 
 __all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "staging_buffer_bytes",
-           "host_memory_budget"]
+           "host_memory_budget", "apply_staging_settings"]
 
 _DEFAULT_TASK_BYTES = 16 << 20
 
@@ -69,6 +69,14 @@ def host_memory_budget() -> int:
     save holds as its snapshot, and the pool pinned buffers are kept in."""
     default_mb = max(_physical_memory() // 4, 256 << 20) >> 20
     return _int_env("FASTCKPT_HOST_BUDGET_MB", default_mb, 1) << 20
+
+
+def apply_staging_settings() -> None:
+    """Hands the staging settings to the native buffer pool (buffer size, and
+    the budget as both the pool's bound and what it keeps for reuse). Called
+    before every staged save or restore, so environment changes take effect."""
+    budget = host_memory_budget()
+    _native.configure_staging(staging_buffer_bytes(), budget, budget)
 
 
 def crc32c_impl() -> str:

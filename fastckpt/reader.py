@@ -294,7 +294,7 @@ class CheckpointReader:
         if host_reqs:
             self._native.read(host_reqs, self._threads, config.task_bytes())
         if device_reqs:
-            _configure_staging()
+            config.apply_staging_settings()
             self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
         for name, target in device_fill:
             _assign_host(name, target, self.get_tensor(name))
@@ -401,10 +401,6 @@ def load_into(prefix: PathLike, targets: Mapping[str, Any], *, threads: Optional
     with CheckpointReader(prefix, threads=threads) as reader:
         reader.read_into(targets)
 
-
-def _configure_staging() -> None:
-    budget = config.host_memory_budget()
-    _native.configure_staging(config.staging_buffer_bytes(), budget, budget)
 
 
 def _writable_host_view(target: Any) -> Optional[np.ndarray]:

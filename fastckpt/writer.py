@@ -213,9 +213,9 @@ def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threa
     if threads is None:
         # An asynchronous save writes while the caller trains: leave it a core.
         threads = max(1, cores - 1) if snapshot_host else cores
+    config.apply_staging_settings()
     buffer_bytes = config.staging_buffer_bytes()
     budget = config.host_memory_budget()
-    _native.configure_staging(buffer_bytes, budget, budget)
     if host_memory_budget is not None:
         if not isinstance(host_memory_budget, int) or host_memory_budget < 1:
             raise InvalidArgumentError(
