@@ -71,19 +71,10 @@ class CheckpointReader:
         self.prefix = _resolve_prefix(prefix)
         self._threads = threads or config.default_threads()
         self._native = _native.Reader(self.prefix)
-        self._entries: Dict[str, _Entry] = {}
-        self._slice_keys: Dict[bytes, Tuple[int, int, Tuple[int, ...]]] = {}  # index, dtype, shape
-        with gc_paused():
-            self._index_entries()
-
-    def _index_entries(self) -> None:
-        for i, (key, dt, shape, _shard, _off, size, _crc, slices) in enumerate(self._native.entries()):
-            if key[:1] == b"\0":
-                # Slice entries (partitioned variables) are reached through the
-                # full tensor's entry and hidden from the variable maps, as in TF.
-                self._slice_keys[key] = (i, dt, tuple(shape))
-                continue
-            self._entries[_decode_key(key)] = _Entry(i, dt, shape, size, slices)
+        # name -> entry index; entries are decoded on first use (_entry), so
+        # opening a checkpoint of 100,000 tensors builds no per-tensor objects.
+        self._index: Dict[str, int] = self._native.names()
+        self._decoded: Dict[str, _Entry] = {}
 
     # -- context management -------------------------------------------------
     def close(self) -> None:
@@ -98,30 +89,34 @@ class CheckpointReader:
 
     # -- queries ------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._entries))
+        return iter(sorted(self._index))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._index)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._index
 
     def keys(self) -> List[str]:
         """Tensor names, sorted."""
-        return sorted(self._entries)
+        return sorted(self._index)
 
     def has_tensor(self, name: str) -> bool:
-        return name in self._entries
+        return name in self._index
+
+    def _all_entries(self) -> Iterator[Tuple[str, _Entry]]:
+        for name in self._index:
+            yield name, self._entry(name)
 
     def get_variable_to_shape_map(self) -> Dict[str, List[int]]:
         """name -> shape (a list of ints), as TensorFlow's reader returns it."""
-        return {name: list(e.shape) for name, e in self._entries.items()}
+        return {name: list(e.shape) for name, e in self._all_entries()}
 
     def get_variable_to_dtype_map(self) -> Dict[str, Any]:
         """name -> numpy dtype (object for string tensors). A dtype numpy cannot
         represent (e.g. DT_VARIANT) maps to its TensorFlow name as a string."""
         out: Dict[str, Any] = {}
-        for name, e in self._entries.items():
+        for name, e in self._all_entries():
             try:
                 out[name] = dtypes.to_numpy_dtype(e.dtype)
             except UnsupportedDtypeError:
@@ -129,13 +124,19 @@ class CheckpointReader:
         return out
 
     def _entry(self, name: str) -> _Entry:
+        entry = self._decoded.get(name) if isinstance(name, str) else None
+        if entry is not None:
+            return entry
         try:
-            return self._entries[name]
+            index = self._index[name]
         except KeyError:
             raise TensorNotFoundError(
                 f"tensor '{name}' not found in checkpoint '{self.prefix}'") from None
         except TypeError:
             raise InvalidArgumentError(f"tensor names are str, not {type(name).__name__}") from None
+        dt, shape, size, slices = self._native.entry(index)
+        entry = self._decoded[name] = _Entry(index, dt, shape, size, slices)
+        return entry
 
     # -- reads --------------------------------------------------------------
     def get_tensor(self, name: str) -> np.ndarray:
@@ -197,12 +198,12 @@ class CheckpointReader:
             overlap = slicing.intersect(stored, extents, full_shape)
             if overlap is None:
                 continue
-            found = self._slice_keys.get(slicing.encode_slice_key(name, stored))
-            if found is None:
+            index = self._native.find(slicing.encode_slice_key(name, stored))
+            if index < 0:
                 raise DataLossError(
                     f"checkpoint '{self.prefix}' lacks the data of slice "
                     f"'{slicing.format_slice_spec(stored)}' of tensor '{name}'")
-            index, slice_dtype, slice_shape = found
+            slice_dtype, slice_shape, _size, _slices = self._native.entry(index)
             if slice_dtype != entry.dtype or list(slice_shape) != slicing.slice_shape(full_shape, stored):
                 raise DataLossError(
                     f"checkpoint '{self.prefix}': the data of slice "
@@ -300,8 +301,16 @@ class CheckpointReader:
             _assign_host(name, target, self.get_tensor(name))
         del keep
 
-    def read_all(self, *, device: Any = None, array_type: Any = None) -> Dict[str, Any]:
+    def read_all(self, *, device: Any = None, array_type: Any = None,
+                 pack_small: bool = True) -> Dict[str, Any]:
         """Every tensor, read in parallel with one native call for fixed-size ones.
+
+        On the host, tensors under 1 MiB are views into shared 64 MiB slabs
+        when `pack_small` is true (the default): one allocation instead of
+        thousands, backed by huge pages where the OS allows, which makes
+        loading many small tensors several times faster. A small array kept
+        alive keeps its slab alive; ``pack_small=False`` gives every tensor
+        its own allocation.
 
         With `device` ("cuda", "cuda:N"), fixed-size tensors are restored into
         new device arrays made by `array_type` ("cupy", "torch", or a callable
@@ -309,9 +318,9 @@ class CheckpointReader:
         torch); string tensors stay numpy object arrays.
         """
         with gc_paused():
-            return self._read_all(device, array_type)
+            return self._read_all(device, array_type, pack_small)
 
-    def _read_all(self, device: Any, array_type: Any) -> Dict[str, Any]:
+    def _read_all(self, device: Any, array_type: Any, pack_small: bool) -> Dict[str, Any]:
         from ._device import allocator, parse_device
 
         ordinal = parse_device(device)
@@ -319,7 +328,7 @@ class CheckpointReader:
             new = allocator(array_type)
             result: Dict[str, Any] = {}
             targets = {}
-            for name, e in self._entries.items():
+            for name, e in self._all_entries():
                 if e.dtype == dtypes.DT_STRING:
                     result[name] = self.get_tensor(name)
                     continue
@@ -328,29 +337,24 @@ class CheckpointReader:
                 result[name] = targets[name] = new(tuple(e.shape), _numpy_dtype(e.dtype), ordinal)
             self.read_into(targets)
             return {name: result[name] for name in sorted(result)}
-        result = {}
-        requests = []
-        # Sizes come from the (untrusted) index: check them against the data
-        # files before allocating anything.
-        self._native.check_bounds([e.index for e in self._entries.values()
-                                   if e.slices is None and e.dtype != dtypes.DT_STRING])
-        for name, e in self._entries.items():
-            if e.slices is not None or e.dtype == dtypes.DT_STRING:
-                result[name] = self.get_tensor(name)
-                continue
-            out = np.empty(e.shape, dtype=_numpy_dtype(e.dtype))
-            result[name] = out
-            if e.size:
-                requests.append((e.index, out))
-        if requests:
-            self._native.read(requests, self._threads, config.task_bytes())
+        result, left = self._native.read_all(
+            _numpy_dtype, self._threads, config.task_bytes(),
+            _PACK_BELOW if pack_small else 0, _SLAB_BYTES)
+        for name in left:  # string and partitioned tensors
+            result[name] = self.get_tensor(name)
         return {name: result[name] for name in sorted(result)}
 
     def debug_string(self) -> str:
         """One line per tensor: name (dtype) [shape]."""
         dmap = self.get_variable_to_dtype_map()
-        return "".join(f"{n} ({dmap[n]}) {list(self._entries[n].shape)}\n" for n in self.keys())
+        return "".join(f"{n} ({dmap[n]}) {list(self._entry(n).shape)}\n" for n in self.keys())
 
+
+# Host loads pack tensors under _PACK_BELOW bytes into slabs of _SLAB_BYTES
+# (see read_all). A slab of 64 MiB is 32 huge pages, and the most a single
+# kept small array can hold on to.
+_PACK_BELOW = 1 << 20
+_SLAB_BYTES = 64 << 20
 
 _NUMPY_DTYPES: Dict[int, np.dtype] = {}
 
@@ -381,18 +385,20 @@ def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> Check
 
 
 def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
-         array_type: Any = None) -> Dict[str, Any]:
+         array_type: Any = None, pack_small: bool = True) -> Dict[str, Any]:
     """Reads every tensor of a checkpoint into a dict of numpy arrays.
 
     Loading N bytes needs N bytes of memory: tensors are read straight into
-    the returned arrays and verified as they arrive.
+    the returned arrays and verified as they arrive. Tensors under 1 MiB
+    share 64 MiB slabs unless ``pack_small=False`` (see
+    :meth:`CheckpointReader.read_all`).
 
     With ``device="cuda:N"`` the tensors are restored into new device arrays
     (CuPy by default, or ``array_type="torch"``) through pinned staging
     buffers, the host-to-device copies overlapping reads and CRC checks.
     """
     with CheckpointReader(prefix, threads=threads) as reader:
-        return reader.read_all(device=device, array_type=array_type)
+        return reader.read_all(device=device, array_type=array_type, pack_small=pack_small)
 
 
 def load_into(prefix: PathLike, targets: Mapping[str, Any], *, threads: Optional[int] = None) -> None:

@@ -3,9 +3,12 @@
 // The native BundleReader is held by shared_ptr so that close() while
 // another thread is inside read() (with the GIL released) cannot free it
 // under that thread.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -13,6 +16,7 @@
 #include "bindings/errors.h"
 #include "bindings/registry.h"
 #include "fastckpt/bundle_reader.h"
+#include "fastckpt/dtypes.h"
 #include "fastckpt/string_tensor.h"
 
 namespace py = pybind11;
@@ -21,6 +25,42 @@ namespace fastckpt {
 namespace bindings {
 
 namespace {
+
+// A stored key as Python text: UTF-8, undecodable bytes kept as surrogates
+// (as os.fsdecode does), so every key round-trips. Requires the GIL.
+py::str DecodeKey(const std::string& key) {
+  PyObject* s = PyUnicode_DecodeUTF8(key.data(), static_cast<Py_ssize_t>(key.size()), "surrogateescape");
+  if (s == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(s);
+}
+
+// Slice entries of partitioned tensors have keys starting with a NUL byte;
+// they are reached through the full tensor's entry, never listed.
+bool IsSliceKey(const std::string& key) { return !key.empty() && key[0] == '\0'; }
+
+// Where ReadAll puts one small tensor: slab `slab`, byte `offset`.
+struct SlabSlot {
+  size_t slab;
+  uint64_t offset;
+};
+
+// Packs tensors (by byte size, in order) into slabs of at most `slab_bytes`,
+// each tensor at a multiple of `align`. A tensor of size >= `pack_below`
+// gets no slot (slots[i].slab == SIZE_MAX) and is allocated on its own.
+// Returns the slab sizes.
+std::vector<uint64_t> LayoutSlabs(const std::vector<uint64_t>& sizes, uint64_t pack_below,
+                                  uint64_t slab_bytes, uint64_t align, std::vector<SlabSlot>* slots) {
+  std::vector<uint64_t> slabs;
+  slots->assign(sizes.size(), SlabSlot{SIZE_MAX, 0});
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] >= pack_below || sizes[i] == 0) continue;
+    uint64_t need = (sizes[i] + align - 1) / align * align;
+    if (slabs.empty() || slabs.back() + need > slab_bytes) slabs.push_back(0);
+    (*slots)[i] = SlabSlot{slabs.size() - 1, slabs.back()};
+    slabs.back() += need;
+  }
+  return slabs;
+}
 
 class PyReader {
  public:
@@ -67,6 +107,132 @@ class PyReader {
                               e.masked_crc32c, slices);
     }
     return out;
+  }
+
+  // {name: entry index} for every listed tensor (slice entries excluded).
+  py::dict Names() const {
+    auto r = Get();
+    py::dict out;
+    for (size_t i = 0; i < r->keys().size(); ++i) {
+      if (IsSliceKey(r->keys()[i])) continue;
+      out[DecodeKey(r->keys()[i])] = py::int_(i);
+    }
+    return out;
+  }
+
+  // (dtype, shape, size, slices | None) of entry `i`.
+  py::tuple Entry(size_t i) const {
+    auto r = Get();
+    if (i >= r->entries().size()) throw py::index_error("no such entry");
+    const BundleEntry& e = r->entries()[i];
+    py::tuple shape(e.shape.size());
+    for (size_t d = 0; d < e.shape.size(); ++d) shape[d] = py::int_(e.shape[d]);
+    py::object slices = py::none();
+    if (!e.slices.empty()) {
+      py::list sl;
+      for (const TensorSlice& s : e.slices) {
+        py::list exts;
+        for (const SliceExtent& x : s) exts.append(py::make_tuple(x.start, x.length));
+        sl.append(exts);
+      }
+      slices = sl;
+    }
+    return py::make_tuple(e.dtype, shape, e.size, slices);
+  }
+
+  // Index of the entry stored under `key` (raw bytes), or -1.
+  int64_t Find(const py::bytes& key) const { return Get()->Find(std::string(key)); }
+
+  // Reads every listed fixed-size, unpartitioned tensor into new numpy
+  // arrays with one parallel read. Returns ({name: array}, [names left to
+  // the caller]): string and partitioned tensors are left.
+  //
+  // `dtype_of(dtype number)` gives the numpy dtype (it raises for dtypes
+  // numpy cannot hold); it is called once per distinct dtype. Every entry is
+  // bounds-checked against its data file before anything is allocated, so a
+  // lying index cannot cause a huge allocation.
+  //
+  // Tensors smaller than `pack_below` bytes are views into shared slabs of at
+  // most `slab_bytes` (each slab one numpy allocation, the views' base):
+  // 100,000 separate small allocations cost more than reading their bytes,
+  // in allocator calls and in page faults on 4 KiB pages, while a slab is
+  // large enough for the allocator to back it with huge pages. A small
+  // tensor kept alive keeps its slab alive. pack_below = 0 disables packing.
+  py::tuple ReadAll(py::object dtype_of, int threads, uint64_t task_bytes, uint64_t pack_below,
+                    uint64_t slab_bytes) const {
+    auto r = Get();
+    const auto& keys = r->keys();
+    const auto& entries = r->entries();
+    std::vector<size_t> fixed;
+    py::list left;
+    std::map<int, py::dtype> dtypes;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (IsSliceKey(keys[i])) continue;
+      const BundleEntry& e = entries[i];
+      if (!e.slices.empty() || e.dtype == kDtString) {
+        left.append(DecodeKey(keys[i]));
+        continue;
+      }
+      auto it = dtypes.find(e.dtype);
+      if (it == dtypes.end()) {
+        py::dtype dt = py::dtype::from_args(dtype_of(e.dtype));
+        if (dt.itemsize() != DtypeElementSize(e.dtype)) {
+          Check(DataLoss(r->Describe(i) + " has dtype " + std::to_string(e.dtype) +
+                         ", which numpy holds in " + std::to_string(dt.itemsize()) + " bytes, not " +
+                         std::to_string(DtypeElementSize(e.dtype))));
+        }
+        it = dtypes.emplace(e.dtype, dt).first;
+      }
+      Check(r->CheckBounds(i));
+      fixed.push_back(i);
+    }
+
+    std::vector<uint64_t> sizes(fixed.size());
+    for (size_t k = 0; k < fixed.size(); ++k) sizes[k] = static_cast<uint64_t>(entries[fixed[k]].size);
+    std::vector<SlabSlot> slots;
+    std::vector<uint64_t> slab_sizes =
+        LayoutSlabs(sizes, pack_below, std::max<uint64_t>(slab_bytes, 1), /*align=*/64, &slots);
+    std::vector<py::array> slabs;
+    slabs.reserve(slab_sizes.size());
+    for (uint64_t n : slab_sizes) {
+      // 64 bytes of slack so every slot can start on a 64-byte boundary
+      // whatever alignment the allocator gives the slab.
+      slabs.emplace_back(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{static_cast<py::ssize_t>(n + 64)});
+    }
+    std::vector<uint64_t> slab_shift(slabs.size());
+    for (size_t s = 0; s < slabs.size(); ++s) {
+      auto addr = reinterpret_cast<uintptr_t>(slabs[s].mutable_data());
+      slab_shift[s] = (64 - addr % 64) % 64;
+    }
+
+    py::dict out;
+    std::vector<BundleReader::ReadRequest> reqs;
+    reqs.reserve(fixed.size());
+    for (size_t k = 0; k < fixed.size(); ++k) {
+      size_t i = fixed[k];
+      const BundleEntry& e = entries[i];
+      std::vector<py::ssize_t> shape(e.shape.begin(), e.shape.end());
+      const py::dtype& dt = dtypes.at(e.dtype);
+      py::array arr;
+      if (slots[k].slab != SIZE_MAX) {
+        py::array& slab = slabs[slots[k].slab];
+        uint8_t* p = static_cast<uint8_t*>(slab.mutable_data()) + slab_shift[slots[k].slab] + slots[k].offset;
+        arr = py::array(dt, shape, std::vector<py::ssize_t>{}, p, slab);
+      } else {
+        arr = py::array(dt, shape);
+      }
+      if (e.size > 0) {
+        reqs.push_back({i, static_cast<uint8_t*>(arr.mutable_data()), static_cast<uint64_t>(arr.nbytes())});
+      }
+      out[DecodeKey(keys[i])] = arr;
+    }
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = r->Read(reqs, threads, task_bytes == 0 ? (16ull << 20) : task_bytes);
+    }
+    Check(st);
+    return py::make_tuple(out, left);
   }
 
   // requests: [(entry index, writable C-contiguous buffer)]
@@ -197,6 +363,13 @@ void RegisterReader(py::module_& m) {
       .def_property_readonly("num_shards", &PyReader::num_shards)
       .def_property_readonly("closed", &PyReader::closed)
       .def("entries", &PyReader::Entries)
+      .def("names", &PyReader::Names, "{name: entry index} of every listed tensor (slice entries excluded).")
+      .def("entry", &PyReader::Entry, py::arg("index"), "(dtype, shape, size, slices | None) of one entry.")
+      .def("find", &PyReader::Find, py::arg("key"), "The entry index of a raw key, or -1.")
+      .def("read_all", &PyReader::ReadAll, py::arg("dtype_of"), py::arg("threads") = 0,
+           py::arg("task_bytes") = 0, py::arg("pack_below") = 0, py::arg("slab_bytes") = 64ull << 20,
+           "Reads every fixed-size unpartitioned tensor into new numpy arrays; returns "
+           "({name: array}, [names of string and partitioned tensors, not read]).")
       .def("read", &PyReader::Read, py::arg("requests"), py::arg("threads") = 0, py::arg("task_bytes") = 0)
       .def("read_to_device", &PyReader::ReadToDevice, py::arg("requests"), py::arg("threads") = 0,
            py::arg("max_buffers") = 0,
