@@ -74,8 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shards", type=int, default=None,
                    help="files per system in the sharded workload (default 8; 4 with --quick)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads of raw-N and fastckpt's threads= (default: cores for raw-N, "
-                        "fastckpt's own default)")
+                   help="threads of raw-N and raw-N1, and fastckpt's threads= (default: cores "
+                        "for raw-N and raw-N1, fastckpt's own default)")
     p.add_argument("--tf-max-tensors", type=int, default=10_000,
                    help="skip the TensorFlow systems on workloads with more tensors "
                         "(default 10000)")

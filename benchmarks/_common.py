@@ -177,11 +177,12 @@ def total_nbytes(tensors: Mapping[str, np.ndarray]) -> int:
 Segment = Tuple[int, int, int, int]  # (array index, byte start in array, length, file offset)
 
 
-def split_bytes(sizes: Sequence[int], n: int) -> List[List[Segment]]:
+def split_bytes(sizes: Sequence[int], n: int, absolute: bool = False) -> List[List[Segment]]:
     """Cut the concatenation of buffers of ``sizes`` into ``n`` contiguous, equal byte ranges.
 
     Returns, for each of the n parts, the list of (array, start, length, file_offset) pieces;
-    file_offset is relative to that part's own file.
+    file_offset is relative to that part's own file, or with ``absolute`` to the start of the
+    concatenation (all parts in one file).
     """
     total = sum(sizes)
     bounds = [total * i // n for i in range(n + 1)]
@@ -192,7 +193,7 @@ def split_bytes(sizes: Sequence[int], n: int) -> List[List[Segment]]:
         for p in range(n):
             lo, hi = max(start, bounds[p]), min(end, bounds[p + 1])
             if hi > lo:
-                parts[p].append((idx, lo - start, hi - lo, lo - bounds[p]))
+                parts[p].append((idx, lo - start, hi - lo, lo if absolute else lo - bounds[p]))
         pos = end
     return parts
 
@@ -250,46 +251,65 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def raw_write(arrays: Sequence[np.ndarray], prefix: str, nthreads: int,
-              durable: bool) -> List[str]:
-    """Write the arrays' bytes into ``nthreads`` files, one per thread, with os.pwrite."""
-    views = [_byte_view(a) for a in arrays]
-    parts = split_bytes([len(v) for v in views], nthreads)
-    paths = [f"{prefix}.raw-{i:05d}-of-{nthreads:05d}" for i in range(nthreads)]
+def raw_paths(prefix: str, nthreads: int, one_file: bool = False) -> List[str]:
+    if one_file:
+        return [f"{prefix}.raw"]
+    return [f"{prefix}.raw-{i:05d}-of-{nthreads:05d}" for i in range(nthreads)]
 
-    def work(path: str, segs: List[Segment]) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+def _raw_io(views: Sequence[memoryview], prefix: str, nthreads: int, one_file: bool,
+            write: bool, durable: bool = False) -> List[str]:
+    """os.pwrite (``write``) or os.preadv of ``views`` from ``nthreads`` threads, each thread
+    its own contiguous share of the bytes: into one file per thread, or with ``one_file`` into
+    disjoint ranges of one file that all threads share (opened once)."""
+    parts = split_bytes([len(v) for v in views], nthreads, absolute=one_file)
+    paths = raw_paths(prefix, nthreads, one_file)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
+    io = _pwrite_all if write else _pread_all
+    sync = write and durable
+
+    def transfer(fd: int, segs: List[Segment]) -> None:
+        for idx, start, length, foff in segs:
+            io(fd, views[idx][start:start + length], foff)
+
+    def own_file(path: str, segs: List[Segment]) -> None:
+        fd = os.open(path, flags, 0o644)
         try:
-            for idx, start, length, foff in segs:
-                _pwrite_all(fd, views[idx][start:start + length], foff)
-            if durable:
+            transfer(fd, segs)
+            if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)
 
-    run_threads([lambda p=p, s=s: work(p, s) for p, s in zip(paths, parts)])
-    if durable:
+    if one_file:
+        fd = os.open(paths[0], flags, 0o644)
+        try:
+            run_threads([lambda s=s: transfer(fd, s) for s in parts])
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    else:
+        run_threads([lambda p=p, s=s: own_file(p, s) for p, s in zip(paths, parts)])
+    if sync:
         fsync_dir(os.path.dirname(os.path.abspath(prefix)))
     return paths
 
 
-def raw_read(shapes: Sequence[Tuple[Tuple[int, ...], np.dtype]], prefix: str,
-             nthreads: int) -> List[np.ndarray]:
-    """Read files written by :func:`raw_write` into freshly allocated arrays."""
+def raw_write(arrays: Sequence[np.ndarray], prefix: str, nthreads: int, durable: bool,
+              one_file: bool = False) -> List[str]:
+    """Write the arrays' bytes with os.pwrite from ``nthreads`` threads, one file per thread
+    (or, with ``one_file``, all threads into one file); ``durable`` fsyncs the files and the
+    directory."""
+    return _raw_io([_byte_view(a) for a in arrays], prefix, nthreads, one_file, True, durable)
+
+
+def raw_read(shapes: Sequence[Tuple[Tuple[int, ...], np.dtype]], prefix: str, nthreads: int,
+             one_file: bool = False) -> List[np.ndarray]:
+    """Read files written by :func:`raw_write` (same ``nthreads`` and ``one_file``) into
+    freshly allocated arrays."""
     arrays = [np.empty(shape, dtype=dtype) for shape, dtype in shapes]
-    views = [_byte_view(a) for a in arrays]
-    parts = split_bytes([len(v) for v in views], nthreads)
-    paths = [f"{prefix}.raw-{i:05d}-of-{nthreads:05d}" for i in range(nthreads)]
-
-    def work(path: str, segs: List[Segment]) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for idx, start, length, foff in segs:
-                _pread_all(fd, views[idx][start:start + length], foff)
-        finally:
-            os.close(fd)
-
-    run_threads([lambda p=p, s=s: work(p, s) for p, s in zip(paths, parts)])
+    _raw_io([_byte_view(a) for a in arrays], prefix, nthreads, one_file, False)
     return arrays
 
 

@@ -2,7 +2,7 @@
 """Save/restore of one float32 transformer: fastckpt vs TensorFlow's Saver vs raw parallel I/O.
 
 Kept for its command line; it runs the suite (``python -m benchmarks``) on the
-transformer-fp32 workload with the systems fastckpt, tf-saver, raw-N and raw-1:
+transformer-fp32 workload with the systems fastckpt, tf-saver, raw-N, raw-N1 and raw-1:
 
     python benchmarks/bench_save.py --size-gb 1 --rounds 5 [--durable] [--json out.json]
     python benchmarks/bench_save.py --quick

@@ -122,12 +122,15 @@ def print_targets(targets: dict, out: TextIO) -> None:
                 val = f"{r['value']:.1f} GB/s"
             else:
                 val = f"{r['value']:.2f}x"
-            cells.append(f"{r['scope']} {val} {r['status']}")
+            info = "".join(f" (vs {p} {v:.2f}x)" for p, v in r.get("info_ratios", {}).items())
+            cells.append(f"{r['scope']} {val} {r['status']}{info}")
         print(f"{targets['overall'][k]:5s} {mine[0]['text'].ljust(width)}" + "; ".join(cells),
               file=out)
         notes = [r["note"] for r in mine if r["note"]]
         if notes:
             print(f"{'':6s}{'':{width}s}({'; '.join(notes)})", file=out)
+    for p, note in targets.get("info_notes", {}).items():
+        print(f"(vs {p}: {note})", file=out)
 
 
 def print_all(results: dict, out: TextIO) -> None:
@@ -146,7 +149,7 @@ def print_all(results: dict, out: TextIO) -> None:
 # Plots
 # ---------------------------------------------------------------------------------------------
 
-COLORS = {"fastckpt": "#d62728", "raw-N": "#7f7f7f", "raw-1": "#c7c7c7",
+COLORS = {"fastckpt": "#d62728", "raw-N": "#7f7f7f", "raw-N1": "#a5a5a5", "raw-1": "#c7c7c7",
           "tf-saver": "#ff7f0e", "tf-checkpoint": "#ffbb78", "torch": "#1f77b4",
           "safetensors": "#2ca02c", "numpy": "#9467bd"}
 

@@ -7,6 +7,9 @@ can find every file a system wrote by listing that directory, and fsync them all
   raw-N, raw-1   os.pwrite of the same bytes from N threads (one file per thread) or one thread,
                  no format and no checksum: the hardware limit; read back with os.preadv into
                  freshly allocated arrays
+  raw-N1         the same N threads writing (reading) disjoint ranges of one file: the limit for
+                 a format that keeps a tensor in one file (ext4 serializes buffered writes to one
+                 file)
   tf-saver       tf.compat.v1.train.Saver in graph mode: variables built and filled once
                  (untimed), then saver.save / saver.restore (restores into the variables)
   tf-checkpoint  tf.train.Checkpoint(vars=...).write / .read on eager tf.Variables
@@ -36,9 +39,9 @@ import numpy as np
 from . import _common as C
 from .workloads import Workload
 
-ORDER = ("fastckpt", "raw-N", "raw-1", "tf-saver", "tf-checkpoint", "torch", "safetensors",
-         "numpy")
-ALIASES = {"raw": ("raw-N", "raw-1"), "tf": ("tf-saver", "tf-checkpoint")}
+ORDER = ("fastckpt", "raw-N", "raw-N1", "raw-1", "tf-saver", "tf-checkpoint", "torch",
+         "safetensors", "numpy")
+ALIASES = {"raw": ("raw-N", "raw-N1", "raw-1"), "tf": ("tf-saver", "tf-checkpoint")}
 
 
 class Options:
@@ -145,6 +148,7 @@ class Fastckpt(System):
 
 class _Raw(System):
     nthreads = 1
+    one_file = False
 
     def prepare(self, w):
         self.w = w
@@ -153,10 +157,11 @@ class _Raw(System):
         self.specs = [(a.shape, a.dtype) for a in self.arrays]
 
     def save(self, prefix, durable):
-        C.raw_write(self.arrays, prefix, self.nthreads, durable)
+        C.raw_write(self.arrays, prefix, self.nthreads, durable, one_file=self.one_file)
 
     def restore(self, prefix):
-        return dict(zip(self.names, C.raw_read(self.specs, prefix, self.nthreads)))
+        return dict(zip(self.names, C.raw_read(self.specs, prefix, self.nthreads,
+                                               one_file=self.one_file)))
 
 
 class RawN(_Raw):
@@ -167,6 +172,16 @@ class RawN(_Raw):
         self.nthreads = opts.raw_threads
         self.label = (f"os.pwrite / os.preadv of the same bytes, {self.nthreads} threads, "
                       "one file each")
+
+
+class RawN1(RawN):
+    name = "raw-N1"
+    one_file = True
+
+    def __init__(self, opts):
+        super().__init__(opts)
+        self.label = (f"os.pwrite / os.preadv of the same bytes, {self.nthreads} threads "
+                      "into one file")
 
 
 class Raw1(_Raw):
@@ -405,7 +420,7 @@ class Numpy(System):
 
 
 REGISTRY: Dict[str, Type[System]] = {cls.name: cls for cls in
-                                     (Fastckpt, RawN, Raw1, TFSaver, TFCheckpoint, Torch,
+                                     (Fastckpt, RawN, RawN1, Raw1, TFSaver, TFCheckpoint, Torch,
                                       Safetensors, Numpy)}
 
 
