@@ -20,4 +20,4 @@ python -m pytest -q -p no:cacheprovider tests/test_crc32c.py tests/test_roundtri
   tests/test_properties.py tests/test_format_golden.py tests/test_os_errors.py \
   tests/test_verify.py tests/test_fault_injection.py tests/test_temp_cleanup.py \
   tests/test_staging.py tests/test_async_save.py tests/test_cuda_fake_driver.py tests/test_cuda_fake_pipeline.py \
-  tests/test_dlpack_native.py "$@"
+  tests/test_dlpack_native.py tests/test_load_packing.py tests/test_hostile_inputs.py "$@"
