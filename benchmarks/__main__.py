@@ -3,6 +3,7 @@
     python -m benchmarks             # full run: 1 GiB per workload, 3 rounds, table, JSON, PNG
     python -m benchmarks --quick     # seconds: tiny sizes, 2 rounds (the CI smoke test)
     python -m benchmarks --size 4GiB --rounds 3 --workloads transformer-fp32,large
+    python -m benchmarks --markdown-from benchmarks/latest/summary.json   # tables, no run
 
 See benchmarks/README.md for what is measured and how to read it.
 """
@@ -23,6 +24,7 @@ from typing import List, Optional
 from . import _common as C
 from . import report, suite, targets
 from . import workloads as W
+from .markdown import markdown
 from .measure import PeakRss
 from .systems import ORDER, expand
 
@@ -87,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="parent of the scratch directory (default: the temp dir); the scratch "
                         "directory is created fresh and removed at the end")
     p.add_argument("--out", default=None,
-                   help="where summary.json and the plots go (default: "
+                   help="where summary.json, results.md and the plots go (default: "
                         "benchmarks/results/YYYYmmdd-HHMMSS)")
     p.add_argument("--plot", dest="plot", action="store_true", default=None,
                    help="write the PNG plots (default in full mode)")
@@ -104,6 +106,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="run even if memory looks too small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="print tracebacks of failures")
+    p.add_argument("--markdown-from", metavar="SUMMARY_JSON", default=None,
+                   help="print the markdown tables of an existing summary.json and exit "
+                        "(runs nothing)")
     args = p.parse_args(argv)
 
     q = args.quick
@@ -216,6 +221,21 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.command = "python -m benchmarks " + " ".join(argv)
+    if args.markdown_from:
+        try:
+            with open(args.markdown_from, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"error: cannot read {args.markdown_from}: {e}", file=sys.stderr)
+            return 2
+        text = markdown(data)
+        if hasattr(sys.stdout, "buffer"):  # UTF-8 whatever the locale
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text.encode("utf-8"))
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(text)
+        return 0
     why = suite.unavailable("fastckpt")
     if why:
         print(f"error: {why}", file=sys.stderr)
@@ -311,7 +331,12 @@ def _run(args, scratch: str, out_dir: str, progress, start: float) -> int:
 
     json_path = os.path.join(out_dir, "summary.json")
     C.write_json(json_path, results)
-    written = [json_path]
+    md_path = os.path.join(out_dir, "results.md")
+    with open(json_path, encoding="utf-8") as f:  # render what was written
+        text = markdown(json.load(f))
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write(text)
+    written = [json_path, md_path]
     if args.plot:
         written += report.plot(results, out_dir)
     print(f"\nwritten: {', '.join(written)} ({results['elapsed_s']:.0f} s)")

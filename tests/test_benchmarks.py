@@ -22,6 +22,7 @@ from benchmarks import _common as C  # noqa: E402
 from benchmarks import measure, targets  # noqa: E402
 from benchmarks import workloads as W  # noqa: E402
 from benchmarks.__main__ import parse_size  # noqa: E402
+from benchmarks.markdown import markdown  # noqa: E402
 from benchmarks.systems import _mapped, expand  # noqa: E402
 
 WORKLOADS = list(W.ALL)
@@ -153,6 +154,13 @@ def test_quick_suite(tmp_path):
     assert "(vs raw-N1 " in proc.stdout and "information, not part of PASS/MISS" in proc.stdout
     assert "== targets" in proc.stdout
     assert "PASS" in proc.stdout or "MISS" in proc.stdout
+    # results.md beside summary.json: the same tables as markdown.
+    md = (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
+    assert md == markdown(data)
+    assert "#### one large tensor: " in md and ", 1 tensor (float32)" in md
+    assert sum(line.startswith("| **fastckpt** | ") for line in md.splitlines()) == len(WORKLOADS)
+    assert any(line.startswith("| raw-N1 | ") for line in md.splitlines())
+    assert "(vs raw-N1 " in md and "results.md" in proc.stdout
     # Progress goes to stderr.
     assert "round 2/2" in proc.stderr
     print(f"quick suite: {proc.seconds:.1f} s")
@@ -191,6 +199,115 @@ def test_bench_save_alias(tmp_path):
     assert w["workload"]["name"] == "transformer-fp32"
     assert set(w["systems"]) == {"fastckpt", "raw-N", "raw-N1", "raw-1"}
     assert w["modes"] == ["page-cache"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown tables
+# ---------------------------------------------------------------------------------------------
+
+STORED = ROOT / "benchmarks" / "latest" / "summary.json"
+
+# Lines of the tables in benchmarks/README.md ("Latest results"), rendered from STORED.
+STORED_LINES = [
+    "#### transformer, float32: 1.093 GB, 308 tensors (float32)",
+    ("| system | save, page cache GB/s | save, durable GB/s | restore GB/s | fastckpt ÷ system: "
+     "cache / durable / restore | CPU s save / restore | extra RSS MiB save / restore |"),
+    "|---|---|---|---|---|---|---|",
+    "| **fastckpt** | 4.32 | 0.61 | 2.39 | – | 0.49 / 0.70 | 0 / 1041 |",
+    "| raw-N | 5.09 | 0.53 | 3.91 | 0.85× / 1.15× / 0.69× | 0.41 / 0.46 | 0 / 1042 |",
+    "| tf-checkpoint | 1.05 | 0.25 | 0.87 | 4.13× / 2.44× / 3.35× | 1.04 / 1.30 | 10 / 1103 |",
+    "| numpy | 1.26 | 0.29 | 0.94 | 3.43× / 2.10× / 2.88× | 0.87 / 1.16 | 34 / 1043 |",
+    "#### transformer, bfloat16: 1.087 GB, 372 tensors (bfloat16)",
+    "#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)",
+    "| torch | 0.13 | 0.09 | 0.05 | 13.81× / 5.43× / 13.78× | 8.37 / 20.06 | 146 / 1190 |",
+    "#### one large tensor: 1.074 GB, 1 tensor (float32)",
+    "| safetensors | 2.09 | 0.30 | 1.09 | 1.42× / 1.63× / 2.03× | 0.52 / 0.99 | 0 / 2048 |",
+    "#### transformer float32 in 8 files: 1.093 GB, 308 tensors (float32), 8 files per system",
+    "| tf-saver | 1.59 | 0.41 | 1.86 | 2.02× / 1.35× / 1.41× | 1.13 / 1.00 | 16 / 564 |",
+    "#### CRC32C, GB/s on one thread",
+    "| implementation | 4 KiB | 64 KiB | 1 MiB | 16 MiB | 64 MiB |",
+    "| fastckpt portable | 1.53 | 1.77 | 1.76 | 1.72 | 1.63 |",
+    "| fastckpt sse42 | 12.91 | 22.42 | 23.42 | 15.30 | 11.08 |",
+    "| google-crc32c | 14.68 | 23.90 | 22.82 | 14.31 | 8.44 |",
+    "| fastckpt sse42 ÷ google-crc32c | 0.88× | 0.94× | 1.03× | 1.11× | 1.31× |",
+    "#### Scaling: fastckpt, 0.268 GB float32 transformer, page cache, GB/s",
+    "| threads | save, 1 shard | save, 2 shards | load, 1 shard | load, 2 shards | raw write |",
+    "| 1 | 2.26 | 2.01 | 1.68 | 1.63 | 2.54 |",
+    "| 2 | 2.65 | 3.47 | 2.62 | 2.96 | 3.24 |",
+    "| | target | this run |",
+    ("| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | transformer-fp32 **0.85×**, "
+     "transformer-bf16 0.93×, small 2.51×, large **0.61×**, sharded **0.76×** |"),
+    ("| PASS | save ≥ 0.9 × raw parallel write (durable) | transformer-fp32 1.15×, "
+     "transformer-bf16 1.19×, small 1.60×, large 1.07×, sharded 1.09× |"),
+    ("| **MISS** | CRC32C ≥ 1.0 × google-crc32c (one thread) | 4 KiB **0.88×**, 64 KiB **0.94×**, "
+     "1 MiB 1.03×, 16 MiB 1.11×, 64 MiB 1.31× |"),
+    "| PASS | CRC32C ≥ 20 GB/s per core (fastckpt sse42, best block size) | 1 MiB 23.4 GB/s |",
+    ("| PASS | extra RSS during a synchronous fastckpt.save ≤ 256 MiB | max of all saves 62 MiB "
+     "(worst: small (1.07 GB); 28 saves) |"),
+]
+
+
+def test_markdown_of_stored_summary():
+    md = markdown(json.loads(STORED.read_text(encoding="utf-8")))
+    lines = md.splitlines()
+    for want in STORED_LINES:
+        assert want in lines, want
+    # Systems in the suite's order; the small-tensor workload names its skipped systems.
+    i = lines.index("#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)")
+    rows = [ln.split(" | ")[0] for ln in lines[i + 4:i + 10]]
+    assert rows == ["| **fastckpt**", "| raw-N", "| raw-1", "| torch", "| safetensors",
+                    "| numpy"]
+    assert lines[i + 11].startswith("tf-saver and tf-checkpoint skipped: 100,000 tensors > "
+                                    "--tf-max-tensors 10,000")
+    assert md.count("#### ") == 7 and md.count("| **fastckpt** |") == 5
+    # Skip notes are not repeated at the end.
+    assert "Note:" not in md
+    assert md.endswith("|\n")
+
+
+def test_markdown_tolerates_missing_values():
+    per = {"save:page-cache": {"gbps": 2.0, "cpu_s": 0.5, "rss_extra_max": 3 * 2**20},
+           "restore": {"gbps": 1.0, "cpu_s": 0.25, "rss_extra_max": 2**20}, "verified": True}
+    w = {"workload": {"name": "large", "title": "one large tensor", "nbytes": 2 * 10**9,
+                      "tensors": 1, "dtypes": ["float32"], "shards": 1},
+         "modes": ["page-cache"], "skipped": {}, "failed": {"torch": "boom"},
+         "summary": {"systems": {"raw-N1": {"save:page-cache": {"gbps": 1.0}, "verified": True},
+                                 "fastckpt": per},
+                     "ratios": {"save:page-cache": {"raw-N1": 2.0}}}}
+    res = {"workloads": [w], "notes": ["workload small failed: RuntimeError: x"],
+           "targets": {"rows": [{"key": "save/raw-N page-cache", "scope": "large", "value": 0.5,
+                                 "status": "MISS", "note": "",
+                                 "text": "save >= 0.9 x raw parallel write (page-cache)",
+                                 "info_ratios": {"raw-N1": 2.0}}],
+                       "overall": {"save/raw-N page-cache": "MISS"},
+                       "info_notes": {"raw-N1": "one file"}}}
+    lines = markdown(res).splitlines()
+    assert "#### one large tensor: 2.000 GB, 1 tensor (float32)" in lines
+    assert ("| system | save, page cache GB/s | restore GB/s | fastckpt ÷ system: cache / restore"
+            " | CPU s save / restore | extra RSS MiB save / restore |") in lines
+    assert "| **fastckpt** | 2.00 | 1.00 | – | 0.50 / 0.25 | 3 / 1 |" in lines
+    assert "| raw-N1 | 1.00 | - | 2.00× / - | - / - | - / - |" in lines
+    assert "torch failed: boom." in lines
+    assert ("| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | large **0.50×** "
+            "(vs raw-N1 2.00×) |") in lines
+    assert "(vs raw-N1: one file)" in lines
+    assert "Note: workload small failed: RuntimeError: x" in lines
+    assert markdown({}) == "\n"
+
+
+def test_markdown_from_cli():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--markdown-from",
+                           str(STORED.relative_to(ROOT))], cwd=str(ROOT), env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    out = proc.stdout.decode("utf-8")
+    assert out == markdown(json.loads(STORED.read_text(encoding="utf-8")))
+    for want in STORED_LINES:
+        assert want in out.splitlines(), want
+    bad = subprocess.run([sys.executable, "-m", "benchmarks", "--markdown-from", "no/such.json"],
+                         cwd=str(ROOT), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=120)
+    assert bad.returncode == 2 and b"cannot read" in bad.stderr
 
 
 # ---------------------------------------------------------------------------------------------
