@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 
 from .micro import size_label
 from .systems import ORDER
+from .targets import format_value
 
 GB = 1e9
 MiB = 1 << 20
@@ -143,17 +144,6 @@ def _target_text(text: str) -> str:
     return text.replace(" >= ", " ≥ ").replace(" <= ", " ≤ ").replace(" x ", " × ")
 
 
-def _target_value(r: dict) -> str:
-    v = r.get("value")
-    if v is None:
-        return "n/a"
-    if r["key"] == "save RSS":
-        return f"{v / MiB:.0f} MiB"
-    if r["key"] == "crc32c GB/s":
-        return f"{v:.1f} GB/s"
-    return f"{v:.2f}×"
-
-
 def targets_table(targets: dict) -> str:
     rows = targets.get("rows", [])
     keys: List[str] = []
@@ -165,7 +155,7 @@ def targets_table(targets: dict) -> str:
         mine = [r for r in rows if r["key"] == k]
         cells = []
         for r in mine:
-            val = _target_value(r)
+            val = format_value(r, "×")
             if r.get("status") == "MISS":
                 val = f"**{val}**"
             info = "".join(f" (vs {p} {v:.2f}×)" for p, v in r.get("info_ratios", {}).items())

@@ -7,6 +7,7 @@ from typing import List, Optional, TextIO
 from . import _common as C
 from .micro import size_label
 from .systems import ORDER
+from .targets import format_value
 
 MiB = 1 << 20
 PHASE_TITLES = {"save:page-cache": "save, page cache", "save:durable": "save, durable (fsync)",
@@ -116,12 +117,7 @@ def print_targets(targets: dict, out: TextIO) -> None:
         mine = [r for r in rows if r["key"] == k]
         cells = []
         for r in mine:
-            if r["key"] == "save RSS":
-                val = f"{r['value'] / MiB:.0f} MiB"
-            elif r["key"] == "crc32c GB/s":
-                val = f"{r['value']:.1f} GB/s"
-            else:
-                val = f"{r['value']:.2f}x"
+            val = format_value(r)
             info = "".join(f" (vs {p} {v:.2f}x)" for p, v in r.get("info_ratios", {}).items())
             cells.append(f"{r['scope']} {val} {r['status']}{info}")
         print(f"{targets['overall'][k]:5s} {mine[0]['text'].ljust(width)}" + "; ".join(cells),

@@ -72,6 +72,29 @@ def _row(t: Target, scope: str, value: Optional[float], note: str = "",
             "info_ratios": info_ratios or {}}
 
 
+def format_value(row: dict, times: str = "x") -> str:
+    """A target row's value for tables: MiB, GB/s or a ratio with `times`.
+
+    Ratios get two decimals, or more where two would round a miss onto its
+    threshold (0.8996 is shown as 0.8996, not as a failing 0.90).
+    """
+    v = row.get("value")
+    if v is None:
+        return "n/a"
+    if row["key"] == "save RSS":
+        return f"{v / 2**20:.0f} MiB"
+    if row["key"] == "crc32c GB/s":
+        return f"{v:.1f} GB/s"
+    text = f"{v:.2f}"
+    if row.get("status") in ("PASS", "MISS") and "threshold" in row:
+        target = Target("", "", row["threshold"], row.get("op", ">="))
+        for digits in (3, 4, 5):
+            if target.passes(float(text)) == (row["status"] == "PASS"):
+                break
+            text = f"{v:.{digits}f}"
+    return text + times
+
+
 def evaluate(results: dict) -> dict:
     rows: List[dict] = []
     wls = {w["workload"]["name"]: w for w in results.get("workloads", [])}

@@ -209,41 +209,39 @@ STORED = ROOT / "benchmarks" / "latest" / "summary.json"
 
 # Lines of the tables in benchmarks/README.md ("Latest results"), rendered from STORED.
 STORED_LINES = [
-    "#### transformer, float32: 1.093 GB, 308 tensors (float32)",
-    ("| system | save, page cache GB/s | save, durable GB/s | restore GB/s | fastckpt ÷ system: "
-     "cache / durable / restore | CPU s save / restore | extra RSS MiB save / restore |"),
-    "|---|---|---|---|---|---|---|",
-    "| **fastckpt** | 4.32 | 0.61 | 2.39 | – | 0.49 / 0.70 | 0 / 1041 |",
-    "| raw-N | 5.09 | 0.53 | 3.91 | 0.85× / 1.15× / 0.69× | 0.41 / 0.46 | 0 / 1042 |",
-    "| tf-checkpoint | 1.05 | 0.25 | 0.87 | 4.13× / 2.44× / 3.35× | 1.04 / 1.30 | 10 / 1103 |",
-    "| numpy | 1.26 | 0.29 | 0.94 | 3.43× / 2.10× / 2.88× | 0.87 / 1.16 | 34 / 1043 |",
-    "#### transformer, bfloat16: 1.087 GB, 372 tensors (bfloat16)",
-    "#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)",
-    "| torch | 0.13 | 0.09 | 0.05 | 13.81× / 5.43× / 13.78× | 8.37 / 20.06 | 146 / 1190 |",
-    "#### one large tensor: 1.074 GB, 1 tensor (float32)",
-    "| safetensors | 2.09 | 0.30 | 1.09 | 1.42× / 1.63× / 2.03× | 0.52 / 0.99 | 0 / 2048 |",
-    "#### transformer float32 in 8 files: 1.093 GB, 308 tensors (float32), 8 files per system",
-    "| tf-saver | 1.59 | 0.41 | 1.86 | 2.02× / 1.35× / 1.41× | 1.13 / 1.00 | 16 / 564 |",
-    "#### CRC32C, GB/s on one thread",
-    "| implementation | 4 KiB | 64 KiB | 1 MiB | 16 MiB | 64 MiB |",
-    "| fastckpt portable | 1.53 | 1.77 | 1.76 | 1.72 | 1.63 |",
-    "| fastckpt sse42 | 12.91 | 22.42 | 23.42 | 15.30 | 11.08 |",
-    "| google-crc32c | 14.68 | 23.90 | 22.82 | 14.31 | 8.44 |",
-    "| fastckpt sse42 ÷ google-crc32c | 0.88× | 0.94× | 1.03× | 1.11× | 1.31× |",
-    "#### Scaling: fastckpt, 0.268 GB float32 transformer, page cache, GB/s",
-    "| threads | save, 1 shard | save, 2 shards | load, 1 shard | load, 2 shards | raw write |",
-    "| 1 | 2.26 | 2.01 | 1.68 | 1.63 | 2.54 |",
-    "| 2 | 2.65 | 3.47 | 2.62 | 2.96 | 3.24 |",
-    "| | target | this run |",
-    ("| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | transformer-fp32 **0.85×**, "
-     "transformer-bf16 0.93×, small 2.51×, large **0.61×**, sharded **0.76×** |"),
-    ("| PASS | save ≥ 0.9 × raw parallel write (durable) | transformer-fp32 1.15×, "
-     "transformer-bf16 1.19×, small 1.60×, large 1.07×, sharded 1.09× |"),
-    ("| **MISS** | CRC32C ≥ 1.0 × google-crc32c (one thread) | 4 KiB **0.88×**, 64 KiB **0.94×**, "
-     "1 MiB 1.03×, 16 MiB 1.11×, 64 MiB 1.31× |"),
-    "| PASS | CRC32C ≥ 20 GB/s per core (fastckpt sse42, best block size) | 1 MiB 23.4 GB/s |",
-    ("| PASS | extra RSS during a synchronous fastckpt.save ≤ 256 MiB | max of all saves 62 MiB "
-     "(worst: small (1.07 GB); 28 saves) |"),
+    '#### transformer, float32: 1.093 GB, 308 tensors (float32)',
+    '| system | save, page cache GB/s | save, durable GB/s | restore GB/s | fastckpt ÷ system: cache / durable / restore | CPU s save / restore | extra RSS MiB save / restore |',
+    '|---|---|---|---|---|---|---|',
+    '| **fastckpt** | 4.10 | 0.38 | 4.36 | – | 0.52 / 0.49 | 6 / 1043 |',
+    '| raw-N | 4.98 | 0.43 | 3.93 | 0.80× / 0.97× / 1.16× | 0.43 / 0.47 | 2 / 1042 |',
+    '| raw-N1 | 1.98 | 0.42 | 3.98 | 2.16× / 0.92× / 1.04× | 0.83 / 0.50 | 0 / 1042 |',
+    '| tf-checkpoint | 1.01 | 0.26 | 0.97 | 3.97× / 1.50× / 4.06× | 1.08 / 1.27 | 13 / 1106 |',
+    '| numpy | 0.97 | 0.24 | 0.83 | 4.12× / 1.72× / 5.48× | 1.12 / 1.28 | 40 / 1044 |',
+    '#### transformer, bfloat16: 1.087 GB, 372 tensors (bfloat16)',
+    '#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)',
+    '| torch | 0.12 | 0.08 | 0.05 | 14.73× / 4.51× / 36.05× | 8.82 / 20.11 | 144 / 1190 |',
+    '#### one large tensor: 1.074 GB, 1 tensor (float32)',
+    '| safetensors | 3.06 | 0.29 | 1.04 | 0.97× / 1.44× / 2.48× | 0.35 / 1.03 | 0 / 2048 |',
+    '#### transformer float32 in 8 files: 1.093 GB, 308 tensors (float32), 8 files per system',
+    '| tf-saver | 2.03 | 0.38 | 1.87 | 2.19× / 1.22× / 1.92× | 0.99 / 1.09 | 16 / 558 |',
+    '#### CRC32C, GB/s on one thread',
+    '| implementation | 4 KiB | 64 KiB | 1 MiB | 16 MiB | 64 MiB |',
+    '| fastckpt portable | 1.56 | 1.66 | 1.60 | 1.67 | 1.68 |',
+    '| fastckpt sse42 | 11.80 | 19.48 | 21.50 | 12.64 | 10.54 |',
+    '| fastckpt avx2_vpclmul | 16.89 | 27.84 | 34.77 | 29.70 | 12.87 |',
+    '| google-crc32c | 10.82 | 20.17 | 20.97 | 9.56 | 8.57 |',
+    '| fastckpt avx2_vpclmul ÷ google-crc32c | 1.44× | 1.40× | 1.68× | 3.11× | 1.50× |',
+    '#### Scaling: fastckpt, 0.268 GB float32 transformer, page cache, GB/s',
+    '| threads | save, 1 shard | save, 2 shards | load, 1 shard | load, 2 shards | raw write |',
+    '| 1 | 2.22 | 2.21 | 1.24 | 1.53 | 2.31 |',
+    '| 2 | 2.57 | 3.88 | 1.82 | 2.32 | 3.94 |',
+    '| | target | this run |',
+    '| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | transformer-fp32 **0.80×** (vs raw-N1 2.16×), transformer-bf16 1.23× (vs raw-N1 1.74×), small 2.49× (vs raw-N1 2.60×), large **0.87×** (vs raw-N1 1.71×), sharded **0.8996×** (vs raw-N1 1.94×) |',
+    '| PASS | restore ≥ 0.9 × raw parallel read into fresh arrays | transformer-fp32 1.16× (vs raw-N1 1.04×), transformer-bf16 0.95× (vs raw-N1 0.89×), small 3.17× (vs raw-N1 2.30×), large 1.01× (vs raw-N1 1.06×), sharded 1.01× (vs raw-N1 0.92×) |',
+    '| PASS | 100,000 small tensors ≥ 0.5 × one large tensor (restore) | small vs large 0.74× |',
+    '| PASS | CRC32C ≥ 1.0 × google-crc32c (one thread) | 4 KiB 1.44×, 64 KiB 1.40×, 1 MiB 1.68×, 16 MiB 3.11×, 64 MiB 1.50× |',
+    '| PASS | CRC32C ≥ 20 GB/s per core (fastckpt avx2_vpclmul, best block size) | 1 MiB 34.8 GB/s |',
+    '| PASS | extra RSS during a synchronous fastckpt.save ≤ 256 MiB | max of all saves 65 MiB (worst: small (1.07 GB); 42 saves) |',
 ]
 
 
@@ -255,14 +253,13 @@ def test_markdown_of_stored_summary():
     # Systems in the suite's order; the small-tensor workload names its skipped systems.
     i = lines.index("#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)")
     rows = [ln.split(" | ")[0] for ln in lines[i + 4:i + 10]]
-    assert rows == ["| **fastckpt**", "| raw-N", "| raw-1", "| torch", "| safetensors",
-                    "| numpy"]
-    assert lines[i + 11].startswith("tf-saver and tf-checkpoint skipped: 100,000 tensors > "
+    assert rows == ["| **fastckpt**", "| raw-N", "| raw-N1", "| raw-1", "| torch", "| safetensors"]
+    assert lines[i + 12].startswith("tf-saver and tf-checkpoint skipped: 100,000 tensors > "
                                     "--tf-max-tensors 10,000")
     assert md.count("#### ") == 7 and md.count("| **fastckpt** |") == 5
     # Skip notes are not repeated at the end.
     assert "Note:" not in md
-    assert md.endswith("|\n")
+    assert md.endswith("information, not part of PASS/MISS)\n")
 
 
 def test_markdown_tolerates_missing_values():
@@ -453,3 +450,17 @@ def test_targets_pass_and_miss():
     assert t["overall"]["restore/raw-N"] == "PASS"
     assert not any(k.startswith("raw-N1") or "/raw-N1" in k for k in t["overall"])
     assert set(t["info_notes"]) == {"raw-N1"}
+
+
+def test_target_values_never_round_onto_the_other_side_of_their_threshold():
+    from benchmarks.targets import format_value
+
+    row = {"key": "save/raw-N page-cache", "threshold": 0.9, "op": ">="}
+    assert format_value({**row, "value": 0.8996, "status": "MISS"}, "×") == "0.8996×"
+    assert format_value({**row, "value": 0.897, "status": "MISS"}) == "0.897x"
+    assert format_value({**row, "value": 0.87, "status": "MISS"}) == "0.87x"
+    assert format_value({**row, "value": 0.9, "status": "PASS"}) == "0.90x"
+    assert format_value({"key": "save RSS", "value": 65 * 2**20, "status": "PASS", "threshold": 256,
+                         "op": "<="}) == "65 MiB"
+    assert format_value({"key": "crc32c GB/s", "value": 34.77, "status": "PASS"}) == "34.8 GB/s"
+    assert format_value({"key": "x", "value": None}) == "n/a"
