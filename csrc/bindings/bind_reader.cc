@@ -38,6 +38,26 @@ py::str DecodeKey(const std::string& key) {
 // they are reached through the full tensor's entry, never listed.
 bool IsSliceKey(const std::string& key) { return !key.empty() && key[0] == '\0'; }
 
+// An entry's shape as a tuple of ints. Requires the GIL.
+py::tuple ShapeTuple(const BundleEntry& e) {
+  py::tuple shape(e.shape.size());
+  for (size_t d = 0; d < e.shape.size(); ++d) shape[d] = py::int_(e.shape[d]);
+  return shape;
+}
+
+// A partitioned entry's stored slices as [[(start, length), ...], ...], or
+// None. Requires the GIL.
+py::object SlicesOrNone(const BundleEntry& e) {
+  if (e.slices.empty()) return py::none();
+  py::list sl;
+  for (const TensorSlice& s : e.slices) {
+    py::list exts;
+    for (const SliceExtent& x : s) exts.append(py::make_tuple(x.start, x.length));
+    sl.append(exts);
+  }
+  return std::move(sl);
+}
+
 // Where ReadAll puts one small tensor: slab `slab`, byte `offset`.
 struct SlabSlot {
   size_t slab;
@@ -91,20 +111,8 @@ class PyReader {
     py::list out(r->keys().size());
     for (size_t i = 0; i < r->keys().size(); ++i) {
       const BundleEntry& e = r->entries()[i];
-      py::tuple shape(e.shape.size());
-      for (size_t d = 0; d < e.shape.size(); ++d) shape[d] = py::int_(e.shape[d]);
-      py::object slices = py::none();
-      if (!e.slices.empty()) {
-        py::list sl;
-        for (const TensorSlice& s : e.slices) {
-          py::list exts;
-          for (const SliceExtent& x : s) exts.append(py::make_tuple(x.start, x.length));
-          sl.append(exts);
-        }
-        slices = sl;
-      }
-      out[i] = py::make_tuple(py::bytes(r->keys()[i]), e.dtype, shape, e.shard_id, e.offset, e.size,
-                              e.masked_crc32c, slices);
+      out[i] = py::make_tuple(py::bytes(r->keys()[i]), e.dtype, ShapeTuple(e), e.shard_id, e.offset, e.size,
+                              e.masked_crc32c, SlicesOrNone(e));
     }
     return out;
   }
@@ -125,19 +133,7 @@ class PyReader {
     auto r = Get();
     if (i >= r->entries().size()) throw py::index_error("no such entry");
     const BundleEntry& e = r->entries()[i];
-    py::tuple shape(e.shape.size());
-    for (size_t d = 0; d < e.shape.size(); ++d) shape[d] = py::int_(e.shape[d]);
-    py::object slices = py::none();
-    if (!e.slices.empty()) {
-      py::list sl;
-      for (const TensorSlice& s : e.slices) {
-        py::list exts;
-        for (const SliceExtent& x : s) exts.append(py::make_tuple(x.start, x.length));
-        sl.append(exts);
-      }
-      slices = sl;
-    }
-    return py::make_tuple(e.dtype, shape, e.size, slices);
+    return py::make_tuple(e.dtype, ShapeTuple(e), e.size, SlicesOrNone(e));
   }
 
   // Index of the entry stored under `key` (raw bytes), or -1.
