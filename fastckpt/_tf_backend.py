@@ -21,10 +21,11 @@ saveables' own ``restore``.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import metagraph as mg
 from .errors import DataLossError, TensorNotFoundError
 from .format import slices as slicing
 from .reader import CheckpointReader
@@ -245,19 +246,38 @@ class TFBackend:
         sess.run(self._tf_saver.saver_def.restore_op_name, feed_dict=feed)
         return None
 
-    def write_meta_graph(self, sess: Any, path: str, *, strip_default_attrs: bool,
-                         save_debug_info: bool, durable: bool) -> None:
+    def capture_meta_graph(self, sess: Any, *, strip_default_attrs: bool,
+                           save_debug_info: bool) -> Callable[[str, bool], None]:
+        """The graph's MetaGraphDef as it is now, as ``write(path, durable)``.
+
+        Called on the saving thread, so that an asynchronous save writes the
+        graph of its call, whatever the caller adds to the graph while the
+        save completes in the background.
+        """
         if self._eager:
-            return  # TensorFlow writes no .meta in eager mode
+            return lambda path, durable: None  # TensorFlow writes no .meta in eager mode
+        if save_debug_info:
+            # The debug info goes to a file that TensorFlow's exporter names
+            # after the .meta; it is exported when written.
+            def export(path: str, durable: bool) -> None:
+                with sess.graph.as_default():
+                    self._tf_saver.export_meta_graph(path, strip_default_attrs=strip_default_attrs,
+                                                     save_debug_info=True)
+                if durable:
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            return export
         with sess.graph.as_default():
-            self._tf_saver.export_meta_graph(path, strip_default_attrs=strip_default_attrs,
-                                             save_debug_info=save_debug_info)
-        if durable:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            meta = self._tf_saver.export_meta_graph(None, strip_default_attrs=strip_default_attrs)
+
+        def write(path: str, durable: bool) -> None:
+            # Deterministic serialization, written atomically: the bytes
+            # TensorFlow's exporter writes.
+            mg.write_meta_graph(meta, path, fsync=durable)
+        return write
 
     def export_meta_graph(self, filename: Any, *, durable: bool, **kwargs: Any) -> Any:
         if self._tf_saver is None:

@@ -268,10 +268,15 @@ class Saver:
             os.makedirs(save_path_parent, exist_ok=True)
         meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
 
+        # Captured now, on the caller's thread: an asynchronous save writes
+        # the graph (or variable list) of its call, not of its commit.
+        write_meta_graph_file = backend.capture_meta_graph(
+            sess, strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info) \
+            if write_meta_graph else None
+
         def write_meta() -> None:
             try:
-                backend.write_meta_graph(sess, meta_file, strip_default_attrs=strip_default_attrs,
-                                         save_debug_info=save_debug_info, durable=self._durable)
+                write_meta_graph_file(meta_file, self._durable)
             except OSError as e:
                 if isinstance(e, CheckpointIOError):
                     raise
@@ -507,9 +512,11 @@ class _ArrayBackend:
     def to_proto(self, export_scope: Optional[str]) -> Any:
         return self.saver_def
 
-    def write_meta_graph(self, sess: Any, path: str, *, strip_default_attrs: bool,
-                         save_debug_info: bool, durable: bool) -> None:
-        mg.write_meta_graph(self._meta_graph(), path, fsync=durable)
+    def capture_meta_graph(self, sess: Any, *, strip_default_attrs: bool,
+                           save_debug_info: bool) -> Callable[[str, bool], None]:
+        """The MetaGraphDef of the variables as they are now, as ``write(path, durable)``."""
+        meta = self._meta_graph()
+        return lambda path, durable: mg.write_meta_graph(meta, path, fsync=durable)
 
     def export_meta_graph(self, filename: Optional[PathLike], *, as_text: bool, durable: bool,
                           **unused: Any) -> Any:

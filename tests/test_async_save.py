@@ -150,6 +150,28 @@ def test_saver_async_commits_in_order_and_applies_retention(tmp_path):
     assert saver.last_checkpoints == [str(tmp_path / "model-2"), str(tmp_path / "model-3")]
 
 
+def test_saver_async_meta_graph_is_the_one_of_the_call(tmp_path):
+    import threading
+
+    from fastckpt import _background
+
+    v = {"w": np.zeros((4, 5), np.float32), "b": np.zeros(10)}
+    fastckpt.Saver(dict(v)).save(None, str(tmp_path / "blocking"))
+    saver = fastckpt.Saver(dict(v))
+    release = threading.Event()
+    blocker = _background.AsyncSave("blocker")
+    _background.submit(blocker, lambda: release.wait(60))  # holds the background thread
+    try:
+        handle = saver.save(None, str(tmp_path / "async"), blocking=False)
+        saver.var_list["w"] = np.zeros(7, np.float64)  # changed before the save commits
+        assert not handle.done()
+    finally:
+        release.set()
+    handle.result(timeout=60)
+    blocker.result(timeout=60)
+    assert (tmp_path / "async.meta").read_bytes() == (tmp_path / "blocking.meta").read_bytes()
+
+
 def test_saver_async_failure_leaves_the_state_file(tmp_path):
     v = {"w": np.ones(3 * MiB // 8)}
     saver = fastckpt.Saver(v)

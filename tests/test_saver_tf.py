@@ -1043,3 +1043,34 @@ def test_copy_of_tf_dir_restores_with_fastckpt(tmp_path):
         variables = _make_vars()
         got = _restore_fresh(g, make_saver("fc"), fcm.latest_checkpoint(str(dst)), variables)
     assert got == _expected()
+
+
+def test_async_save_writes_the_graph_of_its_call(tmp_path):
+    """Saver.save(blocking=False) captures the MetaGraphDef on the calling thread:
+    ops added while the save completes in the background are not in its .meta."""
+    import threading
+
+    from fastckpt import _background
+
+    with tf.Graph().as_default() as graph, _session(graph) as sess:
+        _make_vars()
+        saver = make_saver("fc")
+        sess.run(tf.compat.v1.global_variables_initializer())
+        release = threading.Event()
+        blocker = _background.AsyncSave("blocker")
+        _background.submit(blocker, lambda: release.wait(60))  # holds the background thread
+        try:
+            handle = saver.save(sess, str(tmp_path / "model"), blocking=False)
+            tf.compat.v1.get_variable("added_later", initializer=np.float32(1.0))
+            assert not handle.done()
+        finally:
+            release.set()
+        assert handle.result(timeout=60) == str(tmp_path / "model")
+        blocker.result(timeout=60)
+        after = saver.export_meta_graph()
+    meta = tf.compat.v1.MetaGraphDef()
+    with open(tmp_path / "model.meta", "rb") as f:
+        meta.ParseFromString(f.read())
+    names = {n.name for n in meta.graph_def.node}
+    assert "a" in names and "added_later" not in names
+    assert "added_later" in {n.name for n in after.graph_def.node}
