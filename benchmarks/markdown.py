@@ -7,19 +7,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from ._common import GB
 from .micro import size_label
+from .report import MiB, fmt, workload_phases
 from .systems import ORDER
 from .targets import format_value
 
-GB = 1e9
-MiB = 1 << 20
 MODE_TITLES = {"page-cache": "page cache", "durable": "durable"}
 MODE_SHORT = {"page-cache": "cache", "durable": "durable"}
 RSS_METHODS = {"clear_refs": "VmHWM reset (`clear_refs`)", "sampling": "sampling VmRSS"}
-
-
-def _f(v: Optional[float], fmt: str = "{:.2f}", none: str = "-") -> str:
-    return none if v is None else fmt.format(v)
 
 
 def _cell(text: str) -> str:
@@ -65,7 +61,7 @@ def workload_heading(info: dict) -> str:
 
 def workload_table(w: dict) -> str:
     modes = list(w.get("modes", []))
-    phases = [f"save:{m}" for m in modes] + ["restore"]
+    phases = workload_phases(w)
     saves = phases[:-1]
     summ = w.get("summary", {})
     systems = summ.get("systems", {})
@@ -83,20 +79,20 @@ def workload_table(w: dict) -> str:
         if per.get("verified") is False:
             name += " (check FAILED)"
             failed_checks.append(f"{s} check FAILED: {'; '.join(per.get('checks', []))}")
-        cells = [name] + [_f(per.get(p, {}).get("gbps")) for p in phases]
+        cells = [name] + [fmt(per.get(p, {}).get("gbps")) for p in phases]
         if s == "fastckpt":
             cells.append("–")
         else:
-            cells.append(" / ".join(_f(ratios.get(p, {}).get(s), "{:.2f}×") for p in phases))
+            cells.append(" / ".join(fmt(ratios.get(p, {}).get(s), "{:.2f}×") for p in phases))
         first_save = next((per[p] for p in saves if p in per), {})
         rst = per.get("restore", {})
-        cells.append(f"{_f(first_save.get('cpu_s'))} / {_f(rst.get('cpu_s'))}")
+        cells.append(f"{fmt(first_save.get('cpu_s'))} / {fmt(rst.get('cpu_s'))}")
         rss = [per[p]["rss_extra_max"] for p in saves
                if p in per and per[p].get("rss_extra_max") is not None]
         rss_save = max(rss) / MiB if rss else None
         rss_rst = rst.get("rss_extra_max")
-        cells.append(f"{_f(rss_save, '{:.0f}')} / "
-                     f"{_f(None if rss_rst is None else rss_rst / MiB, '{:.0f}')}")
+        cells.append(f"{fmt(rss_save, '{:.0f}')} / "
+                     f"{fmt(None if rss_rst is None else rss_rst / MiB, '{:.0f}')}")
         rows.append([_cell(c) for c in cells])
     parts = [workload_heading(w.get("workload", {})), _table(header, rows)]
     after = []
@@ -114,12 +110,12 @@ def workload_table(w: dict) -> str:
 def crc_table(crc: dict) -> str:
     sizes = crc.get("sizes", [])
     gbps = crc.get("median_gbps", {})
-    rows = [[name] + [_f(gbps.get(name, {}).get(str(n))) for n in sizes]
+    rows = [[name] + [fmt(gbps.get(name, {}).get(str(n))) for n in sizes]
             for name in crc.get("impls", [])]
     vs = crc.get("ratio_vs_google") or {}
     if vs:
         rows.append([f"{crc.get('default', 'fastckpt')} ÷ google-crc32c"]
-                    + [_f(vs.get(str(n)), "{:.2f}×") for n in sizes])
+                    + [fmt(vs.get(str(n)), "{:.2f}×") for n in sizes])
     return ("#### CRC32C, GB/s on one thread\n\n"
             + _table(["implementation"] + [size_label(n) for n in sizes], rows))
 
@@ -133,9 +129,9 @@ def scaling_table(sc: dict) -> str:
 
     header = (["threads"] + [f"save, {shards(k)}" for k in lv] + [f"load, {shards(k)}" for k in lv]
               + ["raw write"])
-    rows = [[str(t)] + [_f(s.get("save_gbps", {}).get(f"{t},{k}")) for k in lv]
-            + [_f(s.get("load_gbps", {}).get(f"{t},{k}")) for k in lv]
-            + [_f(s.get("raw_save_gbps", {}).get(str(t)))] for t in lv]
+    rows = [[str(t)] + [fmt(s.get("save_gbps", {}).get(f"{t},{k}")) for k in lv]
+            + [fmt(s.get("load_gbps", {}).get(f"{t},{k}")) for k in lv]
+            + [fmt(s.get("raw_save_gbps", {}).get(str(t)))] for t in lv]
     return (f"#### Scaling: fastckpt, {_gb(sc.get('workload', {}).get('nbytes'))} GB float32 "
             "transformer, page cache, GB/s\n\n" + _table(header, rows))
 

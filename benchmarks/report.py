@@ -20,17 +20,19 @@ def human(n: Optional[int]) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def _f(v: Optional[float], fmt: str = "{:.2f}", none: str = "-") -> str:
-    return none if v is None else fmt.format(v)
+def fmt(v: Optional[float], spec: str = "{:.2f}", none: str = "-") -> str:
+    """`v` formatted by `spec`, or `none` when missing (text and markdown tables)."""
+    return none if v is None else spec.format(v)
 
 
-def _phases(w: dict) -> List[str]:
-    return [f"save:{m}" for m in w["modes"]] + ["restore"]
+def workload_phases(w: dict) -> List[str]:
+    """A workload's timed phases: one save per mode, then the restore."""
+    return [f"save:{m}" for m in w.get("modes", [])] + ["restore"]
 
 
 def print_workload(w: dict, out: TextIO) -> None:
     info = w["workload"]
-    phases = _phases(w)
+    phases = workload_phases(w)
     summ = w["summary"]
     short = {"save:page-cache": "cache", "save:durable": "durable", "restore": "restore"}
     print(f"\n== {info['title']}: {info['nbytes'] / C.GB:.3f} GB in {info['tensors']:,} tensors "
@@ -49,19 +51,19 @@ def print_workload(w: dict, out: TextIO) -> None:
         per = summ["systems"][s]
         line = f"{s:14s}"
         for p in phases:
-            line += f"{_f(per.get(p, {}).get('gbps')):>9s}"
+            line += f"{fmt(per.get(p, {}).get('gbps')):>9s}"
         line += " | "
         for p in phases:
             r = None if s == "fastckpt" else summ["ratios"].get(p, {}).get(s)
-            line += f"{_f(r, '{:.2f}x', '' if s == 'fastckpt' else '-'):>9s}"
+            line += f"{fmt(r, '{:.2f}x', '' if s == 'fastckpt' else '-'):>9s}"
         first_save = next((per[p] for p in phases if p.startswith("save") and p in per), {})
         rss_save = max((per[p]["rss_extra_max"] for p in phases if p.startswith("save")
                         and p in per), default=None)
         rst = per.get("restore", {})
-        line += f" | {_f(first_save.get('cpu_s')):>6s}{_f(rst.get('cpu_s')):>8s}"
-        line += f" | {_f(None if rss_save is None else rss_save / MiB, '{:.0f}'):>6s}"
-        line += f"{_f(None if not rst else rst['rss_extra_max'] / MiB, '{:.0f}'):>8s}"
-        line += f" | {_f(first_save.get('files'), '{:d}'):>5s}  "
+        line += f" | {fmt(first_save.get('cpu_s')):>6s}{fmt(rst.get('cpu_s')):>8s}"
+        line += f" | {fmt(None if rss_save is None else rss_save / MiB, '{:.0f}'):>6s}"
+        line += f"{fmt(None if not rst else rst['rss_extra_max'] / MiB, '{:.0f}'):>8s}"
+        line += f" | {fmt(first_save.get('files'), '{:d}'):>5s}  "
         line += "ok" if per["verified"] else "FAILED " + "; ".join(per["checks"])
         print(line, file=out)
     print("(GB = 1e9 B; medians over rounds; fastckpt / system: median of per-round ratios of "
@@ -162,7 +164,7 @@ def plot(results: dict, out_dir: str) -> List[str]:
     if wls:
         phases = []
         for w in wls:
-            for p in _phases(w):
+            for p in workload_phases(w):
                 if p not in phases:
                     phases.append(p)
         systems = [s for s in ORDER if any(s in w["summary"]["systems"] for w in wls)]
