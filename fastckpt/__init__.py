@@ -7,10 +7,11 @@ shards in parallel, checksums with hardware CRC32C and verifies every read.
 from . import config as _config
 from ._native import __version__ as _native_version
 from ._native import build_info as _native_build_info
-from .errors import (CheckpointIOError, CheckpointNotFoundError, CudaUnavailableError,
-                     DataLossError, FailedPreconditionError, FastCkptError, InternalError,
-                     InvalidArgumentError, TensorNotFoundError, UnimplementedError,
-                     UnsupportedDtypeError)
+from .errors import (CheckpointExistsError, CheckpointIOError, CheckpointIsADirectoryError,
+                     CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
+                     CudaError, CudaUnavailableError, DataLossError, FailedPreconditionError,
+                     FastCkptError, InternalError, InvalidArgumentError, MissingDependencyError,
+                     TensorNotFoundError, UnimplementedError, UnsupportedDtypeError)
 from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
                                      latest_checkpoint, remove_checkpoint, update_checkpoint_state)
 from ._background import AsyncSave, wait_for_pending_saves
@@ -48,15 +49,21 @@ __all__ = [
     "VerifyReport",
     "latest_valid_checkpoint",
     "FastCkptError",
+    "CheckpointIOError",
     "CheckpointNotFoundError",
+    "CheckpointPermissionError",
+    "CheckpointExistsError",
+    "CheckpointIsADirectoryError",
+    "CheckpointNotADirectoryError",
     "TensorNotFoundError",
     "DataLossError",
     "InvalidArgumentError",
     "UnsupportedDtypeError",
-    "CheckpointIOError",
     "UnimplementedError",
     "FailedPreconditionError",
+    "CudaError",
     "CudaUnavailableError",
+    "MissingDependencyError",
     "InternalError",
 ]
 

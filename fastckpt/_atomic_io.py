@@ -12,19 +12,18 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+from typing import Optional
 
-from .errors import CheckpointIOError, CheckpointNotFoundError
+from .errors import from_os_error
 
 __all__ = ["atomic_write", "fsync_directory", "io_error"]
 
 
-def io_error(e: OSError, what: str) -> OSError:
-    """A CheckpointIOError (CheckpointNotFoundError for ENOENT, as the native core
-    does) with `e`'s errno and a message that starts with `what`."""
-    cls = CheckpointNotFoundError if e.errno == errno.ENOENT else CheckpointIOError
-    err = cls(e.errno, f"{what}: {e.strerror or e}")
-    err.filename = e.filename
-    return err
+def io_error(e: OSError, what: str, filename: Optional[str] = None) -> OSError:
+    """The CheckpointIOError subclass for `e`'s errno (as the native core
+    raises), with a message that starts with `what` and `filename` (default:
+    `e`'s) as the file it is about."""
+    return from_os_error(e, what, filename)
 
 
 def fsync_directory(directory: str) -> None:
@@ -51,7 +50,7 @@ def atomic_write(path: str, data: bytes, *, durable: bool, what: str) -> None:
     try:
         fd = os.open(tmp, flags, 0o666)
     except OSError as e:
-        raise io_error(e, f"cannot write {what} '{path}'") from None
+        raise io_error(e, f"cannot write {what} '{path}'", path) from None
     done = False
     try:
         try:
@@ -63,7 +62,7 @@ def atomic_write(path: str, data: bytes, *, durable: bool, what: str) -> None:
             os.replace(tmp, path)
             done = True
         except OSError as e:
-            raise io_error(e, f"cannot write {what} '{path}'") from None
+            raise io_error(e, f"cannot write {what} '{path}'", path) from None
     finally:
         if not done:
             try:

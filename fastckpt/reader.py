@@ -7,6 +7,7 @@ native core, straight into the returned arrays.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -15,7 +16,7 @@ import numpy as np
 
 from . import _native, config
 from ._gc import gc_paused
-from .errors import (CheckpointNotFoundError, DataLossError, InvalidArgumentError,
+from .errors import (DataLossError, os_error, InvalidArgumentError,
                      TensorNotFoundError, UnsupportedDtypeError)
 from .format import dtypes, slices as slicing
 
@@ -46,8 +47,8 @@ def _resolve_prefix(path: PathLike) -> str:
 
     prefix = latest_checkpoint(path)
     if prefix is None:
-        raise CheckpointNotFoundError(
-            f"no checkpoint in directory '{path}' (no 'checkpoint' state file naming one that exists)")
+        raise os_error(errno.ENOENT, f"no checkpoint in directory '{path}' (no 'checkpoint' state "
+                       "file naming one that exists)", path)
     return prefix
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint_management as cm
 from . import metagraph as mg
 from ._arrays import to_host_array
-from .errors import CheckpointIOError, InvalidArgumentError
+from .errors import CheckpointIOError, InvalidArgumentError, from_os_error
 from .format import dtypes
 from .reader import CheckpointReader
 from .writer import prepare_items, start_background, start_job, write_items
@@ -281,10 +281,7 @@ class Saver:
                 if isinstance(e, CheckpointIOError):
                     raise
                 # Every OS error of a save is a CheckpointIOError naming the file.
-                err = CheckpointIOError(e.errno, f"cannot write meta graph '{meta_file}': "
-                                                 f"{e.strerror or e}")
-                err.filename = meta_file
-                raise err from e
+                raise from_os_error(e, f"cannot write meta graph '{meta_file}'", meta_file) from e
 
         if backend.is_empty:
             if write_meta_graph:

@@ -12,7 +12,7 @@ from . import _background, _native, config
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array
 from ._gc import gc_paused
-from .errors import CheckpointIOError, InvalidArgumentError, UnsupportedDtypeError
+from .errors import InvalidArgumentError, UnsupportedDtypeError, from_os_error
 from .format import dtypes
 
 __all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items",
@@ -329,7 +329,7 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
-            raise CheckpointIOError(e.errno, f"cannot create directory '{parent}': {e.strerror}") from None
+            raise from_os_error(e, f"cannot create directory '{parent}'", parent) from None
     if not blocking:
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         snapshot_host=True, host_memory_budget=host_memory_budget)

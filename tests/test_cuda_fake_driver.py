@@ -288,11 +288,14 @@ def test_copy_failure_surfaces_at_synchronisation(fake_dir):
         try:
             T.cuda_engine_roundtrip(d, n, 1 << 20)
             err = None
-        except fastckpt.CudaUnavailableError as e:
+        except fastckpt.CudaError as e:
             err = str(e)
-        print(json.dumps({"err": err, **counters()}))
+            kind = [type(e).__name__, e.code, e.error_name]
+        print(json.dumps({"err": err, "kind": kind, **counters()}))
     """, fail_copy=11, delay_us=1000)
     assert out["err"] is not None
+    # A GPU error, not "no GPU": the class, CUresult and name a caller can act on.
+    assert out["kind"] == ["CudaError", 700, "CUDA_ERROR_ILLEGAL_ADDRESS"]
     assert "CUDA_ERROR_ILLEGAL_ADDRESS" in out["err"]
     assert "an illegal memory access was encountered" in out["err"]
     assert "cuEventSynchronize" in out["err"]
@@ -313,7 +316,8 @@ def test_copy_failure_raises(fake_dir, fail_copy):
             try:
                 T.cuda_engine_roundtrip(d, n, 1 << 20)
                 res[i] = None
-            except fastckpt.CudaUnavailableError as e:
+            except fastckpt.CudaError as e:
+                assert not isinstance(e, fastckpt.CudaUnavailableError)
                 res[i] = str(e)
         print(json.dumps(res))
     """, fail_copy=fail_copy, delay_us=1000)
@@ -330,10 +334,12 @@ def test_enqueue_error_names_the_call(fake_dir):
         try:
             T.cuda_engine_roundtrip(d, 2 << 20, 1 << 20)
             err = None
-        except fastckpt.CudaUnavailableError as e:
+        except fastckpt.CudaError as e:
             err = str(e)
-        print(json.dumps({"err": err}))
+            kind = [type(e).__name__, e.code, e.error_name]
+        print(json.dumps({"err": err, "kind": kind}))
     """)
+    assert out["kind"] == ["CudaError", 1, "CUDA_ERROR_INVALID_VALUE"]
     assert out["err"].startswith("CUDA cuMemcpyDtoHAsync failed: CUDA_ERROR_INVALID_VALUE")
     assert "device 0" in out["err"]
 

@@ -156,8 +156,12 @@ def test_copy_error_mid_stream_fails_cleanly(tmp_path, sim_device, at_enqueue):
     fastckpt.save({"weights": x}, tmp_path / "ck")  # an earlier checkpoint at the same prefix
     before = _contents(tmp_path / "ck")
     sim_device(fail_copy=3, fail_at_enqueue=at_enqueue)
-    with pytest.raises(fastckpt.InternalError, match=r"copying tensor 'weights'.*device.*copy #3"):
+    with pytest.raises(fastckpt.CudaError, match=r"copying tensor 'weights'.*device.*copy #3") as e:
         fastckpt.save({"weights": SimDeviceArray(x * 2)}, tmp_path / "ck")
+    # The class and code a real GPU raises: not "unavailable", which means "no GPU".
+    assert not isinstance(e.value, fastckpt.CudaUnavailableError)
+    want = ("CUDA_ERROR_INVALID_VALUE", 1) if at_enqueue else ("CUDA_ERROR_ILLEGAL_ADDRESS", 700)
+    assert (e.value.error_name, e.value.code) == want
     after = _contents(tmp_path / "ck")
     assert after == before  # no temp files, the old checkpoint untouched
     assert _native.staging_stats()["lent"] == 0
@@ -255,8 +259,9 @@ def test_load_to_device_detects_corruption(tmp_path, sim_device):
 def test_load_to_device_copy_error(tmp_path, sim_device):
     fastckpt.save({"x": np.arange(3 * MiB // 8, dtype=np.float64)}, tmp_path / "ck")
     sim_device(fail_copy=1)
-    with pytest.raises(fastckpt.InternalError, match=r"copying tensor 'x' in .* to device 0 failed"):
+    with pytest.raises(fastckpt.CudaError, match=r"copying tensor 'x' in .* to device 0 failed") as e:
         fastckpt.load(tmp_path / "ck", device="cuda:0", array_type=new_sim_array)
+    assert (e.value.error_name, e.value.code) == ("CUDA_ERROR_ILLEGAL_ADDRESS", 700)
 
 
 def test_partitioned_tensor_to_device(tmp_path, sim_device):

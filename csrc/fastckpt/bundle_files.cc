@@ -27,7 +27,8 @@ Status BundleFiles::SyncData(int threads) const {
 
 void BundleFiles::Abandon() {
   if (committed_) return;
-  for (const auto& p : temps_) RemoveFileIfExists(p);
+  // Best effort: the save has already failed with a better error.
+  for (const auto& p : temps_) RemoveFileIfExists(p).IgnoreError();
   temps_.clear();
 }
 
@@ -44,13 +45,14 @@ Status BundleFiles::Commit(const std::string& index, bool durable, std::vector<s
   for (size_t s = 0; s < final_data_.size(); ++s) {
     Status st = RenameFile(temp_data_[s], final_data_[s]);
     if (!st.ok()) {
-      for (size_t r = 0; r < s; ++r) RemoveFileIfExists(final_data_[r]);
+      // Undo, best effort: the rename's error is the one to report.
+      for (size_t r = 0; r < s; ++r) RemoveFileIfExists(final_data_[r]).IgnoreError();
       return st;
     }
   }
   Status st = RenameFile(temp_index, final_index);
   if (!st.ok()) {
-    for (const auto& p : final_data_) RemoveFileIfExists(p);
+    for (const auto& p : final_data_) RemoveFileIfExists(p).IgnoreError();  // undo, best effort
     return st;
   }
   committed_ = true;
@@ -59,8 +61,9 @@ Status BundleFiles::Commit(const std::string& index, bool durable, std::vector<s
   for (File& f : files_) done.Update(f.Close());
   if (done.ok() && durable) done = SyncDirectory(DirName(prefix_));
   if (!done.ok()) {
-    RemoveFileIfExists(final_index);  // first: the checkpoint disappears before its data
-    for (const auto& p : final_data_) RemoveFileIfExists(p);
+    // Undo, best effort; the index first, so the checkpoint disappears before its data.
+    RemoveFileIfExists(final_index).IgnoreError();
+    for (const auto& p : final_data_) RemoveFileIfExists(p).IgnoreError();
     return done;
   }
   *final_files = final_data_;

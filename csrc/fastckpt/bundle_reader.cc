@@ -72,7 +72,8 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
   std::string index;
   Status st = ReadWholeFile(index_name, &index);
   if (st.code() == StatusCode::kNotFound) {
-    return Status(StatusCode::kNotFound, "checkpoint index not found: '" + index_name + "'", st.sys_errno());
+    return Status::OsError(StatusCode::kNotFound, "checkpoint index not found: '" + index_name + "'",
+                           st.sys_errno(), index_name);
   }
   FASTCKPT_RETURN_IF_ERROR(st);
 
@@ -133,7 +134,8 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
     std::string name = DataFilename(prefix, s, h.num_shards);
     Status os = File::OpenForRead(name, &r->shards_[s]);
     if (os.code() == StatusCode::kNotFound) {
-      return Status(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'", os.sys_errno());
+      return Status::OsError(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'",
+                             os.sys_errno(), name);
     }
     FASTCKPT_RETURN_IF_ERROR(os);
     FASTCKPT_RETURN_IF_ERROR(r->shards_[s].Size(&r->shard_sizes_[s]));

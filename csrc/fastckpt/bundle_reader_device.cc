@@ -74,8 +74,8 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
         Status s = m.first->WaitMark(m.second);
         if (!s.ok() && st.ok()) {
           const ReadPiece& pc = pieces[tasks[f.task].first];
-          st = Status(s.code(), "copying " + Describe(requests[pc.req].entry) + " to device " +
-                                    std::to_string(requests[pc.req].device) + " failed: " + s.message());
+          st = s.Annotate("copying " + Describe(requests[pc.req].entry) + " to device " +
+                                    std::to_string(requests[pc.req].device) + " failed: ");
         }
       }
       pool.Release(&f.buf, &quota);
@@ -122,8 +122,8 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
         if (!s) st = engine->NewStream(r.device, &s);
         if (st.ok()) st = s->CopyToDevice(r.dest + pieces[i].offset, f.buf.data + off, pieces[i].length);
         if (!st.ok()) {
-          st = Status(st.code(), "copying " + Describe(r.entry) + " to device " + std::to_string(r.device) +
-                                     " failed: " + st.message());
+          st = st.Annotate("copying " + Describe(r.entry) + " to device " + std::to_string(r.device) +
+                                     " failed: ");
         }
         used[r.device] = true;
         off += pieces[i].length;
@@ -144,7 +144,8 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       // Nothing may still be copying out of a buffer that is released.
       for (auto& s : streams) {
         uint64_t m = 0;
-        if (s.second->Mark(&m).ok()) s.second->WaitMark(m);
+        // Only draining: the stream's error, if any, was reported already.
+        if (s.second->Mark(&m).ok()) s.second->WaitMark(m).IgnoreError();
       }
     }
     while (!inflight.empty()) {

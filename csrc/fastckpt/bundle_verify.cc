@@ -228,8 +228,8 @@ class ScratchPool {
 };
 
 Status OutOfMemory(uint64_t bytes, const std::string& what) {
-  return Status(StatusCode::kIOError,
-                "cannot allocate " + std::to_string(bytes) + " bytes to verify " + what, ENOMEM);
+  return Status::OsError(StatusCode::kIOError,
+                         "cannot allocate " + std::to_string(bytes) + " bytes to verify " + what, ENOMEM, "");
 }
 
 // A file range whose CRC32C is computed: all of a small tensor, or one

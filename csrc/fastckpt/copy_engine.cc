@@ -34,8 +34,7 @@ Status GetCopyEngine(std::shared_ptr<CopyEngine>* out) {
   }
   Status st = CudaEngineLocked(out);
   if (st.ok()) return st;
-  return Status(StatusCode::kUnavailable,
-                "no device copy path: device arrays need the CUDA driver (" + st.message() + ")");
+  return Unavailable("no device copy path: device arrays need the CUDA driver (" + st.message() + ")");
 }
 
 void InstallCopyEngine(std::shared_ptr<CopyEngine> engine) {

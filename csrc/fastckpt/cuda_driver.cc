@@ -36,8 +36,7 @@ LoadedDriver* DoLoad() {
   if (lib == nullptr) {
     const char* err = dlerror();
     d->info.error = err ? err : "libcuda.so.1 not found";
-    d->status = Status(StatusCode::kUnavailable,
-                       "CUDA driver not available: " + d->info.error);
+    d->status = Unavailable("CUDA driver not available: " + d->info.error);
     return d;
   }
   d->info.library_found = true;
@@ -68,7 +67,7 @@ LoadedDriver* DoLoad() {
 
   if (!probe_usable) {
     d->info.error = "libcuda.so.1 lacks the driver API entry points";
-    d->status = Status(StatusCode::kUnavailable, "CUDA driver not usable: " + d->info.error);
+    d->status = Unavailable("CUDA driver not usable: " + d->info.error);
     return d;
   }
 
@@ -79,7 +78,7 @@ LoadedDriver* DoLoad() {
     const bool can_name = a.cuGetErrorName != nullptr && a.cuGetErrorString != nullptr;
     d->info.error = "cuInit failed: " +
                     (can_name ? DescribeError(&a, rc) : "CUresult " + std::to_string(rc));
-    d->status = Status(StatusCode::kUnavailable, "CUDA driver not usable: " + d->info.error);
+    d->status = Unavailable("CUDA driver not usable: " + d->info.error);
     return d;
   }
   d->info.initialized = true;
@@ -91,14 +90,12 @@ LoadedDriver* DoLoad() {
     std::string names;
     for (const std::string& n : missing) names += (names.empty() ? "" : ", ") + n;
     // Probe() still describes this driver; only the engine cannot use it.
-    d->status = Status(StatusCode::kUnavailable,
-                       "CUDA driver (version " + std::to_string(d->info.driver_version) +
+    d->status = Unavailable("CUDA driver (version " + std::to_string(d->info.driver_version) +
                            ") lacks entry points the copy engine needs: " + names);
     return d;
   }
   if (d->info.device_count <= 0) {
-    d->status = Status(StatusCode::kUnavailable,
-                       "CUDA driver loaded but no CUDA device is visible to this process "
+    d->status = Unavailable("CUDA driver loaded but no CUDA device is visible to this process "
                        "(check CUDA_VISIBLE_DEVICES)");
     return d;
   }
@@ -138,10 +135,16 @@ std::string DescribeError(const DriverApi* api, CUresult rc) {
   return s;
 }
 
+std::string ErrorName(const DriverApi* api, CUresult rc) {
+  const char* name = nullptr;
+  if (api->cuGetErrorName(rc, &name) != CUDA_SUCCESS || name == nullptr) return std::string();
+  return name;
+}
+
 Status CudaError(const DriverApi* api, const char* call, CUresult rc, const std::string& context) {
   std::string m = std::string("CUDA ") + call + " failed: " + DescribeError(api, rc);
   if (!context.empty()) m += ", " + context;
-  return Status(StatusCode::kUnavailable, std::move(m));
+  return Status::Device(std::move(m), rc, ErrorName(api, rc));
 }
 
 const DriverInfo& Probe() { return Loaded().info; }

@@ -98,12 +98,14 @@ Status LoadDriver(const DriverApi** out);
 // or "CUresult 123" when the driver cannot name the code.
 // REQUIRES: api != nullptr (a table from LoadDriver).
 std::string DescribeError(const DriverApi* api, CUresult rc);
+// "CUDA_ERROR_ILLEGAL_ADDRESS", or "" when the driver cannot name the code.
+std::string ErrorName(const DriverApi* api, CUresult rc);
 
-// The Status for a failed driver call: kUnavailable with the message
-// "CUDA <call> failed: <DescribeError(rc)>" plus ", <context>" when context is
-// not empty. kUnavailable because after a failed driver call the device path
-// cannot be trusted for this operation (many CUDA errors are sticky for the
-// whole context); the message carries the exact CUresult.
+// The Status for a failed driver call: kDeviceError carrying the CUresult
+// and its name, with the message "CUDA <call> failed: <DescribeError(rc)>"
+// plus ", <context>" when context is not empty. Not kUnavailable: a driver
+// that is present but fails a call (out of memory, an illegal address) is a
+// real GPU error that "no GPU, fall back to the host" code must not swallow.
 Status CudaError(const DriverApi* api, const char* call, CUresult rc,
                  const std::string& context = std::string());
 

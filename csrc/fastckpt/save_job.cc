@@ -214,7 +214,7 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
     for (const auto& m : p.marks) {
       Status s = m.first->WaitMark(m.second);
       if (!s.ok()) {
-        return Status(s.code(), "copying " + DescribeTask(p.task) + " from the device failed: " + s.message());
+        return s.Annotate("copying " + DescribeTask(p.task) + " from the device failed: ");
       }
     }
     staged_bytes_.fetch_add(plan_.tasks[p.task].bytes);
@@ -242,8 +242,8 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
         CopyStream* s = streams.at(it.device).get();
         st = s->CopyToHost(buf.data + off, it.device_ptr + pc.src_offset, pc.length);
         if (!st.ok()) {
-          st = Status(st.code(), "copying tensor " + QuotedKey(it.key) + " from device " +
-                                     std::to_string(it.device) + " failed: " + st.message());
+          st = st.Annotate("copying tensor " + QuotedKey(it.key) + " from device " +
+                           std::to_string(it.device) + " failed: ");
         }
         devices.insert(it.device);
       } else {
@@ -278,7 +278,8 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
     // Nothing may still be copying into a buffer that will be released.
     for (auto& s : streams) {
       uint64_t m = 0;
-      if (s.second->Mark(&m).ok()) s.second->WaitMark(m);
+      // Only draining: the stream's error, if any, was reported already.
+        if (s.second->Mark(&m).ok()) s.second->WaitMark(m).IgnoreError();
     }
   }
   return st;

@@ -166,7 +166,11 @@ SimulatedCopyEngine::~SimulatedCopyEngine() {
 
 Status SimulatedCopyEngine::AllocHost(size_t n, void** out) {
   void* p = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
-  if (p == nullptr) return Internal("simulated device: cannot allocate " + std::to_string(n) + " host bytes");
+  if (p == nullptr) {
+    return Status::Device("simulated device: cannot allocate " + std::to_string(n) +
+                              " bytes of page-locked host memory: CUDA_ERROR_OUT_OF_MEMORY (out of memory)",
+                          2, "CUDA_ERROR_OUT_OF_MEMORY");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.host_allocs;
   *out = p;
@@ -213,7 +217,10 @@ void SimulatedCopyEngine::EnqueueCallerWork(uint64_t caller_stream, double delay
 Status SimulatedCopyEngine::CheckEnqueue() {
   int64_t seq = enqueued_.fetch_add(1);
   if (options_.fail_at_enqueue && seq == options_.fail_copy) {
-    return Internal("simulated device: copy #" + std::to_string(seq) + " was refused");
+    // What the driver returns for a copy it refuses to enqueue.
+    return Status::Device("simulated device: copy #" + std::to_string(seq) +
+                              " was refused: CUDA_ERROR_INVALID_VALUE (invalid argument)",
+                          1, "CUDA_ERROR_INVALID_VALUE");
   }
   return Status::Ok();
 }
@@ -225,7 +232,10 @@ Status SimulatedCopyEngine::RunCopy(bool to_host, void* dst, const void* src, si
   if (options_.bandwidth_gbps > 0) us += static_cast<double>(n) / (options_.bandwidth_gbps * 1e3);
   SleepUs(us);
   if (!options_.fail_at_enqueue && seq == options_.fail_copy) {
-    return Internal("simulated device: copy #" + std::to_string(seq) + " failed (illegal address)");
+    // What an asynchronous copy from a bad address reports at synchronisation.
+    return Status::Device("simulated device: copy #" + std::to_string(seq) +
+                              " failed: CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access was encountered)",
+                          700, "CUDA_ERROR_ILLEGAL_ADDRESS");
   }
   if (n > 0) std::memcpy(dst, src, n);
   std::lock_guard<std::mutex> lock(mu_);

@@ -8,7 +8,7 @@ namespace fastckpt {
 Status IoError(const std::string& what, const std::string& path, int err) {
   std::string msg = what + " '" + path + "': " + std::strerror(err);
   StatusCode code = err == ENOENT ? StatusCode::kNotFound : StatusCode::kIOError;
-  return Status(code, std::move(msg), err);
+  return Status::OsError(code, std::move(msg), err, path);
 }
 
 std::string PrintableKey(const std::string& key) {
