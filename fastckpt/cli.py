@@ -173,9 +173,7 @@ def _emit_json(obj: Any) -> None:
 
 
 def _fail(args: argparse.Namespace, error: BaseException, code: int) -> int:
-    message = str(error)
-    if isinstance(error, FastCkptError) and isinstance(error, OSError) and error.strerror:
-        message = error.strerror  # our messages name the file; drop OSError's "[Errno N]"
+    message = str(error)  # fastckpt's messages name the file and say what failed
     sys.stderr.write(f"{_PROG} {args.command}: error: {message}\n")
     if getattr(args, "json", False):
         _emit_json({"prefix": _display(os.fspath(args.prefix)), "ok": False,

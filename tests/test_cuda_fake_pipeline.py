@@ -114,3 +114,69 @@ def test_failed_device_copy_names_the_tensor_and_commits_nothing(fake_dir, tmp_p
     assert out["err"] is not None and "CUDA_ERROR_ILLEGAL_ADDRESS" in out["err"]
     assert "tensor 'big'" in out["err"]
     assert out["files"] == []
+
+
+# A process whose framework works on device 1 only (device 0 is never touched).
+DEVICE1 = """
+    import numpy as np
+    cu.fake_cuda_host_allocs_in.restype = ctypes.c_long
+    check(cu.cuCtxSetCurrent(retain(1)))
+    class Dev1Array:
+        def __init__(self, host):
+            self.dtype, self.shape = host.dtype, host.shape
+            self.ptr = dalloc(max(host.nbytes, 1))
+            ctypes.memmove(self.ptr, host.ctypes.data, host.nbytes)
+        @property
+        def __cuda_array_interface__(self):
+            return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "version": 3}
+        def __dlpack_device__(self):
+            return (2, 1)
+        @property
+        def device(self):
+            class D:
+                id = 1
+            return D()
+        def host(self):
+            return np.frombuffer(ctypes.string_at(self.ptr, self.dtype.itemsize * int(np.prod(self.shape))),
+                                 self.dtype).reshape(self.shape)
+    def new_dev1(shape, dtype, device):
+        assert device == 1
+        return Dev1Array(np.zeros(shape, dtype))
+    def contexts():
+        return {"retains": [cu.fake_cuda_primary_retains(d) for d in (0, 1)],
+                "host_allocs": [cu.fake_cuda_host_allocs_in(d) for d in (0, 1)]}
+    os.environ["FASTCKPT_STAGING_MB"] = "1"
+    values = {"w": np.arange(3 << 18, dtype=np.float32), "b": np.arange(10, dtype=np.int64)}
+"""
+
+
+def test_restore_to_device_n_creates_no_context_on_device_0(fake_dir, tmp_path):  # noqa: F811
+    # Pinned staging memory is allocated in the target device's context; before
+    # this was fixed, the first load to cuda:1 retained device 0's primary
+    # context (costing device 0 memory in a process that never uses it).
+    out = run_fake(fake_dir, DEVICE1 + f"""
+    tmp = {str(tmp_path)!r}
+    fastckpt.save(values, tmp + "/ck")
+    back = fastckpt.load(tmp + "/ck", device="cuda:1", array_type=new_dev1)
+    same = all(np.array_equal(back[k].host(), v) for k, v in values.items())
+    print(json.dumps({{"same": same, **contexts()}}))
+    """, devices=2)
+    assert out["same"]
+    assert out["retains"][0] == 0, out  # device 0 never got a context
+    assert out["retains"][1] >= 2, out  # the test's own retain, and the engine's
+    assert out["host_allocs"][0] == 0 and out["host_allocs"][1] > 0, out  # pinned staging: device 1 only
+
+
+def test_save_from_device_n_creates_no_context_on_device_0(fake_dir, tmp_path):  # noqa: F811
+    out = run_fake(fake_dir, DEVICE1 + f"""
+    tmp = {str(tmp_path)!r}
+    dev = {{k: Dev1Array(v) for k, v in values.items()}}
+    fastckpt.save(dev, tmp + "/ck")
+    fastckpt.save(dev, tmp + "/ck2", blocking=False).result()
+    got = fastckpt.load(tmp + "/ck")
+    same = all(np.array_equal(got[k], v) for k, v in values.items())
+    print(json.dumps({{"same": same, **contexts()}}))
+    """, devices=2)
+    assert out["same"]
+    assert out["retains"][0] == 0, out
+    assert out["host_allocs"][0] == 0 and out["host_allocs"][1] > 0, out

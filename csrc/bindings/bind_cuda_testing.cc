@@ -30,21 +30,22 @@ namespace {
 // so the buffer is freed only after they are done.
 class PinnedBuffer {
  public:
-  explicit PinnedBuffer(CopyEngine* engine) : engine_(engine) {}
+  PinnedBuffer(CopyEngine* engine, int device) : engine_(engine), device_(device) {}
   ~PinnedBuffer() {
-    if (p_ != nullptr) engine_->FreeHost(p_, n_);
+    if (p_ != nullptr) engine_->FreeHost(device_, p_, n_);
   }
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
 
   Status Alloc(size_t n) {
     n_ = n;
-    return engine_->AllocHost(n, &p_);
+    return engine_->AllocHost(device_, n, &p_);
   }
   char* data() const { return static_cast<char*>(p_); }
 
  private:
   CopyEngine* engine_;
+  int device_;
   void* p_ = nullptr;
   size_t n_ = 0;
 };
@@ -61,7 +62,7 @@ struct EngineRun {
     if (engine->name() != "cuda") return Internal("NewCudaCopyEngine returned " + engine->name());
     FASTCKPT_RETURN_IF_ERROR(engine->NewStream(device, &stream));
     FASTCKPT_RETURN_IF_ERROR(stream->OrderAfter(caller_stream));
-    buffer.reset(new PinnedBuffer(engine.get()));
+    buffer.reset(new PinnedBuffer(engine.get(), device));
     if (staging_bytes > 0) FASTCKPT_RETURN_IF_ERROR(buffer->Alloc(staging_bytes));
     return Status::Ok();
   }

@@ -87,7 +87,8 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       if (t >= tasks.size()) break;
       const ReadTask& task = tasks[t];
       InFlight f{StagingBuffer(), {}, t};
-      st = pool.Acquire(engine_ref, &quota, &f.buf);
+      // A new buffer is allocated in the context of the device it feeds.
+      st = pool.Acquire(engine_ref, requests[pieces[task.first].req].device, &quota, &f.buf);
       if (!st.ok()) break;
       // Read the task's bytes (contiguous in one file) in cache-sized steps,
       // checksumming each step's pieces while hot.

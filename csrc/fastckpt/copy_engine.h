@@ -63,9 +63,11 @@ class CopyEngine {
   virtual std::string name() const = 0;
 
   // Page-locked host memory of n bytes (n > 0), suitable for asynchronous
-  // copies; freed with FreeHost(p, n).
-  virtual Status AllocHost(size_t n, void** out) = 0;
-  virtual void FreeHost(void* p, size_t n) = 0;
+  // copies to and from every device, allocated in the context of `device`
+  // (the device the caller is about to copy with: no other device gets a
+  // context it was never asked for); freed with FreeHost(device, p, n).
+  virtual Status AllocHost(int device, size_t n, void** out) = 0;
+  virtual void FreeHost(int device, void* p, size_t n) = 0;
 
   // A new stream for copies to and from `device` (an ordinal).
   virtual Status NewStream(int device, std::unique_ptr<CopyStream>* out) = 0;

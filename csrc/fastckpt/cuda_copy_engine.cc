@@ -63,26 +63,6 @@ class PrimaryContexts {
     return GetLocked(device, out);
   }
 
-  // The context in which page-locked host memory is allocated and freed:
-  // fixed on first use (so FreeHost always runs in the allocating context)
-  // as the first primary context already retained, else device 0's, to avoid
-  // creating a context (and its device memory) on a device nobody uses. The
-  // allocations are PORTABLE, so streams of every context can use them.
-  Status HostContext(CUcontext* out) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (host_ctx_ == nullptr) {
-      for (CUcontext c : ctx_) {
-        if (c != nullptr) {
-          host_ctx_ = c;
-          break;
-        }
-      }
-      if (host_ctx_ == nullptr) FASTCKPT_RETURN_IF_ERROR(GetLocked(0, &host_ctx_));
-    }
-    *out = host_ctx_;
-    return Status::Ok();
-  }
-
  private:
   explicit PrimaryContexts(const DriverApi* api)
       : api_(api), ctx_(static_cast<size_t>(api->device_count), nullptr) {}
@@ -110,7 +90,6 @@ class PrimaryContexts {
   const DriverApi* const api_;
   std::mutex mu_;
   std::vector<CUcontext> ctx_;  // per device ordinal; nullptr until retained
-  CUcontext host_ctx_ = nullptr;
 };
 
 // Makes `ctx` current on the calling thread for the lifetime of the object
@@ -341,11 +320,16 @@ class CudaCopyEngine final : public CopyEngine {
 
   std::string name() const override { return "cuda"; }
 
-  Status AllocHost(size_t n, void** out) override {
+  // Allocated under the primary context of the device the memory is first
+  // used with, so that a process working on device N never creates a context
+  // on another device (a context costs device memory and start-up time).
+  // PORTABLE: streams of every context may use the memory afterwards.
+  Status AllocHost(int device, size_t n, void** out) override {
     *out = nullptr;
     if (n == 0) return InvalidArgument("AllocHost: size must be > 0");
+    FASTCKPT_RETURN_IF_ERROR(CheckDevice(device));
     CUcontext ctx = nullptr;
-    FASTCKPT_RETURN_IF_ERROR(contexts_.HostContext(&ctx));
+    FASTCKPT_RETURN_IF_ERROR(contexts_.Get(device, &ctx));
     ScopedContext scope(api_, ctx);
     FASTCKPT_RETURN_IF_ERROR(scope.status());
     void* p = nullptr;
@@ -358,11 +342,12 @@ class CudaCopyEngine final : public CopyEngine {
     return Status::Ok();
   }
 
-  void FreeHost(void* p, size_t /*n*/) override {
+  // REQUIRES: `device` is the one `p` was allocated for, so its primary
+  // context is already retained and this cannot fail.
+  void FreeHost(int device, void* p, size_t /*n*/) override {
     if (p == nullptr) return;
     CUcontext ctx = nullptr;
-    // Cannot fail once AllocHost has succeeded: the context is fixed.
-    if (!contexts_.HostContext(&ctx).ok()) return;
+    if (!contexts_.Get(device, &ctx).ok()) return;
     ScopedContext scope(api_, ctx);
     if (!scope.status().ok()) return;
     // Nothing to report a failure to (the interface returns void); a failure
@@ -371,10 +356,7 @@ class CudaCopyEngine final : public CopyEngine {
   }
 
   Status NewStream(int device, std::unique_ptr<CopyStream>* out) override {
-    if (device < 0 || device >= api_->device_count) {
-      return InvalidArgument("CUDA device " + std::to_string(device) + " does not exist (" +
-                             std::to_string(api_->device_count) + " visible)");
-    }
+    FASTCKPT_RETURN_IF_ERROR(CheckDevice(device));
     CUcontext ctx = nullptr;
     FASTCKPT_RETURN_IF_ERROR(contexts_.Get(device, &ctx));
     ScopedContext scope(api_, ctx);
@@ -391,6 +373,14 @@ class CudaCopyEngine final : public CopyEngine {
   }
 
  private:
+  Status CheckDevice(int device) const {
+    if (device < 0 || device >= api_->device_count) {
+      return InvalidArgument("CUDA device " + std::to_string(device) + " does not exist (" +
+                             std::to_string(api_->device_count) + " visible)");
+    }
+    return Status::Ok();
+  }
+
   const DriverApi* const api_;
   PrimaryContexts& contexts_;
 };

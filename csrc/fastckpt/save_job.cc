@@ -41,6 +41,7 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
   bool any_device = false;
   for (const WriteItem& it : its) {
     if (!it.on_device()) continue;
+    if (!any_device) job->home_device_ = it.device;
     any_device = true;
     if (it.nbytes > 0 && it.device_ptr == 0) {
       return InvalidArgument("tensor " + QuotedKey(it.key) + " has a null device pointer");
@@ -120,6 +121,15 @@ SaveProgress SaveJob::progress() const {
   p.tasks = static_cast<int>(plan_.tasks.size());
   p.staged_tasks = static_cast<int>(staged_list_.size());
   return p;
+}
+
+int SaveJob::TaskDevice(size_t t) const {
+  const Task& task = plan_.tasks[t];
+  for (size_t p = task.first; p < task.end; ++p) {
+    const WriteItem& it = items_[plan_.pieces[p].item];
+    if (it.on_device()) return it.device;
+  }
+  return home_device_;
 }
 
 std::string SaveJob::DescribeTask(size_t t) const {
@@ -231,7 +241,7 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
     const Task& task = plan_.tasks[t];
     Pending p{t, {}, NowNs()};
     StagingBuffer& buf = buffers_[t];
-    st = pool.Acquire(engine_, &quota_, &buf);
+    st = pool.Acquire(engine_, TaskDevice(t), &quota_, &buf);
     if (!st.ok()) break;
     std::set<int> devices;
     uint64_t off = 0;

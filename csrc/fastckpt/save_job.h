@@ -106,6 +106,9 @@ class SaveJob {
   Status WriteDirect(size_t t);
   Status WriteStaged(size_t t);
   std::string DescribeTask(size_t t) const;
+  // The device whose context a new staging buffer of task t is allocated in:
+  // the device of its first device piece, else home_device_.
+  int TaskDevice(size_t t) const;
   void PushReady(size_t t);
   void Record(char kind, size_t t, int64_t begin);
   Status status() const;
@@ -118,6 +121,7 @@ class SaveJob {
   BundlePlan plan_;
   BundleFiles files_;
   std::shared_ptr<CopyEngine> engine_;  // null when no item is on a device
+  int home_device_ = 0;                 // device of the first device item
   std::vector<uint8_t> staged_;         // per task: goes through a staging buffer
   std::vector<size_t> staged_list_;     // staged tasks, in plan order
   std::vector<StagingBuffer> buffers_;  // per staged task, while it is in flight

@@ -164,7 +164,7 @@ SimulatedCopyEngine::~SimulatedCopyEngine() {
   callers.clear();  // drains their queues
 }
 
-Status SimulatedCopyEngine::AllocHost(size_t n, void** out) {
+Status SimulatedCopyEngine::AllocHost(int /*device*/, size_t n, void** out) {
   void* p = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
   if (p == nullptr) {
     return Status::Device("simulated device: cannot allocate " + std::to_string(n) +
@@ -177,7 +177,7 @@ Status SimulatedCopyEngine::AllocHost(size_t n, void** out) {
   return Status::Ok();
 }
 
-void SimulatedCopyEngine::FreeHost(void* p, size_t n) {
+void SimulatedCopyEngine::FreeHost(int /*device*/, void* p, size_t /*n*/) {
   std::free(p);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.host_frees;

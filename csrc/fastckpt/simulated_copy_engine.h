@@ -50,8 +50,8 @@ class SimulatedCopyEngine : public CopyEngine {
   ~SimulatedCopyEngine() override;
 
   std::string name() const override { return "simulated"; }
-  Status AllocHost(size_t n, void** out) override;
-  void FreeHost(void* p, size_t n) override;
+  Status AllocHost(int device, size_t n, void** out) override;
+  void FreeHost(int device, void* p, size_t n) override;
   Status NewStream(int device, std::unique_ptr<CopyStream>* out) override;
 
   // Caller work on `caller_stream`: after `delay_us`, copy n bytes from src

@@ -35,7 +35,7 @@ size_t StagingPool::buffer_bytes() const {
 
 void StagingPool::FreeLocked(StagingBuffer* b) {
   if (b->engine) {
-    b->engine->FreeHost(b->data, b->size);
+    b->engine->FreeHost(b->device, b->data, b->size);
   } else {
     std::free(b->data);
   }
@@ -44,7 +44,7 @@ void StagingPool::FreeLocked(StagingBuffer* b) {
   b->engine.reset();
 }
 
-Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, StagingQuota* quota,
+Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, int device, StagingQuota* quota,
                             StagingBuffer* out) {
   std::unique_lock<std::mutex> lock(mu_);
   bool waited = false;
@@ -73,7 +73,7 @@ Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, StagingQu
           void* p = nullptr;
           Status st;
           if (engine) {
-            st = engine->AllocHost(n, &p);
+            st = engine->AllocHost(device, n, &p);
           } else {
             p = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
             if (p == nullptr) st = Internal("cannot allocate a " + std::to_string(n) + "-byte staging buffer");
@@ -82,6 +82,7 @@ Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, StagingQu
           out->data = static_cast<uint8_t*>(p);
           out->size = n;
           out->engine = engine;
+          out->device = device;
           stats_.allocated_bytes += n;
           stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
           ++stats_.allocations;

@@ -34,6 +34,7 @@ struct StagingBuffer {
   uint8_t* data = nullptr;
   size_t size = 0;
   std::shared_ptr<CopyEngine> engine;  // allocator (null: ordinary memory)
+  int device = 0;                      // the device it was allocated for (engine only)
 };
 
 // A borrower's limit on buffers held at once (e.g. one save's share), and
@@ -66,9 +67,13 @@ class StagingPool {
   size_t buffer_bytes() const;
 
   // Lends a buffer of buffer_bytes() bytes, allocated by `engine` (null:
-  // ordinary memory). Blocks while the pool or the quota is exhausted;
-  // returns kFailedPrecondition once quota->cancelled is set (then Wake()).
-  Status Acquire(const std::shared_ptr<CopyEngine>& engine, StagingQuota* quota, StagingBuffer* out);
+  // ordinary memory); a new one is allocated for `device` (the device the
+  // caller copies with; see CopyEngine::AllocHost), a free one of the same
+  // engine is reused whatever its device. Blocks while the pool or the quota
+  // is exhausted; returns kFailedPrecondition once quota->cancelled is set
+  // (then Wake()).
+  Status Acquire(const std::shared_ptr<CopyEngine>& engine, int device, StagingQuota* quota,
+                 StagingBuffer* out);
   void Release(StagingBuffer* buf, StagingQuota* quota);
   // Wakes every waiting Acquire, e.g. after setting a quota's cancelled flag.
   void Wake();

@@ -73,7 +73,8 @@ enum {
 
 struct fake_ctx {
   int device;
-  int retains;
+  int retains;      /* cuDevicePrimaryCtxRetain calls: the context exists once > 0 */
+  long host_allocs; /* cuMemHostAlloc calls made while this context was current */
   int sticky_error; /* set by a failed asynchronous copy */
   struct fake_stream* legacy;
 };
@@ -468,7 +469,10 @@ API CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned int flags) {
   uintptr_t out = 0;
   CUresult rc = t_current->sticky_error ? t_current->sticky_error
                                         : add_alloc(&g_host_allocs, bytes, flags, &out);
-  if (rc == CUDA_SUCCESS) g_live_host_allocs++;
+  if (rc == CUDA_SUCCESS) {
+    g_live_host_allocs++;
+    t_current->host_allocs++;
+  }
   pthread_mutex_unlock(&g_mu);
   *p = (void*)out;
   return rc;
@@ -764,4 +768,10 @@ API int fake_cuda_primary_retains(int device) {
   int v = g_ctx[device].retains;
   pthread_mutex_unlock(&g_mu);
   return v;
+}
+
+/* Page-locked allocations made in the primary context of `device`. */
+API long fake_cuda_host_allocs_in(int device) {
+  if (device < 0 || device >= MAX_DEVICES) return -1;
+  return read_counter(&g_ctx[device].host_allocs);
 }
