@@ -73,12 +73,24 @@ def build_info() -> dict:
 
     Keys: ``version``, ``crc32c_impl`` (the CRC32C implementation in use),
     ``crc32c_impls`` (those this CPU can run), ``io_threads`` (the default
-    number of I/O threads), ``cuda_driver_found``, ``cuda_device_count``,
-    ``cuda_driver_version``, ``cuda_error``, ``device_path`` (the path device
-    arrays take: ``"cuda"``, or ``"cpu"`` where there is none), ``arch``,
-    ``compiler``.
+    number of I/O threads), ``device_policy`` (``FASTCKPT_DEVICE``: ``"auto"``,
+    ``"on"`` or ``"off"``), ``cuda_driver_found``, ``cuda_initialized``,
+    ``cuda_device_count``, ``cuda_driver_version``, ``cuda_error``,
+    ``device_path`` (the path device arrays take: ``"cuda"``, or ``"cpu"``
+    where there is none), ``arch``, ``compiler``.
+
+    This call loads and initialises the CUDA driver to describe it (nothing
+    else does unless a device array is involved), except under
+    ``FASTCKPT_DEVICE=off``, where the driver is never touched and the CUDA
+    keys say so.
     """
-    info = dict(_native_build_info())
+    policy = _config.device_policy()
+    probe = policy != "off"
+    info = dict(_native_build_info(probe))
+    if not probe:
+        info.update(cuda_driver_found=False, cuda_initialized=False, cuda_device_count=0,
+                    cuda_driver_version=0, cuda_error="not probed: FASTCKPT_DEVICE=off", device_path="cpu")
+    info["device_policy"] = policy
     info["io_threads"] = _config.default_threads()
     return info
 

@@ -13,15 +13,13 @@ from typing import Any
 import numpy as np
 
 
-__all__ = ["to_host_array", "torch_numpy_dtype", "torch_dtype_of"]
+__all__ = ["to_host_array", "torch_numpy_dtype", "torch_dtype_of", "torch_from_numpy"]
 
 _DLPACK_CPU = 1
 
 
 def _from_torch(t: Any) -> np.ndarray:
     """A numpy view of a torch tensor (a device tensor is copied to the host once)."""
-    import torch  # the caller passed a torch tensor, so torch is importable
-
     t = t.detach()
     if t.device.type != "cpu":
         # Device tensors normally go through the native staging path
@@ -30,12 +28,34 @@ def _from_torch(t: Any) -> np.ndarray:
     target = _TORCH_ML_DTYPES.get(str(t.dtype).replace("torch.", ""))
     if target is None:
         return t.numpy()
-    # numpy has no bfloat16/float8: reinterpret the bits through an integer view.
-    import ml_dtypes
+    # numpy has no bfloat16/float8: reinterpret the bits through an integer
+    # view of the same width (torch's .numpy() refuses these dtypes).
+    np_dtype = torch_numpy_dtype(t.dtype)
+    return t.contiguous().view(_torch_carrier(np_dtype.itemsize)).numpy().view(np_dtype)
 
-    np_dtype = np.dtype(getattr(ml_dtypes, target))
-    carrier = torch.int16 if np_dtype.itemsize == 2 else torch.uint8
-    return t.contiguous().view(carrier).numpy().view(np_dtype)
+
+def _torch_carrier(itemsize: int) -> Any:
+    import torch
+
+    return {1: torch.uint8, 2: torch.int16}[itemsize]
+
+
+def torch_from_numpy(arr: np.ndarray) -> Any:
+    """A CPU torch tensor sharing `arr`'s memory (bfloat16 and float8, which
+    torch.from_numpy refuses, through an integer view of the same bits).
+
+    Raises:
+        UnsupportedDtypeError: a dtype torch has no equivalent for.
+    """
+    import torch
+
+    arr = np.ascontiguousarray(arr)
+    name = arr.dtype.name
+    if name in _TORCH_ML_DTYPES.values():
+        return torch.from_numpy(arr.view(f"u{arr.dtype.itemsize}" if arr.dtype.itemsize == 1
+                                         else f"i{arr.dtype.itemsize}")).view(torch_dtype_of(arr.dtype))
+    torch_dtype_of(arr.dtype)  # a clear error for dtypes torch lacks (uint16 in old torch, int4...)
+    return torch.from_numpy(arr)
 
 
 _TORCH_ML_DTYPES = {

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import InvalidArgumentError, UnsupportedDtypeError
 
 __all__ = ["DeviceArray", "describe_device_array", "is_device_array", "parse_device", "allocator",
-           "NO_STREAM", "LEGACY_STREAM"]
+           "native_staging", "NO_STREAM", "LEGACY_STREAM"]
 
 # Stream handles as __cuda_array_interface__ v3 and DLPack name them.
 NO_STREAM = 0       # no ordering needed: the data is ready
@@ -41,6 +41,29 @@ class DeviceArray:
     def native(self) -> tuple:
         """The writer's device data tuple: (device_ptr, nbytes, device, stream)."""
         return (self.ptr, self.nbytes, self.device, self.stream)
+
+
+def native_staging() -> bool:
+    """Whether device arrays go through the native staging path (pinned
+    buffers, the core's own streams) rather than a host copy made by their
+    framework, under ``FASTCKPT_DEVICE`` (see :mod:`fastckpt.config`).
+
+    Call only once a device array (or ``device=``) is involved: the first
+    call loads and initialises the CUDA driver, except under ``off``.
+
+    Raises:
+        CudaUnavailableError: ``FASTCKPT_DEVICE=on`` and there is no usable
+            driver or device (the message says why).
+    """
+    from . import _native, config
+
+    policy = config.device_policy()
+    if policy == "off":
+        return False
+    if policy == "on":
+        _native.require_device_path()
+        return True
+    return _native.device_path() != "cpu"
 
 
 def _is_torch_cuda(value: Any) -> bool:

@@ -26,9 +26,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import metagraph as mg
-from .errors import DataLossError, TensorNotFoundError
+from .errors import TensorNotFoundError
 from .format import slices as slicing
-from .reader import CheckpointReader
+from .reader import CheckpointReader, check_restore_target
 from .writer import partitioned_item, prepare_item
 
 # (checkpoint key, shape_and_slice spec) per tensor of a SaveV2/RestoreV2 op.
@@ -237,11 +237,10 @@ class TFBackend:
         feed = {}
         for (name, spec), out in zip(specs, outputs):
             value = _read_spec(reader, name, spec)
-            expected = out.dtype.as_numpy_dtype
-            if value.dtype != object and value.dtype != np.dtype(expected):
-                raise DataLossError(
-                    f"tensor '{name}' in '{reader.prefix}' has dtype {value.dtype}, but the graph "
-                    f"expects {np.dtype(expected)}")
+            if value.dtype != object:  # a string tensor feeds a DT_STRING output as is
+                shape = out.shape.as_list() if out.shape.is_fully_defined() else list(value.shape)
+                check_restore_target(name, reader.prefix, value.dtype, value.shape,
+                                     np.dtype(out.dtype.as_numpy_dtype), shape)
             feed[out] = value
         sess.run(self._tf_saver.saver_def.restore_op_name, feed_dict=feed)
         return None

@@ -11,7 +11,17 @@ FASTCKPT_HOST_BUDGET_MB
                        host memory all staging may use together, MiB: the bound
                        on an asynchronous save's snapshot (default: a quarter of
                        physical memory)
+FASTCKPT_DEVICE        how device (GPU) arrays are copied: auto (default: the
+                       native staging path when a CUDA driver works, else the
+                       array's framework copies it to the host), on (the native
+                       path or CudaUnavailableError), off (never load the CUDA
+                       driver; frameworks copy)
 =====================  =============================================================
+
+The CUDA driver is loaded (and ``cuInit`` run) only when a device array or a
+``device=`` argument reaches fastckpt, or ``build_info()`` is called: a
+numpy-only process never initialises CUDA (no start-up cost, and no "CUDA
+initialised before fork" hazard for data-loader workers).
 
 The native core reads no environment variables itself; settings reach it as
 arguments, so they can also be changed from Python at run time.
@@ -24,7 +34,7 @@ from . import _native
 from .errors import InvalidArgumentError
 
 __all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "staging_buffer_bytes",
-           "host_memory_budget", "apply_staging_settings"]
+           "host_memory_budget", "apply_staging_settings", "device_policy", "DEVICE_POLICIES"]
 
 _DEFAULT_TASK_BYTES = 16 << 20
 
@@ -44,7 +54,23 @@ def _int_env(name: str, default: int, minimum: int) -> int:
 
 def default_threads() -> int:
     """Number of I/O threads used when a call does not say."""
-    return _int_env("FASTCKPT_THREADS", _native.build_info()["default_io_threads"], 1)
+    return _int_env("FASTCKPT_THREADS", _native.default_io_threads(), 1)
+
+
+DEVICE_POLICIES = ("auto", "on", "off")
+
+
+def device_policy() -> str:
+    """``FASTCKPT_DEVICE``: ``"auto"`` (default), ``"on"`` or ``"off"`` (see the module docstring).
+
+    Raises:
+        InvalidArgumentError: any other value.
+    """
+    raw = os.environ.get("FASTCKPT_DEVICE", "").strip().lower() or "auto"
+    if raw not in DEVICE_POLICIES:
+        raise InvalidArgumentError(
+            f"FASTCKPT_DEVICE={os.environ['FASTCKPT_DEVICE']!r} must be one of {', '.join(DEVICE_POLICIES)}")
+    return raw
 
 
 def task_bytes() -> int:

@@ -241,66 +241,72 @@ class CheckpointReader:
         Host targets (numpy arrays, torch CPU tensors) are read into directly;
         device targets (CuPy arrays, torch CUDA tensors) are filled through
         pinned staging buffers and host-to-device copies that overlap the
-        reads. Shapes and dtypes must match the checkpoint exactly.
+        reads (or, with no native device path, copied by their framework).
+        Partitioned and string tensors, and targets with no contiguous
+        writable memory, are read and then assigned. Nothing is converted:
+        each target's dtype and shape must be the checkpoint's.
 
         Raises:
             TensorNotFoundError: a name the checkpoint lacks.
-            InvalidArgumentError: a shape or dtype mismatch, or a target that
-                is read-only or (on a device) not contiguous.
+            InvalidArgumentError: a dtype or shape mismatch (the message names
+                the tensor and gives the checkpoint's dtype and shape and the
+                target's), or a target that is read-only or (on a device) not
+                contiguous.
+            CudaError: a device copy failed.
         """
-        from ._device import describe_device_array, is_device_array
+        from ._device import describe_device_array, is_device_array, native_staging
 
-        device_reqs, host_reqs, device_fill = [], [], []
-        keep = []
+        host_reqs: List[Tuple[int, np.ndarray]] = []
+        device_reqs: List[Tuple[int, int, int]] = []
+        assign: List[Tuple[str, Any, bool]] = []  # (name, target, through the native device path)
+        keep = []  # device descriptions (they own contiguous copies) until the reads are done
+        staging: Optional[bool] = None  # decided at the first device target: only then is CUDA touched
         for name, target in targets.items():
             entry = self._entry(name)
-            want = _numpy_dtype(entry.dtype)
-            on_device = is_device_array(target) and _native.device_path() != "cpu"
-            if on_device:
-                try:
-                    dev = describe_device_array(target, for_write=True)
-                except (InvalidArgumentError, UnsupportedDtypeError) as e:
-                    raise type(e)(f"tensor '{name}': {e}") from None
-                shape, dtype = dev.shape, dev.dtype
-            else:
-                arr = _writable_host_view(target)
-                shape, dtype = (tuple(arr.shape), arr.dtype) if arr is not None else (
-                    tuple(np.shape(target)), None)
-            if tuple(shape) != tuple(entry.shape):
-                raise InvalidArgumentError(
-                    f"tensor '{name}': checkpoint shape {list(entry.shape)} does not match the "
-                    f"target's {list(shape)} (in '{self.prefix}')")
-            if dtype is not None and dtype != want:
-                raise InvalidArgumentError(
-                    f"tensor '{name}': checkpoint dtype {want.name} does not match the target's "
-                    f"{dtype.name} (in '{self.prefix}')")
-            if entry.slices is not None or entry.dtype == dtypes.DT_STRING:
-                value = self.get_tensor(name)
-                if on_device:
+            whole = entry.slices is None and entry.dtype != dtypes.DT_STRING
+            if is_device_array(target):
+                if staging is None:
+                    staging = native_staging()
+                if staging:
+                    try:
+                        dev = describe_device_array(target, for_write=True)
+                    except (InvalidArgumentError, UnsupportedDtypeError) as e:
+                        raise type(e)(f"tensor '{name}' in '{self.prefix}': {e}") from None
+                    self._check_target(name, entry, dev.shape, dev.dtype)
                     if entry.dtype == dtypes.DT_STRING:
-                        raise InvalidArgumentError(f"tensor '{name}': string tensors cannot live on a device")
-                    _native.copy_to_device(np.ascontiguousarray(value), dev.ptr, dev.device)
-                else:
-                    _assign_host(name, target, value)
-                continue
-            if on_device:
-                keep.append(dev)
-                if entry.size:
-                    device_reqs.append((entry.index, dev.ptr, dev.device))
-            elif arr is not None:
-                if entry.size:
-                    host_reqs.append((entry.index, arr))
-            else:
-                device_fill.append((name, target))  # no writable view: read, then assign
-        self._native.check_bounds([r[0] for r in host_reqs + device_reqs])
+                        raise InvalidArgumentError(
+                            f"tensor '{name}' in '{self.prefix}' is a string tensor; it cannot be "
+                            "restored into device memory")
+                    keep.append(dev)
+                    if not whole:
+                        assign.append((name, dev, True))
+                    elif entry.size:
+                        device_reqs.append((entry.index, dev.ptr, dev.device))
+                    continue
+            shape, dtype = target_shape_and_dtype(target)
+            self._check_target(name, entry, shape, dtype)
+            view = _writable_host_view(name, self.prefix, target) if whole else None
+            if view is None:
+                assign.append((name, target, False))
+            elif entry.size:
+                host_reqs.append((entry.index, view))
+        self._native.check_bounds([r[0] for r in host_reqs] + [r[0] for r in device_reqs])
         if host_reqs:
             self._native.read(host_reqs, self._threads, config.task_bytes())
         if device_reqs:
             config.apply_staging_settings()
             self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
-        for name, target in device_fill:
-            _assign_host(name, target, self.get_tensor(name))
+        for name, target, native in assign:
+            value = self.get_tensor(name)
+            if native:
+                _native.copy_to_device(np.ascontiguousarray(value), target.ptr, target.device)
+            else:
+                assign_in_place(name, self.prefix, target, value)
         del keep
+
+    def _check_target(self, name: str, entry: _Entry, shape: Sequence[int], dtype: Optional[np.dtype]) -> None:
+        """The one rule for restoring into an existing array: same shape, same dtype."""
+        check_restore_target(name, self.prefix, _numpy_dtype(entry.dtype), entry.shape, dtype, shape)
 
     def read_all(self, *, device: Any = None, array_type: Any = None,
                  pack_small: bool = True) -> Dict[str, Any]:
@@ -410,8 +416,50 @@ def load_into(prefix: PathLike, targets: Mapping[str, Any], *, threads: Optional
 
 
 
-def _writable_host_view(target: Any) -> Optional[np.ndarray]:
-    """A writable, C-contiguous numpy view of a host target's memory, or None."""
+def target_shape_and_dtype(target: Any) -> Tuple[Tuple[int, ...], Optional[np.dtype]]:
+    """The shape and numpy dtype of a restore target (numpy, torch, CuPy, JAX,
+    anything with ``shape``/``dtype``); the dtype is None when the object does
+    not say."""
+    if isinstance(target, np.ndarray):
+        return tuple(target.shape), target.dtype
+    dtype: Optional[np.dtype] = None
+    raw = getattr(target, "dtype", None)
+    if raw is not None:
+        if (type(target).__module__ or "").startswith("torch"):
+            from ._arrays import torch_numpy_dtype
+
+            dtype = torch_numpy_dtype(raw)
+        else:
+            try:
+                dtype = np.dtype(raw)
+            except TypeError:
+                dtype = None
+    shape = getattr(target, "shape", None)
+    return (tuple(int(d) for d in shape) if shape is not None else tuple(np.shape(target))), dtype
+
+
+def check_restore_target(name: str, prefix: str, ckpt_dtype: np.dtype, ckpt_shape: Sequence[int],
+                         target_dtype: Optional[np.dtype], target_shape: Sequence[int]) -> None:
+    """Raises InvalidArgumentError unless a restore target has the checkpoint's
+    shape and dtype (a target that does not say its dtype is checked by shape).
+    Every in-place restore (``load_into``, ``Saver.restore``) applies this one
+    rule; nothing is converted silently."""
+    same_dtype = target_dtype is None or np.dtype(target_dtype) == np.dtype(ckpt_dtype)
+    if tuple(target_shape) == tuple(ckpt_shape) and same_dtype:
+        return
+    theirs = np.dtype(target_dtype).name if target_dtype is not None else "unknown dtype"
+    raise InvalidArgumentError(
+        f"tensor '{name}' in '{prefix}': the checkpoint holds {np.dtype(ckpt_dtype).name} "
+        f"{list(ckpt_shape)}, the target is {theirs} {list(target_shape)}; restoring converts nothing")
+
+
+def _writable_host_view(name: str, prefix: str, target: Any) -> Optional[np.ndarray]:
+    """A writable, C-contiguous numpy view of a host target's memory, or None
+    when it has none (the value is then assigned).
+
+    Raises:
+        InvalidArgumentError: a read-only numpy array.
+    """
     if isinstance(target, np.ndarray):
         arr = target
     elif (type(target).__module__ or "").startswith("torch") and getattr(target.device, "type", "") == "cpu":
@@ -422,30 +470,35 @@ def _writable_host_view(target: Any) -> Optional[np.ndarray]:
         arr = to_host_array(target)  # shares the tensor's memory
     else:
         return None
-    if not (arr.flags.c_contiguous and arr.flags.writeable):
-        if not arr.flags.writeable:
-            raise InvalidArgumentError("restore target is read-only")
-        return None
-    return arr
+    if not arr.flags.writeable:
+        raise InvalidArgumentError(f"tensor '{name}' in '{prefix}': the restore target is read-only")
+    return arr if arr.flags.c_contiguous else None
 
 
-def _assign_host(name: str, target: Any, value: np.ndarray) -> None:
+def assign_in_place(name: str, prefix: str, target: Any, value: np.ndarray) -> None:
+    """Copies `value` into `target` (numpy, torch on any device, CuPy, or
+    anything supporting ``target[...] = value``), whose dtype and shape were
+    checked to be `value`'s."""
     if isinstance(target, np.ndarray):
         np.copyto(target, value)
         return
     if (type(target).__module__ or "").startswith("torch"):
         import torch
 
+        from ._arrays import torch_from_numpy
+
         with torch.no_grad():
-            if value.dtype.name == "bfloat16":
-                target.copy_(torch.from_numpy(value.view(np.int16)).view(torch.bfloat16))
-            else:
-                target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            target.copy_(torch_from_numpy(value))
+        return
+    if hasattr(target, "__cuda_array_interface__") and hasattr(target, "set"):
+        target.set(np.ascontiguousarray(value))  # CuPy: one host-to-device copy
         return
     try:
         target[...] = value
     except TypeError:
-        raise InvalidArgumentError(f"tensor '{name}': cannot restore into a {type(target).__name__}") from None
+        raise InvalidArgumentError(
+            f"tensor '{name}' in '{prefix}': cannot restore into a {type(target).__name__} "
+            "(not writable in place)") from None
 
 
 def list_variables(prefix: PathLike) -> List[Tuple[str, List[int]]]:

@@ -27,7 +27,7 @@ from . import metagraph as mg
 from ._arrays import to_host_array
 from .errors import CheckpointIOError, InvalidArgumentError, from_os_error
 from .format import dtypes
-from .reader import CheckpointReader
+from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
 from .writer import prepare_items, start_background, start_job, write_items
 
 __all__ = ["Saver", "import_meta_graph", "export_meta_graph"]
@@ -523,25 +523,20 @@ class _ArrayBackend:
         return meta
 
     def restore(self, sess: Any, reader: CheckpointReader) -> Optional[Dict[str, Any]]:
+        """Fills the arrays in place (one path for numpy, torch and CuPy, on
+        the host or a device: :meth:`CheckpointReader.read_into`); immutable
+        ones (JAX arrays, read-only numpy arrays, scalars) are replaced by new
+        arrays, which are returned. Dtypes and shapes must match the
+        checkpoint exactly (InvalidArgumentError otherwise)."""
+        immutable = {name for name, target in self.var_list.items() if not _writable_in_place(target)}
+        reader.read_into({n: t for n, t in self.var_list.items() if n not in immutable})
         replaced: Dict[str, Any] = {}
-        from . import _native
-        from ._device import is_device_array
-
-        if _native.device_path() != "cpu":
-            # Device arrays are filled in place, through pinned staging buffers.
-            on_device = {n: t for n, t in self.var_list.items() if is_device_array(t) and
-                         not (type(t).__module__ or "").startswith(("jax", "jaxlib"))}
-            reader.read_into(on_device)
-        else:
-            on_device = {}
-        for name, target in self.var_list.items():
-            if name in on_device:
-                continue
+        for name in sorted(immutable):
+            target = self.var_list[name]
             value = reader.get_tensor(name)
-            new = _assign_array(name, target, value)
-            if new is not None:
-                replaced[name] = new
-                self.var_list[name] = new
+            shape, dtype = target_shape_and_dtype(target)
+            check_restore_target(name, reader.prefix, value.dtype, value.shape, dtype, shape)
+            replaced[name] = self.var_list[name] = _replacement(target, value)
         return replaced or None
 
 
@@ -604,40 +599,25 @@ def _other_savers_entries(save_dir: str, latest_filename: str, save_path: str,
     return out
 
 
-def _assign_array(name: str, target: Any, value: np.ndarray) -> Any:
-    """Copies `value` into `target` in place; returns a new array if `target` is immutable."""
-    shape = tuple(getattr(target, "shape", np.shape(target)))
-    if shape != value.shape:
-        raise InvalidArgumentError(
-            f"variable '{name}': checkpoint shape {list(value.shape)} does not match {list(shape)}")
-    module = type(target).__module__ or ""
+def _writable_in_place(target: Any) -> bool:
+    """Whether a Saver variable is restored in place (else it is replaced)."""
     if isinstance(target, np.ndarray):
-        if not target.flags.writeable:
-            return value
-        np.copyto(target, value.astype(target.dtype, copy=False) if target.dtype != object else value)
-        return None
-    if module.startswith("torch"):
-        import torch
+        return bool(target.flags.writeable)
+    module = type(target).__module__ or ""
+    if module.startswith(("jax", "jaxlib")):
+        return False  # JAX arrays are immutable
+    return module.startswith("torch") or hasattr(target, "__cuda_array_interface__") or \
+        (hasattr(target, "__setitem__") and hasattr(target, "shape"))
 
-        src = value
-        if src.dtype.name == "bfloat16":
-            src = torch.from_numpy(src.view(np.int16)).view(torch.bfloat16)
-        else:
-            src = torch.from_numpy(np.ascontiguousarray(src))
-        with torch.no_grad():
-            target.copy_(src)
-        return None
-    if hasattr(target, "__cuda_array_interface__") and hasattr(target, "set"):
-        target.set(value)  # CuPy
-        return None
+
+def _replacement(target: Any, value: np.ndarray) -> Any:
+    """A new array holding `value` where `target` cannot be written: a JAX
+    array placed as `target` was (its sharding), or the numpy array itself."""
+    module = type(target).__module__ or ""
     if module.startswith(("jax", "jaxlib")):
         import jax
 
-        device = next(iter(target.devices())) if hasattr(target, "devices") else None
-        return jax.device_put(value, device)
-    if hasattr(target, "__setitem__"):
-        target[...] = value
-        return None
+        return jax.device_put(value, getattr(target, "sharding", None))
     return value
 
 

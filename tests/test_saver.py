@@ -109,8 +109,48 @@ def test_restore_shape_mismatch(tmp_path):
     saver = fastckpt.Saver(_vars())
     prefix = saver.save(None, str(tmp_path / "m"))
     other = fastckpt.Saver({"w1": np.zeros((3, 2), np.float32)})
-    with pytest.raises(fastckpt.InvalidArgumentError, match=r"variable 'w1': checkpoint shape \[2, 3\]"):
+    with pytest.raises(fastckpt.InvalidArgumentError) as e:
         other.restore(None, prefix)
+    assert str(e.value) == (f"tensor 'w1' in '{prefix}': the checkpoint holds float32 [2, 3], the target "
+                            "is float32 [3, 2]; restoring converts nothing")
+
+
+def _mismatched_targets():
+    torch = pytest.importorskip("torch")
+    return {"numpy": np.zeros((2, 3), np.float64), "torch": torch.zeros((2, 3), dtype=torch.float64)}
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_restore_dtype_mismatch_converts_nothing(tmp_path, kind):
+    # One rule for Saver.restore and load_into: a float64 target of a float32
+    # checkpoint is an error naming both, never a silent astype.
+    prefix = fastckpt.Saver(_vars()).save(None, str(tmp_path / "m"))
+    want = (f"tensor 'w1' in '{prefix}': the checkpoint holds float32 [2, 3], the target is "
+            "float64 [2, 3]; restoring converts nothing")
+    target = _mismatched_targets()[kind]
+    with pytest.raises(fastckpt.InvalidArgumentError) as e:
+        fastckpt.Saver({"w1": target}).restore(None, prefix)
+    assert str(e.value) == want
+    with pytest.raises(fastckpt.InvalidArgumentError) as e:
+        fastckpt.load_into(prefix, {"w1": target})
+    assert str(e.value) == want
+    assert float(target.sum()) == 0.0  # nothing was written
+
+
+def test_restore_reads_in_place_without_temporaries(tmp_path, monkeypatch):
+    # Arrays that can be written are read straight into (the load_into path),
+    # never read into a temporary and copied.
+    v = _vars()
+    prefix = fastckpt.Saver(v).save(None, str(tmp_path / "m"))
+    targets = {k: np.zeros_like(a) for k, a in v.items()}
+
+    def no_temporaries(self, name):
+        raise AssertionError(f"get_tensor({name!r}) made a temporary")
+
+    monkeypatch.setattr(fastckpt.CheckpointReader, "get_tensor", no_temporaries)
+    assert fastckpt.Saver(targets).restore(None, prefix) is None
+    for k in v:
+        np.testing.assert_array_equal(targets[k], v[k])
 
 
 def test_immutable_arrays_are_returned(tmp_path):
