@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _background, _native, config
 from ._arrays import to_host_array
-from ._device import describe_device_array, is_device_array
+from ._device import describe_device_array, is_device_array, native_staging
 from ._gc import gc_paused
 from .errors import InvalidArgumentError, UnsupportedDtypeError, from_os_error
 from .format import dtypes
@@ -78,7 +78,7 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tup
         # Keys starting with NUL are partitioned-variable slice keys in the index.
         raise InvalidArgumentError(f"tensor name {label!r} must not start with a NUL character")
     try:
-        if is_device_array(value) and _native.device_path() != "cpu":
+        if is_device_array(value) and native_staging():
             # Staged natively: device -> pinned host buffer -> CRC -> file.
             dev = describe_device_array(value)
             dt = dtypes.from_numpy_dtype(dev.dtype)

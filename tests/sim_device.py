@@ -40,6 +40,10 @@ class SimDeviceArray:
         """A host copy (as CuPy's .get()): the fallback when no device path exists."""
         return self._host.copy()
 
+    def set(self, value: np.ndarray) -> None:
+        """A host-to-device copy (as CuPy's .set()): the fallback when no device path exists."""
+        np.copyto(self._host, value)
+
     def peek(self) -> np.ndarray:
         """The bytes in "device memory", for assertions."""
         return self._host
