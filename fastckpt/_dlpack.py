@@ -29,7 +29,7 @@ def describe_dlpack_device_array(value: Any):
             f"the array's __dlpack_device__ names a CUDA device but its DLPack export is on device type {kind}")
     try:
         dtype = np.dtype(_native.dlpack_numpy_dtype(tensor.dtype_code, tensor.dtype_bits, tensor.dtype_lanes))
-    except ValueError as e:
+    except InvalidArgumentError as e:
         tensor.release()
         raise UnsupportedDtypeError(str(e)) from None
     if not tensor.c_contiguous:

@@ -384,33 +384,33 @@ def test_set_impl_auto():
 
 def test_set_impl_unknown_name():
     before = _native.crc32c_impl()
-    with pytest.raises(ValueError, match=r"unknown CRC32C implementation 'fastest'") as info:
+    with pytest.raises(fastckpt.InvalidArgumentError, match=r"unknown CRC32C implementation 'fastest'") as info:
         _native.crc32c_set_impl("fastest")
     message = str(info.value)
     for name in ["auto"] + IMPLS:
         assert f"'{name}'" in message
     assert _native.crc32c_impl() == before
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="unknown"):
         _native.crc32c_set_impl("")
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="unknown"):
         _native.crc32c_set_impl("SSE42")  # names are case-sensitive
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_NAMES if n not in IMPLS])
 def test_set_impl_unavailable(name):
     before = _native.crc32c_impl()
-    with pytest.raises(ValueError, match=f"'{name}' is not available on this CPU"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=f"'{name}' is not available on this CPU"):
         _native.crc32c_set_impl(name)
-    with pytest.raises(ValueError, match="not available"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="not available"):
         _native.crc32c(b"x", impl=name)
     assert _native.crc32c_impl() == before
 
 
 def test_crc32c_impl_argument_errors():
     message = r"unknown CRC32C implementation 'nope'; valid: 'portable'"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=message):
         _native.crc32c(b"x", impl="nope")
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="unknown"):
         _native.crc32c(b"x", impl="auto")  # per call, name a real implementation
     with pytest.raises(TypeError):
         _native.crc32c(b"x", impl=3)

@@ -271,7 +271,7 @@ def test_empty_roundtrip_and_bad_arguments(fake_dir):
         print(json.dumps(res))
     """)
     assert out["empty"]
-    assert out["chunk0"][0] == "ValueError"
+    assert out["chunk0"][0] == "InvalidArgumentError"
     assert out["device"][0] == "InvalidArgumentError" and "device 1" in out["device"][1]
     assert out["neg_device"][0] == "InvalidArgumentError"
 

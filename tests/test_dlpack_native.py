@@ -339,7 +339,7 @@ def test_properties_after_release_raise():
     for name in ("data", "device_type", "device_id", "shape", "strides", "dtype_code",
                  "dtype_bits", "dtype_lanes", "readonly", "flags", "versioned", "nbytes",
                  "c_contiguous"):
-        with pytest.raises(ValueError, match="released DLPackTensor"):
+        with pytest.raises(fastckpt.InvalidArgumentError, match="released DLPackTensor"):
             getattr(t, name)
 
 
@@ -683,7 +683,7 @@ _BAD_VERSIONS = [
 )
 def test_malformed_tensor_is_rejected_and_deleted_once(versioned, kwargs, message):
     p = FakeProducer(versioned=versioned, **kwargs)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=message):
         _native.dlpack_export(p)
     assert p.deleter_calls == [p.address]
     assert p.deleter_calls == [p.address]
@@ -733,7 +733,7 @@ class RaisingProducer:
 
 @pytest.mark.parametrize("obj", [42, object(), [1.0, 2.0], b"bytes"])
 def test_object_without_dlpack(obj):
-    with pytest.raises(TypeError, match=r"expects an object implementing the DLPack protocol "
+    with pytest.raises(fastckpt.InvalidArgumentError, match=r"expects an object implementing the DLPack protocol "
                                         r"\(__dlpack__\), got " + type(obj).__qualname__):
         _native.dlpack_export(obj)
 
@@ -775,14 +775,14 @@ class ReturnsProducer:
 
 
 def test_non_capsule_result():
-    with pytest.raises(TypeError, match=r"__dlpack__\(\) returned int, not a DLPack capsule"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=r"__dlpack__\(\) returned int, not a DLPack capsule"):
         _native.dlpack_export(ReturnsProducer(7))
 
 
 def test_wrong_capsule_name_is_not_consumed():
     p = FakeProducer(capsule_name=b"not_a_tensor")
     capsule = p.new_capsule()
-    with pytest.raises(TypeError, match=r"__dlpack__\(\) returned a capsule named 'not_a_tensor', "
+    with pytest.raises(fastckpt.InvalidArgumentError, match=r"__dlpack__\(\) returned a capsule named 'not_a_tensor', "
                                         r"expected 'dltensor_versioned' or 'dltensor'"):
         _native.dlpack_export(ReturnsProducer(capsule))
     assert capsule_name(capsule) == b"not_a_tensor"
@@ -796,7 +796,7 @@ def test_consumed_capsule_is_rejected():
     producer = ReturnsProducer(capsule)
     d = _native.dlpack_export(producer)
     assert capsule_name(capsule) == b"used_dltensor_versioned"
-    with pytest.raises(TypeError, match=r"already consumed \('used_dltensor_versioned'\)"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=r"already consumed \('used_dltensor_versioned'\)"):
         _native.dlpack_export(producer)
     d.release()
     del producer, capsule
@@ -865,5 +865,5 @@ _VECTOR = ": vector types (lanes != 1) are not supported"
 def test_numpy_dtype_errors(code, bits, lanes, name, suffix):
     message = (f"DLPack dtype {name} (code={code}, bits={bits}, lanes={lanes}) "
                f"has no numpy dtype{suffix}")
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=f"^{re.escape(message)}$"):
         _native.dlpack_numpy_dtype(code, bits, lanes)

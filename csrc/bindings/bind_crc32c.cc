@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/errors.h"
 #include "bindings/registry.h"
 #include "fastckpt/crc32c.h"
 
@@ -64,10 +65,10 @@ crc32c::Impl ParseImpl(const std::string& name, const char* extra = nullptr) {
   std::string valid = QuotedAvailableNames();
   if (extra != nullptr) valid = "'" + std::string(extra) + "', " + valid;
   if (!known) {
-    throw py::value_error("unknown CRC32C implementation '" + name + "'; valid: " + valid);
+    ThrowStatus(InvalidArgument("unknown CRC32C implementation '" + name + "'; valid: " + valid));
   }
-  throw py::value_error("CRC32C implementation '" + name +
-                        "' is not available on this CPU; valid: " + valid);
+  ThrowStatus(InvalidArgument("CRC32C implementation '" + name +
+                        "' is not available on this CPU; valid: " + valid));
 }
 
 uint32_t Crc32c(py::handle data, uint32_t crc, const std::optional<std::string>& impl_name) {

@@ -131,9 +131,9 @@ void RegisterCudaTesting(py::module_& m) {
       "cuda_engine_roundtrip",
       [](uint64_t device_ptr, int64_t nbytes, int64_t chunk, int device, uint64_t stream,
          int64_t in_flight, bool abandon) {
-        if (nbytes < 0) throw py::value_error("nbytes must be >= 0");
-        if (chunk <= 0) throw py::value_error("chunk must be > 0");
-        if (in_flight <= 0) throw py::value_error("in_flight must be > 0");
+        if (nbytes < 0) ThrowStatus(InvalidArgument("nbytes must be >= 0"));
+        if (chunk <= 0) ThrowStatus(InvalidArgument("chunk must be > 0"));
+        if (in_flight <= 0) ThrowStatus(InvalidArgument("in_flight must be > 0"));
         std::string out;
         Status s;
         {
@@ -170,7 +170,7 @@ void RegisterCudaTesting(py::module_& m) {
   t.def(
       "cuda_engine_marks",
       [](int64_t count, int64_t wait_every, int device) {
-        if (count < 0 || wait_every < 0) throw py::value_error("count and wait_every must be >= 0");
+        if (count < 0 || wait_every < 0) ThrowStatus(InvalidArgument("count and wait_every must be >= 0"));
         uint64_t last = 0;
         Status s;
         {

@@ -20,7 +20,7 @@ namespace {
 void CopyToDevicePy(py::object buffer, uint64_t device_ptr, int device) {
   BufferView view;
   if (!view.Acquire(buffer.ptr(), /*writable=*/false)) throw py::error_already_set();
-  if (device < 0) throw py::value_error("copy_to_device: device ordinal must be >= 0");
+  if (device < 0) ThrowStatus(InvalidArgument("copy_to_device: device ordinal must be >= 0"));
   Status st;
   {
     py::gil_scoped_release release;

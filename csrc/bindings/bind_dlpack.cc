@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "bindings/errors.h"
 #include "bindings/registry.h"
 
 namespace py = pybind11;
@@ -219,12 +220,12 @@ const char* NumpyName(int64_t code, int64_t bits) {
 
 std::string NumpyDtypeName(int64_t code, int64_t bits, int64_t lanes) {
   if (lanes != 1) {
-    throw py::value_error(DescribeDtype(code, bits, lanes) +
-                          " has no numpy dtype: vector types (lanes != 1) are not supported");
+    ThrowStatus(InvalidArgument(DescribeDtype(code, bits, lanes) +
+                          " has no numpy dtype: vector types (lanes != 1) are not supported"));
   }
   const char* name = NumpyName(code, bits);
   if (name == nullptr) {
-    throw py::value_error(DescribeDtype(code, bits, lanes) + " has no numpy dtype");
+    ThrowStatus(InvalidArgument(DescribeDtype(code, bits, lanes) + " has no numpy dtype"));
   }
   return name;
 }
@@ -311,7 +312,7 @@ class DLPackTensor {
 
  private:
   const DLPackTensor& Live() const {
-    if (released()) throw py::value_error("operation forbidden on a released DLPackTensor");
+    if (released()) ThrowStatus(InvalidArgument("operation forbidden on a released DLPackTensor"));
     return *this;
   }
 
@@ -342,9 +343,9 @@ void DLPackTensor::Describe() {
     const dl::PackVersion v = versioned_->version;
     if (v.major != dl::kMajorVersion) {
       // Nothing past `flags` may be read; the deleter is still safe to call.
-      throw py::value_error("unsupported DLPack version " + std::to_string(v.major) + "." +
+      ThrowStatus(InvalidArgument("unsupported DLPack version " + std::to_string(v.major) + "." +
                             std::to_string(v.minor) + " (fastckpt reads major version " +
-                            std::to_string(dl::kMajorVersion) + ")");
+                            std::to_string(dl::kMajorVersion) + ")"));
     }
     flags_ = versioned_->flags;
     t = &versioned_->dl_tensor;
@@ -353,15 +354,15 @@ void DLPackTensor::Describe() {
   }
 
   if (t->ndim < 0) {
-    throw py::value_error("malformed DLPack tensor: ndim is " + std::to_string(t->ndim));
+    ThrowStatus(InvalidArgument("malformed DLPack tensor: ndim is " + std::to_string(t->ndim)));
   }
   if (t->ndim > 0 && t->shape == nullptr) {
-    throw py::value_error("malformed DLPack tensor: shape is NULL with ndim " +
-                          std::to_string(t->ndim));
+    ThrowStatus(InvalidArgument("malformed DLPack tensor: shape is NULL with ndim " +
+                          std::to_string(t->ndim)));
   }
   if (t->dtype.bits == 0 || t->dtype.lanes == 0) {
-    throw py::value_error("malformed DLPack tensor: " +
-                          DescribeDtype(t->dtype.code, t->dtype.bits, t->dtype.lanes));
+    ThrowStatus(InvalidArgument("malformed DLPack tensor: " +
+                          DescribeDtype(t->dtype.code, t->dtype.bits, t->dtype.lanes)));
   }
   const size_t ndim = static_cast<size_t>(t->ndim);
   std::vector<int64_t> shape(t->shape, t->shape + ndim);
@@ -371,8 +372,8 @@ void DLPackTensor::Describe() {
   bool empty = false;
   for (size_t i = 0; i < ndim; ++i) {
     if (shape[i] < 0) {
-      throw py::value_error("malformed DLPack tensor: shape[" + std::to_string(i) + "] is " +
-                            std::to_string(shape[i]));
+      ThrowStatus(InvalidArgument("malformed DLPack tensor: shape[" + std::to_string(i) + "] is " +
+                            std::to_string(shape[i])));
     }
     empty = empty || shape[i] == 0;
   }
@@ -380,7 +381,7 @@ void DLPackTensor::Describe() {
   uint64_t numel = empty ? 0 : 1;
   for (size_t i = 0; i < ndim && !empty; ++i) {
     if (__builtin_mul_overflow(numel, static_cast<uint64_t>(shape[i]), &numel) || numel > kMax) {
-      throw py::value_error(overflow);
+      ThrowStatus(InvalidArgument(overflow));
     }
   }
   // Whole-byte elements take bits*lanes/8 bytes each; sub-byte elements are
@@ -389,18 +390,18 @@ void DLPackTensor::Describe() {
   uint64_t nbytes = 0;
   if (elem_bits % 8 == 0 || (flags_ & dl::kFlagSubbytePadded) != 0) {
     if (__builtin_mul_overflow(numel, (elem_bits + 7) / 8, &nbytes)) {
-      throw py::value_error(overflow);
+      ThrowStatus(InvalidArgument(overflow));
     }
   } else {
     uint64_t total_bits = 0;
-    if (__builtin_mul_overflow(numel, elem_bits, &total_bits)) throw py::value_error(overflow);
+    if (__builtin_mul_overflow(numel, elem_bits, &total_bits)) ThrowStatus(InvalidArgument(overflow));
     nbytes = total_bits / 8 + (total_bits % 8 != 0 ? 1 : 0);
   }
-  if (nbytes > kMax) throw py::value_error(overflow);
+  if (nbytes > kMax) ThrowStatus(InvalidArgument(overflow));
 
   const uintptr_t base = reinterpret_cast<uintptr_t>(t->data);
   if (t->byte_offset > std::numeric_limits<uintptr_t>::max() - base) {
-    throw py::value_error("malformed DLPack tensor: data pointer + byte_offset overflows");
+    ThrowStatus(InvalidArgument("malformed DLPack tensor: data pointer + byte_offset overflows"));
   }
 
   // C-contiguous: NULL strides, an empty tensor, or element strides equal to
@@ -447,8 +448,8 @@ py::object CallDlpack(py::handle obj, const py::object& stream) {
     // Errors other than a missing attribute (a failing property) propagate.
     if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
     PyErr_Clear();
-    throw py::type_error("dlpack_export() expects an object implementing the DLPack protocol "
-                         "(__dlpack__), got " + TypeName(obj));
+    ThrowStatus(InvalidArgument("dlpack_export() expects an object implementing the DLPack protocol "
+                         "(__dlpack__), got " + TypeName(obj)));
   }
   py::object method = py::reinterpret_steal<py::object>(attr);
   auto call = [&](bool with_max_version) {
@@ -469,8 +470,8 @@ py::object CallDlpack(py::handle obj, const py::object& stream) {
 std::unique_ptr<DLPackTensor> Consume(const py::object& capsule) {
   PyObject* cap = capsule.ptr();
   if (!PyCapsule_CheckExact(cap)) {
-    throw py::type_error("__dlpack__() returned " + TypeName(capsule) +
-                         ", not a DLPack capsule");
+    ThrowStatus(InvalidArgument("__dlpack__() returned " + TypeName(capsule) +
+                         ", not a DLPack capsule"));
   }
   const char* name = PyCapsule_GetName(cap);
   if (name == nullptr && PyErr_Occurred() != nullptr) throw py::error_already_set();
@@ -478,12 +479,12 @@ std::unique_ptr<DLPackTensor> Consume(const py::object& capsule) {
   const bool versioned = got == dl::kVersionedName;
   if (!versioned && got != dl::kLegacyName) {
     if (got == dl::kUsedVersionedName || got == dl::kUsedLegacyName) {
-      throw py::type_error("__dlpack__() returned a DLPack capsule that was already consumed ('" +
-                           got + "')");
+      ThrowStatus(InvalidArgument("__dlpack__() returned a DLPack capsule that was already consumed ('" +
+                           got + "')"));
     }
-    throw py::type_error("__dlpack__() returned a capsule named " +
+    ThrowStatus(InvalidArgument("__dlpack__() returned a capsule named " +
                          (name != nullptr ? "'" + got + "'" : std::string("NULL")) +
-                         ", expected 'dltensor_versioned' or 'dltensor'");
+                         ", expected 'dltensor_versioned' or 'dltensor'"));
   }
   void* ptr = PyCapsule_GetPointer(cap, name);
   if (ptr == nullptr) throw py::error_already_set();
