@@ -166,9 +166,10 @@ def test_tensorflow_temp_files_survive_fastckpt_saves(tmp_path):
     saver.save(None, str(d / "saver"), global_step=1)
     cm.update_checkpoint_state(str(d), str(d / "saver-1"))
 
-    assert not ours.exists()
     for name in tf_temps:
+        assert (d / name).exists(), f"TensorFlow's {name} was removed"
         assert (d / name).read_bytes() == contents[name], name
+    assert not ours.exists()
     assert sorted(n for n in os.listdir(d) if ".tempstate" in n or ".tmp" in n) == tf_temps
 
 
@@ -217,7 +218,14 @@ def test_writer_holds_lock_on_its_temp_files(tmp_path):
                         continue
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        seen.append(("unlocked", name))
+                        # Free: fine only if the writer renamed the file into place
+                        # (and then closed it) since it was opened here.
+                        try:
+                            renamed = os.stat(tmp_path / name).st_ino != os.fstat(fd).st_ino
+                        except FileNotFoundError:
+                            renamed = True
+                        if not renamed:
+                            seen.append(("unlocked", name))
                     except BlockingIOError:
                         seen.append(("locked", name))
                     finally:
