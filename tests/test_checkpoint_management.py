@@ -16,7 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import errno  # noqa: E402
 import pathlib  # noqa: E402
-import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

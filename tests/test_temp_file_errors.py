@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 
 import fastckpt
-from fastckpt import _native
+from fastckpt import _native, metagraph
 from fastckpt import checkpoint_management as cm
-from fastckpt import metagraph
 from fastckpt.proto import DataType
 
 testing = _native.testing
