@@ -12,14 +12,13 @@ never is. Every OS error becomes a ``CheckpointIOError`` naming ``path``.
 """
 from __future__ import annotations
 
-import errno
 import os
 from typing import Optional
 
 from . import _native
 from .errors import from_os_error
 
-__all__ = ["atomic_write", "fsync_directory", "io_error"]
+__all__ = ["atomic_write", "io_error"]
 
 
 def io_error(e: OSError, what: str, filename: Optional[str] = None) -> OSError:
@@ -27,22 +26,6 @@ def io_error(e: OSError, what: str, filename: Optional[str] = None) -> OSError:
     raises), with a message that starts with `what` and `filename` (default:
     `e`'s) as the file it is about."""
     return from_os_error(e, what, filename)
-
-
-def fsync_directory(directory: str) -> None:
-    """Makes renames into `directory` durable."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as e:
-        raise io_error(e, f"cannot open directory '{directory}' to sync it") from None
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        # Some file systems cannot sync a directory; the rename is still atomic there.
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise io_error(e, f"cannot sync directory '{directory}'") from None
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: str, data: bytes, *, durable: bool, what: str) -> None:

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <ctime>
 
 #include "fastckpt/naming.h"
@@ -56,9 +55,9 @@ Status WriteFileAtomically(const std::string& path, const void* data, size_t n, 
   if (st.ok() && durable) st = file.Sync();
   if (st.ok()) st = PublishTempFile(temp, path);
   if (!st.ok()) {
-    file = File();  // closes (and unlocks) before the removal
-    // Best effort: the write's error is the one to report, and a leftover is
-    // removed by the next save into the directory once it is stale.
+    // Removed while still locked (the destructor closes after). Best effort:
+    // the write's error is the one to report, and a leftover is removed by
+    // the next save into the directory once it is stale.
     RemoveFileIfExists(temp).IgnoreError();
     return st;
   }

@@ -14,6 +14,9 @@
 //
 // Errors about a temporary file name the final file: the user never chose
 // the temporary name, and it is gone by the time the error is read.
+//
+// Thread-safety: every function may be called from any thread and from
+// several processes at once; names are random per call and created O_EXCL.
 #pragma once
 
 #include <cstddef>
@@ -44,8 +47,8 @@ Status PublishTempFile(const std::string& temp_path, const std::string& final_na
 // power loss once this returns. If it fails before the rename, `path` is
 // untouched and the temporary file removed; after the rename (a failed close
 // or directory fsync), `path` already holds the new bytes. Errors name
-// `path`, or its directory for the directory fsync.
-// Thread-safety: safe to call concurrently (last rename wins).
+// `path`, or its directory for the directory fsync. Concurrent writers of
+// the same `path` do not interfere; the last rename wins.
 Status WriteFileAtomically(const std::string& path, const void* data, size_t n, bool durable);
 
 // Removes the temporary files in `dir` that fastckpt named, that no live
