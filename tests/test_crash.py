@@ -82,9 +82,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from google.protobuf import text_format
 
 import fastckpt
-from fastckpt.proto import MetaGraphDef
+from fastckpt.proto import CheckpointState, MetaGraphDef
 
 SEED = int(os.environ.get("FASTCKPT_CRASH_SEED", "1234"))
 KILLS = int(os.environ.get("FASTCKPT_CRASH_KILLS", "32"))
@@ -445,6 +446,14 @@ def _check_rename_kill(d: str, run: Run, inject: str) -> None:
                 and os.stat(os.path.join(d, n)).st_mtime >= begin.t - 0.05]  # not an earlier kill's
         assert len(left) == 1, f"killed before rename {j} ({final_name}): temporary files {left}"
         assert _flock_free(os.path.join(d, left[0])), f"{left[0]} still locked after its writer died"
+        # Killed on entry to the rename: the temporary file is complete.
+        with open(os.path.join(d, left[0]), "rb") as f:
+            data = f.read()
+        if final_name == "checkpoint":
+            state = text_format.Parse(data.decode("utf-8"), CheckpointState())
+            assert state.model_checkpoint_path == os.path.join(d, f"model-{begin.arg}"), state
+        else:
+            assert MetaGraphDef.FromString(data).saver_def.filename_tensor_name, left[0]
 
 
 def _where(run: Run, d: str, inject: Optional[str]) -> str:
