@@ -1,22 +1,24 @@
 """Atomic replacement of small files (the ``checkpoint`` state file, ``.meta``).
 
-The bytes go to ``<path>.tmp<uuid4 hex>`` (TensorFlow's temporary naming),
-are fsynced when ``durable``, and the temporary file is renamed over
-``path``, then the directory is fsynced: readers see the old file or the new
-one, never a partial one, and with ``durable`` the new one survives a power
-loss once this returns. Every OS error becomes a ``CheckpointIOError`` naming
-the file.
+The bytes go to a temporary file ``<path>.tempstate-fastckpt-<16 hex>`` that
+the writer holds an exclusive ``flock`` on, are fsynced when ``durable``, and
+the temporary file is renamed over ``path``, then the directory is fsynced:
+readers see the old file or the new one, never a partial one, and with
+``durable`` the new one survives a power loss once this returns. It is the
+native core's mechanism for every file fastckpt writes (data shards and
+index included), so a temporary file that a killed process leaves behind is
+removed by the next save into the directory, while a live writer's (locked)
+never is. Every OS error becomes a ``CheckpointIOError`` naming ``path``.
 """
 from __future__ import annotations
 
-import errno
 import os
-import uuid
 from typing import Optional
 
+from . import _native
 from .errors import from_os_error
 
-__all__ = ["atomic_write", "fsync_directory", "io_error"]
+__all__ = ["atomic_write", "io_error"]
 
 
 def io_error(e: OSError, what: str, filename: Optional[str] = None) -> OSError:
@@ -26,48 +28,17 @@ def io_error(e: OSError, what: str, filename: Optional[str] = None) -> OSError:
     return from_os_error(e, what, filename)
 
 
-def fsync_directory(directory: str) -> None:
-    """Makes renames into `directory` durable."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as e:
-        raise io_error(e, f"cannot open directory '{directory}' to sync it") from None
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        # Some file systems cannot sync a directory; the rename is still atomic there.
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise io_error(e, f"cannot sync directory '{directory}'") from None
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: str, data: bytes, *, durable: bool, what: str) -> None:
     """Replaces the file `path` with `data` atomically; `what` names it in errors
-    (e.g. "checkpoint state file")."""
-    tmp = path + ".tmp" + uuid.uuid4().hex
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except OSError as e:
-        raise io_error(e, f"cannot write {what} '{path}'", path) from None
-    done = False
-    try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                if durable:
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-            done = True
-        except OSError as e:
-            raise io_error(e, f"cannot write {what} '{path}'", path) from None
-    finally:
-        if not done:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    if durable:
-        fsync_directory(os.path.dirname(path) or ".")
+    (e.g. "checkpoint state file").
+
+    The work (write, fsync, rename, directory fsync) runs in the native core
+    without the GIL.
+
+    Raises:
+      CheckpointIOError: the subclass for the OS error (``errno``; ``strerror``
+        the OS text; ``filename`` is `path`, never the temporary name, or the
+        directory when its fsync failed). If it is raised before the rename,
+        `path` is untouched and no temporary file is left.
+    """
+    _native.write_file_atomically(os.fsencode(path), bytes(data), bool(durable), what)

@@ -17,8 +17,8 @@ read each other's files:
   (``tf.io.gfile.glob``) semantics on ``PREFIX.index``, falling back to the
   V1 layout (the file ``PREFIX`` itself): ``*?[\\`` in a prefix are pattern
   characters, a ``*`` never crosses a ``/`` but does match a leading ``.``;
-* the state file is replaced atomically (temporary file, optional fsync,
-  ``os.replace``, optional fsync of the directory), so a crash never leaves a
+* the state file is replaced atomically (locked temporary file, optional
+  fsync, rename, optional fsync of the directory), so a crash never leaves a
   truncated state file.
 
 Deliberate differences from TensorFlow (all supersets of its behaviour):
@@ -433,9 +433,12 @@ def update_checkpoint_state(
     relative paths, an absolute one gives the paths as passed (absolute, for a
     Saver) unless ``save_relative_paths``.
 
-    The file is replaced atomically: the text goes to
-    ``<state file>.tmp<uuid4 hex>``, which is renamed over the state file; a
-    reader sees the old or the new file, never a partial one.
+    The file is replaced atomically: the text goes to a temporary file,
+    ``<state file>.tempstate-fastckpt-<16 hex>``, locked by the writer, which
+    is renamed over the state file; a reader sees the old or the new file,
+    never a partial one. TensorFlow names its temporary file
+    ``<state file>.tmp<uuid4 hex>``; fastckpt's own name lets the next save
+    into the directory remove what a killed writer left, and nothing else.
 
     Args:
       save_dir: directory of the checkpoints; the state file is written there.

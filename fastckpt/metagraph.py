@@ -785,9 +785,11 @@ def write_meta_graph(meta: MetaGraphDef, path: Union[str, "os.PathLike[str]"],
                      as_text: bool = False, *, fsync: bool = False) -> str:
     """Write ``meta`` to ``path`` atomically; return the path.
 
-    The bytes go to ``path + ".tmp" + uuid4().hex`` first, which is then renamed over
-    ``path`` (``os.replace``), as TensorFlow's ``atomic_write_string_to_file`` does, so
-    readers never see a partial file. Binary output is the deterministic
+    The bytes go to a locked temporary file ``path + ".tempstate-fastckpt-<16 hex>"``
+    first, which is then renamed over ``path``, as TensorFlow's
+    ``atomic_write_string_to_file`` does with its own temporary name, so readers never
+    see a partial file; a killed process's leftover is removed by the next save into
+    the directory. Binary output is the deterministic
     serialization (map entries sorted by key), as TensorFlow writes it; ``as_text``
     writes protobuf text format instead (TensorFlow reads both).
 
@@ -800,8 +802,8 @@ def write_meta_graph(meta: MetaGraphDef, path: Union[str, "os.PathLike[str]"],
             after it.
 
     Raises:
-        CheckpointIOError: an OS error (CheckpointNotFoundError if the directory
-            is missing); no temporary file is left behind.
+        CheckpointIOError: an OS error, naming ``path`` (CheckpointNotFoundError if
+            the directory is missing); no temporary file is left behind.
     """
     path = os.fspath(path)
     if as_text:

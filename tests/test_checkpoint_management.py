@@ -16,14 +16,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import errno  # noqa: E402
 import pathlib  # noqa: E402
-import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 import fastckpt  # noqa: E402
+from fastckpt import _native  # noqa: E402
 from fastckpt import checkpoint_management as cm  # noqa: E402
+
+testing = _native.testing
 
 
 def _read(path) -> str:
@@ -43,7 +45,8 @@ def _touch(path, content: bytes = b"x") -> None:
 
 
 def _no_tmp_files(directory) -> bool:
-    return not [n for n in os.listdir(directory) if ".tmp" in n]
+    """No temporary file: fastckpt's (``.tempstate-fastckpt-``) nor TensorFlow's kinds."""
+    return not [n for n in os.listdir(directory) if ".tmp" in n or ".tempstate" in n]
 
 
 # ======================================================================================
@@ -186,64 +189,83 @@ class TestUpdateErrors:
 
 
 class TestAtomicity:
-    def test_failed_replace_keeps_old_file(self, tmp_path, monkeypatch):
+    """The state file is replaced through the native core's locked temporary
+    file (fastckpt._native.write_file_atomically); failures are injected at
+    its OS calls with the fault hook (fastckpt._native.testing)."""
+
+    @pytest.fixture(autouse=True)
+    def _disarm(self):
+        testing.disarm_faults()
+        yield
+        testing.disarm_faults()
+
+    @pytest.mark.parametrize("point,err,cls,step", [
+        ("create", errno.EACCES, fastckpt.CheckpointPermissionError, "cannot create"),
+        ("write", errno.ENOSPC, fastckpt.CheckpointIOError, "write failed on"),
+        ("sync", errno.EIO, fastckpt.CheckpointIOError, "fsync failed on"),
+        ("rename", errno.EIO, fastckpt.CheckpointIOError,
+         "cannot rename the temporary file into place as"),
+    ])
+    def test_failure_before_the_rename_keeps_old_file(self, tmp_path, point, err, cls, step):
         d = str(tmp_path)
         cm.update_checkpoint_state(d, "m-1")
         before = (tmp_path / "checkpoint").read_bytes()
-        seen = []
-
-        def failing_replace(src, dst):
-            seen.append((src, dst))
-            assert os.path.exists(src)  # the complete new text is in the temporary file
-            assert _read(src).startswith('model_checkpoint_path: "m-2"\n')
-            raise OSError(errno.EIO, "simulated crash")
-
-        monkeypatch.setattr(os, "replace", failing_replace)
-        with pytest.raises(OSError):
+        state_file = os.path.join(d, "checkpoint")
+        testing.arm_fault(point, 0, err)
+        with pytest.raises(cls) as info:
             cm.update_checkpoint_state(d, "m-2", ["m-1", "m-2"])
-        monkeypatch.undo()
+        assert testing.fault_hits() == 1
+        testing.disarm_faults()
+        e = info.value
+        assert type(e) is cls
+        assert (e.errno, e.strerror, e.filename) == (err, os.strerror(err), state_file)
+        assert str(e) == f"cannot write checkpoint state file: {step} '{state_file}': {os.strerror(err)}"
         assert (tmp_path / "checkpoint").read_bytes() == before
+        assert os.listdir(tmp_path) == ["checkpoint"]  # no temporary file left
+
+    @pytest.mark.parametrize("point,named", [("close", "file"), ("sync_dir", "dir")])
+    def test_failure_after_the_rename_reports_with_new_file_in_place(self, tmp_path, point, named):
+        d = str(tmp_path)
+        cm.update_checkpoint_state(d, "m-1")
+        testing.arm_fault(point, 0, errno.EIO)
+        with pytest.raises(fastckpt.CheckpointIOError) as info:
+            cm.update_checkpoint_state(d, "m-2", ["m-1", "m-2"])
+        testing.disarm_faults()
+        e = info.value
+        state_file = os.path.join(d, "checkpoint")
+        want = {"file": ("close failed on", state_file), "dir": ("fsync failed on directory", d)}[named]
+        assert (e.errno, e.strerror, e.filename) == (errno.EIO, os.strerror(errno.EIO), want[1])
+        assert str(e) == f"cannot write checkpoint state file: {want[0]} '{want[1]}': " \
+                         f"{os.strerror(errno.EIO)}"
+        assert cm.get_checkpoint_state(d).model_checkpoint_path == os.path.join(d, "m-2")
         assert os.listdir(tmp_path) == ["checkpoint"]
-        assert len(seen) == 1
-        src, dst = seen[0]
-        assert dst == os.path.join(d, "checkpoint")
-        assert re.fullmatch(re.escape(dst) + r"\.tmp[0-9a-f]{32}", src)
 
-    def test_non_oserror_during_replace_also_cleans_up(self, tmp_path, monkeypatch):
-        cm.update_checkpoint_state(str(tmp_path), "m-1")
-
-        def boom(src, dst):
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(os, "replace", boom)
-        with pytest.raises(KeyboardInterrupt):
-            cm.update_checkpoint_state(str(tmp_path), "m-2")
-        monkeypatch.undo()
-        assert cm.get_checkpoint_state(tmp_path).model_checkpoint_path.endswith("m-1")
-        assert _no_tmp_files(tmp_path)
-
-    def test_failed_write_keeps_old_file(self, tmp_path, monkeypatch):
+    def test_failed_write_keeps_old_file_byte_for_byte(self, tmp_path):
         cm.update_checkpoint_state(str(tmp_path), "m-1")
         before = (tmp_path / "checkpoint").read_bytes()
-        def full(fd):
-            raise OSError(errno.ENOSPC, "full")
-
-        monkeypatch.setattr(os, "fsync", full)
+        testing.arm_fault("write", 0, errno.ENOSPC)
         with pytest.raises(fastckpt.CheckpointIOError) as e:
             cm.update_checkpoint_state(str(tmp_path), "m-2")
-        monkeypatch.undo()
+        testing.disarm_faults()
         assert e.value.errno == errno.ENOSPC
         assert (tmp_path / "checkpoint").read_bytes() == before
         assert _no_tmp_files(tmp_path)
 
     @pytest.mark.parametrize("durable", [True, False])
-    def test_fsync_only_when_durable(self, tmp_path, monkeypatch, durable):
-        calls = []
-        real_fsync = os.fsync
-        monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    @pytest.mark.parametrize("point", ["sync", "sync_dir"])
+    def test_fsync_only_when_durable(self, tmp_path, durable, point):
+        testing.arm_fault(point, 10**9, 0)  # counts calls only
         cm.update_checkpoint_state(str(tmp_path), "m-1", durable=durable)
-        assert len(calls) == (2 if durable else 0)  # the file, then the directory
+        assert testing.fault_hits() == (1 if durable else 0)  # the file, then the directory
+        testing.disarm_faults()
         assert _read(tmp_path / "checkpoint").startswith('model_checkpoint_path: "m-1"')
+
+    def test_one_create_write_rename_close_per_update(self, tmp_path):
+        for point in ("create", "write", "rename", "close"):
+            testing.arm_fault(point, 10**9, 0)
+            cm.update_checkpoint_state(str(tmp_path), "m-1")
+            assert testing.fault_hits() == 1, point
+            testing.disarm_faults()
 
     def test_overwrite_in_place(self, tmp_path):
         for i in range(5):

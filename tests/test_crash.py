@@ -34,16 +34,19 @@ What this guarantees, and what the test asserts after each kill:
   (TensorFlow's Saver behaves the same way). The test asserts only that each
   kill adds at most one such orphan, and that orphans are intact. Likewise
   a kill in the middle of a deletion can leave data shards without an index
-  (never mistaken for a checkpoint), and a kill inside an atomic write of the
-  state file or ``.meta`` leaves its ``*.tmp<hex>`` file (at most one per kill).
+  (never mistaken for a checkpoint).
 * Every ``.meta`` present parses (it is written atomically).
 * A kill on entry to the j-th rename of a save (strace mode, below) leaves
   exactly j-1 data shards renamed and no index for j <= 4, and a complete
   checkpoint after (data first, the index last).
-* ``*.tempstate*`` files of a killed save are unlocked once it is dead, and
-  any save that starts when they are > 3 s old (cleanup removes unlocked temp
-  files aged >= 2 whole seconds) removes them; a final save after the last
-  kill leaves none.
+* Every temporary file, of the data, the index, the ``.meta`` and the state
+  file alike, has fastckpt's own name ``<final>.tempstate-fastckpt-<16 hex>``
+  (TensorFlow's ``.tmp<hex>`` naming never appears). Those of a killed save
+  are unlocked once it is dead, and any save that starts when they are > 3 s
+  old (cleanup removes unlocked temp files aged >= 2 whole seconds) removes
+  them; a final save after the last kill leaves none. A kill on entry to the
+  ``.meta`` or state file rename (strace mode) leaves exactly that file's
+  temporary file, and some kills are always placed there (kills 3 and 5).
 
 The kill schedule mixes uniformly random delays after start-up with kills
 timed from the worker's phase markers (just after the commit, the state
@@ -79,9 +82,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from google.protobuf import text_format
 
 import fastckpt
-from fastckpt.proto import MetaGraphDef
+from fastckpt.proto import CheckpointState, MetaGraphDef
 
 SEED = int(os.environ.get("FASTCKPT_CRASH_SEED", "1234"))
 KILLS = int(os.environ.get("FASTCKPT_CRASH_KILLS", "32"))
@@ -95,6 +99,11 @@ STRACE = shutil.which("strace")
 # RemoveStaleTempFiles removes temp files aged >= 2 s in whole seconds of
 # time(); a file 3 s old always qualifies. Half a second more for clocks.
 STALE_AFTER = 3.5
+
+# Kill number -> the rename (of a save: 5 = .meta, 6 = state file) that kill
+# lands on, where strace works: the state file and .meta writes are always hit.
+FORCED_RENAME_KILLS = {3: 5, 5: 6}
+TEMP_RE = re.compile(r"^(?P<final>.+)\.tempstate-fastckpt-[0-9a-f]{16}$")
 
 INDEX_RE = re.compile(r"^model-(\d+)\.index$")
 DATA_RE = re.compile(r"^model-(\d+)\.data-(\d{5})-of-(\d{5})$")
@@ -158,6 +167,7 @@ class History:
     landed: collections.Counter = field(default_factory=collections.Counter)
     modes: collections.Counter = field(default_factory=collections.Counter)
     leftovers: collections.Counter = field(default_factory=collections.Counter)
+    temps_seen: set = field(default_factory=set)  # (kind, name) of every temporary file seen
 
     def estimate(self) -> float:
         return statistics.median(self.durations[-9:]) if self.durations else 0.8
@@ -172,7 +182,8 @@ class Run:
             args += ["--max-steps", str(max_steps)]
         if inject:
             args = _strace_args(inject) + args
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0,
+                                     env=_worker_env())
         self.events: List[Event] = []
         self._buf = b""
         self.eof = False
@@ -228,6 +239,15 @@ class Run:
         self.proc.wait(timeout=CYCLE_TIMEOUT)
         self._feed(self.proc.stdout.read() or b"")
         self.proc.stdout.close()
+
+
+def _worker_env() -> dict:
+    """The environment of a worker: it imports the fastckpt under test (the worker's
+    own directory, not the current one, heads its sys.path)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastckpt.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
 
 
 def _strace_args(inject: str) -> list:
@@ -357,6 +377,7 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
 
     temps = [x for x in names if ".tempstate" in x]
     for name in temps:
+        assert TEMP_RE.match(name), f"temporary file {name} does not have fastckpt's name"
         path = os.path.join(d, name)
         assert _flock_free(path), f"temporary file {name} still locked after its writer died"
         try:
@@ -366,11 +387,17 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
         late = [step for begin, step in hist.save_spans if begin >= mtime + STALE_AFTER]
         assert not late, (f"stale temporary file {name} (mtime {mtime:.3f}) survived the save of "
                           f"step(s) {late} that started more than {STALE_AFTER} s later")
-    atomic_tmps = [x for x in names if re.search(r"\.tmp[0-9a-f]{32}$", x)]
-    assert len(atomic_tmps) <= hist.kills, f"more atomic-write temp files than kills: {atomic_tmps}"
+    other_tmps = [x for x in names if ".tmp" in x]
+    assert not other_tmps, f"temporary files not named by fastckpt's mechanism: {other_tmps}"
+    for name in temps:
+        final_name = TEMP_RE.match(name).group("final")
+        kind = "state" if final_name == "checkpoint" else "meta" if META_RE.match(final_name) else "bundle"
+        hist.temps_seen.add((kind, name))
     if final:
         assert not temps, f"temporary files left after a clean save: {temps}"
-        hist.leftovers["state/meta .tmp files"] = len(atomic_tmps)
+        for kind in ("state", "meta", "bundle"):
+            hist.leftovers[f"{kind} temporary files seen (all removed)"] = \
+                sum(1 for k, _ in hist.temps_seen if k == kind)
         hist.leftovers["steps with data shards but no index"] = len(set(data_steps) - complete)
 
 
@@ -413,6 +440,20 @@ def _check_rename_kill(d: str, run: Run, inject: str) -> None:
         assert not has_index, f"killed before rename {j}, yet model-{begin.arg}.index exists"
     else:  # the checkpoint was committed; .meta / state file renames were cut
         assert has_index and len(renamed) == SHARDS, f"killed before rename {j}: index missing"
+        # The file whose rename was cut is left under its temporary name.
+        final_name = f"model-{begin.arg}.meta" if j == SHARDS + 2 else "checkpoint"
+        left = [n for n in os.listdir(d) if (m := TEMP_RE.match(n)) and m.group("final") == final_name
+                and os.stat(os.path.join(d, n)).st_mtime >= begin.t - 0.05]  # not an earlier kill's
+        assert len(left) == 1, f"killed before rename {j} ({final_name}): temporary files {left}"
+        assert _flock_free(os.path.join(d, left[0])), f"{left[0]} still locked after its writer died"
+        # Killed on entry to the rename: the temporary file is complete.
+        with open(os.path.join(d, left[0]), "rb") as f:
+            data = f.read()
+        if final_name == "checkpoint":
+            state = text_format.Parse(data.decode("utf-8"), CheckpointState())
+            assert state.model_checkpoint_path == os.path.join(d, f"model-{begin.arg}"), state
+        else:
+            assert MetaGraphDef.FromString(data).saver_def.filename_tensor_name, left[0]
 
 
 def _where(run: Run, d: str, inject: Optional[str]) -> str:
@@ -420,8 +461,8 @@ def _where(run: Run, d: str, inject: Optional[str]) -> str:
     for kills inside the native write by what is on disk (for reporting only)."""
     if inject and inject.startswith("rename:"):
         j = (int(inject.split(":")[1]) - 1) % RENAMES_PER_SAVE + 1
-        return "before rename " + {1: "data 1", 2: "data 2", 3: "data 3", 4: "index", 5: ".meta/state",
-                                   6: ".meta/state"}[j]
+        return "before rename " + {1: "data 1", 2: "data 2", 3: "data 3", 4: "index", 5: ".meta",
+                                   6: "state file"}[j]
     if inject:
         return "retention (before unlink " + inject.split(":")[1] + ")"
     last = next((e.kind for e in reversed(run.events) if e.kind != "pid"), "none")
@@ -461,7 +502,10 @@ def test_sigkill_during_saver_loop(tmp_path):
                                 "strace-unlink"], weights=[30, 12, 8, 8, 10, 22, 10])[0]
             nth = rng.choice([1, 1, 1, 2])
             inject = None
-            if mode == "strace-rename":
+            if use_strace and k in FORCED_RENAME_KILLS:
+                mode, nth = "strace-rename", 1
+                inject = f"rename:{FORCED_RENAME_KILLS[k]}"
+            elif mode == "strace-rename":
                 inject = f"rename:{(nth - 1) * RENAMES_PER_SAVE + rng.randint(1, RENAMES_PER_SAVE)}"
             elif mode == "strace-unlink":
                 inject = f"unlink:{rng.randint(1, 5)}"  # .meta, .index, 3 data shards

@@ -2,11 +2,13 @@
 
 The native hook (fastckpt._native.testing, csrc/fastckpt/fault_injection.h)
 fails the N-th create/write/fsync/rename/close/directory-fsync of a save with
-a chosen errno; Python-side faults are injected by monkeypatching the os
-calls that checkpoint_management and metagraph make. Every failed save must:
+a chosen errno. A Saver's .meta and state file go through the same native
+calls (fastckpt._native.write_file_atomically), after the bundle's. Every
+failed save must:
 
 * raise CheckpointIOError (an OSError) carrying the injected errno, with a
-  message naming the file (or directory) whose call failed;
+  message naming the file (or directory) whose call failed by its final
+  name, never a temporary one;
 * leave the directory byte-for-byte as it was: no temporary files
   (``*.tempstate*``, ``*.tmp*``), no new index/data/.meta, earlier files and
   the state file untouched (compared by SHA-256);
@@ -23,8 +25,6 @@ import errno
 import hashlib
 import os
 import re
-import stat
-import sys
 
 import numpy as np
 import pytest
@@ -156,19 +156,25 @@ def calls_at(mode: str, point: str, tmp_path_factory) -> int:
     return _CALLS[key]
 
 
-def expected_file(point: str, skip: int, n_calls: int, prefix: str, shards: int) -> str:
-    """A regex for the file the failed call was working on, as the message quotes it."""
+def expected_file(point: str, skip: int, n_calls: int, prefix: str, shards: int,
+                  saver: bool = False) -> str:
+    """A regex for the file the failed call was working on, as the message quotes it
+    (its final name: never a temporary one)."""
     if point == "sync_dir":
         return re.escape(f"'{os.path.dirname(prefix)}'")
     data = [f"{prefix}.data-{s:05d}-of-{shards:05d}" for s in range(shards)]
     index = prefix + ".index"
+    # A Saver then writes the .meta and the state file, one call of each kind each.
+    extra = [prefix + ".meta", os.path.join(os.path.dirname(prefix), "checkpoint")] if saver else []
     if point in ("create", "rename"):  # data shards in order, then the index
-        names = [(data + [index])[skip]]
+        names = [(data + [index] + extra)[skip]]
     elif point == "close":  # the index first, then the data shards
-        names = [([index] + data)[skip]]
+        names = [([index] + data + extra)[skip]]
     else:  # write, sync: data shards in parallel (any order), then the index
-        names = [index] if skip == n_calls - 1 else data
-    return "|".join(re.escape(f"'{n}") + r"(\.tempstate\d+)?'" for n in names)
+        tail = [index] + extra
+        k = skip - (n_calls - len(tail))
+        names = [tail[k]] if k >= 0 else data
+    return "|".join(re.escape(f"'{n}'") for n in names)
 
 
 # -- the hook itself ---------------------------------------------------------
@@ -176,11 +182,14 @@ def expected_file(point: str, skip: int, n_calls: int, prefix: str, shards: int)
 def test_counts_pin_the_commit_protocol(tmp_path_factory):
     # One create, fsync, rename and close per data shard plus the index; one
     # directory fsync; writes: 4 PwriteAll steps for "big", one pwritev per
-    # other shard holding small tensors, one for the index.
+    # other shard holding small tensors, one for the index. A Saver adds one
+    # call of every kind for the .meta and one for the state file.
     for mode, shards, writes in (("save1", 1, 6), ("save3", 3, 7), ("saver", 2, 6)):
+        extra = 2 if mode == "saver" else 0
         counts = {p: calls_at(mode, p, tmp_path_factory) for p in POINTS}
-        assert counts == {"create": shards + 1, "write": writes, "sync": shards + 1,
-                          "rename": shards + 1, "close": shards + 1, "sync_dir": 1}, mode
+        assert counts == {"create": shards + 1 + extra, "write": writes + extra,
+                          "sync": shards + 1 + extra, "rename": shards + 1 + extra,
+                          "close": shards + 1 + extra, "sync_dir": 1 + extra}, mode
 
 
 def test_binding_arguments_and_one_shot(tmp_path):
@@ -239,7 +248,8 @@ def test_native_fault_leaves_no_trace(mode, point, err, which, tmp_path, tmp_pat
     assert isinstance(e, OSError)
     assert e.errno == err
     assert os.strerror(err) in str(e)
-    assert re.search(expected_file(point, skip, n_calls, sc.prefix, sc.shards), str(e)), str(e)
+    assert re.search(expected_file(point, skip, n_calls, sc.prefix, sc.shards, mode == "saver"),
+                     str(e)), str(e)
     sc.check_intact(before)
 
 
@@ -288,7 +298,8 @@ def test_short_write_then_error_leaves_no_trace(mode, which, err, tmp_path, tmp_
     assert testing.fault_hits() >= skip + 2  # the short write and its failed retry
     testing.disarm_faults()
     assert info.value.errno == err
-    assert re.search(expected_file("write", skip, n_calls, sc.prefix, sc.shards), str(info.value))
+    assert re.search(expected_file("write", skip, n_calls, sc.prefix, sc.shards, mode == "saver"),
+                     str(info.value))
     sc.check_intact(before)
 
 
@@ -309,102 +320,62 @@ def test_injected_eintr_is_retried(tmp_path, tmp_path_factory):
         assert_loads(str(out / "m"), 3)
 
 
-# -- Python-side faults in Saver.save: .meta and state file ------------------
+# -- faults in Saver.save's .meta and state file -------------------------------
 
-def _path_of_fd(fd: int) -> str:
-    return os.readlink(f"/proc/self/fd/{fd}")
-
-
-def _is_dir_fd(fd: int) -> bool:
-    return stat.S_ISDIR(os.fstat(fd).st_mode)
-
-
-# name -> (object patched, attribute, real function, module that must be the
-# caller, predicate on the arguments, file the message must name).
-def _nth_call(n: int, predicate):
-    """A predicate true only for the n-th call that satisfies `predicate`."""
-    seen = []
-
-    def check(*args, **kwargs):
-        if not predicate(*args, **kwargs):
-            return False
-        seen.append(args)
-        return len(seen) == n
-
-    return check
-
-
-# Both files go through fastckpt._atomic_io.atomic_write; the .meta is
-# written first, then the state file.
-PY_FAULTS = {
-    "meta-open": (os, "open", os.open, "fastckpt._atomic_io",
-                  lambda path, *a, **k: ".meta.tmp" in str(path), "meta"),
-    "meta-fsync": (os, "fsync", os.fsync, "fastckpt._atomic_io",
-                   lambda fd: not _is_dir_fd(fd) and ".meta.tmp" in _path_of_fd(fd), "meta"),
-    "meta-replace": (os, "replace", os.replace, "fastckpt._atomic_io",
-                     lambda src, dst, **k: str(dst).endswith(".meta"), "meta"),
-    "state-open": (os, "open", os.open, "fastckpt._atomic_io",
-                   lambda path, *a, **k: "checkpoint.tmp" in str(path), "state"),
-    "state-fsync": (os, "fsync", os.fsync, "fastckpt._atomic_io",
-                    lambda fd: not _is_dir_fd(fd) and "checkpoint.tmp" in _path_of_fd(fd), "state"),
-    "state-replace": (os, "replace", os.replace, "fastckpt._atomic_io",
-                      lambda src, dst, **k: str(dst).endswith("checkpoint"), "state"),
-    # After the new state file was renamed into place (the second directory
-    # fsync, after the .meta's): the old bytes go back.
-    "state-dir-fsync": (os, "fsync", os.fsync, "fastckpt._atomic_io",
-                        None, "dir"),
+# name -> (point, which call of the save at that point fails, file the message
+# must name). A Saver's save with SAVER_SHARDS data files makes, at each point:
+# the bundle's calls, then the .meta's, then the state file's (see
+# test_counts_pin_the_commit_protocol).
+_META = SAVER_SHARDS + 1      # after the data files and the index
+_STATE = SAVER_SHARDS + 2
+_BUNDLE_WRITES = 6            # the Saver's bundle: write calls (see the count test)
+SAVER_FILE_FAULTS = {
+    "meta-create": ("create", _META, "meta"),
+    "meta-write": ("write", _BUNDLE_WRITES, "meta"),
+    "meta-fsync": ("sync", _META, "meta"),
+    "meta-rename": ("rename", _META, "meta"),
+    "meta-close": ("close", _META, "meta"),
+    "meta-dir-fsync": ("sync_dir", 1, "dir"),
+    "state-create": ("create", _STATE, "state"),
+    "state-write": ("write", _BUNDLE_WRITES + 1, "state"),
+    "state-fsync": ("sync", _STATE, "state"),
+    "state-rename": ("rename", _STATE, "state"),
+    "state-close": ("close", _STATE, "state"),
+    # After the new state file was renamed into place: the old bytes go back.
+    "state-dir-fsync": ("sync_dir", 2, "dir"),
 }
 
 
-def one_shot(real, caller: str, predicate, err: int):
-    """`real`, except that its first matching call from module `caller` raises."""
-    fired = []
-
-    def fake(*args, **kwargs):
-        if not fired and sys._getframe(1).f_globals.get("__name__") == caller \
-                and predicate(*args, **kwargs):
-            fired.append(args)
-            raise OSError(err, os.strerror(err))
-        return real(*args, **kwargs)
-
-    fake.fired = fired
-    return fake
-
-
-@pytest.mark.parametrize("fault", sorted(PY_FAULTS))
-def test_python_fault_in_saver_rolls_back(fault, tmp_path, monkeypatch):
-    target, attr, real, caller, predicate, names = PY_FAULTS[fault]
-    if predicate is None:  # state-dir-fsync
-        predicate = _nth_call(2, _is_dir_fd)
+@pytest.mark.parametrize("fault", sorted(SAVER_FILE_FAULTS))
+def test_meta_and_state_fault_in_saver_rolls_back(fault, tmp_path):
+    point, skip, names = SAVER_FILE_FAULTS[fault]
     sc = Scenario("saver", tmp_path)
     sc.earlier()
     before = snapshot(sc.dir)
-    fake = one_shot(real, caller, predicate, errno.ENOSPC)
-    monkeypatch.setattr(target, attr, fake, raising=False)
+    testing.arm_fault(point, skip, errno.ENOSPC)
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         sc.new_save()
-    monkeypatch.undo()
-    assert len(fake.fired) == 1
+    assert testing.fault_hits() >= skip + 1
+    testing.disarm_faults()
     e = info.value
     assert e.errno == errno.ENOSPC
     expected = {"meta": sc.prefix + ".meta", "state": str(sc.dir / "checkpoint"),
                 "dir": str(sc.dir)}[names]
+    assert e.filename == expected
     assert f"'{expected}'" in str(e), str(e)
     assert os.strerror(errno.ENOSPC) in str(e)
     sc.check_intact(before)
 
 
-def test_saver_goes_on_after_a_failed_save(tmp_path, monkeypatch):
+def test_saver_goes_on_after_a_failed_save(tmp_path):
     """The failed save left the Saver's bookkeeping as it was: retrying succeeds
     and retention then deletes exactly the oldest checkpoint."""
     sc = Scenario("saver", tmp_path)
     sc.earlier()
-    monkeypatch.setattr(os, "replace", one_shot(os.replace, "fastckpt._atomic_io",
-                                                lambda src, dst, **k: str(dst).endswith("checkpoint"),
-                                                errno.EIO))
+    testing.arm_fault("rename", _STATE, errno.EIO)  # the state file's rename
     with pytest.raises(fastckpt.CheckpointIOError):
         sc.new_save()
-    monkeypatch.undo()
+    testing.disarm_faults()
     assert sc.saver.last_checkpoints == [str(sc.dir / "model-1"), str(sc.dir / "model-2")]
     sc.new_save()
     assert sc.saver.last_checkpoints == [str(sc.dir / "model-2"), str(sc.dir / "model-3")]
@@ -419,7 +390,7 @@ def test_saver_goes_on_after_a_failed_save(tmp_path, monkeypatch):
     assert_loads(str(sc.dir / "model-3"), 3)
 
 
-def test_saver_resave_same_prefix_state_failure_keeps_new_checkpoint(tmp_path, monkeypatch):
+def test_saver_resave_same_prefix_state_failure_keeps_new_checkpoint(tmp_path):
     """Documented behaviour: re-saving a prefix replaces it before the state file
     is written, so when the state file then fails the new, complete checkpoint
     is kept (deleting it would leave nothing under a name the state file holds);
@@ -428,12 +399,10 @@ def test_saver_resave_same_prefix_state_failure_keeps_new_checkpoint(tmp_path, m
     sc.earlier()
     state_before = (sc.dir / "checkpoint").read_bytes()
     sc._set_vars(7)
-    monkeypatch.setattr(os, "replace", one_shot(os.replace, "fastckpt._atomic_io",
-                                                lambda src, dst, **k: str(dst).endswith("checkpoint"),
-                                                errno.ENOSPC))
+    testing.arm_fault("rename", _STATE, errno.ENOSPC)  # the state file's rename
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         sc.saver.save(None, str(sc.dir / "model"), global_step=2)
-    monkeypatch.undo()
+    testing.disarm_faults()
     assert info.value.errno == errno.ENOSPC
     assert (sc.dir / "checkpoint").read_bytes() == state_before
     assert sc.saver.last_checkpoints == [str(sc.dir / "model-1"), str(sc.dir / "model-2")]

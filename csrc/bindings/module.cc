@@ -10,6 +10,7 @@ PYBIND11_MODULE(_native, m) {
   fastckpt::bindings::RegisterCrc32c(m);
   fastckpt::bindings::RegisterWriter(m);
   fastckpt::bindings::RegisterReader(m);
+  fastckpt::bindings::RegisterFiles(m);
   fastckpt::bindings::RegisterDevice(m);
   fastckpt::bindings::RegisterDlpack(m);
   fastckpt::bindings::RegisterTesting(m);

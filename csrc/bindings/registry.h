@@ -11,6 +11,8 @@ void RegisterInfo(pybind11::module_& m);
 void RegisterCrc32c(pybind11::module_& m);
 void RegisterWriter(pybind11::module_& m);
 void RegisterReader(pybind11::module_& m);
+// Small files written atomically, cleanup of crashed writers' temporary files.
+void RegisterFiles(pybind11::module_& m);
 void RegisterDevice(pybind11::module_& m);
 // DLPack consumer: dlpack_export(), DLPackTensor, dlpack_numpy_dtype().
 void RegisterDlpack(pybind11::module_& m);

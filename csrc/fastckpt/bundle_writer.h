@@ -11,7 +11,7 @@
 // is pulled from memory once.
 //
 // Commit protocol: every file is written under a temporary name
-// (<final>.tempstate<random>), fsynced when `durable`, then the data files
+// (<final>.tempstate-fastckpt-<random>), fsynced when `durable`, then the data files
 // are renamed into place and the index last, so a half-written checkpoint
 // never looks valid. An existing index of the same prefix is removed before
 // the new data files replace its data, so a reader never pairs an old index

@@ -30,13 +30,15 @@ File::~File() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status File::CreateExclusive(const std::string& path, File* out) {
+Status File::CreateExclusive(const std::string& path, File* out, const std::string& name) {
+  const std::string& reported = name.empty() ? path : name;
   // Test hook: an injected error stands for open()'s, and no file is made.
   const int injected = fault::Inject(fault::Point::kCreate).err;
+  // 0666 less the umask, as TensorFlow (fopen) and Python's open() create files.
   int fd = injected != 0 ? (errno = injected, -1)
-                         : ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError("cannot create", path, errno);
-  *out = File(fd, path);
+                         : ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) return IoError("cannot create", reported, errno);
+  *out = File(fd, reported);
   return Status::Ok();
 }
 

@@ -1,6 +1,6 @@
 // POSIX file helpers: an RAII descriptor, positional reads and writes that
 // loop over EINTR and short transfers, fsync, rename. Every failure becomes
-// a Status naming the path and carrying errno.
+// a Status naming the file and carrying errno.
 //
 // Thread-safety: a File may be used by several threads at once for
 // pread/pwrite at disjoint offsets (POSIX positional I/O has no shared
@@ -20,19 +20,26 @@ namespace fastckpt {
 class File {
  public:
   File() = default;
-  File(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  // Takes ownership of `fd`. `name` is the file errors name: the path it was
+  // opened with, or for a temporary file the final name the user knows.
+  File(int fd, std::string name) : fd_(fd), path_(std::move(name)) {}
   File(File&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
   File& operator=(File&& o) noexcept;
   File(const File&) = delete;
   File& operator=(const File&) = delete;
   ~File();
 
-  // Creates a new file; fails if it exists (temporary names are unique).
-  static Status CreateExclusive(const std::string& path, File* out);
+  // Creates the file `path`; fails if it exists (O_EXCL: temporary names
+  // are unique). Errors, here and from every later call on *out, name
+  // `name` (default: `path`); a temporary file passes its final name, so
+  // that no error reports a name the user never chose (temp_files.h).
+  static Status CreateExclusive(const std::string& path, File* out, const std::string& name = std::string());
   static Status OpenForRead(const std::string& path, File* out);
 
   bool is_open() const { return fd_ >= 0; }
   int fd() const { return fd_; }
+  // The name errors report (see the constructor), not necessarily the
+  // file's current name on disk.
   const std::string& path() const { return path_; }
 
   Status PwriteAll(const void* data, size_t n, uint64_t offset) const;
@@ -50,7 +57,7 @@ class File {
 
  private:
   int fd_ = -1;
-  std::string path_;
+  std::string path_;  // the name errors report
 };
 
 // Reads a whole file into *out (used for .index files, whose size is known
