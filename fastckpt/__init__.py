@@ -7,11 +7,12 @@ shards in parallel, checksums with hardware CRC32C and verifies every read.
 from . import config as _config
 from ._native import __version__ as _native_version
 from ._native import build_info as _native_build_info
-from .errors import (CheckpointExistsError, CheckpointIOError, CheckpointIsADirectoryError,
+from .errors import (CancelledError, CheckpointExistsError, CheckpointIOError, CheckpointIsADirectoryError,
                      CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
-                     CudaError, CudaUnavailableError, DataLossError, FailedPreconditionError,
-                     FastCkptError, InternalError, InvalidArgumentError, MissingDependencyError,
-                     TensorNotFoundError, UnimplementedError, UnsupportedDtypeError)
+                     CudaError, CudaUnavailableError, DataLossError, DeadlineExceededError,
+                     FailedPreconditionError, FastCkptError, InternalError, InvalidArgumentError,
+                     MissingDependencyError, TensorNotFoundError, UnimplementedError,
+                     UnsupportedDtypeError)
 from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
                                      latest_checkpoint, remove_checkpoint, update_checkpoint_state)
 from ._background import AsyncSave, wait_for_pending_saves
@@ -61,6 +62,8 @@ __all__ = [
     "UnsupportedDtypeError",
     "UnimplementedError",
     "FailedPreconditionError",
+    "CancelledError",
+    "DeadlineExceededError",
     "CudaError",
     "CudaUnavailableError",
     "MissingDependencyError",

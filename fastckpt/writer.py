@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union,
+                    overload)
 
 import numpy as np
 
@@ -12,13 +13,14 @@ from . import _background, _native, config
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array
 from ._gc import gc_paused
-from .errors import InvalidArgumentError, UnsupportedDtypeError, from_os_error
+from .errors import FastCkptError, InvalidArgumentError, UnsupportedDtypeError, from_os_error
 from .format import dtypes
 
 __all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items",
            "write_items", "start_job", "has_device_items"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,47 @@ def _string_elements(arr: np.ndarray, name: str) -> list:
     return out
 
 
+_SAVABLE = ("numpy arrays and scalars, Python numbers, bytes and str, nested lists of equal-length "
+            "rows, torch, JAX and CuPy arrays, and objects exporting the buffer protocol, "
+            "__array_interface__, __cuda_array_interface__ or DLPack")
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", None) else f"{module}.{cls.__qualname__}"
+
+
+def _host_array(value: Any) -> np.ndarray:
+    """`value` as a host numpy array (see to_host_array).
+
+    Raises:
+        InvalidArgumentError: numpy cannot make an array of it (a ragged
+            nested list, a list mixing numbers and sequences...).
+        UnsupportedDtypeError: it is no kind of array or scalar at all.
+    """
+    try:
+        arr = to_host_array(value)
+    except FastCkptError:
+        raise
+    except (ValueError, TypeError, OverflowError) as e:
+        if isinstance(value, (list, tuple)) and "inhomogeneous" in str(e):
+            what = "a ragged nested list (its rows differ in length)"
+        else:
+            what = f"this {_type_name(value)}"
+        raise InvalidArgumentError(f"cannot make an array of {what}: {e}") from None
+    if arr.dtype == object and not isinstance(value, np.ndarray):
+        # numpy makes object arrays of integers beyond 64 bits and wraps
+        # anything it does not know in a 0-d object array.
+        big = next((x for x in arr.flat if isinstance(x, int)), None)
+        if big is not None:
+            raise InvalidArgumentError(f"the integer {big} does not fit in 64 bits (int64 or uint64)")
+        if arr.ndim == 0 and not isinstance(arr[()], (bytes, str, bytearray, memoryview, np.bytes_)):
+            raise UnsupportedDtypeError(f"a value of type {_type_name(value)} cannot be saved as a "
+                                        f"tensor; fastckpt saves {_SAVABLE}")
+    return arr
+
+
 def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tuple, Any]:
     """Converts one (name, array) into the native writer's item tuple.
 
@@ -83,7 +126,7 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tup
             dev = describe_device_array(value)
             dt = dtypes.from_numpy_dtype(dev.dtype)
             return (key, dt, dev.shape, dev.native() if dev.nbytes else None, None, None), dev.owner
-        arr = to_host_array(value)
+        arr = _host_array(value)
         dt = dtypes.from_numpy_dtype(arr.dtype)
     except (UnsupportedDtypeError, InvalidArgumentError) as e:
         raise type(e)(f"tensor '{label}': {e}") from None
@@ -258,23 +301,66 @@ def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], thr
                                 bool(durable), config.task_bytes(), bool(sort_data))
 
 
-def start_background(job: Any, prefix: str, finish: Callable[[], Any]) -> "_background.AsyncSave":
+def start_background(job: Any, prefix: str, finish: Callable[[], T]) -> "_background.AsyncSave[T]":
     """Takes the snapshot of `job` on this thread and queues `finish` (which
     must call ``job.finish()``) on the background thread. Returns the handle;
-    if the snapshot fails, its error is raised here and the save is dropped."""
-    handle = _background.AsyncSave(prefix)
+    if the snapshot fails, its error is raised here and the save is dropped.
+    Cancelling the handle while the save is queued aborts `job` instead (its
+    temporary files are removed)."""
+    handle: _background.AsyncSave[T] = _background.AsyncSave(prefix)
     start = time.perf_counter()
+
+    def drop() -> None:
+        job.abort("the save was cancelled")
+        try:
+            job.finish()  # joins the writers, removes the temporary files, returns the buffers
+        except FastCkptError:
+            pass  # the abort itself
+
     # Queued first: if the snapshot is larger than the staging budget, it can
     # only complete while the background thread writes (backpressure).
-    _background.submit(handle, finish)
+    _background.submit(handle, finish, on_cancel=drop, cancellable=False)
     try:
         job.snapshot()
     except BaseException as e:
         job.abort(f"the snapshot failed: {e}")
-        handle._observed = True  # raised to the caller here
+        _background.mark_observed(handle)  # raised to the caller here
         raise
     handle.snapshot_seconds = time.perf_counter() - start
+    _background.ready(handle)
     return handle
+
+
+def _check_prefix(prefix: str) -> None:
+    """Refuses a prefix that names a directory: the files would be hidden ones
+    named ``.index`` and ``.data-…`` inside it."""
+    if not prefix:
+        raise InvalidArgumentError("the checkpoint prefix is empty; a prefix is a path and a file "
+                                   "name stem, e.g. 'ckpt/model'")
+    base = os.path.basename(prefix)
+    if base in ("", ".", "..") or os.path.isdir(prefix):
+        suggestion = os.path.join(os.path.normpath(prefix), "model")
+        raise InvalidArgumentError(
+            f"checkpoint prefix '{prefix}' is a directory; a prefix is a path and a file name stem "
+            f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'")
+
+
+@overload
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+         threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
+         host_memory_budget: Optional[int] = ...) -> SaveResult: ...
+
+
+@overload
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+         threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
+         host_memory_budget: Optional[int] = ...) -> "_background.AsyncSave[SaveResult]": ...
+
+
+@overload
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+         threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
+         host_memory_budget: Optional[int] = ...) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
 def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = None,
@@ -285,14 +371,17 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     Args:
         tensors: name -> array. numpy arrays of any dtype a TensorFlow checkpoint
             holds (bfloat16 and float8 through ml_dtypes), object or ``S``/``U``
-            arrays of bytes/str (string tensors), scalars, torch tensors, JAX
-            and CuPy arrays, or anything exporting the buffer protocol,
-            ``__array_interface__``, ``__cuda_array_interface__`` or DLPack.
-            Contiguous host arrays are written straight from their memory, with
-            no copy; GPU arrays are copied device-to-host through pinned staging
-            buffers in the native core, ordered after the caller's stream.
-        prefix: checkpoint prefix; files are ``PREFIX.index`` and
-            ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent directories are created.
+            arrays of bytes/str (string tensors), scalars, nested lists, torch
+            tensors, JAX and CuPy arrays, or anything exporting the buffer
+            protocol, ``__array_interface__``, ``__cuda_array_interface__`` or
+            DLPack. Contiguous host arrays are written straight from their
+            memory, with no copy; GPU arrays are copied device-to-host through
+            pinned staging buffers in the native core, ordered after the
+            caller's stream.
+        prefix: checkpoint prefix, a path and a file name stem; files are
+            ``PREFIX.index`` and ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent
+            directories are created. A directory (or a path ending in ``/``)
+            is refused.
         num_shards: number of data files; by default chosen from the total size
             and the number of threads.
         threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count;
@@ -304,9 +393,10 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
             arrays is taken (device arrays copied to pinned host memory, host
             arrays copied in parallel); after that the caller may change them.
             The write and commit run in the background; the returned
-            :class:`AsyncSave` has ``wait(timeout)``, ``done()`` and ``result()``.
-            Saves queue in call order, and pending ones are waited for at
-            interpreter exit.
+            :class:`AsyncSave` is a :class:`concurrent.futures.Future` whose
+            ``result()`` is the SaveResult, with ``wait(timeout)`` besides.
+            Saves queue in call order, a queued one can be cancelled, and
+            pending ones are waited for at interpreter exit.
         host_memory_budget: bytes of host memory this save's snapshot may hold
             (default and upper bound: ``FASTCKPT_HOST_BUDGET_MB``). A larger
             checkpoint makes the call block until enough has been written
@@ -317,12 +407,16 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
         ``blocking=False`` an AsyncSave whose ``result()`` is that SaveResult.
 
     Raises:
-        InvalidArgumentError: empty or duplicate names, bad options.
-        UnsupportedDtypeError: a dtype a checkpoint cannot hold (e.g. structured).
+        InvalidArgumentError: empty or duplicate names, a value that is no
+            array (a ragged nested list), a prefix that is a directory, bad
+            options.
+        UnsupportedDtypeError: a dtype a checkpoint cannot hold (e.g.
+            structured), or an object of a kind that cannot be saved.
         CheckpointIOError: an OS error (ENOSPC, EACCES...), with ``errno`` set.
     """
     start = time.perf_counter()
     prefix = os.fspath(prefix)
+    _check_prefix(prefix)
     items, keep = prepare_items(tensors)
     parent = os.path.dirname(prefix)
     if parent and not os.path.isdir(parent):
@@ -333,6 +427,7 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     if not blocking:
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         snapshot_host=True, host_memory_budget=host_memory_budget)
+        del items
 
         def finish() -> SaveResult:
             info = job.finish()
