@@ -278,7 +278,7 @@ def allocator(array_type: Any) -> Callable[[Tuple[int, ...], np.dtype, int], Any
         InvalidArgumentError: any other value.
     """
     if callable(array_type):
-        return array_type  # type: ignore[no-any-return]
+        return array_type
     if array_type == "cupy":
         def new_cupy(shape: Tuple[int, ...], dtype: np.dtype, device: int) -> Any:
             import cupy

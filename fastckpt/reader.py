@@ -35,7 +35,7 @@ SliceSpec = Union[str, int, slice, "EllipsisType", Tuple[Any, ...], Sequence[Seq
 
 
 class _Entry(NamedTuple):
-    index: int          # position in the native reader's entry list
+    index: int  # type: ignore[assignment]  # position in the native reader's entry list (shadows tuple.index)
     dtype: int          # TensorFlow DataType number
     shape: Tuple[int, ...]
     size: int
@@ -365,6 +365,7 @@ class CheckpointReader:
             entry = self._entry(name)
             want = _numpy_dtype(entry.dtype)
             on_device = is_device_array(target) and _native.device_path() != "cpu"
+            dtype: Optional[np.dtype]
             if on_device:
                 try:
                     dev = describe_device_array(target, for_write=True)
