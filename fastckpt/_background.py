@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, List, Optional, TypeVar
 
-from .errors import CancelledError, DeadlineExceededError
+from .errors import CancelledError, DeadlineExceededError, FailedPreconditionError
 
 __all__ = ["AsyncSave", "submit", "ready", "mark_observed", "wait_for_pending_saves", "pending_saves"]
 
@@ -68,9 +68,11 @@ class AsyncSave(concurrent.futures.Future[T]):
     :class:`~fastckpt.CancelledError`. A save the background thread has
     started cannot be cancelled (``cancel()`` returns False).
 
-    Done callbacks run on the background thread (or at once, on the calling
-    thread, if the save has already finished); they must not wait for a later
-    save, which would wait for them.
+    Done callbacks run on the background thread before the save counts as
+    finished for :func:`wait_for_pending_saves` (or at once, on the calling
+    thread, if the save has already finished; on the cancelling thread for a
+    cancelled save). Saves run one at a time on that thread, so a callback
+    cannot wait for another save: such a wait raises FailedPreconditionError.
     """
 
     def __init__(self, prefix: str) -> None:
@@ -89,7 +91,17 @@ class AsyncSave(concurrent.futures.Future[T]):
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Blocks until the save has finished (or was cancelled) or `timeout`
         seconds passed. Returns whether it has finished. Never raises the
-        save's error."""
+        save's error.
+
+        Raises:
+            FailedPreconditionError: called in a done callback, on the
+                background thread, for a save that has not finished.
+        """
+        if (timeout is None or timeout > 0) and not self.done() and \
+                threading.current_thread() is _worker:
+            raise FailedPreconditionError(
+                f"cannot wait for the save of '{self.prefix}' on the background thread (in a done "
+                "callback): saves run one at a time on that thread, so it would never finish")
         done, _ = concurrent.futures.wait([self], timeout)
         return bool(done)
 
@@ -154,16 +166,19 @@ class AsyncSave(concurrent.futures.Future[T]):
                 on_cancel()
         finally:
             del on_cancel
+            # The callbacks run last, once the save is off the pending list: a
+            # callback may then call wait_for_pending_saves() on this thread.
             self._defer_callbacks = True
             super().cancel()                      # wakes result() and wait()
             self.set_running_or_notify_cancel()   # and concurrent.futures.wait / as_completed
             _retire(self)
+            self._defer_callbacks = False
+            super()._invoke_callbacks()  # type: ignore[misc]
         return True
 
     # -- internals ----------------------------------------------------------
     def _invoke_callbacks(self) -> None:
-        # Deferred while the save is still listed as pending (see _retire), so
-        # that a callback may call wait_for_pending_saves().
+        # Deferred by cancel() until the save is off the pending list.
         if not self._defer_callbacks:
             super()._invoke_callbacks()  # type: ignore[misc]
 
@@ -211,13 +226,10 @@ def mark_observed(handle: AsyncSave[Any]) -> None:
 
 
 def _retire(handle: AsyncSave[Any]) -> None:
-    """Takes a finished or cancelled save off the pending list, then runs its
-    done callbacks (deferred until now)."""
+    """Takes a finished or cancelled save off the pending list."""
     with _lock:
         _pending.remove(handle)
         _wakeup.notify_all()
-    handle._defer_callbacks = False
-    concurrent.futures.Future._invoke_callbacks(handle)  # type: ignore[attr-defined]
 
 
 def _run() -> None:
@@ -236,7 +248,8 @@ def _run() -> None:
         except BaseException as e:  # handed to the caller through the handle
             error = _strip_tracebacks(e)
         del fn  # the closure and the native job it holds go now, success or failure
-        handle._defer_callbacks = True
+        # Done callbacks run here, before the save leaves the pending list:
+        # wait_for_pending_saves() (and interpreter exit) waits for them too.
         if error is None:
             handle.set_result(value)
         else:
@@ -295,8 +308,16 @@ def wait_for_pending_saves(timeout: Optional[float] = None) -> bool:
 
     Returns:
         False if `timeout` seconds passed first, else True.
+
+    Raises:
+        FailedPreconditionError: called on the background thread (in a done
+            callback) while saves are pending: they could never finish.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    if threading.current_thread() is _worker and pending_saves():
+        raise FailedPreconditionError(
+            "cannot wait for pending saves on the background thread (in a done callback): saves "
+            "run one at a time on that thread, so they would never finish")
     with _lock:
         while _pending:
             left = None if deadline is None else deadline - time.monotonic()
