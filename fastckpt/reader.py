@@ -594,6 +594,30 @@ def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
     With ``device="cuda:N"`` the tensors are restored into new device arrays
     (CuPy by default, or ``array_type="torch"``) through pinned staging
     buffers, the host-to-device copies overlapping reads and CRC checks.
+
+    Args:
+        prefix: the checkpoint prefix, or a directory whose ``checkpoint``
+            state file names one.
+        threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count).
+        device: None or "cpu" (host memory), "cuda" or "cuda:N".
+        array_type: on the host None or "numpy" (numpy arrays) or "torch"
+            (CPU torch tensors sharing the loaded memory); with a device
+            "cupy", "torch" or a callable ``(shape, dtype, device) -> array``
+            (None: CuPy if installed, else torch). String tensors stay numpy
+            object arrays.
+        pack_small: share slabs among tensors under 1 MiB.
+
+    Returns:
+        name -> array, sorted by name.
+
+    Raises:
+        CheckpointNotFoundError: the index or a data file is missing.
+        DataLossError: bytes that fail their CRC, a truncated or garbled file.
+        InvalidArgumentError: an unknown `device` or `array_type`, or
+            "cupy" or a callable without a device.
+        MissingDependencyError: `array_type` names a package that is not
+            installed.
+        UnsupportedDtypeError: a dtype the chosen array type cannot hold.
     """
     with CheckpointReader(prefix, threads=threads) as reader:
         return reader.read_all(device=device, array_type=array_type, pack_small=pack_small)
