@@ -4,6 +4,8 @@ Writes and reads TensorFlow's V2 checkpoint layout (``PREFIX.index`` and
 ``PREFIX.data-NNNNN-of-MMMMM``) byte for byte, with a native core that writes
 shards in parallel, checksums with hardware CRC32C and verifies every read.
 """
+import typing as _typing
+
 from . import config as _config
 from ._native import __version__ as _native_version
 from ._native import build_info as _native_build_info
@@ -71,7 +73,7 @@ __all__ = [
 ]
 
 
-def build_info() -> dict:
+def build_info() -> _typing.Dict[str, _typing.Any]:
     """Facts about this build and machine.
 
     Keys: ``version``, ``crc32c_impl`` (the CRC32C implementation in use),

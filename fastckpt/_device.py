@@ -38,7 +38,7 @@ class DeviceArray:
     shape: Tuple[int, ...]
     owner: Any  # keeps the memory alive (the array itself, or a contiguous copy)
 
-    def native(self) -> tuple:
+    def native(self) -> Tuple[int, int, int, int]:
         """The writer's device data tuple: (device_ptr, nbytes, device, stream)."""
         return (self.ptr, self.nbytes, self.device, self.stream)
 

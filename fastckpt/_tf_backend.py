@@ -66,10 +66,10 @@ def _ancestor_ops(root: Any, op_type: str) -> List[Any]:
     return sorted(found, key=lambda o: o.name)
 
 
-def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[list, list]:
+def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[List[Any], List[Any]]:
     """Native writer items for TF saveable tensors (partitioned ones as slices)."""
     items, keep = [], []
-    partitions: Dict[str, Tuple[int, Tuple[int, ...], List[list]]] = {}
+    partitions: Dict[str, Tuple[int, Tuple[int, ...], List[List[Tuple[int, int]]]]] = {}
     for (name, spec), value in zip(specs, values):
         if not spec:
             item, owner = prepare_item(name, value)
@@ -208,7 +208,7 @@ class TFBackend:
             return self._num_save_ops
         return None
 
-    def collect(self, sess: Any) -> Tuple[list, list]:
+    def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
         if self._eager:
             specs, values = [], []
             for saveable in self._saveables:

@@ -207,7 +207,9 @@ class CheckpointReader:
             out = self._read_region(name, entry, extents)
         else:
             full = self._read_entry(name, entry.index, entry.dtype, entry.shape)
-            out = np.ascontiguousarray(full[slicing.slice_to_index(entry.shape, extents)])
+            part = full[slicing.slice_to_index(entry.shape, extents) + (Ellipsis,)]  # 0-d stays an array
+            # A copy, so that a small slice does not keep the whole tensor alive.
+            out = full if part.shape == full.shape else np.array(part, order="C")
         if dropped:
             out = out.reshape([n for d, n in enumerate(out.shape) if d not in dropped])
         return out
@@ -542,7 +544,7 @@ def _numpy_dtype(dt: int) -> np.dtype:
     return np_dtype
 
 
-def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> tuple:
+def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> Tuple[slice, ...]:
     """numpy index of `region` inside an array that holds `frame` of the full tensor."""
     idx = []
     for d, ((rs, rl), (fs, _fl)) in enumerate(zip(region, frame)):

@@ -449,7 +449,7 @@ class _ArrayBackend:
         self._meta_args: Dict[str, Any] = dict(filename=filename or "model", max_to_keep=max_to_keep,
                                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
                                sharded=sharded, name=name or "save", allow_empty=allow_empty)
-        self._meta_cache: Optional[Tuple[tuple, Any]] = None
+        self._meta_cache: Optional[Tuple[Tuple[Any, ...], Any]] = None
         self.sort_data = True
 
     # Hooks used by Saver ---------------------------------------------------
@@ -478,7 +478,7 @@ class _ArrayBackend:
             return config.default_threads()
         return None
 
-    def collect(self, sess: Any) -> Tuple[list, list]:
+    def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
         return prepare_items(self.var_list)
 
     def _specs(self) -> List[mg.VariableSpec]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import (Any, Callable, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union,
+from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union,
                     overload)
 
 import numpy as np
@@ -21,6 +21,8 @@ __all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_i
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
+# A native writer item: (key, DataType, shape, data, crc32c, stored slices); see _native.pyi.
+Item = Tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def _encode_name(name: Any) -> bytes:
     raise InvalidArgumentError(f"tensor names must be str, not {type(name).__name__} ({name!r})")
 
 
-def _string_elements(arr: np.ndarray, name: str) -> list:
+def _string_elements(arr: np.ndarray, name: str) -> List[bytes]:
     """The elements of a string tensor, in C order, as bytes objects."""
     flat = arr.reshape(-1, order="C")
     out = []
@@ -97,16 +99,19 @@ def _host_array(value: Any) -> np.ndarray:
     if arr.dtype == object and not isinstance(value, np.ndarray):
         # numpy makes object arrays of integers beyond 64 bits and wraps
         # anything it does not know in a 0-d object array.
-        big = next((x for x in arr.flat if isinstance(x, int)), None)
-        if big is not None:
-            raise InvalidArgumentError(f"the integer {big} does not fit in 64 bits (int64 or uint64)")
+        ints = [x for x in arr.flat if isinstance(x, int) and not isinstance(x, bool)]
+        if ints:
+            low, high = min(ints), max(ints)
+            raise InvalidArgumentError(
+                f"the integer {low} does not fit in 64 bits (int64 or uint64)" if low == high else
+                f"integers from {low} to {high} do not fit one 64-bit integer type (int64 or uint64)")
         if arr.ndim == 0 and not isinstance(arr[()], (bytes, str, bytearray, memoryview, np.bytes_)):
             raise UnsupportedDtypeError(f"a value of type {_type_name(value)} cannot be saved as a "
                                         f"tensor; fastckpt saves {_SAVABLE}")
     return arr
 
 
-def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tuple, Any]:
+def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[Item, Any]:
     """Converts one (name, array) into the native writer's item tuple.
 
     Returns (item, keep_alive): keep_alive must outlive the write (it owns the
@@ -143,14 +148,14 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tup
 
 
 def partitioned_item(name: str, dtype: int, full_shape: Tuple[int, ...],
-                     slices: List[List[Tuple[int, int]]]) -> tuple:
+                     slices: List[List[Tuple[int, int]]]) -> Item:
     """The data-less index entry of a partitioned tensor: its full shape and the
     list of stored slices (each slice's data is a separate slice-key item)."""
     return (_encode_name(name), dtype, tuple(full_shape), None, None, [list(s) for s in slices])
 
 
 def partitioned_items(name: str, full_shape: Sequence[int],
-                      parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]) -> Tuple[list, list]:
+                      parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]) -> Tuple[List[Item], List[Any]]:
     """Items that store tensor `name` as slices, as TensorFlow's Saver stores a
     partitioned variable: one data item per ``(extents, array)`` part, keyed by
     the encoded slice key, and the data-less full entry listing the slices.
@@ -176,7 +181,7 @@ def partitioned_items(name: str, full_shape: Sequence[int],
     return items, keep
 
 
-def _fixed_size_dtypes() -> dict:
+def _fixed_size_dtypes() -> Dict[np.dtype, int]:
     """numpy dtype -> DataType for every native-order, fixed-size dtype."""
     import ml_dtypes
 
@@ -198,7 +203,7 @@ def _fixed_size_dtypes() -> dict:
 _FIXED_SIZE_DTYPES = _fixed_size_dtypes()
 
 
-def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
+def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     """Converts a name -> array mapping into native items plus keep-alives.
 
     Contiguous, native-order numpy arrays with ordinary names take a fast path
@@ -211,7 +216,7 @@ def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
         return _prepare_items(tensors)
 
 
-def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
+def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     items, keep = [], []
     fixed = _FIXED_SIZE_DTYPES
     ndarray = np.ndarray
@@ -236,12 +241,12 @@ def _check_options(num_shards: Optional[int], threads: Optional[int]) -> None:
         raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
 
 
-def has_device_items(items: list) -> bool:
+def has_device_items(items: List[Item]) -> bool:
     """Whether any prepared item lives in device memory (it must be staged)."""
     return any(type(it[3]) is tuple for it in items)
 
 
-def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
+def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
               durable: bool, sort_data: bool = True, snapshot_host: bool = False,
               host_memory_budget: Optional[int] = None) -> Any:
     """Creates a native SaveJob (files created, nothing written yet).
@@ -273,8 +278,8 @@ def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threa
                            False, fill_threads)
 
 
-def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
-                durable: bool, sort_data: bool = True) -> dict:
+def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
+                durable: bool, sort_data: bool = True) -> Dict[str, Any]:
     """Runs the native writer on prepared items (see prepare_items).
 
     Tensors go to the data files sorted by name (TensorFlow's Saver order), or

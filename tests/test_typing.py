@@ -3,7 +3,7 @@ examples, ``save``'s overloads give each call its precise type, and the stub
 of the extension module (``fastckpt/_native.pyi``) matches the module.
 
 mypy runs as a subprocess, bounded in time. Its strictness is ``--strict``
-less ``--disallow-any-generics``, ``--warn-return-any`` and
+less ``--warn-return-any`` (values from numpy and the frameworks are Any) and
 ``--warn-unused-configs`` (see MYPY_FLAGS).
 TensorFlow, torch, CuPy and JAX are treated as untyped (their imports are
 not followed): README examples that use them are still checked.
@@ -29,7 +29,7 @@ PACKAGE = ROOT / "fastckpt"
 STUB = PACKAGE / "_native.pyi"
 
 MYPY_FLAGS = [
-    "--disallow-untyped-defs", "--disallow-incomplete-defs", "--check-untyped-defs",
+    "--disallow-any-generics", "--disallow-untyped-defs", "--disallow-incomplete-defs", "--check-untyped-defs",
     "--disallow-untyped-calls", "--disallow-untyped-decorators", "--disallow-subclassing-any",
     "--no-implicit-optional", "--no-implicit-reexport", "--strict-equality", "--extra-checks",
     "--warn-redundant-casts", "--warn-unused-ignores",
