@@ -209,16 +209,21 @@ def test_a_done_callback_cannot_wait_for_a_later_save(tmp_path, hold_background)
 # -- what a finished save keeps alive ---------------------------------------------
 
 
-def _start(tmp_path, name: str) -> "tuple[fastckpt.AsyncSave, weakref.ref]":
-    """Starts an asynchronous save of an array only this frame references."""
+def _start(tmp_path, name: str, release: threading.Event) -> "tuple[fastckpt.AsyncSave, weakref.ref]":
+    """Starts an asynchronous save of an array only this frame references, then
+    lets the background thread go on (held until the snapshot is complete, so
+    that an injected write failure reaches the background write, not the
+    snapshot)."""
     x = np.arange(MiB, dtype=np.float32)
     handle = fastckpt.save({"x": x, "step": np.int64(3)}, tmp_path / name, blocking=False)
+    release.set()
     return handle, weakref.ref(x)
 
 
-def test_a_failed_save_frees_the_arrays_and_the_job_while_the_handle_is_held(tmp_path, job_refs):
+def test_a_failed_save_frees_the_arrays_and_the_job_while_the_handle_is_held(tmp_path, job_refs,
+                                                                              hold_background):
     _native.testing.arm_fault("write", 0, errno.ENOSPC)
-    handle, x_ref = _start(tmp_path, "ck")
+    handle, x_ref = _start(tmp_path, "ck", hold_background[1])
     assert handle.wait(60)
     _native.testing.disarm_faults()
     gc.collect()
@@ -241,17 +246,17 @@ def test_a_failed_save_frees_the_arrays_and_the_job_while_the_handle_is_held(tmp
     assert error_ref() is None, "the background module keeps the failed save's exception"
 
 
-def test_a_committed_save_frees_the_job_while_the_handle_is_held(tmp_path, job_refs):
-    handle, x_ref = _start(tmp_path, "ck")
+def test_a_committed_save_frees_the_job_while_the_handle_is_held(tmp_path, job_refs, hold_background):
+    handle, x_ref = _start(tmp_path, "ck", hold_background[1])
     assert handle.result(timeout=60).nbytes == 4 * MiB + 8
     gc.collect()
     assert x_ref() is None and job_refs[0]() is None
     assert fastckpt.load(tmp_path / "ck")["x"][-1] == MiB - 1
 
 
-def test_an_unobserved_failure_is_kept_as_text_for_the_exit_report(tmp_path):
+def test_an_unobserved_failure_is_kept_as_text_for_the_exit_report(tmp_path, hold_background):
     _native.testing.arm_fault("write", 0, errno.ENOSPC)
-    handle, _ = _start(tmp_path, "ck")
+    handle, _ = _start(tmp_path, "ck", hold_background[1])
     assert handle.wait(60)
     _native.testing.disarm_faults()
     reports = [r for r in _background._failed if r.prefix == str(tmp_path / "ck")]
