@@ -4,14 +4,17 @@ Writes and reads TensorFlow's V2 checkpoint layout (``PREFIX.index`` and
 ``PREFIX.data-NNNNN-of-MMMMM``) byte for byte, with a native core that writes
 shards in parallel, checksums with hardware CRC32C and verifies every read.
 """
+import typing as _typing
+
 from . import config as _config
 from ._native import __version__ as _native_version
 from ._native import build_info as _native_build_info
-from .errors import (CheckpointExistsError, CheckpointIOError, CheckpointIsADirectoryError,
+from .errors import (CancelledError, CheckpointExistsError, CheckpointIOError, CheckpointIsADirectoryError,
                      CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
-                     CudaError, CudaUnavailableError, DataLossError, FailedPreconditionError,
-                     FastCkptError, InternalError, InvalidArgumentError, MissingDependencyError,
-                     TensorNotFoundError, UnimplementedError, UnsupportedDtypeError)
+                     CudaError, CudaUnavailableError, DataLossError, DeadlineExceededError,
+                     FailedPreconditionError, FastCkptError, InternalError, InvalidArgumentError,
+                     MissingDependencyError, TensorNotFoundError, UnimplementedError,
+                     UnsupportedDtypeError)
 from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
                                      latest_checkpoint, remove_checkpoint, update_checkpoint_state)
 from ._background import AsyncSave, wait_for_pending_saves
@@ -61,6 +64,8 @@ __all__ = [
     "UnsupportedDtypeError",
     "UnimplementedError",
     "FailedPreconditionError",
+    "CancelledError",
+    "DeadlineExceededError",
     "CudaError",
     "CudaUnavailableError",
     "MissingDependencyError",
@@ -68,7 +73,7 @@ __all__ = [
 ]
 
 
-def build_info() -> dict:
+def build_info() -> _typing.Dict[str, _typing.Any]:
     """Facts about this build and machine.
 
     Keys: ``version``, ``crc32c_impl`` (the CRC32C implementation in use),

@@ -16,7 +16,8 @@ import numpy as np
 from .errors import InvalidArgumentError, UnsupportedDtypeError
 
 __all__ = ["DeviceArray", "describe_device_array", "is_device_array", "parse_device", "allocator",
-           "native_staging", "NO_STREAM", "LEGACY_STREAM"]
+           "native_staging", "check_array_type", "import_array_module", "ARRAY_TYPES", "NO_STREAM",
+           "LEGACY_STREAM"]
 
 # Stream handles as __cuda_array_interface__ v3 and DLPack name them.
 NO_STREAM = 0       # no ordering needed: the data is ready
@@ -38,7 +39,7 @@ class DeviceArray:
     shape: Tuple[int, ...]
     owner: Any  # keeps the memory alive (the array itself, or a contiguous copy)
 
-    def native(self) -> tuple:
+    def native(self) -> Tuple[int, int, int, int]:
         """The writer's device data tuple: (device_ptr, nbytes, device, stream)."""
         return (self.ptr, self.nbytes, self.device, self.stream)
 
@@ -210,23 +211,98 @@ def parse_device(device: Any) -> Optional[int]:
 def _installed(module: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module hidden by None in sys.modules, or broken
+        return False
+
+
+# array_type values: what each makes, and the package that makes it.
+ARRAY_TYPES = ("numpy", "torch", "cupy")
+_PACKAGES = {"torch": ("PyTorch", "pip install torch"),
+             "cupy": ("CuPy", "pip install cupy-cuda12x (the CuPy build for your CUDA version)")}
+
+
+def import_array_module(array_type: str, where: str) -> Any:
+    """Imports the package behind `array_type` ("torch" or "cupy").
+
+    Raises:
+        MissingDependencyError: it is not installed (or cannot be imported).
+    """
+    import importlib
+
+    from .errors import MissingDependencyError
+
+    package, install = _PACKAGES[array_type]
+    try:
+        return importlib.import_module(array_type)
+    except ImportError as e:
+        reason = "is not installed" if isinstance(e, ModuleNotFoundError) and e.name == array_type \
+            else f"cannot be imported ({e})"
+        raise MissingDependencyError(f"array_type={array_type!r} needs {package}, which {reason}: "
+                                     f"{install} ({where})", name=array_type) from None
+
+
+def check_array_type(array_type: Any, *, on_device: bool, where: str) -> Any:
+    """Validates a load's `array_type` and resolves None.
+
+    On the host, None and "numpy" give numpy arrays and "torch" CPU torch
+    tensors; "cupy" and a callable make device arrays and need a device. On
+    a device, None is CuPy if installed, else torch; "numpy" is refused.
+    The package named is imported here, so that a missing one fails before
+    anything is read. `where` ends every message (it names the checkpoint).
+
+    Returns:
+        "numpy", "torch", "cupy", or the callable.
+
+    Raises:
+        InvalidArgumentError: an unknown value, or one that does not fit
+            `on_device`.
+        MissingDependencyError: the package it needs is not installed.
+    """
+    valid = "None, 'numpy', 'torch', 'cupy' or a callable (shape, dtype, device) -> array"
+    if callable(array_type):
+        if not on_device:
+            raise InvalidArgumentError(f"a callable array_type makes device arrays and needs a device: "
+                                       f"pass device='cuda' or 'cuda:N' ({where})")
+        return array_type
+    if array_type is not None and (not isinstance(array_type, str) or array_type not in ARRAY_TYPES):
+        raise InvalidArgumentError(f"array_type must be {valid}, not {array_type!r} ({where})")
+    if not on_device:
+        if array_type == "cupy":
+            raise InvalidArgumentError(f"array_type='cupy' makes device arrays and needs a device: pass "
+                                       f"device='cuda' or 'cuda:N', or use array_type='numpy' or 'torch' "
+                                       f"for host arrays ({where})")
+        if array_type == "torch":
+            import_array_module("torch", where)
+            return "torch"
+        return "numpy"
+    if array_type == "numpy":
+        raise InvalidArgumentError(f"numpy arrays live in host memory: with a device, array_type must be "
+                                   f"'cupy', 'torch' or a callable ({where})")
+    if array_type is None:
+        array_type = "cupy" if _installed("cupy") else "torch" if _installed("torch") else None
+        if array_type is None:
+            from .errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                f"loading to a device needs CuPy or PyTorch to make the arrays, and neither is "
+                f"installed: {_PACKAGES['cupy'][1]}, or {_PACKAGES['torch'][1]} ({where})", name="cupy")
+    import_array_module(array_type, where)
+    return array_type
 
 
 def allocator(array_type: Any) -> Callable[[Tuple[int, ...], np.dtype, int], Any]:
     """A function (shape, numpy dtype, device ordinal) -> new device array.
 
-    `array_type` is "cupy", "torch", a callable with that signature, or None:
-    CuPy if installed, else torch.
+    `array_type` is "cupy", "torch" or a callable with that signature, as
+    :func:`check_array_type` returns it for a device.
+
+    Raises:
+        InvalidArgumentError: any other value.
     """
     if callable(array_type):
         return array_type
-    if array_type is None:
-        array_type = "cupy" if _installed("cupy") else "torch" if _installed("torch") else None
-        if array_type is None:
-            from .errors import CudaUnavailableError
-
-            raise CudaUnavailableError("loading to a device needs CuPy or PyTorch to allocate the arrays")
     if array_type == "cupy":
         def new_cupy(shape: Tuple[int, ...], dtype: np.dtype, device: int) -> Any:
             import cupy

@@ -2,12 +2,15 @@
 (``_native.dlpack_export``), with no framework imported."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _native
 from .errors import InvalidArgumentError, UnsupportedDtypeError
+
+if TYPE_CHECKING:
+    from ._device import DeviceArray
 
 __all__ = ["describe_dlpack_device_array"]
 
@@ -15,7 +18,7 @@ _LEGACY_STREAM = 1
 _DEVICE_TYPES = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
-def describe_dlpack_device_array(value: Any):
+def describe_dlpack_device_array(value: Any) -> "DeviceArray":
     """Exports `value` through DLPack, asking the producer to make its data
     ready on the legacy default stream, which the staging pipeline then orders
     its copies after."""

@@ -35,7 +35,7 @@ from .writer import partitioned_item, prepare_item
 _Spec = Tuple[str, str]
 
 
-def _tf():
+def _tf() -> Any:
     import tensorflow as tf
 
     return tf
@@ -66,10 +66,10 @@ def _ancestor_ops(root: Any, op_type: str) -> List[Any]:
     return sorted(found, key=lambda o: o.name)
 
 
-def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[list, list]:
+def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[List[Any], List[Any]]:
     """Native writer items for TF saveable tensors (partitioned ones as slices)."""
     items, keep = [], []
-    partitions: Dict[str, Tuple[int, Tuple[int, ...], List[list]]] = {}
+    partitions: Dict[str, Tuple[int, Tuple[int, ...], List[List[Tuple[int, int]]]]] = {}
     for (name, spec), value in zip(specs, values):
         if not spec:
             item, owner = prepare_item(name, value)
@@ -83,8 +83,8 @@ def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[list, lis
                 entry[2].append(extents)
         items.append(item)
         keep.append(owner)
-    for name, (dt, full_shape, slice_list) in partitions.items():
-        items.append(partitioned_item(name, dt, full_shape, slice_list))
+    for name, (dt, shape, slice_list) in partitions.items():
+        items.append(partitioned_item(name, dt, shape, slice_list))
     return items, keep
 
 
@@ -124,7 +124,7 @@ class TFBackend:
             self.is_empty = not self._saveables
             if self.is_empty and not allow_empty:
                 raise ValueError("No variables to save")
-            self._tf_saver = None
+            self._tf_saver: Any = None
             return
         self._graph = tf.compat.v1.get_default_graph()
         self._tf_saver = tf.compat.v1.train.Saver(
@@ -208,7 +208,7 @@ class TFBackend:
             return self._num_save_ops
         return None
 
-    def collect(self, sess: Any) -> Tuple[list, list]:
+    def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
         if self._eager:
             specs, values = [], []
             for saveable in self._saveables:
@@ -220,6 +220,7 @@ class TFBackend:
                     values.append(tensor.numpy())
             return _items_from_values(specs, values)
         self._plans()
+        assert self._save_plan is not None
         specs, tensors = self._save_plan
         values = sess.run(tensors) if tensors else []
         return _items_from_values(specs, values)
@@ -233,6 +234,7 @@ class TFBackend:
                 saveable.restore(restored, None)
             return None
         self._plans()
+        assert self._restore_plan is not None
         specs, outputs = self._restore_plan
         feed = {}
         for (name, spec), out in zip(specs, outputs):

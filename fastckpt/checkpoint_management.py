@@ -41,12 +41,15 @@ import os
 import re
 import sys
 from functools import lru_cache
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from google.protobuf import text_format
 
 from ._atomic_io import atomic_write, io_error
-from .proto import checkpoint_state_pb2
+# The ``CheckpointState`` message class (fields ``model_checkpoint_path``,
+# ``all_model_checkpoint_paths``, ``all_model_checkpoint_timestamps``,
+# ``last_preserved_timestamp``).
+from .proto.checkpoint_state_pb2 import CheckpointState as CheckpointState
 
 __all__ = [
     "CheckpointState",
@@ -68,11 +71,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: The ``CheckpointState`` message class (fields ``model_checkpoint_path``,
-#: ``all_model_checkpoint_paths``, ``all_model_checkpoint_timestamps``,
-#: ``last_preserved_timestamp``).
-CheckpointState = checkpoint_state_pb2.CheckpointState
 
 #: ``SaverDef.CheckpointFormatVersion`` values (``saver.proto``).
 V1 = 1
@@ -206,7 +204,7 @@ def _class_char(c: str) -> str:
     return c if c.isalnum() else "\\" + c if c != "\n" else "\\n"
 
 
-def _translate_bracket(pattern: str, i: int):
+def _translate_bracket(pattern: str, i: int) -> Optional[Tuple[str, int]]:
     """Parses ``[...]`` whose ``[`` is just before ``pattern[i]``.
 
     Returns ``(regex, next_index)``, ``None`` if the bracket is not terminated

@@ -90,10 +90,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         report = verify(args.prefix, threads=args.threads)
     except DataLossError as e:
-        report = getattr(e, "report", None)
-        if report is None:
+        attached: Optional[VerifyReport] = getattr(e, "report", None)
+        if attached is None:
             # The index itself is garbled: damaged, but no per-tensor report.
             return _fail(args, e, EXIT_DAMAGED)
+        report = attached
     if args.json:
         _emit_json(_report_json(report))
     else:

@@ -9,8 +9,10 @@ errors, wherever they arise, get their class from :func:`os_error`.
 """
 from __future__ import annotations
 
+import concurrent.futures as _futures
 import errno as _errno
 import os
+import sys
 from typing import Any, Optional, Type
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "UnsupportedDtypeError",
     "UnimplementedError",
     "FailedPreconditionError",
+    "CancelledError",
+    "DeadlineExceededError",
     "CudaError",
     "CudaUnavailableError",
     "MissingDependencyError",
@@ -152,6 +156,21 @@ class UnimplementedError(FastCkptError, NotImplementedError):
 
 class FailedPreconditionError(FastCkptError, RuntimeError):
     """An operation was called in a state that does not allow it."""
+
+
+class CancelledError(FastCkptError, _futures.CancelledError):
+    """The asynchronous save was cancelled before it started (raised by its
+    handle's ``result()`` and ``exception()``)."""
+
+
+if sys.version_info >= (3, 11):  # concurrent.futures.TimeoutError is TimeoutError
+    class DeadlineExceededError(FastCkptError, TimeoutError):
+        """A wait with a timeout ended before the operation finished (an
+        asynchronous save's ``result(timeout)``)."""
+else:
+    class DeadlineExceededError(FastCkptError, _futures.TimeoutError, TimeoutError):
+        """A wait with a timeout ended before the operation finished (an
+        asynchronous save's ``result(timeout)``)."""
 
 
 class CudaError(FastCkptError, RuntimeError):

@@ -177,8 +177,7 @@ class VariableSpec:
         cols = list(self.collections) if self.collections is not None else [GLOBAL_VARIABLES]
         if self.trainable and TRAINABLE_VARIABLES not in cols:
             cols.append(TRAINABLE_VARIABLES)
-        seen: Set[str] = set()
-        return tuple(c for c in cols if not (c in seen or seen.add(c)))
+        return tuple(dict.fromkeys(cols))  # first occurrences, in order
 
 
 # --------------------------------------------------------------------------------------

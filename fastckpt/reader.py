@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import math
+import operator
 import os
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 import numpy as np
 
@@ -22,12 +24,18 @@ from .format import dtypes, slices as slicing
 
 __all__ = ["CheckpointReader", "load_checkpoint", "load", "load_into", "list_variables", "load_variable"]
 
+if TYPE_CHECKING:
+    from types import EllipsisType
+
 PathLike = Union[str, "os.PathLike[str]"]
 Extents = List[Tuple[int, int]]
+# A get_slice spec: TensorFlow's slice string, (start, length) pairs, or a
+# numpy-style index (an int, a slice, ..., or a tuple of them).
+SliceSpec = Union[str, int, slice, "EllipsisType", Tuple[Any, ...], Sequence[Sequence[int]]]
 
 
 class _Entry(NamedTuple):
-    index: int          # position in the native reader's entry list
+    index: int  # type: ignore[assignment]  # position in the native reader's entry list (shadows tuple.index)
     dtype: int          # TensorFlow DataType number
     shape: Tuple[int, ...]
     size: int
@@ -152,29 +160,132 @@ class CheckpointReader:
             return self._read_region(name, entry, [(0, -1)] * len(entry.shape))
         return self._read_entry(name, entry.index, entry.dtype, entry.shape)
 
-    def get_slice(self, name: str, spec: Union[str, Sequence[Tuple[int, int]]]) -> np.ndarray:
-        """A slice of tensor `name`, e.g. ``"0,3:-"`` (rows 0..2, all columns).
+    def __getitem__(self, name: str) -> np.ndarray:
+        """``reader[name]``: the same as :meth:`get_tensor`.
 
-        `spec` is TensorFlow's slice syntax (``start,length`` or ``-`` per
-        dimension, joined by ``:``) or a list of ``(start, length)`` pairs,
-        length -1 meaning the whole dimension. For a partitioned tensor only
-        the stored slices that intersect the request are read.
+        Raises:
+            TensorNotFoundError: no such tensor (a ``KeyError``).
+            DataLossError: its bytes fail their CRC, or the data file is truncated.
+        """
+        return self.get_tensor(name)
+
+    def get_slice(self, name: str, spec: SliceSpec) -> np.ndarray:
+        """A slice of tensor `name`: only the part asked for is returned (for a
+        partitioned tensor, only the stored slices that intersect it are read).
+
+        `spec` is one of:
+
+        * TensorFlow's slice syntax, ``start,length`` or ``-`` (the whole
+          dimension) per dimension, joined by ``:``: ``"0,16:-"`` is rows 0..15;
+        * a list of ``(start, length)`` pairs, length -1 meaning the whole
+          dimension: ``[(0, 16), (0, -1)]``;
+        * a numpy-style index: an int, a ``slice``, ``...``, or a tuple of
+          them: ``(slice(0, 16), ...)`` or ``np.s_[0:16, ...]``. As in numpy, an
+          int selects one position and drops that dimension, negative ints and
+          bounds count from the end, an empty range gives an empty dimension,
+          missing trailing dimensions are whole, and ``...`` stands for as
+          many whole dimensions as needed. Unlike numpy, slice bounds beyond the
+          dimension are an error (numpy clips them), the step must be 1, and
+          ``None``, bools, lists and arrays (advanced indexing) are refused.
+          An index of ints only gives a 0-d array.
+
+        Returns:
+            A new C-contiguous array.
+
+        Raises:
+            TensorNotFoundError: no such tensor.
+            InvalidArgumentError: a malformed spec, the wrong number of
+                dimensions, too many indices, a bound or index outside the
+                tensor, or a step other than 1 (the message names the tensor
+                and its shape).
+            DataLossError: the bytes fail their CRC, or a partitioned tensor's
+                stored slices do not cover the request.
         """
         entry = self._entry(name)
-        extents = slicing.parse_slice_spec(spec, len(entry.shape)) if isinstance(spec, str) else \
-            [(int(s), int(n)) for s, n in spec]
-        if len(extents) != len(entry.shape):
-            raise InvalidArgumentError(
-                f"slice {spec!r} has rank {len(extents)}, tensor '{name}' has rank {len(entry.shape)}")
-        for d, (start, length) in enumerate(extents):
-            dim = entry.shape[d]
-            if start < 0 or (length >= 0 and start + length > dim) or (length < 0 and start != 0):
-                raise InvalidArgumentError(
-                    f"slice {spec!r} lies outside tensor '{name}' of shape {list(entry.shape)}")
+        extents, dropped = self._slice_extents(name, entry.shape, spec)
         if entry.slices is not None:
-            return self._read_region(name, entry, extents)
-        full = self._read_entry(name, entry.index, entry.dtype, entry.shape)
-        return np.ascontiguousarray(full[slicing.slice_to_index(entry.shape, extents)])
+            out = self._read_region(name, entry, extents)
+        else:
+            full = self._read_entry(name, entry.index, entry.dtype, entry.shape)
+            part = full[slicing.slice_to_index(entry.shape, extents) + (Ellipsis,)]  # 0-d stays an array
+            # A copy, so that a small slice does not keep the whole tensor alive.
+            out = full if part.shape == full.shape else np.array(part, order="C")
+        if dropped:
+            out = out.reshape([n for d, n in enumerate(out.shape) if d not in dropped])
+        return out
+
+    def _slice_extents(self, name: str, shape: Tuple[int, ...], spec: Any) -> Tuple[Extents, Tuple[int, ...]]:
+        """(start, length) per dimension for `spec`, and the dimensions an int index drops."""
+        rank = len(shape)
+
+        def bad(problem: str) -> InvalidArgumentError:
+            return InvalidArgumentError(
+                f"bad slice {spec!r} of tensor '{name}' of shape {list(shape)} in '{self.prefix}': {problem}")
+
+        if isinstance(spec, str):
+            try:
+                extents = slicing.parse_slice_spec(spec, rank)
+            except InvalidArgumentError as e:
+                raise bad(str(e)) from None
+        elif isinstance(spec, list) or (isinstance(spec, tuple) and spec and all(
+                isinstance(e, (list, tuple)) for e in spec)):
+            extents = []
+            for d, pair in enumerate(spec):
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                    hint = "; a list is read as (start, length) pairs, a numpy-style index is a tuple" \
+                        if isinstance(spec, list) else ""
+                    raise bad(f"item {d} is {pair!r}, not a (start, length) pair{hint}")
+                try:
+                    extents.append((operator.index(pair[0]), operator.index(pair[1])))
+                except TypeError:
+                    raise bad(f"item {d} is {pair!r}, not a pair of ints") from None
+            if len(extents) != rank:
+                raise bad(f"{len(extents)} (start, length) pairs for a tensor of rank {rank}")
+        else:
+            return self._numpy_extents(shape, spec, bad)
+        for d, (start, length) in enumerate(extents):
+            dim = shape[d]
+            if start < 0 or length < -1 or (length >= 0 and start + length > dim) or (length == -1 and start != 0):
+                raise bad(f"(start, length) ({start}, {length}) does not fit dimension {d} of size {dim}")
+        return extents, ()
+
+    @staticmethod
+    def _numpy_extents(shape: Tuple[int, ...], spec: Any,
+                       bad: Callable[[str], InvalidArgumentError]) -> Tuple[Extents, Tuple[int, ...]]:
+        rank = len(shape)
+        items = list(spec) if isinstance(spec, tuple) else [spec]
+        ellipses = sum(1 for it in items if it is Ellipsis)
+        if ellipses > 1:
+            raise bad("an index can only have a single ellipsis ('...')")
+        explicit = len(items) - ellipses
+        if explicit > rank:
+            raise bad(f"too many indices: {explicit} for a tensor of rank {rank}")
+        fill: List[Any] = [slice(None)] * (rank - explicit)
+        if ellipses:
+            at = items.index(Ellipsis)
+            items[at:at + 1] = fill
+        else:
+            items += fill
+        extents: Extents = []
+        dropped = []
+        for d, (it, dim) in enumerate(zip(items, shape)):
+            if isinstance(it, slice):
+                if it.step is not None and _as_index(it.step) != 1:
+                    raise bad(f"step {it.step!r} in dimension {d}: only step 1 is supported")
+                start = _slice_bound(it.start, 0, dim, d, bad)
+                stop = _slice_bound(it.stop, dim, dim, d, bad)
+                extents.append((start, max(stop - start, 0)))
+                continue
+            if it is None or isinstance(it, (bool, np.bool_)):
+                raise bad(f"{it!r} in dimension {d}: only ints, slices and '...' are supported")
+            i = _as_index(it)
+            if i is None:
+                raise bad(f"{it!r} in dimension {d} is not an int, a slice or '...'")
+            if not -dim <= i < dim:
+                raise bad(f"index {i} is out of range for dimension {d} of size {dim}")
+            extents.append((i + dim if i < 0 else i, 1))
+            dropped.append(d)
+        return extents, tuple(dropped)
 
     def _read_entry(self, name: str, index: int, dt: int, shape: Tuple[int, ...]) -> np.ndarray:
         np_dtype = _numpy_dtype(dt)
@@ -319,20 +430,39 @@ class CheckpointReader:
         alive keeps its slab alive; ``pack_small=False`` gives every tensor
         its own allocation.
 
-        With `device` ("cuda", "cuda:N"), fixed-size tensors are restored into
-        new device arrays made by `array_type` ("cupy", "torch", or a callable
-        ``(shape, dtype, device) -> array``; default CuPy if installed, else
-        torch); string tensors stay numpy object arrays.
+        Args:
+            device: None or "cpu" for host memory; "cuda" or "cuda:N" to
+                restore fixed-size tensors into new device arrays.
+            array_type: what the arrays are. On the host: None or "numpy"
+                (numpy arrays), or "torch" (CPU torch tensors sharing the
+                loaded memory, bfloat16 and float8 included). With a device:
+                "cupy", "torch", or a callable ``(shape, dtype, device) ->
+                array``; None is CuPy if installed, else torch. String tensors
+                stay numpy object arrays of bytes either way.
+            pack_small: share slabs among small host tensors (see above).
+
+        Returns:
+            name -> array, sorted by name.
+
+        Raises:
+            InvalidArgumentError: an unknown `array_type`, or one that needs a
+                device ("cupy", a callable) without one.
+            MissingDependencyError: the package `array_type` names (torch,
+                CuPy) is not installed.
+            UnsupportedDtypeError: with ``array_type="torch"``, a tensor whose
+                dtype torch lacks (e.g. float8_e4m3b11fnuz).
+            DataLossError: bytes that fail their CRC, a truncated file.
         """
         with gc_paused():
             return self._read_all(device, array_type, pack_small)
 
     def _read_all(self, device: Any, array_type: Any, pack_small: bool) -> Dict[str, Any]:
-        from ._device import allocator, parse_device
+        from ._device import allocator, check_array_type, parse_device
 
         ordinal = parse_device(device)
+        kind = check_array_type(array_type, on_device=ordinal is not None, where=f"loading '{self.prefix}'")
         if ordinal is not None:
-            new = allocator(array_type)
+            new = allocator(kind)
             result: Dict[str, Any] = {}
             targets = {}
             for name, e in self._all_entries():
@@ -344,12 +474,49 @@ class CheckpointReader:
                 result[name] = targets[name] = new(tuple(e.shape), _numpy_dtype(e.dtype), ordinal)
             self.read_into(targets)
             return {name: result[name] for name in sorted(result)}
+        to_torch = self._torch_converter() if kind == "torch" else None  # checked before reading
         result, left = self._native.read_all(
             _numpy_dtype, self._threads, config.task_bytes(),
             _PACK_BELOW if pack_small else 0, _SLAB_BYTES)
         for name in left:  # string and partitioned tensors
             result[name] = self.get_tensor(name)
+        if to_torch is not None:
+            return {name: to_torch(result[name]) for name in sorted(result)}
         return {name: result[name] for name in sorted(result)}
+
+    def _torch_converter(self) -> Callable[[np.ndarray], Any]:
+        """A function turning a loaded host array into a CPU torch tensor that
+        shares its memory (string tensors stay numpy object arrays).
+
+        Raises:
+            UnsupportedDtypeError: a tensor of this checkpoint has a dtype torch
+                lacks (checked for every tensor before anything is read).
+        """
+        from ._arrays import _TORCH_ML_DTYPES, torch_dtype_of, torch_from_numpy
+
+        targets: Dict[np.dtype, Any] = {}
+        for name, e in self._all_entries():
+            if e.dtype == dtypes.DT_STRING:
+                continue
+            np_dtype = _numpy_dtype(e.dtype)
+            if np_dtype in targets:
+                continue
+            # torch's int4/uint4 and the like are placeholders without arithmetic.
+            usable = np_dtype.kind in "biufc" or np_dtype.name in _TORCH_ML_DTYPES.values()
+            try:
+                targets[np_dtype] = torch_dtype_of(np_dtype) if usable else None
+            except UnsupportedDtypeError:
+                targets[np_dtype] = None
+            if targets[np_dtype] is None:
+                raise UnsupportedDtypeError(
+                    f"tensor '{name}' in '{self.prefix}' has dtype {np_dtype.name}, which torch "
+                    "cannot hold; load it with array_type='numpy'")
+
+        def convert(arr: np.ndarray) -> Any:
+            # Shares the loaded memory; string tensors stay numpy object arrays.
+            return arr if arr.dtype == object else torch_from_numpy(arr)
+
+        return convert
 
     def debug_string(self) -> str:
         """One line per tensor: name (dtype) [shape]."""
@@ -374,7 +541,7 @@ def _numpy_dtype(dt: int) -> np.dtype:
     return np_dtype
 
 
-def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> tuple:
+def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> Tuple[slice, ...]:
     """numpy index of `region` inside an array that holds `frame` of the full tensor."""
     idx = []
     for d, ((rs, rl), (fs, _fl)) in enumerate(zip(region, frame)):
@@ -384,6 +551,29 @@ def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) 
             fs = 0
         idx.append(slice(rs - fs, rs - fs + rl))
     return tuple(idx)
+
+
+def _as_index(value: Any) -> Optional[int]:
+    """`value` as an int (ints and numpy integers; not bools), or None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _slice_bound(value: Any, default: int, dim: int, d: int,
+                 bad: Callable[[str], InvalidArgumentError]) -> int:
+    """A slice's start or stop resolved against a dimension of size `dim`."""
+    if value is None:
+        return default
+    bound = _as_index(value)
+    if bound is None:
+        raise bad(f"slice bound {value!r} in dimension {d} is not an int")
+    if not -dim <= bound <= dim:
+        raise bad(f"slice bound {bound} is out of range for dimension {d} of size {dim}")
+    return bound + dim if bound < 0 else bound
 
 
 def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> CheckpointReader:
@@ -403,6 +593,30 @@ def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
     With ``device="cuda:N"`` the tensors are restored into new device arrays
     (CuPy by default, or ``array_type="torch"``) through pinned staging
     buffers, the host-to-device copies overlapping reads and CRC checks.
+
+    Args:
+        prefix: the checkpoint prefix, or a directory whose ``checkpoint``
+            state file names one.
+        threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count).
+        device: None or "cpu" (host memory), "cuda" or "cuda:N".
+        array_type: on the host None or "numpy" (numpy arrays) or "torch"
+            (CPU torch tensors sharing the loaded memory); with a device
+            "cupy", "torch" or a callable ``(shape, dtype, device) -> array``
+            (None: CuPy if installed, else torch). String tensors stay numpy
+            object arrays.
+        pack_small: share slabs among tensors under 1 MiB.
+
+    Returns:
+        name -> array, sorted by name.
+
+    Raises:
+        CheckpointNotFoundError: the index or a data file is missing.
+        DataLossError: bytes that fail their CRC, a truncated or garbled file.
+        InvalidArgumentError: an unknown `device` or `array_type`, or
+            "cupy" or a callable without a device.
+        MissingDependencyError: `array_type` names a package that is not
+            installed.
+        UnsupportedDtypeError: a dtype the chosen array type cannot hold.
     """
     with CheckpointReader(prefix, threads=threads) as reader:
         return reader.read_all(device=device, array_type=array_type, pack_small=pack_small)
@@ -508,9 +722,26 @@ def list_variables(prefix: PathLike) -> List[Tuple[str, List[int]]]:
         return [(name, shapes[name]) for name in sorted(shapes)]
 
 
-def load_variable(prefix: PathLike, name: str) -> np.ndarray:
-    """One tensor's value (a trailing ``:0`` is ignored, as in TensorFlow)."""
+def load_variable(prefix: PathLike, name: str) -> Any:
+    """One tensor's value, as ``tf.train.load_variable`` returns it.
+
+    Args:
+        prefix: the checkpoint prefix, or a directory whose ``checkpoint``
+            state file names one.
+        name: the tensor's name; a trailing ``:0`` is ignored, as in TensorFlow.
+
+    Returns:
+        A numpy array; for a scalar (a 0-d tensor) a numpy scalar such as
+        ``np.float32(1.5)``, or ``bytes`` for a string scalar, as TensorFlow
+        returns them.
+
+    Raises:
+        TensorNotFoundError: no such tensor.
+        CheckpointNotFoundError: no such checkpoint.
+        DataLossError: the tensor's bytes fail their CRC.
+    """
     if name.endswith(":0"):
         name = name[:-2]
     with CheckpointReader(prefix) as reader:
-        return reader.get_tensor(name)
+        value = reader.get_tensor(name)
+    return value[()] if value.ndim == 0 else value

@@ -275,6 +275,7 @@ class Saver:
             if write_meta_graph else None
 
         def write_meta() -> None:
+            assert write_meta_graph_file is not None  # called only with write_meta_graph
             try:
                 write_meta_graph_file(meta_file, self._durable)
             except OSError as e:
@@ -445,10 +446,10 @@ class _ArrayBackend:
         if self.is_empty and not allow_empty:
             raise ValueError("No variables to save")
         self._sharded = sharded
-        self._meta_args = dict(filename=filename or "model", max_to_keep=max_to_keep,
+        self._meta_args: Dict[str, Any] = dict(filename=filename or "model", max_to_keep=max_to_keep,
                                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
                                sharded=sharded, name=name or "save", allow_empty=allow_empty)
-        self._meta_cache: Optional[Tuple[tuple, Any]] = None
+        self._meta_cache: Optional[Tuple[Tuple[Any, ...], Any]] = None
         self.sort_data = True
 
     # Hooks used by Saver ---------------------------------------------------
@@ -477,7 +478,7 @@ class _ArrayBackend:
             return config.default_threads()
         return None
 
-    def collect(self, sess: Any) -> Tuple[list, list]:
+    def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
         return prepare_items(self.var_list)
 
     def _specs(self) -> List[mg.VariableSpec]:
@@ -513,7 +514,10 @@ class _ArrayBackend:
                            save_debug_info: bool) -> Callable[[str, bool], None]:
         """The MetaGraphDef of the variables as they are now, as ``write(path, durable)``."""
         meta = self._meta_graph()
-        return lambda path, durable: mg.write_meta_graph(meta, path, fsync=durable)
+
+        def write(path: str, durable: bool) -> None:
+            mg.write_meta_graph(meta, path, fsync=durable)
+        return write
 
     def export_meta_graph(self, filename: Optional[PathLike], *, as_text: bool, durable: bool,
                           **unused: Any) -> Any:

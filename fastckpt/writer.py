@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union,
+                    overload)
 
 import numpy as np
 
@@ -12,13 +13,16 @@ from . import _background, _native, config
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array, native_staging
 from ._gc import gc_paused
-from .errors import InvalidArgumentError, UnsupportedDtypeError, from_os_error
+from .errors import FastCkptError, InvalidArgumentError, UnsupportedDtypeError, from_os_error
 from .format import dtypes
 
 __all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items",
            "write_items", "start_job", "has_device_items"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
+# A native writer item: (key, DataType, shape, data, crc32c, stored slices); see _native.pyi.
+Item = Tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def _encode_name(name: Any) -> bytes:
     raise InvalidArgumentError(f"tensor names must be str, not {type(name).__name__} ({name!r})")
 
 
-def _string_elements(arr: np.ndarray, name: str) -> list:
+def _string_elements(arr: np.ndarray, name: str) -> List[bytes]:
     """The elements of a string tensor, in C order, as bytes objects."""
     flat = arr.reshape(-1, order="C")
     out = []
@@ -63,7 +67,51 @@ def _string_elements(arr: np.ndarray, name: str) -> list:
     return out
 
 
-def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tuple, Any]:
+_SAVABLE = ("numpy arrays and scalars, Python numbers, bytes and str, nested lists of equal-length "
+            "rows, torch, JAX and CuPy arrays, and objects exporting the buffer protocol, "
+            "__array_interface__, __cuda_array_interface__ or DLPack")
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", None) else f"{module}.{cls.__qualname__}"
+
+
+def _host_array(value: Any) -> np.ndarray:
+    """`value` as a host numpy array (see to_host_array).
+
+    Raises:
+        InvalidArgumentError: numpy cannot make an array of it (a ragged
+            nested list, a list mixing numbers and sequences...).
+        UnsupportedDtypeError: it is no kind of array or scalar at all.
+    """
+    try:
+        arr = to_host_array(value)
+    except FastCkptError:
+        raise
+    except (ValueError, TypeError, OverflowError) as e:
+        if isinstance(value, (list, tuple)) and "inhomogeneous" in str(e):
+            what = "a ragged nested list (its rows differ in length)"
+        else:
+            what = f"this {_type_name(value)}"
+        raise InvalidArgumentError(f"cannot make an array of {what}: {e}") from None
+    if arr.dtype == object and not isinstance(value, np.ndarray):
+        # numpy makes object arrays of integers beyond 64 bits and wraps
+        # anything it does not know in a 0-d object array.
+        ints = [x for x in arr.flat if isinstance(x, int) and not isinstance(x, bool)]
+        if ints:
+            low, high = min(ints), max(ints)
+            raise InvalidArgumentError(
+                f"the integer {low} does not fit in 64 bits (int64 or uint64)" if low == high else
+                f"integers from {low} to {high} do not fit one 64-bit integer type (int64 or uint64)")
+        if arr.ndim == 0 and not isinstance(arr[()], (bytes, str, bytearray, memoryview, np.bytes_)):
+            raise UnsupportedDtypeError(f"a value of type {_type_name(value)} cannot be saved as a "
+                                        f"tensor; fastckpt saves {_SAVABLE}")
+    return arr
+
+
+def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[Item, Any]:
     """Converts one (name, array) into the native writer's item tuple.
 
     Returns (item, keep_alive): keep_alive must outlive the write (it owns the
@@ -83,7 +131,7 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tup
             dev = describe_device_array(value)
             dt = dtypes.from_numpy_dtype(dev.dtype)
             return (key, dt, dev.shape, dev.native() if dev.nbytes else None, None, None), dev.owner
-        arr = to_host_array(value)
+        arr = _host_array(value)
         dt = dtypes.from_numpy_dtype(arr.dtype)
     except (UnsupportedDtypeError, InvalidArgumentError) as e:
         raise type(e)(f"tensor '{label}': {e}") from None
@@ -100,14 +148,14 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[tup
 
 
 def partitioned_item(name: str, dtype: int, full_shape: Tuple[int, ...],
-                     slices: List[List[Tuple[int, int]]]) -> tuple:
+                     slices: List[List[Tuple[int, int]]]) -> Item:
     """The data-less index entry of a partitioned tensor: its full shape and the
     list of stored slices (each slice's data is a separate slice-key item)."""
     return (_encode_name(name), dtype, tuple(full_shape), None, None, [list(s) for s in slices])
 
 
 def partitioned_items(name: str, full_shape: Sequence[int],
-                      parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]) -> Tuple[list, list]:
+                      parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]) -> Tuple[List[Item], List[Any]]:
     """Items that store tensor `name` as slices, as TensorFlow's Saver stores a
     partitioned variable: one data item per ``(extents, array)`` part, keyed by
     the encoded slice key, and the data-less full entry listing the slices.
@@ -133,7 +181,7 @@ def partitioned_items(name: str, full_shape: Sequence[int],
     return items, keep
 
 
-def _fixed_size_dtypes() -> dict:
+def _fixed_size_dtypes() -> Dict[np.dtype, int]:
     """numpy dtype -> DataType for every native-order, fixed-size dtype."""
     import ml_dtypes
 
@@ -155,7 +203,7 @@ def _fixed_size_dtypes() -> dict:
 _FIXED_SIZE_DTYPES = _fixed_size_dtypes()
 
 
-def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
+def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     """Converts a name -> array mapping into native items plus keep-alives.
 
     Contiguous, native-order numpy arrays with ordinary names take a fast path
@@ -168,7 +216,7 @@ def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
         return _prepare_items(tensors)
 
 
-def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[list, list]:
+def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     items, keep = [], []
     fixed = _FIXED_SIZE_DTYPES
     ndarray = np.ndarray
@@ -193,12 +241,12 @@ def _check_options(num_shards: Optional[int], threads: Optional[int]) -> None:
         raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
 
 
-def has_device_items(items: list) -> bool:
+def has_device_items(items: List[Item]) -> bool:
     """Whether any prepared item lives in device memory (it must be staged)."""
     return any(type(it[3]) is tuple for it in items)
 
 
-def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
+def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
               durable: bool, sort_data: bool = True, snapshot_host: bool = False,
               host_memory_budget: Optional[int] = None) -> Any:
     """Creates a native SaveJob (files created, nothing written yet).
@@ -230,8 +278,8 @@ def start_job(items: list, prefix: PathLike, *, num_shards: Optional[int], threa
                            False, fill_threads)
 
 
-def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
-                durable: bool, sort_data: bool = True) -> dict:
+def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
+                durable: bool, sort_data: bool = True) -> Dict[str, Any]:
     """Runs the native writer on prepared items (see prepare_items).
 
     Tensors go to the data files sorted by name (TensorFlow's Saver order), or
@@ -258,23 +306,66 @@ def write_items(items: list, prefix: PathLike, *, num_shards: Optional[int], thr
                                 bool(durable), config.task_bytes(), bool(sort_data))
 
 
-def start_background(job: Any, prefix: str, finish: Callable[[], Any]) -> "_background.AsyncSave":
+def start_background(job: Any, prefix: str, finish: Callable[[], T]) -> "_background.AsyncSave[T]":
     """Takes the snapshot of `job` on this thread and queues `finish` (which
     must call ``job.finish()``) on the background thread. Returns the handle;
-    if the snapshot fails, its error is raised here and the save is dropped."""
-    handle = _background.AsyncSave(prefix)
+    if the snapshot fails, its error is raised here and the save is dropped.
+    Cancelling the handle while the save is queued aborts `job` instead (its
+    temporary files are removed)."""
+    handle: _background.AsyncSave[T] = _background.AsyncSave(prefix)
     start = time.perf_counter()
+
+    def drop() -> None:
+        job.abort("the save was cancelled")
+        try:
+            job.finish()  # joins the writers, removes the temporary files, returns the buffers
+        except FastCkptError:
+            pass  # the abort itself
+
     # Queued first: if the snapshot is larger than the staging budget, it can
     # only complete while the background thread writes (backpressure).
-    _background.submit(handle, finish)
+    _background.submit(handle, finish, on_cancel=drop, cancellable=False)
     try:
         job.snapshot()
     except BaseException as e:
         job.abort(f"the snapshot failed: {e}")
-        handle._observed = True  # raised to the caller here
+        _background.mark_observed(handle)  # raised to the caller here
         raise
     handle.snapshot_seconds = time.perf_counter() - start
+    _background.ready(handle)
     return handle
+
+
+def _check_prefix(prefix: str) -> None:
+    """Refuses a prefix that names a directory: the files would be hidden ones
+    named ``.index`` and ``.data-…`` inside it."""
+    if not prefix:
+        raise InvalidArgumentError("the checkpoint prefix is empty; a prefix is a path and a file "
+                                   "name stem, e.g. 'ckpt/model'")
+    base = os.path.basename(prefix)
+    if base in ("", ".", "..") or os.path.isdir(prefix):
+        suggestion = os.path.join(os.path.normpath(prefix), "model")
+        raise InvalidArgumentError(
+            f"checkpoint prefix '{prefix}' is a directory; a prefix is a path and a file name stem "
+            f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'")
+
+
+@overload
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+         threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
+         host_memory_budget: Optional[int] = ...) -> SaveResult: ...
+
+
+@overload
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+         threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
+         host_memory_budget: Optional[int] = ...) -> "_background.AsyncSave[SaveResult]": ...
+
+
+@overload
+def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+         threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
+         host_memory_budget: Optional[int] = ...) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
 def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = None,
@@ -285,14 +376,17 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     Args:
         tensors: name -> array. numpy arrays of any dtype a TensorFlow checkpoint
             holds (bfloat16 and float8 through ml_dtypes), object or ``S``/``U``
-            arrays of bytes/str (string tensors), scalars, torch tensors, JAX
-            and CuPy arrays, or anything exporting the buffer protocol,
-            ``__array_interface__``, ``__cuda_array_interface__`` or DLPack.
-            Contiguous host arrays are written straight from their memory, with
-            no copy; GPU arrays are copied device-to-host through pinned staging
-            buffers in the native core, ordered after the caller's stream.
-        prefix: checkpoint prefix; files are ``PREFIX.index`` and
-            ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent directories are created.
+            arrays of bytes/str (string tensors), scalars, nested lists, torch
+            tensors, JAX and CuPy arrays, or anything exporting the buffer
+            protocol, ``__array_interface__``, ``__cuda_array_interface__`` or
+            DLPack. Contiguous host arrays are written straight from their
+            memory, with no copy; GPU arrays are copied device-to-host through
+            pinned staging buffers in the native core, ordered after the
+            caller's stream.
+        prefix: checkpoint prefix, a path and a file name stem; files are
+            ``PREFIX.index`` and ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent
+            directories are created. A directory (or a path ending in ``/``)
+            is refused.
         num_shards: number of data files; by default chosen from the total size
             and the number of threads.
         threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count;
@@ -304,9 +398,10 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
             arrays is taken (device arrays copied to pinned host memory, host
             arrays copied in parallel); after that the caller may change them.
             The write and commit run in the background; the returned
-            :class:`AsyncSave` has ``wait(timeout)``, ``done()`` and ``result()``.
-            Saves queue in call order, and pending ones are waited for at
-            interpreter exit.
+            :class:`AsyncSave` is a :class:`concurrent.futures.Future` whose
+            ``result()`` is the SaveResult, with ``wait(timeout)`` besides.
+            Saves queue in call order, a queued one can be cancelled, and
+            pending ones are waited for at interpreter exit.
         host_memory_budget: bytes of host memory this save's snapshot may hold
             (default and upper bound: ``FASTCKPT_HOST_BUDGET_MB``). A larger
             checkpoint makes the call block until enough has been written
@@ -317,12 +412,16 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
         ``blocking=False`` an AsyncSave whose ``result()`` is that SaveResult.
 
     Raises:
-        InvalidArgumentError: empty or duplicate names, bad options.
-        UnsupportedDtypeError: a dtype a checkpoint cannot hold (e.g. structured).
+        InvalidArgumentError: empty or duplicate names, a value that is no
+            array (a ragged nested list), a prefix that is a directory, bad
+            options.
+        UnsupportedDtypeError: a dtype a checkpoint cannot hold (e.g.
+            structured), or an object of a kind that cannot be saved.
         CheckpointIOError: an OS error (ENOSPC, EACCES...), with ``errno`` set.
     """
     start = time.perf_counter()
     prefix = os.fspath(prefix)
+    _check_prefix(prefix)
     items, keep = prepare_items(tensors)
     parent = os.path.dirname(prefix)
     if parent and not os.path.isdir(parent):
@@ -333,6 +432,7 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     if not blocking:
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         snapshot_host=True, host_memory_budget=host_memory_budget)
+        del items
 
         def finish() -> SaveResult:
             info = job.finish()

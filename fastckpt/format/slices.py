@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DataLossError, InvalidArgumentError
 
@@ -194,7 +194,7 @@ def _as_extents(extents: Sequence[Tuple[int, int]]) -> List[Extent]:
     return out
 
 
-def encode_slice_key(name: str, extents: Sequence[Tuple[int, int]]) -> bytes:
+def encode_slice_key(name: Union[str, bytes], extents: Sequence[Tuple[int, int]]) -> bytes:
     """The index key under which slice `extents` of tensor `name` is stored.
 
     `extents` holds one ``(start, length)`` per dimension, ``(0, -1)`` for a
@@ -315,10 +315,10 @@ def parse_slice_spec(spec: str, rank: Optional[int] = None) -> List[Extent]:
             continue
         numbers = [p for p in item.split(",") if p]
         values = [_parse_int64(p) for p in numbers]
-        if len(values) != 2 or values[0] is None or values[1] is None:
+        start, length = values if len(values) == 2 else (None, None)
+        if start is None or length is None:
             raise InvalidArgumentError(
                 f"bad slice spec {spec!r}: expected 'start,length' or '-', got {item!r}")
-        start, length = values
         if start < 0 or length <= 0:
             raise InvalidArgumentError(
                 f"bad slice spec {spec!r}: start must be >= 0 and length > 0, "
