@@ -49,7 +49,8 @@ def torch_from_numpy(arr: np.ndarray) -> Any:
     """
     import torch
 
-    arr = np.ascontiguousarray(arr)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")  # not np.ascontiguousarray, which makes 0-d arrays 1-d
     name = arr.dtype.name
     if name in _TORCH_ML_DTYPES.values():
         return torch.from_numpy(arr.view(f"u{arr.dtype.itemsize}" if arr.dtype.itemsize == 1

@@ -5,7 +5,7 @@ device copies, DLPack export, and the ``testing`` hooks).
 Not a public API: the package's Python modules are. Every call that can fail
 raises a :class:`fastckpt.FastCkptError` subclass (``csrc/bindings/errors.cc``).
 """
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, SupportsIndex, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, SupportsIndex, Tuple, Type, Union
 
 import numpy as np
 
@@ -21,8 +21,15 @@ _Extents = List[Tuple[int, int]]
 
 # -- build and machine -----------------------------------------------------------
 
-def build_info() -> Dict[str, Any]: ...
+def build_info(probe_cuda: bool = True) -> Dict[str, Any]: ...
+def default_io_threads() -> int: ...
 def device_path() -> str: ...
+def require_device_path() -> str: ...
+
+# -- files -------------------------------------------------------------------------
+
+def write_file_atomically(path: Union[str, bytes], data: bytes, durable: bool, what: str) -> None: ...
+def remove_stale_temp_files(directory: Union[str, bytes], min_age_seconds: float = 2.0) -> int: ...
 
 # -- CRC32C ------------------------------------------------------------------------
 
