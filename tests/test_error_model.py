@@ -5,6 +5,7 @@ the checkpoint file; GPU failures are CudaError with the driver's code, never
 between processes)."""
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import inspect
 import os
@@ -34,6 +35,8 @@ EXPECTED = {
     "CudaError": (RuntimeError,),
     "CudaUnavailableError": (RuntimeError,),
     "MissingDependencyError": (ModuleNotFoundError, ImportError),
+    "CancelledError": (concurrent.futures.CancelledError,),
+    "DeadlineExceededError": (TimeoutError, concurrent.futures.TimeoutError),
     "InternalError": (RuntimeError,),
 }
 
