@@ -108,10 +108,12 @@ inline Injected Inject(Point point) {
 }
 
 // Called by the snapshot after it acquired a fill's staging buffer, before
-// copying into it; `failed` says whether the save has failed.
-inline void OnFill(const std::function<bool()>& failed) {
+// copying into it; failed() says whether the save has failed. (A template,
+// so that a disarmed hook builds no std::function.)
+template <typename Failed>
+inline void OnFill(const Failed& failed) {
   if (__builtin_expect(!internal::g_fill_armed.load(std::memory_order_relaxed), 1)) return;
-  internal::FillSlow(failed);
+  internal::FillSlow(std::function<bool()>(failed));
 }
 
 // Called before each thread creation: true means "fail it with EAGAIN".

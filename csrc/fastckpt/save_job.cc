@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <new>
 #include <set>
 #include <stdexcept>
 
@@ -399,7 +400,11 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
 
 void SaveJob::StartWriting() {
   std::call_once(writers_once_, [&] {
-    writers_.reset(new HelperGroup([this] { WriterLoop(); }));
+    try {
+      writers_.reset(new HelperGroup([this] { WriterLoop(); }));
+    } catch (const std::bad_alloc&) {
+      return;  // no helpers: the thread that calls Finish() writes alone
+    }
     const size_t n = std::min<size_t>(static_cast<size_t>(threads_), std::max<size_t>(plan_.tasks.size(), 1));
     // The thread that calls Finish() is a writer too.
     writers_->Request(static_cast<int>(n) - 1);
@@ -534,7 +539,7 @@ Status SaveJob::Finish(WriteResult* result) {
   // Then nothing of the job may still run: the snapshot (which may be
   // copying into a staging buffer, or writing a ready task) and the helpers.
   Status st = WaitForSnapshot();
-  writers_->Join();
+  if (writers_) writers_->Join();
   ReleaseBuffers();
   st.Update(status());
   if (st.ok() && options_.durable) st = files_.SyncData(threads_);

@@ -252,17 +252,25 @@ class Pool {
 
 }  // namespace
 
-HelperGroup::HelperGroup(std::function<void()> fn) : state_(Pool::Instance().NewGroup(std::move(fn))) {}
+HelperGroup::HelperGroup(std::function<void()> fn) {
+  try {
+    state_ = Pool::Instance().NewGroup(std::move(fn));
+  } catch (const std::bad_alloc&) {
+    // No memory for the group: no helpers, the caller works alone.
+  }
+}
 
 HelperGroup::~HelperGroup() { Join(); }
 
 void HelperGroup::Request(int n) {
-  if (n > 0) Pool::Instance().Request(state_, n);
+  if (n > 0 && state_) Pool::Instance().Request(state_, n);
 }
 
-void HelperGroup::Join() { Pool::Instance().Join(state_); }
+void HelperGroup::Join() {
+  if (state_) Pool::Instance().Join(state_);
+}
 
-int HelperGroup::started() const { return Pool::Instance().started(*state_); }
+int HelperGroup::started() const { return state_ ? Pool::Instance().started(*state_) : 0; }
 
 int DefaultThreads() {
   unsigned n = std::thread::hardware_concurrency();
