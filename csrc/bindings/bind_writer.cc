@@ -357,8 +357,12 @@ void RegisterWriter(py::module_& m) {
            py::arg("fill_threads") = 0)
       .def("snapshot", &PySaveJob::Snapshot,
            "Copies every staged byte into staging buffers; afterwards the source arrays may change.")
-      .def("start_writing", &PySaveJob::StartWriting, "Starts the writer threads (idempotent).")
-      .def("finish", &PySaveJob::Finish, "Writes, commits, and returns what was written.")
+      .def("start_writing", &PySaveJob::StartWriting,
+           "Asks the I/O pool for writer helpers now, before finish() (idempotent).")
+      .def("finish", &PySaveJob::Finish,
+           "Writes (on this thread and pool helpers), commits, and returns what was written. On\n"
+           "failure nothing is committed and no temporary file remains. Either way the caller's\n"
+           "host buffers are released when it returns.")
       .def("abort", &PySaveJob::Abort, py::arg("reason"), "Fails the save; nothing is committed.")
       .def("progress", &PySaveJob::Progress)
       .def("trace", &PySaveJob::Trace, "[(kind, task, begin_ns, end_ns)]: 'f' filled, 'w' written.")

@@ -191,13 +191,14 @@ Status SaveJob::Snapshot() {
     snapshot_state_ = SnapshotState::kRunning;
   }
   Status st = RunSnapshot();
+  // Failed first, then done: whoever waits for the snapshot sees the failure.
+  if (!st.ok()) Abort(st);
   {
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_state_ = SnapshotState::kDone;
     snapshot_status_ = st;
   }
   cv_.notify_all();
-  if (!st.ok()) Abort(st);
   return st;
 }
 
