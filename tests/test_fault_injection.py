@@ -18,9 +18,16 @@ failed save must:
 The number of calls a save makes at each point is measured first (the hook
 armed with a huge skip and errno 0 only counts), so that the first, a middle
 and the last call are failed whatever the layout.
+
+Every mode goes through the same matrix: blocking saves of host arrays
+(1 and 3 shards, and a Saver), asynchronous saves (``blocking=False``: the
+snapshot, then the write and commit on the background thread; the error is
+raised by the call or by ``result()``), and saves of device arrays on the
+simulated device (staged through pinned buffers), blocking and asynchronous.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -32,6 +39,7 @@ import pytest
 import fastckpt
 from fastckpt import _native
 from fastckpt import checkpoint_management as cm
+from sim_device import SimDeviceArray
 
 testing = _native.testing
 
@@ -39,14 +47,18 @@ POINTS = ["create", "write", "sync", "rename", "close", "sync_dir"]
 ERRNOS = [errno.ENOSPC, errno.EACCES, errno.EIO]
 WHICH = ["first", "middle", "last"]
 # fastckpt.save with 1 and 3 data shards; Saver.save (2 shards, max_to_keep=2)
-# after two good saves.
-MODES = ["save1", "save3", "saver"]
+# after two good saves; the same saves with blocking=False; of device arrays
+# (the string tensor stays on the host); of device arrays with blocking=False.
+MODES = ["save1", "save3", "saver", "async1", "async3", "device1", "device3", "async_device3"]
+STAGED_MODES = ("async", "device")
 SAVER_SHARDS = 2
 # "big" (3 MiB) is cut into two 1.5 MiB pieces, each its own task and each
 # written by PwriteAll in 1 MiB + 0.5 MiB steps; the small tensors of a shard
 # go out in one pwritev. Both write paths are thus exercised.
 TASK_BYTES = 1536 * 1024
 COUNT_ONLY = 10**9
+# Write calls of the staged modes, pinned by test_counts_pin_the_commit_protocol.
+WRITES = {"async1": 5, "async3": 6, "device1": 5, "device3": 6, "async_device3": 6}
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +68,29 @@ def _setup(monkeypatch):
     testing.disarm_faults()
     yield
     testing.disarm_faults()
+
+
+@contextlib.contextmanager
+def mode_context(mode: str):
+    """What a mode needs around its saves: 1 MiB staging buffers for staged
+    saves, the simulated device for device arrays."""
+    saved = os.environ.get("FASTCKPT_STAGING_MB")
+    if mode.startswith(STAGED_MODES):
+        os.environ["FASTCKPT_STAGING_MB"] = "1"
+    device = "device" in mode
+    if device:
+        testing.install_simulated_device()
+    try:
+        yield
+    finally:
+        if device:
+            testing.uninstall_device()
+            _native.trim_staging()
+        if saved is None:
+            os.environ.pop("FASTCKPT_STAGING_MB", None)
+        else:
+            os.environ["FASTCKPT_STAGING_MB"] = saved
+        assert _native.staging_stats()["lent"] == 0, "a staging buffer was never returned"
 
 
 def make_tensors(step: int) -> dict:
@@ -95,7 +130,7 @@ class Scenario:
         self.mode = mode
         self.dir = root / "ckpt"
         self.dir.mkdir()
-        self.shards = {"save1": 1, "save3": 3, "saver": SAVER_SHARDS}[mode]
+        self.shards = SAVER_SHARDS if mode == "saver" else int(mode[-1])
         self.prefix = str(self.dir / "model-3")
         if mode == "saver":
             self.vars = make_tensors(1)
@@ -120,8 +155,23 @@ class Scenario:
         if self.mode == "saver":
             self._set_vars(3)
             self.saver.save(None, str(self.dir / "model"), global_step=3)
+            return
+        tensors = make_tensors(3)
+        if "device" in self.mode:  # string tensors cannot live on a device
+            tensors = {k: v if v.dtype == object else SimDeviceArray(v) for k, v in tensors.items()}
+        if self.mode.startswith("async"):
+            # The error comes from the call (creating the files, or a write
+            # that failed during the snapshot) or from result(). When the call
+            # raises, the dropped save still finishes (and cleans up) in the
+            # background: wait for that before looking at the directory.
+            try:
+                handle = fastckpt.save(tensors, self.prefix, num_shards=self.shards, blocking=False)
+            except fastckpt.FastCkptError:
+                assert fastckpt.wait_for_pending_saves(timeout=60)
+                raise
+            handle.result(60)
         else:
-            fastckpt.save(make_tensors(3), self.prefix, num_shards=self.shards)
+            fastckpt.save(tensors, self.prefix, num_shards=self.shards)
 
     def check_intact(self, before: dict) -> None:
         after = snapshot(self.dir)
@@ -146,11 +196,12 @@ def calls_at(mode: str, point: str, tmp_path_factory) -> int:
     key = (mode, point)
     if key not in _CALLS:
         sc = Scenario(mode, tmp_path_factory.mktemp("count"))
-        testing.arm_fault(point, COUNT_ONLY, 0)
-        try:
-            sc.new_save()
-        finally:
-            testing.disarm_faults()
+        with mode_context(mode):
+            testing.arm_fault(point, COUNT_ONLY, 0)
+            try:
+                sc.new_save()
+            finally:
+                testing.disarm_faults()
         _CALLS[key] = testing.fault_hits()
         assert_loads(sc.prefix, 3)  # counting injects nothing
     return _CALLS[key]
@@ -184,7 +235,14 @@ def test_counts_pin_the_commit_protocol(tmp_path_factory):
     # directory fsync; writes: 4 PwriteAll steps for "big", one pwritev per
     # other shard holding small tensors, one for the index. A Saver adds one
     # call of every kind for the .meta and one for the state file.
-    for mode, shards, writes in (("save1", 1, 6), ("save3", 3, 7), ("saver", 2, 6)):
+    # Staged saves (asynchronous, device) write whole 1 MiB staging buffers:
+    # "big" fills 3, the small tensors of a shard (the string tensor of a
+    # device save included, copied from the host) are packed into one; then
+    # the index.
+    for mode, shards, writes in (("save1", 1, 6), ("save3", 3, 7), ("saver", 2, 6),
+                                 ("async1", 1, WRITES["async1"]), ("async3", 3, WRITES["async3"]),
+                                 ("device1", 1, WRITES["device1"]), ("device3", 3, WRITES["device3"]),
+                                 ("async_device3", 3, WRITES["async_device3"])):
         extra = 2 if mode == "saver" else 0
         counts = {p: calls_at(mode, p, tmp_path_factory) for p in POINTS}
         assert counts == {"create": shards + 1 + extra, "write": writes + extra,
@@ -193,14 +251,28 @@ def test_counts_pin_the_commit_protocol(tmp_path_factory):
 
 
 def test_binding_arguments_and_one_shot(tmp_path):
-    with pytest.raises(ValueError, match="unknown fault point 'unlink'"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match=re.escape(
+            "arm_fault: unknown fault point 'unlink' (expected create, write, sync, rename, close or "
+            "sync_dir)")):
         testing.arm_fault("unlink", 0, errno.EIO)
-    with pytest.raises(ValueError, match="skip must be >= 0"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_fault: skip must be >= 0, not -1$"):
         testing.arm_fault("write", -1, errno.EIO)
-    with pytest.raises(ValueError, match="errno must be >= 0"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_fault: errno must be >= 0, not -5$"):
         testing.arm_fault("write", 0, -5)
-    with pytest.raises(ValueError, match="short_write applies only to the 'write' point"):
+    with pytest.raises(fastckpt.InvalidArgumentError,
+                       match="^arm_fault: short_write applies only to the 'write' point, not 'sync'$"):
         testing.arm_fault("sync", 0, errno.EIO, short_write=True)
+    with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_fill_delay: skip must be >= 0, not -2$"):
+        testing.arm_fill_delay(-2, 1.0, 1.0)
+    with pytest.raises(fastckpt.InvalidArgumentError,
+                       match="^arm_fill_delay: wait_s and delay_s must be between 0 and 3600 seconds$"):
+        testing.arm_fill_delay(0, float("nan"), 1.0)
+    with pytest.raises(fastckpt.InvalidArgumentError,
+                       match="^arm_thread_failures: count must be >= -1, not -3$"):
+        testing.arm_thread_failures(0, -3)
+    with pytest.raises(fastckpt.InvalidArgumentError,
+                       match="^arm_thread_failures: skip must be >= 0, not -1$"):
+        testing.arm_thread_failures(-1, 1)
 
     # One-shot: the second save, still armed, succeeds; the count goes on.
     testing.arm_fault("create", 0, errno.EIO)
@@ -237,11 +309,12 @@ def test_native_fault_leaves_no_trace(mode, point, err, which, tmp_path, tmp_pat
     sc.earlier()
     before = snapshot(sc.dir)
 
-    testing.arm_fault(point, skip, err)
-    with pytest.raises(fastckpt.CheckpointIOError) as info:
-        sc.new_save()
-    hits = testing.fault_hits()
-    testing.disarm_faults()
+    with mode_context(mode):
+        testing.arm_fault(point, skip, err)
+        with pytest.raises(fastckpt.CheckpointIOError) as info:
+            sc.new_save()
+        hits = testing.fault_hits()
+        testing.disarm_faults()
 
     e = info.value
     assert hits >= skip + 1
@@ -292,11 +365,12 @@ def test_short_write_then_error_leaves_no_trace(mode, which, err, tmp_path, tmp_
     sc = Scenario(mode, tmp_path)
     sc.earlier()
     before = snapshot(sc.dir)
-    testing.arm_fault("write", skip, err, short_write=True)
-    with pytest.raises(fastckpt.CheckpointIOError) as info:
-        sc.new_save()
-    assert testing.fault_hits() >= skip + 2  # the short write and its failed retry
-    testing.disarm_faults()
+    with mode_context(mode):
+        testing.arm_fault("write", skip, err, short_write=True)
+        with pytest.raises(fastckpt.CheckpointIOError) as info:
+            sc.new_save()
+        assert testing.fault_hits() >= skip + 2  # the short write and its failed retry
+        testing.disarm_faults()
     assert info.value.errno == err
     assert re.search(expected_file("write", skip, n_calls, sc.prefix, sc.shards, mode == "saver"),
                      str(info.value))

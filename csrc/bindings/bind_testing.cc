@@ -2,7 +2,9 @@
 //
 // Fault injection (csrc/fastckpt/fault_injection.h) lets the test suite fail
 // the N-th create/write/fsync/rename/close of a save with a chosen errno and
-// check that nothing partial is left behind.
+// check that nothing partial is left behind, hold a snapshot's fill until the
+// save has failed (the failure racing a snapshot), and make thread creation
+// fail. Bad arguments raise InvalidArgumentError through Check().
 //
 // The simulated device (csrc/fastckpt/simulated_copy_engine.h) replaces the
 // CUDA copy engine so that the staging pipeline runs in CPU-only tests.
@@ -12,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "bindings/errors.h"
 #include "bindings/registry.h"
 #include "fastckpt/fault_injection.h"
 #include "fastckpt/simulated_copy_engine.h"
@@ -28,13 +31,13 @@ void RegisterTesting(py::module_& m) {
       [](const std::string& point, int64_t skip, int err, bool short_write) {
         fault::Point p;
         if (!fault::ParsePoint(point, &p)) {
-          throw py::value_error("unknown fault point '" + point +
-                                "' (expected create, write, sync, rename, close or sync_dir)");
+          Check(InvalidArgument("arm_fault: unknown fault point '" + point +
+                                "' (expected create, write, sync, rename, close or sync_dir)"));
         }
-        if (skip < 0) throw py::value_error("skip must be >= 0");
-        if (err < 0) throw py::value_error("errno must be >= 0");
+        if (skip < 0) Check(InvalidArgument("arm_fault: skip must be >= 0, not " + std::to_string(skip)));
+        if (err < 0) Check(InvalidArgument("arm_fault: errno must be >= 0, not " + std::to_string(err)));
         if (short_write && p != fault::Point::kWrite) {
-          throw py::value_error("short_write applies only to the 'write' point");
+          Check(InvalidArgument("arm_fault: short_write applies only to the 'write' point, not '" + point + "'"));
         }
         fault::Arm(p, skip, err, short_write);
       },
@@ -42,8 +45,46 @@ void RegisterTesting(py::module_& m) {
       "Fails call number skip+1 at `point` with `errno` (0: only count calls). With\n"
       "short_write ('write' only), that call writes part of its bytes and the same\n"
       "thread's retry fails with `errno` (0: the retry succeeds). One-shot.");
-  t.def("disarm_faults", &fault::Disarm, "Stops injecting faults (the hit count stays readable).");
+  t.def("disarm_faults", &fault::Disarm,
+        "Stops injecting faults, fill delays and thread failures (the hit count stays readable).");
   t.def("fault_hits", &fault::Hits, "Calls seen at the armed point since the last arm_fault.");
+  t.def(
+      "arm_fill_delay",
+      [](int64_t skip, double wait_s, double delay_s) {
+        if (skip < 0) Check(InvalidArgument("arm_fill_delay: skip must be >= 0, not " + std::to_string(skip)));
+        if (!(wait_s >= 0) || !(delay_s >= 0) || wait_s > 3600 || delay_s > 3600) {
+          Check(InvalidArgument("arm_fill_delay: wait_s and delay_s must be between 0 and 3600 seconds"));
+        }
+        fault::ArmFillDelay(skip, static_cast<int64_t>(wait_s * 1000), static_cast<int64_t>(delay_s * 1000));
+      },
+      py::arg("skip"), py::arg("wait_s"), py::arg("delay_s"),
+      "The snapshot's fill number skip+1, holding its staging buffer and before copying\n"
+      "into it, waits until the save has failed (at most wait_s), then delay_s more. One-shot.");
+  t.def(
+      "fill_delay_state",
+      []() {
+        fault::FillDelayState s = fault::GetFillDelayState();
+        py::dict d;
+        d["fills"] = s.fills;
+        d["started"] = s.started;
+        d["saw_failure"] = s.saw_failure;
+        d["finished"] = s.finished;
+        return d;
+      },
+      "{fills, started, saw_failure, finished} of the fill delay armed last.");
+  t.def(
+      "arm_thread_failures",
+      [](int64_t skip, int64_t count) {
+        if (skip < 0) Check(InvalidArgument("arm_thread_failures: skip must be >= 0, not " + std::to_string(skip)));
+        if (count < -1) {
+          Check(InvalidArgument("arm_thread_failures: count must be >= -1, not " + std::to_string(count)));
+        }
+        fault::ArmThreadFailures(skip, count);
+      },
+      py::arg("skip") = 0, py::arg("count") = -1,
+      "After `skip` thread creations succeed, the next `count` (-1: all until\n"
+      "disarm_faults) fail with EAGAIN.");
+  t.def("thread_failures", &fault::ThreadFailures, "Thread creations the hook refused since arm_thread_failures.");
 
   py::class_<SimulatedCopyEngine, std::shared_ptr<SimulatedCopyEngine>>(
       t, "SimulatedDevice", "A CPU stand-in for the CUDA copy engine: device pointers are host addresses.")

@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "bindings/buffer.h"
@@ -15,6 +17,7 @@
 #include "fastckpt/save_job.h"
 #include "fastckpt/staging_pool.h"
 #include "fastckpt/string_tensor.h"
+#include "fastckpt/thread_pool.h"
 
 namespace py = pybind11;
 
@@ -23,25 +26,40 @@ namespace bindings {
 
 namespace {
 
-[[noreturn]] void BadItem(size_t i, const char* what) {
-  throw py::type_error("write_bundle: item " + std::to_string(i) + ": " + what);
+// Raises InvalidArgumentError naming the item. REQUIRES: the GIL.
+[[noreturn]] void BadItem(size_t i, const std::string& what) {
+  ThrowStatus(InvalidArgument("write_bundle: item " + std::to_string(i) + ": " + what));  // Check(), noreturn
 }
 
-std::vector<TensorSlice> ToSlices(py::handle obj) {
+// BadItem with the text of the Python error that is pending (cleared here),
+// e.g. a conversion that failed inside the C API. REQUIRES: the GIL.
+[[noreturn]] void BadItemFromPyError(size_t i, const std::string& what) {
+  py::error_already_set pending;  // fetches and clears the error
+  BadItem(i, what + " (" + pending.what() + ")");
+}
+
+std::vector<TensorSlice> ToSlices(size_t i, py::handle obj) {
   std::vector<TensorSlice> out;
-  for (py::handle s : obj) {
-    TensorSlice slice;
-    for (py::handle ext : s) {
-      auto t = ext.cast<std::pair<int64_t, int64_t>>();
-      slice.push_back(SliceExtent{t.first, t.second});
+  try {
+    for (py::handle s : obj) {
+      TensorSlice slice;
+      for (py::handle ext : s) {
+        auto t = ext.cast<std::pair<int64_t, int64_t>>();
+        slice.push_back(SliceExtent{t.first, t.second});
+      }
+      out.push_back(std::move(slice));
     }
-    out.push_back(std::move(slice));
+  } catch (const py::error_already_set& e) {
+    BadItem(i, std::string("slices must be a list of lists of (start, length) pairs (") + e.what() + ")");
+  } catch (const py::cast_error& e) {
+    BadItem(i, std::string("slices must be a list of lists of (start, length) pairs (") + e.what() + ")");
   }
   return out;
 }
 
 // Converts the Python item list into native items. Buffers of host items
 // are acquired into *views, which must outlive every use of the items.
+// A malformed item raises InvalidArgumentError naming it.
 //
 // items: list of (key: bytes, dtype: int, shape: tuple[int], data, crc: int | None,
 //                 slices: list[list[(start, length)]] | None)
@@ -59,28 +77,38 @@ void ParseItems(py::list items, std::vector<WriteItem>* out, std::vector<BufferV
     WriteItem& w = native[i];
     char* key;
     Py_ssize_t key_len;
-    if (PyBytes_AsStringAndSize(PyTuple_GET_ITEM(tup, 0), &key, &key_len) != 0) throw py::error_already_set();
+    if (PyBytes_AsStringAndSize(PyTuple_GET_ITEM(tup, 0), &key, &key_len) != 0) {
+      BadItemFromPyError(i, "the key must be bytes");
+    }
     w.key.assign(key, static_cast<size_t>(key_len));
     w.dtype = static_cast<int32_t>(PyLong_AsLong(PyTuple_GET_ITEM(tup, 1)));
-    if (PyErr_Occurred()) throw py::error_already_set();
+    if (PyErr_Occurred()) BadItemFromPyError(i, "the dtype must be an int");
     PyObject* shape = PyTuple_GET_ITEM(tup, 2);
     if (!PyTuple_Check(shape)) BadItem(i, "shape must be a tuple");
     w.shape.resize(static_cast<size_t>(PyTuple_GET_SIZE(shape)));
     for (size_t d = 0; d < w.shape.size(); ++d) {
       w.shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
-      if (PyErr_Occurred()) throw py::error_already_set();
+      if (PyErr_Occurred()) BadItemFromPyError(i, "dimension " + std::to_string(d) + " of the shape must be an int");
     }
     PyObject* data = PyTuple_GET_ITEM(tup, 3);
     if (PyTuple_Check(data)) {
-      auto dev = py::reinterpret_borrow<py::tuple>(data).cast<std::tuple<uint64_t, uint64_t, int, uint64_t>>();
-      w.device_ptr = std::get<0>(dev);
-      w.nbytes = std::get<1>(dev);
-      w.device = std::get<2>(dev);
-      w.stream = std::get<3>(dev);
+      if (PyTuple_GET_SIZE(data) != 4) BadItem(i, "device data must be (ptr, nbytes, device, stream)");
+      try {
+        auto dev = py::reinterpret_borrow<py::tuple>(data).cast<std::tuple<uint64_t, uint64_t, int, uint64_t>>();
+        w.device_ptr = std::get<0>(dev);
+        w.nbytes = std::get<1>(dev);
+        w.device = std::get<2>(dev);
+        w.stream = std::get<3>(dev);
+      } catch (const py::cast_error&) {
+        BadItem(i, "device data must be (ptr, nbytes, device, stream) of non-negative ints");
+      }
       if (w.device < 0) BadItem(i, "device ordinal must be >= 0");
     } else if (data != Py_None) {
       views->emplace_back();
-      if (!views->back().Acquire(data, /*writable=*/false)) throw py::error_already_set();
+      if (!views->back().Acquire(data, /*writable=*/false)) {
+        views->pop_back();
+        BadItemFromPyError(i, "data must export a C-contiguous buffer");
+      }
       w.data = views->back().data();
       w.nbytes = views->back().size();
       if (w.nbytes == 0) w.data = nullptr;
@@ -89,10 +117,10 @@ void ParseItems(py::list items, std::vector<WriteItem>* out, std::vector<BufferV
     if (crc != Py_None) {
       w.has_crc = true;
       w.crc = static_cast<uint32_t>(PyLong_AsUnsignedLong(crc));
-      if (PyErr_Occurred()) throw py::error_already_set();
+      if (PyErr_Occurred()) BadItemFromPyError(i, "crc must be None or an unsigned 32-bit int");
     }
     PyObject* slices = PyTuple_GET_ITEM(tup, 5);
-    if (slices != Py_None) w.slices = ToSlices(slices);
+    if (slices != Py_None) w.slices = ToSlices(i, slices);
   }
 }
 
@@ -130,10 +158,13 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
   return ResultDict(result);
 }
 
-// A save in phases (save_job.h). Holds the host buffers it reads until it is
-// destroyed; the caller keeps device arrays alive until finish() returns.
-// Every blocking method releases the GIL. Destruction joins the job's
-// threads (after aborting an unfinished job).
+// A save in phases (save_job.h). Holds the host buffers it reads (views_)
+// until finish() returns, success or failure: from then on no thread of the
+// job reads them, so the caller's arrays are released at once even while this
+// object lives on (e.g. referenced from a failed save's traceback). The
+// caller keeps device arrays alive until finish() returns. Every blocking
+// method releases the GIL. Destruction waits for the job's threads (after
+// aborting an unfinished job).
 class PySaveJob {
  public:
   PySaveJob(const std::string& prefix, py::list items, int num_shards, int threads, bool durable,
@@ -155,8 +186,11 @@ class PySaveJob {
     Check(st);
   }
   ~PySaveJob() {
-    py::gil_scoped_release release;  // joining threads must not hold the GIL
-    job_.reset();
+    {
+      py::gil_scoped_release release;  // waiting for threads must not hold the GIL
+      job_.reset();
+    }
+    views_.clear();  // with the GIL, after every native reader is gone
   }
 
   void Snapshot() {
@@ -172,12 +206,19 @@ class PySaveJob {
     job_->StartWriting();
   }
   py::dict Finish() {
+    // Checked and set with the GIL held, so that only the call that runs
+    // the job's Finish() drops the views, after it returned.
+    if (finish_called_) Check(FailedPrecondition("the save was already finished"));
+    finish_called_ = true;
     WriteResult result;
     Status st;
     {
       py::gil_scoped_release release;
       st = job_->Finish(&result);
     }
+    // Finish() has returned: nothing reads the caller's buffers any more
+    // (writers joined; the snapshot over, or claimed so that it never starts).
+    views_.clear();
     Check(st);
     return ResultDict(result);
   }
@@ -199,11 +240,67 @@ class PySaveJob {
     }
     return out;
   }
+  // Caller buffers still held (tests: 0 once finish() has returned).
+  size_t HeldBuffers() const { return views_.size(); }
 
  private:
-  std::vector<BufferView> views_;  // destroyed after job_ (declared first)
+  std::vector<BufferView> views_;  // guarded by the GIL; cleared when Finish() returns
   std::unique_ptr<SaveJob> job_;
+  bool finish_called_ = false;     // guarded by the GIL
 };
+
+py::dict ThreadStatsPy() {
+  ThreadPoolStats s = GetThreadPoolStats();
+  py::dict d;
+  d["limit"] = s.limit;
+  d["idle_seconds"] = ThreadPoolIdleSeconds();
+  d["threads"] = s.threads;
+  d["idle"] = s.idle;
+  d["queued"] = s.queued;
+  d["peak_threads"] = s.peak_threads;
+  d["threads_started"] = s.threads_started;
+  d["threads_exited"] = s.threads_exited;
+  d["create_failures"] = s.create_failures;
+  d["helpers_run"] = s.helpers_run;
+  d["helpers_cancelled"] = s.helpers_cancelled;
+  d["exceptions"] = s.exceptions;
+  return d;
+}
+
+void ConfigureThreadsPy(py::object max_threads, py::object idle_seconds) {
+  if (!max_threads.is_none()) {
+    if (!PyLong_Check(max_threads.ptr())) {
+      Check(InvalidArgument("configure_threads: max_threads must be an int or None, not " +
+                            std::string(Py_TYPE(max_threads.ptr())->tp_name)));
+    }
+    const int64_t n = PyLong_AsLongLong(max_threads.ptr());
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      Check(InvalidArgument("configure_threads: max_threads is out of range"));
+    }
+    if (n < 0 || n > 65536) {
+      Check(InvalidArgument("configure_threads: max_threads must be between 0 and 65536, not " +
+                            std::to_string(n)));
+    }
+    SetThreadPoolLimit(static_cast<int>(n));
+  }
+  if (!idle_seconds.is_none()) {
+    if (!PyFloat_Check(idle_seconds.ptr()) && !PyLong_Check(idle_seconds.ptr())) {
+      Check(InvalidArgument("configure_threads: idle_seconds must be a number or None, not " +
+                            std::string(Py_TYPE(idle_seconds.ptr())->tp_name)));
+    }
+    const double s = PyFloat_AsDouble(idle_seconds.ptr());
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      Check(InvalidArgument("configure_threads: idle_seconds is out of range"));
+    }
+    if (!(s > 0) || s > 86400) {
+      Check(InvalidArgument("configure_threads: idle_seconds must be > 0 and at most 86400, not " +
+                            std::to_string(s)));
+    }
+    SetThreadPoolIdleSeconds(s);
+  }
+}
 
 py::dict StagingStatsPy() {
   StagingPoolStats s = StagingPool::Instance().stats();
@@ -226,8 +323,13 @@ py::tuple EncodeStringsPy(py::sequence elems) {
   pieces.reserve(elems.size());
   std::vector<py::object> keep;  // holds the sequence's items alive
   keep.reserve(elems.size());
+  size_t i = 0;
   for (py::handle h : elems) {
-    if (!PyBytes_Check(h.ptr())) throw py::type_error("encode_strings: elements must be bytes");
+    if (!PyBytes_Check(h.ptr())) {
+      Check(InvalidArgument("encode_strings: element " + std::to_string(i) + " is a " +
+                            Py_TYPE(h.ptr())->tp_name + ", not bytes"));
+    }
+    ++i;
     pieces.push_back({PyBytes_AS_STRING(h.ptr()), static_cast<size_t>(PyBytes_GET_SIZE(h.ptr()))});
     keep.push_back(py::reinterpret_borrow<py::object>(h));
   }
@@ -255,11 +357,22 @@ void RegisterWriter(py::module_& m) {
            py::arg("fill_threads") = 0)
       .def("snapshot", &PySaveJob::Snapshot,
            "Copies every staged byte into staging buffers; afterwards the source arrays may change.")
-      .def("start_writing", &PySaveJob::StartWriting, "Starts the writer threads (idempotent).")
-      .def("finish", &PySaveJob::Finish, "Writes, commits, and returns what was written.")
+      .def("start_writing", &PySaveJob::StartWriting,
+           "Asks the I/O pool for writer helpers now, before finish() (idempotent).")
+      .def("finish", &PySaveJob::Finish,
+           "Writes (on this thread and pool helpers), commits, and returns what was written. On\n"
+           "failure nothing is committed and no temporary file remains. Either way the caller's\n"
+           "host buffers are released when it returns.")
       .def("abort", &PySaveJob::Abort, py::arg("reason"), "Fails the save; nothing is committed.")
       .def("progress", &PySaveJob::Progress)
-      .def("trace", &PySaveJob::Trace, "[(kind, task, begin_ns, end_ns)]: 'f' filled, 'w' written.");
+      .def("trace", &PySaveJob::Trace, "[(kind, task, begin_ns, end_ns)]: 'f' filled, 'w' written.")
+      .def("held_buffers", &PySaveJob::HeldBuffers,
+           "Caller buffers the job still holds (0 once finish() has returned).");
+  m.def("configure_threads", &ConfigureThreadsPy, py::arg("max_threads") = py::none(),
+        py::arg("idle_seconds") = py::none(),
+        "Sets the cap on the process-wide I/O thread pool (0: no helper threads) and how long\n"
+        "an idle pool thread lives. None leaves a setting as it is.");
+  m.def("thread_stats", &ThreadStatsPy, "Counters of the process-wide I/O thread pool.");
   m.def(
       "configure_staging",
       [](uint64_t buffer_bytes, uint64_t capacity_bytes, uint64_t retain_bytes) {

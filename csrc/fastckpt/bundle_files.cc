@@ -65,37 +65,49 @@ Status BundleFiles::SyncData(int threads) const {
 
 void BundleFiles::Abandon() {
   if (committed_) return;
-  // Best effort: the save has already failed with a better error.
+  // Best effort: the save has already failed with a better error. Unlinked
+  // while this process still holds each file's lock, so no other save's
+  // cleanup races with it; then the descriptors are closed, which is what
+  // gives the space back and drops the locks.
   for (const auto& p : temps_) RemoveFileIfExists(p).IgnoreError();
   temps_.clear();
+  files_.clear();  // silent close: a deferred write error changes nothing now
 }
 
 Status BundleFiles::Commit(const std::string& index, bool durable, std::vector<std::string>* final_files) {
   const std::string final_index = IndexFilename(prefix_);
   std::string temp_index;
   File index_file;
-  FASTCKPT_RETURN_IF_ERROR(CreateLockedTempFile(final_index, &index_file, &temp_index));
+  // Every failure before the commit point leaves nothing behind when Commit
+  // returns: the temporary files are removed and closed (Abandon), the
+  // index's descriptor is closed by its destructor.
+  auto fail = [&](const Status& st) {
+    Abandon();
+    return st;
+  };
+  Status st = CreateLockedTempFile(final_index, &index_file, &temp_index);
+  if (!st.ok()) return fail(st);
   temps_.push_back(temp_index);
-  FASTCKPT_RETURN_IF_ERROR(index_file.PwriteAll(index.data(), index.size(), 0));
-  if (durable) FASTCKPT_RETURN_IF_ERROR(index_file.Sync());
-
+  st = index_file.PwriteAll(index.data(), index.size(), 0);
+  if (st.ok() && durable) st = index_file.Sync();
   // An old index of the prefix goes first when the new data files are about
   // to replace its data (same shard count), so that it is never paired with
   // new data. With another shard count the names differ: the old checkpoint
   // stays whole until the index rename below replaces its index atomically.
-  if (AnyExists(final_data_)) FASTCKPT_RETURN_IF_ERROR(RemoveFileIfExists(final_index));
+  if (st.ok() && AnyExists(final_data_)) st = RemoveFileIfExists(final_index);
+  if (!st.ok()) return fail(st);
   for (size_t s = 0; s < final_data_.size(); ++s) {
-    Status st = PublishTempFile(temp_data_[s], final_data_[s]);
+    st = PublishTempFile(temp_data_[s], final_data_[s]);
     if (!st.ok()) {
       // Undo, best effort: the rename's error is the one to report.
       for (size_t r = 0; r < s; ++r) RemoveFileIfExists(final_data_[r]).IgnoreError();
-      return st;
+      return fail(st);
     }
   }
-  Status st = PublishTempFile(temp_index, final_index);
+  st = PublishTempFile(temp_index, final_index);
   if (!st.ok()) {
     for (const auto& p : final_data_) RemoveFileIfExists(p).IgnoreError();  // undo, best effort
-    return st;
+    return fail(st);
   }
   committed_ = true;
   // close() can report a deferred write error (e.g. on network filesystems).

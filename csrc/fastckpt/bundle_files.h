@@ -44,7 +44,8 @@ class BundleFiles {
   // holds the data files then the index.
   Status Commit(const std::string& index, bool durable, std::vector<std::string>* final_files);
 
-  // Removes the temporary files (no-op after a successful Commit).
+  // Removes the temporary files and closes their descriptors (no-op after a
+  // successful Commit). REQUIRES: no thread is writing to data(s).
   void Abandon();
 
  private:

@@ -1,17 +1,26 @@
 // BundleReader::ReadToDevice: restore into device memory through staging
 // buffers. Kept apart from bundle_reader.cc, which reads into host memory.
+//
+// Threads: the calling thread and up to threads - 1 pool helpers
+// (thread_pool.h) each take tasks until none is left; each owns its streams
+// and its buffers in flight. A worker short of staging memory retires its
+// own buffer in flight before it waits, so waiting workers hold nothing and
+// one of them always gets a buffer (staging_pool.h): no worker waits for a
+// buffer that only a waiting worker could release.
 #include <algorithm>
 #include <atomic>
 #include <deque>
 #include <map>
+#include <exception>
 #include <mutex>
-#include <thread>
+#include <string>
 
 #include "fastckpt/bundle_reader.h"
 #include "fastckpt/crc32c.h"
 #include "fastckpt/dtypes.h"
 #include "fastckpt/read_plan.h"
 #include "fastckpt/staging_pool.h"
+#include "fastckpt/thread_pool.h"
 
 namespace fastckpt {
 
@@ -88,7 +97,18 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       const ReadTask& task = tasks[t];
       InFlight f{StagingBuffer(), {}, t};
       // A new buffer is allocated in the context of the device it feeds.
-      st = pool.Acquire(engine_ref, requests[pieces[task.first].req].device, &quota, &f.buf);
+      const int device = requests[pieces[task.first].req].device;
+      st = pool.Acquire(engine_ref, device, &quota, &f.buf, [] { return true; });
+      if (st.ok() && f.buf.data == nullptr) {
+        // Short of staging memory: retire this worker's buffer in flight
+        // (its copy runs on the device) instead of waiting while holding
+        // it, so that every waiting worker holds nothing (staging_pool.h).
+        while (st.ok() && !inflight.empty()) {
+          st = retire(inflight.front());
+          inflight.pop_front();
+        }
+        if (st.ok()) st = pool.Acquire(engine_ref, device, &quota, &f.buf);
+      }
       if (!st.ok()) break;
       // Read the task's bytes (contiguous in one file) in cache-sized steps,
       // checksumming each step's pieces while hot.
@@ -157,11 +177,22 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
     if (!st.ok()) fail(st);
   };
 
+  // Run by this thread and by each pool helper that starts (thread_pool.h):
+  // whoever runs takes the tasks that are left.
+  auto guarded_worker = [&]() {
+    try {
+      worker();
+    } catch (const std::exception& e) {
+      fail(Internal(std::string("reading to the device failed: ") + e.what()));
+    }
+  };
   size_t n = std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), std::max<size_t>(tasks.size(), 1));
-  std::vector<std::thread> helpers;
-  for (size_t i = 1; i < n; ++i) helpers.emplace_back(worker);
-  worker();
-  for (std::thread& h : helpers) h.join();
+  {
+    HelperGroup helpers(guarded_worker);
+    helpers.Request(static_cast<int>(n) - 1);
+    guarded_worker();
+    helpers.Join();
+  }
   FASTCKPT_RETURN_IF_ERROR(first_error);
 
   return CheckReadCrcs(plan, req_entries, piece_crc, [&](size_t ri) { return Describe(requests[ri].entry); });

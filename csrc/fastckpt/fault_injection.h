@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace fastckpt {
@@ -49,7 +50,8 @@ struct Injected {
 // yield a correct file because the write helpers loop over short transfers.
 // Re-arming replaces the previous configuration and resets the hit count.
 void Arm(Point point, int64_t skip_calls, int err, bool short_write);
-// Stops injecting. The hit count stays readable until the next Arm.
+// Stops injecting (the fill delay and thread failures below too). The hit
+// count stays readable until the next Arm.
 void Disarm();
 // Calls seen at the armed point since the last Arm (including the failed
 // one); with a huge skip_calls this counts the calls a save makes.
@@ -61,15 +63,63 @@ bool ParsePoint(const std::string& name, Point* point);
 // Bytes a short write transfers out of `n` (about half, at least one).
 inline size_t ShortLength(size_t n) { return n > 1 ? n / 2 : n; }
 
+// -- The snapshot's fills (save_job.cc) ---------------------------------------
+//
+// A failure racing a snapshot (a write fails while the snapshot is still
+// copying into a staging buffer) is a window of microseconds in a real save.
+// This hook makes it deterministic: the (skip_fills + 1)-th fill of a
+// staging buffer, after the buffer was acquired and before any byte is
+// copied into it, waits until the save has failed (for at most `wait_ms`),
+// then sleeps `delay_ms` more and goes on copying. Meanwhile the rest of the
+// job runs its failure path with this fill still in progress. One-shot;
+// Disarm() disarms it too.
+void ArmFillDelay(int64_t skip_fills, int64_t wait_ms, int64_t delay_ms);
+
+struct FillDelayState {
+  int64_t fills = 0;      // fills seen since ArmFillDelay
+  bool started = false;   // the chosen fill has begun waiting
+  bool saw_failure = false;  // ... and the save had failed when it stopped waiting
+  bool finished = false;  // ... and has returned to its copy
+};
+FillDelayState GetFillDelayState();
+
+// -- Thread creation (thread_pool.cc, simulated_copy_engine.cc) -------------
+//
+// After `skip` more thread creations succeed, the next `count` (-1: every
+// one until Disarm) fail with EAGAIN, as pthread_create fails when the
+// process is out of threads or memory.
+void ArmThreadFailures(int64_t skip, int64_t count);
+// Thread creations refused by the hook since ArmThreadFailures.
+int64_t ThreadFailures();
+
 namespace internal {
 extern std::atomic<bool> g_armed;
+extern std::atomic<bool> g_fill_armed;
+extern std::atomic<bool> g_thread_armed;
 Injected InjectSlow(Point point);
+void FillSlow(const std::function<bool()>& failed);
+bool ThreadSlow();
 }  // namespace internal
 
 // Called by file_io.cc before each hooked system call.
 inline Injected Inject(Point point) {
   if (__builtin_expect(!internal::g_armed.load(std::memory_order_relaxed), 1)) return Injected();
   return internal::InjectSlow(point);
+}
+
+// Called by the snapshot after it acquired a fill's staging buffer, before
+// copying into it; failed() says whether the save has failed. (A template,
+// so that a disarmed hook builds no std::function.)
+template <typename Failed>
+inline void OnFill(const Failed& failed) {
+  if (__builtin_expect(!internal::g_fill_armed.load(std::memory_order_relaxed), 1)) return;
+  internal::FillSlow(std::function<bool()>(failed));
+}
+
+// Called before each thread creation: true means "fail it with EAGAIN".
+inline bool InjectThreadFailure() {
+  if (__builtin_expect(!internal::g_thread_armed.load(std::memory_order_relaxed), 1)) return false;
+  return internal::ThreadSlow();
 }
 
 }  // namespace fault

@@ -7,9 +7,12 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <new>
 #include <set>
+#include <stdexcept>
 
 #include "fastckpt/crc32c.h"
+#include "fastckpt/fault_injection.h"
 #include "fastckpt/thread_pool.h"
 
 namespace fastckpt {
@@ -69,6 +72,9 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
       job->ready_.push_back(t);
     }
   }
+  // Nothing to stage: the snapshot has nothing to do, and Finish() need
+  // not wait for one.
+  if (job->staged_list_.empty()) job->snapshot_state_ = SnapshotState::kDone;
   job->quota_.max_buffers = staging.max_buffers > 0 ? staging.max_buffers : 3 * job->threads_;
   job->piece_crc_.assign(plan.pieces.size(), 0);
   FASTCKPT_RETURN_IF_ERROR(job->files_.Create(prefix, plan.num_shards));
@@ -78,12 +84,11 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
 
 SaveJob::~SaveJob() {
   Abort(FailedPrecondition("the save was abandoned before it finished"));
-  for (std::thread& w : writers_) {
-    if (w.joinable()) w.join();
-  }
-  // Fillers are done (Snapshot returns only after they are); nothing is in
-  // flight into these buffers any more.
-  for (StagingBuffer& b : buffers_) StagingPool::Instance().Release(&b, &quota_);
+  // Only the outcome matters here: the job is being destroyed unfinished.
+  WaitForSnapshot().IgnoreError();
+  if (writers_) writers_->Join();
+  ReleaseBuffers();
+  // files_'s destructor closes and removes the temporary files.
 }
 
 Status SaveJob::status() const {
@@ -145,8 +150,25 @@ void SaveJob::PushReady(size_t t) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ready_.push_back(t);
+    ready_count_.store(ready_.size());
   }
   cv_.notify_all();
+  // A filler waiting for a staging buffer writes ready tasks instead.
+  StagingPool::Instance().Wake();
+}
+
+bool SaveJob::TakeReady(size_t* t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (failed_.load() || ready_.empty()) return false;
+  *t = ready_.front();
+  ready_.pop_front();
+  ready_count_.store(ready_.size());
+  ++taken_;
+  return true;
+}
+
+void SaveJob::ReleaseBuffers() {
+  for (StagingBuffer& b : buffers_) StagingPool::Instance().Release(&b, &quota_);
 }
 
 // ---------------------------------------------------------------------------
@@ -155,21 +177,46 @@ void SaveJob::PushReady(size_t t) {
 Status SaveJob::Snapshot() {
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (snapshot_started_) {
-      cv_.wait(lock, [&] { return snapshot_done_; });
+    if (snapshot_state_ != SnapshotState::kNotStarted) {
+      cv_.wait(lock, [&] { return snapshot_state_ == SnapshotState::kDone; });
       return snapshot_status_;
     }
-    snapshot_started_ = true;
+    if (failed_.load()) {
+      // The job failed first: the snapshot never starts, and the arrays are
+      // never read.
+      snapshot_state_ = SnapshotState::kDone;
+      snapshot_status_ = status_;
+      return snapshot_status_;
+    }
+    snapshot_state_ = SnapshotState::kRunning;
   }
   Status st = RunSnapshot();
+  // Failed first, then done: whoever waits for the snapshot sees the failure.
+  if (!st.ok()) Abort(st);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    snapshot_done_ = true;
+    snapshot_state_ = SnapshotState::kDone;
     snapshot_status_ = st;
   }
   cv_.notify_all();
-  if (!st.ok()) Abort(st);
   return st;
+}
+
+Status SaveJob::WaitForSnapshot() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] {
+    return snapshot_state_ == SnapshotState::kDone ||
+           (snapshot_state_ == SnapshotState::kNotStarted && failed_.load());
+  });
+  if (snapshot_state_ == SnapshotState::kNotStarted) {
+    // Claimed: a later Snapshot() returns this without reading anything.
+    snapshot_state_ = SnapshotState::kDone;
+    snapshot_status_ = status_;
+    lock.unlock();
+    cv_.notify_all();
+    lock.lock();
+  }
+  return snapshot_status_;
 }
 
 Status SaveJob::RunSnapshot() {
@@ -197,13 +244,26 @@ Status SaveJob::RunSnapshot() {
     }
   }
   std::atomic<size_t> next{0};
+  std::atomic<size_t> slots{0};
   std::vector<Status> results(fillers);
-  std::vector<std::thread> helpers;
-  for (size_t f = 1; f < fillers; ++f) {
-    helpers.emplace_back([&, f] { results[f] = FillTasks(&next, &streams[f]); });
+  // Run by this thread and by each helper that starts: each takes the next
+  // filler slot (its own streams) and fills tasks until none is left.
+  auto fill = [&]() {
+    const size_t f = slots.fetch_add(1);
+    if (f >= fillers) return;
+    try {
+      results[f] = FillTasks(&next, &streams[f]);
+    } catch (const std::exception& e) {
+      results[f] = Internal(std::string("the snapshot failed: ") + e.what());
+      Abort(results[f]);
+    }
+  };
+  {
+    HelperGroup helpers(fill);
+    helpers.Request(static_cast<int>(fillers) - 1);
+    fill();
+    helpers.Join();
   }
-  results[0] = FillTasks(&next, &streams[0]);
-  for (std::thread& h : helpers) h.join();
   // A failure elsewhere (a write) stops the fillers early, some of them with
   // "cancelled": the job's first error is the one to report.
   Status st = status();
@@ -211,38 +271,78 @@ Status SaveJob::RunSnapshot() {
   return st;
 }
 
-Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
-  StagingPool& pool = StagingPool::Instance();
-  StreamMap& streams = *my_streams;  // one per device, already ordered after the callers' streams
-  struct Pending {
-    size_t task;
-    std::vector<std::pair<CopyStream*, uint64_t>> marks;
-    int64_t begin;
-  };
-  std::deque<Pending> pending;
-  auto complete = [&](const Pending& p) -> Status {
-    for (const auto& m : p.marks) {
-      Status s = m.first->WaitMark(m.second);
-      if (!s.ok()) {
-        return s.Annotate("copying " + DescribeTask(p.task) + " from the device failed: ");
-      }
-    }
-    staged_bytes_.fetch_add(plan_.tasks[p.task].bytes);
-    Record('f', p.task, p.begin);
-    PushReady(p.task);
-    return Status::Ok();
-  };
+struct SaveJob::Pending {
+  size_t task;
+  std::vector<std::pair<CopyStream*, uint64_t>> marks;
+  int64_t begin;
+};
 
+Status SaveJob::CompleteFill(const Pending& p) {
+  for (const auto& m : p.marks) {
+    Status s = m.first->WaitMark(m.second);
+    if (!s.ok()) return s.Annotate("copying " + DescribeTask(p.task) + " from the device failed: ");
+  }
+  staged_bytes_.fetch_add(plan_.tasks[p.task].bytes);
+  Record('f', p.task, p.begin);
+  PushReady(p.task);
+  return Status::Ok();
+}
+
+Status SaveJob::CompletePending(std::deque<Pending>* pending) {
+  Status st;
+  for (; !pending->empty(); pending->pop_front()) {
+    // After an error the rest are dropped: their buffers go back when the
+    // job ends, once the streams have been drained (FillTasks).
+    if (st.ok()) st = CompleteFill(pending->front());
+  }
+  return st;
+}
+
+Status SaveJob::AcquireForFill(size_t t, std::deque<Pending>* pending) {
+  StagingPool& pool = StagingPool::Instance();
+  StagingBuffer& buf = buffers_[t];
+  const int device = TaskDevice(t);
+  auto dont_wait = [] { return true; };
+  auto ready = [this] { return ready_count_.load() > 0; };
+  for (;;) {
+    FASTCKPT_RETURN_IF_ERROR(pool.Acquire(engine_, device, &quota_, &buf, dont_wait));
+    if (buf.data != nullptr) return Status::Ok();
+    // Short of staging memory. Copies this filler has in flight become
+    // ready tasks once waited for; ready tasks are written here, which
+    // frees their buffers.
+    if (!pending->empty()) {
+      FASTCKPT_RETURN_IF_ERROR(CompletePending(pending));
+      continue;
+    }
+    size_t r;
+    if (TakeReady(&r)) {
+      Status st = WriteTask(r);
+      if (!st.ok()) {
+        Abort(st);
+        return st;
+      }
+      continue;
+    }
+    // Nothing to do but wait: for a buffer, a ready task, or a failure.
+    FASTCKPT_RETURN_IF_ERROR(pool.Acquire(engine_, device, &quota_, &buf, ready));
+    if (buf.data != nullptr) return Status::Ok();
+  }
+}
+
+Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
+  StreamMap& streams = *my_streams;  // one per device, already ordered after the callers' streams
+  std::deque<Pending> pending;
   Status st;
   while (st.ok() && !failed_.load()) {
     size_t k = next->fetch_add(1);
     if (k >= staged_list_.size()) break;
     const size_t t = staged_list_[k];
     const Task& task = plan_.tasks[t];
+    st = AcquireForFill(t, &pending);
+    if (!st.ok()) break;
     Pending p{t, {}, NowNs()};
     StagingBuffer& buf = buffers_[t];
-    st = pool.Acquire(engine_, TaskDevice(t), &quota_, &buf);
-    if (!st.ok()) break;
+    fault::OnFill([this] { return failed_.load(); });  // test hook
     std::set<int> devices;
     uint64_t off = 0;
     for (size_t i = task.first; i < task.end && st.ok(); ++i) {
@@ -269,27 +369,28 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
     }
     if (!st.ok()) break;
     if (p.marks.empty()) {
-      st = complete(p);
+      st = CompleteFill(p);  // host bytes only: ready now
     } else {
       // Keep one task's copies in flight while the previous one is handed to
       // the writers: the copy of chunk k+1 overlaps the write of chunk k.
       pending.push_back(std::move(p));
       while (st.ok() && pending.size() > 1) {
-        st = complete(pending.front());
+        st = CompleteFill(pending.front());
         pending.pop_front();
       }
     }
   }
-  while (!pending.empty()) {
-    if (st.ok()) st = complete(pending.front());
-    pending.pop_front();
+  if (st.ok()) {
+    st = CompletePending(&pending);
+  } else {
+    pending.clear();  // never handed over; released when the job ends
   }
   if (!st.ok()) {
     // Nothing may still be copying into a buffer that will be released.
     for (auto& s : streams) {
       uint64_t m = 0;
       // Only draining: the stream's error, if any, was reported already.
-        if (s.second->Mark(&m).ok()) s.second->WaitMark(m).IgnoreError();
+      if (s.second->Mark(&m).ok()) s.second->WaitMark(m).IgnoreError();
     }
   }
   return st;
@@ -300,8 +401,14 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
 
 void SaveJob::StartWriting() {
   std::call_once(writers_once_, [&] {
-    size_t n = std::min<size_t>(static_cast<size_t>(threads_), std::max<size_t>(plan_.tasks.size(), 1));
-    for (size_t i = 0; i < n; ++i) writers_.emplace_back([this] { WriterLoop(); });
+    try {
+      writers_.reset(new HelperGroup([this] { WriterLoop(); }));
+    } catch (const std::bad_alloc&) {
+      return;  // no helpers: the thread that calls Finish() writes alone
+    }
+    const size_t n = std::min<size_t>(static_cast<size_t>(threads_), std::max<size_t>(plan_.tasks.size(), 1));
+    // The thread that calls Finish() is a writer too.
+    writers_->Request(static_cast<int>(n) - 1);
   });
 }
 
@@ -315,31 +422,38 @@ void SaveJob::WriterLoop() {
       if (failed_.load() || ready_.empty()) return;
       t = ready_.front();
       ready_.pop_front();
+      ready_count_.store(ready_.size());
       ++taken_;
     }
-    int64_t begin = NowNs();
-    Status st = staged_[t] ? WriteStaged(t) : WriteDirect(t);
+    Status st;
+    try {
+      st = WriteTask(t);
+    } catch (const std::exception& e) {
+      st = Internal(std::string("writing ") + DescribeTask(t) + " failed: " + e.what());
+    }
     if (!st.ok()) {
       Abort(st);
       return;
     }
-    written_bytes_.fetch_add(plan_.tasks[t].bytes);
-    // Counted before its buffer goes back, so that a snapshot that got the
-    // buffer sees the bytes as written.
-    if (staged_[t]) StagingPool::Instance().Release(&buffers_[t], &quota_);
-    Record('w', t, begin);
-    if (options_.durable) {
-      // Start writeback now so that the disk works while other tasks are
-      // still being copied.
-      const Task& task = plan_.tasks[t];
-      uint64_t first = plan_.pieces[task.first].file_offset;
-      st = files_.data(task.shard).StartWriteback(first, task.bytes);
-      if (!st.ok()) {
-        Abort(st);
-        return;
-      }
-    }
   }
+}
+
+Status SaveJob::WriteTask(size_t t) {
+  const int64_t begin = NowNs();
+  FASTCKPT_RETURN_IF_ERROR(staged_[t] ? WriteStaged(t) : WriteDirect(t));
+  written_bytes_.fetch_add(plan_.tasks[t].bytes);
+  // Counted before its buffer goes back, so that a snapshot that got the
+  // buffer sees the bytes as written.
+  if (staged_[t]) StagingPool::Instance().Release(&buffers_[t], &quota_);
+  Record('w', t, begin);
+  if (options_.durable) {
+    // Start writeback now so that the disk works while other tasks are
+    // still being copied.
+    const Task& task = plan_.tasks[t];
+    const uint64_t first = plan_.pieces[task.first].file_offset;
+    FASTCKPT_RETURN_IF_ERROR(files_.data(task.shard).StartWriteback(first, task.bytes));
+  }
+  return Status::Ok();
 }
 
 // A task written straight from the caller's host memory.
@@ -415,30 +529,31 @@ Status SaveJob::WriteStaged(size_t t) {
 }
 
 Status SaveJob::Finish(WriteResult* result) {
-  if (finished_) return FailedPrecondition("the save was already finished");
-  finished_ = true;
-  StartWriting();
-  Status snap;
   {
-    // The snapshot runs on the thread that called Snapshot() (the one whose
-    // streams the arrays are ordered on); wait for it, or for an abort.
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return snapshot_done_ || failed_.load(); });
-    if (snapshot_done_) snap = snapshot_status_;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finish_called_) return FailedPrecondition("the save was already finished");
+    finish_called_ = true;
   }
-  for (std::thread& w : writers_) w.join();
-  writers_.clear();
-  for (StagingBuffer& b : buffers_) StagingPool::Instance().Release(&b, &quota_);
-  Status st = status();
-  st.Update(snap);
+  StartWriting();
+  // This thread writes too, until every task is taken or the job failed.
+  WriterLoop();
+  // Then nothing of the job may still run: the snapshot (which may be
+  // copying into a staging buffer, or writing a ready task) and the helpers.
+  Status st = WaitForSnapshot();
+  if (writers_) writers_->Join();
+  ReleaseBuffers();
+  st.Update(status());
+  if (st.ok() && options_.durable) st = files_.SyncData(threads_);
+  std::string index;
+  if (st.ok()) st = BuildIndex(items_, plan_, piece_crc_, &index);
+  if (st.ok()) st = files_.Commit(index, options_.durable, &result->files);
   if (!st.ok()) {
+    Abort(st);
+    // Closes and removes every temporary file now, not when the job is
+    // destroyed: a failed save holds no disk space, descriptor or lock.
     files_.Abandon();
     return st;
   }
-  if (options_.durable) FASTCKPT_RETURN_IF_ERROR(files_.SyncData(threads_));
-  std::string index;
-  FASTCKPT_RETURN_IF_ERROR(BuildIndex(items_, plan_, piece_crc_, &index));
-  FASTCKPT_RETURN_IF_ERROR(files_.Commit(index, options_.durable, &result->files));
   result->num_shards = plan_.num_shards;
   result->data_bytes = plan_.total_bytes;
   return Status::Ok();

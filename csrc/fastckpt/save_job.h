@@ -7,18 +7,37 @@
 //               several threads. When it returns, the caller's arrays are no
 //               longer read and may change.
 //   Finish()    waits until every byte is checksummed and written, writes
-//               the index and commits (bundle_files.h), on writer threads.
+//               the index and commits (bundle_files.h).
 //
-// The phases overlap: writer threads (StartWriting) consume staged buffers
-// while the snapshot fills others, so device-to-host copy of chunk k+1, the
-// CRC32C of chunk k and its pwrite run at the same time. Buffers come from
-// the process-wide StagingPool and are returned as soon as they are written;
-// when the pool (the host-memory budget) or this save's quota is exhausted,
-// Snapshot() waits for writes to free a buffer: backpressure.
+// The phases overlap: writers consume staged buffers while the snapshot
+// fills others, so device-to-host copy of chunk k+1, the CRC32C of chunk k
+// and its pwrite run at the same time. Buffers come from the process-wide
+// StagingPool and are returned as soon as they are written; when the pool
+// (the host-memory budget) or this save's quota is exhausted, the snapshot
+// applies backpressure: it completes its own copies in flight, then writes
+// ready tasks itself, and waits only when there is nothing left to write
+// (every buffer it could get is being filled or written by a running
+// thread). So a snapshot finishes even when no writer runs at all (e.g. the
+// background thread that will call Finish() is busy with an earlier save).
+//
+// Threads: the thread calling Snapshot() fills, helped by up to
+// fill_threads - 1 pool helpers; the thread calling Finish() writes, helped
+// by up to threads - 1 pool helpers (thread_pool.h; StartWriting() asks for
+// them early). Helpers only speed things up: every phase completes on its
+// caller's thread alone.
+//
+// Failure: once a step fails (a write, a copy, Abort()), every thread stops
+// taking new work. Finish() then waits for a snapshot that has started to
+// stop (it may be copying into a staging buffer) and, if the snapshot has not
+// started, claims it so that it never starts (a later Snapshot() returns the
+// failure without reading the arrays). Only then are the staging buffers
+// released, and every temporary file is closed and removed before Finish()
+// returns, so a failed save holds no disk space, descriptor or lock.
 //
 // Host items that are not snapshotted are written straight from the
 // caller's memory (no copy), as before; they must stay unchanged until
-// Finish() returns.
+// Finish() returns. No thread of the job reads the caller's memory after
+// Finish() has returned (success or failure), nor after the destructor.
 //
 // Thread-safety: Snapshot(), StartWriting(), Finish() and Abort() may be
 // called from different threads (e.g. Snapshot on the caller's thread and
@@ -26,7 +45,7 @@
 // Snapshot() waits for the first and gets its result. Snapshot() must be
 // called on the thread that owns the arrays' streams (a per-thread default
 // stream is the calling thread's) and before or while Finish() runs: Finish()
-// waits for it. No Python is touched.
+// waits for it unless the job has failed. No Python is touched.
 #pragma once
 
 #include <atomic>
@@ -37,7 +56,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "fastckpt/bundle_files.h"
@@ -45,6 +63,7 @@
 #include "fastckpt/bundle_writer.h"
 #include "fastckpt/copy_engine.h"
 #include "fastckpt/staging_pool.h"
+#include "fastckpt/thread_pool.h"
 
 namespace fastckpt {
 
@@ -86,10 +105,15 @@ class SaveJob {
   static Status Create(const std::string& prefix, std::vector<WriteItem> items,
                        const WriteOptions& options, const StagingOptions& staging,
                        std::unique_ptr<SaveJob>* out);
-  ~SaveJob();  // aborts an unfinished job and joins its threads
+  // Aborts an unfinished job, waits for a running snapshot and the writers
+  // to stop, releases the staging buffers and removes the temporary files.
+  ~SaveJob();
 
   Status Snapshot();
+  // Asks the pool for writer helpers now (idempotent); Finish() does it too.
   void StartWriting();
+  // Writes (on this thread and helpers), then commits. On failure nothing is
+  // committed and the job holds no file, descriptor or staging buffer.
   Status Finish(WriteResult* result);
   // Fails the job: threads stop, Finish() returns `why`, nothing is committed.
   void Abort(const Status& why);
@@ -100,11 +124,29 @@ class SaveJob {
  private:
   SaveJob() = default;
   using StreamMap = std::map<int, std::unique_ptr<CopyStream>>;  // by device ordinal
+  enum class SnapshotState { kNotStarted, kRunning, kDone };
+  struct Pending;
+
   Status RunSnapshot();
   Status FillTasks(std::atomic<size_t>* next, StreamMap* streams);
+  // Gets task t's staging buffer; short of one, completes `pending` and
+  // writes ready tasks instead of waiting (see the class comment).
+  Status AcquireForFill(size_t t, std::deque<Pending>* pending);
+  // Waits for a fill's copies, then hands its task to the writers.
+  Status CompleteFill(const Pending& p);
+  // CompleteFill for each of `pending`, in order; empties it.
+  Status CompletePending(std::deque<Pending>* pending);
+  // Waits until the snapshot is over, or claims it if the job has failed
+  // before it started. Returns its status.
+  Status WaitForSnapshot();
   void WriterLoop();
+  // Takes a ready task without waiting; false if there is none (or failed).
+  bool TakeReady(size_t* t);
+  // Writes task t, releases its buffer, starts writeback.
+  Status WriteTask(size_t t);
   Status WriteDirect(size_t t);
   Status WriteStaged(size_t t);
+  void ReleaseBuffers();
   std::string DescribeTask(size_t t) const;
   // The device whose context a new staging buffer of task t is allocated in:
   // the device of its first device piece, else home_device_.
@@ -124,7 +166,10 @@ class SaveJob {
   int home_device_ = 0;                 // device of the first device item
   std::vector<uint8_t> staged_;         // per task: goes through a staging buffer
   std::vector<size_t> staged_list_;     // staged tasks, in plan order
-  std::vector<StagingBuffer> buffers_;  // per staged task, while it is in flight
+  // Per staged task, while it is in flight: touched only by the thread that
+  // fills the task, then by the one that writes it (handed over through
+  // ready_ under mu_), and by ReleaseBuffers once no other thread runs.
+  std::vector<StagingBuffer> buffers_;
   std::vector<uint32_t> piece_crc_;
   StagingQuota quota_;
 
@@ -133,18 +178,18 @@ class SaveJob {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<size_t> ready_;           // guarded by mu_
+  std::atomic<size_t> ready_count_{0};  // ready_.size(), for waits outside mu_
   size_t taken_ = 0;                   // tasks handed to writers; guarded by mu_
   Status status_;                      // first error; guarded by mu_
-  bool snapshot_started_ = false;      // guarded by mu_
-  bool snapshot_done_ = false;         // guarded by mu_
+  SnapshotState snapshot_state_ = SnapshotState::kNotStarted;  // guarded by mu_
   Status snapshot_status_;             // guarded by mu_
+  bool finish_called_ = false;         // guarded by mu_
   std::vector<TraceEvent> trace_;      // guarded by mu_
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> staged_bytes_{0};
   std::atomic<uint64_t> written_bytes_{0};
-  std::vector<std::thread> writers_;   // started once, by StartWriting
+  std::unique_ptr<HelperGroup> writers_;  // made once, by StartWriting
   std::once_flag writers_once_;
-  bool finished_ = false;
 };
 
 }  // namespace fastckpt

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <system_error>
+
+#include "fastckpt/fault_injection.h"
 
 namespace fastckpt {
 
@@ -17,11 +20,23 @@ int64_t NowNs() {
 }
 
 // Runs closures one after another on its own thread, like a device queue.
-// Destruction drains the queue first.
+// Destruction drains the queue first. If the thread cannot be created (the
+// process is out of threads), closures run inline on the thread that pushes
+// them, in the same order: a slower queue, never a crash.
 class SerialQueue {
  public:
-  SerialQueue() : thread_([this] { Loop(); }) {}
+  SerialQueue() {
+    try {
+      if (fault::InjectThreadFailure()) {  // test hook: as std::thread fails
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+      }
+      thread_ = std::thread([this] { Loop(); });
+    } catch (const std::system_error&) {
+      // thread_ stays empty: Push runs closures inline.
+    }
+  }
   ~SerialQueue() {
+    if (!thread_.joinable()) return;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
@@ -30,6 +45,10 @@ class SerialQueue {
     thread_.join();
   }
   void Push(std::function<void()> fn) {
+    if (!thread_.joinable()) {
+      fn();
+      return;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(std::move(fn));
@@ -56,7 +75,7 @@ class SerialQueue {
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;  // guarded by mu_
   bool stop_ = false;                        // guarded by mu_
-  std::thread thread_;                       // last: starts after the members above exist
+  std::thread thread_;                       // started last, once the members above exist
 };
 
 void SleepUs(double us) {

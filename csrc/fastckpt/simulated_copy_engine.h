@@ -2,7 +2,8 @@
 // pipeline on machines without a GPU. "Device memory" is host memory: a
 // DevicePtr is a host address. Copies run asynchronously on one worker
 // thread per stream, in order, like a CUDA stream, so a pipeline that
-// forgets to wait for a copy reads stale bytes here too.
+// forgets to wait for a copy reads stale bytes here too. (Where that thread
+// cannot be created, the stream runs its copies inline, in order.)
 //
 // It can also be slowed down (latency and bandwidth per copy), made to fail
 // the N-th copy, and asked to run "caller work" on caller streams (a delayed

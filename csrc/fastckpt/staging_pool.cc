@@ -1,14 +1,32 @@
 #include "fastckpt/staging_pool.h"
 
+#include <pthread.h>
+
 #include <cstdlib>
+#include <new>
 
 namespace fastckpt {
 
 StagingPool& StagingPool::Instance() {
   // Leaked on purpose: buffers may be in use by background saves while
   // static destructors run at exit.
-  static StagingPool* pool = new StagingPool();
+  static StagingPool* pool = Create();
   return *pool;
+}
+
+StagingPool* StagingPool::Create() {
+  StagingPool* pool = new StagingPool();
+  pthread_atfork(&StagingPool::LockForFork, &StagingPool::UnlockAfterFork, &StagingPool::ResetInChild);
+  return pool;
+}
+
+void StagingPool::LockForFork() { Instance().mu_.lock(); }
+void StagingPool::UnlockAfterFork() { Instance().mu_.unlock(); }
+void StagingPool::ResetInChild() {
+  StagingPool& p = Instance();
+  // Its waiters were threads of the parent.
+  new (&p.cv_) std::condition_variable();
+  p.mu_.unlock();
 }
 
 void StagingPool::Configure(size_t buffer_bytes, size_t capacity_bytes, size_t retain_bytes) {
@@ -45,7 +63,7 @@ void StagingPool::FreeLocked(StagingBuffer* b) {
 }
 
 Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, int device, StagingQuota* quota,
-                            StagingBuffer* out) {
+                            StagingBuffer* out, const std::function<bool()>& stop_waiting) {
   std::unique_lock<std::mutex> lock(mu_);
   bool waited = false;
   for (;;) {
@@ -68,7 +86,9 @@ Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, int devic
           FreeLocked(&free_.back());
           free_.pop_back();
         }
-        if (stats_.allocated_bytes + buffer_bytes_ <= capacity_bytes_ || stats_.allocated_bytes == 0) {
+        // A borrower holding nothing may exceed the capacity (see "Progress").
+        if (stats_.allocated_bytes + buffer_bytes_ <= capacity_bytes_ || stats_.allocated_bytes == 0 ||
+            quota->held.load() == 0) {
           size_t n = buffer_bytes_;
           void* p = nullptr;
           Status st;
@@ -96,6 +116,7 @@ Status StagingPool::Acquire(const std::shared_ptr<CopyEngine>& engine, int devic
         return Status::Ok();
       }
     }
+    if (stop_waiting && stop_waiting()) return Status::Ok();
     waited = true;
     cv_.wait(lock);
   }

@@ -8,10 +8,25 @@
 // is released, which is how a checkpoint larger than the budget applies
 // backpressure to the caller.
 //
+// Progress: a borrower that holds no buffer always gets one, even beyond
+// the capacity. Without that, a borrower could wait forever for buffers
+// that another borrower holds and only releases after the first one
+// finishes (an asynchronous save's filled buffers are written by a
+// background thread that may be busy with an earlier save). A borrower that
+// holds buffers must release one itself (by writing or retiring it) rather
+// than wait, or wait only while its buffers are in use by running threads;
+// Acquire's stop_waiting lets it do that work instead of sleeping. So
+// staging memory is bounded by the capacity plus one buffer per concurrent
+// borrower (save, or restore to a device) that holds nothing else.
+//
 // Buffers come from the copy engine's AllocHost (page-locked, for true
 // asynchronous device copies) when an engine is given, else from ordinary
 // page-aligned memory. Buffers are reused across saves; free buffers beyond
 // `retain_bytes` are returned to the system when released.
+//
+// fork(): the pool's lock is held across fork() so that a child never
+// inherits it locked; buffers lent to the parent's saves stay lent (and
+// unused) in the child.
 //
 // Thread-safety: all members may be called from any thread.
 #pragma once
@@ -20,6 +35,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -70,10 +86,15 @@ class StagingPool {
   // ordinary memory); a new one is allocated for `device` (the device the
   // caller copies with; see CopyEngine::AllocHost), a free one of the same
   // engine is reused whatever its device. Blocks while the pool or the quota
-  // is exhausted; returns kFailedPrecondition once quota->cancelled is set
-  // (then Wake()).
+  // is exhausted (never when the quota holds no buffer; see "Progress");
+  // returns kFailedPrecondition once quota->cancelled is set (then Wake()).
+  // If `stop_waiting` is given and returns true when Acquire would block
+  // (checked then and after every Wake() or Release()), Acquire returns Ok
+  // with out->data == nullptr instead: the caller has other work to do.
+  // stop_waiting runs under the pool's lock and must not call the pool.
+  // REQUIRES: out->data == nullptr.
   Status Acquire(const std::shared_ptr<CopyEngine>& engine, int device, StagingQuota* quota,
-                 StagingBuffer* out);
+                 StagingBuffer* out, const std::function<bool()>& stop_waiting = nullptr);
   void Release(StagingBuffer* buf, StagingQuota* quota);
   // Wakes every waiting Acquire, e.g. after setting a quota's cancelled flag.
   void Wake();
@@ -84,7 +105,11 @@ class StagingPool {
 
  private:
   StagingPool() = default;
+  static StagingPool* Create();
   void FreeLocked(StagingBuffer* b);
+  static void LockForFork();
+  static void UnlockAfterFork();
+  static void ResetInChild();
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
