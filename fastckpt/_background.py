@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures
+import os
 import sys
 import threading
 import time
@@ -287,6 +288,28 @@ def submit(handle: AsyncSave[T], fn: Callable[[], T], *, on_cancel: Optional[Cal
         _wakeup.notify_all()
 
 
+def withdraw(handle: AsyncSave[Any], error: BaseException) -> None:
+    """The snapshot of `handle` failed on the caller's thread, which raises
+    `error`: if the save still waits in the queue, it is taken out and its
+    `on_cancel` runs here and now (its temporary files and buffers go at
+    once, not when the background thread reaches it); otherwise the
+    background thread is already finishing it and reports the failure."""
+    mark_observed(handle)  # raised to the caller
+    with _lock:
+        if handle not in _queue:
+            return
+        _queue.remove(handle)
+        on_cancel, handle._on_cancel, handle._fn = handle._on_cancel, None, None
+    try:
+        if on_cancel is not None:
+            on_cancel()
+    finally:
+        del on_cancel
+        handle.set_running_or_notify_cancel()
+        handle.set_exception(_strip_tracebacks(error))
+        _retire(handle)
+
+
 def ready(handle: AsyncSave[Any]) -> None:
     """Marks `handle`'s snapshot as taken: from now on a queued save may be cancelled."""
     with _lock:
@@ -345,3 +368,30 @@ def _drain_at_exit() -> None:
 
 
 atexit.register(_drain_at_exit)
+
+
+# fork(): the child has no background thread, and must not inherit a lock
+# that the parent's thread held, nor the parent's queue (those saves are the
+# parent's to finish: the child would wait for them forever at exit). The lock
+# is held across the fork so that the module's state is copied consistent.
+def _before_fork() -> None:
+    _lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _wakeup, _queue, _worker, _pending, _failed
+    _lock = threading.Lock()
+    _wakeup = threading.Condition(_lock)
+    _queue = collections.deque()
+    _worker = None
+    _pending = []
+    _failed = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)

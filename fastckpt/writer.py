@@ -329,7 +329,7 @@ def start_background(job: Any, prefix: str, finish: Callable[[], T]) -> "_backgr
         job.snapshot()
     except BaseException as e:
         job.abort(f"the snapshot failed: {e}")
-        _background.mark_observed(handle)  # raised to the caller here
+        _background.withdraw(handle, e)  # cleaned up now, unless the background already has it
         raise
     handle.snapshot_seconds = time.perf_counter() - start
     _background.ready(handle)

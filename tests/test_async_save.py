@@ -92,6 +92,25 @@ def test_snapshot_error_is_raised_by_the_call(tmp_path, sim_device):
     assert os.listdir(tmp_path) == []
 
 
+def test_failed_snapshot_cleans_up_at_once_behind_a_busy_writer(tmp_path, sim_device):
+    # The background thread is busy with an earlier save: the failed save's
+    # temporary files and staging buffers must go when the call raises, not
+    # when the background thread gets to it.
+    release = threading.Event()
+    busy = _background.AsyncSave(str(tmp_path / "earlier"))
+    _background.submit(busy, lambda: release.wait(60))
+    try:
+        sim_device(fail_copy=3)
+        with pytest.raises(fastckpt.CudaError, match="CUDA_ERROR_ILLEGAL_ADDRESS"):
+            fastckpt.save({"x": SimDeviceArray(np.ones(4 << 20 >> 3))}, tmp_path / "ck", blocking=False)
+        assert os.listdir(tmp_path) == []
+        assert _native.staging_stats()["lent"] == 0
+        assert _background.pending_saves() == [busy]
+    finally:
+        release.set()
+    assert busy.result(timeout=60) is True
+
+
 def test_device_arrays_are_snapshotted_before_return(tmp_path, sim_device):
     sim_device(latency_us=500)
     x = np.random.default_rng(1).standard_normal(3 * MiB).astype(np.float32)
@@ -247,3 +266,36 @@ def test_blocking_saver_save_queues_behind_its_background_saves(tmp_path):
     state = fastckpt.get_checkpoint_state(str(tmp_path))
     assert state.model_checkpoint_path == str(tmp_path / "model-2")
     assert list(state.all_model_checkpoint_paths) == [str(tmp_path / "model-1"), str(tmp_path / "model-2")]
+
+
+def test_forked_child_does_not_inherit_pending_saves(tmp_path):
+    # A child forked while a save is pending (a data-loader worker, say) has
+    # no background thread: it must not wait for the parent's saves at exit,
+    # and its own saves must work.
+    code = textwrap.dedent(f"""
+        import os, sys, threading
+        import numpy as np
+        import fastckpt
+        from fastckpt import _background
+        release = threading.Event()
+        busy = _background.AsyncSave("busy")
+        _background.submit(busy, lambda: release.wait(60))
+        h = fastckpt.save({{"w": np.arange(10.0)}}, {str(tmp_path)!r} + "/parent", blocking=False)
+        pid = os.fork()
+        if pid == 0:
+            assert fastckpt.pending_saves() == [] if hasattr(fastckpt, "pending_saves") else True
+            assert _background.pending_saves() == []
+            c = fastckpt.save({{"w": np.arange(3.0)}}, {str(tmp_path)!r} + "/child", blocking=False)
+            c.result(30)
+            sys.exit(0)  # runs the exit hook: it must not wait for the parent's saves
+        release.set()
+        h.result(30)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__))))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0", proc.stderr
+    assert fastckpt.load(tmp_path / "child")["w"].tolist() == [0.0, 1.0, 2.0]
+    assert fastckpt.load(tmp_path / "parent")["w"].tolist() == list(np.arange(10.0))
