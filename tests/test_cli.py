@@ -174,7 +174,8 @@ def test_ls_json(ckpt):
     rows = {r["name"]: r for r in listing["tensors"]}
     assert rows["dense/kernel"] == {"name": "dense/kernel", "dtype": "float32", "shape": [64, 32],
                                     "bytes": 8192, "shard": 0, "file": "model" + DATA1,
-                                    "slices": None}
+                                    "slices": None, "missing": False}
+    assert listing["missing_files"] == []
     assert rows["vocab"]["dtype"] == "string"
     assert rows["global_step"]["shape"] == []
 

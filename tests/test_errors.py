@@ -52,11 +52,20 @@ def test_missing_index(tmp_path):
 
 
 def test_missing_data_file(ckpt):
-    prefix, _ = ckpt
-    os.remove(prefix + ".data-00000-of-00001")
-    with pytest.raises(fastckpt.CheckpointNotFoundError,
-                       match=f"checkpoint data file not found: '{prefix}.data-00000-of-00001'"):
-        fastckpt.load_checkpoint(prefix)
+    """The checkpoint still opens and lists; reading a tensor of the missing
+    file names that file."""
+    prefix, tensors = ckpt
+    data = prefix + ".data-00000-of-00001"
+    os.remove(data)
+    with fastckpt.load_checkpoint(prefix) as reader:
+        assert reader.get_variable_to_shape_map() == {"w": [1000], "b": [10], "s": [2]}
+        for name in tensors:
+            with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
+                reader.get_tensor(name)
+            assert str(e.value) == f"checkpoint data file not found: '{data}'"
+            assert (e.value.errno, e.value.filename) == (errno.ENOENT, data)
+    with pytest.raises(fastckpt.CheckpointNotFoundError, match=f"data file not found: '{data}'"):
+        fastckpt.load(prefix)
 
 
 def test_flipped_data_byte_names_tensor_and_file(ckpt):

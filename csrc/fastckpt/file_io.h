@@ -29,6 +29,10 @@ class File {
 
   // Creates a new file; fails if it exists (temporary names are unique).
   static Status CreateExclusive(const std::string& path, File* out);
+  // Opens a regular file for reading. Anything else is refused without
+  // being opened (a FIFO would block, a device could be acted on): a
+  // directory with EISDIR, a FIFO, socket or device node with EINVAL, both
+  // kIOError naming the file.
   static Status OpenForRead(const std::string& path, File* out);
 
   bool is_open() const { return fd_ >= 0; }
@@ -53,8 +57,9 @@ class File {
   std::string path_;
 };
 
-// Reads a whole file into *out (used for .index files, whose size is known
-// from fstat, never from file contents).
+// Reads a whole regular file into *out (used for .index files, whose size
+// is known from fstat, never from file contents); refuses what
+// File::OpenForRead refuses.
 Status ReadWholeFile(const std::string& path, std::string* out);
 
 Status RenameFile(const std::string& from, const std::string& to);
