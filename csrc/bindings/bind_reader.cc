@@ -18,6 +18,7 @@
 #include "fastckpt/bundle_reader.h"
 #include "fastckpt/dtypes.h"
 #include "fastckpt/slice_key.h"
+#include "fastckpt/slice_set.h"
 #include "fastckpt/string_tensor.h"
 
 namespace py = pybind11;
@@ -413,9 +414,37 @@ class PyReader {
   std::shared_ptr<const BundleReader> reader_;
 };
 
+// CheckSliceSet on a shape and a list of slices (each a list of (start,
+// length), length -1 for a whole dimension): (elements held, covers), or
+// DataLossError / UnimplementedError. For tests and measurements of the
+// validation every reader runs.
+py::tuple CheckSlices(py::object shape_obj, py::object slices_obj) {
+  std::vector<int64_t> shape;
+  for (py::handle h : shape_obj) {
+    const int64_t d = h.cast<int64_t>();
+    if (d < 0) Check(InvalidArgument("check_slice_set: negative dimension " + std::to_string(d)));
+    shape.push_back(d);
+  }
+  std::vector<TensorSlice> slices;
+  for (py::handle s : slices_obj) slices.push_back(ToSlice(s));
+  uint64_t held = 0;
+  bool covers = false;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = CheckSliceSet(shape, slices, &held, &covers);
+  }
+  Check(st);
+  return py::make_tuple(held, covers);
+}
+
 }  // namespace
 
 void RegisterReader(py::module_& m) {
+  m.def("check_slice_set", &CheckSlices, py::arg("shape"), py::arg("slices"),
+        "Validates a partitioned tensor's stored slices as every reader does: (elements held, "
+        "covers the tensor), or DataLossError (out of bounds, overlapping) / UnimplementedError "
+        "(too irregular to check within the work bound).");
   py::class_<PyReader>(m, "Reader", "An open checkpoint bundle (index parsed, data files open).")
       .def(py::init<const std::string&>(), py::arg("prefix"))
       .def_property_readonly("num_shards", &PyReader::num_shards)
