@@ -84,7 +84,8 @@ def main() -> int:
     _write(os.path.join(d, "empty"), "t", small, [],
            listed=[[(i % 8, 0), (0, -1)] for i in range(800)])
     cases["hostile_empty"] = (os.path.join(d, "empty"), None)
-    print(f"hostile_empty index: {os.path.getsize(os.path.join(d, 'empty.index'))} bytes", flush=True)
+    index_bytes = os.path.getsize(os.path.join(d, "empty.index"))
+    print(f"hostile_empty index: {index_bytes} bytes", flush=True)
 
     for label, (prefix, want) in cases.items():
         def read(prefix=prefix, want=want):
