@@ -115,12 +115,14 @@ class CheckpointReader:
     threads; reads release the GIL.
 
     Args:
-        prefix: the checkpoint prefix (``PREFIX.index`` must exist), or a
-            directory whose ``checkpoint`` state file names one.
+        prefix: the checkpoint prefix (``PREFIX.index`` must exist), one of
+            its files (``PREFIX.index``, ``PREFIX.data-*``), or a directory
+            (see :func:`_resolve_prefix`).
         threads: I/O threads for reads (default: ``FASTCKPT_THREADS`` or cores).
 
     Raises:
-        CheckpointNotFoundError: the index or a data file is missing.
+        CheckpointNotFoundError: the index is missing (a missing data file is
+            reported when a tensor stored in it is read).
         DataLossError: the index is damaged.
     """
 

@@ -141,6 +141,9 @@ def test_verify_accepts_only_what_loads(tmp_path):
         "overlap": [[(0, 5), (0, -1)], [(4, 4), (0, -1)]],
         "hole": [[(0, 4), (0, -1)], [(5, 3), (0, -1)]],
         "overlap_and_hole": [[(0, 4), (0, 3)], [(0, 4), (2, 3)], [(4, 4), (0, -1)]],
+        # The overlap (rows 0-3, columns 1-2) is as large as the hole (columns
+        # 3-4): the element counts agree, which is all verify used to check.
+        "overlap_as_large_as_hole": [[(0, 4), (0, 3)], [(0, 4), (1, 2)], [(4, 4), (0, -1)]],
     }
     for label, parts in layouts.items():
         prefix = str(tmp_path / label)
