@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <climits>
-
 #include <cstdio>
 
 #include "fastckpt/crc32c.h"

@@ -40,10 +40,11 @@ struct VerifyProblem {
   // The tensor's name as stored; for a slice of a partitioned tensor, the
   // partitioned tensor's name (never the raw slice key), with the slice
   // named in `reason` ("slice '0,4:-': ..."). A slice entry that no tensor
-  // lists is reported under the name its key encodes (`listed` false), or
-  // its escaped key when the key is malformed.
+  // lists is reported under the name its key encodes, or its escaped key
+  // when the key is malformed, with `listed` false: its bytes belong to no
+  // tensor a reader returns.
   std::string key;
-  bool listed = true;  // `key` is a tensor list_variables shows
+  bool listed = true;
   // The data file holding the bad bytes, or the .index file when the defect
   // is in the index's description of a partitioned tensor.
   std::string file;

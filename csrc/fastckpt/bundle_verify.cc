@@ -250,12 +250,12 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
                   ") lie past the end of the file (" + std::to_string(fsize) + " bytes; truncated file?)";
       continue;
     }
-    report->bytes += size;
     if (DtypeElementSize(e.dtype) < 0) {
-      // No reader can interpret its bytes (Read() refuses it).
+      // No reader can interpret its bytes (Read() refuses it): not read.
       reason[i] = "has DataType " + std::to_string(e.dtype) + ", which no checkpoint tensor can have";
       continue;
     }
+    report->bytes += size;
     if (e.dtype == kDtString || e.dtype == kDtVariant) {
       whole.push_back(i);
       report->largest_whole_read = std::max(report->largest_whole_read, size);
@@ -434,17 +434,16 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
       p.reason = slice_label[i] + ": " + reason[i];
     } else if (IsSliceKey(keys_[i])) {
       // A slice entry no tensor lists: readers never use it, but its bytes
-      // are damaged. Named by the tensor and slice its key encodes.
+      // are damaged. Named by the tensor and slice its key encodes; it is
+      // no part of that tensor's data, so not counted as a damaged tensor.
       std::string name;
       TensorSlice slice;
+      p.listed = false;
       if (DecodeSliceKey(keys_[i], &name, &slice)) {
         p.key = name;
-        const int64_t t = Find(name);
-        p.listed = t >= 0 && !IsSliceKey(name);
         p.reason = "slice '" + FormatSliceSpec(slice) + "' (an entry the tensor does not list): " + reason[i];
       } else {
         p.key = PrintableKey(keys_[i]);
-        p.listed = false;
         p.reason = "malformed slice key: " + reason[i];
       }
     } else {
