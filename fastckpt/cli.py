@@ -2,7 +2,9 @@
 
 Installed as the ``fastckpt`` console script and runnable as
 ``python -m fastckpt``. PREFIX is a checkpoint prefix (``PREFIX.index``
-must exist) or a directory whose ``checkpoint`` state file names one.
+must exist), one of its files (``PREFIX.index``, ``PREFIX.data-...``), or a
+directory: the checkpoint its ``checkpoint`` state file names, or its only
+checkpoint.
 
 Exit status: 0 the checkpoint is intact (``verify``) or was listed (``ls``);
 1 it is damaged (bad tensor data, or a garbled index); 2 it cannot be
@@ -15,7 +17,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import _native
 from .errors import CheckpointNotFoundError, DataLossError, FastCkptError
@@ -63,8 +65,8 @@ def _report_json(report: VerifyReport) -> Dict[str, Any]:
         "seconds": report.seconds,
         "gbps": report.gbps,
         "largest_whole_read": report.largest_whole_read,
-        "bad": [{"name": _display(b.name), "file": _display(b.file), "reason": b.reason}
-                for b in report.bad],
+        "bad": [{"name": _display(b.name), "file": _display(b.file), "reason": b.reason,
+                 "listed": b.listed} for b in report.bad],
     }
 
 
@@ -80,8 +82,11 @@ def _print_report(report: VerifyReport, out: TextIO) -> None:
     if report.ok:
         out.write("OK: every tensor verified\n")
         return
-    names = len({b.name for b in report.bad})
-    out.write(f"DAMAGED: {names} of {report.tensors} tensors failed verification\n")
+    unlisted = report.unlisted_entries
+    also = f" and {unlisted} slice entr{'y' if unlisted == 1 else 'ies'} no tensor lists" \
+        if unlisted else ""
+    out.write(f"DAMAGED: {report.damaged_tensors} of {report.tensors} tensors{also} failed "
+              f"verification ({len(report.bad)} problem(s))\n")
     for b in report.bad:
         out.write(f"  {_display(b.name)}\n    file:   {_display(b.file)}\n    reason: {b.reason}\n")
 
@@ -106,8 +111,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 # ls
 
 
-def _list(prefix: str) -> List[Dict[str, Any]]:
-    """One row per tensor (slice entries folded into their partitioned tensor)."""
+def _list(prefix: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """One row per tensor (slice entries folded into their partitioned tensor), and
+    the names of the data files that are missing (``missing`` marks their tensors)."""
     reader = _native.Reader(prefix)
     try:
         entries = reader.entries()
@@ -115,7 +121,14 @@ def _list(prefix: str) -> List[Dict[str, Any]]:
     finally:
         reader.close()
     base = os.path.basename(prefix)
-    slice_bytes: Dict[bytes, int] = {e[0]: e[5] for e in entries if e[0][:1] == b"\0"}
+    directory = os.path.dirname(prefix)
+    file_of = {shard: f"{base}.data-{shard:05d}-of-{num_shards:05d}"
+               for shard in {e[3] for e in entries if e[7] is None}}
+    missing = {shard for shard, name in file_of.items()
+               if not os.path.exists(os.path.join(directory, name))}
+    # slice key -> (bytes, shard) of each stored slice
+    slice_data: Dict[bytes, Any] = {e[0]: (e[5], e[3]) for e in entries
+                                    if e[0][:1] == b"\0" and e[7] is None}
     rows = []
     for key, dt, shape, shard, _offset, size, _crc, slices in entries:
         if key[:1] == b"\0":
@@ -126,31 +139,36 @@ def _list(prefix: str) -> List[Dict[str, Any]]:
             "shape": list(shape),
         }
         if slices is not None:
-            stored = 0
+            stored, lost = 0, False
             for s in slices:
                 try:
-                    stored += slice_bytes.get(slicing.encode_slice_key(key, s), 0)
+                    slice_key = slicing.encode_slice_key(key, s)
+                    nbytes, slice_shard = slice_data.get(slice_key, (0, None))
                 except FastCkptError:
-                    pass  # an odd extent; verify reports the slice
-            row.update(bytes=stored, shard=None, file=None, slices=len(slices))
+                    continue  # an odd extent; verify reports the slice
+                stored += nbytes
+                lost = lost or slice_shard in missing
+            row.update(bytes=stored, shard=None, file=None, slices=len(slices), missing=lost)
         else:
-            row.update(bytes=size, shard=shard,
-                       file=f"{base}.data-{shard:05d}-of-{num_shards:05d}", slices=None)
+            row.update(bytes=size, shard=shard, file=file_of[shard], slices=None,
+                       missing=shard in missing)
         rows.append(row)
     rows.sort(key=lambda r: r["name"])
-    return rows
+    return rows, sorted(file_of[s] for s in missing)
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     prefix = _resolve_prefix(args.prefix)
-    rows = _list(prefix)
+    rows, missing = _list(prefix)
     if args.json:
         _emit_json({"prefix": _display(prefix),
-                    "tensors": [dict(r, name=_display(r["name"])) for r in rows]})
+                    "tensors": [dict(r, name=_display(r["name"])) for r in rows],
+                    "missing_files": [_display(f) for f in missing]})
         return EXIT_OK
     table = [("name", "dtype", "shape", "bytes", "shard")]
     for r in rows:
         shard = (f"partitioned ({r['slices']} slices)" if r["slices"] is not None else r["file"])
+        shard += " (missing)" if r["missing"] else ""
         shape = "[" + ", ".join(str(d) for d in r["shape"]) + "]"
         table.append((_display(r["name"]), r["dtype"], shape, str(r["bytes"]), shard))
     widths = [max(len(row[c]) for row in table) for c in range(4)]
@@ -161,6 +179,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         out.write("  ".join(cells).rstrip() + "\n")
     total = sum(r["bytes"] for r in rows)
     out.write(f"{len(rows)} tensors, {total} bytes ({_human_bytes(total)})\n")
+    if missing:
+        out.write(f"missing data files: {', '.join(_display(f) for f in missing)} "
+                  "(their tensors cannot be read)\n")
     return EXIT_OK
 
 
@@ -202,8 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    prefix_help = ("checkpoint prefix (PREFIX.index must exist), or a directory whose "
-                   "'checkpoint' state file names one")
+    prefix_help = ("checkpoint prefix (PREFIX.index must exist), one of its files "
+                   "(PREFIX.index, PREFIX.data-*), or a directory: the checkpoint its "
+                   "'checkpoint' state file names, or its only checkpoint")
     p = sub.add_parser(
         "verify", help="check every tensor's bytes and checksum",
         description="Reads every byte of the checkpoint in parallel and checks each tensor's "

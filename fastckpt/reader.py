@@ -11,6 +11,7 @@ import errno
 import math
 import operator
 import os
+import re
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import _native, config
 from ._gc import gc_paused
-from .errors import (DataLossError, os_error, InvalidArgumentError,
+from .errors import (os_error, InvalidArgumentError,
                      TensorNotFoundError, UnsupportedDtypeError)
 from .format import dtypes, slices as slicing
 
@@ -46,18 +47,73 @@ def _decode_key(key: bytes) -> str:
     return key.decode("utf-8", "surrogateescape")
 
 
+# The files of checkpoint PREFIX that tab completion offers for it.
+_CHECKPOINT_FILE = re.compile(r"^(?P<prefix>.+)\.(?:index|meta|data-[0-9]{5}-of-[0-9]{5})$",
+                              re.DOTALL)
+
+
+def _checkpoints_in(directory: str) -> List[str]:
+    """Prefixes of the checkpoints (``PREFIX.index`` files) directly in `directory`, sorted."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, n[:-len(".index")]) for n in names
+                  if n.endswith(".index") and len(n) > len(".index"))
+
+
 def _resolve_prefix(path: PathLike) -> str:
-    """A directory resolves to its newest checkpoint, as tf.train.load_checkpoint does."""
+    """The checkpoint prefix that `path` names; every reader entry point
+    (``load``, ``load_checkpoint``, ``list_variables``, ``load_variable``,
+    ``load_into``, ``verify``, the CLI) resolves its argument here.
+
+    In order:
+
+    1. ``P`` such that ``P.index`` exists is that checkpoint, even when ``P``
+       is also a directory (as TensorFlow's ``Saver.restore`` has it).
+    2. A checkpoint's own file, ``PREFIX.index``, ``PREFIX.meta`` or
+       ``PREFIX.data-NNNNN-of-MMMMM`` (what tab completion gives), names
+       ``PREFIX``.
+    3. A directory with a ``checkpoint`` state file resolves to the newest
+       checkpoint it names, as ``tf.train.load_checkpoint`` does; without a
+       state file, to the one checkpoint in it.
+    4. Any other path is returned as given (the reader then reports its
+       missing index).
+
+    Raises:
+        CheckpointNotFoundError: a directory holding no checkpoint, or whose
+            state file names none that exists.
+        InvalidArgumentError: a directory without a state file holding
+            several checkpoints (the message lists them).
+        ValueError: a directory's state file cannot be parsed.
+    """
     path = os.fspath(path)
+    if os.path.exists(path + ".index"):
+        return path
+    match = _CHECKPOINT_FILE.match(path)
+    if match is not None and not os.path.isdir(path):
+        return match.group("prefix")
     if not os.path.isdir(path):
         return path
     from .checkpoint_management import latest_checkpoint
 
-    prefix = latest_checkpoint(path)
-    if prefix is None:
-        raise os_error(errno.ENOENT, f"no checkpoint in directory '{path}' (no 'checkpoint' state "
-                       "file naming one that exists)", path)
-    return prefix
+    present = _checkpoints_in(path)
+    listing = ", ".join(f"'{p}'" for p in present)
+    if os.path.exists(os.path.join(path, "checkpoint")):
+        prefix = latest_checkpoint(path)
+        if prefix is not None:
+            return prefix
+        also = f" (checkpoints present: {listing})" if present else ""
+        raise os_error(errno.ENOENT, f"no checkpoint in directory '{path}': its 'checkpoint' "
+                       f"state file names none that exists{also}", path)
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        raise os_error(errno.ENOENT, f"no checkpoint in directory '{path}' (no 'checkpoint' "
+                       "state file and no PREFIX.index file)", path)
+    raise InvalidArgumentError(
+        f"directory '{path}' holds {len(present)} checkpoints and no 'checkpoint' state file "
+        f"to choose one: {listing}; pass one of these prefixes")
 
 
 class CheckpointReader:
@@ -67,12 +123,14 @@ class CheckpointReader:
     threads; reads release the GIL.
 
     Args:
-        prefix: the checkpoint prefix (``PREFIX.index`` must exist), or a
-            directory whose ``checkpoint`` state file names one.
+        prefix: the checkpoint prefix (``PREFIX.index`` must exist), one of
+            its files (``PREFIX.index``, ``PREFIX.data-*``), or a directory
+            (see :func:`_resolve_prefix`).
         threads: I/O threads for reads (default: ``FASTCKPT_THREADS`` or cores).
 
     Raises:
-        CheckpointNotFoundError: the index or a data file is missing.
+        CheckpointNotFoundError: the index is missing (a missing data file is
+            reported when a tensor stored in it is read).
         DataLossError: the index is damaged.
     """
 
@@ -288,10 +346,11 @@ class CheckpointReader:
         return extents, tuple(dropped)
 
     def _read_entry(self, name: str, index: int, dt: int, shape: Tuple[int, ...]) -> np.ndarray:
+        """Entry `index` (an unpartitioned tensor or a stored slice) as a new array."""
         np_dtype = _numpy_dtype(dt)
         if dt == dtypes.DT_STRING:
             count = math.prod(shape)
-            values = self._native.read_strings(index, count)
+            values = self._native.read_strings(index, count)  # decoded and verified before allocating
             out = np.empty(count, dtype=object)
             out[:] = values
             return out.reshape(shape)
@@ -301,49 +360,36 @@ class CheckpointReader:
         return out
 
     def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
-        """Assembles `extents` of a partitioned tensor from its stored slices."""
+        """Assembles `extents` of a partitioned tensor from its stored slices.
+
+        The native core plans the read (``plan_region``): it validates the
+        tensor's slices once per reader (in bounds, pairwise disjoint), checks
+        that those intersecting the request cover it and that each has an
+        entry of the right dtype and shape whose bytes lie in its data file,
+        all before anything is allocated here, and raises DataLossError
+        otherwise. Stored slices that land contiguously in the output (the
+        usual partitioning along the first axis) are read straight into it
+        in one parallel call; the others through a temporary array each.
+        """
+        np_dtype = _numpy_dtype(entry.dtype)
         full_shape = entry.shape
-        out_shape = slicing.slice_shape(full_shape, extents)
-        parts = []  # (stored slice, overlap with the request, entry index)
-        covered = 0
-        for stored in entry.slices or []:
-            overlap = slicing.intersect(stored, extents, full_shape)
-            if overlap is None:
-                continue
-            index = self._native.find(slicing.encode_slice_key(name, stored))
-            if index < 0:
-                raise DataLossError(
-                    f"checkpoint '{self.prefix}' lacks the data of slice "
-                    f"'{slicing.format_slice_spec(stored)}' of tensor '{name}'")
-            slice_dtype, slice_shape, _size, _slices = self._native.entry(index)
-            if slice_dtype != entry.dtype or list(slice_shape) != slicing.slice_shape(full_shape, stored):
-                raise DataLossError(
-                    f"checkpoint '{self.prefix}': the data of slice "
-                    f"'{slicing.format_slice_spec(stored)}' of tensor '{name}' has dtype "
-                    f"{dtypes.dtype_name(slice_dtype)} and shape {list(slice_shape)}, not "
-                    f"{dtypes.dtype_name(entry.dtype)} {slicing.slice_shape(full_shape, stored)}")
-            parts.append((stored, overlap, index))
-            covered += math.prod(slicing.slice_shape(full_shape, overlap))
-        stored_slices = entry.slices or []
-        for i, a in enumerate(stored_slices):
-            for b in stored_slices[i + 1:]:
-                if slicing.intersect(a, b, full_shape) is not None:
-                    raise DataLossError(
-                        f"checkpoint '{self.prefix}': stored slices '{slicing.format_slice_spec(a)}' "
-                        f"and '{slicing.format_slice_spec(b)}' of tensor '{name}' overlap")
-        # Stored slices do not overlap, so they cover the request exactly when
-        # the element counts agree; checking first also bounds the allocation
-        # below by data the files really hold (each slice is bounds-checked).
-        if covered != math.prod(out_shape):
-            raise DataLossError(
-                f"checkpoint '{self.prefix}' does not have sufficient slices for tensor '{name}' "
-                f"region '{slicing.format_slice_spec(extents)}'")
-        if entry.dtype != dtypes.DT_STRING:
-            self._native.check_bounds([index for _, _, index in parts])
-        out = np.empty(out_shape, dtype=_numpy_dtype(entry.dtype))
-        for stored, overlap, index in parts:
-            part = self._read_entry(name, index, entry.dtype, tuple(slicing.slice_shape(full_shape, stored)))
-            out[_relative_index(overlap, extents, full_shape)] = part[_relative_index(overlap, stored, full_shape)]
+        plan = self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
+        out = np.empty(slicing.slice_shape(full_shape, extents), dtype=np_dtype)
+        direct, staged = [], []
+        for index, stored, overlap in plan:
+            target = out[_relative_index(overlap, extents, full_shape)]
+            if (entry.dtype != dtypes.DT_STRING and target.flags.c_contiguous
+                    and _resolved(stored, full_shape) == list(overlap)):
+                direct.append((index, target))
+            else:
+                staged.append((index, stored, overlap))
+        if direct:
+            self._native.read(direct, self._threads, config.task_bytes())
+        for index, stored, overlap in staged:
+            shape = tuple(slicing.slice_shape(full_shape, stored))
+            part = self._read_entry(name, index, entry.dtype, shape)
+            out[_relative_index(overlap, extents, full_shape)] = \
+                part[_relative_index(overlap, stored, full_shape)]
         return out
 
     def read_into(self, targets: Mapping[str, Any]) -> None:
@@ -539,6 +585,11 @@ def _numpy_dtype(dt: int) -> np.dtype:
     if np_dtype is None:
         np_dtype = _NUMPY_DTYPES[dt] = dtypes.to_numpy_dtype(dt)
     return np_dtype
+
+
+def _resolved(extents: Extents, full_shape: Sequence[int]) -> Extents:
+    """`extents` with whole dimensions, ``(0, -1)``, written out as ``(0, dim)``."""
+    return [(0, full_shape[d]) if n < 0 else (s, n) for d, (s, n) in enumerate(extents)]
 
 
 def _relative_index(region: Extents, frame: Extents, full_shape: Sequence[int]) -> Tuple[slice, ...]:

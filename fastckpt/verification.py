@@ -31,13 +31,23 @@ logger = logging.getLogger(__name__)
 class BadTensor(NamedTuple):
     """One tensor that failed verification."""
 
-    name: str    #: the tensor's name (a partitioned tensor's name for a bad slice)
+    #: the tensor's name; for a slice of a partitioned tensor, the partitioned
+    #: tensor's name, the slice being named in `reason` (``slice '0,4:-': ...``)
+    name: str
     file: str    #: the data file holding the bad bytes (the ``.index`` for a slice problem)
     reason: str  #: what is wrong, e.g. ``data checksum mismatch (...)``
+    #: False for a damaged slice entry that no tensor lists (readers never use
+    #: it); `name` is then the tensor its key names
+    listed: bool = True
 
     def describe(self) -> str:
-        """``tensor 'NAME' in 'FILE': REASON``."""
-        return f"tensor '{self.name}' in '{self.file}': {self.reason}"
+        """``tensor 'NAME' in 'FILE': REASON``, undecodable name bytes as ``\\xNN``."""
+        return f"tensor '{_printable(self.name)}' in '{_printable(self.file)}': {self.reason}"
+
+
+def _printable(text: str) -> str:
+    """`text` (a name or path; undecodable bytes kept as surrogates) fit for a message."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -72,6 +82,24 @@ class VerifyReport:
         return not self.bad
 
     @property
+    def damaged_tensors(self) -> int:
+        """How many listed tensors failed (a tensor with several problems counts once)."""
+        return len({b.name for b in self.bad if b.listed})
+
+    @property
+    def unlisted_entries(self) -> int:
+        """How many damaged slice entries no tensor lists (a part of :attr:`bad`)."""
+        return sum(1 for b in self.bad if not b.listed)
+
+    def verdict(self) -> str:
+        """``"N problem(s) in M of T tensors"`` (and the damaged unlisted entries)."""
+        text = f"{len(self.bad)} problem(s) in {self.damaged_tensors} of {self.tensors} tensors"
+        unlisted = self.unlisted_entries
+        if unlisted:
+            text += f" and {unlisted} slice entr{'y' if unlisted == 1 else 'ies'} no tensor lists"
+        return text
+
+    @property
     def gbps(self) -> float:
         """Throughput in GB/s (10^9 bytes per second)."""
         return self.bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
@@ -83,8 +111,7 @@ class VerifyReport:
 
 
 def _damage_message(report: VerifyReport) -> str:
-    lines = [f"checkpoint '{report.prefix}' is damaged: {len(report.bad)} problem(s) "
-             f"in {len({b.name for b in report.bad})} of {report.tensors} tensors:"]
+    lines = [f"checkpoint '{_printable(report.prefix)}' is damaged: {report.verdict()}:"]
     lines.extend("  " + bad.describe() for bad in report.bad)
     return "\n".join(lines)
 
@@ -105,11 +132,14 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
 
     Raises:
         DataLossError: a tensor is damaged (a CRC mismatch, bytes past the end
-            of a truncated file, a malformed string tensor, a missing or
-            mismatched slice). The message names every bad tensor and its
-            file; the full report is the exception's ``report`` attribute.
-            Also raised, without ``report``, when the index itself is garbled.
-        CheckpointNotFoundError: the index or a data file is missing.
+            of a truncated file, a malformed string tensor, partitioned
+            tensor slices that are missing, mismatched, overlapping or not
+            covering it). The message names every bad tensor and its file;
+            the full report is the exception's ``report`` attribute. Also
+            raised, without ``report``, when the index itself is garbled.
+            Whatever verify accepts, every reader loads.
+        CheckpointNotFoundError: the index or a data file is missing (the
+            message names every missing data file).
         CheckpointIOError: the operating system failed a read (e.g. EIO).
         InvalidArgumentError: `threads` or `chunk_bytes` is not a positive integer.
     """
@@ -128,7 +158,8 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
         bytes=raw["bytes"],
         files=raw["files"],
         seconds=raw["seconds"],
-        bad=[BadTensor(_decode_key(name), file, reason) for name, file, reason in raw["bad"]],
+        bad=[BadTensor(_decode_key(name), file, reason, listed)
+             for name, file, reason, listed in raw["bad"]],
         largest_whole_read=raw["largest_whole_read"],
     )
     if report.bad:

@@ -200,3 +200,52 @@ def encode_fields(fields) -> bytes:
         else:  # raw bytes for deliberately invalid wire types
             out += v
     return bytes(out)
+
+
+def _fix_block(buf: bytearray, offset: int, size: int) -> bool:
+    end = offset + size
+    if offset < 0 or size < 0 or end + 5 > len(buf):
+        return False
+    buf[end + 1:end + 5] = struct.pack("<I", masked_crc(buf[offset:end + 1]))
+    return True
+
+
+def fix_crcs(data: bytes) -> bytes:
+    """Recomputes every reachable block trailer CRC; never raises."""
+    buf = bytearray(data)
+    if len(buf) < FOOTER_SIZE:
+        return bytes(buf)
+    footer_at = len(buf) - FOOTER_SIZE
+    try:
+        moff, p = get_varint(buf, footer_at, len(buf) - 8)
+        msz, p = get_varint(buf, p, len(buf) - 8)
+        ioff, p = get_varint(buf, p, len(buf) - 8)
+        isz, p = get_varint(buf, p, len(buf) - 8)
+    except ValueError:
+        return bytes(buf)
+    _fix_block(buf, moff, msz)
+    if not _fix_block(buf, ioff, isz) or isz < 4:
+        return bytes(buf)
+    # Walk the index block's entries (shared, non_shared, value_len, key, handle).
+    index = bytes(buf[ioff:ioff + isz])
+    n = struct.unpack_from("<I", index, isz - 4)[0]
+    limit = isz - 4 - 4 * n
+    pos = 0
+    handles = []
+    try:
+        while 0 <= pos < limit and len(handles) < 10000:
+            _, pos = get_varint(index, pos, limit)
+            non_shared, pos = get_varint(index, pos, limit)
+            vlen, pos = get_varint(index, pos, limit)
+            pos += non_shared
+            value = index[pos:pos + vlen]
+            pos += vlen
+            off, q = get_varint(value, 0, len(value))
+            sz, _ = get_varint(value, q, len(value))
+            handles.append((off, sz))
+    except ValueError:
+        pass
+    for off, sz in handles:
+        _fix_block(buf, off, sz)
+    _fix_block(buf, ioff, isz)  # data-block fixes may have overlapped the index block
+    return bytes(buf)

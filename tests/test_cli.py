@@ -174,7 +174,8 @@ def test_ls_json(ckpt):
     rows = {r["name"]: r for r in listing["tensors"]}
     assert rows["dense/kernel"] == {"name": "dense/kernel", "dtype": "float32", "shape": [64, 32],
                                     "bytes": 8192, "shard": 0, "file": "model" + DATA1,
-                                    "slices": None}
+                                    "slices": None, "missing": False}
+    assert listing["missing_files"] == []
     assert rows["vocab"]["dtype"] == "string"
     assert rows["global_step"]["shape"] == []
 
@@ -252,3 +253,70 @@ def test_bench_outside_a_checkout_says_how_to_run_it(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "run it from a source checkout: python -m benchmarks" in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# missing data shards, paths a user types
+
+
+def _sharded(tmp_path):
+    prefix = str(tmp_path / "sharded")
+    tensors = {f"t{i}": np.full((10,), i, np.int16) for i in range(4)}
+    fastckpt.save(tensors, prefix, num_shards=2, durable=False)
+    reader = _native.Reader(prefix)
+    shard_of = {e[0].decode(): e[3] for e in reader.entries()}
+    reader.close()
+    return prefix, shard_of
+
+
+def test_ls_with_a_missing_shard(tmp_path):
+    prefix, shard_of = _sharded(tmp_path)
+    os.remove(prefix + ".data-00001-of-00002")
+    code, out, err = run("ls", prefix)
+    assert code == 0, err
+    lines = out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:-2]}
+    assert sorted(rows) == ["t0", "t1", "t2", "t3"]
+    for name, shard in shard_of.items():
+        assert rows[name].endswith(f"sharded.data-0000{shard}-of-00002" + (" (missing)" if shard else ""))
+    assert lines[-1] == "missing data files: sharded.data-00001-of-00002 (their tensors cannot be read)"
+    code, out, _ = run("ls", prefix, "--json")
+    listing = json.loads(out)
+    assert code == 0 and listing["missing_files"] == ["sharded.data-00001-of-00002"]
+    assert {r["name"]: r["missing"] for r in listing["tensors"]} == {n: s == 1 for n, s in shard_of.items()}
+
+
+def test_verify_with_missing_shards_exits_2_naming_them(tmp_path):
+    prefix, _ = _sharded(tmp_path)
+    gone = [prefix + ".data-00000-of-00002", prefix + ".data-00001-of-00002"]
+    for path in gone:
+        os.remove(path)
+    code, out, err = run("verify", prefix)
+    assert (code, out) == (2, "")
+    assert err == f"fastckpt verify: error: 2 checkpoint data files not found: '{gone[0]}', '{gone[1]}'\n"
+
+
+@pytest.mark.parametrize("suffix", [".index", DATA1, ".meta"])
+def test_a_checkpoint_file_names_its_checkpoint(ckpt, suffix):
+    """What tab completion gives for PREFIX works as PREFIX (.meta need not exist)."""
+    code, out, err = run("ls", ckpt + suffix)
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()[1:-1]] == ["dense/kernel", "global_step", "vocab"]
+    code, out, err = run("verify", ckpt + suffix, "--json")
+    assert code == 0, err
+    assert json.loads(out)["prefix"] == ckpt
+
+
+def test_verify_damage_report_prints_slices_readably(tmp_path):
+    prefix = str(tmp_path / "p")
+    full = np.arange(35, dtype=np.float32).reshape(7, 5)
+    parts = [[(0, 3), (0, -1)], [(3, 4), (0, -1)]]
+    items, keep = partitioned_items("part", full.shape, [(parts[0], full[:3]), (parts[1], full[3:])])
+    write_items(items, prefix, num_shards=1, threads=None, durable=False)
+    from fastckpt.format import slices as slicing
+    _flip_in(prefix, slicing.encode_slice_key("part", parts[1]))
+    code, out, err = run("verify", prefix)
+    assert code == 1, err
+    assert "\x00" not in out
+    assert "DAMAGED: 1 of 1 tensors failed verification (1 problem(s))" in out
+    assert "  part\n    file:   " + prefix + DATA1 + "\n    reason: slice '3,4:-': data checksum mismatch" in out

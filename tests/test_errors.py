@@ -52,11 +52,20 @@ def test_missing_index(tmp_path):
 
 
 def test_missing_data_file(ckpt):
-    prefix, _ = ckpt
-    os.remove(prefix + ".data-00000-of-00001")
-    with pytest.raises(fastckpt.CheckpointNotFoundError,
-                       match=f"checkpoint data file not found: '{prefix}.data-00000-of-00001'"):
-        fastckpt.load_checkpoint(prefix)
+    """The checkpoint still opens and lists; reading a tensor of the missing
+    file names that file."""
+    prefix, tensors = ckpt
+    data = prefix + ".data-00000-of-00001"
+    os.remove(data)
+    with fastckpt.load_checkpoint(prefix) as reader:
+        assert reader.get_variable_to_shape_map() == {"w": [1000], "b": [10], "s": [2]}
+        for name in tensors:
+            with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
+                reader.get_tensor(name)
+            assert str(e.value) == f"checkpoint data file not found: '{data}'"
+            assert (e.value.errno, e.value.filename) == (errno.ENOENT, data)
+    with pytest.raises(fastckpt.CheckpointNotFoundError, match=f"data file not found: '{data}'"):
+        fastckpt.load(prefix)
 
 
 def test_flipped_data_byte_names_tensor_and_file(ckpt):
@@ -154,3 +163,46 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path):
     with pytest.raises(fastckpt.UnsupportedDtypeError):
         fastckpt.save({"a": np.ones(2), "bad": np.zeros(1, dtype="M8[s]")}, prefix)
     np.testing.assert_array_equal(fastckpt.load(prefix)["a"], np.arange(3.0))
+
+
+def test_native_reader_argument_errors_are_typed(ckpt):
+    """The binding raises through the one Status -> exception mapping: no bare
+    IndexError / ValueError / TypeError."""
+    from fastckpt import _native
+
+    prefix, _ = ckpt
+    reader = _native.Reader(prefix)
+    n = len(reader.entries())
+    bad_entry = f"no entry 99 in checkpoint '{prefix}' (it has {n})"
+    calls = {
+        "entry": (lambda: reader.entry(99), bad_entry),
+        "describe": (lambda: reader.describe(99), bad_entry),
+        "check_bounds": (lambda: reader.check_bounds([99]), bad_entry),
+        "read_strings": (lambda: reader.read_strings(99, 1), bad_entry),
+        "plan_region": (lambda: reader.plan_region(99, [(0, -1)]), bad_entry),
+        "read": (lambda: reader.read([(0, np.zeros(1), "extra")]),
+                 "read: each request must be an (entry, buffer) tuple"),
+        "read_to_device": (lambda: reader.read_to_device([(0, 0, -1)]),
+                           "read_to_device: device ordinal must be >= 0, not -1"),
+    }
+    try:
+        for what, (call, message) in calls.items():
+            with pytest.raises(fastckpt.InvalidArgumentError) as e:
+                call()
+            assert str(e.value) == message, what
+    finally:
+        reader.close()
+
+
+def test_plan_region_of_an_unpartitioned_tensor_is_an_argument_error(ckpt):
+    from fastckpt import _native
+
+    prefix, _ = ckpt
+    reader = _native.Reader(prefix)
+    try:
+        index = reader.names()["w"]
+        with pytest.raises(fastckpt.InvalidArgumentError) as e:
+            reader.plan_region(index, [(0, -1)])
+        assert str(e.value) == f"PlanSliceRead: entry {index} is not a partitioned tensor"
+    finally:
+        reader.close()

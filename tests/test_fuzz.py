@@ -11,9 +11,12 @@ of opening and reading a mutated checkpoint are success or a
 :class:`fastckpt.FastCkptError` subclass: never another exception, a crash,
 a hang or a huge allocation.
 
-The last test runs the coverage-guided atheris harness ``fuzz/fuzz_index.py``
-for a bounded number of inputs when atheris is installed (see
-``fuzz/README.md`` for long runs).
+A bounded run of the reliability campaign (``fuzz/campaign.py``) follows:
+damaged indexes and damaged data files of fastckpt- and TensorFlow-written
+bases, judged by an oracle (right values or a FastCkptError; what verify
+accepts loads; the readers agree). The last test runs the coverage-guided
+atheris harness ``fuzz/fuzz_index.py`` for a bounded number of inputs when
+atheris is installed (see ``fuzz/README.md`` for long runs).
 """
 from __future__ import annotations
 
@@ -296,6 +299,8 @@ def _targeted_cases(reference):
         fastckpt.DataLossError, "keys are not sorted"))
     cases.append(("compressed block", table.serialize(block_types={0: 1}), fastckpt.UnimplementedError,
                   "compressed blocks"))
+    cases.append(("bad block type", table.serialize(block_types={0: 200}), fastckpt.DataLossError,
+                  "bad block type 200"))
     cases.append(("bad index handle", table.serialize(index_mutator=lambda ix: build_block(
         [(b"k", b"\xff\xff")], 1)), fastckpt.DataLossError, "bad block handle"))
     cases.append(("bad footer", table.serialize(footer_mutator=lambda f: b"\xff" * 40 + f[40:]),
@@ -633,6 +638,77 @@ def test_huge_shapes_raise_data_loss_without_allocating(reference):
     assert report["rss_growth"] < 256 * 2**20, f"peak RSS grew by {report['rss_growth'] / 2**20:.0f} MiB"
     assert report["vm_growth"] < 4 * 2**30, f"address space grew by {report['vm_growth'] / 2**30:.1f} GiB"
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------
+# The reliability campaign, bounded (fuzz/campaign.py runs the large one).
+
+import campaign  # noqa: E402  (fuzz/ is on sys.path)
+
+# Inputs per base and kind: about a minute for the whole campaign on 2 cores.
+CAMPAIGN_INDEXES = int(os.environ.get("FASTCKPT_CAMPAIGN_INDEXES", "1500"))
+CAMPAIGN_CORRUPTIONS = int(os.environ.get("FASTCKPT_CAMPAIGN_CORRUPTIONS", "400"))
+CAMPAIGN_BASES = ["fastckpt_2shards", "fastckpt_4shards_grid", "tf_saver"]
+
+
+@pytest.fixture(scope="module")
+def campaign_bases(tmp_path_factory):
+    """The campaign's bases: two fastckpt checkpoints (2 and 4 shards, row and
+    grid partitions, strings) and one written by TensorFlow's own
+    ``tf.compat.v1.train.Saver`` (a partitioned variable in rows, one in
+    columns, strings) in a child process; each is checked to load with the
+    values its writer gave it and to verify."""
+    workdir = str(tmp_path_factory.mktemp("campaign"))
+    bases = {b.name: b for b in campaign.make_bases(workdir, tf=True)}
+    assert sorted(bases) == sorted(CAMPAIGN_BASES)
+    return workdir, bases
+
+
+def _run_campaign(campaign_bases, base_name: str, kind: str, count: int):
+    workdir, bases = campaign_bases
+    base = bases[base_name]
+    loads, verifies, findings = {}, {}, []
+    for seed in range(count):
+        with hang_guard(60):
+            what, outcome = campaign.run_input(base, kind, seed, workdir)
+        loads[outcome.load] = loads.get(outcome.load, 0) + 1
+        verifies[outcome.verify] = verifies.get(outcome.verify, 0) + 1
+        findings.extend(f"{kind} seed {seed} ({what}): {f}" for f in outcome.findings)
+    return loads, verifies, findings
+
+
+@pytest.mark.parametrize("base_name", CAMPAIGN_BASES)
+def test_campaign_damaged_indexes(campaign_bases, base_name):
+    loads, verifies, findings = _run_campaign(campaign_bases, base_name, "index", CAMPAIGN_INDEXES)
+    assert not findings, "\n".join(findings[:30])
+    # The mutations reach both outcomes: some indexes still load, most are refused.
+    assert loads.get("ok", 0) >= CAMPAIGN_INDEXES // 20, loads
+    assert loads.get("DataLossError", 0) >= CAMPAIGN_INDEXES // 3, loads
+    assert verifies.get("ok", 0) <= loads.get("ok", 0), (verifies, loads)
+
+
+@pytest.mark.parametrize("base_name", CAMPAIGN_BASES)
+def test_campaign_damaged_data_files(campaign_bases, base_name):
+    loads, verifies, findings = _run_campaign(campaign_bases, base_name, "data", CAMPAIGN_CORRUPTIONS)
+    assert not findings, "\n".join(findings[:30])
+    assert loads.get("DataLossError", 0) >= CAMPAIGN_CORRUPTIONS // 3, loads
+    assert loads.get("CheckpointNotFoundError", 0) > 0, loads  # removed data files
+    assert verifies == loads  # with the index intact, verify and load agree on every input
+
+
+def test_campaign_oracle_catches_wrong_values(campaign_bases):
+    """The oracle is not vacuous: values that differ from the base are findings."""
+    _, bases = campaign_bases
+    base = bases["fastckpt_2shards"]
+    name = "layer_00/w"
+    good = base.values[name]
+    try:
+        base.values[name] = good + 1
+        outcome = campaign.judge(base, base.prefix, index_intact=True)
+    finally:
+        base.values[name] = good
+    assert outcome.findings == [f"wrong-value: get_tensor of '{name}' differs from the base",
+                                f"wrong-value: load of '{name}' differs from the base"]
 
 
 # ---------------------------------------------------------------------------------

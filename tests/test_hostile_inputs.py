@@ -6,6 +6,7 @@ file behind; every accepted input must round-trip exactly.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -494,3 +495,200 @@ def test_two_processes_saving_into_one_directory(tmp_path):
     for name in ("alpha", "beta"):  # each kept exactly its own max_to_keep newest
         kept_files = sorted(n for n in names if n.startswith(name + "-") and n.endswith(".index"))
         assert kept_files == [f"{name}-{steps - 2}.index", f"{name}-{steps - 1}.index"], kept_files
+
+
+# ---------------------------------------------------------------------------------
+# Damaged index entries that every reader must refuse alike (load, get_tensor, verify).
+
+def _rewrite_index_entry(prefix: str, key: bytes, mutate) -> None:
+    """Rewrites one index entry with `mutate(BundleEntryProto)`; block CRCs recomputed."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
+    from table_codec import Table
+
+    from fastckpt.proto import tensor_bundle_pb2
+
+    with open(prefix + ".index", "rb") as f:
+        entries = Table.parse(f.read()).entries()
+    out = []
+    for k, v in entries:
+        if k == key:
+            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
+            mutate(e)
+            v = e.SerializeToString()
+        out.append((k, v))
+    with open(prefix + ".index", "wb") as f:
+        f.write(Table.from_entries(out).serialize())
+
+
+def _set_shape(*dims):
+    def mutate(e):
+        del e.shape.dim[:]
+        for d in dims:
+            e.shape.dim.add().size = d
+    return mutate
+
+
+def _every_reader_raises(prefix: str, name: str, cls, message: str) -> None:
+    """load, get_tensor and verify all raise `cls` with exactly `message`."""
+    calls = {"load": lambda: fastckpt.load(prefix),
+             "get_tensor": lambda: fastckpt.load_variable(prefix, name),
+             "verify": lambda: fastckpt.verify(prefix)}
+    for what, call in calls.items():
+        with pytest.raises(cls) as e:
+            call()
+        assert type(e.value) is cls, what
+        assert str(e.value) == message, what
+
+
+def test_zero_size_tensor_with_a_damaged_crc(tmp_path):
+    """A zero-byte tensor's CRC is that of no bytes: load() used to skip it and
+    return the damaged entry's shape (2^62, 0)."""
+    prefix = str(tmp_path / "z")
+    fastckpt.save({"e": np.zeros((0, 4), np.uint8), "w": np.arange(3.0)}, prefix, durable=False)
+
+    def damage(e):
+        _set_shape(2**62, 0)(e)
+        e.crc32c ^= 0x10
+    _rewrite_index_entry(prefix, b"e", damage)
+    with fastckpt.load_checkpoint(prefix) as reader:
+        assert reader.get_variable_to_shape_map()["e"] == [2**62, 0]
+        with pytest.raises(fastckpt.DataLossError) as e:
+            reader.get_tensor("e")
+    message = str(e.value)
+    assert re.fullmatch(
+        rf"tensor 'e' in '{re.escape(prefix)}\.data-00000-of-00001': data checksum mismatch "
+        r"\(stored CRC32C [0-9a-f]{8}, a tensor of no bytes has 00000000\)", message), message
+    with pytest.raises(fastckpt.DataLossError) as e:
+        fastckpt.load(prefix)
+    assert str(e.value) == message
+    with pytest.raises(fastckpt.DataLossError) as e:
+        fastckpt.verify(prefix)
+    ((name, reason),) = [(b.name, b.reason) for b in e.value.report.bad]
+    assert name == "e" and reason.startswith("data checksum mismatch (stored CRC32C ")
+
+
+def test_zero_size_tensor_with_its_crc_intact_loads(tmp_path):
+    """The same shape with the right CRC (that of no bytes) is a valid tensor."""
+    prefix = str(tmp_path / "z")
+    fastckpt.save({"e": np.zeros((0, 4), np.uint8)}, prefix, durable=False)
+    _rewrite_index_entry(prefix, b"e", _set_shape(2**62, 0))
+    assert fastckpt.load(prefix)["e"].shape == (2**62, 0)
+    assert fastckpt.verify(prefix).ok
+
+
+def test_string_tensor_of_impossible_zero_size_shape(tmp_path):
+    """Strings are held as 8-byte references: [2^62, 0] cannot be an array.
+    get_tensor and load raised a plain ValueError and verify passed it."""
+    prefix = str(tmp_path / "s")
+    fastckpt.save({"s": np.empty((0,), dtype=object), "w": np.arange(3.0)}, prefix, durable=False)
+    _rewrite_index_entry(prefix, b"s", _set_shape(2**62, 0))
+    _every_reader_raises(prefix, "s", fastckpt.DataLossError,
+                         f"corrupt index file '{prefix}.index': entry 's' has an impossible shape")
+
+
+def test_string_tensor_of_largest_zero_size_shape_loads(tmp_path):
+    """[2^59, 0] strings: 2^62 bytes of references, the bound, still an array."""
+    prefix = str(tmp_path / "s")
+    fastckpt.save({"s": np.empty((0,), dtype=object)}, prefix, durable=False)
+    _rewrite_index_entry(prefix, b"s", _set_shape(2**59, 0))
+    assert fastckpt.load(prefix)["s"].shape == (2**59, 0)
+    assert fastckpt.verify(prefix).ok
+
+
+# ---------------------------------------------------------------------------------
+# Special files where a checkpoint file should be: refused at once, named.
+# Each scenario runs in a child process with a timeout, because opening a FIFO
+# for reading blocks until a writer appears: a regression must fail the test,
+# not hang the suite.
+
+_SPECIAL_FILE_SCRIPT = textwrap.dedent("""
+    import json, os, socket, sys
+    import numpy as np
+    import fastckpt
+    root, kind, which = sys.argv[1:4]
+    prefix = os.path.join(root, "m")
+    fastckpt.save({"a": np.arange(4.0), "b": np.arange(3)}, prefix, num_shards=1, durable=False)
+    target = prefix + (".index" if which == "index" else ".data-00000-of-00001")
+    os.remove(target)
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(target)
+    elif kind == "device":
+        os.symlink("/dev/zero", target)
+    elif kind == "directory":
+        os.mkdir(target)
+    out = {}
+    calls = {
+        "load": lambda: fastckpt.load(prefix),
+        "get_tensor": lambda: fastckpt.load_variable(prefix, "a"),
+        "list_variables": lambda: fastckpt.list_variables(prefix),
+        "verify": lambda: fastckpt.verify(prefix),
+    }
+    for what, call in calls.items():
+        try:
+            result = call()
+            out[what] = ["ok", repr(result)]
+        except Exception as e:
+            out[what] = [type(e).__name__, str(e), getattr(e, "errno", None), getattr(e, "filename", None)]
+    from fastckpt.cli import main
+    out["cli_ls"] = main(["ls", prefix])
+    out["cli_verify"] = main(["verify", prefix])
+    print(json.dumps({"target": target, "results": out}))
+""")
+
+
+def _special_file_case(tmp_path, kind: str, which: str) -> dict:
+    import json
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _SPECIAL_FILE_SCRIPT, str(tmp_path), kind, which],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ,
+                               "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+SPECIAL_KINDS = {"fifo": "a FIFO (named pipe)", "socket": "a socket", "device": "a character device"}
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL_KINDS))
+def test_special_file_as_index_is_refused(tmp_path, kind):
+    case = _special_file_case(tmp_path, kind, "index")
+    target = case["target"]
+    message = f"cannot read '{target}': it is {SPECIAL_KINDS[kind]}, not a regular file"
+    for what in ("load", "get_tensor", "list_variables", "verify"):
+        assert case["results"][what] == ["CheckpointIOError", message, errno.EINVAL, target], what
+    assert (case["results"]["cli_ls"], case["results"]["cli_verify"]) == (2, 2)
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL_KINDS))
+def test_special_file_as_data_file_is_refused(tmp_path, kind):
+    """The index is readable, so the checkpoint lists; reading refuses the data file."""
+    case = _special_file_case(tmp_path, kind, "data")
+    target, results = case["target"], case["results"]
+    message = f"cannot read '{target}': it is {SPECIAL_KINDS[kind]}, not a regular file"
+    assert results["list_variables"] == ["ok", "[('a', [4]), ('b', [3])]"]
+    for what in ("load", "get_tensor", "verify"):
+        assert results[what] == ["CheckpointIOError", message, errno.EINVAL, target], what
+    assert (results["cli_ls"], results["cli_verify"]) == (0, 2)
+
+
+def test_directory_as_data_file_is_a_directory_error(tmp_path):
+    case = _special_file_case(tmp_path, "directory", "data")
+    target, results = case["target"], case["results"]
+    message = f"cannot read '{target}': it is a directory, not a regular file"
+    for what in ("load", "get_tensor", "verify"):
+        assert results[what] == ["CheckpointIsADirectoryError", message, errno.EISDIR, target], what
+    assert results["list_variables"] == ["ok", "[('a', [4]), ('b', [3])]"]
+
+
+def test_directory_as_index_is_a_directory_error(tmp_path):
+    """`m.index` a directory: not a checkpoint file, so `m` is not resolved through it."""
+    case = _special_file_case(tmp_path, "directory", "index")
+    target, results = case["target"], case["results"]
+    message = f"cannot read '{target}': it is a directory, not a regular file"
+    for what in ("load", "get_tensor", "list_variables", "verify"):
+        assert results[what] == ["CheckpointIsADirectoryError", message, errno.EISDIR, target], what

@@ -7,7 +7,9 @@ included).
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -302,6 +304,7 @@ def test_memory_does_not_grow_with_tensor_size(tmp_path):
 
 
 PARTS = [[(0, 3), (0, -1)], [(3, 2), (0, -1)], [(5, 2), (0, -1)]]
+PARTS2 = [[(0, 4), (0, -1)], [(4, 4), (0, -1)]]
 
 
 def test_partitioned_tensor_good(tmp_path):
@@ -504,3 +507,123 @@ def test_tf_written_checkpoints_verify_clean(tmp_path):
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(tf2_prefix)
     assert [b.name for b in e.value.report.bad] == [variant]
+
+
+# ---------------------------------------------------------------------------
+# missing data shards: listing and the present shards' tensors still work
+
+
+def _three_shards(tmp_path):
+    prefix = str(tmp_path / "sharded")
+    tensors = {f"t{i}": np.full((100 + i,), i, np.int32) for i in range(9)}
+    fastckpt.save(tensors, prefix, num_shards=3, durable=False)
+    files = {name: path for name, (path, _off, _size) in
+             ((k.decode(), v) for k, v in _entries(prefix).items())}
+    return prefix, tensors, files
+
+
+def test_missing_shards_leave_the_rest_readable(tmp_path):
+    prefix, tensors, files = _three_shards(tmp_path)
+    gone = prefix + ".data-00001-of-00003"
+    os.remove(gone)
+    assert fastckpt.list_variables(prefix) == [(n, [v.size]) for n, v in sorted(tensors.items())]
+    with fastckpt.load_checkpoint(prefix) as reader:
+        assert reader.get_variable_to_shape_map() == {n: [v.size] for n, v in tensors.items()}
+        for name, value in tensors.items():
+            if files[name] == gone:
+                with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
+                    reader.get_tensor(name)
+                assert str(e.value) == f"checkpoint data file not found: '{gone}'"
+                assert (e.value.errno, e.value.filename) == (errno.ENOENT, gone)
+            else:
+                np.testing.assert_array_equal(reader.get_tensor(name), value)
+    assert sorted(set(files.values())) == [prefix + f".data-0000{i}-of-00003" for i in range(3)]
+
+
+def test_verify_names_every_missing_shard(tmp_path):
+    prefix, _, _ = _three_shards(tmp_path)
+    gone = [prefix + ".data-00000-of-00003", prefix + ".data-00002-of-00003"]
+    for path in gone:
+        os.remove(path)
+    with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
+        fastckpt.verify(prefix)
+    assert str(e.value) == f"2 checkpoint data files not found: '{gone[0]}', '{gone[1]}'"
+    assert (e.value.errno, e.value.filename) == (errno.ENOENT, gone[0])
+    assert fastckpt.latest_valid_checkpoint(tmp_path) is None
+
+
+# ---------------------------------------------------------------------------
+# readable names and right counts in the damage report
+
+
+def test_report_names_slices_readably_and_counts_tensors(tmp_path):
+    """A listed slice without its entry, and a damaged slice entry no tensor
+    lists (its key names 'parx'): the message used to print the raw key (NUL
+    bytes) and count "2 problem(s) in 2 of 1 tensors"."""
+    prefix = str(tmp_path / "p")
+    full = np.arange(40, dtype=np.float32).reshape(8, 5)
+    stray = slicing.encode_slice_key("parx", [(4, 4), (0, -1)])
+    items, keep = [], []
+    for key, value in ((slicing.encode_slice_key("part", PARTS2[0]), full[:4]), (stray, full[4:])):
+        item, owner = prepare_item(key, value, slice_key=True)
+        items.append(item)
+        keep.append(owner)
+    items.append(partitioned_item("part", dtypes.DT_FLOAT, full.shape, PARTS2))
+    write_items(items, prefix, num_shards=1, threads=None, durable=False)
+    _flip_in(prefix, stray)
+    with pytest.raises(fastckpt.DataLossError) as e:
+        fastckpt.verify(prefix)
+    message = str(e.value)
+    assert "\x00" not in message
+    lines = message.splitlines()
+    assert lines[0] == (f"checkpoint '{prefix}' is damaged: 2 problem(s) in 1 of 1 tensors "
+                        "and 1 slice entry no tensor lists:")
+    assert lines[1] == f"  tensor 'part' in '{prefix}.index': slice '4,4:-' has no entry in the index"
+    assert re.fullmatch(
+        rf"  tensor 'parx' in '{re.escape(prefix + DATA1)}': slice '4,4:-' \(an entry the tensor "
+        r"does not list\): data checksum mismatch \(stored CRC32C [0-9a-f]{8}, computed [0-9a-f]{8}\)",
+        lines[2]), lines[2]
+    report = e.value.report
+    assert [(b.name, b.listed) for b in report.bad] == [("part", True), ("parx", False)]
+    assert (report.tensors, report.damaged_tensors, report.unlisted_entries) == (1, 1, 1)
+
+
+def test_report_counts_a_tensor_with_several_problems_once(tmp_path):
+    prefix = str(tmp_path / "part")
+    full = np.arange(35, dtype=np.float32).reshape(7, 5)
+    _save_partitioned(prefix, "p", full, PARTS, extra={"q": np.arange(3)})
+    _flip_in(prefix, slicing.encode_slice_key("p", PARTS[0]))
+    _flip_in(prefix, slicing.encode_slice_key("p", PARTS[2]))
+    with pytest.raises(fastckpt.DataLossError) as e:
+        fastckpt.verify(prefix)
+    assert str(e.value).splitlines()[0] == \
+        f"checkpoint '{prefix}' is damaged: 2 problem(s) in 1 of 2 tensors:"
+    assert [b.reason.split(":")[0] for b in e.value.report.bad] == ["slice '0,3", "slice '5,2"]
+
+
+def test_unknown_dtype_is_a_verify_problem(tmp_path):
+    """No reader can load a tensor of DataType 99: verify must not pass it."""
+    prefix = str(tmp_path / "d")
+    fastckpt.save({"w": np.arange(4, dtype=np.float32), "ok": np.arange(2)}, prefix, durable=False)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
+    from table_codec import Table
+
+    from fastckpt.proto import tensor_bundle_pb2
+
+    with open(prefix + ".index", "rb") as f:
+        entries = Table.parse(f.read()).entries()
+    out = []
+    for k, v in entries:
+        if k == b"w":
+            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
+            e.dtype = 99
+            v = e.SerializeToString()
+        out.append((k, v))
+    with open(prefix + ".index", "wb") as f:
+        f.write(Table.from_entries(out).serialize())
+    with pytest.raises(fastckpt.UnsupportedDtypeError):
+        fastckpt.load(prefix)
+    with pytest.raises(fastckpt.DataLossError) as e:
+        fastckpt.verify(prefix)
+    assert [(b.name, b.reason) for b in e.value.report.bad] == [
+        ("w", "has DataType 99, which no checkpoint tensor can have")]

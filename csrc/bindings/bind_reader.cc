@@ -17,6 +17,8 @@
 #include "bindings/registry.h"
 #include "fastckpt/bundle_reader.h"
 #include "fastckpt/dtypes.h"
+#include "fastckpt/slice_key.h"
+#include "fastckpt/slice_set.h"
 #include "fastckpt/string_tensor.h"
 
 namespace py = pybind11;
@@ -33,10 +35,6 @@ py::str DecodeKey(const std::string& key) {
   if (s == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::str>(s);
 }
-
-// Slice entries of partitioned tensors have keys starting with a NUL byte;
-// they are reached through the full tensor's entry, never listed.
-bool IsSliceKey(const std::string& key) { return !key.empty() && key[0] == '\0'; }
 
 // An entry's shape as a tuple of ints. Requires the GIL.
 py::tuple ShapeTuple(const BundleEntry& e) {
@@ -56,6 +54,44 @@ py::object SlicesOrNone(const BundleEntry& e) {
     sl.append(exts);
   }
   return std::move(sl);
+}
+
+// Raises InvalidArgumentError unless `i` names an entry of `r`.
+void CheckEntry(const BundleReader& r, size_t i) {
+  if (i >= r.entries().size()) {
+    Check(InvalidArgument("no entry " + std::to_string(i) + " in checkpoint '" + r.prefix() + "' (it has " +
+                          std::to_string(r.entries().size()) + ")"));
+  }
+}
+
+// Extents [(start, length)] (length -1: the whole dimension) as a slice;
+// InvalidArgumentError for anything else. Requires the GIL.
+TensorSlice ToSlice(const py::handle& extents) {
+  TensorSlice out;
+  for (py::handle h : extents) {
+    py::tuple pair;
+    if (!py::isinstance<py::tuple>(h) || (pair = h.cast<py::tuple>()).size() != 2 ||
+        !py::isinstance<py::int_>(pair[0]) || !py::isinstance<py::int_>(pair[1])) {
+      Check(InvalidArgument("slice extents must be (start, length) pairs of ints"));
+    }
+    int overflow = 0;
+    const long long start = PyLong_AsLongLongAndOverflow(pair[0].ptr(), &overflow);
+    const long long length = overflow ? 0 : PyLong_AsLongLongAndOverflow(pair[1].ptr(), &overflow);
+    if (overflow || PyErr_Occurred()) {
+      PyErr_Clear();
+      Check(InvalidArgument("slice extent out of int64 range"));
+    }
+    out.push_back(SliceExtent{start, length < 0 ? -1 : length});
+    if (length < -1) Check(InvalidArgument("slice extent length " + std::to_string(length) + " is negative"));
+  }
+  return out;
+}
+
+// A slice as [(start, length)], length -1 for a whole dimension. Requires the GIL.
+py::list FromSlice(const TensorSlice& s) {
+  py::list out;
+  for (const SliceExtent& x : s) out.append(py::make_tuple(x.start, x.length < 0 ? -1 : x.length));
+  return out;
 }
 
 // Where ReadAll puts one small tensor: slab `slab`, byte `offset`.
@@ -131,9 +167,32 @@ class PyReader {
   // (dtype, shape, size, slices | None) of entry `i`.
   py::tuple Entry(size_t i) const {
     auto r = Get();
-    if (i >= r->entries().size()) throw py::index_error("no such entry");
+    CheckEntry(*r, i);
     const BundleEntry& e = r->entries()[i];
     return py::make_tuple(e.dtype, ShapeTuple(e), e.size, SlicesOrNone(e));
+  }
+
+  // What reading `region` of partitioned entry `entry` takes
+  // (BundleReader::PlanSliceRead): [(slice entry, stored extents, overlap
+  // extents)], the overlaps explicit and tiling the region. Raises
+  // DataLossError when the slices cannot provide it.
+  py::list PlanRegion(size_t entry, py::object region) const {
+    auto r = Get();
+    CheckEntry(*r, entry);
+    const TensorSlice want = ToSlice(region);
+    std::vector<SlicePart> parts;
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = r->PlanSliceRead(entry, want, &parts);
+    }
+    Check(st);
+    const BundleEntry& e = r->entries()[entry];
+    py::list out;
+    for (const SlicePart& p : parts) {
+      out.append(py::make_tuple(p.entry, FromSlice(e.slices[p.slice]), FromSlice(p.overlap)));
+    }
+    return out;
   }
 
   // Index of the entry stored under `key` (raw bytes), or -1.
@@ -238,7 +297,9 @@ class PyReader {
     std::vector<BufferView> views(requests.size());
     for (size_t i = 0; i < reqs.size(); ++i) {
       PyObject* tup = PyList_GET_ITEM(requests.ptr(), i);
-      if (!PyTuple_Check(tup) || PyTuple_GET_SIZE(tup) != 2) throw py::type_error("read: expected (entry, buffer)");
+      if (!PyTuple_Check(tup) || PyTuple_GET_SIZE(tup) != 2) {
+        Check(InvalidArgument("read: each request must be an (entry, buffer) tuple"));
+      }
       reqs[i].entry = PyLong_AsSize_t(PyTuple_GET_ITEM(tup, 0));
       if (PyErr_Occurred()) throw py::error_already_set();
       if (!views[i].Acquire(PyTuple_GET_ITEM(tup, 1), /*writable=*/true)) throw py::error_already_set();
@@ -261,7 +322,9 @@ class PyReader {
     for (size_t i = 0; i < reqs.size(); ++i) {
       auto t = requests[i].cast<std::tuple<size_t, uint64_t, int>>();
       reqs[i] = {std::get<0>(t), std::get<1>(t), std::get<2>(t)};
-      if (reqs[i].device < 0) throw py::value_error("read_to_device: device ordinal must be >= 0");
+      if (reqs[i].device < 0) {
+        Check(InvalidArgument("read_to_device: device ordinal must be >= 0, not " + std::to_string(reqs[i].device)));
+      }
     }
     Status st;
     {
@@ -276,7 +339,7 @@ class PyReader {
   // A DT_STRING entry as a list of bytes, both CRCs verified.
   py::list ReadStrings(size_t entry, uint64_t num_elements) const {
     auto r = Get();
-    if (entry >= r->entries().size()) throw py::index_error("no such entry");
+    CheckEntry(*r, entry);
     std::string raw;
     std::vector<std::pair<size_t, size_t>> spans;
     Status st;
@@ -298,7 +361,7 @@ class PyReader {
 
   // Checks every tensor (BundleReader::Verify) with the GIL released.
   // {"tensors", "entries", "bytes", "files", "seconds", "largest_whole_read",
-  //  "bad": [(name bytes, file, reason)]}
+  //  "bad": [(name bytes, file, reason, listed)]}
   py::dict Verify(int threads, uint64_t chunk_bytes) const {
     auto r = Get();
     VerifyReport report;
@@ -318,7 +381,7 @@ class PyReader {
       py::object reason = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
           p.reason.data(), static_cast<Py_ssize_t>(p.reason.size()), "backslashreplace"));
       if (!reason) throw py::error_already_set();
-      bad.append(py::make_tuple(py::bytes(p.key), file, reason));
+      bad.append(py::make_tuple(py::bytes(p.key), file, reason, p.listed));
     }
     py::dict out;
     out["tensors"] = report.tensors;
@@ -336,14 +399,14 @@ class PyReader {
     auto r = Get();
     for (py::handle h : entries) {
       size_t entry = h.cast<size_t>();
-      if (entry >= r->entries().size()) throw py::index_error("no such entry");
+      CheckEntry(*r, entry);
       Check(r->CheckBounds(entry));
     }
   }
 
   std::string Describe(size_t entry) const {
     auto r = Get();
-    if (entry >= r->entries().size()) throw py::index_error("no such entry");
+    CheckEntry(*r, entry);
     return r->Describe(entry);
   }
 
@@ -351,9 +414,37 @@ class PyReader {
   std::shared_ptr<const BundleReader> reader_;
 };
 
+// CheckSliceSet on a shape and a list of slices (each a list of (start,
+// length), length -1 for a whole dimension): (elements held, covers), or
+// DataLossError / UnimplementedError. For tests and measurements of the
+// validation every reader runs.
+py::tuple CheckSlices(py::object shape_obj, py::object slices_obj) {
+  std::vector<int64_t> shape;
+  for (py::handle h : shape_obj) {
+    const int64_t d = h.cast<int64_t>();
+    if (d < 0) Check(InvalidArgument("check_slice_set: negative dimension " + std::to_string(d)));
+    shape.push_back(d);
+  }
+  std::vector<TensorSlice> slices;
+  for (py::handle s : slices_obj) slices.push_back(ToSlice(s));
+  uint64_t held = 0;
+  bool covers = false;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = CheckSliceSet(shape, slices, &held, &covers);
+  }
+  Check(st);
+  return py::make_tuple(held, covers);
+}
+
 }  // namespace
 
 void RegisterReader(py::module_& m) {
+  m.def("check_slice_set", &CheckSlices, py::arg("shape"), py::arg("slices"),
+        "Validates a partitioned tensor's stored slices as every reader does: (elements held, "
+        "covers the tensor), or DataLossError (out of bounds, overlapping) / UnimplementedError "
+        "(too irregular to check within the work bound).");
   py::class_<PyReader>(m, "Reader", "An open checkpoint bundle (index parsed, data files open).")
       .def(py::init<const std::string&>(), py::arg("prefix"))
       .def_property_readonly("num_shards", &PyReader::num_shards)
@@ -372,9 +463,12 @@ void RegisterReader(py::module_& m) {
            "Reads fixed-size entries into device memory through pinned staging buffers; "
            "requests are (entry, device_ptr, device).")
       .def("read_strings", &PyReader::ReadStrings, py::arg("entry"), py::arg("num_elements"))
+      .def("plan_region", &PyReader::PlanRegion, py::arg("entry"), py::arg("region"),
+           "The stored slices a region of a partitioned tensor needs: [(slice entry, stored extents, "
+           "overlap extents)]; raises DataLossError when they cannot provide it.")
       .def("verify", &PyReader::Verify, py::arg("threads") = 0, py::arg("chunk_bytes") = 0,
            "Checks every tensor's bounds and CRC32C without keeping the data; returns a dict "
-           "(tensors, entries, bytes, files, seconds, largest_whole_read, bad=[(name, file, reason)]).")
+           "(tensors, entries, bytes, files, seconds, largest_whole_read, bad=[(name, file, reason, listed)]).")
       .def("describe", &PyReader::Describe, py::arg("entry"))
       .def("check_bounds", &PyReader::CheckBounds, py::arg("entries"))
       .def("close", &PyReader::Close);

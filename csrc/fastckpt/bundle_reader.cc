@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 
 #include "fastckpt/crc32c.h"
 #include "fastckpt/dtypes.h"
 #include "fastckpt/naming.h"
 #include "fastckpt/read_plan.h"
+#include "fastckpt/slice_key.h"
+#include "fastckpt/slice_set.h"
 #include "fastckpt/table_reader.h"
 #include "fastckpt/thread_pool.h"
 
@@ -34,8 +37,10 @@ Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_s
   int elem = DtypeElementSize(e.dtype);
   // Bytes of the product of the non-zero dimensions are bounded too (below
   // 2^62): a zero-size tensor of shape [0, 2^62] is no more representable as
-  // an array than a full one.
-  unsigned __int128 numel = 1, nonzero_bytes = elem > 1 ? static_cast<unsigned>(elem) : 1;
+  // an array than a full one. String and variant elements are held as
+  // 8-byte object references by any reader, so they count 8 bytes here.
+  const unsigned held = (e.dtype == kDtString || e.dtype == kDtVariant) ? 8 : (elem > 1 ? elem : 1);
+  unsigned __int128 numel = 1, nonzero_bytes = held;
   const unsigned __int128 limit = static_cast<unsigned __int128>(1) << 62;
   for (int64_t d : e.shape) {
     numel *= static_cast<uint64_t>(d);
@@ -130,15 +135,18 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
     r->shards_.resize(used.back() + 1);
     r->shard_sizes_.resize(used.back() + 1, 0);
   }
+  // A shard that cannot be opened is remembered, not fatal: listing and the
+  // other shards' tensors stay readable (CheckBounds reports it per read).
+  r->shard_status_.resize(r->shards_.size());
   for (int32_t s : used) {
     std::string name = DataFilename(prefix, s, h.num_shards);
     Status os = File::OpenForRead(name, &r->shards_[s]);
     if (os.code() == StatusCode::kNotFound) {
-      return Status::OsError(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'",
-                             os.sys_errno(), name);
+      os = Status::OsError(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'",
+                           os.sys_errno(), name);
     }
-    FASTCKPT_RETURN_IF_ERROR(os);
-    FASTCKPT_RETURN_IF_ERROR(r->shards_[s].Size(&r->shard_sizes_[s]));
+    if (os.ok()) os = r->shards_[s].Size(&r->shard_sizes_[s]);
+    r->shard_status_[s] = os;
   }
   *out = std::move(r);
   return Status::Ok();
@@ -152,13 +160,22 @@ int64_t BundleReader::Find(const std::string& key) const {
 
 std::string BundleReader::Describe(size_t entry) const {
   const BundleEntry& e = entries_[entry];
-  return "tensor '" + PrintableKey(keys_[entry]) + "' in '" +
-         DataFilename(prefix_, e.shard_id, header_.num_shards) + "'";
+  return DescribeKey(keys_[entry]) + " in '" + DataFilename(prefix_, e.shard_id, header_.num_shards) + "'";
 }
 
 Status BundleReader::CheckBounds(size_t entry) const {
   const BundleEntry& e = entries_[entry];
   if (!e.slices.empty()) return InvalidArgument(Describe(entry) + " is partitioned; read its slices");
+  FASTCKPT_RETURN_IF_ERROR(shard_status_[e.shard_id]);
+  if (e.size == 0 && crc32c::Unmask(e.masked_crc32c) != 0) {
+    // The CRC of no bytes is 0: a zero-size tensor's checksum is checked
+    // here, where every reader passes, rather than by a read of nothing.
+    char buf[128];
+    std::snprintf(buf, sizeof(buf),
+                  ": data checksum mismatch (stored CRC32C %08x, a tensor of no bytes has 00000000)",
+                  crc32c::Unmask(e.masked_crc32c));
+    return DataLoss(Describe(entry) + buf);
+  }
   uint64_t fsize = shard_sizes_[e.shard_id];
   uint64_t end = static_cast<uint64_t>(e.offset) + static_cast<uint64_t>(e.size);
   if (static_cast<uint64_t>(e.offset) > fsize || end > fsize) {

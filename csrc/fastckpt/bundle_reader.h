@@ -2,18 +2,30 @@
 //
 // Open() reads the whole .index (its size comes from fstat, never from file
 // contents), verifies every block CRC, decodes and validates every entry,
-// and opens the data shards the entries refer to. Read() then fills caller
-// buffers in parallel, checksumming each chunk right after it is read (no
-// second pass) and joining chunk CRCs with crc32c::Combine. Memory use is
-// the caller's buffers plus nothing proportional to the data.
+// and opens the data shards the entries refer to. A data shard that cannot
+// be opened (missing, a directory, not a regular file) does not fail Open():
+// the checkpoint can still be listed and the tensors of the other shards
+// read; reading a tensor of that shard returns the error, and Verify()
+// returns it for every such shard. Read() fills caller buffers in parallel,
+// checksumming each chunk right after it is read (no second pass) and
+// joining chunk CRCs with crc32c::Combine. Memory use is the caller's
+// buffers plus nothing proportional to the data.
 //
-// Thread-safety: after Open(), Read()/ReadRaw()/Verify() may be called
-// concurrently. The GIL must not be held by their callers (no Python here).
+// Partitioned tensors: Partition() validates a tensor's stored slices once
+// (slice_set.h: in bounds, pairwise disjoint, whether they cover it) and
+// caches the result; PlanSliceRead() and Verify() build on it, so every
+// reader agrees on what is readable.
+//
+// Thread-safety: after Open(), every const method may be called
+// concurrently (the partition cache is guarded by a mutex). The GIL must not
+// be held by their callers (no Python here).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fastckpt/bundle_proto.h"
@@ -26,9 +38,13 @@ namespace fastckpt {
 // One tensor that failed BundleReader::Verify().
 struct VerifyProblem {
   // The tensor's name as stored; for a slice of a partitioned tensor, the
-  // partitioned tensor's name (the raw slice key is unreadable), with the
-  // slice named in `reason`.
+  // partitioned tensor's name (never the raw slice key), with the slice
+  // named in `reason` ("slice '0,4:-': ..."). A slice entry that no tensor
+  // lists is reported under the name its key encodes, or its escaped key
+  // when the key is malformed, with `listed` false: its bytes belong to no
+  // tensor a reader returns.
   std::string key;
+  bool listed = true;
   // The data file holding the bad bytes, or the .index file when the defect
   // is in the index's description of a partitioned tensor.
   std::string file;
@@ -46,6 +62,25 @@ struct VerifyReport {
   uint64_t largest_whole_read = 0;
   double seconds = 0;
   std::vector<VerifyProblem> bad;  // sorted by key; empty when all is well
+};
+
+// What Partition() found about a partitioned tensor's stored slices.
+struct PartitionInfo {
+  // OK, or why the slices are unusable (CheckSliceSet's error: kDataLoss
+  // for slices out of bounds or overlapping, kUnimplemented for a layout too
+  // irregular to check). The message does not name the tensor or the index
+  // file; callers add them.
+  Status status;
+  uint64_t held = 0;                  // elements the slices hold together
+  bool covers = false;                // that is every element of the tensor
+  std::vector<int64_t> slice_entry;   // per stored slice: its entry, or -1 if missing
+};
+
+// One stored slice a region read needs (PlanSliceRead).
+struct SlicePart {
+  size_t slice;           // index into the partitioned entry's slices
+  size_t entry;           // the slice's data entry
+  TensorSlice overlap;    // the part of the region it holds: explicit (start, length) per dimension
 };
 
 class BundleReader {
@@ -106,16 +141,46 @@ class BundleReader {
   // unless a single one is larger.
   Status Verify(int threads, uint64_t chunk_bytes, VerifyReport* report) const;
 
-  // "'name' in 'PREFIX.data-00000-of-00001'", for messages.
+  // "tensor 'name' in 'PREFIX.data-00000-of-00001'" (for a slice entry,
+  // "slice '0,4:-' of tensor 'name' in ..."), for messages.
   std::string Describe(size_t entry) const;
 
-  // kDataLoss unless the entry's bytes lie inside its data file. Callers
+  // OK when the entry's bytes can be read: its data file is open (else the
+  // error opening it, e.g. kNotFound naming the missing file), its bytes lie
+  // inside that file, and for a zero-byte tensor, whose checksum needs no
+  // read, the stored CRC is that of no bytes (kDataLoss otherwise). Callers
   // check this before allocating a destination sized by the (untrusted)
   // index, so a lying index cannot cause a huge allocation.
   Status CheckBounds(size_t entry) const;
 
+  // The validated slice layout of partitioned entry `entry` (one with
+  // slices), computed on first use and cached for the reader's lifetime.
+  // REQUIRES: entry < entries().size() and entries()[entry].slices non-empty.
+  const PartitionInfo& Partition(size_t entry) const;
+
+  // What reading `region` (explicit or whole extents, one per dimension) of
+  // partitioned entry `entry` takes: the stored slices it intersects and
+  // their overlaps, in stored order. Checks, in order: the region lies in
+  // the tensor (kInvalidArgument); the slices are valid (Partition); they
+  // cover the region ("does not have sufficient slices", kDataLoss); every
+  // needed slice has an entry of the slice's shape and the tensor's dtype,
+  // that is not itself partitioned, whose bytes CheckBounds() accepts, and
+  // for strings that is large enough for its element count (kDataLoss).
+  // Given success, the overlaps are disjoint and tile the region, so a
+  // caller may fill an output of the region's shape from them in parallel.
+  Status PlanSliceRead(size_t entry, const TensorSlice& region, std::vector<SlicePart>* parts) const;
+
  private:
   BundleReader() = default;
+
+  // kDataLoss unless stored slice `slice` of partitioned entry `entry`
+  // has a usable data entry: present, not partitioned, of the slice's shape
+  // and the tensor's dtype. Messages name the slice ("slice '0,4:-' has no
+  // entry in the index"); callers add the tensor and the index file.
+  Status CheckSliceEntry(size_t entry, size_t slice) const;
+  // The data files a checkpoint's entries use that could not be opened, as
+  // one error (kNotFound naming every missing one, else the first failure).
+  Status ShardOpenErrors() const;
 
   std::string prefix_;
   BundleHeader header_;
@@ -123,6 +188,9 @@ class BundleReader {
   std::vector<BundleEntry> entries_;
   std::vector<File> shards_;             // opened only if referenced
   std::vector<uint64_t> shard_sizes_;
+  std::vector<Status> shard_status_;     // per shard: why it could not be opened
+  mutable std::mutex partitions_mu_;     // guards partitions_
+  mutable std::unordered_map<size_t, std::unique_ptr<PartitionInfo>> partitions_;
 };
 
 }  // namespace fastckpt

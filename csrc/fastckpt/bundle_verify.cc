@@ -27,6 +27,7 @@
 #include "fastckpt/crc32c.h"
 #include "fastckpt/dtypes.h"
 #include "fastckpt/naming.h"
+#include "fastckpt/slice_key.h"
 #include "fastckpt/string_tensor.h"
 #include "fastckpt/thread_pool.h"
 
@@ -49,81 +50,6 @@ constexpr uint64_t kMaxGapBytes = 64ull << 10;
 constexpr uint64_t kWholeReadBudget = 1ull << 30;
 
 constexpr size_t kNoOwner = std::numeric_limits<size_t>::max();
-
-// -- Slice keys: TensorFlow's EncodeTensorNameSlice (OrderedCode) ----------
-// The Python twin is fastckpt/format/slices.py:encode_slice_key; both must
-// produce TensorFlow's exact bytes, or a slice entry would look missing.
-
-void AppendNumIncreasing(uint64_t v, std::string* out) {
-  int n = 0;
-  for (uint64_t x = v; x != 0; x >>= 8) ++n;
-  out->push_back(static_cast<char>(n));
-  for (int i = n - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-void AppendOrderedString(const std::string& s, std::string* out) {
-  for (char c : s) {
-    if (c == '\0') {
-      out->append("\x00\xff", 2);
-    } else if (c == '\xff') {
-      out->append("\xff\x00", 2);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->append("\x00\x01", 2);
-}
-
-// n bytes hold n header bits (ones for >= 0, zeros for < 0) and a 7n-bit
-// two's complement value, so the byte order sorts like the integers.
-void AppendSignedNumIncreasing(int64_t v, std::string* out) {
-  uint64_t magnitude = v < 0 ? ~static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
-  int bit_length = magnitude == 0 ? 0 : 64 - __builtin_clzll(magnitude);
-  int n = bit_length / 7 + 1;  // 1..10 bytes
-  int bits = 8 * n;
-  using u128 = unsigned __int128;
-  u128 value = static_cast<u128>(static_cast<__int128>(v));  // sign-extended
-  u128 mask = (static_cast<u128>(1) << bits) - 1;
-  u128 header = ((static_cast<u128>(1) << n) - 1) << (bits - n);
-  u128 encoded = (value & mask) ^ header;
-  for (int i = n - 1; i >= 0; --i) out->push_back(static_cast<char>((encoded >> (8 * i)) & 0xff));
-}
-
-std::string SliceKey(const std::string& name, const TensorSlice& slice) {
-  std::string key;
-  AppendNumIncreasing(0, &key);
-  AppendOrderedString(name, &key);
-  AppendNumIncreasing(slice.size(), &key);
-  for (const SliceExtent& x : slice) {
-    // A whole dimension is stored as (0, -1) in the key, whatever the proto said.
-    AppendSignedNumIncreasing(x.length < 0 ? 0 : x.start, &key);
-    AppendSignedNumIncreasing(x.length < 0 ? -1 : x.length, &key);
-  }
-  return key;
-}
-
-// TensorFlow's text form: "0,3:-".
-std::string FormatSliceSpec(const TensorSlice& slice) {
-  std::string out;
-  for (size_t d = 0; d < slice.size(); ++d) {
-    if (d > 0) out += ':';
-    if (slice[d].length < 0) {
-      out += '-';
-    } else {
-      out += std::to_string(slice[d].start) + "," + std::to_string(slice[d].length);
-    }
-  }
-  return out;
-}
-
-std::string FormatShape(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (d > 0) out += ", ";
-    out += std::to_string(shape[d]);
-  }
-  return out + "]";
-}
 
 unsigned __int128 NumElements(const std::vector<int64_t>& shape) {
   unsigned __int128 n = 1;
@@ -277,46 +203,34 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
   std::vector<std::string> slice_label(n);
   std::vector<VerifyProblem> index_problems;
 
-  // 1. Partitioned tensors: each listed slice must have an entry of the
-  // slice's shape and the tensor's dtype, and together they must cover it.
+  // 0. Data files that could not be opened: nothing to check them against.
+  FASTCKPT_RETURN_IF_ERROR(ShardOpenErrors());
+
+  // 1. Partitioned tensors, through the same checks get_tensor makes
+  // (Partition, CheckSliceEntry): the slices lie in the tensor, do not
+  // overlap and cover it, and each has an entry of the slice's shape and the
+  // tensor's dtype.
   for (size_t i = 0; i < n; ++i) {
     const BundleEntry& e = entries_[i];
-    // Slice keys start with NumIncreasing(0), a zero byte; real names cannot.
-    if (keys_[i].empty() || keys_[i][0] != '\0') ++report->tensors;
+    if (IsSliceKey(keys_[i])) continue;  // a slice entry with slices is its owner's problem (below)
+    ++report->tensors;
     if (e.slices.empty()) continue;
-    auto problem = [&](const std::string& why) { index_problems.push_back({keys_[i], index_name, why}); };
-    bool all_found = true;
-    unsigned __int128 covered = 0;
-    for (const TensorSlice& s : e.slices) {
-      const std::string label = "slice '" + FormatSliceSpec(s) + "'";
-      std::vector<int64_t> shape(s.size());
-      for (size_t d = 0; d < s.size(); ++d) shape[d] = s[d].length < 0 ? e.shape[d] : s[d].length;
-      int64_t j = Find(SliceKey(keys_[i], s));
-      if (j < 0) {
-        problem(label + " has no entry in the index");
-        all_found = false;
-        continue;
-      }
-      owner[j] = i;
-      slice_label[j] = label;
-      const BundleEntry& se = entries_[j];
-      if (!se.slices.empty()) {
-        problem(label + ": its entry is itself partitioned");
-      } else if (se.dtype != e.dtype) {
-        problem(label + " has DataType " + std::to_string(se.dtype) + ", the tensor " +
-                std::to_string(e.dtype));
-      } else if (se.shape != shape) {
-        problem(label + " has shape " + FormatShape(se.shape) + ", expected " + FormatShape(shape));
-      }
-      covered += NumElements(shape);
+    auto problem = [&](const std::string& why) { index_problems.push_back({keys_[i], true, index_name, why}); };
+    const PartitionInfo& info = Partition(i);
+    if (!info.status.ok()) {
+      problem(info.status.message());
+    } else if (!info.covers) {
+      problem("its " + std::to_string(e.slices.size()) + " slices hold " + std::to_string(info.held) +
+              " elements, the tensor has " + std::to_string(static_cast<uint64_t>(NumElements(e.shape))));
     }
-    // Open() checked every slice lies inside the shape, so (absent
-    // duplicates, which also break the count) equal volume means full cover.
-    unsigned __int128 total = NumElements(e.shape);
-    if (all_found && covered != total) {
-      problem("its " + std::to_string(e.slices.size()) + " slices hold " +
-              std::to_string(static_cast<uint64_t>(covered)) + " elements, the tensor has " +
-              std::to_string(static_cast<uint64_t>(total)));
+    for (size_t k = 0; k < e.slices.size(); ++k) {
+      Status st = CheckSliceEntry(i, k);
+      if (!st.ok()) problem(st.message());
+      const int64_t j = info.slice_entry[k];
+      if (j >= 0 && owner[j] == kNoOwner) {
+        owner[j] = i;
+        slice_label[j] = "slice '" + FormatSliceSpec(e.slices[k]) + "'";
+      }
     }
   }
 
@@ -334,6 +248,11 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
     if (offset > fsize || offset + size > fsize) {
       reason[i] = "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + size) +
                   ") lie past the end of the file (" + std::to_string(fsize) + " bytes; truncated file?)";
+      continue;
+    }
+    if (DtypeElementSize(e.dtype) < 0) {
+      // No reader can interpret its bytes (Read() refuses it): not read.
+      reason[i] = "has DataType " + std::to_string(e.dtype) + ", which no checkpoint tensor can have";
       continue;
     }
     report->bytes += size;
@@ -513,6 +432,20 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
     if (owner[i] != kNoOwner) {
       p.key = keys_[owner[i]];
       p.reason = slice_label[i] + ": " + reason[i];
+    } else if (IsSliceKey(keys_[i])) {
+      // A slice entry no tensor lists: readers never use it, but its bytes
+      // are damaged. Named by the tensor and slice its key encodes; it is
+      // no part of that tensor's data, so not counted as a damaged tensor.
+      std::string name;
+      TensorSlice slice;
+      p.listed = false;
+      if (DecodeSliceKey(keys_[i], &name, &slice)) {
+        p.key = name;
+        p.reason = "slice '" + FormatSliceSpec(slice) + "' (an entry the tensor does not list): " + reason[i];
+      } else {
+        p.key = PrintableKey(keys_[i]);
+        p.reason = "malformed slice key: " + reason[i];
+      }
     } else {
       p.key = keys_[i];
       p.reason = reason[i];

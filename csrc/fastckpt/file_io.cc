@@ -42,10 +42,49 @@ Status File::CreateExclusive(const std::string& path, File* out, const std::stri
   return Status::Ok();
 }
 
+namespace {
+
+// What a non-regular file is, for messages; nullptr for a regular file.
+const char* SpecialKind(mode_t mode) {
+  if (S_ISREG(mode)) return nullptr;
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+// The error for a checkpoint file that is not a regular file: EISDIR for a
+// directory (IsADirectoryError), EINVAL otherwise. Opening, let alone
+// reading, a FIFO or a device could block forever or have side effects.
+Status NotRegular(const std::string& path, mode_t mode) {
+  const char* kind = SpecialKind(mode);
+  const int err = S_ISDIR(mode) ? EISDIR : EINVAL;
+  const std::string what = S_ISDIR(mode) ? std::string("is a directory") : std::string("is ") + kind;
+  return Status::OsError(StatusCode::kIOError, "cannot read '" + path + "': it " + what + ", not a regular file",
+                         err, path);
+}
+
+}  // namespace
+
 Status File::OpenForRead(const std::string& path, File* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // stat() first: open() itself blocks on a FIFO with no writer, and may
+  // act on a device. O_NONBLOCK covers a file swapped in between the two
+  // calls (it changes nothing for regular files); fstat() then confirms.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return IoError("cannot open", path, errno);
+  if (!S_ISREG(st.st_mode)) return NotRegular(path, st.st_mode);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return IoError("cannot open", path, errno);
-  *out = File(fd, path);
+  File f(fd, path);
+  if (::fstat(fd, &st) != 0) return IoError("cannot stat", path, errno);
+  if (!S_ISREG(st.st_mode)) return NotRegular(path, st.st_mode);
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return IoError("cannot set the flags of", path, errno);
+  }
+  *out = std::move(f);
   return Status::Ok();
 }
 

@@ -34,6 +34,10 @@ class File {
   // `name` (default: `path`); a temporary file passes its final name, so
   // that no error reports a name the user never chose (temp_files.h).
   static Status CreateExclusive(const std::string& path, File* out, const std::string& name = std::string());
+  // Opens a regular file for reading. Anything else is refused without
+  // being opened (a FIFO would block, a device could be acted on): a
+  // directory with EISDIR, a FIFO, socket or device node with EINVAL, both
+  // kIOError naming the file.
   static Status OpenForRead(const std::string& path, File* out);
 
   bool is_open() const { return fd_ >= 0; }
@@ -60,8 +64,9 @@ class File {
   std::string path_;  // the name errors report
 };
 
-// Reads a whole file into *out (used for .index files, whose size is known
-// from fstat, never from file contents).
+// Reads a whole regular file into *out (used for .index files, whose size
+// is known from fstat, never from file contents); refuses what
+// File::OpenForRead refuses.
 Status ReadWholeFile(const std::string& path, std::string* out);
 
 Status RenameFile(const std::string& from, const std::string& to);

@@ -10,6 +10,9 @@ namespace {
 constexpr uint64_t kTableMagic = 0xdb4775248b80fb57ull;
 constexpr size_t kFooterSize = 48;
 constexpr size_t kTrailerSize = 5;
+// Block types 1..7 name compressions (snappy, zlib, bzip2, lz4, lz4hc,
+// xpress, zstd); anything larger is no block type at all.
+constexpr int kMaxCompressionType = 7;
 
 struct Handle {
   uint64_t offset = 0;
@@ -39,10 +42,16 @@ Status ReadBlock(const std::string& file, const std::string& name, const Handle&
     return DataLoss("corrupt index file '" + name + "': block checksum mismatch at offset " +
                     std::to_string(h.offset));
   }
-  if (trailer[0] != 0) {
+  const int type = static_cast<unsigned char>(trailer[0]);
+  if (type > kMaxCompressionType) {
+    // Not a compression LevelDB/RocksDB knows: damage whose CRC happens to
+    // match (or was recomputed), as TensorFlow's "bad block type".
+    return DataLoss("corrupt index file '" + name + "': bad block type " + std::to_string(type) +
+                    " at offset " + std::to_string(h.offset));
+  }
+  if (type != 0) {
     return Status(StatusCode::kUnimplemented,
-                  "index file '" + name + "' uses compressed blocks (type " +
-                      std::to_string(static_cast<int>(static_cast<unsigned char>(trailer[0]))) +
+                  "index file '" + name + "' uses compressed blocks (type " + std::to_string(type) +
                       "), which TensorFlow's checkpoint writers never produce");
   }
   *contents = data;
