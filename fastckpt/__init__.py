@@ -9,8 +9,8 @@ import typing as _typing
 from . import config as _config
 from ._native import __version__ as _native_version
 from ._native import build_info as _native_build_info
-from .errors import (CancelledError, CheckpointExistsError, CheckpointIOError, CheckpointIsADirectoryError,
-                     CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
+from .errors import (ArgumentTypeError, CancelledError, CheckpointExistsError, CheckpointIOError,
+                     CheckpointIsADirectoryError, CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
                      CudaError, CudaUnavailableError, DataLossError, DeadlineExceededError,
                      FailedPreconditionError, FastCkptError, InternalError, InvalidArgumentError,
                      MissingDependencyError, TensorNotFoundError, UnimplementedError,
@@ -62,6 +62,7 @@ __all__ = [
     "DataLossError",
     "InvalidArgumentError",
     "UnsupportedDtypeError",
+    "ArgumentTypeError",
     "UnimplementedError",
     "FailedPreconditionError",
     "CancelledError",

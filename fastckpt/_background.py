@@ -35,7 +35,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, List, Optional, TypeVar
 
-from .errors import CancelledError, DeadlineExceededError, FailedPreconditionError
+from .errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 
 __all__ = ["AsyncSave", "submit", "ready", "mark_observed", "wait_for_pending_saves", "pending_saves"]
 
@@ -98,6 +98,7 @@ class AsyncSave(concurrent.futures.Future[T]):
             FailedPreconditionError: called in a done callback, on the
                 background thread, for a save that has not finished.
         """
+        check_timeout(timeout)
         if (timeout is None or timeout > 0) and not self.done() and \
                 threading.current_thread() is _worker:
             raise FailedPreconditionError(
@@ -322,6 +323,13 @@ def pending_saves() -> List[AsyncSave[Any]]:
         return list(_pending)
 
 
+def check_timeout(timeout: Optional[float]) -> None:
+    """Raises InvalidArgumentError unless `timeout` is None or a number of seconds >= 0."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout >= 0):
+        raise InvalidArgumentError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+
+
 def wait_for_pending_saves(timeout: Optional[float] = None) -> bool:
     """Blocks until every asynchronous save has finished (committed, failed
     or cancelled).
@@ -336,6 +344,7 @@ def wait_for_pending_saves(timeout: Optional[float] = None) -> bool:
         FailedPreconditionError: called on the background thread (in a done
             callback) while saves are pending: they could never finish.
     """
+    check_timeout(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     if threading.current_thread() is _worker and pending_saves():
         raise FailedPreconditionError(

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import metagraph as mg
-from .errors import TensorNotFoundError
+from .errors import ArgumentTypeError, FailedPreconditionError, InvalidArgumentError, TensorNotFoundError
 from .format import slices as slicing
 from .reader import CheckpointReader, check_restore_target
 from .writer import partitioned_item, prepare_item
@@ -46,7 +46,7 @@ def _const_strings(tensor: Any) -> List[str]:
 
     value = tensor_util.constant_value(tensor)
     if value is None:
-        raise RuntimeError(f"fastckpt: {tensor.name} is not a constant; cannot drive this saver")
+        raise FailedPreconditionError(f"fastckpt: {tensor.name} is not a constant; cannot drive this saver")
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(value).reshape(-1)]
 
 
@@ -113,7 +113,7 @@ class TFBackend:
         self._eager = tf.executing_eagerly()
         if self._eager:
             if var_list is None:
-                raise RuntimeError(
+                raise FailedPreconditionError(
                     "When eager execution is enabled, `var_list` must specify a list or dict of "
                     "variables to save")
             from tensorflow.python.training.saving import saveable_object_util
@@ -123,7 +123,7 @@ class TFBackend:
             self._saveables = saveable_object_util.validate_and_slice_inputs(names_to_saveables)
             self.is_empty = not self._saveables
             if self.is_empty and not allow_empty:
-                raise ValueError("No variables to save")
+                raise InvalidArgumentError("No variables to save")
             self._tf_saver: Any = None
             return
         self._graph = tf.compat.v1.get_default_graph()
@@ -171,7 +171,7 @@ class TFBackend:
 
     def check_built(self) -> None:
         if self._tf_saver is not None and not self._tf_saver._is_built:  # noqa: SLF001
-            raise RuntimeError("`build()` should be called before save if defer_build==True")
+            raise FailedPreconditionError("`build()` should be called before save if defer_build==True")
 
     def build(self) -> None:
         if self._tf_saver is not None:
@@ -192,7 +192,7 @@ class TFBackend:
         from tensorflow.python.client import session
 
         if not isinstance(sess, session.SessionInterface):
-            raise TypeError("'sess' must be a Session; %s" % sess)
+            raise ArgumentTypeError("'sess' must be a Session; %s" % sess)
 
     def global_step_value(self, sess: Any, global_step: Any) -> int:
         if isinstance(global_step, (int, np.integer)):
@@ -282,7 +282,7 @@ class TFBackend:
 
     def export_meta_graph(self, filename: Any, *, durable: bool, **kwargs: Any) -> Any:
         if self._tf_saver is None:
-            raise RuntimeError("export_meta_graph is not supported in eager mode")
+            raise FailedPreconditionError("export_meta_graph is not supported in eager mode")
         return self._tf_saver.export_meta_graph(filename, **kwargs)
 
 

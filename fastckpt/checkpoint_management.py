@@ -45,6 +45,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from google.protobuf import text_format
 
+from .errors import ArgumentTypeError, FailedPreconditionError, InvalidArgumentError
 from ._atomic_io import atomic_write, io_error
 # The ``CheckpointState`` message class (fields ``model_checkpoint_path``,
 # ``all_model_checkpoint_paths``, ``all_model_checkpoint_timestamps``,
@@ -83,11 +84,20 @@ _DEFAULT_STATE_FILENAME = "checkpoint"
 # Small helpers
 # --------------------------------------------------------------------------------------
 
+def _relpath(path: str, start: str) -> str:
+    """``os.path.relpath``, raising InvalidArgumentError (a ValueError, as
+    TensorFlow's call raises) for an empty path."""
+    try:
+        return os.path.relpath(path, start)
+    except ValueError as e:
+        raise InvalidArgumentError(f"{e} (checkpoint path {path!r} relative to {start!r})") from None
+
+
 def _fspath(path: PathLike) -> str:
     """``os.fspath`` that insists on ``str`` (TensorFlow's paths are str)."""
     p = os.fspath(path)
     if not isinstance(p, str):
-        raise TypeError(f"expected a str or os.PathLike[str] path, got {type(p).__name__} ({p!r})")
+        raise ArgumentTypeError(f"expected a str or os.PathLike[str] path, got {type(p).__name__} ({p!r})")
     return p
 
 
@@ -391,14 +401,14 @@ def generate_checkpoint_state_proto(
         paths.append(model_checkpoint_path)
 
     if all_model_checkpoint_timestamps and len(all_model_checkpoint_timestamps) != len(paths):
-        raise ValueError(
+        raise InvalidArgumentError(
             "Checkpoint timestamps, if provided, must match checkpoint paths (got paths "
             f"{paths} and timestamps {list(all_model_checkpoint_timestamps)})")
 
     if not os.path.isabs(save_dir):
         if not os.path.isabs(model_checkpoint_path):
-            model_checkpoint_path = os.path.relpath(model_checkpoint_path, save_dir)
-        paths = [p if os.path.isabs(p) else os.path.relpath(p, save_dir) for p in paths]
+            model_checkpoint_path = _relpath(model_checkpoint_path, save_dir)
+        paths = [p if os.path.isabs(p) else _relpath(p, save_dir) for p in paths]
 
     return CheckpointState(
         model_checkpoint_path=model_checkpoint_path,
@@ -485,8 +495,8 @@ def update_checkpoint_state_internal(
     paths = [_fspath(p) for p in (all_model_checkpoint_paths or ())]
     if save_relative_paths:
         if os.path.isabs(model_checkpoint_path):
-            model_checkpoint_path = os.path.relpath(model_checkpoint_path, save_dir)
-        paths = [os.path.relpath(p, save_dir) if os.path.isabs(p) else p for p in paths]
+            model_checkpoint_path = _relpath(model_checkpoint_path, save_dir)
+        paths = [_relpath(p, save_dir) if os.path.isabs(p) else p for p in paths]
     ckpt = generate_checkpoint_state_proto(
         save_dir, model_checkpoint_path,
         all_model_checkpoint_paths=paths,
@@ -494,7 +504,7 @@ def update_checkpoint_state_internal(
         last_preserved_timestamp=last_preserved_timestamp)
 
     if state_file == ckpt.model_checkpoint_path:
-        raise RuntimeError(
+        raise FailedPreconditionError(
             f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint "
             f"state '{state_file}'. Please use a different save path.")
 
@@ -541,7 +551,7 @@ def get_checkpoint_state(checkpoint_dir: PathLike,
         logger.warning("%s: Checkpoint ignored", state_file)
         return None
     if not ckpt.model_checkpoint_path:
-        raise ValueError(f"Invalid checkpoint state loaded from {checkpoint_dir}: "
+        raise InvalidArgumentError(f"Invalid checkpoint state loaded from {checkpoint_dir}: "
                          f"'{state_file}' has no model_checkpoint_path")
     if not os.path.isabs(ckpt.model_checkpoint_path):
         ckpt.model_checkpoint_path = os.path.join(checkpoint_dir, ckpt.model_checkpoint_path)

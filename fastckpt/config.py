@@ -29,12 +29,14 @@ arguments, so they can also be changed from Python at run time.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from . import _native
 from .errors import InvalidArgumentError
 
 __all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "staging_buffer_bytes",
-           "host_memory_budget", "apply_staging_settings", "device_policy", "DEVICE_POLICIES"]
+           "host_memory_budget", "apply_staging_settings", "device_policy", "DEVICE_POLICIES",
+           "check_positive"]
 
 _DEFAULT_TASK_BYTES = 16 << 20
 
@@ -50,6 +52,14 @@ def _int_env(name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise InvalidArgumentError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def check_positive(**options: Optional[int]) -> None:
+    """Raises InvalidArgumentError unless every given option (``threads=``,
+    ``num_shards=``...) is None or a positive integer (bools are not)."""
+    for option, value in options.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InvalidArgumentError(f"{option} must be a positive integer, not {value!r}")
 
 
 def default_threads() -> int:

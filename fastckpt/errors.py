@@ -27,6 +27,7 @@ __all__ = [
     "DataLossError",
     "InvalidArgumentError",
     "UnsupportedDtypeError",
+    "ArgumentTypeError",
     "UnimplementedError",
     "FailedPreconditionError",
     "CancelledError",
@@ -148,6 +149,12 @@ class InvalidArgumentError(FastCkptError, ValueError):
 class UnsupportedDtypeError(FastCkptError, TypeError):
     """A value a checkpoint cannot hold (a structured dtype, an object that is
     no array), or a dtype fastckpt cannot read."""
+
+
+class ArgumentTypeError(FastCkptError, TypeError):
+    """An argument of the wrong type where TensorFlow's API raises
+    ``TypeError`` (``Saver.set_last_checkpoints("x")``, a session that is
+    none). Values a checkpoint cannot hold are :class:`UnsupportedDtypeError`."""
 
 
 class UnimplementedError(FastCkptError, NotImplementedError):

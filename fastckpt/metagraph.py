@@ -60,7 +60,7 @@ from google.protobuf import message as _message
 from google.protobuf import text_format
 
 from ._atomic_io import atomic_write
-from .errors import DataLossError, InvalidArgumentError, UnsupportedDtypeError
+from .errors import DataLossError, InvalidArgumentError, UnsupportedDtypeError, from_os_error
 from .proto import (AttrValue, CollectionDef, DataType, MetaGraphDef, OpDef,
                     SaverDef, TensorProto, TensorShapeProto, VariableDef)
 
@@ -820,12 +820,16 @@ def read_meta_graph(path: Union[str, "os.PathLike[str]"]) -> MetaGraphDef:
     first and, if that fails, as protobuf text format.
 
     Raises:
-        FileNotFoundError (or another OSError): the file cannot be read.
+        CheckpointNotFoundError (or another CheckpointIOError): the file
+            cannot be read.
         DataLossError: the content is neither a binary nor a text ``MetaGraphDef``.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise from_os_error(e, f"cannot read meta graph '{path}'", path) from None
     meta = MetaGraphDef()
     try:
         meta.ParseFromString(data)

@@ -135,6 +135,7 @@ class CheckpointReader:
     """
 
     def __init__(self, prefix: PathLike, *, threads: Optional[int] = None) -> None:
+        config.check_positive(threads=threads)
         self.prefix = _resolve_prefix(prefix)
         self._threads = threads or config.default_threads()
         self._native = _native.Reader(self.prefix)
@@ -191,7 +192,10 @@ class CheckpointReader:
         return out
 
     def _entry(self, name: str) -> _Entry:
-        entry = self._decoded.get(name) if isinstance(name, str) else None
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                f"tensor names are str, not {type(name).__name__} ({name!r}), in checkpoint '{self.prefix}'")
+        entry = self._decoded.get(name)
         if entry is not None:
             return entry
         try:
@@ -199,8 +203,6 @@ class CheckpointReader:
         except KeyError:
             raise TensorNotFoundError(
                 f"tensor '{name}' not found in checkpoint '{self.prefix}'") from None
-        except TypeError:
-            raise InvalidArgumentError(f"tensor names are str, not {type(name).__name__}") from None
         dt, shape, size, slices = self._native.entry(index)
         entry = self._decoded[name] = _Entry(index, dt, shape, size, slices)
         return entry
@@ -413,9 +415,13 @@ class CheckpointReader:
         """
         from ._device import describe_device_array, is_device_array, native_staging
 
+        if not isinstance(targets, Mapping):
+            raise InvalidArgumentError(
+                f"restore targets must be a mapping of name -> array, not {type(targets).__name__}")
         host_reqs: List[Tuple[int, np.ndarray]] = []
         device_reqs: List[Tuple[int, int, int]] = []
         assign: List[Tuple[str, Any, bool]] = []  # (name, target, through the native device path)
+        empty: List[int] = []  # zero-size tensors: nothing to read, a CRC to check
         keep = []  # device descriptions (they own contiguous copies) until the reads are done
         staging: Optional[bool] = None  # decided at the first device target: only then is CUDA touched
         for name, target in targets.items():
@@ -439,6 +445,8 @@ class CheckpointReader:
                         assign.append((name, dev, True))
                     elif entry.size:
                         device_reqs.append((entry.index, dev.ptr, dev.device))
+                    else:
+                        empty.append(entry.index)
                     continue
             shape, dtype = target_shape_and_dtype(target)
             self._check_target(name, entry, shape, dtype)
@@ -447,7 +455,10 @@ class CheckpointReader:
                 assign.append((name, target, False))
             elif entry.size:
                 host_reqs.append((entry.index, view))
-        self._native.check_bounds([r[0] for r in host_reqs] + [r[0] for r in device_reqs])
+            else:
+                empty.append(entry.index)
+        # Bounds, and the stored CRC of a zero-size tensor (which no read checks).
+        self._native.check_bounds([r[0] for r in host_reqs] + [r[0] for r in device_reqs] + empty)
         if host_reqs:
             self._native.read(host_reqs, self._threads, config.task_bytes())
         if device_reqs:

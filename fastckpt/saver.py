@@ -25,7 +25,8 @@ import numpy as np
 from . import checkpoint_management as cm
 from . import metagraph as mg
 from ._arrays import to_host_array
-from .errors import CheckpointIOError, InvalidArgumentError, from_os_error
+from .errors import (ArgumentTypeError, CheckpointIOError, InvalidArgumentError,
+                     from_os_error)
 from .format import dtypes
 from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
 from .writer import prepare_items, start_background, start_job, write_items
@@ -102,7 +103,7 @@ class Saver:
         if write_version != V2:
             raise InvalidArgumentError("fastckpt writes only the V2 checkpoint format (write_version=2)")
         if defer_build and var_list:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "If `var_list` is provided then build cannot be deferred. Either set defer_build=False "
                 "or var_list=None.")
         self._max_to_keep = max_to_keep
@@ -169,13 +170,13 @@ class Saver:
     def set_last_checkpoints(self, last_checkpoints: Sequence[str]) -> None:
         """DEPRECATED in TensorFlow: sets the list with timestamps of +inf (never deleted)."""
         if not isinstance(last_checkpoints, list):
-            raise TypeError("last_checkpoints must be a list")
+            raise ArgumentTypeError("last_checkpoints must be a list")
         self._last_checkpoints = [(s, float("inf")) for s in last_checkpoints]
 
     def set_last_checkpoints_with_time(self, last_checkpoints_with_time: Sequence[Tuple[str, float]]) -> None:
         """Sets the managed checkpoints as ``[(prefix, timestamp)]``."""
         if not isinstance(last_checkpoints_with_time, list):
-            raise TypeError("last_checkpoints_with_time must be a list")
+            raise ArgumentTypeError("last_checkpoints_with_time must be a list")
         self._last_checkpoints = list(last_checkpoints_with_time)
 
     def recover_last_checkpoints(self, checkpoint_paths: Sequence[str]) -> None:
@@ -245,7 +246,7 @@ class Saver:
         if latest_filename is None:
             latest_filename = "checkpoint"
         if os.path.split(latest_filename)[0]:
-            raise ValueError("'latest_filename' must not contain path components")
+            raise InvalidArgumentError("'latest_filename' must not contain path components")
         save_path = os.fspath(save_path)
         if isinstance(save_path, bytes):
             save_path = save_path.decode("utf-8")
@@ -255,7 +256,7 @@ class Saver:
         else:
             checkpoint_file = save_path
             if os.path.basename(save_path) == latest_filename and not self._sharded:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"'latest_filename' collides with 'save_path': '{latest_filename}' and '{save_path}'")
         backend.check_session(sess)
         save_path_parent = os.path.dirname(save_path)
@@ -264,7 +265,7 @@ class Saver:
             # (non-recursively); a sharded save's merge step cannot.
             grandparent = os.path.dirname(save_path_parent)
             if self._sharded or backend.is_empty or not os.path.isdir(grandparent or "."):
-                raise ValueError(f"Parent directory of {save_path} doesn't exist, can't save.")
+                raise InvalidArgumentError(f"Parent directory of {save_path} doesn't exist, can't save.")
             os.makedirs(save_path_parent, exist_ok=True)
         meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
 
@@ -403,10 +404,10 @@ class Saver:
         if self._backend.is_empty:
             return None
         if save_path is None:
-            raise ValueError("Can't load save_path when it is None.")
+            raise InvalidArgumentError("Can't load save_path when it is None.")
         prefix = os.fspath(save_path)
         if not cm.checkpoint_exists_internal(prefix):
-            raise ValueError("The passed save_path is not a valid checkpoint: " + prefix)
+            raise InvalidArgumentError("The passed save_path is not a valid checkpoint: " + prefix)
         with CheckpointReader(prefix, threads=self._threads) as reader:
             return self._backend.restore(sess, reader)
 
@@ -437,14 +438,14 @@ class _ArrayBackend:
                  keep_checkpoint_every_n_hours: float, name: Optional[str], allow_empty: bool,
                  filename: Optional[str]) -> None:
         if not isinstance(var_list, Mapping):
-            raise TypeError("without TensorFlow, var_list must be a dict of name -> array")
+            raise ArgumentTypeError("without TensorFlow, var_list must be a dict of name -> array")
         for key in var_list:
             if not isinstance(key, str) or not key:
                 raise InvalidArgumentError(f"variable names must be non-empty strings, not {key!r}")
         self.var_list: Dict[str, Any] = dict(var_list)
         self.is_empty = not self.var_list
         if self.is_empty and not allow_empty:
-            raise ValueError("No variables to save")
+            raise InvalidArgumentError("No variables to save")
         self._sharded = sharded
         self._meta_args: Dict[str, Any] = dict(filename=filename or "model", max_to_keep=max_to_keep,
                                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
@@ -468,7 +469,7 @@ class _ArrayBackend:
     def global_step_value(self, sess: Any, global_step: Any) -> int:
         value = to_host_array(global_step)
         if value.size != 1 or value.dtype.kind not in "iu":
-            raise TypeError(f"global_step must be an integer, not {global_step!r}")
+            raise ArgumentTypeError(f"global_step must be an integer, not {global_step!r}")
         return int(value.reshape(()))
 
     def default_shards(self) -> Optional[int]:

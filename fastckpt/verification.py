@@ -18,7 +18,7 @@ from typing import List, NamedTuple, Optional, Union
 
 from . import _native, config
 from .checkpoint_management import get_checkpoint_state
-from .errors import DataLossError, FastCkptError, InvalidArgumentError
+from .errors import DataLossError, FastCkptError
 from .reader import _decode_key, _resolve_prefix
 
 __all__ = ["BadTensor", "VerifyReport", "verify", "latest_valid_checkpoint"]
@@ -143,9 +143,7 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
         CheckpointIOError: the operating system failed a read (e.g. EIO).
         InvalidArgumentError: `threads` or `chunk_bytes` is not a positive integer.
     """
-    for option, value in (("threads", threads), ("chunk_bytes", chunk_bytes)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise InvalidArgumentError(f"{option} must be a positive integer, not {value!r}")
+    config.check_positive(threads=threads, chunk_bytes=chunk_bytes)
     resolved = _resolve_prefix(prefix)
     reader = _native.Reader(resolved)
     try:

@@ -1,6 +1,7 @@
 """``fastckpt.save``: write a mapping of arrays as a TensorFlow V2 checkpoint."""
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from . import _background, _native, config
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array, native_staging
 from ._gc import gc_paused
-from .errors import FastCkptError, InvalidArgumentError, UnsupportedDtypeError, from_os_error
+from .errors import FastCkptError, InvalidArgumentError, UnsupportedDtypeError, from_os_error, os_error
 from .format import dtypes
 
 __all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items",
@@ -234,13 +235,6 @@ def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     return items, keep
 
 
-def _check_options(num_shards: Optional[int], threads: Optional[int]) -> None:
-    if num_shards is not None and (not isinstance(num_shards, int) or num_shards < 1):
-        raise InvalidArgumentError(f"num_shards must be a positive integer, not {num_shards!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InvalidArgumentError(f"threads must be a positive integer, not {threads!r}")
-
-
 def has_device_items(items: List[Item]) -> bool:
     """Whether any prepared item lives in device memory (it must be staged)."""
     return any(type(it[3]) is tuple for it in items)
@@ -255,7 +249,7 @@ def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int],
     ``finish()``. Staging buffers are configured from the settings in
     :mod:`fastckpt.config`; `host_memory_budget` caps this save's share.
     """
-    _check_options(num_shards, threads)
+    config.check_positive(num_shards=num_shards, threads=threads)
     cores = config.default_threads()
     fill_threads = threads or cores
     if threads is None:
@@ -301,7 +295,7 @@ def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int
                 pass  # the snapshot's error is the one to report
             raise
         return job.finish()
-    _check_options(num_shards, threads)
+    config.check_positive(num_shards=num_shards, threads=threads)
     return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
                                 bool(durable), config.task_bytes(), bool(sort_data))
 
@@ -424,6 +418,9 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
     _check_prefix(prefix)
     items, keep = prepare_items(tensors)
     parent = os.path.dirname(prefix)
+    if parent and os.path.exists(parent) and not os.path.isdir(parent):
+        raise os_error(errno.ENOTDIR, f"cannot save '{prefix}': its parent '{parent}' is not a directory",
+                       parent)
     if parent and not os.path.isdir(parent):
         try:
             os.makedirs(parent, exist_ok=True)

@@ -30,6 +30,7 @@ EXPECTED = {
     "DataLossError": (),
     "InvalidArgumentError": (ValueError,),
     "UnsupportedDtypeError": (TypeError,),
+    "ArgumentTypeError": (TypeError,),
     "UnimplementedError": (NotImplementedError,),
     "FailedPreconditionError": (RuntimeError,),
     "CudaError": (RuntimeError,),

@@ -562,6 +562,9 @@ def test_zero_size_tensor_with_a_damaged_crc(tmp_path):
         fastckpt.load(prefix)
     assert str(e.value) == message
     with pytest.raises(fastckpt.DataLossError) as e:
+        fastckpt.load_into(prefix, {"e": np.zeros((2**62, 0), np.uint8)})
+    assert str(e.value) == message
+    with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     ((name, reason),) = [(b.name, b.reason) for b in e.value.report.bad]
     assert name == "e" and reason.startswith("data checksum mismatch (stored CRC32C ")

@@ -152,9 +152,14 @@ def _restore_fresh(graph, saver, prefix, variables):
 
 
 def _error(fn):
+    """(built-in class, message): fastckpt's errors are FastCkptErrors that are
+    also the built-in class TensorFlow raises."""
     try:
         fn()
     except Exception as e:  # noqa: BLE001 - the exception itself is what is compared
+        if type(e).__module__.startswith("fastckpt"):
+            assert isinstance(e, fastckpt.FastCkptError), e
+            return (next(c for c in type(e).__mro__ if c.__module__ == "builtins").__name__, str(e))
         return (type(e).__name__, str(e))
     return None
 
