@@ -11,6 +11,8 @@ FASTCKPT_HOST_BUDGET_MB
                        host memory all staging may use together, MiB: the bound
                        on an asynchronous save's snapshot (default: a quarter of
                        physical memory)
+FASTCKPT_MAX_THREADS   the most threads the process-wide I/O pool runs (default:
+                       64, or the number of cores if more); read at import
 FASTCKPT_DEVICE        how device (GPU) arrays are copied: auto (default: the
                        native staging path when a CUDA driver works, else the
                        array's framework copies it to the host), on (the native
@@ -130,6 +132,12 @@ def set_crc32c_impl(name: str) -> None:
 
 
 def _apply_environment() -> None:
+    max_threads = os.environ.get("FASTCKPT_MAX_THREADS", "").strip()
+    if max_threads:
+        try:
+            _native.configure_threads(max_threads=_int_env("FASTCKPT_MAX_THREADS", 0, 1))
+        except InvalidArgumentError as e:
+            raise ImportError(f"FASTCKPT_MAX_THREADS={max_threads!r}: {e}") from None
     name = os.environ.get("FASTCKPT_CRC32C", "").strip()
     if name:
         try:

@@ -331,3 +331,15 @@ def test_configure_threads_validates_its_arguments():
     _native.configure_threads()  # None, None: nothing changes
     assert _native.thread_stats()["limit"] == st["limit"]
     assert st["limit"] >= max(64, os.cpu_count() or 1)
+
+
+def test_max_threads_setting_caps_the_pool():
+    code = "from fastckpt import _native; print(_native.thread_stats()['limit'])"
+    env = dict(os.environ, FASTCKPT_MAX_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+    env["FASTCKPT_MAX_THREADS"] = "many"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "ImportError: FASTCKPT_MAX_THREADS='many': FASTCKPT_MAX_THREADS='many' is not an integer" in out.stderr
