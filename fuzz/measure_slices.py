@@ -28,23 +28,9 @@ import time
 
 import numpy as np
 
+from checkpoint_builders import write_partitioned  # beside this script
+
 import fastckpt
-from fastckpt.format import dtypes
-from fastckpt.format import slices as slicing
-from fastckpt.writer import partitioned_item, prepare_item, write_items
-
-
-def _write(prefix: str, name: str, full: np.ndarray, parts, listed=None) -> None:
-    items, keep = [], []
-    for extents in parts:
-        index = tuple(slice(s, s + n) if n >= 0 else slice(None) for s, n in extents)
-        item, owner = prepare_item(slicing.encode_slice_key(name, extents),
-                                   np.ascontiguousarray(full[index]), slice_key=True)
-        items.append(item)
-        keep.append(owner)
-    items.append(partitioned_item(name, dtypes.from_numpy_dtype(full.dtype), full.shape,
-                                  listed if listed is not None else parts))
-    write_items(items, prefix, num_shards=1, threads=None, durable=False)
 
 
 def _time(fn, repeat: int):
@@ -71,17 +57,17 @@ def main() -> int:
     cases = {}
 
     rows = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
-    _write(os.path.join(d, "rows"), "t", rows, [[(i, 1), (0, -1)] for i in range(n)])
+    write_partitioned(os.path.join(d, "rows"), "t", rows, [[(i, 1), (0, -1)] for i in range(n)])
     cases["valid_rows"] = (os.path.join(d, "rows"), rows)
 
     side = int(round(n ** 0.5))
     grid = np.arange(side * side * 4, dtype=np.float32).reshape(side * 2, side * 2)
-    _write(os.path.join(d, "grid"), "t", grid,
+    write_partitioned(os.path.join(d, "grid"), "t", grid,
            [[(r, 2), (c, 2)] for r in range(0, 2 * side, 2) for c in range(0, 2 * side, 2)])
     cases["valid_grid"] = (os.path.join(d, "grid"), grid)
 
     small = np.arange(40, dtype=np.float32).reshape(8, 5)
-    _write(os.path.join(d, "empty"), "t", small, [],
+    write_partitioned(os.path.join(d, "empty"), "t", small, [],
            listed=[[(i % 8, 0), (0, -1)] for i in range(800)])
     cases["hostile_empty"] = (os.path.join(d, "empty"), None)
     index_bytes = os.path.getsize(os.path.join(d, "empty.index"))

@@ -34,7 +34,6 @@ import pytest
 import fastckpt
 from fastckpt import _background, _native
 from fastckpt.writer import prepare_items
-from sim_device import SimDeviceArray
 
 testing = _native.testing
 MiB = 1 << 20
@@ -313,23 +312,6 @@ def test_failed_async_save_releases_files_memory_and_arrays(tmp_path, monkeypatc
     gc.collect()
     assert ref() is None, "the failed save still references the caller's array"
     assert handle.exception() is error  # still alive, still failed
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 4 MiB tmpfs (needs root, which CI has)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_space_comes_back_when_an_async_save_fails_on_a_full_disk(tiny_tmpfs):

@@ -21,6 +21,7 @@ import pytest
 from google.protobuf import text_format
 
 import fastckpt
+from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
 from fastckpt.checkpoint_management import CheckpointState
 
 
@@ -500,26 +501,6 @@ def test_two_processes_saving_into_one_directory(tmp_path):
 # ---------------------------------------------------------------------------------
 # Damaged index entries that every reader must refuse alike (load, get_tensor, verify).
 
-def _rewrite_index_entry(prefix: str, key: bytes, mutate) -> None:
-    """Rewrites one index entry with `mutate(BundleEntryProto)`; block CRCs recomputed."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
-    from table_codec import Table
-
-    from fastckpt.proto import tensor_bundle_pb2
-
-    with open(prefix + ".index", "rb") as f:
-        entries = Table.parse(f.read()).entries()
-    out = []
-    for k, v in entries:
-        if k == key:
-            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
-            mutate(e)
-            v = e.SerializeToString()
-        out.append((k, v))
-    with open(prefix + ".index", "wb") as f:
-        f.write(Table.from_entries(out).serialize())
-
-
 def _set_shape(*dims):
     def mutate(e):
         del e.shape.dim[:]
@@ -549,7 +530,7 @@ def test_zero_size_tensor_with_a_damaged_crc(tmp_path):
     def damage(e):
         _set_shape(2**62, 0)(e)
         e.crc32c ^= 0x10
-    _rewrite_index_entry(prefix, b"e", damage)
+    rewrite_index_entry(prefix, b"e", damage)
     with fastckpt.load_checkpoint(prefix) as reader:
         assert reader.get_variable_to_shape_map()["e"] == [2**62, 0]
         with pytest.raises(fastckpt.DataLossError) as e:
@@ -574,7 +555,7 @@ def test_zero_size_tensor_with_its_crc_intact_loads(tmp_path):
     """The same shape with the right CRC (that of no bytes) is a valid tensor."""
     prefix = str(tmp_path / "z")
     fastckpt.save({"e": np.zeros((0, 4), np.uint8)}, prefix, durable=False)
-    _rewrite_index_entry(prefix, b"e", _set_shape(2**62, 0))
+    rewrite_index_entry(prefix, b"e", _set_shape(2**62, 0))
     assert fastckpt.load(prefix)["e"].shape == (2**62, 0)
     assert fastckpt.verify(prefix).ok
 
@@ -584,7 +565,7 @@ def test_string_tensor_of_impossible_zero_size_shape(tmp_path):
     get_tensor and load raised a plain ValueError and verify passed it."""
     prefix = str(tmp_path / "s")
     fastckpt.save({"s": np.empty((0,), dtype=object), "w": np.arange(3.0)}, prefix, durable=False)
-    _rewrite_index_entry(prefix, b"s", _set_shape(2**62, 0))
+    rewrite_index_entry(prefix, b"s", _set_shape(2**62, 0))
     _every_reader_raises(prefix, "s", fastckpt.DataLossError,
                          f"corrupt index file '{prefix}.index': entry 's' has an impossible shape")
 
@@ -593,7 +574,7 @@ def test_string_tensor_of_largest_zero_size_shape_loads(tmp_path):
     """[2^59, 0] strings: 2^62 bytes of references, the bound, still an array."""
     prefix = str(tmp_path / "s")
     fastckpt.save({"s": np.empty((0,), dtype=object)}, prefix, durable=False)
-    _rewrite_index_entry(prefix, b"s", _set_shape(2**59, 0))
+    rewrite_index_entry(prefix, b"s", _set_shape(2**59, 0))
     assert fastckpt.load(prefix)["s"].shape == (2**59, 0)
     assert fastckpt.verify(prefix).ok
 

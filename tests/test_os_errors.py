@@ -19,23 +19,6 @@ import fastckpt
 IS_ROOT = os.geteuid() == 0
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A 1 MiB tmpfs (needs root, which CI has); skipped where mounting is not allowed."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if not IS_ROOT:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_enospc(small_tmpfs):
     prefix = str(small_tmpfs / "ckpt")
     fastckpt.save({"small": np.arange(1000, dtype=np.int64)}, prefix)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import itertools
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -25,11 +23,9 @@ import fastckpt
 from fastckpt import _native
 from fastckpt.format import dtypes
 from fastckpt.format import slices as slicing
-from fastckpt.proto import tensor_bundle_pb2
 from fastckpt.writer import partitioned_item, prepare_item, write_items
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
-from table_codec import Table  # noqa: E402
+from checkpoint_builders import rewrite_index_entry, write_partitioned  # fuzz/, on sys.path (conftest)
 
 # The work bounds of csrc/fastckpt/slice_set.h.
 MAX_GRID_CELLS = 1 << 26
@@ -47,43 +43,6 @@ def hang_guard(seconds: float = 120.0):
         faulthandler.cancel_dump_traceback_later()
 
 
-def _write(prefix, name, full, parts, *, listed=None, extra=None):
-    """Writes `full` as partitioned tensor `name` stored in slices `parts`.
-
-    `listed`: the slice list the tensor's entry records (default `parts`);
-    `extra`: {key (str or bytes): array} more entries (slice keys allowed).
-    """
-    items, keep = [], []
-    for extents in parts:
-        index = tuple(slice(s, s + n) if n >= 0 else slice(None) for s, n in extents)
-        item, owner = prepare_item(slicing.encode_slice_key(name, extents),
-                                   np.ascontiguousarray(full[index]), slice_key=True)
-        items.append(item)
-        keep.append(owner)
-    items.append(partitioned_item(name, dtypes.from_numpy_dtype(full.dtype), full.shape,
-                                  listed if listed is not None else parts))
-    for key, value in (extra or {}).items():
-        item, owner = prepare_item(key, value, slice_key=True)
-        items.append(item)
-        keep.append(owner)
-    write_items(items, prefix, num_shards=1, threads=None, durable=False)
-
-
-def _rewrite_entry(prefix, key: bytes, mutate):
-    """Rewrites one index entry with `mutate(BundleEntryProto)`, block CRCs recomputed."""
-    with open(prefix + ".index", "rb") as f:
-        entries = Table.parse(f.read()).entries()
-    out = []
-    for k, v in entries:
-        if k == key:
-            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
-            mutate(e)
-            v = e.SerializeToString()
-        out.append((k, v))
-    with open(prefix + ".index", "wb") as f:
-        f.write(Table.from_entries(out).serialize())
-
-
 # ---------------------------------------------------------------------------
 # The campaign's finding: a slice listed twice, another of the same size omitted.
 
@@ -94,12 +53,12 @@ def _listed_twice(tmp_path):
     the element counts still agree, but the slices overlap."""
     prefix = str(tmp_path / "twice")
     full = np.arange(40, dtype=np.float32).reshape(8, 5)
-    _write(prefix, "part", full, [[(0, 4), (0, -1)], [(4, 4), (0, -1)]],
+    write_partitioned(prefix, "part", full, [[(0, 4), (0, -1)], [(4, 4), (0, -1)]],
            extra={"other": np.arange(3, dtype=np.int64)})
 
     def list_first_twice(e):
         e.slices[1].CopyFrom(e.slices[0])
-    _rewrite_entry(prefix, b"part", list_first_twice)
+    rewrite_index_entry(prefix, b"part", list_first_twice)
     return prefix
 
 
@@ -147,7 +106,7 @@ def test_verify_accepts_only_what_loads(tmp_path):
     }
     for label, parts in layouts.items():
         prefix = str(tmp_path / label)
-        _write(prefix, "t", full, parts)
+        write_partitioned(prefix, "t", full, parts)
         try:
             fastckpt.verify(prefix)
             verified = True
@@ -171,7 +130,7 @@ def test_two_thousand_row_slices_load_exactly(tmp_path):
     prefix = str(tmp_path / "rows")
     n = 2000
     full = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
-    _write(prefix, "big", full, [[(i, 1), (0, -1)] for i in range(n)])
+    write_partitioned(prefix, "big", full, [[(i, 1), (0, -1)] for i in range(n)])
     with hang_guard():
         with fastckpt.load_checkpoint(prefix) as reader:
             np.testing.assert_array_equal(reader.get_tensor("big"), full)
@@ -185,7 +144,7 @@ def test_grid_of_slices_regions(tmp_path):
     full = np.arange(13 * 11, dtype=np.int64).reshape(13, 11)
     rows = [(0, 4), (4, 1), (5, 8)]
     cols = [(0, 3), (3, 5), (8, 3)]
-    _write(prefix, "g", full, [[r, c] for r in rows for c in cols])
+    write_partitioned(prefix, "g", full, [[r, c] for r in rows for c in cols])
     with fastckpt.load_checkpoint(prefix) as reader:
         np.testing.assert_array_equal(reader.get_tensor("g"), full)
         for r0, r1, c0, c1 in [(0, 13, 0, 11), (3, 6, 2, 9), (12, 13, 10, 11), (4, 5, 0, 11)]:
@@ -198,7 +157,7 @@ def test_twenty_thousand_slices_load(tmp_path):
     needed ~100x its 15.7 s; the hang guard catches a regression to it."""
     prefix = str(tmp_path / "grid20k")
     full = np.arange(200 * 100, dtype=np.int32).reshape(200, 100)
-    _write(prefix, "g", full, [[(r, 1), (c, 1)] for r in range(200) for c in range(100)])
+    write_partitioned(prefix, "g", full, [[(r, 1), (c, 1)] for r in range(200) for c in range(100)])
     with hang_guard():
         np.testing.assert_array_equal(fastckpt.load(prefix)["g"], full)
 
@@ -206,7 +165,7 @@ def test_twenty_thousand_slices_load(tmp_path):
 def test_string_partitioned_tensor(tmp_path):
     prefix = str(tmp_path / "s")
     full = np.array([[b"a", b"bb"], [b"", b"c\x00"], [b"dd", b"e"]], dtype=object)
-    _write(prefix, "s", full, [[(0, 2), (0, -1)], [(2, 1), (0, -1)]])
+    write_partitioned(prefix, "s", full, [[(0, 2), (0, -1)], [(2, 1), (0, -1)]])
     with fastckpt.load_checkpoint(prefix) as reader:
         assert reader.get_tensor("s").tolist() == full.tolist()
         assert reader.get_slice("s", "1,2:1,1").tolist() == [[b"c\x00"], [b"e"]]
@@ -228,7 +187,7 @@ def test_string_slice_too_small_for_its_shape(tmp_path):
 
     def grow(e):
         e.shape.dim[0].size = 2**40
-    _rewrite_entry(prefix, slicing.encode_slice_key("s", huge), grow)
+    rewrite_index_entry(prefix, slicing.encode_slice_key("s", huge), grow)
     with fastckpt.load_checkpoint(prefix) as reader:
         with pytest.raises(fastckpt.DataLossError) as e:
             reader.get_tensor("s")
@@ -242,11 +201,11 @@ def test_slice_entry_that_is_itself_partitioned(tmp_path):
     prefix = str(tmp_path / "nested")
     full = np.arange(8, dtype=np.float32)
     parts = [[(0, 4)], [(4, 4)]]
-    _write(prefix, "p", full, parts)
+    write_partitioned(prefix, "p", full, parts)
 
     def add_slices(e):
         e.slices.add().extent.add().length = 4
-    _rewrite_entry(prefix, slicing.encode_slice_key("p", parts[1]), add_slices)
+    rewrite_index_entry(prefix, slicing.encode_slice_key("p", parts[1]), add_slices)
     message = (f"corrupt index file '{prefix}.index': tensor 'p': "
                "slice '4,4': its entry is itself partitioned")
     with fastckpt.load_checkpoint(prefix) as reader:
@@ -266,7 +225,7 @@ def test_region_needs_only_the_slices_it_intersects(tmp_path):
     prefix = str(tmp_path / "partial")
     full = np.arange(20, dtype=np.int16).reshape(4, 5)
     parts = [[(0, 2), (0, -1)], [(2, 2), (0, -1)]]
-    _write(prefix, "p", full, parts[:1], listed=parts)
+    write_partitioned(prefix, "p", full, parts[:1], listed=parts)
     with fastckpt.load_checkpoint(prefix) as reader:
         np.testing.assert_array_equal(reader.get_slice("p", "0,2:-"), full[:2])
         with pytest.raises(fastckpt.DataLossError) as e:
@@ -278,7 +237,7 @@ def test_region_needs_only_the_slices_it_intersects(tmp_path):
 def test_insufficient_slices_for_region(tmp_path):
     prefix = str(tmp_path / "short")
     full = np.arange(20, dtype=np.int16).reshape(4, 5)
-    _write(prefix, "p", full, [[(0, 2), (0, -1)], [(3, 1), (0, -1)]])
+    write_partitioned(prefix, "p", full, [[(0, 2), (0, -1)], [(3, 1), (0, -1)]])
     with fastckpt.load_checkpoint(prefix) as reader:
         np.testing.assert_array_equal(reader.get_slice("p", "3,1:1,2"), full[3:4, 1:3])
         with pytest.raises(fastckpt.DataLossError) as e:

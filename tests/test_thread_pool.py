@@ -20,9 +20,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
-import numpy as np
 import pytest
 
 import fastckpt

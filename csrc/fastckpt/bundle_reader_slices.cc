@@ -22,14 +22,6 @@ namespace {
 
 using u128 = unsigned __int128;
 
-std::string FormatShape(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (d > 0) out += ", ";
-    out += std::to_string(shape[d]);
-  }
-  return out + "]";
-}
 
 // The shape of stored slice `s` of a tensor of shape `shape`.
 // REQUIRES: s lies inside shape (Open() checked every listed slice).

@@ -16,14 +16,6 @@ constexpr u128 kU128Max = ~static_cast<u128>(0);
 u128 SatMul(u128 a, u128 b) { return (b != 0 && a > kU128Max / b) ? kU128Max : a * b; }
 u128 SatAdd(u128 a, u128 b) { return a > kU128Max - b ? kU128Max : a + b; }
 
-std::string FormatShape(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (d > 0) out += ", ";
-    out += std::to_string(shape[d]);
-  }
-  return out + "]";
-}
 
 // The slices as half-open boxes [lo, hi) per dimension, row-major n x k.
 struct Boxes {
@@ -236,6 +228,15 @@ Status CheckSliceSet(const std::vector<int64_t>& shape, const std::vector<Tensor
   *held = static_cast<uint64_t>(std::min<u128>(sum, std::numeric_limits<uint64_t>::max()));
   *covers = sum == total;
   return Status::Ok();
+}
+
+std::string FormatShape(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (d > 0) out += ", ";
+    out += std::to_string(shape[d]);
+  }
+  return out + "]";
 }
 
 }  // namespace fastckpt

@@ -62,4 +62,7 @@ constexpr uint64_t kMaxSweepChecks = 1ull << 26;
 Status CheckSliceSet(const std::vector<int64_t>& shape, const std::vector<TensorSlice>& slices, uint64_t* held,
                      bool* covers);
 
+// "[2, 3]": a shape for messages.
+std::string FormatShape(const std::vector<int64_t>& shape);
+
 }  // namespace fastckpt

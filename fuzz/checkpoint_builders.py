@@ -1,0 +1,60 @@
+"""Writers of the checkpoints the tests and the fuzz scripts damage or time:
+a partitioned tensor stored in given slices (its index entry may list other
+slices than those stored), and an index entry rewritten in place with the
+table's block CRCs recomputed (so that the damage reaches what lies behind
+the CRC check)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from table_codec import Table
+
+Extents = Sequence[Tuple[int, int]]
+
+
+def write_partitioned(prefix: str, name: str, full: np.ndarray, parts: Sequence[Extents], *,
+                      listed: Optional[Sequence[Extents]] = None,
+                      extra: Optional[Dict[Union[str, bytes], Any]] = None) -> None:
+    """Writes `full` as partitioned tensor `name` stored in slices `parts`
+    ((start, length) per dimension, length -1 for the whole dimension).
+
+    `listed`: the slice list the tensor's entry records (default `parts`);
+    `extra`: {key (str or bytes): array} more entries (slice keys allowed).
+    """
+    from fastckpt.format import dtypes
+    from fastckpt.format import slices as slicing
+    from fastckpt.writer import partitioned_item, prepare_item, write_items
+
+    items, keep = [], []
+    for extents in parts:
+        index = tuple(slice(s, s + n) if n >= 0 else slice(None) for s, n in extents)
+        item, owner = prepare_item(slicing.encode_slice_key(name, extents),
+                                   np.ascontiguousarray(full[index]), slice_key=True)
+        items.append(item)
+        keep.append(owner)
+    items.append(partitioned_item(name, dtypes.from_numpy_dtype(full.dtype), full.shape,
+                                  listed if listed is not None else parts))
+    for key, value in (extra or {}).items():
+        item, owner = prepare_item(key, value, slice_key=True)
+        items.append(item)
+        keep.append(owner)
+    write_items(items, prefix, num_shards=1, threads=None, durable=False)
+
+
+def rewrite_index_entry(prefix: str, key: bytes, mutate: Callable[[Any], None]) -> None:
+    """Rewrites the index entry `key` with `mutate(BundleEntryProto)`, block CRCs recomputed."""
+    from fastckpt.proto import tensor_bundle_pb2
+
+    with open(prefix + ".index", "rb") as f:
+        entries = Table.parse(f.read()).entries()
+    out = []
+    for k, v in entries:
+        if k == key:
+            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
+            mutate(e)
+            v = e.SerializeToString()
+        out.append((k, v))
+    with open(prefix + ".index", "wb") as f:
+        f.write(Table.from_entries(out).serialize())
