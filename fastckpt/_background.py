@@ -160,9 +160,8 @@ class AsyncSave(concurrent.futures.Future[T]):
                 return True
             if not self._cancellable or self not in _queue:
                 return self.cancelled()
-            _queue.remove(self)
             self._cancelling = True
-            on_cancel, self._on_cancel, self._fn = self._on_cancel, None, None
+            on_cancel = _dequeue(self)
         try:
             if on_cancel is not None:
                 on_cancel()
@@ -289,6 +288,15 @@ def submit(handle: AsyncSave[T], fn: Callable[[], T], *, on_cancel: Optional[Cal
         _wakeup.notify_all()
 
 
+def _dequeue(handle: AsyncSave[Any]) -> Optional[Callable[[], None]]:
+    """Takes `handle` out of the queue (REQUIRES: _lock held, handle queued)
+    and returns what releases its save instead of finishing it (its
+    `on_cancel`); the finishing closure is dropped."""
+    _queue.remove(handle)
+    on_cancel, handle._on_cancel, handle._fn = handle._on_cancel, None, None
+    return on_cancel
+
+
 def withdraw(handle: AsyncSave[Any], error: BaseException) -> None:
     """The snapshot of `handle` failed on the caller's thread, which raises
     `error`: if the save still waits in the queue, it is taken out and its
@@ -299,8 +307,7 @@ def withdraw(handle: AsyncSave[Any], error: BaseException) -> None:
     with _lock:
         if handle not in _queue:
             return
-        _queue.remove(handle)
-        on_cancel, handle._on_cancel, handle._fn = handle._on_cancel, None, None
+        on_cancel = _dequeue(handle)
     try:
         if on_cancel is not None:
             on_cancel()
