@@ -18,7 +18,8 @@ from .errors import (ArgumentTypeError, CancelledError, CheckpointExistsError, C
 from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
                                      latest_checkpoint, remove_checkpoint, update_checkpoint_state)
 from ._background import AsyncSave, wait_for_pending_saves
-from .reader import CheckpointReader, list_variables, load, load_checkpoint, load_into, load_variable
+from .reader import (CheckpointReader, RestoreReport, list_variables, load, load_checkpoint, load_into,
+                     load_variable)
 from .saver import Saver, export_meta_graph, import_meta_graph
 from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
@@ -35,6 +36,7 @@ __all__ = [
     "release_staging_memory",
     "load",
     "load_into",
+    "RestoreReport",
     "load_checkpoint",
     "load_variable",
     "list_variables",

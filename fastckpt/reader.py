@@ -513,7 +513,40 @@ class CheckpointReader:
         with gc_paused():
             return self._read_all(device, array_type, pack_small)
 
-    def _read_all(self, device: Any, array_type: Any, pack_small: bool) -> Dict[str, Any]:
+    def read_state(self, *, device: Any = None, array_type: Any = None, pack_small: bool = True,
+                   allow_pickle: bool = False) -> Any:
+        """What was saved: the nested state a checkpoint's structure entry
+        describes (:mod:`fastckpt.structure`), or, without one, every tensor
+        by name (:meth:`read_all`). `device`, `array_type` and `pack_small`
+        apply to the array leaves, as in :meth:`read_all`; scalars, str,
+        bytes and None come back as the Python (or numpy) values saved.
+
+        Raises:
+            UnsupportedDtypeError: a pickled leaf without ``allow_pickle=True``.
+            DataLossError: a damaged structure entry, or bytes failing their CRC.
+        """
+        from . import structure
+        from ._device import check_array_type, parse_device
+
+        if structure.STRUCTURE_KEY not in self._index:
+            return self.read_all(device=device, array_type=array_type, pack_small=pack_small)
+        spec = structure.decode_structure(self.get_tensor(structure.STRUCTURE_KEY), self.prefix)
+        ordinal = parse_device(device)
+        kind = check_array_type(array_type, on_device=ordinal is not None, where=f"loading '{self.prefix}'")
+        with gc_paused():
+            if ordinal is None:
+                values = self._read_all(None, None, pack_small)
+                convert = self._torch_converter() if kind == "torch" else None
+            else:
+                arrays = set(structure.array_leaves(spec))
+                values = {n: self.get_tensor(n) for n in self._index if n not in arrays}
+                values.update(self._read_all(device, array_type, pack_small, names=arrays))
+                convert = None
+            return structure.unflatten(spec, values, prefix=self.prefix, allow_pickle=allow_pickle,
+                                       convert=convert)
+
+    def _read_all(self, device: Any, array_type: Any, pack_small: bool,
+                  names: Optional[Any] = None) -> Dict[str, Any]:
         from ._device import allocator, check_array_type, parse_device
 
         ordinal = parse_device(device)
@@ -523,6 +556,8 @@ class CheckpointReader:
             result: Dict[str, Any] = {}
             targets = {}
             for name, e in self._all_entries():
+                if names is not None and name not in names:
+                    continue
                 if e.dtype == dtypes.DT_STRING:
                     result[name] = self.get_tensor(name)
                     continue
@@ -644,8 +679,11 @@ def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> Check
 
 
 def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
-         array_type: Any = None, pack_small: bool = True) -> Dict[str, Any]:
-    """Reads every tensor of a checkpoint into a dict of numpy arrays.
+         array_type: Any = None, pack_small: bool = True, allow_pickle: bool = False) -> Any:
+    """Reads a checkpoint: the nested state that was saved (dicts with their
+    int and str keys, lists, tuples, Python scalars, None, arrays), or, for a
+    checkpoint of named tensors (a flat dict saved, or one TensorFlow wrote),
+    every tensor in a dict of numpy arrays.
 
     Loading N bytes needs N bytes of memory: tensors are read straight into
     the returned arrays and verified as they arrive. Tensors under 1 MiB
@@ -681,14 +719,82 @@ def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
         UnsupportedDtypeError: a dtype the chosen array type cannot hold.
     """
     with CheckpointReader(prefix, threads=threads) as reader:
-        return reader.read_all(device=device, array_type=array_type, pack_small=pack_small)
+        return reader.read_state(device=device, array_type=array_type, pack_small=pack_small,
+                                 allow_pickle=allow_pickle)
 
 
-def load_into(prefix: PathLike, targets: Mapping[str, Any], *, threads: Optional[int] = None) -> None:
-    """Restores tensors in place into existing host or device arrays
-    (``{name: array}``); see :meth:`CheckpointReader.read_into`."""
+class RestoreReport(NamedTuple):
+    """What :func:`load_into` restored: the tensors filled (by name), the
+    target's arrays the checkpoint lacks (``missing``) and the checkpoint's
+    tensors under the target's top-level keys that the target has no array
+    for (``unexpected``); the last two are empty unless ``strict=False``."""
+
+    restored: List[str]
+    missing: List[str]
+    unexpected: List[str]
+
+
+def _some(names: List[str], most: int = 10) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:most])
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"{'tensor' if len(names) == 1 else 'tensors'} {shown}{more}"
+
+
+def load_into(prefix: PathLike, target: Any, *, threads: Optional[int] = None,
+              strict: bool = True) -> RestoreReport:
+    """Restores tensors in place into the arrays of `target`: ``{name:
+    array}``, or a nested state (``{"model": model.state_dict(), "optim":
+    optimizer.state_dict()}``) whose arrays are matched by path, named as
+    :func:`fastckpt.save` names them (see :mod:`fastckpt.structure`).
+    Scalars and None in `target` are left as they are (:func:`load` returns
+    the saved ones). See :meth:`CheckpointReader.read_into` for the arrays.
+
+    Args:
+        strict: with True (the default), every array of `target` must have a
+            tensor in the checkpoint, and every tensor of the checkpoint under
+            `target`'s top-level keys an array in `target` (a subtree, such as
+            only ``{"model": ...}``, can be restored on its own). With False,
+            those on either side are skipped and listed in the report.
+
+    Returns:
+        A :class:`RestoreReport`.
+
+    Raises:
+        TensorNotFoundError: `strict` and the two sides differ (the message
+            lists the paths).
+        InvalidArgumentError: a dtype or shape mismatch (nothing is converted).
+    """
+    from . import structure
+
     with CheckpointReader(prefix, threads=threads) as reader:
-        reader.read_into(targets)
+        leaves = dict(structure.leaf_paths(target))
+        arrays = {n: v for n, v in leaves.items() if structure.is_array(v)}
+        for n, v in leaves.items():
+            if n not in arrays and not structure.is_scalar(v):
+                raise InvalidArgumentError(
+                    f"tensor '{n}' in '{reader.prefix}': cannot restore into {type(v).__name__} "
+                    "(restore targets are arrays; scalars and None are left as they are)")
+        present = {n: a for n, a in arrays.items() if n in reader}
+        missing = sorted(n for n in arrays if n not in reader)
+        # The checkpoint's tensors under the target's top-level keys (as
+        # given: a flat key "dense/kernel" covers only itself) that the
+        # target has no leaf for.
+        tops = [str(k) for k in target] if isinstance(target, Mapping) else \
+            [str(i) for i in range(len(target))]
+        unexpected = sorted(
+            n for n in reader._index
+            if n not in leaves and n != structure.STRUCTURE_KEY and
+            any(n == t or n.startswith(t + "/") for t in tops))
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"the target's {_some(missing)} not in the checkpoint")
+            if unexpected:
+                parts.append(f"the checkpoint's {_some(unexpected)} not in the target")
+            raise TensorNotFoundError(f"restoring from '{reader.prefix}': " + "; ".join(parts) +
+                                      " (strict=False skips them)")
+        reader.read_into(present)
+        return RestoreReport(sorted(present), missing, unexpected)
 
 
 

@@ -10,7 +10,7 @@ from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Seque
 
 import numpy as np
 
-from . import _background, _native, config
+from . import _background, _native, config, structure
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array, native_staging
 from ._gc import gc_paused
@@ -344,39 +344,59 @@ def _check_prefix(prefix: str) -> None:
             f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'")
 
 
+def _named_tensors(state: Any, allow_pickle: bool) -> Dict[str, Any]:
+    """The tensors to write for `state`: its leaves by name, plus the
+    structure entry when it is more than a flat mapping of arrays."""
+    flat = structure.flatten(state, allow_pickle=allow_pickle)
+    encoded = flat.encoded_structure()
+    if encoded is None:
+        return flat.tensors
+    return {**flat.tensors, structure.STRUCTURE_KEY: np.array(encoded, dtype=object)}
+
+
 @overload
-def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
-         host_memory_budget: Optional[int] = ...) -> SaveResult: ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...) -> SaveResult: ...
 
 
 @overload
-def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
-         host_memory_budget: Optional[int] = ...) -> "_background.AsyncSave[SaveResult]": ...
+         host_memory_budget: Optional[int] = ...,
+         allow_pickle: bool = ...) -> "_background.AsyncSave[SaveResult]": ...
 
 
 @overload
-def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = ...,
+def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
-         host_memory_budget: Optional[int] = ...) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...
+         ) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
-def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[int] = None,
+def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
          threads: Optional[int] = None, durable: bool = True, blocking: bool = True,
-         host_memory_budget: Optional[int] = None) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
-    """Saves arrays as a TensorFlow V2 checkpoint (``PREFIX.index`` + data shards).
+         host_memory_budget: Optional[int] = None,
+         allow_pickle: bool = False) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
+    """Saves arrays, or a nested training state, as a TensorFlow V2 checkpoint
+    (``PREFIX.index`` + data shards).
 
     Args:
-        tensors: name -> array. numpy arrays of any dtype a TensorFlow checkpoint
-            holds (bfloat16 and float8 through ml_dtypes), object or ``S``/``U``
-            arrays of bytes/str (string tensors), scalars, nested lists, torch
-            tensors, JAX and CuPy arrays, or anything exporting the buffer
-            protocol, ``__array_interface__``, ``__cuda_array_interface__`` or
-            DLPack. Contiguous host arrays are written straight from their
-            memory, with no copy; GPU arrays are copied device-to-host through
-            pinned staging buffers in the native core, ordered after the
-            caller's stream.
+        tensors: name -> array, or a nested state (dicts with str or int
+            keys, lists, tuples) whose leaves are arrays, Python or numpy
+            scalars, bool, None, str or bytes: ``{"model":
+            model.state_dict(), "optim": optimizer.state_dict(), "step":
+            1000}``. Leaves are named by their paths joined with ``/`` and the
+            structure is stored in the checkpoint (see
+            :mod:`fastckpt.structure`); :func:`load` rebuilds it. Arrays:
+            numpy arrays of any dtype a TensorFlow checkpoint holds (bfloat16
+            and float8 through ml_dtypes), object or ``S``/``U`` arrays of
+            bytes/str (string tensors), torch tensors, JAX and CuPy arrays, or
+            anything exporting the buffer protocol, ``__array_interface__``,
+            ``__cuda_array_interface__`` or DLPack. Contiguous host arrays are
+            written straight from their memory, with no copy; GPU arrays are
+            copied device-to-host through pinned staging buffers in the
+            native core, ordered after the caller's stream.
         prefix: checkpoint prefix, a path and a file name stem; files are
             ``PREFIX.index`` and ``PREFIX.data-SSSSS-of-NNNNN``. Missing parent
             directories are created. A directory (or a path ending in ``/``)
@@ -400,23 +420,28 @@ def save(tensors: Mapping[str, Any], prefix: PathLike, *, num_shards: Optional[i
             (default and upper bound: ``FASTCKPT_HOST_BUDGET_MB``). A larger
             checkpoint makes the call block until enough has been written
             (backpressure).
+        allow_pickle: pickle leaves of other kinds (loading them needs
+            ``allow_pickle=True`` too). Off by default: an unknown object is an
+            error naming its path.
 
     Returns:
         A SaveResult with the files written, bytes and timing; with
         ``blocking=False`` an AsyncSave whose ``result()`` is that SaveResult.
 
     Raises:
-        InvalidArgumentError: empty or duplicate names, a value that is no
-            array (a ragged nested list), a prefix that is a directory, bad
-            options.
+        InvalidArgumentError: empty keys, two leaves of one name, a prefix
+            that is a directory, bad options.
         UnsupportedDtypeError: a dtype a checkpoint cannot hold (e.g.
-            structured), or an object of a kind that cannot be saved.
+            structured), or an object of a kind that cannot be saved (its path
+            named).
         CheckpointIOError: an OS error (ENOSPC, EACCES...), with ``errno`` set.
     """
     start = time.perf_counter()
     prefix = os.fspath(prefix)
     _check_prefix(prefix)
-    items, keep = prepare_items(tensors)
+    named = _named_tensors(tensors, allow_pickle)
+    items, keep = prepare_items(named)
+    keep.append(named)  # owns the arrays made for scalars until the write (or snapshot) is done
     parent = os.path.dirname(prefix)
     if parent and os.path.exists(parent) and not os.path.isdir(parent):
         raise os_error(errno.ENOTDIR, f"cannot save '{prefix}': its parent '{parent}' is not a directory",

@@ -47,13 +47,17 @@ def cases(d, prefix) -> List[Tuple[str, Callable[[], Any], Type[BaseException], 
 
     return [
         # save
-        ("save: not a mapping", lambda: fastckpt.save([1, 2], str(d / "a")), fastckpt.InvalidArgumentError, []),
+        ("save: a single value", lambda: fastckpt.save(np.ones(2), str(d / "a")),
+         fastckpt.InvalidArgumentError, ["mapping, list or tuple"]),
+        ("save: two leaves of one name", lambda: fastckpt.save({"a/b": 1, "a": {"b": 2}}, str(d / "a")),
+         fastckpt.InvalidArgumentError, ["'a/b'"]),
+        ("save: a set", lambda: fastckpt.save({"opt": {"s": {1}}}, str(d / "a")),
+         fastckpt.UnsupportedDtypeError, ["opt/s", "set"]),
+        ("load: pickled leaf", lambda: _pickled(d), fastckpt.UnsupportedDtypeError, ["'p'", "allow_pickle"]),
         ("save: empty name", lambda: fastckpt.save({"": np.ones(1)}, str(d / "a")),
          fastckpt.InvalidArgumentError, []),
-        ("save: object of no kind", lambda: fastckpt.save({"opt/x": Frozen()}, str(d / "a")),
+        ("save: object of no kind", lambda: fastckpt.save({"opt": {"x": Frozen()}}, str(d / "a")),
          fastckpt.UnsupportedDtypeError, ["opt/x", "Frozen"]),
-        ("save: ragged list", lambda: fastckpt.save({"r": [[1, 2], [3]]}, str(d / "a")),
-         fastckpt.InvalidArgumentError, ["'r'"]),
         ("save: structured dtype", lambda: fastckpt.save({"st": np.zeros(2, "i4,f4")}, str(d / "a")),
          fastckpt.UnsupportedDtypeError, ["'st'"]),
         ("save: directory prefix", lambda: fastckpt.save({"w": np.ones(1)}, str(d) + "/"),
@@ -76,8 +80,10 @@ def cases(d, prefix) -> List[Tuple[str, Callable[[], Any], Type[BaseException], 
          ["jax"]),
         ("load: threads", lambda: fastckpt.load(prefix, threads=-1), fastckpt.InvalidArgumentError, ["threads"]),
         # load_into
-        ("load_into: not a mapping", lambda: fastckpt.load_into(prefix, [np.zeros(3)]),
-         fastckpt.InvalidArgumentError, []),
+        ("load_into: a target path the checkpoint lacks", lambda: fastckpt.load_into(prefix, [np.zeros(3)]),
+         fastckpt.TensorNotFoundError, ["'0'", prefix]),
+        ("load_into: a checkpoint tensor the target lacks", lambda: fastckpt.load_into(prefix, {"w": {}}),
+         fastckpt.TensorNotFoundError, ["'w'", prefix, "strict=False"]),
         ("load_into: unknown tensor", lambda: fastckpt.load_into(prefix, {"nope": np.zeros(3)}),
          fastckpt.TensorNotFoundError, ["'nope'", prefix]),
         ("load_into: shape", lambda: fastckpt.load_into(prefix, {"w": np.zeros((4, 3), np.float32)}),
@@ -143,6 +149,11 @@ def cases(d, prefix) -> List[Tuple[str, Callable[[], Any], Type[BaseException], 
         ("wait_for_pending_saves: timeout", lambda: fastckpt.wait_for_pending_saves(timeout="x"),
          fastckpt.InvalidArgumentError, ["timeout"]),
     ]
+
+
+def _pickled(d):
+    fastckpt.save({"p": Frozen(), "n": 1}, str(d / "pickled"), allow_pickle=True)
+    return fastckpt.load(str(d / "pickled"))
 
 
 def _empty_state(d):

@@ -125,16 +125,21 @@ def test_non_contiguous_big_endian_and_readonly_inputs(tmp_path):
 
 
 def test_python_scalars_lists_and_buffer_objects(tmp_path):
+    # Python scalars and lists are a nested state: they come back as they went
+    # in, and every number is a 0-d tensor TensorFlow reads by its path.
     tensors = {"i": 7, "f": 2.5, "b": True, "lst": [[1, 2], [3, 4]],
                "buf": memoryview(bytearray(b"\x01\x02\x03"))}
     prefix = str(tmp_path / "py")
     fastckpt.save(tensors, prefix, durable=False)
     loaded = fastckpt.load(prefix)
-    assert loaded["i"].dtype == np.int64 and loaded["i"] == 7
-    assert loaded["f"].dtype == np.float64 and loaded["f"] == 2.5
-    assert loaded["b"].dtype == np.bool_ and bool(loaded["b"]) is True
-    np.testing.assert_array_equal(loaded["lst"], [[1, 2], [3, 4]])
+    assert type(loaded["i"]) is int and loaded["i"] == 7
+    assert type(loaded["f"]) is float and loaded["f"] == 2.5
+    assert loaded["b"] is True
+    assert loaded["lst"] == [[1, 2], [3, 4]] and type(loaded["lst"][0][0]) is int
     assert loaded["buf"].tolist() == [1, 2, 3] and loaded["buf"].dtype == np.uint8
+    with fastckpt.load_checkpoint(prefix) as r:
+        assert r.get_tensor("i").dtype == np.int64 and r.get_tensor("lst/1/0") == 3
+        assert r.get_tensor("f").dtype == np.float64 and r.get_tensor("b").dtype == np.bool_
 
 
 def test_reader_api(tmp_path):
