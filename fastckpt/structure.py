@@ -29,7 +29,8 @@ else is refused with :class:`~fastckpt.UnsupportedDtypeError` naming its path
 (``allow_pickle=True`` on save, and again on load).
 
 **Flat mappings.** A ``dict`` of names to arrays (the form fastckpt has always
-saved; numpy scalars count as 0-d arrays there) gets no structure entry: its
+saved; numpy scalars count as 0-d arrays there, and names may be ``bytes``)
+gets no structure entry: its
 keys are the tensor names, and loading gives the same flat ``dict`` of
 arrays, as before (a numpy scalar comes back as a 0-d array, as TensorFlow's
 reader returns it).
@@ -109,7 +110,8 @@ def _key_text(path: str, key: Any) -> str:
             f"{path or '<root>'}: dict keys must be str or int, not {_describe(key)} ({key!r})")
     text = str(key)
     if not text:
-        raise InvalidArgumentError(f"{path or '<root>'}: empty keys cannot name a tensor")
+        where = f"under '{path}'" if path else "at the top level"
+        raise InvalidArgumentError(f"tensor names must not be empty: a key {where} is ''")
     return text
 
 
@@ -207,7 +209,7 @@ def _plain(value: Any, path: str) -> Any:
 def _is_flat(value: Any) -> bool:
     """A dict of names to arrays (numpy scalars count as 0-d arrays): saved
     as it is, with no structure entry, as fastckpt always saved mappings."""
-    return type(value) is dict and all(type(k) is str and k for k in value) and \
+    return type(value) is dict and all(type(k) in (str, bytes) for k in value) and \
         all(is_array(v) or isinstance(v, np.generic) for v in value.values())
 
 
