@@ -12,6 +12,7 @@ from ._native import build_info as _native_build_info
 from .errors import (ArgumentTypeError, CancelledError, CheckpointExistsError, CheckpointIOError,
                      CheckpointIsADirectoryError, CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
                      CudaError, CudaUnavailableError, DataLossError, DeadlineExceededError,
+                     DistributedError, DistributedLoadError, DistributedSaveError,
                      FailedPreconditionError, FastCkptError, InternalError, InvalidArgumentError,
                      MissingDependencyError, TensorNotFoundError, UnimplementedError,
                      UnsupportedDtypeError)
@@ -23,6 +24,7 @@ from .reader import (CheckpointReader, RestoreReport, list_variables, load, load
 from .saver import Saver, export_meta_graph, import_meta_graph
 from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
+from .distributed.leaves import PerRank, Shard
 
 __version__: str = _native_version
 
@@ -37,6 +39,8 @@ __all__ = [
     "load",
     "load_into",
     "RestoreReport",
+    "Shard",
+    "PerRank",
     "load_checkpoint",
     "load_variable",
     "list_variables",
@@ -72,6 +76,9 @@ __all__ = [
     "CudaError",
     "CudaUnavailableError",
     "MissingDependencyError",
+    "DistributedError",
+    "DistributedSaveError",
+    "DistributedLoadError",
     "InternalError",
 ]
 

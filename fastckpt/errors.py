@@ -13,7 +13,7 @@ import concurrent.futures as _futures
 import errno as _errno
 import os
 import sys
-from typing import Any, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 __all__ = [
     "FastCkptError",
@@ -35,6 +35,9 @@ __all__ = [
     "CudaError",
     "CudaUnavailableError",
     "MissingDependencyError",
+    "DistributedError",
+    "DistributedSaveError",
+    "DistributedLoadError",
     "InternalError",
     "os_error",
     "from_os_error",
@@ -215,6 +218,29 @@ class MissingDependencyError(FastCkptError, ModuleNotFoundError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.msg, self.name))
+
+
+class DistributedError(FastCkptError, RuntimeError):
+    """A multi-rank operation failed on one or more ranks: every rank raises
+    it, with ``failures`` mapping each rank that failed to its error
+    (``"CheckpointIOError: ..."``), or to why it could not be heard from."""
+
+    def __init__(self, message: str, failures: Optional[Dict[int, str]] = None) -> None:
+        super().__init__(message)
+        self.failures: Dict[int, str] = dict(failures or {})
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.failures))
+
+
+class DistributedSaveError(DistributedError):
+    """A multi-rank save failed (see :class:`DistributedError`). No checkpoint
+    became visible, and every rank's temporary files are gone."""
+
+
+class DistributedLoadError(DistributedError):
+    """A multi-rank load failed on some rank (see :class:`DistributedError`);
+    every rank raises it, so that no rank trains on a partial restore."""
 
 
 class InternalError(FastCkptError, RuntimeError):

@@ -116,8 +116,9 @@ def _key_text(path: str, key: Any) -> str:
 
 
 class _Flattener:
-    def __init__(self, allow_pickle: bool) -> None:
+    def __init__(self, allow_pickle: bool, special: Optional[Callable[[Any, str], Optional[Dict[str, Any]]]]) -> None:
         self.allow_pickle = allow_pickle
+        self.special = special
         self.tensors: Dict[str, Any] = {}
         self.paths: Dict[str, str] = {}  # name -> the path that took it, for collision messages
 
@@ -131,6 +132,10 @@ class _Flattener:
         self.tensors[name] = value
 
     def node(self, value: Any, path: str) -> Dict[str, Any]:
+        if self.special is not None and path:
+            handled = self.special(value, path)
+            if handled is not None:
+                return handled
         if isinstance(value, Mapping):
             # Other Mapping types come back as dicts.
             kind = "odict" if isinstance(value, collections.OrderedDict) else "dict"
@@ -213,8 +218,14 @@ def _is_flat(value: Any) -> bool:
         all(is_array(v) or isinstance(v, np.generic) for v in value.values())
 
 
-def flatten(state: Any, *, allow_pickle: bool = False) -> Flattened:
+def flatten(state: Any, *, allow_pickle: bool = False,
+            special: Optional[Callable[[Any, str], Optional[Dict[str, Any]]]] = None) -> Flattened:
     """Names every leaf of `state` (see the module docstring).
+
+    `special(value, path)` may claim a value before the rules above apply
+    (the multi-rank save claims sharded tensors and per-rank values): it
+    returns the structure node to record, and adds no tensor here; None lets
+    the rules apply.
 
     Raises:
         InvalidArgumentError: empty keys, two leaves of one name, the reserved
@@ -222,11 +233,11 @@ def flatten(state: Any, *, allow_pickle: bool = False) -> Flattened:
         UnsupportedDtypeError: a leaf of no supported kind (its path named),
             or a dict key that is neither str nor int.
     """
-    if _is_flat(state):
+    if special is None and _is_flat(state):
         if STRUCTURE_KEY in state:
             raise InvalidArgumentError(f"'{STRUCTURE_KEY}' is reserved for fastckpt's structure entry")
         return Flattened(dict(state), None)
-    f = _Flattener(allow_pickle)
+    f = _Flattener(allow_pickle, special)
     root = f.node(state, "")
     return Flattened(f.tensors, {"format": _FORMAT, "root": root})
 

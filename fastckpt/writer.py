@@ -242,12 +242,19 @@ def has_device_items(items: List[Item]) -> bool:
 
 def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
               durable: bool, sort_data: bool = True, snapshot_host: bool = False,
-              host_memory_budget: Optional[int] = None) -> Any:
+              host_memory_budget: Optional[int] = None, shard_base: int = 0, total_shards: int = 0,
+              commit: bool = True, chunk_bytes: int = 0) -> Any:
     """Creates a native SaveJob (files created, nothing written yet).
 
     Call ``snapshot()`` (after which the source arrays may change) and
     ``finish()``. Staging buffers are configured from the settings in
     :mod:`fastckpt.config`; `host_memory_budget` caps this save's share.
+
+    A part of a multi-rank save passes ``total_shards`` (the job's data files
+    are shards ``shard_base ..`` of that many), ``commit=False`` (``finish()``
+    returns its entries and temporary files; ``release(committed)`` follows
+    once rank 0 has committed or failed) and ``chunk_bytes`` (per-chunk CRCs
+    of every entry).
     """
     config.check_positive(num_shards=num_shards, threads=threads)
     cores = config.default_threads()
@@ -269,7 +276,15 @@ def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int],
         max_buffers = max(1, min(3 * threads, budget // buffer_bytes))
     return _native.SaveJob(os.fspath(prefix), items, num_shards or 0, threads, bool(durable),
                            config.task_bytes(), bool(sort_data), bool(snapshot_host), int(max_buffers),
-                           False, fill_threads)
+                           False, fill_threads, **_partial_options(shard_base, total_shards, commit,
+                                                                   chunk_bytes))
+
+
+def _partial_options(shard_base: int, total_shards: int, commit: bool, chunk_bytes: int) -> Dict[str, Any]:
+    """The SaveJob arguments of a part of a multi-rank save (none for an ordinary save)."""
+    if not total_shards and commit and not chunk_bytes:
+        return {}
+    return dict(shard_base=shard_base, total_shards=total_shards, commit=commit, chunk_bytes=chunk_bytes)
 
 
 def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],

@@ -38,6 +38,9 @@ EXPECTED = {
     "MissingDependencyError": (ModuleNotFoundError, ImportError),
     "CancelledError": (concurrent.futures.CancelledError,),
     "DeadlineExceededError": (TimeoutError, concurrent.futures.TimeoutError),
+    "DistributedError": (RuntimeError,),
+    "DistributedSaveError": (RuntimeError,),
+    "DistributedLoadError": (RuntimeError,),
     "InternalError": (RuntimeError,),
 }
 

@@ -28,3 +28,22 @@ def test_async_training_example(tmp_path):
     assert "3 background saves" in proc.stdout
     assert f"resumed from {tmp_path / 'model-30'}: every weight = 30.0" in proc.stdout
     assert "kept: ['model-20.index', 'model-30.index']" in proc.stdout
+
+
+def test_distributed_torch_example(tmp_path):
+    from dist_util import free_port
+
+    # The README's torchrun command: save on 2 ranks, restore on 1 and on 4.
+    prefix = str(tmp_path / "ckpt")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={free_port()}", os.path.join(REPO, "examples", "distributed_torch.py"),
+                           prefix],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = proc.stdout
+    assert out.count("committed with 3 collectives") == 2
+    assert "restore on 1 rank(s), rank 0: 4 tensors match the checkpoint (step 3" in out
+    for r in range(4):
+        assert f"restore on 4 rank(s), rank {r}: 4 tensors match the checkpoint (step 3" in out
+    assert os.path.exists(prefix + ".index")
