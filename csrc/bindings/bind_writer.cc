@@ -1,11 +1,13 @@
-// write_bundle() and encode_strings(): the writing side of the native core.
+// write_bundle(), SaveJob, commit_bundle() and encode_strings(): the writing
+// side of the native core.
 //
 // Argument conversion runs with the GIL held; the whole write (checksums,
-// I/O, fsync, renames) runs with it released. Source buffers are held through
-// the buffer protocol for the duration of the call.
+// I/O, fsync, renames) and every commit run with it released. Source buffers
+// are held through the buffer protocol for the duration of the call.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
+#include "fastckpt/bundle_commit.h"
 #include "fastckpt/bundle_writer.h"
 #include "fastckpt/save_job.h"
 #include "fastckpt/staging_pool.h"
@@ -124,30 +127,76 @@ void ParseItems(py::list items, std::vector<WriteItem>* out, std::vector<BufferV
   }
 }
 
-WriteOptions MakeOptions(int num_shards, int threads, bool durable, uint64_t task_bytes, bool sort_data) {
+WriteOptions MakeOptions(int num_shards, int threads, bool durable, uint64_t task_bytes, bool sort_data,
+                         int shard_base, int total_shards, int64_t chunk_bytes, bool commit) {
   WriteOptions opts;
   opts.num_shards = num_shards;
   opts.threads = threads;
   opts.durable = durable;
   if (task_bytes > 0) opts.task_bytes = task_bytes;
   opts.sort_data = sort_data;
+  opts.shard_base = shard_base;
+  opts.total_shards = total_shards;
+  opts.chunk_bytes = chunk_bytes;
+  opts.commit = commit;
   return opts;
 }
 
-py::dict ResultDict(const WriteResult& result) {
+// A stored slice list as Reader.entries() gives it: [[(start, length), ...], ...]
+// (length -1: the whole dimension), or None. Requires the GIL.
+py::object SlicesOrNone(const std::vector<TensorSlice>& slices) {
+  if (slices.empty()) return py::none();
+  py::list out;
+  for (const TensorSlice& s : slices) {
+    py::list exts;
+    for (const SliceExtent& x : s) exts.append(py::make_tuple(x.start, x.length));
+    out.append(exts);
+  }
+  return std::move(out);
+}
+
+// One index entry in Reader.entries()'s format: (key, dtype, shape, shard,
+// offset, size, masked crc32c, slices | None). Requires the GIL.
+py::tuple EntryTuple(const IndexEntry& e) {
+  py::tuple shape(e.entry.shape.size());
+  for (size_t d = 0; d < e.entry.shape.size(); ++d) shape[d] = py::int_(e.entry.shape[d]);
+  return py::make_tuple(py::bytes(e.key), e.entry.dtype, shape, e.entry.shard_id, e.entry.offset, e.entry.size,
+                        e.entry.masked_crc32c, SlicesOrNone(e.entry.slices));
+}
+
+// What finish() returns: committed, {"num_shards", "data_bytes", "files"};
+// not committed, {"num_shards", "data_bytes", "entries", "data_files",
+// "chunk_crcs"}; a committed save with chunk_bytes > 0 adds "chunk_crcs".
+py::dict ResultDict(const WriteResult& result, bool committed, bool chunks) {
   py::dict out;
   out["num_shards"] = result.num_shards;
   out["data_bytes"] = result.data_bytes;
-  out["files"] = result.files;
+  if (committed) {
+    out["files"] = result.files;
+  } else {
+    py::list entries(result.entries.size());
+    for (size_t i = 0; i < result.entries.size(); ++i) entries[i] = EntryTuple(result.entries[i]);
+    out["entries"] = entries;
+    py::list files;
+    for (const DataFileNames& f : result.data_files) files.append(py::make_tuple(f.temp, f.final_name));
+    out["data_files"] = files;
+  }
+  if (chunks || !committed) {
+    py::dict crcs;
+    for (const auto& c : result.chunk_crcs) crcs[py::bytes(c.first)] = py::bytes(c.second);
+    out["chunk_crcs"] = crcs;
+  }
   return out;
 }
 
 py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards, int threads,
-                       bool durable, uint64_t task_bytes, bool sort_data) {
+                       bool durable, uint64_t task_bytes, bool sort_data, int shard_base, int total_shards,
+                       int64_t chunk_bytes) {
   std::vector<WriteItem> native;
   std::vector<BufferView> views;
   ParseItems(items, &native, &views);
-  WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data);
+  WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data, shard_base, total_shards,
+                                  chunk_bytes, /*commit=*/true);
   WriteResult result;
   Status st;
   {
@@ -155,7 +204,7 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
     st = WriteBundle(prefix, std::move(native), opts, &result);
   }
   Check(st);
-  return ResultDict(result);
+  return ResultDict(result, /*committed=*/true, chunk_bytes > 0);
 }
 
 // A save in phases (save_job.h). Holds the host buffers it reads (views_)
@@ -164,12 +213,14 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
 // object lives on (e.g. referenced from a failed save's traceback). The
 // caller keeps device arrays alive until finish() returns. Every blocking
 // method releases the GIL. Destruction waits for the job's threads (after
-// aborting an unfinished job).
+// aborting an unfinished job); a job that does not commit and was not
+// released is released as failed (its temporary files removed).
 class PySaveJob {
  public:
   PySaveJob(const std::string& prefix, py::list items, int num_shards, int threads, bool durable,
             uint64_t task_bytes, bool sort_data, bool snapshot_host, int max_buffers, bool trace,
-            int fill_threads) {
+            int fill_threads, int shard_base, int total_shards, bool commit, int64_t chunk_bytes)
+      : commit_(commit), chunks_(chunk_bytes > 0) {
     std::vector<WriteItem> native;
     ParseItems(items, &native, &views_);
     StagingOptions staging;
@@ -177,7 +228,8 @@ class PySaveJob {
     staging.max_buffers = max_buffers;
     staging.trace = trace;
     staging.fill_threads = fill_threads;
-    WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data);
+    WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data, shard_base, total_shards,
+                                    chunk_bytes, commit);
     Status st;
     {
       py::gil_scoped_release release;
@@ -220,7 +272,15 @@ class PySaveJob {
     // (writers joined; the snapshot over, or claimed so that it never starts).
     views_.clear();
     Check(st);
-    return ResultDict(result);
+    return ResultDict(result, commit_, chunks_);
+  }
+  void Release(bool committed) {
+    Status st;
+    {
+      py::gil_scoped_release release;  // unlinks and closes
+      st = job_->Release(committed);
+    }
+    Check(st);
   }
   void Abort(const std::string& why) { job_->Abort(FailedPrecondition(why)); }
   py::dict Progress() const {
@@ -247,7 +307,135 @@ class PySaveJob {
   std::vector<BufferView> views_;  // guarded by the GIL; cleared when Finish() returns
   std::unique_ptr<SaveJob> job_;
   bool finish_called_ = false;     // guarded by the GIL
+  bool commit_;
+  bool chunks_;
 };
+
+// -- commit_bundle: argument conversion (with the GIL) ----------------------
+
+// Raises InvalidArgumentError "commit_bundle: <what>". REQUIRES: the GIL.
+[[noreturn]] void BadCommitArgument(const std::string& what) {
+  ThrowStatus(InvalidArgument("commit_bundle: " + what));
+}
+
+// An int field of entry i within [lo, hi]. REQUIRES: the GIL.
+int64_t EntryInt(PyObject* o, size_t i, const char* field, int64_t lo, int64_t hi) {
+  const std::string where = "entry " + std::to_string(i) + ": " + field;
+  if (!PyLong_Check(o)) BadCommitArgument(where + " must be an int, not " + Py_TYPE(o)->tp_name);
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+  if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+  if (overflow != 0 || v < lo || v > hi) {
+    BadCommitArgument(where + " is out of range (" + std::to_string(lo) + " to " + std::to_string(hi) + ")");
+  }
+  return v;
+}
+
+// A list or tuple as a fast sequence, or nullptr. REQUIRES: the GIL.
+py::object AsSequence(PyObject* o) {
+  if (!PyList_Check(o) && !PyTuple_Check(o)) return py::object();
+  return py::reinterpret_borrow<py::object>(o);
+}
+
+// entries: [(key: bytes, dtype, shape, shard, offset, size, masked crc32c,
+// slices | None)], the format of Reader.entries() and of finish() without
+// commit. REQUIRES: the GIL.
+std::vector<IndexEntry> ParseEntries(py::handle entries) {
+  py::object seq = AsSequence(entries.ptr());
+  if (!seq) BadCommitArgument(std::string("entries must be a list, not ") + Py_TYPE(entries.ptr())->tp_name);
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+  std::vector<IndexEntry> out(static_cast<size_t>(n));
+  constexpr int64_t kI32Max = 2147483647;
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    const size_t i = static_cast<size_t>(k);
+    PyObject* t = PySequence_Fast_GET_ITEM(seq.ptr(), k);
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8) {
+      BadCommitArgument("entry " + std::to_string(i) +
+                        ": expected a tuple (key, dtype, shape, shard, offset, size, masked_crc32c, slices)");
+    }
+    IndexEntry& e = out[i];
+    PyObject* key = PyTuple_GET_ITEM(t, 0);
+    if (!PyBytes_Check(key)) {
+      BadCommitArgument("entry " + std::to_string(i) + ": the key must be bytes, not " + Py_TYPE(key)->tp_name);
+    }
+    e.key.assign(PyBytes_AS_STRING(key), static_cast<size_t>(PyBytes_GET_SIZE(key)));
+    e.entry.dtype = static_cast<int32_t>(EntryInt(PyTuple_GET_ITEM(t, 1), i, "dtype", 0, kI32Max));
+    py::object shape = AsSequence(PyTuple_GET_ITEM(t, 2));
+    if (!shape) BadCommitArgument("entry " + std::to_string(i) + ": shape must be a tuple of ints");
+    const Py_ssize_t rank = PySequence_Fast_GET_SIZE(shape.ptr());
+    if (rank > 64) BadCommitArgument("entry " + std::to_string(i) + ": shape has more than 64 dimensions");
+    for (Py_ssize_t d = 0; d < rank; ++d) {
+      e.entry.shape.push_back(
+          EntryInt(PySequence_Fast_GET_ITEM(shape.ptr(), d), i, "a dimension", 0, INT64_MAX));
+    }
+    e.entry.shard_id = static_cast<int32_t>(EntryInt(PyTuple_GET_ITEM(t, 3), i, "shard", -kI32Max - 1, kI32Max));
+    e.entry.offset = EntryInt(PyTuple_GET_ITEM(t, 4), i, "offset", INT64_MIN, INT64_MAX);
+    e.entry.size = EntryInt(PyTuple_GET_ITEM(t, 5), i, "size", INT64_MIN, INT64_MAX);
+    e.entry.masked_crc32c = static_cast<uint32_t>(EntryInt(PyTuple_GET_ITEM(t, 6), i, "masked_crc32c", 0, 0xffffffffll));
+    PyObject* slices = PyTuple_GET_ITEM(t, 7);
+    if (slices == Py_None) continue;
+    const std::string bad_slices = "entry " + std::to_string(i) +
+                                   ": slices must be None or a list of lists of (start, length) pairs";
+    py::object list = AsSequence(slices);
+    if (!list) BadCommitArgument(bad_slices);
+    for (Py_ssize_t s = 0; s < PySequence_Fast_GET_SIZE(list.ptr()); ++s) {
+      py::object extents = AsSequence(PySequence_Fast_GET_ITEM(list.ptr(), s));
+      if (!extents) BadCommitArgument(bad_slices);
+      TensorSlice slice;
+      for (Py_ssize_t x = 0; x < PySequence_Fast_GET_SIZE(extents.ptr()); ++x) {
+        PyObject* pair = PySequence_Fast_GET_ITEM(extents.ptr(), x);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) BadCommitArgument(bad_slices);
+        const int64_t start = EntryInt(PyTuple_GET_ITEM(pair, 0), i, "a slice start", 0, INT64_MAX);
+        const int64_t length = EntryInt(PyTuple_GET_ITEM(pair, 1), i, "a slice length", -1, INT64_MAX);
+        slice.push_back(SliceExtent{start, length});
+      }
+      e.entry.slices.push_back(std::move(slice));
+    }
+    if (e.entry.slices.empty()) BadCommitArgument(bad_slices + " (an empty list is not)");
+  }
+  return out;
+}
+
+// data_files: [(temp_path, final_path)] of str. REQUIRES: the GIL.
+std::vector<DataFileNames> ParseDataFiles(py::handle files) {
+  py::object seq = AsSequence(files.ptr());
+  if (!seq) BadCommitArgument(std::string("data_files must be a list, not ") + Py_TYPE(files.ptr())->tp_name);
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+  std::vector<DataFileNames> out(static_cast<size_t>(n));
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    PyObject* t = PySequence_Fast_GET_ITEM(seq.ptr(), k);
+    const std::string bad = "data file " + std::to_string(k) + ": expected a (temp_path, final_path) pair of str";
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) BadCommitArgument(bad);
+    std::string* names[2] = {&out[static_cast<size_t>(k)].temp, &out[static_cast<size_t>(k)].final_name};
+    for (Py_ssize_t j = 0; j < 2; ++j) {
+      PyObject* s = PyTuple_GET_ITEM(t, j);
+      if (!PyUnicode_Check(s)) BadCommitArgument(bad);
+      Py_ssize_t len = 0;
+      const char* utf8 = PyUnicode_AsUTF8AndSize(s, &len);
+      if (utf8 == nullptr) {
+        PyErr_Clear();
+        BadCommitArgument(bad + " (not encodable as UTF-8)");
+      }
+      names[j]->assign(utf8, static_cast<size_t>(len));
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> CommitBundlePy(const std::string& prefix, py::handle entries, py::handle data_files,
+                                        int total_shards, bool durable) {
+  std::vector<IndexEntry> native_entries = ParseEntries(entries);
+  std::vector<DataFileNames> native_files = ParseDataFiles(data_files);
+  std::vector<std::string> files;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = CommitMergedBundle(prefix, std::move(native_entries), std::move(native_files), total_shards, durable,
+                            &files);
+  }
+  Check(st);
+  return files;
+}
 
 py::dict ThreadStatsPy() {
   ThreadPoolStats s = GetThreadPoolStats();
@@ -347,14 +535,19 @@ py::tuple EncodeStringsPy(py::sequence elems) {
 void RegisterWriter(py::module_& m) {
   m.def("write_bundle", &WriteBundlePy, py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0,
         py::arg("threads") = 0, py::arg("durable") = true, py::arg("task_bytes") = 0,
-        py::arg("sort_data") = true,
-        "Writes a checkpoint bundle (data shards, then index). Releases the GIL while writing.");
+        py::arg("sort_data") = true, py::arg("shard_base") = 0, py::arg("total_shards") = 0,
+        py::arg("chunk_bytes") = 0,
+        "Writes a checkpoint bundle (data shards, then index) and commits it. Releases the GIL while\n"
+        "writing. shard_base/total_shards number the data files within a larger count (a save that\n"
+        "commits must still write every shard); chunk_bytes > 0 adds \"chunk_crcs\" to the result.");
   py::class_<PySaveJob>(m, "SaveJob", "A save in phases: snapshot() then finish() (see save_job.h).")
-      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool, int>(),
+      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool, int, int, int,
+                    bool, int64_t>(),
            py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0, py::arg("threads") = 0,
            py::arg("durable") = true, py::arg("task_bytes") = 0, py::arg("sort_data") = true,
            py::arg("snapshot_host") = false, py::arg("max_buffers") = 0, py::arg("trace") = false,
-           py::arg("fill_threads") = 0)
+           py::arg("fill_threads") = 0, py::arg("shard_base") = 0, py::arg("total_shards") = 0,
+           py::arg("commit") = true, py::arg("chunk_bytes") = 0)
       .def("snapshot", &PySaveJob::Snapshot,
            "Copies every staged byte into staging buffers; afterwards the source arrays may change.")
       .def("start_writing", &PySaveJob::StartWriting,
@@ -363,11 +556,24 @@ void RegisterWriter(py::module_& m) {
            "Writes (on this thread and pool helpers), commits, and returns what was written. On\n"
            "failure nothing is committed and no temporary file remains. Either way the caller's\n"
            "host buffers are released when it returns.")
+      .def("release", &PySaveJob::Release, py::arg("committed"),
+           "After finish() of a save made with commit=False: committed=True closes its data files\n"
+           "(renamed by commit_bundle, or left unlocked under their temporary names for stale-file\n"
+           "cleanup); committed=False removes them. Until then the temporary files stay locked, so\n"
+           "no other save's cleanup removes them. Runs once; a job dropped without it releases as\n"
+           "failed.")
       .def("abort", &PySaveJob::Abort, py::arg("reason"), "Fails the save; nothing is committed.")
       .def("progress", &PySaveJob::Progress)
       .def("trace", &PySaveJob::Trace, "[(kind, task, begin_ns, end_ns)]: 'f' filled, 'w' written.")
       .def("held_buffers", &PySaveJob::HeldBuffers,
            "Caller buffers the job still holds (0 once finish() has returned).");
+  m.def("commit_bundle", &CommitBundlePy, py::arg("prefix"), py::arg("entries"), py::arg("data_files"),
+        py::arg("total_shards"), py::arg("durable") = true,
+        "Writes PREFIX.index for the merged entries of every rank (any order) and commits every\n"
+        "rank's data files (data_files: [(temp_path, final_path)]) as a single save commits its\n"
+        "own; returns the final data files in shard order, then the index. The other ranks' files\n"
+        "are renamed without holding their locks: they must not be released before this returns.\n"
+        "Releases the GIL while working.");
   m.def("configure_threads", &ConfigureThreadsPy, py::arg("max_threads") = py::none(),
         py::arg("idle_seconds") = py::none(),
         "Sets the cap on the process-wide I/O thread pool (0: no helper threads) and how long\n"

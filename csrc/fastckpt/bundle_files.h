@@ -1,27 +1,23 @@
-// The files of one bundle being written, and the commit protocol.
+// The data files of one bundle (or of one rank's part of it) being written.
 //
 // Every file is written under a temporary name (temp_files.h), locked
 // against stale-file cleanup by other saves, and kept open until it has been
-// renamed into place. Commit() writes the index and makes the checkpoint
-// visible: when the new data files would replace an existing checkpoint's
-// (same prefix, same shard count) its old index goes first (so a reader never
-// pairs an old index with new data), then the data files are renamed, then
-// the index, which is what makes the checkpoint visible. Once committed, data
-// files of the same prefix with another shard count (an earlier checkpoint's,
-// now referenced by no index) are removed; before that, an old checkpoint
-// with another shard count is left whole. A failure anywhere removes what
-// was already renamed: data files without their index are debris, and a save
-// that reports an error must not leave a checkpoint that looks valid. Until
-// Commit() succeeds, the destructor removes every temporary file. Errors name
-// final file names, never temporary ones.
+// renamed into place or released. Commit() writes the index and commits
+// (the protocol is bundle_commit.h's, shared with multi-rank commits): the
+// checkpoint is visible once it returns. A job that does not commit itself
+// (a rank of a multi-rank save) reports names() to the committing process
+// and later calls Close() (committed, or left for cleanup) or Abandon()
+// (failed). Until Commit() or Close() succeeds, the destructor removes every
+// temporary file. Errors name final file names, never temporary ones.
 //
 // Thread-safety: data(s) may be written concurrently (pwrite); Create,
-// SyncData and Commit are called by one thread.
+// SyncData, Commit, Close and Abandon are called by one thread.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "fastckpt/bundle_writer.h"
 #include "fastckpt/file_io.h"
 #include "fastckpt/status.h"
 
@@ -35,25 +31,35 @@ class BundleFiles {
   ~BundleFiles() { Abandon(); }
 
   // Removes what crashed writers left in the directory (temp_files.h), then
-  // creates the temporary data files.
-  Status Create(const std::string& prefix, int num_shards);
+  // creates the temporary data files: local shard s is shard shard_base + s
+  // of total_shards (the final names carry that numbering).
+  Status Create(const std::string& prefix, int shard_base, int num_shards, int total_shards);
   const File& data(int shard) const { return files_[static_cast<size_t>(shard)]; }
   Status SyncData(int threads) const;
+  // The temporary and final name of each data file, in local shard order.
+  const std::vector<DataFileNames>& names() const { return names_; }
 
   // Writes `index` (fsynced when durable) and commits. On success `final_files`
-  // holds the data files then the index.
+  // holds the data files then the index. On failure every file is removed
+  // (Abandon).
   Status Commit(const std::string& index, bool durable, std::vector<std::string>* final_files);
 
+  // Closes the data files and removes nothing: they were renamed into place
+  // by another process's commit, or are left under their temporary names,
+  // unlocked, for stale-file cleanup. Returns the first close() error (a
+  // deferred write error). REQUIRES: no thread is writing to data(s).
+  Status Close();
+
   // Removes the temporary files and closes their descriptors (no-op after a
-  // successful Commit). REQUIRES: no thread is writing to data(s).
+  // successful Commit or a Close). REQUIRES: no thread is writing to data(s).
   void Abandon();
 
  private:
   std::string prefix_;
-  std::vector<std::string> final_data_, temp_data_;
+  int total_shards_ = 0;
+  std::vector<DataFileNames> names_;
   std::vector<File> files_;
-  std::vector<std::string> temps_;  // to remove unless committed
-  bool committed_ = false;
+  bool done_ = false;  // committed or closed: nothing left to remove
 };
 
 }  // namespace fastckpt

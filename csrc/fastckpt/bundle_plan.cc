@@ -6,7 +6,8 @@
 
 #include "fastckpt/crc32c.h"
 #include "fastckpt/dtypes.h"
-#include "fastckpt/table_builder.h"
+#include "fastckpt/bundle_index.h"
+#include "fastckpt/chunk_crcs.h"
 
 namespace fastckpt {
 
@@ -67,6 +68,21 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
                   uint64_t task_bytes, BundlePlan* plan) {
   if (items.size() >= (1ull << 31)) return InvalidArgument("too many tensors");
   task_bytes = std::max<uint64_t>(task_bytes, 4096);
+  FASTCKPT_RETURN_IF_ERROR(CheckChunkBytes(options.chunk_bytes));
+  const int base = options.shard_base;
+  const int all_shards = options.total_shards;
+  if (all_shards < 0 || all_shards > 99999) {
+    return InvalidArgument("total_shards must be between 0 and 99999, not " + std::to_string(all_shards));
+  }
+  if (base < 0) return InvalidArgument("shard_base must be >= 0, not " + std::to_string(base));
+  if (all_shards == 0 && base != 0) {
+    return InvalidArgument("shard_base " + std::to_string(base) +
+                           " needs total_shards (the number of data files of the whole checkpoint)");
+  }
+  if (all_shards > 0 && base >= all_shards) {
+    return InvalidArgument("shard_base " + std::to_string(base) + " is not below total_shards " +
+                           std::to_string(all_shards));
+  }
 
   // 1. Validate, and order the entries as the index needs them.
   for (const WriteItem& it : items) FASTCKPT_RETURN_IF_ERROR(ValidateItem(it));
@@ -101,9 +117,17 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
     uint64_t by_size = (total + kAutoShardBytes - 1) / kAutoShardBytes;
     num_shards = static_cast<int>(std::clamp<uint64_t>(by_size, 1, static_cast<uint64_t>(threads)));
     num_shards = std::min<int>(num_shards, static_cast<int>(std::max<size_t>(data_items.size(), 1)));
+    if (all_shards > 0) num_shards = std::min(num_shards, all_shards - base);
   }
   if (num_shards > 99999) return InvalidArgument("num_shards must be at most 99999");
+  if (all_shards > 0 && num_shards > all_shards - base) {
+    return InvalidArgument("shard_base (" + std::to_string(base) + ") + num_shards (" +
+                           std::to_string(num_shards) + ") must be at most total_shards (" +
+                           std::to_string(all_shards) + ")");
+  }
   plan->num_shards = num_shards;
+  plan->shard_base = base;
+  plan->total_shards = all_shards > 0 ? all_shards : num_shards;
   plan->total_bytes = total;
   plan->shard_of.assign(items.size(), 0);
   if (num_shards > 1) {
@@ -119,7 +143,11 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
   }
 
   // 3. File layout (data file order within each shard, no padding, as
-  //    TensorFlow) and the work list.
+  //    TensorFlow) and the work list. A large item is cut into pieces of at
+  //    most task_bytes, at chunk boundaries when a chunk fits (the layout in
+  //    the file is the same either way).
+  const uint64_t chunk = static_cast<uint64_t>(options.chunk_bytes);
+  const uint64_t cut = chunk > 0 && chunk <= task_bytes ? task_bytes / chunk * chunk : task_bytes;
   plan->offset_of.assign(items.size(), 0);
   plan->first_piece.assign(items.size(), 0);
   plan->num_pieces.assign(items.size(), 0);
@@ -142,8 +170,8 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
       plan->first_piece[i] = pieces.size();
       if (it.nbytes > task_bytes) {
         flush();
-        for (uint64_t off = 0; off < it.nbytes; off += task_bytes) {
-          pieces.push_back({i, off, std::min(task_bytes, it.nbytes - off), pos + off});
+        for (uint64_t off = 0; off < it.nbytes; off += cut) {
+          pieces.push_back({i, off, std::min(cut, it.nbytes - off), pos + off});
           batch_bytes = pieces.back().length;
           flush();
         }
@@ -170,43 +198,43 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
   return Status::Ok();
 }
 
+void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan,
+               const std::vector<uint32_t>& piece_crc, uint32_t i, BundleEntry* entry) {
+  const WriteItem& it = items[i];
+  BundleEntry& e = *entry;
+  e = BundleEntry();
+  e.dtype = it.dtype;
+  e.shape = it.shape;
+  if (!it.slices.empty()) {
+    e.slices = it.slices;  // no data: shard 0, offset 0, size 0, no CRC, as TensorFlow writes it
+    return;
+  }
+  uint32_t crc = 0;
+  if (it.has_crc) {
+    crc = it.crc;
+  } else if (plan.num_pieces[i] > 0) {
+    size_t first = plan.first_piece[i];
+    crc = piece_crc[first];
+    for (size_t p = first + 1; p < first + plan.num_pieces[i]; ++p) {
+      crc = crc32c::Combine(crc, piece_crc[p], plan.pieces[p].length);
+    }
+  }
+  e.shard_id = plan.shard_base + plan.shard_of[i];
+  e.offset = static_cast<int64_t>(plan.offset_of[i]);
+  e.size = static_cast<int64_t>(it.nbytes);
+  e.masked_crc32c = crc32c::Mask(crc);
+}
+
 Status BuildIndex(const std::vector<WriteItem>& items, const BundlePlan& plan,
                   const std::vector<uint32_t>& piece_crc, std::string* index) {
   index->clear();
-  TableBuilder table(index);
-  BundleHeader header;
-  header.num_shards = plan.num_shards;
-  std::string value;
-  EncodeBundleHeader(header, &value);
-  FASTCKPT_RETURN_IF_ERROR(table.Add("", value));
+  IndexBuilder builder(plan.total_shards, index);
+  BundleEntry e;
   for (uint32_t i : plan.order) {
-    const WriteItem& it = items[i];
-    BundleEntry e;
-    e.dtype = it.dtype;
-    e.shape = it.shape;
-    if (it.slices.empty()) {
-      uint32_t crc = 0;
-      if (it.has_crc) {
-        crc = it.crc;
-      } else if (plan.num_pieces[i] > 0) {
-        size_t first = plan.first_piece[i];
-        crc = piece_crc[first];
-        for (size_t p = first + 1; p < first + plan.num_pieces[i]; ++p) {
-          crc = crc32c::Combine(crc, piece_crc[p], plan.pieces[p].length);
-        }
-      }
-      e.shard_id = plan.shard_of[i];
-      e.offset = static_cast<int64_t>(plan.offset_of[i]);
-      e.size = static_cast<int64_t>(it.nbytes);
-      e.masked_crc32c = crc32c::Mask(crc);
-    } else {
-      e.slices = it.slices;
-    }
-    value.clear();
-    EncodeBundleEntry(e, &value);
-    FASTCKPT_RETURN_IF_ERROR(table.Add(it.key, value));
+    MakeEntry(items, plan, piece_crc, i, &e);
+    FASTCKPT_RETURN_IF_ERROR(builder.Add(items[i].key, e));
   }
-  table.Finish();
+  builder.Finish();
   return Status::Ok();
 }
 

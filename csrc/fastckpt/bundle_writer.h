@@ -16,12 +16,22 @@
 // never looks valid. An existing index of the same prefix is removed before
 // the new data files replace its data, so a reader never pairs an old index
 // with new data. On any failure the temporary files are removed.
+//
+// Multi-rank saves: a job with total_shards > 0 writes shards
+// [shard_base, shard_base + num_shards) of a checkpoint of total_shards data
+// files (the file names and the entries' shard ids carry that numbering).
+// With commit == false (SaveJob only) it writes and fsyncs its data files
+// but neither writes an index nor renames anything: it reports its entries
+// and temporary files, and one process commits every rank's files with one
+// index (bundle_commit.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "fastckpt/bundle_index.h"
 #include "fastckpt/bundle_proto.h"
 #include "fastckpt/copy_engine.h"
 #include "fastckpt/status.h"
@@ -60,15 +70,45 @@ struct WriteOptions {
   // Data file order: by key (as TensorFlow's Saver, whose tensors arrive
   // sorted) or as given (as a SaveV2 op given tensors in another order).
   bool sort_data = true;
+  // > 0: this job writes shards shard_base .. shard_base + num_shards - 1 of
+  // a checkpoint of total_shards data files. An automatic num_shards is at
+  // most total_shards - shard_base. 0: the job's files are the whole
+  // checkpoint (shard_base must be 0).
+  int shard_base = 0;
+  int total_shards = 0;
+  // > 0: the result carries the CRC of every chunk_bytes-sized chunk of each
+  // data entry (chunk_crcs.h). A multiple of 4096, at most 1 GiB.
+  int64_t chunk_bytes = 0;
+  // false (SaveJob only): Finish() writes the data files (fsynced when
+  // durable) and reports them and the entries; no index, no rename, and the
+  // files stay open and locked until SaveJob::Release(). A save that commits
+  // must write every shard of its checkpoint.
+  bool commit = true;
+};
+
+// A data file written under a temporary name, and the name it commits to.
+struct DataFileNames {
+  std::string temp;
+  std::string final_name;
 };
 
 struct WriteResult {
-  int num_shards = 0;
+  int num_shards = 0;                // this job's data files
   uint64_t data_bytes = 0;
-  std::vector<std::string> files;    // final paths, data files then index
+  std::vector<std::string> files;    // committed: final paths, data files then index
+  // Not committed (WriteOptions::commit false): the index entry of every
+  // item, in key order, with global shard ids (a partitioned tensor's
+  // data-less entry: its slices, shard 0, offset 0, size 0, crc 0, as
+  // TensorFlow writes it), and the job's data files in shard order.
+  std::vector<IndexEntry> entries;
+  std::vector<DataFileNames> data_files;
+  // chunk_bytes > 0: (key, packed little-endian uint32 chunk CRCs) of every
+  // data entry, in key order (chunk_crcs.h); empty for a zero-size entry.
+  std::vector<std::pair<std::string, std::string>> chunk_crcs;
 };
 
-// Writes host items synchronously (a SaveJob without staging).
+// Writes host items synchronously (a SaveJob without staging); always
+// commits (options.commit is ignored).
 // REQUIRES: keys are non-empty and unique (checked: kInvalidArgument).
 // Thread-safety: independent calls may run concurrently for different
 // prefixes. The GIL must NOT be held (no Python objects are touched).

@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "fastckpt/chunk_crcs.h"
 #include "fastckpt/crc32c.h"
 #include "fastckpt/fault_injection.h"
 #include "fastckpt/thread_pool.h"
@@ -39,6 +40,12 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
   job->options_ = options;
   job->staging_ = staging;
   job->threads_ = options.threads > 0 ? options.threads : DefaultThreads();
+  // A save that commits writes every shard of its checkpoint: with
+  // total_shards given and no shard count, that count.
+  if (options.commit && options.total_shards > 0 && options.num_shards == 0 && options.shard_base >= 0 &&
+      options.shard_base < options.total_shards) {
+    job->options_.num_shards = options.total_shards - options.shard_base;
+  }
   const std::vector<WriteItem>& its = job->items_;
 
   bool any_device = false;
@@ -55,9 +62,16 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
   StagingPool& pool = StagingPool::Instance();
   // A staged task must fit one staging buffer.
   const uint64_t task_bytes = staging_used ? pool.buffer_bytes() : options.task_bytes;
-  FASTCKPT_RETURN_IF_ERROR(PlanBundle(its, options, job->threads_, task_bytes, &job->plan_));
+  FASTCKPT_RETURN_IF_ERROR(PlanBundle(its, job->options_, job->threads_, task_bytes, &job->plan_));
 
   const BundlePlan& plan = job->plan_;
+  if (options.commit && (plan.shard_base != 0 || plan.num_shards != plan.total_shards)) {
+    return InvalidArgument("a save that commits must write all " + std::to_string(plan.total_shards) +
+                           " shards of its checkpoint, not shards " + std::to_string(plan.shard_base) + " to " +
+                           std::to_string(plan.shard_base + plan.num_shards - 1) +
+                           " (a part of a checkpoint is written without committing, then committed with the "
+                           "other parts)");
+  }
   job->staged_.assign(plan.tasks.size(), 0);
   job->buffers_.resize(plan.tasks.size());
   for (size_t t = 0; t < plan.tasks.size(); ++t) {
@@ -77,7 +91,18 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
   if (job->staged_list_.empty()) job->snapshot_state_ = SnapshotState::kDone;
   job->quota_.max_buffers = staging.max_buffers > 0 ? staging.max_buffers : 3 * job->threads_;
   job->piece_crc_.assign(plan.pieces.size(), 0);
-  FASTCKPT_RETURN_IF_ERROR(job->files_.Create(prefix, plan.num_shards));
+  if (options.chunk_bytes > 0) {
+    const uint64_t chunk = static_cast<uint64_t>(options.chunk_bytes);
+    job->shift_.reset(new crc32c::FixedShift(chunk));
+    job->segment_first_.resize(plan.pieces.size());
+    size_t segments = 0;
+    for (size_t p = 0; p < plan.pieces.size(); ++p) {
+      job->segment_first_[p] = segments;
+      segments += SegmentCount(chunk, plan.pieces[p].src_offset, plan.pieces[p].length);
+    }
+    job->segment_crc_.assign(segments, 0);
+  }
+  FASTCKPT_RETURN_IF_ERROR(job->files_.Create(prefix, plan.shard_base, plan.num_shards, plan.total_shards));
   *out = std::move(job);
   return Status::Ok();
 }
@@ -465,14 +490,14 @@ Status SaveJob::WriteDirect(size_t t) {
   if (task.end - task.first == 1 && pieces[task.first].length > kInterleaveBytes) {
     const Piece& pc = pieces[task.first];
     const uint8_t* src = items_[pc.item].data + pc.src_offset;
-    uint32_t crc = 0;
+    PieceChecksum crc = Checksum(task.first);
     for (uint64_t done = 0; done < pc.length;) {
       uint64_t n = std::min(kInterleaveBytes, pc.length - done);
-      crc = crc32c::Extend(crc, src + done, n);
+      crc.Update(src + done, n);
       FASTCKPT_RETURN_IF_ERROR(file.PwriteAll(src + done, n, pc.file_offset + done));
       done += n;
     }
-    piece_crc_[task.first] = crc;
+    piece_crc_[task.first] = crc.crc();
     return Status::Ok();
   }
   // A run of small pieces: checksum each, write them with one pwritev per
@@ -484,7 +509,9 @@ Status SaveJob::WriteDirect(size_t t) {
   for (size_t i = task.first; i < task.end; ++i) {
     const Piece& pc = pieces[i];
     const uint8_t* src = items_[pc.item].data + pc.src_offset;
-    piece_crc_[i] = crc32c::Value(src, pc.length);
+    PieceChecksum crc = Checksum(i);
+    crc.Update(src, pc.length);
+    piece_crc_[i] = crc.crc();
     iov.push_back({const_cast<uint8_t*>(src), static_cast<size_t>(pc.length)});
     batch_bytes += pc.length;
     if (batch_bytes >= kInterleaveBytes || iov.size() == IOV_MAX || i + 1 == task.end) {
@@ -510,16 +537,19 @@ Status SaveJob::WriteStaged(size_t t) {
   size_t p = task.first;
   uint64_t piece_begin = 0;  // offset in the buffer of piece p
   uint64_t covered = 0;      // bytes checksummed so far
+  PieceChecksum crc = Checksum(p);
   for (uint64_t off = 0; off < task.bytes;) {
     uint64_t n = std::min(kInterleaveBytes, task.bytes - off);
     while (covered < off + n) {
       uint64_t piece_end = piece_begin + pieces[p].length;
       uint64_t upto = std::min(piece_end, off + n);
-      piece_crc_[p] = crc32c::Extend(piece_crc_[p], buf.data + covered, upto - covered);
+      crc.Update(buf.data + covered, upto - covered);
       covered = upto;
       if (covered == piece_end) {
+        piece_crc_[p] = crc.crc();
         ++p;
         piece_begin = piece_end;
+        if (p < task.end) crc = Checksum(p);
       }
     }
     FASTCKPT_RETURN_IF_ERROR(file.PwriteAll(buf.data + off, n, file_offset + off));
@@ -544,18 +574,73 @@ Status SaveJob::Finish(WriteResult* result) {
   ReleaseBuffers();
   st.Update(status());
   if (st.ok() && options_.durable) st = files_.SyncData(threads_);
-  std::string index;
-  if (st.ok()) st = BuildIndex(items_, plan_, piece_crc_, &index);
-  if (st.ok()) st = files_.Commit(index, options_.durable, &result->files);
+  if (st.ok() && shift_) CollectChunkCrcs(result);
+  if (st.ok() && options_.commit) {
+    std::string index;
+    st = BuildIndex(items_, plan_, piece_crc_, &index);
+    if (st.ok()) st = files_.Commit(index, options_.durable, &result->files);
+  } else if (st.ok()) {
+    // A part of a multi-rank checkpoint: its entries and files go to the
+    // committing process; the files stay open and locked until Release().
+    result->entries.resize(plan_.order.size());
+    for (size_t k = 0; k < plan_.order.size(); ++k) {
+      const uint32_t i = plan_.order[k];
+      result->entries[k].key = items_[i].key;
+      MakeEntry(items_, plan_, piece_crc_, i, &result->entries[k].entry);
+    }
+    result->data_files = files_.names();
+  }
   if (!st.ok()) {
     Abort(st);
     // Closes and removes every temporary file now, not when the job is
     // destroyed: a failed save holds no disk space, descriptor or lock.
     files_.Abandon();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finish_done_ = true;
+    }
     return st;
   }
   result->num_shards = plan_.num_shards;
   result->data_bytes = plan_.total_bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finish_done_ = true;
+  }
+  return Status::Ok();
+}
+
+PieceChecksum SaveJob::Checksum(size_t p) {
+  const Piece& pc = plan_.pieces[p];
+  return PieceChecksum(shift_.get(), pc.src_offset, pc.length, shift_ ? &segment_crc_[segment_first_[p]] : nullptr);
+}
+
+void SaveJob::CollectChunkCrcs(WriteResult* result) const {
+  for (uint32_t i : plan_.order) {
+    const WriteItem& it = items_[i];
+    if (!it.slices.empty()) continue;  // a partitioned tensor's entry has no bytes
+    result->chunk_crcs.emplace_back(it.key, std::string());
+    ChunkAssembler chunks(shift_.get(), it.nbytes, &result->chunk_crcs.back().second);
+    for (size_t p = plan_.first_piece[i]; p < plan_.first_piece[i] + plan_.num_pieces[i]; ++p) {
+      const Piece& pc = plan_.pieces[p];
+      chunks.Add(pc.src_offset, pc.length, &segment_crc_[segment_first_[p]]);
+    }
+  }
+}
+
+Status SaveJob::Release(bool committed) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (options_.commit) {
+      return FailedPrecondition("release() applies only to a save that does not commit (commit=False)");
+    }
+    if (!finish_done_) return FailedPrecondition("release() comes after finish() has returned");
+    if (released_) return FailedPrecondition("the save was already released");
+    released_ = true;
+  }
+  // After a failed Finish() the files are gone already, and both are no-ops.
+  if (committed) return files_.Close();
+  files_.Abandon();
   return Status::Ok();
 }
 

@@ -7,7 +7,12 @@
 //               several threads. When it returns, the caller's arrays are no
 //               longer read and may change.
 //   Finish()    waits until every byte is checksummed and written, writes
-//               the index and commits (bundle_files.h).
+//               the index and commits (bundle_commit.h). A job created with
+//               WriteOptions::commit false (one rank's part of a multi-rank
+//               checkpoint) writes its data files, fsyncs them when durable,
+//               and reports its entries and files instead; its files stay
+//               open and locked (so that no stale-file cleanup removes them)
+//               until Release() says how the save ended.
 //
 // The phases overlap: writers consume staged buffers while the snapshot
 // fills others, so device-to-host copy of chunk k+1, the CRC32C of chunk k
@@ -61,6 +66,8 @@
 #include "fastckpt/bundle_files.h"
 #include "fastckpt/bundle_plan.h"
 #include "fastckpt/bundle_writer.h"
+#include "fastckpt/chunk_crcs.h"
+#include "fastckpt/crc32c_shift.h"
 #include "fastckpt/copy_engine.h"
 #include "fastckpt/staging_pool.h"
 #include "fastckpt/thread_pool.h"
@@ -112,9 +119,21 @@ class SaveJob {
   Status Snapshot();
   // Asks the pool for writer helpers now (idempotent); Finish() does it too.
   void StartWriting();
-  // Writes (on this thread and helpers), then commits. On failure nothing is
-  // committed and the job holds no file, descriptor or staging buffer.
+  // Writes (on this thread and helpers), then commits (or, without commit,
+  // fills result->entries and result->data_files). With chunk_bytes, fills
+  // result->chunk_crcs. On failure nothing is committed and the job holds no
+  // file, descriptor or staging buffer.
   Status Finish(WriteResult* result);
+  // After Finish() of a job that does not commit: `committed` closes the
+  // data files and removes nothing (another process renamed them into
+  // place; or, if it did not, they are left unlocked under their temporary
+  // names for stale-file cleanup); otherwise every temporary file is removed,
+  // then closed (what a failed save does). Returns a close() error (a
+  // deferred write error) of a committed release. Runs once: a second call,
+  // a call before Finish() has returned, or on a job that commits is
+  // kFailedPrecondition. After a failed Finish() it has nothing to do. A job
+  // destroyed without it releases as failed.
+  Status Release(bool committed);
   // Fails the job: threads stop, Finish() returns `why`, nothing is committed.
   void Abort(const Status& why);
 
@@ -152,6 +171,10 @@ class SaveJob {
   // the device of its first device piece, else home_device_.
   int TaskDevice(size_t t) const;
   void PushReady(size_t t);
+  // The checksum of piece p (its chunk segments too when chunk_bytes > 0).
+  PieceChecksum Checksum(size_t p);
+  // Every data item's chunk CRCs, in key order. REQUIRES: every task written.
+  void CollectChunkCrcs(WriteResult* result) const;
   void Record(char kind, size_t t, int64_t begin);
   Status status() const;
 
@@ -171,6 +194,12 @@ class SaveJob {
   // ready_ under mu_), and by ReleaseBuffers once no other thread runs.
   std::vector<StagingBuffer> buffers_;
   std::vector<uint32_t> piece_crc_;
+  // chunk_bytes > 0: moves a CRC past one chunk; per piece, the index of its
+  // first segment in segment_crc_; the segments' CRCs (chunk_crcs.h),
+  // written by the thread writing the piece, read after every write.
+  std::unique_ptr<crc32c::FixedShift> shift_;
+  std::vector<size_t> segment_first_;
+  std::vector<uint32_t> segment_crc_;
   StagingQuota quota_;
 
   // The ready queue: tasks writers may take (direct ones from the start,
@@ -184,6 +213,8 @@ class SaveJob {
   SnapshotState snapshot_state_ = SnapshotState::kNotStarted;  // guarded by mu_
   Status snapshot_status_;             // guarded by mu_
   bool finish_called_ = false;         // guarded by mu_
+  bool finish_done_ = false;           // Finish() has returned; guarded by mu_
+  bool released_ = false;              // guarded by mu_
   std::vector<TraceEvent> trace_;      // guarded by mu_
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> staged_bytes_{0};
