@@ -2,7 +2,8 @@
 //
 // The native BundleReader is held by shared_ptr so that close() while
 // another thread is inside read() (with the GIL released) cannot free it
-// under that thread.
+// under that thread. Only set_chunk_crcs() changes it (under its own lock,
+// BundleReader::SetChunkCrcs); every other method uses it as const.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -15,6 +16,7 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
+#include "fastckpt/box_copy.h"
 #include "fastckpt/bundle_reader.h"
 #include "fastckpt/dtypes.h"
 #include "fastckpt/slice_key.h"
@@ -94,6 +96,35 @@ py::list FromSlice(const TensorSlice& s) {
   return out;
 }
 
+// A box [(start, length)] (pairs as tuples or lists of ints) as a slice,
+// lengths as given (BundleReader::ReadBox refuses negative ones, naming the
+// tensor). InvalidArgumentError naming `what` for anything else. Requires
+// the GIL.
+TensorSlice ToBox(const py::handle& box, const std::string& what) {
+  auto bad = [&](const std::string& why) { Check(InvalidArgument(what + ": " + why)); };
+  if (!py::isinstance<py::sequence>(box) || py::isinstance<py::str>(box) || py::isinstance<py::bytes>(box)) {
+    bad("a box is a sequence of (start, length) pairs, not " + std::string(Py_TYPE(box.ptr())->tp_name));
+  }
+  TensorSlice out;
+  for (py::handle h : box) {
+    py::sequence pair;
+    if ((!py::isinstance<py::tuple>(h) && !py::isinstance<py::list>(h)) ||
+        (pair = h.cast<py::sequence>()).size() != 2 || !py::isinstance<py::int_>(pair[0]) ||
+        !py::isinstance<py::int_>(pair[1])) {
+      bad("box item " + std::to_string(out.size()) + " is not a (start, length) pair of ints");
+    }
+    int overflow = 0;
+    const long long start = PyLong_AsLongLongAndOverflow(pair[0].ptr(), &overflow);
+    const long long length = overflow ? 0 : PyLong_AsLongLongAndOverflow(pair[1].ptr(), &overflow);
+    if (overflow || PyErr_Occurred()) {
+      PyErr_Clear();
+      bad("box item " + std::to_string(out.size()) + " is out of int64 range");
+    }
+    out.push_back(SliceExtent{start, length});
+  }
+  return out;
+}
+
 // Where ReadAll puts one small tensor: slab `slab`, byte `offset`.
 struct SlabSlot {
   size_t slab;
@@ -128,10 +159,11 @@ class PyReader {
       st = BundleReader::Open(prefix, &r);
     }
     Check(st);
-    reader_ = std::shared_ptr<const BundleReader>(std::move(r));
+    reader_ = std::shared_ptr<BundleReader>(std::move(r));
   }
 
-  std::shared_ptr<const BundleReader> Get() const {
+  std::shared_ptr<const BundleReader> Get() const { return GetMutable(); }
+  std::shared_ptr<BundleReader> GetMutable() const {
     if (!reader_) Check(FailedPrecondition("the checkpoint reader is closed"));
     return reader_;
   }
@@ -410,8 +442,55 @@ class PyReader {
     return r->Describe(entry);
   }
 
+  // Registers the chunk CRCs of data entry `entry` (BundleReader::
+  // SetChunkCrcs): `crcs` is a bytes-like object of little-endian uint32s.
+  void SetChunkCrcs(size_t entry, int64_t chunk_bytes, py::object crcs) {
+    auto r = GetMutable();
+    CheckEntry(*r, entry);
+    BufferView view;
+    if (!view.Acquire(crcs.ptr(), /*writable=*/false)) {
+      PyErr_Clear();
+      Check(InvalidArgument(r->DescribeTensor(entry) + ": chunk CRCs must be a bytes-like object, not " +
+                            std::string(Py_TYPE(crcs.ptr())->tp_name)));
+    }
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = r->SetChunkCrcs(entry, chunk_bytes, view.data(), static_cast<size_t>(view.size()));
+    }
+    Check(st);
+  }
+
+  // Reads box `box` of tensor `entry` into `dest` (BundleReader::ReadBox)
+  // with the GIL released; returns the bytes read from the data files.
+  uint64_t ReadBox(size_t entry, py::object box, py::object dest, int threads, uint64_t task_bytes) const {
+    auto r = Get();
+    CheckEntry(*r, entry);
+    const std::string what = r->DescribeTensor(entry);
+    const TensorSlice want = ToBox(box, what);
+    BufferView view;
+    if (!view.Acquire(dest.ptr(), /*writable=*/true)) {
+      PyErr_Clear();
+      Check(InvalidArgument(what + ": the destination must be a writable C-contiguous buffer; a " +
+                            std::string(Py_TYPE(dest.ptr())->tp_name) + " is not"));
+    }
+    const int elem = DtypeElementSize(r->entries()[entry].dtype);
+    if (elem > 0 && view.itemsize() != static_cast<uint64_t>(elem)) {
+      Check(InvalidArgument(what + ": the destination's items have " + std::to_string(view.itemsize()) +
+                            " bytes, the tensor's elements " + std::to_string(elem)));
+    }
+    uint64_t bytes = 0;
+    Status st;
+    {
+      py::gil_scoped_release release;
+      st = r->ReadBox(entry, want, view.data(), view.size(), threads, task_bytes, &bytes);
+    }
+    Check(st);
+    return bytes;
+  }
+
  private:
-  std::shared_ptr<const BundleReader> reader_;
+  std::shared_ptr<BundleReader> reader_;
 };
 
 // CheckSliceSet on a shape and a list of slices (each a list of (start,
@@ -438,9 +517,65 @@ py::tuple CheckSlices(py::object shape_obj, py::object slices_obj) {
   return py::make_tuple(held, covers);
 }
 
+// Non-negative ints as uint64s; InvalidArgumentError naming `what`
+// otherwise. Requires the GIL.
+std::vector<uint64_t> ToDims(const py::handle& seq, const char* what) {
+  std::vector<uint64_t> out;
+  for (py::handle h : seq) {
+    const int64_t v = h.cast<int64_t>();
+    if (v < 0) Check(InvalidArgument(std::string("copy_box: ") + what + " has a negative value"));
+    out.push_back(static_cast<uint64_t>(v));
+  }
+  return out;
+}
+
+// BoxCopier::Copy on whole arrays, for tests of the strided copy: copies
+// the box's elements whose source element index lies in [begin, end) from
+// `src` (the whole source array) into `dst`. The arguments are checked
+// against BoxLayout's requirements (InvalidArgumentError).
+void CopyBox(py::object src, py::object src_shape, py::object src_start, py::object dst,
+             py::object dst_shape, py::object dst_start, py::object extent, uint64_t elem, uint64_t begin,
+             uint64_t end) {
+  BoxLayout l;
+  l.src_shape = ToDims(src_shape, "src_shape");
+  l.src_start = ToDims(src_start, "src_start");
+  l.dst_shape = ToDims(dst_shape, "dst_shape");
+  l.dst_start = ToDims(dst_start, "dst_start");
+  l.extent = ToDims(extent, "extent");
+  l.elem = elem;
+  const size_t k = l.extent.size();
+  if (l.src_shape.size() != k || l.src_start.size() != k || l.dst_shape.size() != k || l.dst_start.size() != k ||
+      elem == 0) {
+    Check(InvalidArgument("copy_box: ranks differ, or elem is 0"));
+  }
+  unsigned __int128 src_n = elem, dst_n = elem;
+  for (size_t d = 0; d < k; ++d) {
+    if (l.extent[d] == 0 || l.src_start[d] + l.extent[d] > l.src_shape[d] ||
+        l.dst_start[d] + l.extent[d] > l.dst_shape[d] || l.src_shape[d] > (1ull << 40) ||
+        l.dst_shape[d] > (1ull << 40)) {
+      Check(InvalidArgument("copy_box: the box must be non-empty and lie in both arrays"));
+    }
+    src_n *= l.src_shape[d];
+    dst_n *= l.dst_shape[d];
+  }
+  BufferView s, t;
+  if (!s.Acquire(src.ptr(), false) || !t.Acquire(dst.ptr(), true)) throw py::error_already_set();
+  if (src_n != s.size() || dst_n != t.size() || begin > end || end * elem > s.size()) {
+    Check(InvalidArgument("copy_box: buffer sizes do not match the shapes, or [begin, end) is outside the source"));
+  }
+  BoxCopier copier(l);
+  py::gil_scoped_release release;
+  copier.Copy(s.data() + begin * elem, begin, end, t.data());
+}
+
 }  // namespace
 
 void RegisterReader(py::module_& m) {
+  m.def("copy_box", &CopyBox, py::arg("src"), py::arg("src_shape"), py::arg("src_start"), py::arg("dst"),
+        py::arg("dst_shape"), py::arg("dst_start"), py::arg("extent"), py::arg("elem"), py::arg("begin"),
+        py::arg("end"),
+        "The strided box copy under read_box, for tests: copies the elements of the box whose source "
+        "element index is in [begin, end) from src into dst (both whole row-major arrays).");
   m.def("check_slice_set", &CheckSlices, py::arg("shape"), py::arg("slices"),
         "Validates a partitioned tensor's stored slices as every reader does: (elements held, "
         "covers the tensor), or DataLossError (out of bounds, overlapping) / UnimplementedError "
@@ -469,6 +604,14 @@ void RegisterReader(py::module_& m) {
       .def("verify", &PyReader::Verify, py::arg("threads") = 0, py::arg("chunk_bytes") = 0,
            "Checks every tensor's bounds and CRC32C without keeping the data; returns a dict "
            "(tensors, entries, bytes, files, seconds, largest_whole_read, bad=[(name, file, reason, listed)]).")
+      .def("set_chunk_crcs", &PyReader::SetChunkCrcs, py::arg("entry"), py::arg("chunk_bytes"), py::arg("crcs"),
+           "Registers the CRC32Cs of consecutive chunk_bytes-sized chunks of a data entry's bytes (packed "
+           "little-endian uint32s); they must combine to the entry's stored CRC (DataLossError otherwise).")
+      .def("read_box", &PyReader::ReadBox, py::arg("entry"), py::arg("box"), py::arg("dest"), py::arg("threads") = 0,
+           py::arg("task_bytes") = 0,
+           "Reads a box [(start, length)] of a fixed-size tensor into dest (a writable C-contiguous buffer of "
+           "exactly its bytes, row-major), reading and verifying only the stored bytes overlapping it; "
+           "returns the bytes read from the data files.")
       .def("describe", &PyReader::Describe, py::arg("entry"))
       .def("check_bounds", &PyReader::CheckBounds, py::arg("entries"))
       .def("close", &PyReader::Close);

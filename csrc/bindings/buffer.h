@@ -29,6 +29,8 @@ class BufferView {
   }
   uint8_t* data() const { return static_cast<uint8_t*>(view_.buf); }
   uint64_t size() const { return static_cast<uint64_t>(view_.len); }
+  // Bytes per item of the exporter's format (1 for bytes-like objects).
+  uint64_t itemsize() const { return static_cast<uint64_t>(view_.itemsize); }
 
  private:
   Py_buffer view_;

@@ -16,9 +16,15 @@
 // caches the result; PlanSliceRead() and Verify() build on it, so every
 // reader agrees on what is readable.
 //
+// Partial reads (box_read.cc): ReadBox() reads any box of a tensor, only
+// the stored bytes overlapping it, verified; SetChunkCrcs() registers the
+// per-chunk CRCs that let it verify part of an entry (chunk_crcs.h).
+//
 // Thread-safety: after Open(), every const method may be called
-// concurrently (the partition cache is guarded by a mutex). The GIL must not
-// be held by their callers (no Python here).
+// concurrently (the partition cache is guarded by a mutex), and so may
+// SetChunkCrcs (the chunk tables are guarded by their own mutex; a read
+// uses the tables registered when it starts). The GIL must not be held by
+// their callers (no Python here).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +35,7 @@
 #include <vector>
 
 #include "fastckpt/bundle_proto.h"
+#include "fastckpt/chunk_table.h"
 #include "fastckpt/copy_engine.h"
 #include "fastckpt/file_io.h"
 #include "fastckpt/status.h"
@@ -170,6 +177,44 @@ class BundleReader {
   // caller may fill an output of the region's shape from them in parallel.
   Status PlanSliceRead(size_t entry, const TensorSlice& region, std::vector<SlicePart>* parts) const;
 
+  // Registers the chunk CRCs of data entry `entry` (box_read.cc): `nbytes`
+  // bytes at `le_crcs`, one little-endian uint32 per `chunk_bytes`-sized
+  // chunk of its bytes (MakeChunkCrcs checks them, including that they
+  // combine to the entry's stored CRC). Replaces an earlier table of the
+  // entry. Errors name the tensor: kInvalidArgument for an entry that does
+  // not exist, is partitioned (holds no bytes) or is not of a fixed-size
+  // dtype (string tensors are read whole; their stored CRC is not over the
+  // file's bytes), or a bad chunk size; kDataLoss for a table that does not
+  // fit the entry. Nothing is registered on error.
+  Status SetChunkCrcs(size_t entry, int64_t chunk_bytes, const uint8_t* le_crcs, size_t nbytes);
+  // The table registered for `entry`, or null.
+  std::shared_ptr<const ChunkCrcs> GetChunkCrcs(size_t entry) const;
+
+  // Reads box `box` ((start, length) per dimension, explicit: length >= 0)
+  // of fixed-size tensor `entry` into `dest` (`dest_size` bytes: exactly
+  // the box's elements, row-major). For a partitioned tensor the box is
+  // assembled from the stored slices overlapping it (PlanSliceRead). Per
+  // stored piece, the bytes from the first to the last element the box
+  // needs are read; with chunk CRCs registered for the piece's entry,
+  // widened to whole chunks and every chunk read is verified; without, the
+  // whole piece is read and its entry CRC verified. Work runs on `threads`
+  // threads (< 1: DefaultThreads()) in tasks of about `task_bytes` (0: 16
+  // MiB) of the file, each streaming through a scratch buffer of at most
+  // 256 KiB; bytes that land contiguously in `dest` are read straight into
+  // it. *bytes_read: the bytes read from the data files (0 for an empty
+  // box, which reads nothing). On error, `dest` holds unspecified bytes.
+  // Errors name the tensor and its file: kInvalidArgument for a bad box,
+  // dtype or destination size; kDataLoss for a checksum mismatch (a chunk's
+  // names its byte range in the file), stored slices that do not cover the
+  // box, or bytes past the end of a file; OS errors as kIOError/kNotFound.
+  Status ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest, uint64_t dest_size, int threads,
+                 uint64_t task_bytes, uint64_t* bytes_read) const;
+
+  // "tensor 'name' in 'FILE'", FILE being the data file of an unpartitioned
+  // tensor and the index of a partitioned one (whose bytes are in its
+  // slices' files), for messages about the tensor as a whole.
+  std::string DescribeTensor(size_t entry) const;
+
  private:
   BundleReader() = default;
 
@@ -191,6 +236,8 @@ class BundleReader {
   std::vector<Status> shard_status_;     // per shard: why it could not be opened
   mutable std::mutex partitions_mu_;     // guards partitions_
   mutable std::unordered_map<size_t, std::unique_ptr<PartitionInfo>> partitions_;
+  mutable std::mutex chunk_mu_;          // guards chunk_crcs_
+  std::unordered_map<size_t, std::shared_ptr<const ChunkCrcs>> chunk_crcs_;
 };
 
 }  // namespace fastckpt
