@@ -783,3 +783,19 @@ def test_bad_commit_arguments_are_invalid_argument_errors_that_change_nothing(tm
     for r in ranks:
         r.job.release(True)
     assert_values(fastckpt.load(prefix), new_tensors())
+
+
+def test_release_true_reports_a_deferred_close_error_and_still_closes(tmp_path):
+    r = one_rank(tmp_path)
+    final = str(tmp_path / "ck.data-00002-of-00003")
+    assert [f for _t, f in r.result["data_files"]] == [str(tmp_path / "ck.data-00001-of-00003"), final]
+    testing.arm_fault("close", 1, errno.EIO)  # the second data file's close()
+    with pytest.raises(fastckpt.CheckpointIOError) as info:
+        r.job.release(True)
+    testing.disarm_faults()
+    assert (info.value.errno, info.value.filename) == (errno.EIO, final)
+    assert str(info.value) == f"close failed on '{final}': {os.strerror(errno.EIO)}"
+    # Both descriptors are closed (unlocked): cleanup may remove the files.
+    assert _native.remove_stale_temp_files(str(tmp_path), 0) == 2
+    with pytest.raises(fastckpt.FailedPreconditionError):
+        r.job.release(True)
