@@ -799,3 +799,18 @@ def test_release_true_reports_a_deferred_close_error_and_still_closes(tmp_path):
     assert _native.remove_stale_temp_files(str(tmp_path), 0) == 2
     with pytest.raises(fastckpt.FailedPreconditionError):
         r.job.release(True)
+
+
+def test_commit_bundle_takes_lists_as_a_transport_may_turn_tuples_into_them(tmp_path):
+    prefix = str(tmp_path / "m")
+    ranks = write_ranks(prefix, [(0, 1), (1, 1), (2, 1)], total=3, durable=False)
+    entries, files = merge(ranks, [part_entry()])
+    as_lists = [[e[0], e[1], list(e[2]), *e[3:7], None if e[7] is None else [[list(x) for x in s] for s in e[7]]]
+                for e in entries]
+    _native.commit_bundle(prefix, as_lists, [list(f) for f in files], 3, durable=False)
+    for r in ranks:
+        r.job.release(True)
+    reader = _native.Reader(prefix)
+    assert reader.entries() == sorted(entries)
+    reader.close()
+    assert_values(fastckpt.load(prefix), want_values())
