@@ -43,10 +43,21 @@ def crc32c_set_impl(name: str) -> None: ...
 
 # -- writing -------------------------------------------------------------------------
 
+# An index entry, as Reader.entries() and an uncommitted SaveJob.finish() give it:
+# (key, dtype, shape, shard, offset, size, masked crc32c, slices | None).
+_Entry = Tuple[bytes, int, Tuple[int, ...], int, int, int, int, Optional[List[_Extents]]]
+
 def write_bundle(prefix: str, items: List[_Item], num_shards: SupportsIndex = 0, threads: SupportsIndex = 0,
                  durable: bool = True, task_bytes: SupportsIndex = 0,
-                 sort_data: bool = True) -> Dict[str, Any]:
-    """Writes a bundle; returns {"num_shards", "data_bytes", "files"}."""
+                 sort_data: bool = True, shard_base: SupportsIndex = 0, total_shards: SupportsIndex = 0,
+                 chunk_bytes: SupportsIndex = 0) -> Dict[str, Any]:
+    """Writes and commits a bundle; returns {"num_shards", "data_bytes", "files"}, and
+    "chunk_crcs" ({key: packed little-endian uint32 CRCs}) when chunk_bytes > 0."""
+
+def commit_bundle(prefix: str, entries: List[_Entry], data_files: List[Tuple[str, str]],
+                  total_shards: SupportsIndex, durable: bool = True) -> List[str]:
+    """Writes PREFIX.index for every rank's entries and commits every rank's
+    (temp_path, final_path) data files; returns the final data files, then the index."""
 
 def encode_strings(elements: Sequence[bytes]) -> Tuple[bytes, int]:
     """Serializes a DT_STRING tensor; returns (bytes, crc)."""
@@ -57,11 +68,16 @@ class SaveJob:
     def __init__(self, prefix: str, items: List[_Item], num_shards: SupportsIndex = 0,
                  threads: SupportsIndex = 0, durable: bool = True, task_bytes: SupportsIndex = 0,
                  sort_data: bool = True, snapshot_host: bool = False, max_buffers: SupportsIndex = 0,
-                 trace: bool = False, fill_threads: SupportsIndex = 0) -> None: ...
+                 trace: bool = False, fill_threads: SupportsIndex = 0, shard_base: SupportsIndex = 0,
+                 total_shards: SupportsIndex = 0, commit: bool = True, chunk_bytes: SupportsIndex = 0) -> None: ...
     def snapshot(self) -> None: ...
     def start_writing(self) -> None: ...
     def finish(self) -> Dict[str, Any]:
-        """Writes and commits; returns {"num_shards", "data_bytes", "files"}."""
+        """Writes and commits; returns {"num_shards", "data_bytes", "files"} (and "chunk_crcs"
+        when chunk_bytes > 0). With commit=False: writes the data files only and returns
+        {"num_shards", "data_bytes", "entries", "data_files", "chunk_crcs"}."""
+    def release(self, committed: bool) -> None:
+        """After an uncommitted finish(): True closes the data files, False removes them."""
     def abort(self, reason: str) -> None: ...
     def progress(self) -> Dict[str, int]: ...
     def trace(self) -> List[Tuple[str, int, int, int]]: ...

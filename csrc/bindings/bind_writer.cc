@@ -339,7 +339,8 @@ py::object AsSequence(PyObject* o) {
 
 // entries: [(key: bytes, dtype, shape, shard, offset, size, masked crc32c,
 // slices | None)], the format of Reader.entries() and of finish() without
-// commit. REQUIRES: the GIL.
+// commit (lists are taken for tuples, as a transport may turn them into
+// lists). REQUIRES: the GIL.
 std::vector<IndexEntry> ParseEntries(py::handle entries) {
   py::object seq = AsSequence(entries.ptr());
   if (!seq) BadCommitArgument(std::string("entries must be a list, not ") + Py_TYPE(entries.ptr())->tp_name);
@@ -348,19 +349,20 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
   constexpr int64_t kI32Max = 2147483647;
   for (Py_ssize_t k = 0; k < n; ++k) {
     const size_t i = static_cast<size_t>(k);
-    PyObject* t = PySequence_Fast_GET_ITEM(seq.ptr(), k);
-    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8) {
+    py::object tuple = AsSequence(PySequence_Fast_GET_ITEM(seq.ptr(), k));
+    if (!tuple || PySequence_Fast_GET_SIZE(tuple.ptr()) != 8) {
       BadCommitArgument("entry " + std::to_string(i) +
                         ": expected a tuple (key, dtype, shape, shard, offset, size, masked_crc32c, slices)");
     }
+    PyObject** t = PySequence_Fast_ITEMS(tuple.ptr());
     IndexEntry& e = out[i];
-    PyObject* key = PyTuple_GET_ITEM(t, 0);
+    PyObject* key = t[0];
     if (!PyBytes_Check(key)) {
       BadCommitArgument("entry " + std::to_string(i) + ": the key must be bytes, not " + Py_TYPE(key)->tp_name);
     }
     e.key.assign(PyBytes_AS_STRING(key), static_cast<size_t>(PyBytes_GET_SIZE(key)));
-    e.entry.dtype = static_cast<int32_t>(EntryInt(PyTuple_GET_ITEM(t, 1), i, "dtype", 0, kI32Max));
-    py::object shape = AsSequence(PyTuple_GET_ITEM(t, 2));
+    e.entry.dtype = static_cast<int32_t>(EntryInt(t[1], i, "dtype", 0, kI32Max));
+    py::object shape = AsSequence(t[2]);
     if (!shape) BadCommitArgument("entry " + std::to_string(i) + ": shape must be a tuple of ints");
     const Py_ssize_t rank = PySequence_Fast_GET_SIZE(shape.ptr());
     if (rank > 64) BadCommitArgument("entry " + std::to_string(i) + ": shape has more than 64 dimensions");
@@ -368,11 +370,11 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
       e.entry.shape.push_back(
           EntryInt(PySequence_Fast_GET_ITEM(shape.ptr(), d), i, "a dimension", 0, INT64_MAX));
     }
-    e.entry.shard_id = static_cast<int32_t>(EntryInt(PyTuple_GET_ITEM(t, 3), i, "shard", -kI32Max - 1, kI32Max));
-    e.entry.offset = EntryInt(PyTuple_GET_ITEM(t, 4), i, "offset", INT64_MIN, INT64_MAX);
-    e.entry.size = EntryInt(PyTuple_GET_ITEM(t, 5), i, "size", INT64_MIN, INT64_MAX);
-    e.entry.masked_crc32c = static_cast<uint32_t>(EntryInt(PyTuple_GET_ITEM(t, 6), i, "masked_crc32c", 0, 0xffffffffll));
-    PyObject* slices = PyTuple_GET_ITEM(t, 7);
+    e.entry.shard_id = static_cast<int32_t>(EntryInt(t[3], i, "shard", -kI32Max - 1, kI32Max));
+    e.entry.offset = EntryInt(t[4], i, "offset", INT64_MIN, INT64_MAX);
+    e.entry.size = EntryInt(t[5], i, "size", INT64_MIN, INT64_MAX);
+    e.entry.masked_crc32c = static_cast<uint32_t>(EntryInt(t[6], i, "masked_crc32c", 0, 0xffffffffll));
+    PyObject* slices = t[7];
     if (slices == Py_None) continue;
     const std::string bad_slices = "entry " + std::to_string(i) +
                                    ": slices must be None or a list of lists of (start, length) pairs";
@@ -383,10 +385,11 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
       if (!extents) BadCommitArgument(bad_slices);
       TensorSlice slice;
       for (Py_ssize_t x = 0; x < PySequence_Fast_GET_SIZE(extents.ptr()); ++x) {
-        PyObject* pair = PySequence_Fast_GET_ITEM(extents.ptr(), x);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) BadCommitArgument(bad_slices);
-        const int64_t start = EntryInt(PyTuple_GET_ITEM(pair, 0), i, "a slice start", 0, INT64_MAX);
-        const int64_t length = EntryInt(PyTuple_GET_ITEM(pair, 1), i, "a slice length", -1, INT64_MAX);
+        py::object pair = AsSequence(PySequence_Fast_GET_ITEM(extents.ptr(), x));
+        if (!pair || PySequence_Fast_GET_SIZE(pair.ptr()) != 2) BadCommitArgument(bad_slices);
+        const int64_t start = EntryInt(PySequence_Fast_GET_ITEM(pair.ptr(), 0), i, "a slice start", 0, INT64_MAX);
+        const int64_t length =
+            EntryInt(PySequence_Fast_GET_ITEM(pair.ptr(), 1), i, "a slice length", -1, INT64_MAX);
         slice.push_back(SliceExtent{start, length});
       }
       e.entry.slices.push_back(std::move(slice));
@@ -396,19 +399,19 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
   return out;
 }
 
-// data_files: [(temp_path, final_path)] of str. REQUIRES: the GIL.
+// data_files: [(temp_path, final_path)] of str (or lists). REQUIRES: the GIL.
 std::vector<DataFileNames> ParseDataFiles(py::handle files) {
   py::object seq = AsSequence(files.ptr());
   if (!seq) BadCommitArgument(std::string("data_files must be a list, not ") + Py_TYPE(files.ptr())->tp_name);
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
   std::vector<DataFileNames> out(static_cast<size_t>(n));
   for (Py_ssize_t k = 0; k < n; ++k) {
-    PyObject* t = PySequence_Fast_GET_ITEM(seq.ptr(), k);
+    py::object pair = AsSequence(PySequence_Fast_GET_ITEM(seq.ptr(), k));
     const std::string bad = "data file " + std::to_string(k) + ": expected a (temp_path, final_path) pair of str";
-    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) BadCommitArgument(bad);
+    if (!pair || PySequence_Fast_GET_SIZE(pair.ptr()) != 2) BadCommitArgument(bad);
     std::string* names[2] = {&out[static_cast<size_t>(k)].temp, &out[static_cast<size_t>(k)].final_name};
     for (Py_ssize_t j = 0; j < 2; ++j) {
-      PyObject* s = PyTuple_GET_ITEM(t, j);
+      PyObject* s = PySequence_Fast_GET_ITEM(pair.ptr(), j);
       if (!PyUnicode_Check(s)) BadCommitArgument(bad);
       Py_ssize_t len = 0;
       const char* utf8 = PyUnicode_AsUTF8AndSize(s, &len);
