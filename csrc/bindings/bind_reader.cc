@@ -476,8 +476,8 @@ class PyReader {
     }
     const int elem = DtypeElementSize(r->entries()[entry].dtype);
     if (elem > 0 && view.itemsize() != static_cast<uint64_t>(elem)) {
-      Check(InvalidArgument(what + ": the destination's items have " + std::to_string(view.itemsize()) +
-                            " bytes, the tensor's elements " + std::to_string(elem)));
+      Check(InvalidArgument(what + ": the destination's items are " + std::to_string(view.itemsize()) +
+                            " bytes each, the tensor's elements " + std::to_string(elem)));
     }
     uint64_t bytes = 0;
     Status st;
