@@ -554,7 +554,7 @@ def test_a_zero_size_tensor_takes_an_empty_table(tmp_path):
 
 
 def test_read_box_argument_errors_name_the_tensor(big):
-    prefix, _full = big
+    prefix, full = big
     reader = _native.Reader(prefix)
     w, s = reader.names()["w"], reader.names()["s"]
     what = f"tensor 'w' in '{prefix}{DATA}'"
@@ -574,8 +574,12 @@ def test_read_box_argument_errors_name_the_tensor(big):
          f"{what}: the destination must be a writable C-contiguous buffer; a bytes is not"),
         (w, [(0, 2), (0, 3)], np.empty((2, 6), np.float32)[:, ::2],
          f"{what}: the destination must be a writable C-contiguous buffer; a numpy.ndarray is not"),
-        (w, 7, f32, f"{what}: a box is a sequence of (start, length) pairs, not int"),
+        (w, 7, f32, f"{what}: a box is a list of (start, length) pairs, not int"),
+        (w, "0,2:0,3", f32, f"{what}: a box is a list of (start, length) pairs, not str"),
         (w, [(0, 2), (0, 3, 1)], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
+        (w, [(0, 2), (True, 3)], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
+        (w, [(0, 2), (0.0, 3)], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
+        (w, [(0, 2), 3], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
         (w, [(0, 2), (2**63, 3)], f32, f"{what}: box item 1 is out of int64 range"),
         (s, [(0, 1)], np.empty(1, object),
          f"tensor 's' in '{prefix}{DATA}' has DataType 7, not a fixed-size dtype; box reads take "
@@ -585,6 +589,9 @@ def test_read_box_argument_errors_name_the_tensor(big):
         with pytest.raises(fastckpt.InvalidArgumentError) as e:
             reader.read_box(entry, box, dest)
         assert str(e.value) == message
+    out = np.empty((2, 3), np.float32)
+    assert reader.read_box(w, ((np.int64(4), np.int32(2)), [np.uint8(5), 3]), out) == 1 << 20
+    assert np.array_equal(out, full[4:6, 5:8])
     readonly = np.empty((2, 3), np.float32)
     readonly.flags.writeable = False
     with pytest.raises(fastckpt.InvalidArgumentError, match="writable C-contiguous buffer"):
