@@ -123,6 +123,14 @@ class Reader:
     def describe(self, entry: SupportsIndex) -> str: ...
     def check_bounds(self, entries: List[int]) -> None: ...
     def plan_region(self, entry: SupportsIndex, region: _Extents) -> List[Any]: ...
+    def set_chunk_crcs(self, entry: SupportsIndex, chunk_bytes: SupportsIndex, crcs: Any) -> None:
+        """Registers the CRC32Cs of consecutive `chunk_bytes`-sized chunks of a data
+        entry's bytes (little-endian uint32s); they must combine to its stored CRC."""
+    def read_box(self, entry: SupportsIndex, box: Sequence[Tuple[int, int]], dest: Any,
+                 threads: SupportsIndex = 0, task_bytes: SupportsIndex = 0) -> int:
+        """Reads box [(start, length)] of a fixed-size tensor into `dest` (a writable
+        C-contiguous buffer of exactly its bytes, row-major), verified; returns the
+        bytes read from the data files."""
     def close(self) -> None: ...
 
 # -- devices and DLPack --------------------------------------------------------------------
@@ -132,6 +140,11 @@ def copy_to_device(buffer: Any, device_ptr: SupportsIndex, device: SupportsIndex
 # -- slices ------------------------------------------------------------------------
 
 def check_slice_set(shape: Sequence[int], slices: Sequence[_Extents]) -> Tuple[Any, ...]: ...
+def copy_box(src: Any, src_shape: Sequence[int], src_start: Sequence[int], dst: Any, dst_shape: Sequence[int],
+             dst_start: Sequence[int], extent: Sequence[int], elem: SupportsIndex, begin: SupportsIndex,
+             end: SupportsIndex) -> None:
+    """The strided copy under read_box (tests): the box's elements whose source
+    element index is in [begin, end), from `src` into `dst`."""
 
 class DLPackTensor:
     """A tensor exported through DLPack, held until released."""

@@ -265,7 +265,10 @@ class CheckpointReader:
         extents, dropped = self._slice_extents(name, entry.shape, spec)
         if entry.slices is not None:
             out = self._read_region(name, entry, extents)
+        elif entry.dtype != dtypes.DT_STRING:
+            out = self._read_box(entry, extents)
         else:
+            # String tensors are read whole (their checksum covers the whole encoding).
             full = self._read_entry(name, entry.index, entry.dtype, entry.shape)
             part = full[slicing.slice_to_index(entry.shape, extents) + (Ellipsis,)]  # 0-d stays an array
             # A copy, so that a small slice does not keep the whole tensor alive.
@@ -361,33 +364,47 @@ class CheckpointReader:
         self._native.read([(index, out)], self._threads, config.task_bytes())
         return out
 
+    def _read_box(self, entry: _Entry, extents: Extents) -> np.ndarray:
+        """`extents` of a fixed-size tensor (unpartitioned or partitioned) as a
+        new array, through the native box read (``read_box``): only the
+        stored bytes overlapping the box are read (whole stored pieces, or
+        with chunk CRCs registered the chunks covering what is needed), every
+        byte verified, in parallel, straight into the array.
+
+        Before anything is allocated, the native core checks that the bytes
+        exist (``check_bounds``; for a partitioned tensor ``plan_region``:
+        valid slices that cover the box, each with an entry whose bytes lie in
+        its data file), so a lying index cannot cause a huge allocation.
+        """
+        np_dtype = _numpy_dtype(entry.dtype)
+        box = [(int(s), int(n)) for s, n in _resolved(extents, entry.shape)]
+        if entry.slices is None:
+            self._native.check_bounds([entry.index])
+        else:
+            self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
+        out = np.empty([n for _, n in box], dtype=np_dtype)
+        self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
+        return out
+
     def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
         """Assembles `extents` of a partitioned tensor from its stored slices.
 
-        The native core plans the read (``plan_region``): it validates the
-        tensor's slices once per reader (in bounds, pairwise disjoint), checks
-        that those intersecting the request cover it and that each has an
-        entry of the right dtype and shape whose bytes lie in its data file,
-        all before anything is allocated here, and raises DataLossError
-        otherwise. Stored slices that land contiguously in the output (the
-        usual partitioning along the first axis) are read straight into it
-        in one parallel call; the others through a temporary array each.
+        Fixed-size tensors go through the native box read (:meth:`_read_box`).
+        For string tensors the native core plans the read (``plan_region``):
+        it validates the tensor's slices once per reader (in bounds, pairwise
+        disjoint), checks that those intersecting the request cover it and
+        that each has an entry of the right dtype and shape whose bytes lie in
+        its data file, all before anything is allocated here, and raises
+        DataLossError otherwise; each stored slice needed is then read whole
+        and its part copied into the output.
         """
+        if entry.dtype != dtypes.DT_STRING:
+            return self._read_box(entry, extents)
         np_dtype = _numpy_dtype(entry.dtype)
         full_shape = entry.shape
         plan = self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
         out = np.empty(slicing.slice_shape(full_shape, extents), dtype=np_dtype)
-        direct, staged = [], []
         for index, stored, overlap in plan:
-            target = out[_relative_index(overlap, extents, full_shape)]
-            if (entry.dtype != dtypes.DT_STRING and target.flags.c_contiguous
-                    and _resolved(stored, full_shape) == list(overlap)):
-                direct.append((index, target))
-            else:
-                staged.append((index, stored, overlap))
-        if direct:
-            self._native.read(direct, self._threads, config.task_bytes())
-        for index, stored, overlap in staged:
             shape = tuple(slicing.slice_shape(full_shape, stored))
             part = self._read_entry(name, index, entry.dtype, shape)
             out[_relative_index(overlap, extents, full_shape)] = \

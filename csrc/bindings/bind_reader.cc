@@ -96,31 +96,35 @@ py::list FromSlice(const TensorSlice& s) {
   return out;
 }
 
-// A box [(start, length)] (pairs as tuples or lists of ints) as a slice,
-// lengths as given (BundleReader::ReadBox refuses negative ones, naming the
-// tensor). InvalidArgumentError naming `what` for anything else. Requires
-// the GIL.
+// A box [(start, length)] (pairs as tuples or lists of ints; numpy
+// integers pass, bools do not) as a slice, lengths as given
+// (BundleReader::ReadBox refuses negative ones, naming the tensor).
+// InvalidArgumentError naming `what` for anything else. Requires the GIL.
 TensorSlice ToBox(const py::handle& box, const std::string& what) {
   auto bad = [&](const std::string& why) { Check(InvalidArgument(what + ": " + why)); };
-  if (!py::isinstance<py::sequence>(box) || py::isinstance<py::str>(box) || py::isinstance<py::bytes>(box)) {
-    bad("a box is a sequence of (start, length) pairs, not " + std::string(Py_TYPE(box.ptr())->tp_name));
+  if (!py::isinstance<py::tuple>(box) && !py::isinstance<py::list>(box)) {
+    bad("a box is a list of (start, length) pairs, not " + std::string(Py_TYPE(box.ptr())->tp_name));
   }
+  auto is_int = [](PyObject* o) { return PyIndex_Check(o) && !PyBool_Check(o); };
   TensorSlice out;
   for (py::handle h : box) {
-    py::sequence pair;
-    if ((!py::isinstance<py::tuple>(h) && !py::isinstance<py::list>(h)) ||
-        (pair = h.cast<py::sequence>()).size() != 2 || !py::isinstance<py::int_>(pair[0]) ||
-        !py::isinstance<py::int_>(pair[1])) {
-      bad("box item " + std::to_string(out.size()) + " is not a (start, length) pair of ints");
+    const std::string item = "box item " + std::to_string(out.size());
+    if ((!PyTuple_Check(h.ptr()) && !PyList_Check(h.ptr())) || PySequence_Size(h.ptr()) != 2) {
+      bad(item + " is not a (start, length) pair of ints");
     }
-    int overflow = 0;
-    const long long start = PyLong_AsLongLongAndOverflow(pair[0].ptr(), &overflow);
-    const long long length = overflow ? 0 : PyLong_AsLongLongAndOverflow(pair[1].ptr(), &overflow);
-    if (overflow || PyErr_Occurred()) {
-      PyErr_Clear();
-      bad("box item " + std::to_string(out.size()) + " is out of int64 range");
+    py::sequence pair = h.cast<py::sequence>();
+    if (!is_int(pair[0].ptr()) || !is_int(pair[1].ptr())) bad(item + " is not a (start, length) pair of ints");
+    long long v[2];
+    for (int i = 0; i < 2; ++i) {
+      py::object n = py::reinterpret_steal<py::object>(PyNumber_Index(pair[i].ptr()));
+      int overflow = 0;
+      v[i] = n ? PyLong_AsLongLongAndOverflow(n.ptr(), &overflow) : 0;
+      if (!n || overflow || PyErr_Occurred()) {
+        PyErr_Clear();
+        bad(item + " is out of int64 range");
+      }
     }
-    out.push_back(SliceExtent{start, length});
+    out.push_back(SliceExtent{v[0], v[1]});
   }
   return out;
 }
@@ -476,8 +480,8 @@ class PyReader {
     }
     const int elem = DtypeElementSize(r->entries()[entry].dtype);
     if (elem > 0 && view.itemsize() != static_cast<uint64_t>(elem)) {
-      Check(InvalidArgument(what + ": the destination's items have " + std::to_string(view.itemsize()) +
-                            " bytes, the tensor's elements " + std::to_string(elem)));
+      Check(InvalidArgument(what + ": the destination's items are " + std::to_string(view.itemsize()) +
+                            " bytes each, the tensor's elements " + std::to_string(elem)));
     }
     uint64_t bytes = 0;
     Status st;
