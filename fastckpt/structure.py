@@ -321,6 +321,14 @@ def unflatten(structure: Dict[str, Any], tensors: Mapping[str, Any], *, prefix: 
                 raise fail(path, "no children")
             items = [build(c, _join(path, str(i))) for i, c in enumerate(children)]
             return items if t == "list" else tuple(items)
+        if t == "per_rank":
+            # A value saved per rank by a multi-rank save: in one process,
+            # the list of every rank's value (fastckpt.distributed.load gives
+            # each rank its own).
+            children = node.get("c")
+            if not isinstance(children, list):
+                raise fail(path, "no per-rank values")
+            return [build(c, _join(path, f"__rank_{r}")) for r, c in enumerate(children)]
         if t == "none":
             return None
         if t == "tensor":

@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import List, NamedTuple, Optional, Union
 
+import numpy as np
+
 from . import _native, config
 from .checkpoint_management import get_checkpoint_state
 from .errors import DataLossError, FastCkptError
@@ -148,6 +150,9 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
     reader = _native.Reader(resolved)
     try:
         raw = reader.verify(threads or config.default_threads(), chunk_bytes or 0)
+        bad = [BadTensor(_decode_key(name), file, reason, listed) for name, file, reason, listed in raw["bad"]]
+        if not bad:
+            bad = _chunk_table_problems(reader, resolved)
     finally:
         reader.close()
     report = VerifyReport(
@@ -156,8 +161,7 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
         bytes=raw["bytes"],
         files=raw["files"],
         seconds=raw["seconds"],
-        bad=[BadTensor(_decode_key(name), file, reason, listed)
-             for name, file, reason, listed in raw["bad"]],
+        bad=bad,
         largest_whole_read=raw["largest_whole_read"],
     )
     if report.bad:
@@ -165,6 +169,39 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
         error.report = report  # type: ignore[attr-defined]
         raise error
     return report
+
+
+def _chunk_table_problems(reader: "_native.Reader", prefix: str) -> List[BadTensor]:
+    """A multi-rank checkpoint's chunk-CRC table must agree with the entries
+    (every table combines to its entry's CRC), or a partial read could be
+    refused later: checked once the data itself verified."""
+    from .format import chunks, dtypes
+
+    index = reader.find(chunks.CHUNKS_KEY.encode())
+    if index < 0:
+        return []
+    problems = []
+    table_file = reader.describe(index).split("' in '")[-1].rstrip("'")
+    try:
+        _, shape, size, _ = reader.entry(index)
+        buf = np.empty(size, dtype=np.uint8)
+        reader.read([(index, buf)], 1)  # bounds and CRC checked (verify already read it)
+        chunk_bytes, table = chunks.decode(buf, prefix)
+    except DataLossError as e:
+        return [BadTensor(chunks.CHUNKS_KEY, table_file, str(e))]
+    for key, crcs in table.items():
+        entry = reader.find(key)
+        name = _decode_key(key)
+        if entry < 0:
+            problems.append(BadTensor(name, table_file, "the chunk table lists an entry the index lacks"))
+            continue
+        if reader.entry(entry)[0] == dtypes.DT_STRING:
+            continue  # string tensors are read whole
+        try:
+            reader.set_chunk_crcs(entry, chunk_bytes, crcs)
+        except DataLossError as e:
+            problems.append(BadTensor(name, table_file, f"chunk table: {e}"))
+    return problems
 
 
 def _candidates(checkpoint_dir: str, latest_filename: Optional[str]) -> List[str]:

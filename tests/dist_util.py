@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from typing import Any, Dict, List, Optional
@@ -59,13 +60,14 @@ def _results(outputs: List[str]) -> List[Any]:
     return out
 
 
-def run_torch(world: int, script: str, *, timeout: float = 180, env: Optional[Dict[str, str]] = None,
+def run_torch(world: int, *scripts: str, timeout: float = 180, env: Optional[Dict[str, str]] = None,
               expect_exit: Optional[Dict[int, int]] = None) -> List[Any]:
-    """Runs `script` (after TORCH_PRELUDE) on `world` gloo ranks; returns each
-    rank's last ``emit()``ed object. Every rank must exit 0 unless
-    `expect_exit` says otherwise for it (e.g. a rank that kills itself)."""
+    """Runs `scripts` (each dedented, one after another, after TORCH_PRELUDE)
+    on `world` gloo ranks; returns each rank's last ``emit()``ed object. Every
+    rank must exit 0 unless `expect_exit` says otherwise for it (e.g. a rank
+    that kills itself)."""
     port = free_port()
-    code = TORCH_PRELUDE + textwrap.dedent(script)
+    code = TORCH_PRELUDE + "\n".join(textwrap.dedent(s) for s in scripts)
     procs = []
     for rank in range(world):
         e = _env(env)
@@ -117,16 +119,21 @@ MPI_PRELUDE = textwrap.dedent("""
     RANK, WORLD = COMM.Get_rank(), COMM.Get_size()
 
     def emit(obj):
-        print("RESULT %d %s" % (RANK, json.dumps(obj)), flush=True)
+        # A file per rank: mpiexec merges the ranks' output streams.
+        with open(os.path.join(os.environ["FASTCKPT_TEST_RESULTS"], "rank%d.json" % RANK), "w") as f:
+            json.dump(obj, f)
 """)
 
 
-def run_mpi(world: int, script: str, *, timeout: float = 180) -> List[Any]:
-    """Runs `script` (after MPI_PRELUDE) with ``mpiexec -n world``; returns
-    each rank's last ``emit()``ed object."""
-    code = MPI_PRELUDE + textwrap.dedent(script)
-    proc = subprocess.Popen([mpiexec(), "-n", str(world), sys.executable, "-c", code], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+def run_mpi(world: int, script: str, *, timeout: float = 180, values: Optional[Dict[str, Any]] = None) -> List[Any]:
+    """Runs `script` (after MPI_PRELUDE, and `values` as global variables)
+    with ``mpiexec -n world``; returns each rank's last ``emit()``ed object."""
+    assigns = "".join(f"{k} = {v!r}\n" for k, v in (values or {}).items())
+    code = MPI_PRELUDE + assigns + textwrap.dedent(script)
+    results_dir = tempfile.mkdtemp(prefix="fastckpt-mpi-")
+    proc = subprocess.Popen([mpiexec(), "-n", str(world), sys.executable, "-c", code],
+                            env=_env({"FASTCKPT_TEST_RESULTS": results_dir}), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -136,8 +143,10 @@ def run_mpi(world: int, script: str, *, timeout: float = 180) -> List[Any]:
     if proc.returncode != 0:
         raise RankFailure(f"mpiexec exited {proc.returncode}:\n{err[-4000:]}\n{out[-2000:]}")
     results: List[Any] = [None] * world
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            _, rank, payload = line.split(" ", 2)
-            results[int(rank)] = json.loads(payload)
+    for rank in range(world):
+        path = os.path.join(results_dir, f"rank{rank}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                results[rank] = json.load(f)
+    shutil.rmtree(results_dir, ignore_errors=True)
     return results

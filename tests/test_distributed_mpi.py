@@ -42,13 +42,13 @@ LOAD = f"""
 @pytest.mark.parametrize("k", [2, 3])
 def test_mpi_save_and_resharded_load(tmp_path, k):
     prefix = str(tmp_path / "ck")
-    saved = run_mpi(k, f"PREFIX = {prefix!r}\n" + SAVE)
+    saved = run_mpi(k, SAVE, values={"PREFIX": prefix})
     assert all(r["files"] == saved[0]["files"] for r in saved)
     assert saved[0]["collectives"] == 3
     np.testing.assert_array_equal(fastckpt.load_checkpoint(prefix).get_tensor("w"),
                                   np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS))
     for m in (2, 3):
-        loaded = run_mpi(m, f"PREFIX = {prefix!r}\n" + LOAD)
+        loaded = run_mpi(m, LOAD, values={"PREFIX": prefix})
         for rank, got in enumerate(loaded):
             assert got["ok"] and got["bias"] == [0, 1, 2, 3] and got["epoch"] == 3
             assert got["loader"] == {"offset": 100 + rank % k, "seed": rank % k}

@@ -58,7 +58,7 @@ def saved(tmp_path_factory):
     out = {}
     for n in (1, 2, 3, 4):
         prefix = str(root / f"n{n}" / "ckpt")
-        res = run_torch(n, VALUES + f"""
+        res = run_torch(n, VALUES, f"""
             mesh = mesh_for(WORLD)
             state = {{"model": {{"w": distribute_tensor(W, mesh, place(mesh, {SAVE_PLACEMENT[n]!r})),
                                  "b": distribute_tensor(B, mesh, [Shard(0)] + [Replicate()] * (mesh.ndim - 1)),
@@ -71,7 +71,7 @@ def saved(tmp_path_factory):
                    "world": res.world_size, "cached": res.plan_cached}})
         """)
         assert all(r["files"] == res[0]["files"] for r in res)
-        assert res[0]["collectives"] == 3 and not res[0]["cached"]
+        assert res[0]["collectives"] == (3 if n > 1 else 0) and not res[0]["cached"]
         out[n] = prefix
     return out
 
@@ -97,7 +97,7 @@ def test_tensorflow_reads_the_global_tensors(saved):
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_every_checkpoint_loads_onto_m_ranks(saved, m):
     placement = LOAD_PLACEMENT[m]
-    results = run_torch(m, VALUES + f"""
+    results = run_torch(m, VALUES, f"""
         saved = {dict(saved)!r}
         mesh = mesh_for(WORLD)
         out = {{}}
@@ -150,7 +150,7 @@ def test_per_rank_values_on_another_world_size_are_an_explicit_choice(saved):
 
 
 def test_plan_is_cached_while_the_structure_stays_the_same(tmp_path):
-    results = run_torch(2, VALUES + f"""
+    results = run_torch(2, VALUES, f"""
         mesh = mesh_for(WORLD)
         counts = []
         for step, rows in ((1, R), (2, R), (3, R + 1), (4, R + 1)):
@@ -177,7 +177,7 @@ def test_a_failure_on_one_rank_fails_the_save_everywhere(tmp_path, failure):
         "bad_leaf": "state['opt'] = {'x': object()} if RANK == 1 else {'x': 1.0}",
         "enospc": "import errno\n        if RANK == 2: fastckpt._native.testing.arm_fault('write', 0, errno.ENOSPC)",
     }[failure]
-    results = run_torch(3, VALUES + f"""
+    results = run_torch(3, VALUES, f"""
         mesh = mesh_for(WORLD)
         state = {{"w": distribute_tensor(W, mesh, [Shard(0)]), "emb": EMB.clone()}}
         {inject}
@@ -200,7 +200,7 @@ def test_a_failure_on_one_rank_fails_the_save_everywhere(tmp_path, failure):
 def test_a_rank_killed_mid_save_fails_the_others_in_bounded_time(tmp_path):
     prefix = str(tmp_path / "ck")
     fastckpt.save({"w": np.ones(4)}, prefix)  # an earlier checkpoint of the same prefix
-    results = run_torch(3, VALUES + f"""
+    results = run_torch(3, VALUES, f"""
         import signal, time
         mesh = mesh_for(WORLD)
         state = {{"w": distribute_tensor(W, mesh, [Shard(0)]), "emb": EMB.clone()}}
@@ -216,7 +216,7 @@ def test_a_rank_killed_mid_save_fails_the_others_in_bounded_time(tmp_path):
     """, expect_exit={1: -signal.SIGKILL}, timeout=240)
     for rank in (0, 2):
         assert results[rank] is not None and results[rank]["seconds"] < 90, results[rank]
-        assert "rank 1" in results[rank]["text"] or "no answer" in results[rank]["text"], results[rank]
+        assert "a peer died or did not answer within 60 s" in results[rank]["text"], results[rank]
     # The survivors removed their files; the killed rank's unlocked leftovers
     # go with the next cleanup of the directory.
     fastckpt._native.remove_stale_temp_files(str(tmp_path), 0)
@@ -263,18 +263,18 @@ TRAIN = textwrap.dedent("""
 
 def test_fsdp_training_resumes_bit_identically_on_two_ranks(tmp_path):
     prefix = str(tmp_path / "ck")
-    straight = run_torch(2, TRAIN + """
+    straight = run_torch(2, TRAIN, """
         m, o, s = build()
         emit({"losses": train(m, o, s, 0, 6), "params": params(m)})
     """)
-    first = run_torch(2, TRAIN + f"""
+    first = run_torch(2, TRAIN, f"""
         m, o, s = build()
         losses = train(m, o, s, 0, 3)
         fd.save({{"model": m.state_dict(), "optim": o.state_dict(), "sched": s.state_dict(), "step": 3}},
                 {prefix!r}, timeout=60)
         emit({{"losses": losses}})
     """)
-    resumed = run_torch(2, TRAIN + f"""
+    resumed = run_torch(2, TRAIN, f"""
         m, o, s = build()
         target = {{"model": m.state_dict(), "optim": optim_target(m, o), "sched": s.state_dict(), "step": 0}}
         back = fd.load({prefix!r}, target, timeout=60)
@@ -292,13 +292,13 @@ def test_resharded_load_reads_little_more_than_the_checkpoint(tmp_path):
     # 64 MiB saved in rows on 2 ranks, loaded in rows on 3: the chunk CRCs let
     # each rank read only (chunk-aligned) what it needs.
     prefix = str(tmp_path / "ck")
-    run_torch(2, VALUES + f"""
+    run_torch(2, VALUES, f"""
         mesh = mesh_for(WORLD)
         big = torch.arange(4096 * 4096, dtype=torch.float32).reshape(4096, 4096)
         fd.save({{"big": distribute_tensor(big, mesh, [Shard(0)])}}, {prefix!r}, timeout=60)
         emit(True)
     """, timeout=300)
-    results = run_torch(3, VALUES + f"""
+    results = run_torch(3, VALUES, f"""
         mesh = mesh_for(WORLD)
         t = distribute_tensor(torch.zeros(4096, 4096), mesh, [Shard(0)])
         back, report = fd.load({prefix!r}, {{"big": t}}, timeout=60, with_report=True)
@@ -312,3 +312,71 @@ def test_resharded_load_reads_little_more_than_the_checkpoint(tmp_path):
     starts = np.cumsum([0] + rows[:-1])
     assert [r["first"] for r in results] == [float(s * 4096) for s in starts]
     assert [r["last"] for r in results] == [float((s + n) * 4096 - 1) for s, n in zip(starts, rows)]
+
+
+def test_asynchronous_save_snapshots_then_commits_in_order(tmp_path):
+    prefix = str(tmp_path / "ck")
+    results = run_torch(2, VALUES, f"""
+        import time
+        mesh = mesh_for(WORLD)
+        w = distribute_tensor(W.clone(), mesh, [Shard(0)])
+        if RANK == 1:
+            time.sleep(3)  # a slow but live rank is waited for, not taken for dead
+        h1 = fd.save({{"w": w, "step": 1}}, {prefix!r} + "-1", blocking=False, timeout=60)
+        w.to_local().fill_(-1.0)  # after the snapshot: not in checkpoint 1
+        h2 = fd.save({{"w": w, "step": 2}}, {prefix!r} + "-2", blocking=False, timeout=60)
+        r1, r2 = h1.result(120), h2.result(120)
+        emit({{"done": [r1.collectives, r2.collectives], "cached": [r1.plan_cached, r2.plan_cached]}})
+    """)
+    for r in results:
+        assert r["done"] == [3, 2] and r["cached"] == [False, True]
+    w = np.arange(R * C, dtype=np.float32).reshape(R, C) / 7
+    first, second = fastckpt.load(prefix + "-1"), fastckpt.load(prefix + "-2")
+    np.testing.assert_array_equal(first["w"], w)
+    assert (second["w"] == -1.0).all() and (first["step"], second["step"]) == (1, 2)
+
+
+def test_tensorflow_partitioned_checkpoint_loads_into_sharded_targets(tmp_path):
+    import tensorflow as tf
+
+    prefix = str(tmp_path / "tf")
+    w = np.arange(12 * 5, dtype=np.float32).reshape(12, 5)
+    g = tf.Graph()
+    with g.as_default():
+        v = tf.compat.v1.get_variable("w", initializer=tf.constant(w),
+                                      partitioner=tf.compat.v1.fixed_size_partitioner(3))
+        saver = tf.compat.v1.train.Saver([v])
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, prefix)
+    results = run_torch(2, VALUES, f"""
+        mesh = mesh_for(WORLD)
+        t = distribute_tensor(torch.zeros(12, 5), mesh, [Shard(1)])  # columns: across TF's row partitions
+        back, report = fd.load({prefix!r}, {{"w": t}}, timeout=60, with_report=True)
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+        shape, off = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
+        emit({{"local": back["w"].to_local().tolist(), "off": list(off), "bytes": report.bytes_read}})
+    """)
+    for r in results:
+        c0 = r["off"][1]
+        assert r["local"] == w[:, c0:c0 + len(r["local"][0])].tolist()
+        assert r["bytes"] == w.nbytes  # no chunk table: every stored piece it touches, whole
+
+
+def test_strict_load_names_what_differs_on_every_rank(saved):
+    results = run_torch(2, f"""
+        target = {{"emb": torch.zeros(10, dtype=torch.int64), "extra": torch.zeros(3)}}
+        out = {{}}
+        try:
+            fd.load({saved[2]!r}, target, timeout=60)
+        except fastckpt.DistributedLoadError as e:
+            out["failures"], out["text"] = sorted(e.failures), str(e)
+        back, report = fd.load({saved[2]!r}, target, strict=False, timeout=60, with_report=True)
+        out.update(missing=report.missing, emb=back["emb"].tolist())
+        emit(out)
+    """)
+    for rank, r in enumerate(results):
+        assert r["failures"] == [0, 1]
+        assert (f"rank {rank}: TensorNotFoundError: restoring from '{saved[2]}' on rank {rank}: the target's "
+                "'extra' not in the checkpoint (strict=False skips them)") in r["text"]
+        assert r["missing"] == ["extra"] and r["emb"] == list(range(0, 30, 3))

@@ -18,7 +18,7 @@
 //
 // Partial reads (box_read.cc): ReadBox() reads any box of a tensor, only
 // the stored bytes overlapping it, verified; SetChunkCrcs() registers the
-// per-chunk CRCs that let it verify part of an entry (chunk_crcs.h).
+// per-chunk CRCs that let it verify part of an entry (chunk_table.h).
 //
 // Thread-safety: after Open(), every const method may be called
 // concurrently (the partition cache is guarded by a mutex), and so may

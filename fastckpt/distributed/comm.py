@@ -59,18 +59,22 @@ class Communicator:
 
     def allgather(self, obj: Any) -> List[Any]:
         """Every rank's `obj`, in rank order, on every rank."""
-        self.collectives += 1
+        self._count()
         return self._allgather(obj)
 
     def gather(self, obj: Any, root: int = 0) -> Optional[List[Any]]:
         """Every rank's `obj` on `root` (in rank order); None elsewhere."""
-        self.collectives += 1
+        self._count()
         return self._gather(obj, root)
 
     def broadcast(self, obj: Any, root: int = 0) -> Any:
         """`root`'s `obj`, on every rank."""
-        self.collectives += 1
+        self._count()
         return self._broadcast(obj, root)
+
+    def _count(self) -> None:
+        if self.size > 1:  # a world of one exchanges nothing
+            self.collectives += 1
 
     # Implemented by each engine.
     def _allgather(self, obj: Any) -> List[Any]:

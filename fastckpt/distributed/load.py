@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class _Restorer:
         self.bytes_read = 0
         self.tensors = 0
         self.missing: List[str] = []
-        self.used: set = set()
+        self.used: Set[str] = set()
         native = reader._native
         self.spec = None
         if structure.STRUCTURE_KEY in reader:
@@ -104,7 +104,8 @@ class _Restorer:
 
                     raise DataLossError(f"checkpoint '{reader.prefix}': its chunk table lists "
                                         f"{key!r}, which the index lacks")
-                native.set_chunk_crcs(index, chunk_bytes, crcs)
+                if native.entry(index)[0] != dtypes.DT_STRING:  # strings are read whole
+                    native.set_chunk_crcs(index, chunk_bytes, crcs)
 
     # -- reading pieces ------------------------------------------------------------
     def _entry(self, name: str) -> Any:
@@ -166,7 +167,8 @@ class _Restorer:
             return self.restore_jax(value, path)
         if isinstance(value, Mapping):
             out = {k: self.restore(v, _join(path, k)) for k, v in value.items()}
-            return type(value)(out) if type(value) is not dict else out
+            cls: Any = type(value)  # an OrderedDict or other Mapping built from a dict
+            return cls(out) if cls is not dict else out
         if type(value) in (list, tuple):
             items = [self.restore(v, _join(path, i)) for i, v in enumerate(value)]
             return items if type(value) is list else tuple(items)

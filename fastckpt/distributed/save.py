@@ -93,7 +93,8 @@ class _Local:
         out = []
         for name, t in self.sharded.items():
             itemsize = _itemsize(t.dtype)
-            out.append(t.meta() + (tuple(int(np.prod(b[1])) * itemsize for b in t.boxes),))
+            boxes = t.boxes if t.kind == "sharded" else [(tuple(0 for _ in t.shape), t.shape)]
+            out.append(t.meta() + (tuple(int(np.prod(b[1])) * itemsize for b in boxes),))
         for name, v in self.replicated.items():
             dtype, shape, nbytes = _describe_value(name, v)
             out.append((name, "replicated", dtype, shape, (), (nbytes,)))
@@ -109,6 +110,8 @@ class _Local:
         if piece.box is None and piece.name in self.replicated:
             return self.replicated[piece.name]
         t = self.sharded[piece.name]
+        if t.kind == "replicated":  # a DTensor or JAX array every rank holds whole
+            return t.value
         if piece.box is None:  # a sharded tensor that one piece covers whole
             return t.pieces[0]
         return t.pieces[t.boxes.index(piece.box)]
@@ -172,6 +175,18 @@ class _Save:
         except Exception as e:  # noqa: BLE001 - told to every rank, raised everywhere
             self.error = _describe_error(e)
 
+    @property
+    def the_plan(self) -> Plan:
+        """The plan; only used once one was made or taken from the cache."""
+        assert self.plan is not None
+        return self.plan
+
+    @property
+    def the_local(self) -> _Local:
+        """This rank's state; only used once it was described without error."""
+        assert self.local is not None
+        return self.local
+
     # Phase 1 (the caller's thread): the plan, and the job with its snapshot.
     def prepare(self) -> None:
         cached = None
@@ -200,19 +215,19 @@ class _Save:
             self.fail_everywhere(None, errors)
         try:
             self.plan = make_plan([p[1] for p in gathered])
-        except FastCkptError as e:
-            self.fail_everywhere(str(e))
+        except Exception as e:  # noqa: BLE001 - deterministic: every rank fails alike
+            self.fail_everywhere(_describe_error(e))
         with _plans_lock:
-            _plans[self.cache_key] = (self.local.meta.key(), self.plan)
+            _plans[self.cache_key] = (self.the_local.meta.key(), self.the_plan)
 
     def make_job(self) -> Any:
-        plan, rank = self.plan, self.comm.rank
+        plan, rank = self.the_plan, self.comm.rank
         pieces = plan.writes[rank]
         if not pieces:
             return None
         items, self.keep = [], []
         for piece in pieces:
-            item, owner = prepare_item(piece.key, self.local.value(piece), slice_key=piece.box is not None)
+            item, owner = prepare_item(piece.key, self.the_local.value(piece), slice_key=piece.box is not None)
             items.append(item)
             self.keep.append(owner)
         os.makedirs(os.path.dirname(self.prefix) or ".", exist_ok=True)
@@ -258,7 +273,7 @@ class _Save:
         if not committed:
             raise DistributedSaveError(_failure_message(self.prefix, outcome[1], self.comm.size), outcome[1])
         return DistributedSaveResult(
-            prefix=self.prefix, files=list(outcome[1]), num_shards=self.plan.total_shards,
+            prefix=self.prefix, files=list(outcome[1]), num_shards=self.the_plan.total_shards,
             nbytes=int(result.get("data_bytes", 0)), seconds=time.perf_counter() - self.start,
             rank=self.comm.rank, world_size=self.comm.size,
             collectives=self.comm.collectives - self.collectives_before, plan_cached=self.cached)
@@ -269,7 +284,8 @@ class _Save:
         try:
             if self.cached:
                 gathered: Optional[List[Any]] = self.allgather(mine)
-                stale = [r for r, p in enumerate(gathered) if p[0] != "results" or p[1] != self.plan.key]
+                assert gathered is not None
+                stale = [r for r, p in enumerate(gathered) if p[0] != "results" or p[1] != self.the_plan.key]
                 if stale:
                     with _plans_lock:
                         _plans.pop(self.cache_key, None)
@@ -300,7 +316,7 @@ class _Save:
             crcs.update(result["chunk_crcs"] or {})
         meta = None
         try:
-            for name, dtype, shape, extents in self.plan.partitioned:
+            for name, dtype, shape, extents in self.the_plan.partitioned:
                 dt = dtypes.DT_STRING if dtype == "string" else dtypes.from_numpy_dtype(np.dtype(dtype))
                 entries.append((name.encode("utf-8", "surrogateescape"), dt, tuple(shape), 0, 0, 0, 0,
                                 [list(e) for e in extents]))
@@ -310,7 +326,7 @@ class _Save:
             data_files.extend(info["data_files"])
             from .. import _native
 
-            files = _native.commit_bundle(self.prefix, entries, data_files, self.plan.total_shards,
+            files = _native.commit_bundle(self.prefix, entries, data_files, self.the_plan.total_shards,
                                           durable=self.durable)
             meta.release(True)
             meta = None
@@ -323,8 +339,8 @@ class _Save:
 
     def meta_job(self, crcs: Dict[bytes, bytes]) -> Any:
         """Rank 0's last data file: the merged structure and the chunk table."""
-        description = dict(self.local.structure)
-        description["root"] = _with_per_rank(description["root"], self.plan.per_rank)
+        description = dict(self.the_local.structure)
+        description["root"] = _with_per_rank(description["root"], self.the_plan.per_rank)
         items, keep = [], []
         for name, value in ((structure.STRUCTURE_KEY, np.array(
                 structure.Flattened({}, description).encoded_structure(), dtype=object)),
@@ -333,8 +349,8 @@ class _Save:
             items.append(item)
             keep.append(owner)
         job = start_job(items, self.prefix, num_shards=1, threads=1, durable=self.durable,
-                        shard_base=self.plan.meta_shard, total_shards=self.plan.total_shards, commit=False)
-        job.keep = keep  # type: ignore[attr-defined]
+                        shard_base=self.the_plan.meta_shard, total_shards=self.the_plan.total_shards, commit=False)
+        self.keep = keep  # the encoded tensors, until the job has written them
         return job
 
     # Collectives, with failures turned into one error for everyone.
