@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -116,6 +116,10 @@ class Saver:
         self._num_shards = num_shards
         self._durable = durable
         self._last_checkpoints: List[Tuple[str, float]] = []
+        # Every prefix this saver has managed: its entries in the state file
+        # are this saver's to keep or drop (never carried over as another
+        # saver's, even while an evicted one still awaits deletion).
+        self._managed: Set[str] = set()
         self._checkpoints_to_be_deleted: List[Tuple[str, float]] = []
         self._next_checkpoint_time = 0.0
         self._backend: Any
@@ -172,12 +176,14 @@ class Saver:
         if not isinstance(last_checkpoints, list):
             raise ArgumentTypeError("last_checkpoints must be a list")
         self._last_checkpoints = [(s, float("inf")) for s in last_checkpoints]
+        self._managed.update(last_checkpoints)
 
     def set_last_checkpoints_with_time(self, last_checkpoints_with_time: Sequence[Tuple[str, float]]) -> None:
         """Sets the managed checkpoints as ``[(prefix, timestamp)]``."""
         if not isinstance(last_checkpoints_with_time, list):
             raise ArgumentTypeError("last_checkpoints_with_time must be a list")
         self._last_checkpoints = list(last_checkpoints_with_time)
+        self._managed.update(p for p, _ in self._last_checkpoints)
 
     def recover_last_checkpoints(self, checkpoint_paths: Sequence[str]) -> None:
         """Resumes management of existing checkpoints (timestamps = file mtimes)."""
@@ -194,6 +200,7 @@ class Saver:
     def _record_last_checkpoint(self, latest_save_path: str) -> None:
         if not self._max_to_keep:
             return
+        self._managed.add(latest_save_path)
         self._last_checkpoints = [p for p in self._last_checkpoints if p[0] != latest_save_path]
         self._last_checkpoints.append((latest_save_path, time.time()))
         if len(self._last_checkpoints) > self._max_to_keep:
@@ -340,7 +347,7 @@ class Saver:
         meta_existed = os.path.exists(meta_file)
         state_file = os.path.join(save_path_parent, latest_filename)
         state_before = _read_bytes_or_none(state_file) if write_state else None
-        lists_before = (list(self._last_checkpoints), list(self._checkpoints_to_be_deleted))
+        lists_before = (list(self._last_checkpoints), list(self._checkpoints_to_be_deleted), set(self._managed))
         meta_written = False
         try:
             write_bundle()
@@ -353,14 +360,14 @@ class Saver:
                 # savers of other prefixes in other processes lose no entry.
                 with _locked_directory(save_path_parent):
                     others = _other_savers_entries(save_path_parent, latest_filename, save_path,
-                                                   self.last_checkpoints)
+                                                   self._managed)
                     cm.update_checkpoint_state_internal(
                         save_dir=save_path_parent, model_checkpoint_path=checkpoint_file,
                         all_model_checkpoint_paths=others + self.last_checkpoints,
                         latest_filename=latest_filename,
                         save_relative_paths=self._save_relative_paths, durable=self._durable)
         except BaseException:
-            self._last_checkpoints, self._checkpoints_to_be_deleted = lists_before
+            self._last_checkpoints, self._checkpoints_to_be_deleted, self._managed = lists_before
             # Best effort: the caller needs the original error, not a cleanup one.
             try:
                 if write_state and _read_bytes_or_none(state_file) != state_before:
@@ -577,13 +584,14 @@ _STEP_SUFFIX = re.compile(r"-\d+$")
 
 
 def _other_savers_entries(save_dir: str, latest_filename: str, save_path: str,
-                          own: Sequence[str]) -> List[str]:
+                          own: Iterable[str]) -> List[str]:
     """Entries of the state file written by savers of *other* prefixes (another
     process saving into the same directory) whose checkpoints still exist.
 
     TensorFlow's Saver rewrites the state file from its own list only, so two
     savers sharing a directory drop each other's entries; fastckpt keeps them.
     Entries of this saver's own prefix (``save_path`` with or without a step)
+    and every prefix it has managed (`own`, including those it has evicted)
     are this saver's to manage and are not carried over.
     """
     try:

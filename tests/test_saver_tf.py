@@ -24,7 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf  # noqa: E402
 
 import fastckpt  # noqa: E402
 import fastckpt.saver as fsaver  # noqa: E402
@@ -231,8 +231,6 @@ def test_saver_def_matches_tf():
 
 
 def test_fastckpt_exports_saver():
-    if not hasattr(fastckpt, "Saver"):
-        pytest.skip("fastckpt.Saver is not exported (yet)")
     assert fastckpt.Saver is fsaver.Saver
 
 
@@ -305,6 +303,31 @@ def test_max_to_keep_2_deletes_like_tf(tmp_path):
     assert final["state"] == (f'model_checkpoint_path: "{DIR}/model-5"\n'
                               f'all_model_checkpoint_paths: "{DIR}/model-4"\n'
                               f'all_model_checkpoint_paths: "{DIR}/model-5"\n')
+
+
+def _distinct_prefixes_scenario(kind, d, names):
+    g = tf.Graph()
+    with g.as_default():
+        _make_vars()
+        saver = make_saver(kind, max_to_keep=2)
+        history = []
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            for name in names:
+                prefix = saver.save(sess, os.path.join(d, name))
+                history.append({"prefix": prefix, "last": list(saver.last_checkpoints), **_snapshot(d),
+                                "states": list(tf.train.get_checkpoint_state(d).all_model_checkpoint_paths)})
+        return history
+
+
+def test_max_to_keep_with_distinct_prefixes_lists_only_what_exists_like_tf(tmp_path):
+    """One saver, prefixes without a step: the state file never names a checkpoint
+    the saver has just deleted."""
+    history = _side_by_side(tmp_path, _distinct_prefixes_scenario, names=("s1", "s2", "s3", "s4"))
+    assert history[2]["states"] == [f"{DIR}/s2", f"{DIR}/s3"]
+    assert history[3]["states"] == [f"{DIR}/s3", f"{DIR}/s4"]
+    assert history[3]["files"] == sorted(["checkpoint"] + [f"{n}.{ext}" for n in ("s3", "s4")
+                                                           for ext in ("data-00000-of-00001", "index", "meta")])
 
 
 def test_resaving_same_prefix_moves_it_last_like_tf(tmp_path):
