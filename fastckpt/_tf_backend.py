@@ -229,8 +229,18 @@ class TFBackend:
         if self._eager:
             tf = _tf()
             for saveable in self._saveables:
-                restored = [tf.constant(_read_spec(reader, spec.name, spec.slice_spec))
-                            for spec in saveable.specs]
+                restored = []
+                for spec in saveable.specs:
+                    value = _read_spec(reader, spec.name, spec.slice_spec)
+                    want = getattr(spec, "dtype", None)
+                    if value.dtype != object and want is not None and want.is_numpy_compatible and \
+                            np.dtype(want.as_numpy_dtype) != value.dtype:
+                        # Said here, with both dtypes, rather than by the assign op.
+                        # (A shape mismatch is left to the saveable, which raises
+                        # TensorFlow's own ValueError for it.)
+                        check_restore_target(spec.name, reader.prefix, value.dtype, value.shape,
+                                             np.dtype(want.as_numpy_dtype), value.shape)
+                    restored.append(tf.constant(value))
                 saveable.restore(restored, None)
             return None
         self._plans()

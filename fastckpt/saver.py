@@ -25,7 +25,8 @@ import numpy as np
 from . import checkpoint_management as cm
 from . import metagraph as mg
 from ._arrays import to_host_array
-from .errors import (ArgumentTypeError, CheckpointIOError, InvalidArgumentError,
+from ._tf_errors import as_tensorflow_error
+from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, InvalidArgumentError,
                      from_os_error)
 from .format import dtypes
 from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
@@ -123,7 +124,8 @@ class Saver:
         self._checkpoints_to_be_deleted: List[Tuple[str, float]] = []
         self._next_checkpoint_time = 0.0
         self._backend: Any
-        if _uses_tensorflow(var_list):
+        self._tensorflow = _uses_tensorflow(var_list)
+        if self._tensorflow:
             if var_list is None and saver_def is None and not _tf_loaded():
                 raise InvalidArgumentError(
                     "var_list is required without TensorFlow: pass a dict of name -> array")
@@ -415,8 +417,15 @@ class Saver:
         prefix = os.fspath(save_path)
         if not cm.checkpoint_exists_internal(prefix):
             raise InvalidArgumentError("The passed save_path is not a valid checkpoint: " + prefix)
-        with CheckpointReader(prefix, threads=self._threads) as reader:
-            return self._backend.restore(sess, reader)
+        try:
+            with CheckpointReader(prefix, threads=self._threads) as reader:
+                return self._backend.restore(sess, reader)
+        except FastCkptError as e:
+            if not self._tensorflow:
+                raise
+            # A TensorFlow program catches tf.errors.* here: raise an error
+            # that is both TensorFlow's class and fastckpt's.
+            raise as_tensorflow_error(e) from e.__cause__
 
     def export_meta_graph(self, filename: Optional[PathLike] = None, collection_list: Any = None,
                           as_text: bool = False, export_scope: Optional[str] = None,

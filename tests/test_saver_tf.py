@@ -1102,3 +1102,98 @@ def test_async_save_writes_the_graph_of_its_call(tmp_path):
     names = {n.name for n in meta.graph_def.node}
     assert "a" in names and "added_later" not in names
     assert "added_later" in {n.name for n in after.graph_def.node}
+
+
+# --------------------------------------------------------------------------------------------
+# Restore errors: the class a TensorFlow program catches (and fastckpt's)
+# --------------------------------------------------------------------------------------------
+
+RESTORE_ERROR_CASES = {
+    # case: (fastckpt class also raised, words the message must hold)
+    "missing": (fastckpt.TensorNotFoundError, ["Key w not found in checkpoint"]),
+    "dtype": (fastckpt.InvalidArgumentError, ["'v'", "float32 [4]", "int32 [4]"]),
+    "corrupt": (fastckpt.DataLossError, ["'v'", "checksum"]),
+}
+
+
+def _restore_error_case(kind, d, case, eager):
+    """Saves v=float32[4] with `kind`'s saver, then restores into a variable the
+    checkpoint lacks, one of another dtype, or from damaged data; returns the exception."""
+    def variable(name, value):
+        if eager:
+            return tf.Variable(value, name=name)
+        return tf.compat.v1.get_variable(name, initializer=tf.constant(value))
+
+    def saver_for(v):
+        return make_saver(kind, var_list=[v]) if eager else make_saver(kind)
+
+    def run(graph, fn):
+        if eager:
+            return fn(None)
+        with graph.as_default(), _session(graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return fn(sess)
+
+    g = tf.Graph()
+    with g.as_default() if not eager else _nullcontext():
+        v = variable("v", np.arange(4, dtype=np.float32))
+        prefix = run(g, lambda sess: saver_for(v).save(sess, os.path.join(d, "model")))
+    if case == "corrupt":
+        data = prefix + ".data-00000-of-00001"
+        with open(data, "rb") as f:
+            raw = bytearray(f.read())
+        raw[0] ^= 0xFF
+        with open(data, "wb") as f:
+            f.write(bytes(raw))
+    g = tf.Graph()
+    with g.as_default() if not eager else _nullcontext():
+        if case == "missing":
+            w = variable("w", np.zeros(4, np.float32))
+        elif case == "dtype":
+            w = variable("v", np.zeros(4, np.int32))
+        else:
+            w = variable("v", np.zeros(4, np.float32))
+        saver = saver_for(w)
+        try:
+            run(g, lambda sess: saver.restore(sess, prefix))
+        except Exception as e:  # noqa: BLE001 - the exception is the result
+            return e
+    return None
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["graph", "eager"])
+@pytest.mark.parametrize("case", list(RESTORE_ERROR_CASES))
+def test_restore_errors_are_tensorflows_classes(tmp_path, case, eager):
+    if eager and not tf.executing_eagerly():
+        pytest.skip("eager execution is disabled in this process")
+    got = {}
+    for kind in KINDS:
+        (tmp_path / kind).mkdir()
+        got[kind] = _restore_error_case(kind, str(tmp_path / kind), case, eager)
+    tf_class = type(got["tf"])
+    assert issubclass(tf_class, tf.errors.OpError), got["tf"]
+    ours, words = RESTORE_ERROR_CASES[case]
+    assert isinstance(got["fc"], tf_class), (type(got["fc"]).__mro__, tf_class)
+    assert isinstance(got["fc"], ours)
+    for word in words:
+        assert word in str(got["fc"]), (word, str(got["fc"]))
+    # What `except tf.errors.X` code reads of the error.
+    assert got["fc"].message == str(got["fc"]) and got["fc"].error_code == got["tf"].error_code
+
+
+def test_restore_errors_without_tensorflow_variables_stay_fastckpt_classes(tmp_path):
+    """A Saver of numpy arrays raises fastckpt's classes alone, TensorFlow loaded or not."""
+    saver = fsaver.Saver({"v": np.arange(4, dtype=np.float32)})
+    prefix = saver.save(None, str(tmp_path / "model"))
+    with pytest.raises(fastckpt.TensorNotFoundError) as info:
+        fsaver.Saver({"w": np.zeros(4, np.float32)}).restore(None, prefix)
+    assert not isinstance(info.value, tf.errors.OpError)
+    assert type(info.value) is fastckpt.TensorNotFoundError
