@@ -107,6 +107,8 @@ class TFBackend:
         tf = _tf()
         self.var_list = var_list
         self._sharded = sharded
+        self._saver_args = dict(saver_args, saver_def=saver_def, allow_empty=allow_empty, sharded=sharded)
+        self._eager_tf_saver: Any = None  # eager mode: TensorFlow's Saver, made when first needed
         # Items arrive in SaveV2 order (partition slices next to their
         # variable); the data file keeps it, as TensorFlow's does.
         self.sort_data = False
@@ -160,6 +162,16 @@ class TFBackend:
             rspecs.extend(zip(names, slices))
             outputs.extend(op.outputs)
         self._restore_plan = (rspecs, outputs)
+
+    def tf_saver(self) -> Any:
+        """TensorFlow's own Saver of the same variables (graph mode: the one
+        that built the graph's save/restore ops; eager mode: made when first
+        needed), for what fastckpt hands to TensorFlow: V1 files."""
+        if self._tf_saver is not None:
+            return self._tf_saver
+        if self._eager_tf_saver is None:
+            self._eager_tf_saver = _tf().compat.v1.train.Saver(self.var_list, **self._saver_args)
+        return self._eager_tf_saver
 
     # -- hooks used by Saver ----------------------------------------------
     @property

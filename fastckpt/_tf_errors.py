@@ -43,7 +43,7 @@ def _tf_errors() -> Optional[Any]:
     return sys.modules.get("tensorflow.python.framework.errors_impl")
 
 
-def _both(ours: type, theirs: type) -> type:
+def _both(ours: type, theirs: Any) -> type:
     """The class deriving from `ours` and `theirs` (made once, cached)."""
     with _lock:
         cls = _classes.get((ours, theirs))

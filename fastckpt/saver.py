@@ -26,7 +26,7 @@ from . import checkpoint_management as cm
 from . import metagraph as mg
 from ._arrays import to_host_array
 from ._tf_errors import as_tensorflow_error
-from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, InvalidArgumentError,
+from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, InvalidArgumentError, UnimplementedError,
                      from_os_error)
 from .format import dtypes
 from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
@@ -101,8 +101,8 @@ class Saver:
                  save_relative_paths: bool = False, filename: Optional[str] = None, *,
                  threads: Optional[int] = None, num_shards: Optional[int] = None,
                  durable: bool = True) -> None:
-        if write_version != V2:
-            raise InvalidArgumentError("fastckpt writes only the V2 checkpoint format (write_version=2)")
+        if write_version not in (V1, V2):
+            raise InvalidArgumentError(f"write_version must be V1 (1) or V2 (2), not {write_version!r}")
         if defer_build and var_list:
             raise InvalidArgumentError(
                 "If `var_list` is provided then build cannot be deferred. Either set defer_build=False "
@@ -125,6 +125,13 @@ class Saver:
         self._next_checkpoint_time = 0.0
         self._backend: Any
         self._tensorflow = _uses_tensorflow(var_list)
+        # V1 (deprecated in TensorFlow) is TensorFlow's own writer's: a V1
+        # Saver hands every save, and its retention, to TensorFlow's Saver.
+        self._v1 = write_version == V1
+        if self._v1 and not self._tensorflow:
+            raise InvalidArgumentError(
+                "write_version=V1 is TensorFlow's deprecated format, written by TensorFlow's own Saver: "
+                "it needs TensorFlow variables (fastckpt writes V2 for arrays)")
         if self._tensorflow:
             if var_list is None and saver_def is None and not _tf_loaded():
                 raise InvalidArgumentError(
@@ -136,7 +143,7 @@ class Saver:
                 keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
                 restore_sequentially=restore_sequentially, saver_def=saver_def, builder=builder,
                 defer_build=defer_build, allow_empty=allow_empty, pad_step_number=pad_step_number,
-                save_relative_paths=save_relative_paths, filename=filename)
+                save_relative_paths=save_relative_paths, filename=filename, write_version=write_version)
         else:
             self._backend = _ArrayBackend(
                 var_list, sharded=sharded, max_to_keep=max_to_keep,
@@ -171,12 +178,16 @@ class Saver:
     @property
     def last_checkpoints(self) -> List[str]:
         """Prefixes of the checkpoints still managed, oldest first."""
+        if self._v1:
+            return list(self._backend.tf_saver().last_checkpoints)
         return [p for p, _ in self._last_checkpoints]
 
     def set_last_checkpoints(self, last_checkpoints: Sequence[str]) -> None:
         """DEPRECATED in TensorFlow: sets the list with timestamps of +inf (never deleted)."""
         if not isinstance(last_checkpoints, list):
             raise ArgumentTypeError("last_checkpoints must be a list")
+        if self._v1:
+            self._backend.tf_saver().set_last_checkpoints(last_checkpoints)
         self._last_checkpoints = [(s, float("inf")) for s in last_checkpoints]
         self._managed.update(last_checkpoints)
 
@@ -184,6 +195,8 @@ class Saver:
         """Sets the managed checkpoints as ``[(prefix, timestamp)]``."""
         if not isinstance(last_checkpoints_with_time, list):
             raise ArgumentTypeError("last_checkpoints_with_time must be a list")
+        if self._v1:
+            self._backend.tf_saver().set_last_checkpoints_with_time(last_checkpoints_with_time)
         self._last_checkpoints = list(last_checkpoints_with_time)
         self._managed.update(p for p, _ in self._last_checkpoints)
 
@@ -252,6 +265,14 @@ class Saver:
         """
         backend = self._backend
         backend.check_built()
+        if self._v1:
+            if not blocking:
+                raise UnimplementedError("blocking=False needs write_version=V2 (V1 is TensorFlow's writer)")
+            return backend.tf_saver().save(
+                sess, save_path, global_step=global_step, latest_filename=latest_filename,
+                meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
+                write_state=write_state, strip_default_attrs=strip_default_attrs,
+                save_debug_info=save_debug_info)
         if latest_filename is None:
             latest_filename = "checkpoint"
         if os.path.split(latest_filename)[0]:
@@ -417,6 +438,10 @@ class Saver:
         prefix = os.fspath(save_path)
         if not cm.checkpoint_exists_internal(prefix):
             raise InvalidArgumentError("The passed save_path is not a valid checkpoint: " + prefix)
+        if self._tensorflow and not os.path.exists(prefix + ".index"):
+            # A V1 checkpoint (a file named by the prefix, no index): TensorFlow's reader.
+            self._backend.tf_saver().restore(sess, prefix)
+            return None
         try:
             with CheckpointReader(prefix, threads=self._threads) as reader:
                 return self._backend.restore(sess, reader)

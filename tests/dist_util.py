@@ -67,7 +67,9 @@ def run_torch(world: int, *scripts: str, timeout: float = 180, env: Optional[Dic
     rank must exit 0 unless `expect_exit` says otherwise for it (e.g. a rank
     that kills itself)."""
     port = free_port()
-    code = TORCH_PRELUDE + "\n".join(textwrap.dedent(s) for s in scripts)
+    # Every group is destroyed before exit, as torch.distributed asks: a
+    # process that exits with live gloo groups can abort in their destructors.
+    code = TORCH_PRELUDE + "\n".join(textwrap.dedent(s) for s in scripts) + "\ndist.destroy_process_group()\n"
     procs = []
     for rank in range(world):
         e = _env(env)

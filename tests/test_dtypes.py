@@ -293,7 +293,6 @@ def test_older_ml_dtypes_without_some_types(monkeypatch):
 
 @pytest.mark.tf
 def test_enum_numbers_match_tensorflow():
-    pytest.importorskip("tensorflow")
     from tensorflow.core.framework import types_pb2
 
     tf_values = {types_pb2.DataType.Name(v): v for v in types_pb2.DataType.values() if v < 100}
@@ -304,7 +303,7 @@ def test_enum_numbers_match_tensorflow():
 @pytest.mark.tf
 @pytest.mark.parametrize("const, dt, name, size, np_dtype", TABLE, ids=IDS)
 def test_mapping_matches_tensorflow(const, dt, name, size, np_dtype):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     tf_dtype = tf.dtypes.as_dtype(dt)
     assert D.dtype_name(dt) == tf_dtype.name
     assert D.dtype_name(dt + 100) == tf.dtypes.as_dtype(dt + 100).name
@@ -321,7 +320,7 @@ def test_mapping_matches_tensorflow(const, dt, name, size, np_dtype):
     np.object_, np.bytes_, np.str_, ml_dtypes.bfloat16, ml_dtypes.int4, ml_dtypes.float8_e5m2,
 ])
 def test_from_numpy_dtype_matches_tensorflow(dtype):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     assert D.from_numpy_dtype(dtype) == tf.dtypes.as_dtype(dtype).as_datatype_enum
 
 
@@ -341,7 +340,7 @@ def test_data_file_layout_matches_tensorflow(dt, tmp_path):
     # The bytes SaveV2 writes for a 3-element tensor are the array's bytes in
     # the dtype to_numpy_dtype gives, element_size bytes each. (Strings have
     # their own layout, tested with the string codec.)
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     tensor = _tf_tensor_of(tf, dt)
     prefix = str(tmp_path / "ckpt")
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=["x"], shape_and_slices=[""], tensors=[tensor])

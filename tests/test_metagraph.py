@@ -580,7 +580,7 @@ def test_metagraph_does_not_import_tensorflow():
 @pytest.fixture(scope="module")
 def tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     return tf
 
@@ -985,7 +985,6 @@ def test_tf_meta_bytes_round_trip(tf, tmp_path, sharded):
 @pytest.mark.tf
 @pytest.mark.parametrize("tf_first", [False, True])
 def test_tf_and_fastckpt_proto_in_one_process(tf_first):
-    pytest.importorskip("tensorflow")
     imports = ["import tensorflow as tf", "import fastckpt.proto as fp"]
     if not tf_first:
         imports.reverse()

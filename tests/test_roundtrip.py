@@ -222,7 +222,7 @@ def test_array_protocols(tmp_path):
 
 
 def test_torch_cpu_tensors(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     tensors = {"f": torch.arange(6, dtype=torch.float32).reshape(2, 3),
                "bf": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
                "t": torch.arange(6, dtype=torch.int64).reshape(2, 3).t()}

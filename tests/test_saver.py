@@ -97,7 +97,7 @@ def test_errors(tmp_path):
         saver.restore(None, None)
     with pytest.raises(ValueError, match="The passed save_path is not a valid checkpoint"):
         saver.restore(None, str(tmp_path / "nothing"))
-    with pytest.raises(fastckpt.InvalidArgumentError, match="write_version=2"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="write_version=V1 .* needs TensorFlow variables"):
         fastckpt.Saver(_vars(), write_version=1)
     with pytest.raises(fastckpt.InvalidArgumentError, match="var_list is required without TensorFlow"):
         if "tensorflow" in sys.modules:
@@ -116,7 +116,7 @@ def test_restore_shape_mismatch(tmp_path):
 
 
 def _mismatched_targets():
-    torch = pytest.importorskip("torch")
+    import torch
     return {"numpy": np.zeros((2, 3), np.float64), "torch": torch.zeros((2, 3), dtype=torch.float64)}
 
 
@@ -204,7 +204,7 @@ def test_tensorflow_is_never_imported(tmp_path):
 
 
 def test_torch_tensors_restored_in_place(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     v = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3),
          "b": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
     saver = fastckpt.Saver(v)
@@ -219,7 +219,7 @@ def test_torch_tensors_restored_in_place(tmp_path):
 
 
 def test_jax_arrays_are_replaced(tmp_path):
-    jnp = pytest.importorskip("jax.numpy")
+    import jax.numpy as jnp
     import ml_dtypes
 
     v = {"w": jnp.arange(6, dtype=jnp.float32).reshape(2, 3),

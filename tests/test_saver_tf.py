@@ -1197,3 +1197,81 @@ def test_restore_errors_without_tensorflow_variables_stay_fastckpt_classes(tmp_p
         fsaver.Saver({"w": np.zeros(4, np.float32)}).restore(None, prefix)
     assert not isinstance(info.value, tf.errors.OpError)
     assert type(info.value) is fastckpt.TensorNotFoundError
+
+
+# --------------------------------------------------------------------------------------------
+# write_version=V1 (deprecated in TensorFlow, still accepted)
+# --------------------------------------------------------------------------------------------
+
+class _TFLogRecords:
+    """Collects what TensorFlow logs at WARNING and above while in use."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = tf.get_logger()
+        self.level = self.logger.level
+        self.records = []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel("WARNING")
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+        return False
+
+    def messages(self):
+        return [r.getMessage() for r in self.records]
+
+
+def _v1_scenario(kind, d):
+    from tensorflow.core.protobuf import saver_pb2
+
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        saver = make_saver(kind, write_version=saver_pb2.SaverDef.V1, max_to_keep=2)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            with _TFLogRecords() as log:  # TensorFlow warns at each V1 save
+                prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=s) for s in (1, 2, 3)]
+        deprecated = sum("V1 checkpoint format has been deprecated" in m for m in log.messages())
+        snap = _snapshot(d)
+        restored = _restore_fresh(g, saver, prefixes[-1], variables)
+        return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored,
+                "deprecated": deprecated, "version": saver.saver_def.version}
+
+
+def test_write_version_v1_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _v1_scenario)
+    assert r["deprecated"] == 3 and r["version"] == 1
+    assert r["prefixes"] == [f"{DIR}/model-{s}" for s in (1, 2, 3)]
+    assert r["last"] == [f"{DIR}/model-2", f"{DIR}/model-3"]
+    assert r["files"] == ["checkpoint", "model-2", "model-2.meta", "model-3", "model-3.meta"]
+    assert r["restored"] == _expected()
+
+
+@pytest.mark.parametrize("reader_version", ["V1", "V2"])
+def test_v1_files_written_by_tensorflow_restore_with_fastckpt(tmp_path, reader_version):
+    """A V1 checkpoint (one file, no index) restores with a fastckpt Saver of either version."""
+    from tensorflow.core.protobuf import saver_pb2
+
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver(write_version=saver_pb2.SaverDef.V1).save(
+                sess, str(tmp_path / "model"))
+        assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model", "model.meta"]
+        saver = fsaver.Saver(write_version=getattr(saver_pb2.SaverDef, reader_version))
+        assert _norm(_restore_fresh(g, saver, prefix, variables), str(tmp_path)) == _expected()
+
+
+def test_v1_with_arrays_is_refused():
+    """Without TensorFlow variables there is no V1 writer to delegate to."""
+    with pytest.raises(fastckpt.InvalidArgumentError, match="V1 .* TensorFlow variables"):
+        fsaver.Saver({"x": np.zeros(3)}, write_version=1)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tensorflow")
-
 pytestmark = pytest.mark.tf
 
 ROOT = Path(__file__).resolve().parent.parent

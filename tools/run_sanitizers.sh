@@ -8,7 +8,8 @@
 #
 # The ASan run covers the I/O, format, staging and device tests; the TSan run
 # the multi-threaded ones: staging, asynchronous saves, failed saves, fault
-# injection, the fake CUDA driver and pipeline, and the thread pool. Extra
+# injection, the fake CUDA driver and pipeline, the thread pool, partial
+# (multi-rank) save jobs and box reads. Extra
 # arguments go to pytest (e.g. -k, -x, or other test files).
 #
 # The interpreter is not built with a sanitizer, so the runtime is preloaded
@@ -39,7 +40,8 @@ if [[ $mode == thread ]]; then
   export LD_PRELOAD="$(gcc -print-file-name=libtsan.so)"
   exec "$python" -m pytest -q -p no:cacheprovider tests/test_staging.py tests/test_async_save.py \
     tests/test_failed_saves.py tests/test_fault_injection.py tests/test_cuda_fake_driver.py \
-    tests/test_cuda_fake_pipeline.py tests/test_thread_pool.py "$@"
+    tests/test_cuda_fake_pipeline.py tests/test_thread_pool.py tests/test_partial_bundles.py \
+    tests/test_box_reads.py "$@"
 fi
 FASTCKPT_SANITIZE=address "$python" setup.py -q build_ext --inplace >/dev/null
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
@@ -49,4 +51,5 @@ exec "$python" -m pytest -q -p no:cacheprovider tests/test_crc32c.py tests/test_
   tests/test_verify.py tests/test_fault_injection.py tests/test_temp_cleanup.py \
   tests/test_staging.py tests/test_async_save.py tests/test_failed_saves.py tests/test_thread_pool.py \
   tests/test_cuda_fake_driver.py tests/test_cuda_fake_pipeline.py \
-  tests/test_dlpack_native.py tests/test_load_packing.py tests/test_hostile_inputs.py "$@"
+  tests/test_dlpack_native.py tests/test_load_packing.py tests/test_hostile_inputs.py \
+  tests/test_partial_bundles.py tests/test_box_reads.py tests/test_distributed_single.py "$@"
