@@ -128,6 +128,7 @@ class Saver:
         # V1 (deprecated in TensorFlow) is TensorFlow's own writer's: a V1
         # Saver hands every save, and its retention, to TensorFlow's Saver.
         self._v1 = write_version == V1
+        self._handed_to_tf = self._v1  # whether TensorFlow's Saver keeps the retention list
         if self._v1 and not self._tensorflow:
             raise InvalidArgumentError(
                 "write_version=V1 is TensorFlow's deprecated format, written by TensorFlow's own Saver: "
@@ -178,7 +179,7 @@ class Saver:
     @property
     def last_checkpoints(self) -> List[str]:
         """Prefixes of the checkpoints still managed, oldest first."""
-        if self._v1:
+        if self._handed_to_tf:
             return list(self._backend.tf_saver().last_checkpoints)
         return [p for p, _ in self._last_checkpoints]
 
@@ -186,7 +187,7 @@ class Saver:
         """DEPRECATED in TensorFlow: sets the list with timestamps of +inf (never deleted)."""
         if not isinstance(last_checkpoints, list):
             raise ArgumentTypeError("last_checkpoints must be a list")
-        if self._v1:
+        if self._handed_to_tf:
             self._backend.tf_saver().set_last_checkpoints(last_checkpoints)
         self._last_checkpoints = [(s, float("inf")) for s in last_checkpoints]
         self._managed.update(last_checkpoints)
@@ -195,7 +196,7 @@ class Saver:
         """Sets the managed checkpoints as ``[(prefix, timestamp)]``."""
         if not isinstance(last_checkpoints_with_time, list):
             raise ArgumentTypeError("last_checkpoints_with_time must be a list")
-        if self._v1:
+        if self._handed_to_tf:
             self._backend.tf_saver().set_last_checkpoints_with_time(last_checkpoints_with_time)
         self._last_checkpoints = list(last_checkpoints_with_time)
         self._managed.update(p for p, _ in self._last_checkpoints)
@@ -265,9 +266,21 @@ class Saver:
         """
         backend = self._backend
         backend.check_built()
-        if self._v1:
+        url = _url_scheme(save_path)
+        if url and not self._tensorflow:
+            raise InvalidArgumentError(
+                f"'{os.fspath(save_path)}': {url}:// paths are TensorFlow filesystems, written through "
+                "TensorFlow: they need a Saver of TensorFlow variables")
+        if self._v1 or url:
+            # TensorFlow's own Saver writes V1 files, and writes through its
+            # filesystems (file://, ram://, gs://...); fastckpt's native core
+            # writes local paths.
             if not blocking:
-                raise UnimplementedError("blocking=False needs write_version=V2 (V1 is TensorFlow's writer)")
+                raise UnimplementedError("blocking=False needs write_version=V2 and a local path "
+                                         "(V1 and URL paths are written by TensorFlow's Saver)")
+            if not self._handed_to_tf:
+                self._backend.tf_saver().set_last_checkpoints_with_time(list(self._last_checkpoints))
+                self._handed_to_tf = True
             return backend.tf_saver().save(
                 sess, save_path, global_step=global_step, latest_filename=latest_filename,
                 meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
@@ -294,7 +307,8 @@ class Saver:
             # TensorFlow's bundle writer creates the last directory level
             # (non-recursively); a sharded save's merge step cannot.
             grandparent = os.path.dirname(save_path_parent)
-            if self._sharded or backend.is_empty or not os.path.isdir(grandparent or "."):
+            if self._sharded or backend.is_empty or not os.path.isdir(grandparent or ".") or \
+                    os.path.lexists(save_path_parent):  # a file (or a dangling link) is in the way
                 raise InvalidArgumentError(f"Parent directory of {save_path} doesn't exist, can't save.")
             os.makedirs(save_path_parent, exist_ok=True)
         meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
@@ -436,6 +450,11 @@ class Saver:
         if save_path is None:
             raise InvalidArgumentError("Can't load save_path when it is None.")
         prefix = os.fspath(save_path)
+        if isinstance(prefix, bytes):
+            prefix = prefix.decode("utf-8")
+        if self._tensorflow and _url_scheme(prefix):
+            self._backend.tf_saver().restore(sess, prefix)  # through TensorFlow's filesystem
+            return None
         if not cm.checkpoint_exists_internal(prefix):
             raise InvalidArgumentError("The passed save_path is not a valid checkpoint: " + prefix)
         if self._tensorflow and not os.path.exists(prefix + ".index"):
@@ -615,6 +634,17 @@ class _locked_directory:
 
 
 _STEP_SUFFIX = re.compile(r"-\d+$")
+
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _url_scheme(path: Any) -> Optional[str]:
+    """The scheme of a TensorFlow filesystem URL (``file``, ``ram``, ``gs``...), or None."""
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "surrogateescape")
+    m = _URL.match(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else None
+    return m.group(1) if m else None
 
 
 def _other_savers_entries(save_dir: str, latest_filename: str, save_path: str,

@@ -259,3 +259,12 @@ def test_two_processes_sharing_a_directory_lose_no_state_entry(tmp_path):
         step = int(path.rsplit("-", 1)[1])
         assert fastckpt.load(path)["w"][0] == step
     assert not [f for f in os.listdir(tmp_path) if "tmp" in f or "tempstate" in f]
+
+
+def test_url_paths_need_tensorflow_variables(tmp_path):
+    """ram://, gs://... are TensorFlow filesystems: a Saver of arrays says so."""
+    saver = fastckpt.Saver({"x": np.zeros(3, np.float32)})
+    with pytest.raises(fastckpt.InvalidArgumentError,
+                       match=r"'ram://bucket/model': ram:// paths are TensorFlow filesystems"):
+        saver.save(None, "ram://bucket/model")
+    assert os.listdir(tmp_path) == []

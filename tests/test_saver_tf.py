@@ -1275,3 +1275,78 @@ def test_v1_with_arrays_is_refused():
     """Without TensorFlow variables there is no V1 writer to delegate to."""
     with pytest.raises(fastckpt.InvalidArgumentError, match="V1 .* TensorFlow variables"):
         fsaver.Saver({"x": np.zeros(3)}, write_version=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------------
+
+def _prefix_and_directory_scenario(kind, d):
+    """`d/model` is a checkpoint (v=1) and also a directory whose state file names
+    another checkpoint (v=2): restoring `d/model` restores the prefix."""
+    values = {}
+    for where, value in ((os.path.join(d, "model"), 1.0), (os.path.join(d, "model", "other"), 2.0)):
+        g = tf.Graph()
+        with g.as_default():
+            v = tf.compat.v1.get_variable("v", initializer=tf.constant(value))
+            saver = make_saver(kind)
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                if not os.path.isdir(os.path.dirname(where)):
+                    os.makedirs(os.path.dirname(where))
+                saver.save(sess, where)
+    g = tf.Graph()
+    with g.as_default():
+        v = tf.compat.v1.get_variable("v", initializer=tf.constant(0.0))
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            saver.restore(sess, os.path.join(d, "model"))
+            values["restored"] = float(sess.run(v))
+    return values
+
+
+def test_save_path_that_is_also_a_directory_restores_the_prefix_like_tf(tmp_path):
+    assert _side_by_side(tmp_path, _prefix_and_directory_scenario) == {"restored": 1.0}
+
+
+def _parent_is_a_file_scenario(kind, d):
+    with open(os.path.join(d, "afile"), "w") as f:
+        f.write("x")
+    g = tf.Graph()
+    with g.as_default():
+        _make_vars()
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            err = _error(lambda: saver.save(sess, os.path.join(d, "afile", "model")))
+    return {"error": err, "files": sorted(os.listdir(d))}
+
+
+def test_saving_under_a_regular_file_raises_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _parent_is_a_file_scenario)
+    assert r["files"] == ["afile"]
+
+
+def _url_scenario(kind, d, scheme):
+    base = f"file://{d}" if scheme == "file" else f"ram://{kind}-{os.path.basename(d)}-{time.time_ns()}"
+    g = tf.Graph()
+    with g.as_default():
+        variables = _make_vars()
+        saver = make_saver(kind, max_to_keep=2)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefixes = [saver.save(sess, base + "/model", global_step=s) for s in (1, 2, 3)]
+        listing = sorted(tf.io.gfile.listdir(base))
+        state = tf.io.gfile.GFile(base + "/checkpoint").read()
+        restored = _restore_fresh(g, saver, prefixes[-1], variables)
+        latest = tf.train.latest_checkpoint(base)
+    out = {"prefixes": prefixes, "last": saver.last_checkpoints, "files": listing, "state": state,
+           "restored": restored, "latest": latest}
+    return _norm(out, base) if scheme == "ram" else out
+
+
+@pytest.mark.parametrize("scheme", ["file", "ram"])
+def test_tensorflow_filesystem_paths_like_tf(tmp_path, scheme):
+    r = _side_by_side(tmp_path, _url_scenario, scheme=scheme)
+    assert r["restored"] == _expected()
+    assert _steps_on_disk(r["files"]) == [2, 3]
