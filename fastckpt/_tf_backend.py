@@ -109,6 +109,7 @@ class TFBackend:
         self._sharded = sharded
         self._saver_args = dict(saver_args, saver_def=saver_def, allow_empty=allow_empty, sharded=sharded)
         self._eager_tf_saver: Any = None  # eager mode: TensorFlow's Saver, made when first needed
+        self._native_io: Optional[bool] = None
         # Items arrive in SaveV2 order (partition slices next to their
         # variable); the data file keeps it, as TensorFlow's does.
         self.sort_data = False
@@ -172,6 +173,25 @@ class TFBackend:
         if self._eager_tf_saver is None:
             self._eager_tf_saver = _tf().compat.v1.train.Saver(self.var_list, **self._saver_args)
         return self._eager_tf_saver
+
+    def native_io(self) -> bool:
+        """Whether every saveable tensor is an array fastckpt can fetch, write
+        and feed back (false for variant tensors, e.g. tf.data iterator
+        state: TensorFlow's own ops write and read those checkpoints)."""
+        if self._native_io is None:
+            if self._eager:
+                dtypes = [spec.dtype for saveable in self._saveables for spec in saveable.specs]
+            else:
+                self._plans()
+                assert self._save_plan is not None
+                dtypes = [t.dtype for t in self._save_plan[1]]
+            self._native_io = all(d.is_numpy_compatible for d in dtypes)
+        return self._native_io
+
+    def tf_write_bundle(self, sess: Any, checkpoint_file: str) -> None:
+        """Writes the checkpoint's data and index with TensorFlow's save ops
+        (no state file, no .meta: the caller commits)."""
+        self.tf_saver().save(sess, checkpoint_file, write_meta_graph=False, write_state=False)
 
     # -- hooks used by Saver ----------------------------------------------
     @property

@@ -59,9 +59,29 @@ def _tf_graph_mode() -> bool:
     return tf is not None and not tf.executing_eagerly()
 
 
+def _tf_classes() -> Tuple[type, ...]:
+    """TensorFlow's classes of things a Saver saves (empty without TensorFlow)."""
+    if not _tf_loaded():
+        return ()
+    import tensorflow as tf
+    from tensorflow.python.ops.variables import PartitionedVariable
+    from tensorflow.python.trackable.base import Trackable
+    from tensorflow.python.training.saving.saveable_object import SaveableObject
+
+    # Trackable covers variables (TensorFlow's and Keras's), tables, iterators
+    # and user-defined Trackables with their own save spec.
+    return (Trackable, SaveableObject, PartitionedVariable, tf.Tensor, tf.Operation)
+
+
 def _is_tf_object(value: Any) -> bool:
-    module = type(value).__module__ or ""
-    return module.startswith(("tensorflow", "keras", "tf_keras"))
+    """Whether `value` is TensorFlow's (decided by its class, whatever module
+    defines it: a user's Trackable or SaveableObject subclass counts)."""
+    classes = _tf_classes()
+    if not classes:
+        return False
+    if isinstance(value, (list, tuple)):  # a partitioned variable's parts
+        return bool(value) and all(isinstance(v, classes) for v in value)
+    return isinstance(value, classes)
 
 
 def _uses_tensorflow(var_list: Any) -> bool:
@@ -333,6 +353,22 @@ class Saver:
             if write_meta_graph:
                 write_meta()
             return None
+        if not backend.native_io():
+            # Saveables whose tensors cannot be fetched into arrays (variant
+            # tensors: tf.data iterator state) are written by TensorFlow's own
+            # save ops; fastckpt's commit protocol (state file, .meta,
+            # retention, cleanup on failure) still applies.
+            if not blocking:
+                raise UnimplementedError(
+                    "blocking=False cannot snapshot saveables whose tensors are not arrays (variant "
+                    "tensors, such as tf.data iterator state): save them with blocking=True")
+            for pending in self._pending:
+                pending.wait()
+            self._pending = []
+            self._commit(lambda: backend.tf_write_bundle(sess, checkpoint_file), checkpoint_file, meta_file,
+                         save_path, save_path_parent, latest_filename, meta_graph_suffix,
+                         write_meta if write_meta_graph else None, write_state)
+            return checkpoint_file
         items, keep = backend.collect(sess)
         if not blocking:
             job = start_job(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
@@ -462,6 +498,9 @@ class Saver:
             self._backend.tf_saver().restore(sess, prefix)
             return None
         try:
+            if not self._backend.native_io():
+                self._backend.tf_saver().restore(sess, prefix)  # variant tensors: TensorFlow's reader
+                return None
             with CheckpointReader(prefix, threads=self._threads) as reader:
                 return self._backend.restore(sess, reader)
         except FastCkptError as e:
@@ -514,6 +553,9 @@ class _ArrayBackend:
         self.sort_data = True
 
     # Hooks used by Saver ---------------------------------------------------
+    def native_io(self) -> bool:
+        return True  # arrays: always written and read by the native core
+
     def check_built(self) -> None:
         pass
 
