@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import metagraph as mg
+from ._tf_errors import as_tensorflow_error
 from .errors import ArgumentTypeError, FailedPreconditionError, InvalidArgumentError, TensorNotFoundError
 from .format import slices as slicing
 from .reader import CheckpointReader, check_restore_target
@@ -202,6 +203,11 @@ class TFBackend:
         return None if self._tf_saver is None else self._tf_saver.to_proto(export_scope)
 
     def check_built(self) -> None:
+        if self._eager and not _tf().executing_eagerly():
+            # TensorFlow's Saver raises RuntimeError here too (its build check).
+            raise as_tensorflow_error(FailedPreconditionError(
+                "Saver.save cannot run while a tf.function is being traced: the variables have no "
+                "values then; call it outside the tf.function (eagerly)"))
         if self._tf_saver is not None and not self._tf_saver._is_built:  # noqa: SLF001
             raise FailedPreconditionError("`build()` should be called before save if defer_build==True")
 

@@ -48,8 +48,13 @@ def _both(ours: type, theirs: Any) -> type:
     with _lock:
         cls = _classes.get((ours, theirs))
         if cls is None:
-            def __init__(self: Any, message: str) -> None:  # noqa: N807 - a method
-                theirs.__init__(self, None, None, message)
+            # TensorFlow's signature (autograph re-raises an OpError from a
+            # tf.function with these arguments), or the message alone.
+            def __init__(self: Any, node_def: Any, op: Any = None, message: Any = None,  # noqa: N807
+                         *args: Any) -> None:
+                if op is None and message is None:
+                    node_def, message = None, node_def
+                theirs.__init__(self, node_def, op, message, *args)
                 self.args = (message,)
 
             def __str__(self: Any) -> str:  # noqa: N807 - fastckpt's message, whole

@@ -1485,3 +1485,130 @@ def test_eager_saveables_like_tf(tmp_path, what):
         pytest.skip("eager execution is disabled in this process")
     r = _side_by_side(tmp_path, _eager_saveables_scenario, what=what)
     assert r["value"] == {"trackable": 5, "table": [1, 2, -1], "iterator": 2}[what]
+
+
+# --------------------------------------------------------------------------------------------
+# Training loops that drive a Saver: MonitoredTrainingSession, Scaffold, CheckpointSaverHook
+# --------------------------------------------------------------------------------------------
+
+def _checkpoint_files(d):
+    return sorted(f for f in os.listdir(d) if not f.startswith("events.") and f != "graph.pbtxt")
+
+
+def _monitored_scenario(kind, d):
+    """Two runs of a MonitoredTrainingSession whose Scaffold holds the Saver: the
+    second resumes from the first's last checkpoint."""
+    runs = []
+    for steps in (5, 3):
+        g = tf.Graph()
+        with g.as_default():
+            step = tf.compat.v1.train.get_or_create_global_step()
+            v = tf.compat.v1.get_variable("v", initializer=tf.constant(0.0))
+            train = tf.group(v.assign_add(1.0), step.assign_add(1))
+            scaffold = tf.compat.v1.train.Scaffold(saver=make_saver(kind, max_to_keep=3))
+            with tf.compat.v1.train.MonitoredTrainingSession(
+                    checkpoint_dir=d, scaffold=scaffold, save_checkpoint_steps=2, save_summaries_steps=None,
+                    save_summaries_secs=None, log_step_count_steps=None) as sess:
+                for _ in range(steps):
+                    sess.run(train)
+                value, at = sess.run([v, step])
+        runs.append({"v": float(value), "step": int(at), "files": _checkpoint_files(d),
+                     "state": _read(os.path.join(d, "checkpoint"))})
+    return runs
+
+
+def test_monitored_training_session_with_scaffold_saver_like_tf(tmp_path):
+    runs = _side_by_side(tmp_path, _monitored_scenario)
+    assert [(r["v"], r["step"]) for r in runs] == [(5.0, 5), (8.0, 8)]
+    assert [f for f in runs[1]["files"] if f.endswith(".index")] == [
+        "model.ckpt-5.index", "model.ckpt-7.index", "model.ckpt-8.index"]
+
+
+def _hook_scenario(kind, d):
+    g = tf.Graph()
+    with g.as_default():
+        step = tf.compat.v1.train.get_or_create_global_step()
+        v = tf.compat.v1.get_variable("v", initializer=tf.constant(0.0))
+        train = tf.group(v.assign_add(1.0), step.assign_add(1))
+        hook = tf.compat.v1.train.CheckpointSaverHook(d, save_steps=3, saver=make_saver(kind))
+        with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]) as sess:
+            for _ in range(7):
+                sess.run(train)
+    return {"files": _checkpoint_files(d), "state": _read(os.path.join(d, "checkpoint")),
+            "v": float(tf.train.load_checkpoint(tf.train.latest_checkpoint(d)).get_tensor("v"))}
+
+
+def test_checkpoint_saver_hook_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _hook_scenario)
+    assert r["v"] == 7.0
+    assert r["state"].splitlines()[0] == f'model_checkpoint_path: "{DIR}/model.ckpt-7"'
+
+
+def test_restore_with_save_path_none_like_tf(tmp_path):
+    errors = []
+    for kind in KINDS:
+        g = tf.Graph()
+        with g.as_default():
+            _make_vars()
+            saver = make_saver(kind)
+            with _session(g) as sess:
+                errors.append(_error(lambda: saver.restore(sess, None)))
+    assert errors[0] == errors[1] == ("ValueError", "Can't load save_path when it is None.")
+
+
+def _collections_scenario(kind, d):
+    """export_meta_graph with collections, then import_meta_graph in a fresh graph:
+    the collections, the saver and the values come back."""
+    g = tf.Graph()
+    with g.as_default():
+        _make_vars()
+        tf.compat.v1.add_to_collection("my_ints", 7)
+        tf.compat.v1.add_to_collection("my_tensors", tf.constant(3.0, name="three"))
+        saver = make_saver(kind)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, os.path.join(d, "model"))
+        saver.export_meta_graph(os.path.join(d, "exported.meta"), collection_list=["my_ints", "my_tensors", "variables"])
+    g2 = tf.Graph()
+    with g2.as_default():
+        importer = tf.compat.v1.train.import_meta_graph if kind == "tf" else fastckpt.import_meta_graph
+        restorer = importer(os.path.join(d, "exported.meta"))
+        with _session(g2) as sess:
+            restorer.restore(sess, prefix)
+            values = {v.op.name: _comparable(sess.run(v)) for v in tf.compat.v1.global_variables()
+                      if v.op.name in ("a", "b")}
+            collections = {"my_ints": g2.get_collection("my_ints"),
+                           "my_tensors": [t.name for t in g2.get_collection("my_tensors")]}
+    return {"values": values, "collections": collections, "keys": sorted(g2.get_all_collection_keys())}
+
+
+def test_export_import_meta_graph_with_collections_like_tf(tmp_path):
+    r = _side_by_side(tmp_path, _collections_scenario)
+    assert r["collections"] == {"my_ints": [7], "my_tensors": ["three:0"]}
+    assert r["keys"] == ["my_ints", "my_tensors", "variables"]
+    assert r["values"] == {"a": _expected()["a"], "b": _expected()["b"]}
+
+
+def test_save_inside_a_tf_function_raises_like_tf(tmp_path):
+    """TensorFlow's Saver refuses to save while a tf.function is traced (RuntimeError); so does fastckpt's."""
+    if not tf.executing_eagerly():
+        pytest.skip("eager execution is disabled in this process")
+    classes = []
+    for kind in KINDS:
+        v = tf.Variable(np.arange(3, dtype=np.float32), name="v")
+        saver = make_saver(kind, var_list=[v])
+
+        @tf.function
+        def step(saver=saver, v=v, kind=kind):
+            v.assign_add(tf.ones(3))
+            return saver.save(None, str(tmp_path / kind))
+
+        with pytest.raises((RuntimeError, tf.errors.FailedPreconditionError)) as info:
+            step()
+        classes.append(info.type)
+    assert classes[0] is RuntimeError
+    # fastckpt's is a RuntimeError too, and also TensorFlow's FailedPreconditionError.
+    for cls in (fastckpt.FailedPreconditionError, RuntimeError, tf.errors.FailedPreconditionError):
+        assert issubclass(classes[1], cls), (classes[1].__mro__, cls)
+    assert "tf.function" in str(info.value)
+    assert os.listdir(tmp_path) == []
