@@ -285,13 +285,27 @@ class TFBackend:
         assert self._restore_plan is not None
         specs, outputs = self._restore_plan
         feed = {}
+        # Whole fixed-size tensors are read in one parallel native call into
+        # new 64-byte-aligned arrays, which TensorFlow takes as fed tensors
+        # without a copy (a resource variable's assign then keeps the buffer
+        # itself); slices and string tensors are read one by one.
+        whole: Dict[str, np.ndarray] = {}
         for (name, spec), out in zip(specs, outputs):
-            value = _read_spec(reader, name, spec)
+            if not reader.has_tensor(name):
+                raise TensorNotFoundError(
+                    f"Key {name} not found in checkpoint '{reader.prefix}' (a variable of the graph is "
+                    "missing from the checkpoint)")
+            value = reader._new_whole_array(name) if not spec and name not in whole else None  # noqa: SLF001
+            if value is not None:
+                whole[name] = value
+            else:
+                value = _read_spec(reader, name, spec)
             if value.dtype != object:  # a string tensor feeds a DT_STRING output as is
                 shape = out.shape.as_list() if out.shape.is_fully_defined() else list(value.shape)
                 check_restore_target(name, reader.prefix, value.dtype, value.shape,
                                      np.dtype(out.dtype.as_numpy_dtype), shape)
             feed[out] = value
+        reader.read_into(whole)
         sess.run(self._tf_saver.saver_def.restore_op_name, feed_dict=feed)
         return None
 

@@ -18,6 +18,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping,
 import numpy as np
 
 from . import _native, config
+from ._arrays import aligned_empty
 from ._gc import gc_paused
 from .errors import (os_error, InvalidArgumentError,
                      TensorNotFoundError, UnsupportedDtypeError)
@@ -207,6 +208,22 @@ class CheckpointReader:
         entry = self._decoded[name] = _Entry(index, dt, shape, size, slices)
         return entry
 
+    def _new_whole_array(self, name: str) -> Optional[np.ndarray]:
+        """An uninitialised, aligned array of tensor `name`'s dtype and shape
+        for :meth:`read_into`, or None when the tensor is partitioned or a
+        string tensor (read those with :meth:`get_tensor`).
+
+        Raises:
+            TensorNotFoundError: the checkpoint has no tensor `name`.
+            DataLossError: its bytes would lie outside its data file (checked
+                before allocating what the index claims).
+        """
+        entry = self._entry(name)
+        if entry.slices is not None or entry.dtype == dtypes.DT_STRING:
+            return None
+        self._native.check_bounds([entry.index])
+        return aligned_empty(entry.shape, _numpy_dtype(entry.dtype))
+
     # -- reads --------------------------------------------------------------
     def get_tensor(self, name: str) -> np.ndarray:
         """The full value of tensor `name` (partitioned tensors reassembled).
@@ -360,7 +377,7 @@ class CheckpointReader:
             out[:] = values
             return out.reshape(shape)
         self._native.check_bounds([index])  # before allocating what the index claims
-        out = np.empty(shape, dtype=np_dtype)
+        out = aligned_empty(shape, np_dtype)
         self._native.read([(index, out)], self._threads, config.task_bytes())
         return out
 
@@ -382,7 +399,7 @@ class CheckpointReader:
             self._native.check_bounds([entry.index])
         else:
             self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
-        out = np.empty([n for _, n in box], dtype=np_dtype)
+        out = aligned_empty([n for _, n in box], np_dtype)
         self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
         return out
 

@@ -310,7 +310,13 @@ class PyReader {
         uint8_t* p = static_cast<uint8_t*>(slab.mutable_data()) + slab_shift[slots[k].slab] + slots[k].offset;
         arr = py::array(dt, shape, std::vector<py::ssize_t>{}, p, slab);
       } else {
-        arr = py::array(dt, shape);
+        // Its own allocation, also 64-byte aligned (TensorFlow takes a fed
+        // array without a copy only at that alignment): a view into a byte
+        // buffer 64 bytes longer, which owns the memory.
+        py::array raw(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{static_cast<py::ssize_t>(e.size + 64)});
+        auto addr = reinterpret_cast<uintptr_t>(raw.mutable_data());
+        uint8_t* p = static_cast<uint8_t*>(raw.mutable_data()) + (64 - addr % 64) % 64;
+        arr = py::array(dt, shape, std::vector<py::ssize_t>{}, p, raw);
       }
       if (e.size > 0) {
         reqs.push_back({i, static_cast<uint8_t*>(arr.mutable_data()), static_cast<uint64_t>(arr.nbytes())});
