@@ -1,8 +1,10 @@
 """``python -m benchmarks``: fastckpt against its peers, every workload, one command.
 
     python -m benchmarks             # full run: 1 GiB per workload, 3 rounds, table, JSON, PNG
-    python -m benchmarks --quick     # seconds: tiny sizes, 2 rounds (the CI smoke test)
+    python -m benchmarks --quick     # seconds: tiny sizes, 2 rounds (the CI smoke test; no
+                                     # distributed part unless --parts names it)
     python -m benchmarks --size 4GiB --rounds 3 --workloads transformer-fp32,large
+    python -m benchmarks --parts distributed   # 1, 2, 4 gloo ranks: fastckpt.distributed vs DCP
     python -m benchmarks --markdown-from benchmarks/latest/summary.json   # tables, no run
 
 See benchmarks/README.md for what is measured and how to read it.
@@ -29,7 +31,10 @@ from .measure import PeakRss
 from .systems import ORDER, expand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ("workloads", "crc32c", "scaling")
+PARTS = ("workloads", "crc32c", "scaling", "distributed")
+# --quick leaves out the distributed part unless --parts names it: its launches of 1, 2 and 4
+# torch processes take half a minute even at 4 MiB, and the quick run is meant to take seconds.
+QUICK_PARTS = ("workloads", "crc32c", "scaling")
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
           "t": 1e12, "tb": 1e12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -64,8 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--systems", type=_list, default=None,
                    help=f"comma list from {', '.join(ORDER)}, or the aliases raw, tf "
                         "(default: all; fastckpt is always included)")
-    p.add_argument("--parts", type=_list, default=list(PARTS),
-                   help="what to run: workloads, crc32c, scaling (default: all)")
+    p.add_argument("--parts", type=_list, default=None,
+                   help=f"what to run: {', '.join(PARTS)} (default: all; with --quick all but "
+                        "distributed)")
     p.add_argument("--rounds", type=int, default=None,
                    help="alternating rounds per workload (default 3; 2 with --quick)")
     p.add_argument("--modes", type=_list, default=["page-cache", "durable"],
@@ -85,6 +91,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CRC32C block sizes (default 4KiB,64KiB,1MiB,16MiB,64MiB)")
     p.add_argument("--scaling-size", type=parse_size, default=None,
                    help="checkpoint size of the scaling grid (default: min(--size, 256MiB))")
+    p.add_argument("--dist-size", type=parse_size, default=None,
+                   help="distributed part: bytes of the whole state, parameters and both AdamW "
+                        "moments (default: min(--size, 1GiB))")
+    p.add_argument("--dist-ranks", type=_list, default=None,
+                   help="distributed part: rank counts (default 1,2,4); loads are resharded "
+                        "both ways between the two largest")
+    p.add_argument("--dist-timeout", type=float, default=None,
+                   help="distributed part: seconds one launch of the ranks may take before it "
+                        "is stopped (default: 300 + 600 x rounds x GiB of --dist-size)")
     p.add_argument("--dir", default=None,
                    help="parent of the scratch directory (default: the temp dir); the scratch "
                         "directory is created fresh and removed at the end")
@@ -117,6 +132,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.small_count = args.small_count or (300 if q else 100_000)
     args.shards = args.shards or (4 if q else 8)
     args.workloads = args.workloads or list(W.ALL)
+    args.parts = args.parts or list(QUICK_PARTS if q else PARTS)
     if args.plot is None:
         args.plot = not q
     if args.warmup is None:
@@ -151,6 +167,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
         args.crc_sizes = list(CRC_QUICK_SIZES if q else CRC_SIZES)
     args.scaling_size = args.scaling_size or min(args.size, 256 << 20)
+    args.dist_size = args.dist_size or min(args.size, 1 << 30)
+    try:
+        args.dist_ranks = [int(r) for r in (args.dist_ranks or ["1", "2", "4"])]
+    except ValueError:
+        p.error("--dist-ranks takes rank counts, e.g. 1,2,4")
+    if not args.dist_ranks or min(args.dist_ranks) < 1:
+        p.error("--dist-ranks needs rank counts >= 1")
+    if args.dist_timeout is not None and args.dist_timeout <= 0:
+        p.error("--dist-timeout must be > 0")
     return args
 
 
@@ -187,18 +212,28 @@ def memory_check(args) -> Optional[str]:
                     avail = int(line.split()[1]) * 1024
     except (OSError, ValueError):
         return None
-    if not avail or "workloads" not in args.parts:
+    if not avail:
         return None
-    # The source arrays, a copy in TF's graph-mode variables and one in its eager variables,
-    # one restored copy, and slack.
-    copies = 1 + (1 if "tf-saver" in args.systems else 0) + \
-        (1 if "tf-checkpoint" in args.systems else 0) + 1.5
-    need = int(args.size * 1.1 * copies)
-    if need > avail:
-        return (f"a {args.size / 2**30:.2f} GiB workload needs about {need / 2**30:.1f} GiB of "
-                f"memory (source, TensorFlow's copies, a restored copy); "
-                f"{avail / 2**30:.1f} GiB available. Use a smaller --size, drop systems, or "
-                "--force.")
+    if "workloads" in args.parts:
+        # The source arrays, a copy in TF's graph-mode variables and one in its eager
+        # variables, one restored copy, and slack.
+        copies = 1 + (1 if "tf-saver" in args.systems else 0) + \
+            (1 if "tf-checkpoint" in args.systems else 0) + 1.5
+        need = int(args.size * 1.1 * copies)
+        if need > avail:
+            return (f"a {args.size / 2**30:.2f} GiB workload needs about {need / 2**30:.1f} GiB "
+                    f"of memory (source, TensorFlow's copies, a restored copy); "
+                    f"{avail / 2**30:.1f} GiB available. Use a smaller --size, drop systems, or "
+                    "--force.")
+    if "distributed" in args.parts:
+        # Across the ranks of a save launch: the state, the copy baseline's buffers, fastckpt's
+        # and DCP's asynchronous snapshots, rank 0's whole tensors; plus ~0.5 GiB per process.
+        need = int(args.dist_size * 5.5 + max(args.dist_ranks) * (512 << 20))
+        if need > avail:
+            return (f"the distributed part at --dist-size {args.dist_size / 2**30:.2f} GiB on "
+                    f"up to {max(args.dist_ranks)} ranks needs about {need / 2**30:.1f} GiB of "
+                    f"memory; {avail / 2**30:.1f} GiB available. Use a smaller --dist-size, or "
+                    "--force.")
     return None
 
 
@@ -275,8 +310,14 @@ def _run(args, scratch: str, out_dir: str, progress, start: float) -> int:
                "workloads": [], "notes": []}
 
     mode = "quick" if args.quick else "full"
-    print(f"fastckpt benchmarks ({mode}): {args.size / C.GB:.3f} GB per workload, "
-          f"{args.rounds} rounds, modes {', '.join(args.modes)}")
+    sizes = []
+    if "workloads" in args.parts:
+        sizes.append(f"{args.size / C.GB:.3f} GB per workload")
+    if "distributed" in args.parts:
+        sizes.append(f"distributed: {args.dist_size / C.GB:.3f} GB state on "
+                     f"{', '.join(map(str, args.dist_ranks))} gloo rank(s)")
+    print(f"fastckpt benchmarks ({mode}): {', '.join(args.parts)}; " + "; ".join(sizes)
+          + ("; " if sizes else "") + f"{args.rounds} rounds, modes {', '.join(args.modes)}")
     C.print_machine(machine)
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"peak extra RSS by {PeakRss.method}; restores read files just written (page cache, "
@@ -324,6 +365,20 @@ def _run(args, scratch: str, out_dir: str, progress, start: float) -> int:
                                            rounds=1 if args.quick else min(args.rounds, 3),
                                            seed=args.seed, progress=progress,
                                            sync=args.sync_between)
+
+    if "distributed" in args.parts:
+        from . import distributed
+
+        progress(f"distributed: {', '.join(map(str, args.dist_ranks))} rank(s), "
+                 f"{args.dist_size / C.GB:.3f} GB state")
+        dres = distributed.run(cfg, scratch, progress)
+        results["distributed"] = dres
+        if dres.get("skipped"):
+            results["notes"].append(f"distributed part skipped: {dres['skipped']}")
+        results["notes"] += [f"distributed: {n}" for n in dres["notes"]]
+        results["notes"] += [f"distributed launch failed: {f}" for f in dres["failed"]]
+        if distributed.is_failure(dres):
+            failed = True
 
     results["targets"] = targets.evaluate(results)
     results["elapsed_s"] = time.time() - start

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional
 
 from ._common import GB
@@ -136,6 +137,102 @@ def scaling_table(sc: dict) -> str:
             "transformer, page cache, GB/s\n\n" + _table(header, rows))
 
 
+def _ranks(n: str) -> str:
+    return f"{n} rank" + ("" if str(n) == "1" else "s")
+
+
+def _mib(v: Optional[float]) -> str:
+    return fmt(None if v is None else v / MiB, "{:.0f}")
+
+
+def distributed_tables(d: dict) -> str:
+    """The distributed part: saves, asynchronous saves, loads."""
+    from .distributed import load_order, state_title
+
+    if d.get("skipped"):
+        return f"#### Distributed\n\nSkipped: {_sentence(d['skipped'])}"
+    summ = d.get("summary", {})
+    saves = summ.get("saves", {})
+    ranks = sorted(saves, key=int)
+    modes = list(d.get("modes", []))
+    parts = [f"#### Distributed, {', '.join(map(str, d.get('ranks', [])))} gloo ranks on "
+             f"localhost: {state_title(d)}"]
+    if saves:
+        rows = []
+        for n in ranks:
+            s = saves[n]
+            coll = s.get("collectives", {})
+            cached = ", ".join(str(c) for c in coll.get("cached", [])) or "-"
+            for mode in modes:
+                per = s["save"].get(mode, {})
+                rat = s["ratios"].get(mode, {})
+                rows.append([_ranks(n), MODE_TITLES.get(mode, mode)]
+                            + [fmt(per.get(x, {}).get("gbps")) for x in ("fastckpt", "dcp",
+                                                                         "single")]
+                            + [fmt(rat.get("dcp"), "{:.2f}×"), fmt(rat.get("single"), "{:.2f}×"),
+                               f"{fmt(coll.get('first'), '{:d}')} / {cached}",
+                               f"{_mib(per.get('fastckpt', {}).get('rss_extra_max'))} / "
+                               f"{_mib(per.get('dcp', {}).get('rss_extra_max'))}"])
+        parts.append("Saves, GB/s: state bytes over the wall time from a barrier before the "
+                     "save to one after it (the slowest rank's).\n\n" + _table(
+                         ["ranks", "mode", "fastckpt.distributed", "DCP",
+                          "fastckpt.save, 1 process", "fastckpt ÷ DCP",
+                          "fastckpt ÷ 1 process", "collectives, first / cached plan",
+                          "extra RSS MiB per rank, fastckpt / DCP"], rows))
+        rows = []
+        for n in ranks:
+            for mode in modes:
+                a = saves[n].get("async", {}).get(mode, {})
+                fa, da = a.get("fastckpt", {}), a.get("dcp", {})
+                rows.append([_ranks(n), MODE_TITLES.get(mode, mode),
+                             fmt(fa.get("blocking_s"), "{:.3f}"),
+                             fmt(a.get("copy", {}).get("blocking_s"), "{:.3f}"),
+                             fmt(a.get("blocking_vs_copy"), "{:.2f}×"),
+                             fmt(a.get("clone", {}).get("blocking_s"), "{:.3f}"),
+                             fmt(fa.get("total_s"), "{:.2f}"),
+                             fmt(da.get("blocking_s"), "{:.3f}"), fmt(da.get("total_s"), "{:.2f}")])
+        parts.append("Asynchronous saves, seconds: *blocked* until the call returned (the "
+                     "slowest rank); *copy* / *clone*: the rank's local bytes copied into "
+                     "tensors allocated beforehand / into fresh ones; *done*: barrier to barrier, "
+                     "the save complete.\n\n" + _table(
+                         ["ranks", "mode", "fastckpt blocked", "copy", "blocked ÷ copy", "clone",
+                          "fastckpt done", "DCP async_save blocked", "DCP done"], rows))
+    loads = summ.get("loads", {})
+    if loads:
+        rows = []
+        failed = []
+        for key in load_order(loads):
+            v = loads[key]
+            f, g = v["systems"].get("fastckpt", {}), v["systems"].get("dcp", {})
+            saved, loaded = key.split("->")
+            if not v.get("verified"):
+                failed += [f"{key}: {c}" for x in (f, g) for c in x.get("checks", []) if c != "ok"]
+            rows.append([f"{_ranks(saved)} → {_ranks(loaded)}", fmt(f.get("gbps")),
+                         fmt(g.get("gbps")), fmt(v.get("ratio"), "{:.2f}×"),
+                         f"{fmt(f.get('bytes_read_ratio'))} / {fmt(f.get('rchar_ratio'))} / "
+                         f"{fmt(g.get('rchar_ratio'))}",
+                         _mib(max(f["bytes_read_per_rank"]) if f.get("bytes_read_per_rank")
+                              else None),
+                         f"{_mib(f.get('rss_extra_max'))} / {_mib(g.get('rss_extra_max'))}",
+                         "ok" if v.get("verified") else "FAILED"])
+        parts.append("Loads, GB/s, into fresh DTensors of the loading ranks' sharding, every "
+                     "value checked; *read*: bytes read by all ranks over the state's bytes "
+                     "(fastckpt's `LoadReport.bytes_read`, then each system's `rchar`).\n\n"
+                     + _table(["saved on → loaded on", "fastckpt", "DCP", "fastckpt ÷ DCP",
+                               "read: fastckpt / fastckpt rchar / DCP rchar",
+                               "fastckpt read MiB, largest rank",
+                               "extra RSS MiB per rank, fastckpt / DCP", "check"],
+                              [[_cell(c) for c in r] for r in rows]))
+        if failed:
+            parts.append("\n".join(_cell(x) for x in failed))
+    return "\n\n".join(parts)
+
+
+def _times(text: str) -> str:
+    """Ratios written 0.80x in plain text, as 0.80× (the tables' sign)."""
+    return re.sub(r"(\d)x\b", "\\1×", text)
+
+
 def _target_text(text: str) -> str:
     return text.replace(" >= ", " ≥ ").replace(" <= ", " ≤ ").replace(" x ", " × ")
 
@@ -155,8 +252,8 @@ def targets_table(targets: dict) -> str:
             if r.get("status") == "MISS":
                 val = f"**{val}**"
             info = "".join(f" (vs {p} {v:.2f}×)" for p, v in r.get("info_ratios", {}).items())
-            note = f" ({r['note']})" if r.get("note") else ""
-            cells.append(f"{r['scope']} {val}{info}{note}")
+            note = f" ({_times(r['note'])})" if r.get("note") else ""
+            cells.append(f"{r['scope'].replace('->', '→')} {val}{info}{note}")
         status = targets.get("overall", {}).get(k, "n/a")
         out.append([_cell(f"**{status}**" if status == "MISS" else status),
                     _cell(_target_text(mine[0]["text"])), _cell(", ".join(cells))])
@@ -185,6 +282,8 @@ def markdown(results: dict) -> str:
         parts.append(crc_table(results["crc32c"]))
     if results.get("scaling"):
         parts.append(scaling_table(results["scaling"]))
+    if results.get("distributed"):
+        parts.append(distributed_tables(results["distributed"]))
     if results.get("targets", {}).get("rows"):
         parts.append(targets_table(results["targets"]))
     skipped = {s for w in wls for s in w.get("skipped", {})}

@@ -105,6 +105,82 @@ def print_scaling(sc: dict, out: TextIO) -> None:
           f"{s['save_rss_extra_max'] / MiB:.0f} MiB)", file=out)
 
 
+def _mib(v: Optional[float]) -> str:
+    return fmt(None if v is None else v / MiB, "{:.0f}")
+
+
+def print_distributed(d: dict, out: TextIO) -> None:
+    from .distributed import load_order, state_title
+
+    if d.get("skipped"):
+        print(f"\n== distributed: skipped: {d['skipped']} ==", file=out)
+        return
+    summ = d.get("summary", {})
+    saves = summ.get("saves", {})
+    print(f"\n== distributed, {', '.join(map(str, d.get('ranks', [])))} gloo rank(s), "
+          f"{d.get('rounds')} rounds: {state_title(d)} ==", file=out)
+    if saves:
+        print("saves, GB/s (state bytes / wall time from a barrier before to one after, the "
+              "slowest rank's)", file=out)
+        print(f"{'ranks':>5s}  {'mode':10s}{'fastckpt':>9s}{'DCP':>7s}{'1 proc':>8s} | "
+              f"{'/DCP':>6s}{'/1 proc':>8s} | {'collectives':>11s} | {'extra RSS MiB/rank':>18s}",
+              file=out)
+        print(f"{'':5s}  {'':10s}{'':24s} | {'':14s} | {'1st/cached':>11s} | "
+              f"{'fastckpt':>9s}{'DCP':>9s}", file=out)
+        for n in sorted(saves, key=int):
+            s = saves[n]
+            coll = s.get("collectives", {})
+            ctext = (f"{fmt(coll.get('first'), '{:d}')}/"
+                     + ",".join(str(c) for c in coll.get("cached", [])) or "-")
+            for mode in d.get("modes", []):
+                per = s["save"].get(mode, {})
+                rat = s["ratios"].get(mode, {})
+                rss = [per.get(x, {}).get("rss_extra_max") for x in ("fastckpt", "dcp")]
+                print(f"{n:>5s}  {mode:10s}"
+                      + "".join(f"{fmt(per.get(x, {}).get('gbps')):>{w}s}"
+                                for x, w in (("fastckpt", 9), ("dcp", 7), ("single", 8)))
+                      + f" | {fmt(rat.get('dcp'), '{:.2f}x'):>6s}"
+                      f"{fmt(rat.get('single'), '{:.2f}x'):>8s} | {ctext:>11s} | "
+                      + "".join(f"{_mib(v):>9s}" for v in rss), file=out)
+        print("asynchronous saves, seconds (blocked: until the call returned, slowest rank; "
+              "copy/clone: the rank's bytes into preallocated/fresh tensors; done: barrier to "
+              "barrier)", file=out)
+        print(f"{'ranks':>5s}  {'mode':10s}{'blocked':>9s}{'copy':>7s}{'/copy':>7s}"
+              f"{'clone':>7s}{'done':>7s} | {'DCP blocked':>11s}{'done':>7s}", file=out)
+        for n in sorted(saves, key=int):
+            for mode in d.get("modes", []):
+                a = saves[n].get("async", {}).get(mode, {})
+                fa, da = a.get("fastckpt", {}), a.get("dcp", {})
+                print(f"{n:>5s}  {mode:10s}{fmt(fa.get('blocking_s'), '{:.3f}'):>9s}"
+                      f"{fmt(a.get('copy', {}).get('blocking_s'), '{:.3f}'):>7s}"
+                      f"{fmt(a.get('blocking_vs_copy'), '{:.2f}x'):>7s}"
+                      f"{fmt(a.get('clone', {}).get('blocking_s'), '{:.3f}'):>7s}"
+                      f"{fmt(fa.get('total_s'), '{:.2f}'):>7s} | "
+                      f"{fmt(da.get('blocking_s'), '{:.3f}'):>11s}"
+                      f"{fmt(da.get('total_s'), '{:.2f}'):>7s}", file=out)
+    loads = summ.get("loads", {})
+    if loads:
+        print("loads, GB/s (into fresh DTensors of the loading ranks' sharding; every value "
+              "checked; read: bytes read over all ranks / state bytes, fastckpt's LoadReport and "
+              "each system's rchar)", file=out)
+        print(f"{'saved->loaded':>13s}{'fastckpt':>9s}{'DCP':>7s}{'/DCP':>7s} | "
+              f"{'read':>5s}{'rchar':>7s}{'DCP rchar':>10s} | {'extra RSS MiB/rank':>18s} | check",
+              file=out)
+        for key in load_order(loads):
+            v = loads[key]
+            f, g = v["systems"].get("fastckpt", {}), v["systems"].get("dcp", {})
+            checks = "ok" if v.get("verified") else "FAILED " + "; ".join(
+                c for x in (f, g) for c in x.get("checks", []) if c != "ok")
+            print(f"{key:>13s}{fmt(f.get('gbps')):>9s}{fmt(g.get('gbps')):>7s}"
+                  f"{fmt(v.get('ratio'), '{:.2f}x'):>7s} | "
+                  f"{fmt(f.get('bytes_read_ratio')):>5s}{fmt(f.get('rchar_ratio')):>7s}"
+                  f"{fmt(g.get('rchar_ratio')):>10s} | "
+                  + "".join(f"{_mib(x.get('rss_extra_max')):>9s}" for x in (f, g))
+                  + f" | {checks}", file=out)
+    for f in d.get("failed", []):
+        print(f"  FAILED: {f.splitlines()[0]}", file=out)
+
+
 def print_targets(targets: dict, out: TextIO) -> None:
     rows = targets["rows"]
     if not rows:
@@ -138,6 +214,8 @@ def print_all(results: dict, out: TextIO) -> None:
         print_crc(results["crc32c"], out)
     if results.get("scaling"):
         print_scaling(results["scaling"], out)
+    if results.get("distributed"):
+        print_distributed(results["distributed"], out)
     print_targets(results.get("targets", {"rows": []}), out)
     for n in results.get("notes", []):
         print(f"note: {n}", file=out)

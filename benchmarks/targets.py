@@ -12,6 +12,13 @@ pairs inside a workload.
 Next to the targets against raw-N, each cell also reports fastckpt / raw-N1 (``info_ratios``,
 same method): N threads into one file, the limit for a format that stores a tensor in one file.
 It is information only and never changes a status.
+
+The distributed part's targets (``--parts distributed``) pair the systems of one round of one
+launch of the ranks: fastckpt.distributed against DCP for saves (each rank count, each mode) and
+loads (every saved -> loaded pair), the 2-rank save against fastckpt.save of the same bytes in one
+process, and the time an asynchronous save blocks against a plain copy of the rank's local bytes
+into buffers allocated beforehand (the copy the snapshot has to make; per round, the slowest
+rank's of each, then the median over rounds).
 """
 from __future__ import annotations
 
@@ -23,6 +30,15 @@ from . import _common as C
 
 MiB = 1 << 20
 RSS_LIMIT = 256 * MiB
+
+# The distributed part's thresholds. Async blocking <= 1.5 x a copy: the call's floor is one copy
+# of the local bytes (the snapshot); the 0.5 on top leaves room for the per-call work around it
+# (walking the state, the plan lookup, starting the job), which at a few hundred tensors is
+# milliseconds, but not for a second copy or a collective.
+DIST_SAVE_VS_DCP = 1.5
+DIST_LOAD_VS_DCP = 1.5
+DIST_VS_ONE_PROCESS = 0.8
+ASYNC_VS_COPY = 1.5
 
 # Peers whose ratios are reported next to a target's peer, for information (no status).
 INFO_PEERS = {"raw-N": ("raw-N1",)}
@@ -163,6 +179,9 @@ def evaluate(results: dict) -> dict:
         rows.append(_row(t, "max of all saves", float(worst[0]),
                          f"worst: {worst[1]}; {len(peaks)} saves"))
 
+    if results.get("distributed"):
+        rows += _distributed_rows(results["distributed"])
+
     overall: Dict[str, str] = {}
     for r in rows:
         prev = overall.get(r["key"])
@@ -187,3 +206,48 @@ def _size(n: int) -> str:
     from .micro import size_label
 
     return size_label(n)
+
+
+def _ranks(n: str) -> str:
+    return f"{n} rank" + ("" if n == "1" else "s")
+
+
+def _distributed_rows(d: dict) -> List[dict]:
+    from .distributed import load_order
+
+    rows: List[dict] = []
+    summ = d.get("summary", {})
+    saves = summ.get("saves", {})
+    ranks = sorted(saves, key=int)
+    modes = d.get("modes", [])
+    for mode in modes:
+        t = Target(f"dist save/dcp {mode}",
+                   f"distributed save >= {DIST_SAVE_VS_DCP:g} x DCP ({mode})", DIST_SAVE_VS_DCP)
+        for n in ranks:
+            v = saves[n]["ratios"].get(mode, {}).get("dcp")
+            if v is not None:
+                rows.append(_row(t, _ranks(n), v))
+    t = Target("dist load/dcp", f"distributed load >= {DIST_LOAD_VS_DCP:g} x DCP (saved on N "
+               "ranks -> loaded on M)", DIST_LOAD_VS_DCP)
+    loads = summ.get("loads", {})
+    for key in load_order(loads):
+        v = loads[key]
+        if v.get("ratio") is not None:
+            rows.append(_row(t, key, v["ratio"]))
+    for mode in modes:
+        t = Target(f"dist save/one process {mode}",
+                   f"2-rank save >= {DIST_VS_ONE_PROCESS:g} x fastckpt.save in one process "
+                   f"({mode})", DIST_VS_ONE_PROCESS)
+        if "2" in saves and saves["2"]["ratios"].get(mode, {}).get("single") is not None:
+            others = [f"{_ranks(n)} {saves[n]['ratios'][mode]['single']:.2f}x" for n in ranks
+                      if n != "2" and saves[n]["ratios"].get(mode, {}).get("single") is not None]
+            rows.append(_row(t, "2 ranks", saves["2"]["ratios"][mode]["single"],
+                             ("information: " + ", ".join(others)) if others else ""))
+    for mode in modes:
+        t = Target(f"dist async {mode}", f"asynchronous save blocks <= {ASYNC_VS_COPY:g} x a copy "
+                   f"of the rank's bytes ({mode})", ASYNC_VS_COPY, "<=")
+        for n in ranks:
+            v = saves[n].get("async", {}).get(mode, {}).get("blocking_vs_copy")
+            if v is not None:
+                rows.append(_row(t, _ranks(n), v))
+    return rows

@@ -290,6 +290,24 @@ def test_distributed_launch_stops_every_rank(tmp_path):
     assert _workers_of(tmp_path) == []
 
 
+def test_distributed_options():
+    from benchmarks.__main__ import parse_args
+
+    full = parse_args([])
+    assert "distributed" in full.parts
+    assert full.dist_size == 1 << 30 and full.dist_ranks == [1, 2, 4]
+    # --quick stays seconds long: the distributed part only when named.
+    quick = parse_args(["--quick"])
+    assert "distributed" not in quick.parts and quick.dist_size == 4 << 20
+    assert parse_args(["--quick", "--parts", "distributed"]).parts == ["distributed"]
+    assert parse_args(["--size", "256MiB"]).dist_size == 256 << 20
+    assert parse_args(["--size", "4GiB", "--dist-size", "2GiB"]).dist_size == 2 << 30
+    assert parse_args(["--size", "4GiB"]).dist_size == 1 << 30
+    for bad in (["--dist-ranks", "0"], ["--dist-ranks", "two"], ["--parts", "gpu"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
 def test_distributed_targets():
     def save(ratio_dcp, ratio_single, blocking, copy):
         modes = ("page-cache",)
