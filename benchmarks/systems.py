@@ -12,6 +12,7 @@ can find every file a system wrote by listing that directory, and fsync them all
                  file)
   tf-saver       tf.compat.v1.train.Saver in graph mode: variables built and filled once
                  (untimed), then saver.save / saver.restore (restores into the variables)
+  fastckpt-saver fastckpt.Saver on the same graph-mode variables (the drop-in path)
   tf-checkpoint  tf.train.Checkpoint(vars=...).write / .read on eager tf.Variables
   torch          torch.save of a dict of CPU tensors (shared with the numpy arrays) /
                  torch.load(weights_only=True) (fully read, no mmap)
@@ -39,7 +40,7 @@ import numpy as np
 from . import _common as C
 from .workloads import Workload
 
-ORDER = ("fastckpt", "raw-N", "raw-N1", "raw-1", "tf-saver", "tf-checkpoint", "torch",
+ORDER = ("fastckpt", "raw-N", "raw-N1", "raw-1", "tf-saver", "fastckpt-saver", "tf-checkpoint", "torch",
          "safetensors", "numpy")
 ALIASES = {"raw": ("raw-N", "raw-N1", "raw-1"), "tf": ("tf-saver", "tf-checkpoint")}
 
@@ -265,6 +266,32 @@ class TFSaver(_TF):
         self.sess.close()
 
 
+class FastckptSaver(TFSaver):
+    """fastckpt.Saver on the very variables, graph and session tf-saver uses: the
+    drop-in path (values fetched with one sess.run, restored through the
+    graph's restore ops)."""
+    name = "fastckpt-saver"
+    label = "fastckpt.Saver as a drop-in for tf.compat.v1.train.Saver (graph mode, same variables)"
+
+    def prepare(self, w):
+        import fastckpt
+
+        super().prepare(w)
+        with self.graph.as_default():
+            # Built before the graph was finalized would add no ops either:
+            # fastckpt's Saver reuses TensorFlow's save/restore subgraph, which
+            # it builds here from the variables (the graph is unfinalized for it).
+            self.graph._unsafe_unfinalize()  # noqa: SLF001 - benchmark setup only
+            self.saver = fastckpt.Saver(var_list=self.variables, sharded=self.saver._sharded,  # noqa: SLF001
+                                        max_to_keep=None, threads=self.opts.threads)
+            self.graph.finalize()
+
+    def save(self, prefix, durable):
+        with self.graph.as_default():
+            self.saver._durable = durable  # noqa: SLF001 - one Saver, both modes
+            self.saver.save(self.sess, prefix, write_meta_graph=False, write_state=False)
+
+
 class TFCheckpoint(_TF):
     name = "tf-checkpoint"
     label = "tf.train.Checkpoint.write / .read (eager; MaxShardSizePolicy when sharded)"
@@ -420,7 +447,7 @@ class Numpy(System):
 
 
 REGISTRY: Dict[str, Type[System]] = {cls.name: cls for cls in
-                                     (Fastckpt, RawN, RawN1, Raw1, TFSaver, TFCheckpoint, Torch,
+                                     (Fastckpt, RawN, RawN1, Raw1, TFSaver, FastckptSaver, TFCheckpoint, Torch,
                                       Safetensors, Numpy)}
 
 

@@ -128,6 +128,21 @@ def evaluate(results: dict) -> dict:
                 info = {p: ratios[p] for p in INFO_PEERS.get(peer, ()) if p in ratios}
                 rows.append(_row(t, name, ratio, info_ratios=info))
 
+    # The drop-in path: fastckpt.Saver against TensorFlow's Saver on the same graph-mode
+    # variables, paired by round.
+    for name, w in wls.items():
+        for phase in [f"save:{m}" for m in modes] + ["restore"]:
+            ratios = []
+            for rec in w["rounds"]:
+                got = _get(rec, phase)
+                ours, theirs = got.get("fastckpt-saver"), got.get("tf-saver")
+                if ours and theirs:
+                    ratios.append(theirs["seconds"] / ours["seconds"])
+            if ratios:
+                what = phase.replace("save:", "save, ").replace("restore", "restore")
+                t = Target(f"drop-in {phase}", f"fastckpt.Saver >= 2.5 x TF Saver, same variables ({what})", 2.5)
+                rows.append(_row(t, name, C.median(ratios)))
+
     # 100,000 small tensors at >= 0.5 x the large tensor's throughput (fastckpt, both workloads).
     small, large = wls.get("small"), wls.get("large")
     if small and large and "fastckpt" in small["systems"] and "fastckpt" in large["systems"]:
