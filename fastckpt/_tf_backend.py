@@ -295,9 +295,9 @@ class TFBackend:
                 raise TensorNotFoundError(
                     f"Key {name} not found in checkpoint '{reader.prefix}' (a variable of the graph is "
                     "missing from the checkpoint)")
-            value = reader._new_whole_array(name) if not spec and name not in whole else None  # noqa: SLF001
-            if value is not None:
-                whole[name] = value
+            fresh = reader._new_whole_array(name) if not spec and name not in whole else None  # noqa: SLF001
+            if fresh is not None:
+                whole[name] = value = fresh
             else:
                 value = _read_spec(reader, name, spec)
             if value.dtype != object:  # a string tensor feeds a DT_STRING output as is

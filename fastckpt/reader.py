@@ -484,7 +484,7 @@ class CheckpointReader:
                     continue
             shape, dtype = target_shape_and_dtype(target)
             self._check_target(name, entry, shape, dtype)
-            view = _writable_host_view(name, self.prefix, target) if whole else None
+            view = writable_host_view(name, self.prefix, target) if whole else None
             if view is None:
                 assign.append((name, target, False))
             elif entry.size:
@@ -869,7 +869,7 @@ def check_restore_target(name: str, prefix: str, ckpt_dtype: np.dtype, ckpt_shap
         f"{list(ckpt_shape)}, the target is {theirs} {list(target_shape)}; restoring converts nothing")
 
 
-def _writable_host_view(name: str, prefix: str, target: Any) -> Optional[np.ndarray]:
+def writable_host_view(name: str, prefix: str, target: Any) -> Optional[np.ndarray]:
     """A writable, C-contiguous numpy view of a host target's memory, or None
     when it has none (the value is then assigned).
 

@@ -40,19 +40,22 @@ def test_one_rank_saves_pieces_as_tensorflow_slices(tmp_path):
 
 
 def test_partial_reads_read_only_the_chunks_they_need(tmp_path):
-    w = np.arange(1024 * 1024, dtype=np.float32).reshape(1024, 1024)  # 4 MiB: 4 chunks of 1 MiB
+    w = np.arange(1024 * 1024, dtype=np.float32).reshape(1024, 1024)  # 4 MiB, rows of 4 KiB
     fd.save({"w": fd.Shard(w, w.shape, (0, 0))}, tmp_path / "ck")
     piece = np.zeros((100, 1024), np.float32)
     back, report = fd.load(tmp_path / "ck", {"w": fd.Shard(piece, w.shape, (300, 0))}, with_report=True)
     np.testing.assert_array_equal(piece, w[300:400])
-    assert report.bytes_read == 1 << 20  # rows 300..399 lie in chunk 1 (bytes 1 MiB .. 2 MiB)
+    # Rows 300..399 are bytes 300 x 4 KiB .. 400 x 4 KiB: the whole chunks around them, no more.
+    size = chunks.CHUNK_BYTES
+    first, end = 300 * 4096 // size, -(-400 * 4096 // size)
+    assert report.bytes_read == (end - first) * size < 2 * piece.nbytes
     # A flipped byte in a chunk the read does not touch does not matter; in one it does.
     data = str(tmp_path / "ck.data-00000-of-00002")
     offset = [e for e in _native.Reader(str(tmp_path / "ck")).entries() if e[0] == b"w"][0][4]
     with open(data, "r+b") as f:
-        f.seek(offset + (3 << 20) + 10)
+        f.seek(offset + 1005 * 4096 + 10)  # row 1005
         byte = f.read(1)
-        f.seek(offset + (3 << 20) + 10)
+        f.seek(offset + 1005 * 4096 + 10)
         f.write(bytes([byte[0] ^ 1]))
     fd.load(tmp_path / "ck", {"w": fd.Shard(piece, w.shape, (300, 0))})
     with pytest.raises(fastckpt.DataLossError, match=r"tensor 'w' in '.*ck.data-00000-of-00002'"):

@@ -383,3 +383,22 @@ def test_strict_load_names_what_differs_on_every_rank(saved):
         assert (f"rank {rank}: TensorNotFoundError: restoring from '{saved[2]}' on rank {rank}: the target's "
                 "'extra' not in the checkpoint (strict=False skips them)") in r["text"]
         assert r["missing"] == ["extra"] and r["emb"] == list(range(0, 30, 3))
+
+
+def test_a_job_that_reinitialises_its_process_groups_saves_again(tmp_path):
+    """fastckpt's cached gloo group belongs to the process group it was made for: after
+    destroy_process_group() and a new init, the next save coordinates over a new one."""
+    res = run_torch(2, f"""
+        import torch
+        state = {{"w": fd.Shard(torch.full((2, 3), float(RANK)), (4, 3), (2 * RANK, 0))}}
+        first = fd.save(state, {str(tmp_path / "a")!r}, timeout=60)
+        dist.destroy_process_group()
+        dist.init_process_group("gloo", init_method="file://" + {str(tmp_path / "store")!r}, rank=RANK,
+                                world_size=WORLD)
+        second = fd.save(state, {str(tmp_path / "b")!r}, timeout=60)
+        emit({{"first": first.collectives, "second": second.collectives, "cached": second.plan_cached}})
+    """)
+    assert res == [{"first": 3, "second": 2, "cached": True}] * 2
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(fastckpt.load(str(tmp_path / name))["w"],
+                                      np.repeat([[0.0], [0.0], [1.0], [1.0]], 3, axis=1).astype(np.float32))

@@ -16,6 +16,7 @@ or the background save thread; saves run one after another).
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import pickle
 import sys
@@ -127,7 +128,10 @@ class _TorchCommunicator(Communicator):
 
 # One gloo group per caller group, created on first use by every member
 # (new_group with use_local_synchronization: only the members take part).
-_groups: Dict[Tuple[int, ...], Any] = {}
+# Keyed by the members and by the default group they belong to, so that a job
+# that destroys its process groups and initialises new ones gets new gloo
+# groups, never a destroyed one.
+_groups: Dict[Tuple[Any, ...], Any] = {}
 _groups_lock = threading.Lock()
 
 
@@ -135,14 +139,34 @@ def _gloo_group(group: Any, timeout: float) -> Any:
     import torch.distributed as dist
 
     ranks = tuple(dist.get_process_group_ranks(group if group is not None else dist.group.WORLD))
+    key = (id(dist.group.WORLD), ranks)
     with _groups_lock:
-        g = _groups.get(ranks)
+        g = _groups.get(key)
+        if g is not None and not _alive(dist, g):
+            del _groups[key]
+            g = None
         if g is None:
             g = dist.new_group(ranks=list(ranks), backend="gloo",
                                timeout=datetime.timedelta(seconds=timeout),
                                use_local_synchronization=True)
-            _groups[ranks] = g
+            _groups[key] = g
         return g
+
+
+def _alive(dist: Any, g: Any) -> bool:
+    """Whether torch.distributed still knows group `g` (destroy_process_group
+    forgets every group it destroys)."""
+    world = getattr(getattr(dist, "distributed_c10d", None), "_world", None)
+    pg_map = getattr(world, "pg_map", None)
+    return pg_map is None or g in pg_map
+
+
+@atexit.register
+def _forget_groups() -> None:
+    # Our references must not be the last ones to gloo groups at interpreter
+    # teardown, when their destructors can no longer run cleanly.
+    with _groups_lock:
+        _groups.clear()
 
 
 class _MpiCommunicator(Communicator):

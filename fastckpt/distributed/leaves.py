@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -126,19 +126,55 @@ def _full(shape: Tuple[int, ...]) -> Box:
     return tuple(0 for _ in shape), shape
 
 
-def _describe_dtensor(name: str, t: Any) -> LocalTensor:
+# (global shape, mesh, placements) -> this rank's box, or None for a replicated
+# DTensor. Every save describes every DTensor; torch's computation of the
+# local box costs tens of microseconds per tensor, the same answer each time.
+_dtensor_boxes: Dict[Tuple[Any, ...], Optional[Box]] = {}
+_DTENSOR_BOXES_MAX = 1 << 16
+
+
+def dtensor_box(t: Any, partial_message: str) -> Optional[Box]:
+    """This rank's box of DTensor `t` (offsets, lengths), or None when every
+    rank holds it whole (only Replicate placements).
+
+    Raises:
+        InvalidArgumentError: a Partial placement, with `partial_message`.
+    """
+    shape = tuple(int(d) for d in t.shape)
+    mesh, placements = t.device_mesh, tuple(t.placements)
+    key = (shape, mesh, placements)
+    try:
+        return _dtensor_boxes[key]
+    except KeyError:
+        pass
     from torch.distributed.tensor import Partial, Replicate
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-    shape = tuple(int(d) for d in t.shape)
-    placements = tuple(t.placements)
     if any(isinstance(p, Partial) for p in placements):
-        raise InvalidArgumentError(f"{name}: a DTensor with a Partial placement must be reduced before saving")
-    local = t.to_local()
-    if all(isinstance(p, Replicate) for p in placements):
+        raise InvalidArgumentError(partial_message)
+    box: Optional[Box] = None
+    if not all(isinstance(p, Replicate) for p in placements):
+        local_shape, offsets = compute_local_shape_and_global_offset(shape, mesh, placements)
+        box = (tuple(int(o) for o in offsets), tuple(int(d) for d in local_shape))
+    if len(_dtensor_boxes) >= _DTENSOR_BOXES_MAX:
+        _dtensor_boxes.clear()
+    _dtensor_boxes[key] = box
+    return box
+
+
+def dtensor_local(t: Any) -> Any:
+    """The local torch tensor of DTensor `t` (without the autograd wrapper of
+    ``to_local()``, which a checkpoint does not need)."""
+    local = getattr(t, "_local_tensor", None)
+    return local if local is not None else t.to_local()
+
+
+def _describe_dtensor(name: str, t: Any) -> LocalTensor:
+    box = dtensor_box(t, f"{name}: a DTensor with a Partial placement must be reduced before saving")
+    shape = tuple(int(d) for d in t.shape)
+    local = dtensor_local(t)
+    if box is None:
         return LocalTensor(name, "replicated", _dtype_name(local), shape, value=local)
-    local_shape, offsets = compute_local_shape_and_global_offset(shape, t.device_mesh, placements)
-    box: Box = (tuple(int(o) for o in offsets), tuple(int(d) for d in local_shape))
     return LocalTensor(name, "sharded", _dtype_name(local), shape, boxes=[box], pieces=[local])
 
 

@@ -29,9 +29,11 @@ from .. import structure
 from ..errors import (DistributedLoadError, FastCkptError, InvalidArgumentError, TensorNotFoundError,
                       UnsupportedDtypeError)
 from ..format import chunks, dtypes
-from ..reader import CheckpointReader, assign_in_place, check_restore_target, target_shape_and_dtype
+from .._arrays import aligned_empty
+from ..reader import (CheckpointReader, writable_host_view, assign_in_place, check_restore_target,
+                      target_shape_and_dtype)
 from .comm import DEFAULT_TIMEOUT, CollectiveError, communicator
-from .leaves import Box, PerRank, Shard, is_dtensor, is_sharded_jax
+from .leaves import Box, PerRank, Shard, dtensor_box, dtensor_local, is_dtensor, is_sharded_jax
 
 __all__ = ["load", "LoadReport", "PER_RANK_POLICIES"]
 
@@ -114,8 +116,11 @@ class _Restorer:
         self.used.add(name)
         return self.reader._entry(name)
 
-    def read_box(self, name: str, box: Box, dtype: Optional[np.dtype]) -> np.ndarray:
-        """The elements of `box` of tensor `name`, as a new host array."""
+    def read_box(self, name: str, box: Box, dtype: Optional[np.dtype],
+                 into: Optional[np.ndarray] = None) -> np.ndarray:
+        """The elements of `box` of tensor `name`: read into `into` (a
+        writable, C-contiguous host array of the box's shape) when given and
+        the tensor is fixed-size, else into a new host array."""
         entry = self._entry(name)
         saved = dtypes.to_numpy_dtype(entry.dtype)
         shape = tuple(entry.shape)
@@ -132,7 +137,7 @@ class _Restorer:
             self.bytes_read += sum(len(x) for x in whole.reshape(-1))
             index = tuple(slice(o, o + n) for o, n in zip(offsets, lengths))
             return np.ascontiguousarray(whole[index])
-        out = np.empty(tuple(lengths), dtype=saved)
+        out = into if into is not None and into.dtype == saved else aligned_empty(tuple(lengths), saved)
         if out.size:
             self.bytes_read += int(self.reader._native.read_box(
                 entry.index, [(int(o), int(n)) for o, n in zip(offsets, lengths)], out,
@@ -147,8 +152,13 @@ class _Restorer:
             raise InvalidArgumentError(
                 f"tensor '{name}' in '{self.reader.prefix}': the target piece has shape {list(shape)}, "
                 f"its box {list(box[1])}")
-        value = self.read_box(name, box, dtype)
-        assign_in_place(name, self.reader.prefix, target, value)
+        # A host target with contiguous memory is read into directly (no
+        # temporary, no copy); others (device tensors, strided views) get
+        # the value assigned.
+        view = writable_host_view(name, self.reader.prefix, target)
+        value = self.read_box(name, box, dtype, into=view)
+        if value is not view:
+            assign_in_place(name, self.reader.prefix, target, value)
 
     # -- the walk over the target ----------------------------------------------------
     def restore(self, value: Any, path: str) -> Any:
@@ -240,14 +250,8 @@ class _Restorer:
         return PerRank(result) if isinstance(value, PerRank) else result
 
     def restore_dtensor(self, t: Any, path: str) -> None:
-        from torch.distributed.tensor import Partial
-        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
-
-        if any(isinstance(p, Partial) for p in t.placements):
-            raise InvalidArgumentError(f"'{path}': cannot restore into a DTensor with a Partial placement")
-        local = t.to_local()
-        local_shape, offsets = compute_local_shape_and_global_offset(tuple(t.shape), t.device_mesh, t.placements)
-        self.fill(path, local, (tuple(int(o) for o in offsets), tuple(int(d) for d in local_shape)))
+        box = dtensor_box(t, f"'{path}': cannot restore into a DTensor with a Partial placement")
+        self.fill(path, dtensor_local(t), box if box is not None else _full_box(tuple(int(d) for d in t.shape)))
 
     def restore_jax(self, arr: Any, path: str) -> Any:
         import jax
