@@ -107,3 +107,22 @@ def test_mpi_and_torch_are_not_imported_for_a_world_of_one(tmp_path):
                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__))))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_ranks_on_one_machine_share_its_cores():
+    """The default writer threads and data files of each rank: the machine's cores
+    divided among the save's ranks on that machine."""
+    from fastckpt.distributed.plan import RankMeta, make_plan
+
+    def metas(hosts, cores=8):
+        nbytes = 256 << 20  # enough bytes for a file per thread
+        return [RankMeta(rank=r, tensors=[(f"t{r}", "own", "float32", (nbytes // 4,), (), (nbytes,))],
+                         structure_key=b"s", per_rank={}, threads=cores, host=h)
+                for r, h in enumerate(hosts)]
+
+    plan = make_plan(metas(["a", "a", "a", "a"]))
+    assert plan.threads == [2, 2, 2, 2] and plan.num_shards == [2, 2, 2, 2]
+    plan = make_plan(metas(["a", "b"]))
+    assert plan.threads == [8, 8] and plan.num_shards == [8, 8]
+    plan = make_plan(metas(["a", "a", "a", "b"], cores=2))
+    assert plan.threads == [1, 1, 1, 2] and plan.total_shards == 1 + 1 + 1 + 2 + 1

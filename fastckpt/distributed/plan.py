@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -44,17 +45,19 @@ class RankMeta:
     as ``(name, kind, dtype, global shape, pieces, bytes per piece)`` (kind
     "replicated", "sharded" or "own" for a per-rank value), a digest of its
     state's structure (per-rank values' contents left out), the structure of
-    its per-rank values (``{path: node}``), and its writer threads."""
+    its per-rank values (``{path: node}``), its machine's cores (its default
+    writer threads) and the machine's name."""
 
     rank: int
     tensors: List[Tuple[Any, ...]]
     structure_key: bytes
     per_rank: Dict[str, Any]
     threads: int
+    host: str = ""
 
     def key(self) -> bytes:
         """A digest of everything the plan depends on."""
-        return digest((self.tensors, self.structure_key, self.per_rank, self.threads))
+        return digest((self.tensors, self.structure_key, self.per_rank, self.threads, self.host))
 
 
 def digest(obj: Any) -> bytes:
@@ -86,6 +89,9 @@ class Plan:
     # Per-rank values: path -> the structure node of each rank's value.
     per_rank: Dict[str, List[Any]] = field(default_factory=dict)
     key: bytes = b""
+    # Each rank's default writer threads: its machine's cores shared among the
+    # ranks on that machine (8 ranks on 96 cores: 12 each, not 96 each).
+    threads: List[int] = field(default_factory=list)
 
     @property
     def meta_shard(self) -> int:
@@ -195,15 +201,16 @@ def make_plan(metas: Sequence[RankMeta]) -> Plan:
         writes[r].append(piece)
         load[r] += piece.nbytes
 
-    threads = [m.threads for m in metas]
-    num = [0 if not writes[r] else min(max(1, threads[r]), max(1, -(-load[r] // _AUTO_SHARD_BYTES)))
+    on_host = Counter(m.host for m in metas)
+    threads = [max(1, m.threads // on_host[m.host]) for m in metas]
+    num = [0 if not writes[r] else min(threads[r], max(1, -(-load[r] // _AUTO_SHARD_BYTES)))
            for r in range(world)]
     base = [int(np.sum(num[:r])) for r in range(world)]
     total = sum(num) + 1  # + the meta shard rank 0 writes last
     key = digest([m.key() for m in metas])
     per_rank = {path: [m.per_rank.get(path) for m in metas] for path in metas[0].per_rank}
     return Plan(world=world, total_shards=total, shard_base=base, num_shards=num, writes=writes,
-                partitioned=partitioned, per_rank=per_rank, key=key)
+                partitioned=partitioned, per_rank=per_rank, key=key, threads=threads)
 
 
 def _first_holder(metas: Sequence[RankMeta], name: str) -> int:

@@ -25,6 +25,7 @@ So a save takes 3 collectives, 2 with a cached plan.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ class _Local:
         self.structure: Dict[str, Any] = flat.structure or {"format": 1, "root": {"t": "dict", "k": [], "c": []}}
         self.threads = config.default_threads()
         self.meta = RankMeta(rank=rank, tensors=self._tensor_meta(), structure_key=digest(self.structure),
-                             per_rank=self.per_rank_nodes, threads=self.threads)
+                             per_rank=self.per_rank_nodes, threads=self.threads, host=socket.gethostname())
 
     def _tensor_meta(self) -> List[Tuple[Any, ...]]:
         out = []
@@ -231,7 +232,8 @@ class _Save:
             items.append(item)
             self.keep.append(owner)
         os.makedirs(os.path.dirname(self.prefix) or ".", exist_ok=True)
-        return start_job(items, self.prefix, num_shards=plan.num_shards[rank], threads=self.threads,
+        return start_job(items, self.prefix, num_shards=plan.num_shards[rank],
+                         threads=self.threads or plan.threads[rank],
                          durable=self.durable, snapshot_host=not self.blocking,
                          shard_base=plan.shard_base[rank], total_shards=plan.total_shards, commit=False,
                          chunk_bytes=chunks.CHUNK_BYTES)
@@ -424,7 +426,8 @@ def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = Non
             with later saves (the first save of a state structure exchanges
             the plan before it returns).
         durable: fsync every file and the directory before the commit.
-        threads: this rank's writer threads.
+        threads: this rank's writer threads (default: its machine's cores
+            divided among the ranks of this save on that machine).
         timeout: seconds a collective waits for the slowest rank.
         allow_pickle: as for :func:`fastckpt.save`.
 
