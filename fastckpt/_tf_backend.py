@@ -89,11 +89,17 @@ def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[List[Any]
     return items, keep
 
 
-def _read_spec(reader: CheckpointReader, name: str, spec: str) -> np.ndarray:
+def _require(reader: CheckpointReader, name: str) -> None:
+    """Raises TensorFlow's message (and, through the Saver, its class) for a
+    variable the checkpoint lacks."""
     if not reader.has_tensor(name):
         raise TensorNotFoundError(
             f"Key {name} not found in checkpoint '{reader.prefix}' (a variable of the graph is "
             "missing from the checkpoint)")
+
+
+def _read_spec(reader: CheckpointReader, name: str, spec: str) -> np.ndarray:
+    _require(reader, name)
     if not spec:
         return reader.get_tensor(name)
     full_shape, extents = slicing.parse_shape_and_slice(spec)
@@ -168,7 +174,8 @@ class TFBackend:
     def tf_saver(self) -> Any:
         """TensorFlow's own Saver of the same variables (graph mode: the one
         that built the graph's save/restore ops; eager mode: made when first
-        needed), for what fastckpt hands to TensorFlow: V1 files."""
+        needed), for what fastckpt hands to TensorFlow: V1 files, URL paths
+        and saveables with variant tensors."""
         if self._tf_saver is not None:
             return self._tf_saver
         if self._eager_tf_saver is None:
@@ -291,10 +298,7 @@ class TFBackend:
         # itself); slices and string tensors are read one by one.
         whole: Dict[str, np.ndarray] = {}
         for (name, spec), out in zip(specs, outputs):
-            if not reader.has_tensor(name):
-                raise TensorNotFoundError(
-                    f"Key {name} not found in checkpoint '{reader.prefix}' (a variable of the graph is "
-                    "missing from the checkpoint)")
+            _require(reader, name)
             fresh = reader._new_whole_array(name) if not spec and name not in whole else None  # noqa: SLF001
             if fresh is not None:
                 whole[name] = value = fresh
