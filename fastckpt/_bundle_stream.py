@@ -1,0 +1,185 @@
+"""Writing one bundle in groups, so that producing the next group's arrays
+overlaps writing the previous one and only two groups are held at a time.
+
+A save normally hands the native writer every array at once. Two callers
+cannot: the drop-in Saver, whose arrays come out of ``sess.run`` (a copy per
+fetch, so fetching everything first doubles the memory and serialises the
+fetch before the write), and ``convert``, whose source may be larger than
+memory. Both know every tensor's size up front, so they plan groups first
+(:func:`plan_groups`), then write each group as one data file of the bundle:
+group ``i`` is the partial save job of shard ``i`` of ``len(groups)``
+(the same native jobs a multi-rank save uses), written on a background
+thread while the caller produces group ``i + 1``. :meth:`commit` writes the
+one index over every group's entries and publishes the files with the
+bundle's commit protocol (``_native.commit_bundle``): until then nothing
+under the prefix changes, and a failure or :meth:`abort` removes every
+temporary file.
+
+The resulting bundle is an ordinary TensorFlow bundle with ``len(groups)``
+data files; entries are sorted by name in the index as always.
+
+Thread-safety: one writer is used by one thread. Its background writes run
+on a private thread, which releases the GIL inside the native writer.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import _native, config
+from .errors import FastCkptError, InvalidArgumentError
+from .writer import prepare_items, start_job
+
+#: Bytes per group when the caller does not say: large enough that each data
+#: file is written at full speed by every writer thread, small enough that two
+#: groups in memory are a small fraction of a large checkpoint.
+DEFAULT_GROUP_BYTES = 128 << 20
+
+#: TensorFlow's data file names have five digits of shard count.
+MAX_GROUPS = 99999
+
+
+def plan_groups(sizes: Sequence[Tuple[str, int]], group_bytes: int = DEFAULT_GROUP_BYTES) -> List[List[str]]:
+    """Splits ``(name, nbytes)`` pairs, in the order given, into consecutive
+    groups of about `group_bytes` each (a tensor larger than that is a group
+    of its own). Returns at least one group (empty when `sizes` is empty) and
+    at most :data:`MAX_GROUPS`: with more tensors than that, the groups grow.
+    """
+    if not isinstance(group_bytes, int) or group_bytes < 1:
+        raise InvalidArgumentError(f"group_bytes must be a positive number of bytes, not {group_bytes!r}")
+    total = sum(n for _, n in sizes)
+    group_bytes = max(group_bytes, -(-total // MAX_GROUPS))
+    groups: List[List[str]] = [[]]
+    filled = 0
+    for name, n in sizes:
+        if groups[-1] and filled + n > group_bytes:
+            groups.append([])
+            filled = 0
+        groups[-1].append(name)
+        filled += n
+    return groups
+
+
+class BundleStreamWriter:
+    """Writes the bundle `prefix` as `num_groups` data files, one group of
+    tensors at a time; see the module docstring.
+
+    Call :meth:`write_group` exactly `num_groups` times, then :meth:`commit`.
+    As a context manager, leaving the block without a commit aborts.
+    """
+
+    def __init__(self, prefix: str, num_groups: int, *, durable: bool = True,
+                 threads: Optional[int] = None, sort_data: bool = True) -> None:
+        if not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
+            raise InvalidArgumentError(
+                f"a bundle written in groups has 1..{MAX_GROUPS} groups, not {num_groups!r}")
+        config.check_positive(threads=threads)
+        self.prefix = os.fspath(prefix)
+        self.num_groups = num_groups
+        self.durable = bool(durable)
+        self.threads = threads
+        self.sort_data = sort_data
+        self.data_bytes = 0
+        self._jobs: List[Any] = []
+        self._entries: List[Any] = []
+        self._data_files: List[Any] = []
+        self._pending: Optional[threading.Thread] = None
+        self._pending_result: Dict[str, Any] = {}
+        self._pending_keep: List[Any] = []
+        self._closed = False
+
+    def __enter__(self) -> "BundleStreamWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if not self._closed:
+            self.abort()
+
+    def write_group(self, tensors: Mapping[str, Any]) -> None:
+        """Starts writing one group (name -> array; the arrays must stay
+        unchanged until the next call or :meth:`commit` returns). Waits for the
+        previous group's write first, and raises its error if it failed."""
+        if self._closed:
+            raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
+        if len(self._jobs) >= self.num_groups:
+            raise InvalidArgumentError(
+                f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
+                "write_group was called once more")
+        items, keep = prepare_items(tensors)
+        self._wait()
+        shard = len(self._jobs)
+        job = start_job(items, self.prefix, num_shards=1, threads=self.threads, durable=self.durable,
+                        sort_data=self.sort_data, shard_base=shard, total_shards=self.num_groups,
+                        commit=False)
+        self._jobs.append(job)
+        self._pending_keep = [tensors, keep]
+        self._pending_result = {}
+        thread = threading.Thread(target=self._finish, args=(job, self._pending_result),
+                                  name="fastckpt-bundle-group", daemon=True)
+        self._pending = thread
+        thread.start()
+
+    @staticmethod
+    def _finish(job: Any, out: Dict[str, Any]) -> None:
+        try:
+            out["result"] = job.finish()  # releases the GIL while writing
+        except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
+            out["error"] = e
+
+    def _wait(self) -> None:
+        thread, self._pending = self._pending, None
+        if thread is None:
+            return
+        thread.join()
+        self._pending_keep = []
+        out = self._pending_result
+        if "error" in out:
+            raise out["error"]
+        result = out["result"]
+        self._entries.extend(result["entries"])
+        self._data_files.extend(result["data_files"])
+        self.data_bytes += int(result.get("data_bytes", 0))
+
+    def commit(self) -> List[str]:
+        """Waits for the last group, writes the index and publishes every file
+        (the checkpoint appears at once). Returns the final file names, data
+        files first. On failure nothing new is left under the prefix."""
+        if self._closed:
+            raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
+        try:
+            self._wait()
+            if len(self._jobs) != self.num_groups:
+                raise InvalidArgumentError(
+                    f"the bundle '{self.prefix}' was planned with {self.num_groups} groups but "
+                    f"{len(self._jobs)} were written")
+            files = _native.commit_bundle(self.prefix, self._entries, self._data_files, self.num_groups,
+                                          durable=self.durable)
+        except BaseException:
+            self.abort()
+            raise
+        self._release(True)
+        return files
+
+    def abort(self) -> None:
+        """Stops and removes every temporary file; the prefix is untouched."""
+        if self._closed:
+            return
+        try:
+            if self._pending is not None and self._jobs:
+                self._jobs[-1].abort("the save was aborted")
+            try:
+                self._wait()
+            except BaseException:  # noqa: BLE001 - the abort itself, or the error being handled
+                pass
+        finally:
+            self._release(False)
+
+    def _release(self, committed: bool) -> None:
+        self._closed = True
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            try:
+                job.release(committed)
+            except FastCkptError:
+                pass  # cleanup is best effort; the outcome is already decided
