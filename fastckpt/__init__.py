@@ -24,6 +24,7 @@ from .reader import (CheckpointReader, RestoreReport, list_variables, load, load
 from .saver import Saver, export_meta_graph, import_meta_graph
 from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
+from ._progress import Progress, ProgressCallback
 from .distributed.leaves import PerRank, Shard
 
 __version__: str = _native_version
@@ -56,6 +57,8 @@ __all__ = [
     "remove_checkpoint",
     "verify",
     "VerifyReport",
+    "Progress",
+    "ProgressCallback",
     "latest_valid_checkpoint",
     "FastCkptError",
     "CheckpointIOError",

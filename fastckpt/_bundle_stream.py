@@ -28,6 +28,7 @@ import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _native, config
+from ._progress import logger
 from .errors import FastCkptError, InvalidArgumentError
 from .writer import prepare_items, start_job
 
@@ -165,6 +166,7 @@ class BundleStreamWriter:
                 raise InvalidArgumentError(
                     f"the bundle '{self.prefix}' was planned with {self.num_groups} groups but "
                     f"{len(self._jobs)} were written")
+            logger.debug("committing %s: %d data files written in groups", self.prefix, self.num_groups)
             files = _native.commit_bundle(self.prefix, self._entries, self._data_files, self.num_groups,
                                           durable=self.durable)
         except BaseException:

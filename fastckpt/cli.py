@@ -14,12 +14,14 @@ arguments). Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import _native
+from ._cli_progress import terminal_progress
 from .errors import CheckpointNotFoundError, DataLossError, FastCkptError
 from .format import dtypes
 from .format import slices as slicing
@@ -92,8 +94,10 @@ def _print_report(report: VerifyReport, out: TextIO) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    bar = terminal_progress("verify")
     try:
-        report = verify(args.prefix, threads=args.threads)
+        with bar or contextlib.nullcontext():
+            report = verify(args.prefix, threads=args.threads, progress=bar)
     except DataLossError as e:
         attached: Optional[VerifyReport] = getattr(e, "report", None)
         if attached is None:
@@ -157,9 +161,63 @@ def _list(prefix: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     return rows, sorted(file_of[s] for s in missing)
 
 
+def _tree(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Nests the rows by the ``/``-separated parts of their names (the paths
+    of a nested state, or TensorFlow's scopes): every node has its bytes and
+    tensor count summed over its subtree, children sorted by name."""
+    root: Dict[str, Any] = {"name": "", "bytes": 0, "tensors": 0, "children": {}}
+    for r in rows:
+        node = root
+        parts = r["name"].split("/")
+        for depth, part in enumerate(parts):
+            node["bytes"] += r["bytes"]
+            node["tensors"] += 1
+            leaf = depth == len(parts) - 1
+            key = (part, leaf)  # a tensor and a scope may share a name ("a" and "a/b")
+            child = node["children"].get(key)
+            if child is None:
+                child = node["children"][key] = {"name": part, "bytes": 0, "tensors": 0, "children": {}}
+                if leaf:
+                    child.update(dtype=r["dtype"], shape=r["shape"])
+            node = child
+        node["bytes"] += r["bytes"]
+        node["tensors"] += 1
+
+    def finish(node: Dict[str, Any]) -> Dict[str, Any]:
+        kids = [finish(node["children"][k]) for k in sorted(node["children"])]
+        out = {k: v for k, v in node.items() if k != "children"}
+        if kids or "dtype" not in node:
+            out["children"] = kids
+        return out
+
+    return finish(root)
+
+
+def _print_tree(node: Dict[str, Any], out: TextIO, depth: Optional[int], indent: str = "") -> None:
+    for child in node["children"]:
+        is_scope = "children" in child
+        name = _display(child["name"]) + ("/" if is_scope else "")
+        if is_scope:
+            what = f"{child['tensors']} tensor{'s' if child['tensors'] != 1 else ''}"
+        else:
+            what = child["dtype"] + " [" + ", ".join(str(d) for d in child["shape"]) + "]"
+        out.write(f"{indent}{name}  {_human_bytes(child['bytes'])}  {what}\n")
+        if is_scope and (depth is None or depth > 1):
+            _print_tree(child, out, None if depth is None else depth - 1, indent + "  ")
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     prefix = _resolve_prefix(args.prefix)
     rows, missing = _list(prefix)
+    if args.tree:
+        tree = _tree(rows)
+        if args.json:
+            _emit_json({"prefix": _display(prefix), "tree": tree,
+                        "missing_files": [_display(f) for f in missing]})
+            return EXIT_OK
+        _print_tree(tree, sys.stdout, args.depth)
+        sys.stdout.write(f"{tree['tensors']} tensors, {tree['bytes']} bytes ({_human_bytes(tree['bytes'])})\n")
+        return EXIT_OK
     if args.json:
         _emit_json({"prefix": _display(prefix),
                     "tensors": [dict(r, name=_display(r["name"])) for r in rows],
@@ -245,6 +303,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 listed, 1 garbled index, 2 missing files or unusable input.")
     p.add_argument("prefix", metavar="PREFIX", help=prefix_help)
     p.add_argument("--json", action="store_true", help="print the listing as JSON")
+    p.add_argument("--tree", action="store_true",
+                   help="show the tensors as a tree of their '/'-separated names (a nested state's "
+                        "paths, TensorFlow's scopes) with bytes and tensors per subtree")
+    p.add_argument("--depth", type=_threads, default=None, metavar="N",
+                   help="with --tree: show N levels (default: all)")
     p.set_defaults(func=_cmd_ls)
 
     p = sub.add_parser(

@@ -12,14 +12,16 @@ import math
 import operator
 import os
 import re
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+import time
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple, TypeVar, Union)
 
 import numpy as np
 
 from . import _native, config
 from ._arrays import aligned_empty
 from ._gc import gc_paused
+from ._progress import ProgressCallback, Tracker, check_callback, log_done
 from .errors import (os_error, InvalidArgumentError,
                      TensorNotFoundError, UnsupportedDtypeError)
 from .format import dtypes, slices as slicing
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from types import EllipsisType
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 Extents = List[Tuple[int, int]]
 # A get_slice spec: TensorFlow's slice string, (start, length) pairs, or a
 # numpy-style index (an int, a slice, ..., or a tuple of them).
@@ -144,6 +147,43 @@ class CheckpointReader:
         # opening a checkpoint of 100,000 tensors builds no per-tensor objects.
         self._index: Dict[str, int] = self._native.names()
         self._decoded: Dict[str, _Entry] = {}
+        self._tracker: Optional[Tracker] = None  # set by track(): progress of the bulk reads
+        self._origin = 0
+
+    # -- progress ---------------------------------------------------------------
+    def track(self, progress: Optional[ProgressCallback], names: Optional[Iterable[str]] = None
+              ) -> Optional[Tracker]:
+        """Reports the bulk reads that follow (load, read_into) to `progress`
+        (see :class:`fastckpt.Progress`), counting the tensors `names` (default:
+        every tensor). Returns the tracker (None for no callback)."""
+        if check_callback(progress) is None:
+            self._tracker = None
+            return None
+        assert progress is not None
+        wanted = set(self._index) if names is None else set(names)
+        from .structure import STRUCTURE_KEY
+
+        wanted.discard(STRUCTURE_KEY)  # read as part of the call, not a tensor of it
+        # Each tensor's bytes, placed where its data starts in the files; a
+        # partitioned tensor's are its slices', placed at its first slice.
+        placed: Dict[str, Tuple[int, int, int]] = {}
+        for key, _dt, _shape, shard, offset, size, _crc, _slices in self._native.entries():
+            name = slicing.decode_slice_key(key)[0] if key[:1] == b"\0" else _decode_key(key)
+            if name in wanted:
+                first = placed.get(name)
+                placed[name] = (size, shard, offset) if first is None else \
+                    (first[0] + size, *min(first[1:], (shard, offset)))
+        order = sorted(placed.values(), key=lambda p: p[1:])
+        self._tracker = Tracker(progress, [size for size, _, _ in order])
+        self._origin = self._native.bytes_processed()
+        return self._tracker
+
+    def _bulk(self, call: Callable[[], T]) -> T:
+        """Runs a native read, reporting progress if track() asked for it."""
+        tracker = self._tracker
+        if tracker is None:
+            return call()
+        return tracker.run(call, lambda: self._native.bytes_processed() - self._origin)
 
     # -- context management -------------------------------------------------
     def close(self) -> None:
@@ -494,7 +534,7 @@ class CheckpointReader:
         # Bounds, and the stored CRC of a zero-size tensor (which no read checks).
         self._native.check_bounds([r[0] for r in host_reqs] + [r[0] for r in device_reqs] + empty)
         if host_reqs:
-            self._native.read(host_reqs, self._threads, config.task_bytes())
+            self._bulk(lambda: self._native.read(host_reqs, self._threads, config.task_bytes()))
         if device_reqs:
             config.apply_staging_settings()
             self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
@@ -601,9 +641,9 @@ class CheckpointReader:
             self.read_into(targets)
             return {name: result[name] for name in sorted(result)}
         to_torch = self._torch_converter() if kind == "torch" else None  # checked before reading
-        result, left = self._native.read_all(
+        result, left = self._bulk(lambda: self._native.read_all(
             _numpy_dtype, self._threads, config.task_bytes(),
-            _PACK_BELOW if pack_small else 0, _SLAB_BYTES)
+            _PACK_BELOW if pack_small else 0, _SLAB_BYTES))
         for name in left:  # string and partitioned tensors
             result[name] = self.get_tensor(name)
         if to_torch is not None:
@@ -713,7 +753,8 @@ def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> Check
 
 
 def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
-         array_type: Any = None, pack_small: bool = True, allow_pickle: bool = False) -> Any:
+         array_type: Any = None, pack_small: bool = True, allow_pickle: bool = False,
+         progress: Optional[ProgressCallback] = None) -> Any:
     """Reads a checkpoint: the nested state that was saved (dicts with their
     int and str keys, lists, tuples, Python scalars, None, arrays), or, for a
     checkpoint of named tensors (a flat dict saved, or one TensorFlow wrote),
@@ -739,6 +780,10 @@ def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
             (None: CuPy if installed, else torch). String tensors stay numpy
             object arrays.
         pack_small: share slabs among tensors under 1 MiB.
+        progress: a callable taking a :class:`fastckpt.Progress` (bytes read
+            and verified, bytes total, tensors done, tensors total), called
+            on this thread at most ten times a second during the read, and
+            once at the end.
 
     Returns:
         name -> array, sorted by name.
@@ -752,9 +797,20 @@ def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
             installed.
         UnsupportedDtypeError: a dtype the chosen array type cannot hold.
     """
+    start = time.perf_counter()
     with CheckpointReader(prefix, threads=threads) as reader:
-        return reader.read_state(device=device, array_type=array_type, pack_small=pack_small,
-                                 allow_pickle=allow_pickle)
+        tracker = reader.track(progress)
+        state = reader.read_state(device=device, array_type=array_type, pack_small=pack_small,
+                                  allow_pickle=allow_pickle)
+        _finish_tracking(reader, tracker, start)
+        return state
+
+
+def _finish_tracking(reader: CheckpointReader, tracker: Optional[Tracker], start: float) -> None:
+    """The last progress call and the INFO log line of a restore."""
+    if tracker is not None:
+        tracker.report(tracker.total, final=True)
+    log_done("restored", reader.prefix, reader._native.bytes_processed(), time.perf_counter() - start)
 
 
 class RestoreReport(NamedTuple):
@@ -775,7 +831,7 @@ def _some(names: List[str], most: int = 10) -> str:
 
 
 def load_into(prefix: PathLike, target: Any, *, threads: Optional[int] = None,
-              strict: bool = True) -> RestoreReport:
+              strict: bool = True, progress: Optional[ProgressCallback] = None) -> RestoreReport:
     """Restores tensors in place into the arrays of `target`: ``{name:
     array}``, or a nested state (``{"model": model.state_dict(), "optim":
     optimizer.state_dict()}``) whose arrays are matched by path, named as
@@ -789,6 +845,7 @@ def load_into(prefix: PathLike, target: Any, *, threads: Optional[int] = None,
             `target`'s top-level keys an array in `target` (a subtree, such as
             only ``{"model": ...}``, can be restored on its own). With False,
             those on either side are skipped and listed in the report.
+        progress: as for :func:`load`, over the tensors restored.
 
     Returns:
         A :class:`RestoreReport`.
@@ -827,7 +884,10 @@ def load_into(prefix: PathLike, target: Any, *, threads: Optional[int] = None,
                 parts.append(f"the checkpoint's {_some(unexpected)} not in the target")
             raise TensorNotFoundError(f"restoring from '{reader.prefix}': " + "; ".join(parts) +
                                       " (strict=False skips them)")
+        start = time.perf_counter()
+        tracker = reader.track(progress, present)
         reader.read_into(present)
+        _finish_tracking(reader, tracker, start)
         return RestoreReport(sorted(present), missing, unexpected)
 
 

@@ -14,6 +14,7 @@ core. Two kinds of ``var_list`` are accepted:
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import sys
@@ -32,6 +33,7 @@ from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, Invali
 from .format import dtypes
 from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
 from ._bundle_stream import BundleStreamWriter
+from ._progress import log_done, logger
 from .writer import prepare_items, start_background, start_job, write_items
 
 __all__ = ["Saver", "import_meta_graph", "export_meta_graph"]
@@ -40,6 +42,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 # SaverDef.CheckpointFormatVersion
 LEGACY, V1, V2 = 0, 1, 2
+
+
+def _bundle_bytes(prefix: str) -> int:
+    """Bytes in a committed bundle's data files (for the log line)."""
+    total = 0
+    for path in glob.glob(glob.escape(prefix) + ".data-[0-9]*-of-[0-9]*"):
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass  # removed meanwhile by another saver's retention
+    return total
 
 
 def _read_bytes_or_none(path: str) -> Optional[bytes]:
@@ -254,6 +267,7 @@ class Saver:
             return
         try:
             cm.remove_checkpoint(path, V2, meta_graph_suffix)
+            logger.debug("removed old checkpoint %s (max_to_keep)", path)
         except Exception as e:  # noqa: BLE001 - deletion errors are ignored, as in TF
             import warnings
 
@@ -447,11 +461,14 @@ class Saver:
         state_before = _read_bytes_or_none(state_file) if write_state else None
         lists_before = (list(self._last_checkpoints), list(self._checkpoints_to_be_deleted), set(self._managed))
         meta_written = False
+        start = time.perf_counter()
         try:
             write_bundle()
+            logger.debug("wrote the bundle %s", checkpoint_file)
             if write_meta is not None:
                 write_meta()
                 meta_written = True
+                logger.debug("wrote %s", meta_file)
             if write_state:
                 self._record_last_checkpoint(checkpoint_file)
                 # Read-modify-write under a lock on the directory, so that
@@ -464,6 +481,7 @@ class Saver:
                         all_model_checkpoint_paths=others + self.last_checkpoints,
                         latest_filename=latest_filename,
                         save_relative_paths=self._save_relative_paths, durable=self._durable)
+                logger.debug("committed: the state file %s names %s", state_file, checkpoint_file)
         except BaseException:
             self._last_checkpoints, self._checkpoints_to_be_deleted, self._managed = lists_before
             # Best effort: the caller needs the original error, not a cleanup one.
@@ -493,6 +511,8 @@ class Saver:
             raise
         if write_state:
             self._maybe_delete_old_checkpoints(meta_graph_suffix)
+        if logger.isEnabledFor(logging.INFO):  # the size costs a directory listing
+            log_done("saved", checkpoint_file, _bundle_bytes(checkpoint_file), time.perf_counter() - start)
 
     def restore(self, sess: Any, save_path: Optional[PathLike]) -> Optional[Dict[str, Any]]:
         """Restores the variables from checkpoint ``save_path``.
@@ -526,8 +546,11 @@ class Saver:
             if not self._backend.native_io():
                 self._backend.tf_saver().restore(sess, prefix)  # variant tensors: TensorFlow's reader
                 return None
+            start = time.perf_counter()
             with CheckpointReader(prefix, threads=self._threads) as reader:
-                return self._backend.restore(sess, reader)
+                restored = self._backend.restore(sess, reader)
+                log_done("restored", prefix, reader._native.bytes_processed(), time.perf_counter() - start)
+                return restored
         except FastCkptError as e:
             if not self._tensorflow:
                 raise

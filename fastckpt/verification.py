@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Union
 
 import numpy as np
 
 from . import _native, config
+from ._progress import ProgressCallback, Tracker, check_callback
 from .checkpoint_management import get_checkpoint_state
 from .errors import DataLossError, FastCkptError
 from .reader import _decode_key, _resolve_prefix
@@ -119,7 +120,7 @@ def _damage_message(report: VerifyReport) -> str:
 
 
 def verify(prefix: PathLike, *, threads: Optional[int] = None,
-           chunk_bytes: Optional[int] = None) -> VerifyReport:
+           chunk_bytes: Optional[int] = None, progress: Optional[ProgressCallback] = None) -> VerifyReport:
     """Checks every tensor of a checkpoint without loading it.
 
     Args:
@@ -128,6 +129,10 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
         threads: I/O threads (default: ``FASTCKPT_THREADS`` or the core count).
         chunk_bytes: unit of parallel work (default 8 MiB): larger tensors
             are checked in chunks of this size on several threads.
+        progress: a callable taking a :class:`fastckpt.Progress` (bytes
+            checked, bytes total, tensors done, tensors total), called on
+            this thread at most ten times a second, and once at the end
+            (also when damage is found).
 
     Returns:
         The :class:`VerifyReport` of an intact checkpoint.
@@ -147,9 +152,20 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
     """
     config.check_positive(threads=threads, chunk_bytes=chunk_bytes)
     resolved = _resolve_prefix(prefix)
+    check_callback(progress)
     reader = _native.Reader(resolved)
     try:
-        raw = reader.verify(threads or config.default_threads(), chunk_bytes or 0)
+        def check() -> Dict[str, Any]:
+            return reader.verify(threads or config.default_threads(), chunk_bytes or 0)
+
+        if progress is None:
+            raw = check()
+        else:
+            placed = sorted((shard, offset, size) for _k, _d, _s, shard, offset, size, _c, _sl
+                            in reader.entries() if size)
+            tracker = Tracker(progress, [size for _, _, size in placed])
+            raw = tracker.run(check, reader.bytes_processed)
+            tracker.report(tracker.total, final=True)
         bad = [BadTensor(_decode_key(name), file, reason, listed) for name, file, reason, listed in raw["bad"]]
         if not bad:
             bad = _chunk_table_problems(reader, resolved)

@@ -14,6 +14,7 @@ from . import _background, _native, config, structure
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array, native_staging
 from ._gc import gc_paused
+from ._progress import ProgressCallback, Tracker, check_callback, log_done, logger
 from .errors import FastCkptError, InvalidArgumentError, UnsupportedDtypeError, from_os_error, os_error
 from .format import dtypes
 
@@ -299,20 +300,28 @@ def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int
     if has_device_items(items):
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         sort_data=sort_data)
-        job.start_writing()  # writers free staging buffers while the snapshot fills them
-        try:
-            job.snapshot()  # on this thread: copies are ordered after this thread's streams
-        except BaseException as e:
-            job.abort(f"the snapshot failed: {e}")
-            try:
-                job.finish()  # joins the writers, removes the temporary files, returns the buffers
-            except Exception:
-                pass  # the snapshot's error is the one to report
-            raise
+        _snapshot_or_abort(job)
         return job.finish()
     config.check_positive(num_shards=num_shards, threads=threads)
     return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
                                 bool(durable), config.task_bytes(), bool(sort_data))
+
+
+def _snapshot_or_abort(job: Any) -> None:
+    """Starts `job`'s writers and takes its snapshot on this thread (device
+    copies are ordered after this thread's streams); if the snapshot fails,
+    the job is aborted and finished (writers joined, temporary files removed,
+    buffers returned) before the snapshot's error is raised."""
+    job.start_writing()  # writers free staging buffers while the snapshot fills them
+    try:
+        job.snapshot()
+    except BaseException as e:
+        job.abort(f"the snapshot failed: {e}")
+        try:
+            job.finish()
+        except Exception:
+            pass  # the snapshot's error is the one to report
+        raise
 
 
 def start_background(job: Any, prefix: str, finish: Callable[[], T]) -> "_background.AsyncSave[T]":
@@ -372,27 +381,31 @@ def _named_tensors(state: Any, allow_pickle: bool) -> Dict[str, Any]:
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...) -> SaveResult: ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         progress: Optional[ProgressCallback] = ...) -> SaveResult: ...
 
 
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
          host_memory_budget: Optional[int] = ...,
-         allow_pickle: bool = ...) -> "_background.AsyncSave[SaveResult]": ...
+         allow_pickle: bool = ...,
+         progress: Optional[ProgressCallback] = ...) -> "_background.AsyncSave[SaveResult]": ...
 
 
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         progress: Optional[ProgressCallback] = ...
          ) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
          threads: Optional[int] = None, durable: bool = True, blocking: bool = True,
          host_memory_budget: Optional[int] = None,
-         allow_pickle: bool = False) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
+         allow_pickle: bool = False,
+         progress: Optional[ProgressCallback] = None) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
     """Saves arrays, or a nested training state, as a TensorFlow V2 checkpoint
     (``PREFIX.index`` + data shards).
 
@@ -438,6 +451,10 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
         allow_pickle: pickle leaves of other kinds (loading them needs
             ``allow_pickle=True`` too). Off by default: an unknown object is an
             error naming its path.
+        progress: a callable taking a :class:`fastckpt.Progress` (bytes
+            written, bytes total, tensors done, tensors total), called on
+            this thread at most ten times a second while the data is
+            written, and once at the end. Blocking saves only.
 
     Returns:
         A SaveResult with the files written, bytes and timing; with
@@ -454,6 +471,9 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
     start = time.perf_counter()
     prefix = os.fspath(prefix)
     _check_prefix(prefix)
+    if check_callback(progress) is not None and not blocking:
+        raise InvalidArgumentError("progress= reports a blocking save; an asynchronous save reports "
+                                   "through its handle (done(), result())")
     named = _named_tensors(tensors, allow_pickle)
     items, keep = prepare_items(named)
     keep.append(named)  # owns the arrays made for scalars until the write (or snapshot) is done
@@ -479,7 +499,40 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
         handle = start_background(job, prefix, finish)
         del keep  # the snapshot holds the bytes now
         return handle
-    info = write_items(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
+    logger.debug("saving %d tensors to %s (durable=%s)", len(items), prefix, durable)
+    if progress is None:
+        info = write_items(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
+    else:
+        info = _write_reporting(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
+                                progress=progress)
     del keep
-    return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
-                      nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
+    result = SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
+                        nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
+    log_done("saved", prefix, result.nbytes, result.seconds)
+    return result
+
+
+def item_nbytes(item: Item) -> int:
+    """Bytes of data a prepared item writes (0 for data-less entries)."""
+    data = item[3]
+    if data is None:
+        return 0
+    if isinstance(data, (bytes, bytearray)):
+        return len(data)
+    if isinstance(data, np.ndarray):
+        return int(data.nbytes)
+    return int(np.prod(item[2], dtype=np.int64)) * dtypes.element_size(item[1])  # a device buffer
+
+
+def _write_reporting(items: List[Item], prefix: str, *, num_shards: Optional[int], threads: Optional[int],
+                     durable: bool, progress: ProgressCallback) -> Dict[str, Any]:
+    """write_items through a SaveJob whose written-bytes counter is reported
+    to `progress` from this thread (the job writes on a worker)."""
+    ordered = sorted(items, key=lambda it: it[0])  # the order a sorted save lays the data out
+    tracker = Tracker(progress, [item_nbytes(it) for it in ordered])
+    job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
+    _snapshot_or_abort(job)
+    info = tracker.run(job.finish, lambda: int(job.progress()["written_bytes"]),
+                       abort=lambda e: job.abort(f"the progress callback raised {type(e).__name__}: {e}"))
+    tracker.report(tracker.total, final=True)
+    return info

@@ -623,6 +623,9 @@ void RegisterReader(py::module_& m) {
            "exactly its bytes, row-major), reading and verifying only the stored bytes overlapping it; "
            "returns the bytes read from the data files.")
       .def("describe", &PyReader::Describe, py::arg("entry"))
+      .def(
+          "bytes_processed", [](const PyReader& r) { return r.Get()->bytes_processed(); },
+          "Bytes read and checked so far by every call on this reader (polled for progress).")
       .def("check_bounds", &PyReader::CheckBounds, py::arg("entries"))
       .def("close", &PyReader::Close);
 }

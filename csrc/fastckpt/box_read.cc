@@ -346,6 +346,7 @@ Status BundleReader::ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest
     }
     if (from < task.end && task.end < ue) out.push_back(Partial{task.piece, unit, from, task.end - from, crc});
     if (scratch) scratch_pool.Give(std::move(scratch));
+    CountBytes(task.end - task.begin);
     return Status::Ok();
   }));
 

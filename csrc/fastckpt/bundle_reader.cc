@@ -228,6 +228,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
         uint64_t n = std::min(kInterleaveBytes, pc.length - done);
         FASTCKPT_RETURN_IF_ERROR(file.PreadAll(dst + done, n, file_off + done));
         crc = crc32c::Extend(crc, dst + done, n);
+        CountBytes(n);
         done += n;
       }
       piece_crc[first] = crc;
@@ -269,6 +270,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
       for (size_t p = i; p < j; ++p) {
         piece_crc[p] = crc32c::Value(requests[pieces[p].req].dest, pieces[p].length);
       }
+      CountBytes(bytes);
       file_off += bytes;
       i = j;
     }

@@ -27,6 +27,7 @@
 // their callers (no Python here).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -148,6 +149,12 @@ class BundleReader {
   // unless a single one is larger.
   Status Verify(int threads, uint64_t chunk_bytes, VerifyReport* report) const;
 
+  // Bytes of data this reader has read and checked so far, over all calls:
+  // Read, ReadBox and Verify add each step's bytes as it completes (a
+  // failed call's bytes included). A caller polls it from another thread to
+  // show progress; the count orders nothing (relaxed atomics).
+  uint64_t bytes_processed() const { return bytes_processed_.load(std::memory_order_relaxed); }
+
   // "tensor 'name' in 'PREFIX.data-00000-of-00001'" (for a slice entry,
   // "slice '0,4:-' of tensor 'name' in ..."), for messages.
   std::string Describe(size_t entry) const;
@@ -227,6 +234,8 @@ class BundleReader {
   // one error (kNotFound naming every missing one, else the first failure).
   Status ShardOpenErrors() const;
 
+  void CountBytes(uint64_t n) const { bytes_processed_.fetch_add(n, std::memory_order_relaxed); }
+
   std::string prefix_;
   BundleHeader header_;
   std::vector<std::string> keys_;
@@ -238,6 +247,7 @@ class BundleReader {
   mutable std::unordered_map<size_t, std::unique_ptr<PartitionInfo>> partitions_;
   mutable std::mutex chunk_mu_;          // guards chunk_crcs_
   std::unordered_map<size_t, std::shared_ptr<const ChunkCrcs>> chunk_crcs_;
+  mutable std::atomic<uint64_t> bytes_processed_{0};  // see bytes_processed()
 };
 
 }  // namespace fastckpt

@@ -360,6 +360,7 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
       std::unique_ptr<char[]> buf(new (std::nothrow) char[size == 0 ? 1 : size]);
       if (!buf) return OutOfMemory(size, Describe(t.entry));
       Status rs = shards_[e.shard_id].PreadAll(buf.get(), size, static_cast<uint64_t>(e.offset));
+      CountBytes(size);
       if (rs.code() == StatusCode::kDataLoss) {
         mark_bad(t.entry, "read failed: " + rs.message());
         return Status::Ok();
@@ -404,6 +405,7 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
         if (lo < hi) segment_crc[k] = crc32c::Extend(segment_crc[k], buf.get() + (lo - pos), hi - lo);
       }
       while (active < t.last && segments[active].end() <= step_end) ++active;
+      CountBytes(len);
       pos = step_end;
     }
     scratch.Give(std::move(buf));
