@@ -25,6 +25,10 @@ from .saver import Saver, export_meta_graph, import_meta_graph
 from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
 from .distributed.leaves import PerRank, Shard
+# The function shadows its package's name as an attribute of fastckpt
+# (``fastckpt.convert(...)``); ``import fastckpt.convert`` still gives the package.
+from .convert import ConvertReport, convert
+from .diff import DiffResult, TensorChange, TensorDiff, diff
 
 __version__: str = _native_version
 
@@ -57,6 +61,12 @@ __all__ = [
     "verify",
     "VerifyReport",
     "latest_valid_checkpoint",
+    "convert",
+    "ConvertReport",
+    "diff",
+    "DiffResult",
+    "TensorChange",
+    "TensorDiff",
     "FastCkptError",
     "CheckpointIOError",
     "CheckpointNotFoundError",
