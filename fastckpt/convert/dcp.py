@@ -33,6 +33,7 @@ from ..errors import (
     DataLossError,
     InvalidArgumentError,
     UnimplementedError,
+    UnsupportedDtypeError,
     from_os_error,
 )
 from ._base import Index, TensorInfo, box_shape, require, sync_dir
@@ -167,10 +168,11 @@ class DcpSource:
 
 def can_hold(info: TensorInfo) -> Optional[str]:
     """None if a DCP checkpoint written here can hold `info`, else why not."""
-    from .torch_file import can_hold as torch_can_hold
-
-    reason = torch_can_hold(info)
-    return None if reason is None else reason.replace("torch", "DCP", 1)
+    try:
+        check_torch_dtype(info, FORMAT)
+    except UnsupportedDtypeError as e:
+        return str(e)
+    return None
 
 
 class DcpSink:
