@@ -96,8 +96,9 @@ class NpzSource:
         data = f.read(count * stored.itemsize)
         if len(data) != count * stored.itemsize:
             raise DataLossError(f"member '{member}' of '{self.path}' is truncated")
+        # A read-only view of the bytes just read (no second copy).
         value = np.frombuffer(data, dtype=stored).reshape(shape)
-        return value.astype(info.dtype) if stored != info.dtype else value.copy()
+        return value.astype(info.dtype) if stored != info.dtype else value
 
     def _close_member(self) -> None:
         if self._open is not None:
