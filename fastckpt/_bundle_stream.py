@@ -107,13 +107,25 @@ class BundleStreamWriter:
                 f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
                 "write_group was called once more")
         items, keep = prepare_items(tensors)
+        self.write_items(items, [tensors, keep])
+
+    def write_items(self, items: List[Any], keep: Any) -> None:
+        """:meth:`write_group` for items already prepared by
+        :func:`fastckpt.writer.prepare_items` (or ``prepare_item``); `keep`
+        holds what they reference until the group is written."""
+        if self._closed:
+            raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
+        if len(self._jobs) >= self.num_groups:
+            raise InvalidArgumentError(
+                f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
+                "write_group was called once more")
         self._wait()
         shard = len(self._jobs)
         job = start_job(items, self.prefix, num_shards=1, threads=self.threads, durable=self.durable,
                         sort_data=self.sort_data, shard_base=shard, total_shards=self.num_groups,
                         commit=False)
         self._jobs.append(job)
-        self._pending_keep = [tensors, keep]
+        self._pending_keep = [keep]
         self._pending_result = {}
         thread = threading.Thread(target=self._finish, args=(job, self._pending_result),
                                   name="fastckpt-bundle-group", daemon=True)

@@ -21,11 +21,12 @@ saveables' own ``restore``.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from . import metagraph as mg
+from ._bundle_stream import plan_groups
 from ._tf_errors import as_tensorflow_error
 from .errors import ArgumentTypeError, FailedPreconditionError, InvalidArgumentError, TensorNotFoundError
 from .format import slices as slicing
@@ -67,10 +68,19 @@ def _ancestor_ops(root: Any, op_type: str) -> List[Any]:
     return sorted(found, key=lambda o: o.name)
 
 
-def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[List[Any], List[Any]]:
-    """Native writer items for TF saveable tensors (partitioned ones as slices)."""
+_Partitions = Dict[str, Tuple[int, Tuple[int, ...], List[List[Tuple[int, int]]]]]
+
+
+def _items_from_values(specs: List[_Spec], values: List[Any], partitions: Optional[_Partitions] = None,
+                       *, last: bool = True) -> Tuple[List[Any], List[Any]]:
+    """Native writer items for TF saveable tensors (partitioned ones as slices).
+
+    A save written in groups passes one `partitions` dict to every group and
+    ``last=True`` only with the last: the data-less entries of partitioned
+    variables, which list every slice, come with that group."""
     items, keep = [], []
-    partitions: Dict[str, Tuple[int, Tuple[int, ...], List[List[Tuple[int, int]]]]] = {}
+    if partitions is None:
+        partitions = {}
     for (name, spec), value in zip(specs, values):
         if not spec:
             item, owner = prepare_item(name, value)
@@ -84,8 +94,9 @@ def _items_from_values(specs: List[_Spec], values: List[Any]) -> Tuple[List[Any]
                 entry[2].append(extents)
         items.append(item)
         keep.append(owner)
-    for name, (dt, shape, slice_list) in partitions.items():
-        items.append(partitioned_item(name, dt, shape, slice_list))
+    if last:
+        for name, (dt, shape, slice_list) in partitions.items():
+            items.append(partitioned_item(name, dt, shape, slice_list))
     return items, keep
 
 
@@ -269,6 +280,41 @@ class TFBackend:
         specs, tensors = self._save_plan
         values = sess.run(tensors) if tensors else []
         return _items_from_values(specs, values)
+
+    def fetch_in_groups(self, sess: Any, group_bytes: int
+                        ) -> Optional[Tuple[int, Iterator[Tuple[List[Any], List[Any]]]]]:
+        """Graph mode: the save's tensors as `n` groups of about `group_bytes`,
+        each fetched by its own ``sess.run`` when the iterator reaches it, so
+        that writing one group overlaps fetching the next (a fetch is a copy:
+        fetching everything first doubles the memory and puts the whole copy
+        before the first write). Returns ``(n, groups)``, or None where one
+        fetch is as good: eager mode, ``sharded=True`` (one data file per
+        device, as TensorFlow writes), a tensor whose size the graph does not
+        fix (unknown shape, strings), or less than two groups of data."""
+        if self._eager or self._sharded:
+            return None
+        self._plans()
+        assert self._save_plan is not None
+        specs, tensors = self._save_plan
+        sizes: List[Tuple[str, int]] = []
+        for i, t in enumerate(tensors):
+            dims = t.shape.as_list() if t.shape.rank is not None else None
+            if dims is None or any(d is None for d in dims) or t.dtype == _tf().string:
+                return None
+            sizes.append((str(i), int(np.prod(dims, dtype=np.int64)) * t.dtype.size))
+        if sum(n for _, n in sizes) < 2 * group_bytes:
+            return None
+        plan = [[int(i) for i in group] for group in plan_groups(sizes, group_bytes)]
+
+        def groups() -> Iterator[Tuple[List[Any], List[Any]]]:
+            partitions: _Partitions = {}
+            for g, indices in enumerate(plan):
+                values = sess.run([tensors[i] for i in indices])
+                items, keep = _items_from_values([specs[i] for i in indices], values, partitions,
+                                                 last=g == len(plan) - 1)
+                yield items, [values, keep]
+
+        return len(plan), groups()
 
     def restore(self, sess: Any, reader: CheckpointReader) -> None:
         if self._eager:

@@ -13,6 +13,9 @@ FASTCKPT_HOST_BUDGET_MB
                        physical memory)
 FASTCKPT_MAX_THREADS   the most threads the process-wide I/O pool runs (default:
                        64, or the number of cores if more); read at import
+FASTCKPT_SAVE_GROUP_MB the drop-in Saver (graph mode) fetches and writes a large
+                       save in groups of this many MiB, each its own data file
+                       (default 128; 0: one fetch, one data file)
 FASTCKPT_DEVICE        how device (GPU) arrays are copied: auto (default: the
                        native staging path when a CUDA driver works, else the
                        array's framework copies it to the host), on (the native
@@ -37,7 +40,7 @@ from . import _native
 from .errors import InvalidArgumentError
 
 __all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "staging_buffer_bytes",
-           "host_memory_budget", "apply_staging_settings", "device_policy", "DEVICE_POLICIES",
+           "host_memory_budget", "save_group_bytes", "apply_staging_settings", "device_policy", "DEVICE_POLICIES",
            "check_positive"]
 
 _DEFAULT_TASK_BYTES = 16 << 20
@@ -88,6 +91,11 @@ def device_policy() -> str:
 def task_bytes() -> int:
     """Size of one unit of parallel work (a chunk of a large tensor)."""
     return _int_env("FASTCKPT_TASK_BYTES", _DEFAULT_TASK_BYTES, 4096)
+
+
+def save_group_bytes() -> int:
+    """Bytes per fetch-and-write group of a large graph-mode Saver save (0: no groups)."""
+    return _int_env("FASTCKPT_SAVE_GROUP_MB", 128, 0) << 20
 
 
 def staging_buffer_bytes() -> int:

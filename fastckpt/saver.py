@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import checkpoint_management as cm
+from . import config
 from . import metagraph as mg
 from ._arrays import to_host_array
 from ._tf_errors import as_tensorflow_error
@@ -30,6 +31,7 @@ from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, Invali
                      from_os_error)
 from .format import dtypes
 from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
+from ._bundle_stream import BundleStreamWriter
 from .writer import prepare_items, start_background, start_job, write_items
 
 __all__ = ["Saver", "import_meta_graph", "export_meta_graph"]
@@ -369,6 +371,29 @@ class Saver:
                          save_path, save_path_parent, latest_filename, meta_graph_suffix,
                          write_meta if write_meta_graph else None, write_state)
             return checkpoint_file
+        # A large graph-mode save fetches and writes in groups (each its own
+        # data file), so the fetch overlaps the write and only two groups of
+        # copies are held at once (see TFBackend.fetch_in_groups).
+        group_bytes = config.save_group_bytes()
+        grouped = backend.fetch_in_groups(sess, group_bytes) \
+            if blocking and group_bytes and not self._num_shards else None
+        if grouped is not None:
+            for pending in self._pending:
+                pending.wait()
+            self._pending = []
+            num_groups, groups = grouped
+
+            def write_groups() -> None:
+                with BundleStreamWriter(checkpoint_file, num_groups, durable=self._durable,
+                                        threads=self._threads, sort_data=backend.sort_data) as out:
+                    for items, keep in groups:
+                        out.write_items(items, keep)
+                    out.commit()
+
+            self._commit(write_groups, checkpoint_file, meta_file, save_path, save_path_parent,
+                         latest_filename, meta_graph_suffix, write_meta if write_meta_graph else None,
+                         write_state)
+            return checkpoint_file
         items, keep = backend.collect(sess)
         if not blocking:
             job = start_job(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
@@ -576,13 +601,14 @@ class _ArrayBackend:
 
     def default_shards(self) -> Optional[int]:
         if self._sharded:
-            from . import config
-
             return config.default_threads()
         return None
 
     def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
         return prepare_items(self.var_list)
+
+    def fetch_in_groups(self, sess: Any, group_bytes: int) -> None:
+        return None  # arrays need no fetch: one native write takes them all
 
     def _specs(self) -> List[mg.VariableSpec]:
         specs = []

@@ -1587,3 +1587,88 @@ def test_save_inside_a_tf_function_raises_like_tf(tmp_path):
         assert issubclass(classes[1], cls), (classes[1].__mro__, cls)
     assert "tf.function" in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Large graph-mode saves: fetched and written in groups, one data file per group
+# --------------------------------------------------------------------------------------------
+
+def _grouped_model():
+    """Variables of 256 KiB each plus a partitioned one whose slices fall into different groups."""
+    rng = np.random.default_rng(5)
+    values = {f"w{i}": rng.standard_normal(1 << 16).astype(np.float32) for i in range(6)}
+    variables = {n: tf.compat.v1.get_variable(n, initializer=tf.constant(v)) for n, v in values.items()}
+    full = rng.standard_normal((3 << 14, 4)).astype(np.float32)
+
+    def init(shape, dtype=None, partition_info=None):
+        off = partition_info.var_offset if partition_info is not None else [0, 0]
+        return tf.constant(full[off[0]:off[0] + shape[0], off[1]:off[1] + shape[1]])
+
+    p = tf.compat.v1.get_variable("p", shape=full.shape, initializer=init,
+                                  partitioner=tf.compat.v1.fixed_size_partitioner(3))
+    return values, full, p
+
+
+def test_a_large_save_is_fetched_and_written_in_groups(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCKPT_SAVE_GROUP_MB", "1")  # 2.25 MiB of variables: 3 groups
+    with tf.Graph().as_default() as g:
+        values, full, _ = _grouped_model()
+        saver = fsaver.Saver()
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "model"), global_step=3)
+    assert sorted(os.listdir(tmp_path)) == [
+        "checkpoint", "model-3.data-00000-of-00003", "model-3.data-00001-of-00003",
+        "model-3.data-00002-of-00003", "model-3.index", "model-3.meta"]
+    # TensorFlow reads it as any bundle with several data files, partitioned variable included.
+    reader = tf.train.load_checkpoint(prefix)
+    for name, value in values.items():
+        assert reader.get_tensor(name).tobytes() == value.tobytes()
+    assert reader.get_tensor("p").tobytes() == full.tobytes()
+    with tf.Graph().as_default() as g2:
+        _grouped_model()
+        restorer = tf.compat.v1.train.Saver()
+        with _session(g2) as sess:
+            restorer.restore(sess, prefix)
+            got = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables()}
+    for name, value in values.items():
+        assert got[name].tobytes() == value.tobytes()
+    assert fastckpt.verify(prefix).ok
+
+
+def test_grouped_save_writes_the_same_tensors_as_one_fetch(tmp_path, monkeypatch):
+    prefixes = {}
+    for mb in ("1", "0"):  # 0: one fetch, one data file
+        monkeypatch.setenv("FASTCKPT_SAVE_GROUP_MB", mb)
+        with tf.Graph().as_default() as g:
+            _grouped_model()
+            saver = fsaver.Saver()
+            with _session(g) as sess:
+                sess.run(tf.compat.v1.global_variables_initializer())
+                prefixes[mb] = saver.save(sess, str(tmp_path / f"g{mb}" / "model"))
+    assert len([f for f in os.listdir(tmp_path / "g0") if ".data-" in f]) == 1
+    grouped, whole = fastckpt.load_checkpoint(prefixes["1"]), fastckpt.load_checkpoint(prefixes["0"])
+    assert grouped.keys() == whole.keys()
+    for name in whole.keys():
+        assert grouped.get_tensor(name).tobytes() == whole.get_tensor(name).tobytes(), name
+
+
+def test_a_failed_grouped_fetch_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """An uninitialized variable fails the second group's fetch: the error is TensorFlow's, as
+    with TensorFlow's Saver, and the checkpoint already saved under the prefix stays whole."""
+    monkeypatch.setenv("FASTCKPT_SAVE_GROUP_MB", "1")
+    with tf.Graph().as_default() as g:
+        values, _, _ = _grouped_model()
+        tf.compat.v1.get_variable("z_late", initializer=tf.zeros([1 << 18]))
+        saver = fsaver.Saver()
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "model"))
+            before = {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))}
+        with _session(g) as sess:  # a new session: nothing initialized but the early variables
+            sess.run([v.initializer for v in tf.compat.v1.global_variables() if v.op.name != "z_late"])
+            with pytest.raises(tf.errors.FailedPreconditionError) as info:
+                saver.save(sess, str(tmp_path / "model"))
+    assert "z_late" in str(info.value)
+    assert {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))} == before
+    assert fastckpt.load(prefix)["w0"].tobytes() == values["w0"].tobytes()
