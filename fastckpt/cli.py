@@ -23,6 +23,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import _native
+from .convert._base import DEFAULT_PIECE_BYTES
 from .errors import CheckpointNotFoundError, DataLossError, FastCkptError
 from .format import dtypes
 from .format import slices as slicing
@@ -387,7 +388,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-shard-size", type=_size, default=None, metavar="SIZE",
                    help="write sharded safetensors with shards of at most SIZE bytes of values "
                         "(e.g. 5GB, 500MiB)")
-    p.add_argument("--max-piece-bytes", type=_size, default=64 << 20, metavar="SIZE",
+    p.add_argument("--max-piece-bytes", type=_size, default=DEFAULT_PIECE_BYTES, metavar="SIZE",
                    help="read tensors larger than SIZE in pieces of at most SIZE (default: 64MiB)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a checkpoint already at DST (default: refuse)")
