@@ -26,6 +26,10 @@ from .verification import VerifyReport, latest_valid_checkpoint, verify
 from .writer import SaveResult, save
 from ._progress import Progress, ProgressCallback
 from .distributed.leaves import PerRank, Shard
+# The function shadows its package's name as an attribute of fastckpt
+# (``fastckpt.convert(...)``); ``import fastckpt.convert`` still gives the package.
+from .convert import ConvertReport, convert
+from .diff import DiffResult, TensorChange, TensorDiff, diff
 
 __version__: str = _native_version
 
@@ -60,6 +64,12 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "latest_valid_checkpoint",
+    "convert",
+    "ConvertReport",
+    "diff",
+    "DiffResult",
+    "TensorChange",
+    "TensorDiff",
     "FastCkptError",
     "CheckpointIOError",
     "CheckpointNotFoundError",

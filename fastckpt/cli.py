@@ -1,4 +1,5 @@
-"""The ``fastckpt`` command: ``fastckpt verify PREFIX`` and ``fastckpt ls PREFIX``.
+"""The ``fastckpt`` command: ``fastckpt verify PREFIX``, ``fastckpt ls PREFIX``,
+``fastckpt convert SRC DST`` and ``fastckpt diff A B``.
 
 Installed as the ``fastckpt`` console script and runnable as
 ``python -m fastckpt``. PREFIX is a checkpoint prefix (``PREFIX.index``
@@ -9,7 +10,9 @@ checkpoint.
 Exit status: 0 the checkpoint is intact (``verify``) or was listed (``ls``);
 1 it is damaged (bad tensor data, or a garbled index); 2 it cannot be
 checked (missing index or data file, an operating-system error, bad
-arguments). Errors are one line on stderr, never a traceback.
+arguments). ``convert``: 0 converted, 1 damaged source, 2 anything else
+that stopped it. ``diff``: 0 the same, 1 different, 2 an unusable input.
+Errors are one line on stderr, never a traceback.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import _native
 from ._cli_progress import terminal_progress
+from .convert._base import DEFAULT_PIECE_BYTES
 from .errors import CheckpointNotFoundError, DataLossError, FastCkptError
 from .format import dtypes
 from .format import slices as slicing
@@ -244,6 +248,118 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# convert
+
+
+def _size(text: str) -> int:
+    """A byte count: an integer, or with a unit (KB, MB, GB: powers of 1000;
+    KiB, MiB, GiB: powers of 1024), as Hugging Face writes shard sizes ("5GB")."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+    stripped = text.strip().upper()
+    number = stripped.rstrip("KMGTIB")
+    unit = stripped[len(number):]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500MB, 2GiB, 1000000)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return int(value)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    try:
+        report = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format,
+                         overwrite=args.overwrite, compression=args.compression,
+                         max_shard_size=args.max_shard_size, skip_unsupported=args.skip_unsupported,
+                         max_piece_bytes=args.max_piece_bytes)
+    except DataLossError as e:
+        return _fail_plain(args, e, EXIT_DAMAGED)
+    except (FastCkptError, OSError, ValueError) as e:
+        return _fail_plain(args, e, EXIT_UNUSABLE)
+    if args.json:
+        _emit_json({"src": _display(report.src), "dst": _display(report.dst),
+                    "src_format": report.src_format, "dst_format": report.dst_format,
+                    "tensors": report.tensors, "bytes": report.nbytes, "seconds": report.seconds,
+                    "files": [_display(f) for f in report.files],
+                    "skipped": [{"name": _display(n), "reason": r} for n, r in report.skipped]})
+        return EXIT_OK
+    out = sys.stdout
+    out.write(f"converted {_display(report.src)} ({report.src_format}) -> {_display(report.dst)} "
+              f"({report.dst_format})\n")
+    out.write(f"tensors:    {report.tensors}\n")
+    out.write(f"bytes:      {report.nbytes} ({_human_bytes(report.nbytes)})\n")
+    out.write(f"time:       {report.seconds:.3f} s\n")
+    for f in report.files:
+        out.write(f"wrote:      {_display(f)}\n")
+    for name, reason in report.skipped:
+        out.write(f"skipped:    {_display(name)}: {reason}\n")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# diff
+
+EXIT_DIFFERENT = 1
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff
+
+    try:
+        result = diff(args.a, args.b, values=args.values, rtol=args.rtol, atol=args.atol,
+                      a_format=args.a_format, b_format=args.b_format)
+    except (FastCkptError, OSError, ValueError) as e:
+        # A damaged input is unusable here: exit 1 means "different".
+        return _fail_plain(args, e, EXIT_UNUSABLE)
+    if args.json:
+        _emit_json(result.to_json())
+        return EXIT_OK if result.same else EXIT_DIFFERENT
+    out = sys.stdout
+    out.write(f"a: {_display(result.a)} ({result.a_format})\nb: {_display(result.b)} ({result.b_format})\n")
+    for name in result.only_in_a:
+        out.write(f"only in a:  {_display(name)}\n")
+    for name in result.only_in_b:
+        out.write(f"only in b:  {_display(name)}\n")
+    for c in result.changed:
+        out.write(f"changed:    {_display(c.name)}: {c.a_dtype} {c.a_shape} -> {c.b_dtype} {c.b_shape}\n")
+    for d in result.differing:
+        line = f"differs:    {_display(d.name)}"
+        if d.max_abs_diff is not None:
+            verdict = "within tolerance" if d.within_tolerance else "NOT within tolerance"
+            line += f": max abs {d.max_abs_diff:.6g}, max rel {d.max_rel_diff:.6g} ({verdict})"
+        out.write(line + "\n")
+    total = len(result.identical) + len(result.differing) + len(result.changed) + \
+        len(result.only_in_a) + len(result.only_in_b)
+    out.write(f"{len(result.identical)} identical, {len(result.differing)} differing, "
+              f"{len(result.changed)} changed dtype/shape, {len(result.only_in_a)} only in a, "
+              f"{len(result.only_in_b)} only in b ({total} names)\n")
+    out.write("SAME\n" if result.same else "DIFFERENT\n")
+    return EXIT_OK if result.same else EXIT_DIFFERENT
+
+
+def _fail_plain(args: argparse.Namespace, error: BaseException, code: int) -> int:
+    message = str(error)
+    sys.stderr.write(f"{_PROG} {args.command}: error: {message}\n")
+    if getattr(args, "json", False):
+        _emit_json({"ok": False, "error": message, "error_type": type(error).__name__})
+    return code
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
 # plumbing
 
 
@@ -274,8 +390,10 @@ def _threads(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_PROG,
-        description="Inspect and verify TensorFlow V2 checkpoints (PREFIX.index + PREFIX.data-*).",
-        epilog="Exit status: 0 OK, 1 damaged checkpoint, 2 missing files or unusable input.")
+        description="Inspect, verify, convert and compare TensorFlow V2 checkpoints (PREFIX.index + "
+                    "PREFIX.data-*) and other checkpoint formats.",
+        epilog="Exit status: 0 OK, 1 damaged checkpoint (diff: the checkpoints differ), 2 missing "
+               "files or unusable input.")
     parser.add_argument("--version", action="version",
                         version=f"{_PROG} {_native.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -309,6 +427,63 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=_threads, default=None, metavar="N",
                    help="with --tree: show N levels (default: all)")
     p.set_defaults(func=_cmd_ls)
+
+    formats = "tf, safetensors, torch, npz, dcp"
+    p = sub.add_parser(
+        "convert", help="convert a checkpoint to another format (tf, safetensors, torch, npz, dcp)",
+        description="Copies every tensor of SRC into DST in another format, one tensor (or one piece "
+                    "of a large tensor) at a time, so memory stays bounded. Formats are inferred from "
+                    "the paths: PREFIX (a TensorFlow bundle, also its files or a directory), "
+                    "*.safetensors, *.safetensors.index.json or a directory holding one (sharded "
+                    "safetensors), *.pt/*.pth/*.bin (torch state dict), *.npz, a directory holding "
+                    ".metadata (torch.distributed.checkpoint); any other DST is a bundle prefix. "
+                    "Names are kept exactly as they are. The output appears only once complete.",
+        epilog="Exit status: 0 converted, 1 damaged source, 2 missing or unusable input, a "
+               "destination that exists (without --overwrite), or a tensor DST's format cannot hold.")
+    p.add_argument("src", metavar="SRC", help="the checkpoint to read")
+    p.add_argument("dst", metavar="DST", help="where to write the converted checkpoint")
+    p.add_argument("--from", dest="src_format", metavar="FMT", default=None,
+                   help=f"SRC's format ({formats}; default: inferred)")
+    p.add_argument("--to", dest="dst_format", metavar="FMT", default=None,
+                   help=f"DST's format ({formats}; default: inferred, else tf)")
+    p.add_argument("--compression", choices=("none", "zstd"), default=None,
+                   help="compression of a TensorFlow bundle output (default: none)")
+    p.add_argument("--max-shard-size", type=_size, default=None, metavar="SIZE",
+                   help="write sharded safetensors with shards of at most SIZE bytes of values "
+                        "(e.g. 5GB, 500MiB)")
+    p.add_argument("--max-piece-bytes", type=_size, default=DEFAULT_PIECE_BYTES, metavar="SIZE",
+                   help="read tensors larger than SIZE in pieces of at most SIZE (default: 64MiB)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint already at DST (default: refuse)")
+    p.add_argument("--skip-unsupported", action="store_true",
+                   help="skip (and list) tensors DST's format cannot hold instead of failing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser(
+        "diff", help="compare two checkpoints (any formats convert reads)",
+        description="Lists the tensors only in A, only in B, with a changed dtype or shape, "
+                    "identical (same stored bytes) and differing. Two TensorFlow bundles are "
+                    "compared from their indexes' CRC32Cs where possible, without reading data. "
+                    "--values reads the differing tensors and reports each one's largest absolute "
+                    "and relative difference and whether it is within tolerance "
+                    "(numpy.isclose: |a - b| <= atol + rtol * |b|, NaN equal to NaN).",
+        epilog="Exit status: 0 the same (with --values: every difference within tolerance), "
+               "1 different, 2 missing or unusable input.")
+    p.add_argument("a", metavar="A", help="the first checkpoint")
+    p.add_argument("b", metavar="B", help="the second checkpoint (the reference for --rtol)")
+    p.add_argument("--values", action="store_true",
+                   help="compare values: max abs/rel difference and tolerance per differing tensor")
+    p.add_argument("--rtol", type=_non_negative, default=1e-5, metavar="R",
+                   help="relative tolerance (default: 1e-05)")
+    p.add_argument("--atol", type=_non_negative, default=1e-8, metavar="A",
+                   help="absolute tolerance (default: 1e-08)")
+    p.add_argument("--from-a", dest="a_format", metavar="FMT", default=None,
+                   help=f"A's format ({formats}; default: inferred)")
+    p.add_argument("--from-b", dest="b_format", metavar="FMT", default=None,
+                   help=f"B's format ({formats}; default: inferred)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=_cmd_diff)
 
     p = sub.add_parser(
         "bench", help="run the benchmark suite (from a source checkout)", add_help=False,
