@@ -73,6 +73,12 @@ def check_callback(progress: Any) -> Optional[ProgressCallback]:
     return progress
 
 
+def tracker_for(progress: Any, sizes: List[int]) -> Optional["Tracker"]:
+    """A Tracker of `sizes` for the callback `progress` (checked), or None without one."""
+    callback = check_callback(progress)
+    return None if callback is None else Tracker(callback, sizes)
+
+
 class Tracker:
     """Reports one call's progress to a callback (see the module docstring).
 
@@ -99,6 +105,12 @@ class Tracker:
         tensors = self.count if final else bisect.bisect_right(self.ends, done)
         self.last_report = time.monotonic()
         self.callback(Progress(self.total if final else done, self.total, tensors, self.count))
+
+    def tick(self, done: int) -> None:
+        """For work done on the calling thread in steps (convert, diff):
+        reports `done` bytes if an interval has passed since the last call."""
+        if time.monotonic() - self.last_report >= self.interval:
+            self.report(done)
 
     def run(self, call: Callable[[], T], poll: Callable[[], int],
             abort: Optional[Callable[[BaseException], None]] = None) -> T:

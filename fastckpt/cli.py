@@ -271,11 +271,13 @@ def _size(text: str) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
+    bar = terminal_progress("convert")
     try:
-        report = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format,
-                         overwrite=args.overwrite, compression=args.compression,
-                         max_shard_size=args.max_shard_size, skip_unsupported=args.skip_unsupported,
-                         max_piece_bytes=args.max_piece_bytes)
+        with bar or contextlib.nullcontext():
+            report = convert(args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format,
+                             overwrite=args.overwrite, compression=args.compression,
+                             max_shard_size=args.max_shard_size, skip_unsupported=args.skip_unsupported,
+                             max_piece_bytes=args.max_piece_bytes, progress=bar)
     except DataLossError as e:
         return _fail_plain(args, e, EXIT_DAMAGED)
     except (FastCkptError, OSError, ValueError) as e:
@@ -309,9 +311,11 @@ EXIT_DIFFERENT = 1
 def _cmd_diff(args: argparse.Namespace) -> int:
     from .diff import diff
 
+    bar = terminal_progress("diff")
     try:
-        result = diff(args.a, args.b, values=args.values, rtol=args.rtol, atol=args.atol,
-                      a_format=args.a_format, b_format=args.b_format)
+        with bar or contextlib.nullcontext():
+            result = diff(args.a, args.b, values=args.values, rtol=args.rtol, atol=args.atol,
+                          a_format=args.a_format, b_format=args.b_format, progress=bar)
     except (FastCkptError, OSError, ValueError) as e:
         # A damaged input is unusable here: exit 1 means "different".
         return _fail_plain(args, e, EXIT_UNUSABLE)

@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ._progress import ProgressCallback, tracker_for
 from .convert import open_source
 from .convert._base import DEFAULT_PIECE_BYTES, Source, TensorInfo, pieces
 from .convert.tf_bundle import BundleSource
@@ -180,7 +181,8 @@ def _index_verdicts(sa: Source, sb: Source, common: List[str]) -> Dict[str, bool
 
 def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, atol: float = 1e-8,
          a_format: Optional[str] = None, b_format: Optional[str] = None,
-         max_piece_bytes: int = DEFAULT_PIECE_BYTES) -> DiffResult:
+         max_piece_bytes: int = DEFAULT_PIECE_BYTES,
+         progress: Optional[ProgressCallback] = None) -> DiffResult:
     """Compares checkpoints `a` and `b` (see the module docstring).
 
     Args:
@@ -190,6 +192,9 @@ def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, 
             relative difference and whether they are within tolerance.
         rtol, atol: the tolerance (``numpy.isclose`` semantics, B the reference).
         max_piece_bytes: the bound on what is read of one tensor at a time.
+        progress: a callable taking a :class:`fastckpt.Progress` over the
+            tensors compared (bytes of each side's tensor, tensors), called
+            on this thread at most ten times a second, and once at the end.
 
     Returns:
         A :class:`DiffResult`; ``result.same`` is what the CLI's exit status says.
@@ -227,9 +232,14 @@ def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, 
         verdicts = _index_verdicts(sa, sb, comparable)
         identical: List[str] = []
         differing: List[TensorDiff] = []
+        tracker = tracker_for(progress, [ta[n].nbytes for n in comparable])
+        done = 0
         # The one loop over tensors (and, inside, over their pieces).
         for name in comparable:
             info = ta[name]
+            if tracker is not None:
+                tracker.tick(done)
+                done += info.nbytes
             verdict = verdicts.get(name)
             if verdict is True:
                 identical.append(name)
@@ -244,6 +254,8 @@ def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, 
                 differing.append(TensorDiff(name))
             else:
                 differing.append(TensorDiff(name, stats.max_abs, stats.max_rel, stats.within))
+        if tracker is not None:
+            tracker.report(tracker.total, final=True)
         return DiffResult(a=sa.path, b=sb.path, a_format=sa.format, b_format=sb.format, values=values,
                           rtol=float(rtol), atol=float(atol), only_in_a=only_a, only_in_b=only_b,
                           changed=changed, identical=identical, differing=differing,

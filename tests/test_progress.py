@@ -273,3 +273,26 @@ def test_ls_tree_keeps_a_tensor_and_a_scope_of_one_name_apart(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.splitlines() == ["a/  24 B  1 tensor", "  b  24 B  float64 [3]", "a  16 B  float64 [2]",
                                         "2 tensors, 40 bytes (40 B)"]
+
+
+def test_convert_and_diff_report_progress(tmp_path):
+    state = _state()
+    total = sum(a.nbytes for a in state.values())
+    src = str(tmp_path / "ckpt")
+    fastckpt.save(state, src)
+    calls, cb = _recorder()
+    fastckpt.convert(src, str(tmp_path / "out.safetensors"), max_piece_bytes=MiB, progress=cb)
+    _check_calls(calls, total, len(state))
+    calls, cb = _recorder()
+    result = fastckpt.diff(src, str(tmp_path / "out.safetensors"), values=True, progress=cb)
+    assert result.same
+    _check_calls(calls, total, len(state))
+
+
+def test_convert_draws_a_bar_on_a_terminal(big_checkpoint, tmp_path):
+    rc, out, tty = _run_in_terminal(["-m", "fastckpt", "convert", big_checkpoint, str(tmp_path / "o.npz")])
+    assert rc == 0, tty
+    assert "convert: 100%" in tty and "768M/768M" in tty and "24/24 tensors" in tty, tty
+    proc = subprocess.run([sys.executable, "-m", "fastckpt", "diff", big_checkpoint, str(tmp_path / "o.npz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""

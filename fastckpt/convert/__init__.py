@@ -41,9 +41,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
 
 from .. import structure
+from .._progress import ProgressCallback, tracker_for
 from ..errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
@@ -224,7 +227,8 @@ def _same_checkpoint(src: Source, dst: str, dst_format: str) -> bool:
 def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
             dst_format: Optional[str] = None, overwrite: bool = False, compression: Optional[str] = None,
             max_shard_size: Optional[int] = None, max_piece_bytes: int = DEFAULT_PIECE_BYTES,
-            skip_unsupported: bool = False, durable: bool = True) -> ConvertReport:
+            skip_unsupported: bool = False, durable: bool = True,
+            progress: Optional[ProgressCallback] = None) -> ConvertReport:
     """Converts checkpoint `src` into `dst`, in another (or the same) format.
 
     See the module docstring for the formats, the name rule and the memory
@@ -252,6 +256,9 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
         skip_unsupported: skip (and report) tensors the destination format
             cannot hold instead of refusing the conversion.
         durable: fsync the output before it becomes visible.
+        progress: a callable taking a :class:`fastckpt.Progress` (bytes
+            copied, bytes total, tensors done, tensors total), called on this
+            thread at most ten times a second, and once at the end.
 
     Returns:
         A :class:`ConvertReport`.
@@ -306,12 +313,24 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
         sink = _open_sink(dst, out_format, tensors, piece_bytes=max_piece_bytes, durable=durable,
                           compression=compression, max_shard_size=max_shard_size)
         nbytes = 0
+        tracker = tracker_for(progress, [t.nbytes for t in tensors])
+
+        def counted(info: TensorInfo) -> Iterator[np.ndarray]:
+            done = nbytes
+            for piece in iterate(source, info, max_piece_bytes):
+                yield piece
+                done += piece.nbytes
+                if tracker is not None:
+                    tracker.tick(done)
+
         try:
             # The one loop over tensors (and, inside iterate, over their pieces).
             for info in tensors:
-                sink.add(info, iterate(source, info, max_piece_bytes))
+                sink.add(info, counted(info))
                 nbytes += info.nbytes
             files = sink.commit()
+            if tracker is not None:
+                tracker.report(tracker.total, final=True)
         except BaseException:
             sink.abort()
             raise
