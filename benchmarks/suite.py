@@ -138,7 +138,12 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
         progress(f"{name}: warm-up (one untimed save and restore per system) took "
                  f"{result['warmup_s']:.0f} s")
 
+    rounds_start = time.perf_counter()
     for r in range(rounds):
+        if r:
+            per_round = (time.perf_counter() - rounds_start) / r
+            progress(f"{name}: {r}/{rounds} rounds done, about {per_round * (rounds - r):.0f} s left "
+                     "in this workload")
         live = [s for s in active if s.name not in result["failed"]]
         if not live:
             break
