@@ -144,11 +144,26 @@ class CheckpointReader:
         # opening a checkpoint of 100,000 tensors builds no per-tensor objects.
         self._index: Dict[str, int] = self._native.names()
         self._decoded: Dict[str, _Entry] = {}
+        # A compressed checkpoint (fastckpt.compression): its frame table,
+        # checked against the index; None for every other checkpoint.
+        self._compressed: Optional[Any] = None
+        if self._native.compressed:
+            from .compression import CompressedEntries
+            from .format.frames import FRAMES_KEY
+
+            try:
+                self._compressed = CompressedEntries(self._native, self.prefix, self._index)
+            except BaseException:
+                self._native.close()
+                raise
+            self._index.pop(FRAMES_KEY, None)
 
     # -- context management -------------------------------------------------
     def close(self) -> None:
         """Closes the data files. Further reads raise."""
         self._native.close()
+        if self._compressed is not None:
+            self._compressed.close()
 
     def __enter__(self) -> "CheckpointReader":
         return self
@@ -378,6 +393,9 @@ class CheckpointReader:
             return out.reshape(shape)
         self._native.check_bounds([index])  # before allocating what the index claims
         out = aligned_empty(shape, np_dtype)
+        if self._compressed is not None and index in self._compressed:
+            self._compressed.read_whole([(index, out)], self._threads)
+            return out
         self._native.read([(index, out)], self._threads, config.task_bytes())
         return out
 
@@ -395,12 +413,41 @@ class CheckpointReader:
         """
         np_dtype = _numpy_dtype(entry.dtype)
         box = [(int(s), int(n)) for s, n in _resolved(extents, entry.shape)]
+        if self._compressed is not None:
+            return self._read_compressed_box(entry, extents, box, np_dtype)
         if entry.slices is None:
             self._native.check_bounds([entry.index])
         else:
             self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
         out = aligned_empty([n for _, n in box], np_dtype)
         self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
+        return out
+
+    def _read_compressed_box(self, entry: _Entry, extents: Extents, box: Extents, np_dtype: np.dtype) -> np.ndarray:
+        """:meth:`_read_box` in a compressed checkpoint: compressed pieces
+        decompress only the frames holding the box, the others go through
+        the native box read."""
+        comp = self._compressed
+        assert comp is not None
+        if entry.slices is None:
+            self._native.check_bounds([entry.index])
+            out = aligned_empty([n for _, n in box], np_dtype)
+            if entry.index in comp:
+                comp.read_box(entry.index, entry.shape, box, out, self._threads)
+            else:
+                self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
+            return out
+        plan = self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
+        out = aligned_empty([n for _, n in box], np_dtype)
+        for index, stored, overlap in plan:
+            stored = _resolved(stored, entry.shape)
+            sub = [(o - s, n) for (o, n), (s, _) in zip(overlap, stored)]
+            part = aligned_empty([n for _, n in sub], np_dtype)
+            if index in comp:
+                comp.read_box(index, [n for _, n in stored], sub, part, self._threads)
+            else:
+                self._native.read_box(index, sub, part, self._threads, config.task_bytes())
+            out[_relative_index(overlap, box, entry.shape)] = part
         return out
 
     def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
@@ -456,6 +503,7 @@ class CheckpointReader:
         device_reqs: List[Tuple[int, int, int]] = []
         assign: List[Tuple[str, Any, bool]] = []  # (name, target, through the native device path)
         empty: List[int] = []  # zero-size tensors: nothing to read, a CRC to check
+        compressed_reqs: List[Tuple[int, np.ndarray]] = []  # decompressed straight into the target
         keep = []  # device descriptions (they own contiguous copies) until the reads are done
         staging: Optional[bool] = None  # decided at the first device target: only then is CUDA touched
         for name, target in targets.items():
@@ -487,6 +535,8 @@ class CheckpointReader:
             view = writable_host_view(name, self.prefix, target) if whole else None
             if view is None:
                 assign.append((name, target, False))
+            elif self._compressed is not None and entry.index in self._compressed:
+                compressed_reqs.append((entry.index, view))
             elif entry.size:
                 host_reqs.append((entry.index, view))
             else:
@@ -495,6 +545,9 @@ class CheckpointReader:
         self._native.check_bounds([r[0] for r in host_reqs] + [r[0] for r in device_reqs] + empty)
         if host_reqs:
             self._native.read(host_reqs, self._threads, config.task_bytes())
+        if compressed_reqs:
+            assert self._compressed is not None
+            self._compressed.read_whole(compressed_reqs, self._threads)
         if device_reqs:
             config.apply_staging_settings()
             self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
@@ -604,8 +657,21 @@ class CheckpointReader:
         result, left = self._native.read_all(
             _numpy_dtype, self._threads, config.task_bytes(),
             _PACK_BELOW if pack_small else 0, _SLAB_BYTES)
+        if self._compressed is not None:
+            from .format.frames import FRAMES_KEY
+
+            result.pop(FRAMES_KEY, None)  # the frame table is no tensor of the checkpoint's
+        if self._compressed is not None:  # compressed tensors, all frames in one parallel read
+            batch = []
+            for name in left:
+                e = self._entry(name)
+                if e.index in self._compressed:
+                    result[name] = aligned_empty(e.shape, _numpy_dtype(e.dtype))
+                    batch.append((e.index, result[name]))
+            self._compressed.read_whole(batch, self._threads)
         for name in left:  # string and partitioned tensors
-            result[name] = self.get_tensor(name)
+            if name not in result:
+                result[name] = self.get_tensor(name)
         if to_torch is not None:
             return {name: to_torch(result[name]) for name in sorted(result)}
         return {name: result[name] for name in sorted(result)}

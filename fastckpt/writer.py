@@ -372,27 +372,31 @@ def _named_tensors(state: Any, allow_pickle: bool) -> Dict[str, Any]:
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...) -> SaveResult: ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         compression: Optional[str] = ..., compression_level: Optional[int] = ...) -> SaveResult: ...
 
 
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
-         host_memory_budget: Optional[int] = ...,
-         allow_pickle: bool = ...) -> "_background.AsyncSave[SaveResult]": ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         compression: Optional[str] = ...,
+         compression_level: Optional[int] = ...) -> "_background.AsyncSave[SaveResult]": ...
 
 
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         compression: Optional[str] = ..., compression_level: Optional[int] = ...
          ) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
          threads: Optional[int] = None, durable: bool = True, blocking: bool = True,
-         host_memory_budget: Optional[int] = None,
-         allow_pickle: bool = False) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
+         host_memory_budget: Optional[int] = None, allow_pickle: bool = False,
+         compression: Optional[str] = None,
+         compression_level: Optional[int] = None) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
     """Saves arrays, or a nested training state, as a TensorFlow V2 checkpoint
     (``PREFIX.index`` + data shards).
 
@@ -438,6 +442,18 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
         allow_pickle: pickle leaves of other kinds (loading them needs
             ``allow_pickle=True`` too). Off by default: an unknown object is an
             error naming its path.
+        compression: None or ``"none"`` (the default: TensorFlow's layout,
+            byte for byte) or ``"zstd"``: tensors of 16 KiB and more are
+            stored as zstd-compressed byte planes in independent 1 MiB frames
+            (see :mod:`fastckpt.compression`); every fastckpt reader reads
+            them transparently, TensorFlow refuses the checkpoint with its
+            version error (``fastckpt convert SRC DST --compression none``
+            makes a copy it reads). Needs the ``zstd`` extra. With
+            ``blocking=False`` the compression is the snapshot: the call
+            returns once the tensors are compressed. ``SaveResult.nbytes`` is
+            then the bytes written, compressed.
+        compression_level: None (tuned fast parameters, the default) or a
+            zstd level (-131072 to 22).
 
     Returns:
         A SaveResult with the files written, bytes and timing; with
@@ -450,10 +466,14 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
             structured), or an object of a kind that cannot be saved (its path
             named).
         CheckpointIOError: an OS error (ENOSPC, EACCES...), with ``errno`` set.
+        MissingDependencyError: ``compression="zstd"`` without zstandard.
     """
     start = time.perf_counter()
     prefix = os.fspath(prefix)
     _check_prefix(prefix)
+    from . import compression as _compression
+
+    codec = _compression.check_options(compression, compression_level)
     named = _named_tensors(tensors, allow_pickle)
     items, keep = prepare_items(named)
     keep.append(named)  # owns the arrays made for scalars until the write (or snapshot) is done
@@ -466,6 +486,10 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise from_os_error(e, f"cannot create directory '{parent}'", parent) from None
+    if codec is not None:
+        return _compression.save(named, prefix, level=codec[1], num_shards=num_shards, threads=threads,
+                                 durable=durable, blocking=blocking,
+                                 host_memory_budget=host_memory_budget, start=start)
     if not blocking:
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         snapshot_host=True, host_memory_budget=host_memory_budget)
