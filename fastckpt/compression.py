@@ -360,7 +360,7 @@ class CompressedEntries:
         table_index = native.find(FRAMES_KEY.encode())
 
         def bad(why: str) -> DataLossError:
-            return DataLossError(f"checkpoint '{prefix}': {why}; it cannot be read")
+            return DataLossError(f"checkpoint '{prefix}': {why}")
 
         if table_index < 0:
             raise bad(f"its header marks it compressed but it has no frame table '{FRAMES_KEY}'")
