@@ -145,11 +145,51 @@ class _Codec:
         return c
 
 
+_scratch_local = threading.local()
+
+
+def _scratch(tag: str, n: int, dtype: Any) -> np.ndarray:
+    """A per-thread reusable array of at least `n` elements (its first `n`):
+    the plane split and merge reuse one, instead of paging in a new one per
+    frame. Valid until this thread asks for `tag` again."""
+    bufs = getattr(_scratch_local, "bufs", None)
+    if bufs is None:
+        bufs = _scratch_local.bufs = {}
+    buf = bufs.get(tag)
+    if buf is None or buf.size < n or buf.dtype != dtype:
+        buf = bufs[tag] = np.empty(max(n, FRAME_BYTES // np.dtype(dtype).itemsize), dtype=dtype)
+    return buf[:n]
+
+
+# Shifts of whole elements split and merge planes 3-5x faster than numpy's
+# strided transposes (measured: 4.6 vs 0.9 GB/s for bfloat16 on the
+# benchmark machine). Little-endian hosts only (plane j = byte j).
+_WIDE = {2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")} if _LITTLE else {}
+
+
+def _split_planes(raw: np.ndarray, k: int) -> np.ndarray:
+    """The k byte planes of `raw` (uint8, k * n bytes) as a (k, n) scratch array."""
+    n = raw.size // k
+    planes = _scratch("planes", k * n, np.uint8).reshape(k, n)
+    wide = _WIDE.get(k)
+    if wide is None:
+        np.copyto(planes, raw.reshape(n, k).T)
+        return planes
+    u = raw.view(wide)
+    np.copyto(planes[0], u, casting="unsafe")  # keeps the low byte
+    if k > 1:
+        tmp = _scratch("shift", n, wide)
+        for j in range(1, k):
+            np.right_shift(u, 8 * j, out=tmp)
+            np.copyto(planes[j], tmp, casting="unsafe")
+    return planes
+
+
 def _compress_frame(codec: _Codec, raw: np.ndarray, k: int) -> Tuple[List[int], List[Any]]:
     """(words, payloads) of one frame: the raw CRC32C then one word per plane
     (see frames.py), and each plane's stored bytes. `raw`: uint8, contiguous."""
     words = [_native.crc32c(raw)]
-    planes: Any = [raw] if k == 1 else raw.reshape(-1, k).T.copy()  # releases the GIL
+    planes: Any = [raw] if k == 1 else _split_planes(raw, k)  # releases the GIL
     n = raw.size // k
     cctx = codec.compressor()
     parts: List[Any] = []
@@ -162,7 +202,7 @@ def _compress_frame(codec: _Codec, raw: np.ndarray, k: int) -> Tuple[List[int], 
             parts.append(z)
             words.append(len(z))
         else:
-            parts.append(plane)
+            parts.append(plane.tobytes() if k > 1 else plane)  # the scratch array is reused
             words.append(n | RAW_PLANE)
     return words, parts
 
@@ -193,7 +233,9 @@ def _host_bytes(item: Tuple[Any, ...], named: Mapping[str, Any]) -> Optional[np.
     if isinstance(data, tuple):  # device memory: copied to the host first
         from ._arrays import to_host_array
 
-        value = named[key.decode("utf-8", "surrogateescape")] if isinstance(key, bytes) else named[key]
+        value = named.get(key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key)
+        if value is None:
+            return None  # no host copy to be had here: staged and stored as it is
         data = np.ascontiguousarray(to_host_array(value))
     arr = np.asarray(data)
     if arr.nbytes < MIN_COMPRESS_BYTES:
@@ -273,47 +315,106 @@ def rewrite_entries(entries: Sequence[Sequence[Any]],
     return out
 
 
+class CompressedJob:
+    """A save of prepared writer items with compression, shaped like the native
+    SaveJob (``start_writing``, ``snapshot``, ``abort``, ``finish``) so that
+    the blocking and background paths of every saver drive it alike.
+
+    The items are compressed when the job is made (on the caller's thread),
+    then written as a partial job; ``finish()`` writes, commits the index
+    with the compressed entries' dtypes and shapes, the frame table and the
+    compressed header version, and returns ``{"num_shards", "data_bytes",
+    "files"}`` (data_bytes: the bytes written, compressed). With
+    ``snapshot_host`` the job's snapshot copies what it writes (the
+    compressed bytes and the tensors stored as they are), as an asynchronous
+    save needs.
+    """
+
+    def __init__(self, items: List[Tuple[Any, ...]], named: Mapping[str, Any], prefix: str, *,
+                 level: Optional[int], num_shards: Optional[int], threads: Optional[int], durable: bool,
+                 sort_data: bool = True, snapshot_host: bool = False,
+                 host_memory_budget: Optional[int] = None) -> None:
+        from .writer import start_job
+
+        keys = {it[0] if isinstance(it[0], bytes) else str(it[0]).encode() for it in items}
+        if FRAMES_KEY.encode() in keys:
+            raise InvalidArgumentError(
+                f"'{FRAMES_KEY}' is reserved for the frame table of a compressed checkpoint")
+        self.prefix = prefix
+        self.durable = durable
+        self.items, tables, self.logical = compress_items(items, named, level=level, threads=threads)
+        if tables:
+            self.items.append(frames_item(tables))
+        self.min_consumer = _native.COMPRESSED_MIN_CONSUMER if tables else 0
+        self.job = start_job(self.items, prefix, num_shards=num_shards, threads=threads, durable=durable,
+                             sort_data=sort_data, snapshot_host=snapshot_host,
+                             host_memory_budget=host_memory_budget, commit=False)
+
+    def start_writing(self) -> None:
+        self.job.start_writing()
+
+    def snapshot(self) -> None:
+        self.job.snapshot()
+
+    def abort(self, reason: str) -> None:
+        self.job.abort(reason)
+
+    def finish(self) -> Dict[str, Any]:
+        committed = False
+        try:
+            info = self.job.finish()
+            files = _native.commit_bundle(self.prefix, rewrite_entries(info["entries"], self.logical),
+                                          info["data_files"], info["num_shards"], durable=self.durable,
+                                          min_consumer=self.min_consumer)
+            committed = True
+        finally:
+            self.job.release(committed)
+            self.items = []  # the compressed bytes are written (or dropped)
+        return {"num_shards": info["num_shards"], "data_bytes": info["data_bytes"], "files": files}
+
+
+def run_blocking(job: CompressedJob) -> Dict[str, Any]:
+    """Writes and commits `job` on this thread (device tensors stored as they
+    are are staged first, as :func:`fastckpt.writer.write_items` does)."""
+    job.start_writing()
+    try:
+        job.snapshot()
+    except BaseException as e:
+        job.abort(f"the snapshot failed: {e}")
+        try:
+            job.finish()
+        except Exception:  # noqa: BLE001 - the snapshot's error is the one to report
+            pass
+        raise
+    return job.finish()
+
+
 def save(named: Mapping[str, Any], prefix: str, *, level: Optional[int], num_shards: Optional[int],
          threads: Optional[int], durable: bool, blocking: bool, host_memory_budget: Optional[int],
          start: float) -> Any:
-    """The compressed path of :func:`fastckpt.save`: `named` (name -> value,
-    the structure entry included) is compressed on the caller's thread,
-    written as a partial job and committed with the frame table and the
-    compressed header version. An asynchronous save snapshots what it writes
-    (the compressed bytes and the tensors stored as they are) before it
-    returns. Returns a SaveResult, or an AsyncSave of one."""
+    """The compressed path of :func:`fastckpt.save` for `named` (name ->
+    value, the structure entry included). Returns a SaveResult, or an
+    AsyncSave of one (returned once the tensors are compressed and
+    snapshotted)."""
     import time
 
-    from .writer import SaveResult, prepare_items, start_background, start_job
+    from .writer import SaveResult, prepare_items, start_background
 
-    if FRAMES_KEY in named:
-        raise InvalidArgumentError(f"'{FRAMES_KEY}' is reserved for the frame table of a compressed checkpoint")
     items, keep = prepare_items(named)
-    items, tables, logical = compress_items(items, named, level=level, threads=threads)
-    if tables:
-        items.append(frames_item(tables))
-    job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable, commit=False,
-                    snapshot_host=not blocking, host_memory_budget=host_memory_budget)
+    job = CompressedJob(items, named, prefix, level=level, num_shards=num_shards, threads=threads,
+                        durable=durable, snapshot_host=not blocking, host_memory_budget=host_memory_budget)
+    del items
 
-    def finish() -> Any:
-        committed = False
-        try:
-            info = job.finish()
-            files = _native.commit_bundle(prefix, rewrite_entries(info["entries"], logical), info["data_files"],
-                                          info["num_shards"], durable=durable,
-                                          min_consumer=_native.COMPRESSED_MIN_CONSUMER if tables else 0)
-            committed = True
-        finally:
-            job.release(committed)
-        return SaveResult(prefix=prefix, files=list(files), num_shards=info["num_shards"],
+    def result(info: Dict[str, Any]) -> Any:
+        return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
                           nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
 
     if blocking:
-        result = finish()
-        del items, keep  # owned the buffers the job wrote
-        return result
-    handle = start_background(job, prefix, finish)
-    del items, keep  # the snapshot holds the bytes now
+        out = result(run_blocking(job))
+        del keep  # owned the buffers the job wrote
+        return out
+    handle = start_background(job, prefix, lambda: result(job.finish()))
+    del keep  # the snapshot holds the bytes now
     return handle
 
 
@@ -324,15 +425,22 @@ def _merge_planes(dest: np.ndarray, planes: List[np.ndarray], k: int) -> None:
     """Interleaves byte planes into `dest` (uint8, contiguous, k * n bytes)."""
     if k == 1:
         np.copyto(dest, planes[0])
-    elif k == 2 and _LITTLE:
-        # Two vectorised passes: about twice as fast as two strided copies.
-        out = dest.view(np.uint16)
-        np.left_shift(planes[1], 8, out=out, dtype=np.uint16)
-        np.bitwise_or(out, planes[0], out=out)
-    else:
+        return
+    wide = _WIDE.get(k)
+    if wide is None:
         grid = dest.reshape(-1, k)
         for j in range(k):
             grid[:, j] = planes[j]
+        return
+    out = dest.view(wide)
+    # bfloat16/float16: two passes, (high << 8) then | low.
+    np.left_shift(planes[k - 1], 8 * (k - 1), out=out, dtype=wide)
+    if k > 2:
+        tmp = _scratch("merge", out.size, wide)
+        for j in range(1, k - 1):
+            np.left_shift(planes[j], 8 * j, out=tmp, dtype=wide)
+            np.bitwise_or(out, tmp, out=out)
+    np.bitwise_or(out, planes[0], out=out)
 
 
 class CompressedEntries:
@@ -434,34 +542,49 @@ class CompressedEntries:
             return DataLossError(f"{self.native.describe(index)}: frame {frame} (raw bytes "
                                  f"[{raw.start}, {raw.stop})): {why}")
 
-        data = os.pread(self._fd(shard), stop - start, offset + start)
-        if len(data) != stop - start:
-            raise bad("the data file ends early (truncated file?)")
+        # Per-thread scratch buffers, not new bytes objects: paging in a
+        # fresh buffer per frame cost as much as decompressing it.
+        data = _scratch("stored", stop - start, np.uint8)
+        fd, done = self._fd(shard), 0
+        while done < data.size:
+            got = os.preadv(fd, [memoryview(data[done:])], offset + start + done)
+            if got <= 0:
+                raise bad("the data file ends early (truncated file?)")
+            done += got
         n = len(raw) // t.planes
         planes: List[np.ndarray] = []
+        decoded = dest if t.planes == 1 else _scratch("decoded", t.planes * n, np.uint8).reshape(t.planes, n)
         dctx = self._decompressor()
-        for word, (pos, size, is_raw) in zip(t.words[frame, 1:].tolist(), frame_format.plane_layout(t, frame)):
-            chunk = memoryview(data)[pos:pos + size]
+        for j, (pos, size, is_raw) in enumerate(frame_format.plane_layout(t, frame)):
+            chunk = data[pos:pos + size]
             if is_raw:
-                planes.append(np.frombuffer(chunk, dtype=np.uint8))
+                planes.append(chunk)
                 continue
+            target = decoded if t.planes == 1 else decoded[j]
             try:
-                if self.zstd.frame_content_size(chunk) != n:  # before zstd allocates what the frame claims
+                if self.zstd.frame_content_size(chunk) != n:  # before anything is decompressed
                     raise bad("a compressed plane does not hold its raw size")
-                plane = dctx.decompress(chunk)
+                with dctx.stream_reader(chunk) as reader:
+                    filled, view = 0, memoryview(target)
+                    while filled < n:
+                        got = reader.readinto(view[filled:])
+                        if got <= 0:
+                            break
+                        filled += got
             except self.zstd.ZstdError as e:
                 raise bad(f"zstd cannot decompress a plane ({e})") from None
-            if len(plane) != n:
+            if filled != n:
                 raise bad("a compressed plane does not hold its raw size")
-            planes.append(np.frombuffer(plane, dtype=np.uint8))
-        _merge_planes(dest, planes, t.planes)
+            planes.append(target)
+        if t.planes > 1 or planes[0] is not dest:
+            _merge_planes(dest, planes, t.planes)
         want = int(t.words[frame, 0])
         got = _native.crc32c(dest)
         if got != want:
             raise bad(f"data checksum mismatch after decompression (stored CRC32C {want:08x}, computed {got:08x})")
         with self.lock:
             self.frames_read += 1
-            self.stored_bytes_read += len(data)
+            self.stored_bytes_read += data.size
         return _native.crc32c(data)
 
     # -- reads ---------------------------------------------------------------------------
