@@ -414,7 +414,7 @@ class CheckpointReader:
         np_dtype = _numpy_dtype(entry.dtype)
         box = [(int(s), int(n)) for s, n in _resolved(extents, entry.shape)]
         if self._compressed is not None:
-            return self._read_compressed_box(entry, extents, box, np_dtype)
+            return self._read_compressed_box(entry, extents, box, np_dtype)[0]
         if entry.slices is None:
             self._native.check_bounds([entry.index])
         else:
@@ -423,32 +423,38 @@ class CheckpointReader:
         self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
         return out
 
-    def _read_compressed_box(self, entry: _Entry, extents: Extents, box: Extents, np_dtype: np.dtype) -> np.ndarray:
+    def _read_compressed_box(self, entry: _Entry, extents: Extents, box: Extents, np_dtype: np.dtype,
+                             out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, int]:
         """:meth:`_read_box` in a compressed checkpoint: compressed pieces
         decompress only the frames holding the box, the others go through
-        the native box read."""
+        the native box read. Reads into `out` (C-contiguous, the box's shape
+        and dtype) when given. Returns (the array, bytes read from the data
+        files)."""
         comp = self._compressed
         assert comp is not None
+        nbytes = 0
         if entry.slices is None:
             self._native.check_bounds([entry.index])
-            out = aligned_empty([n for _, n in box], np_dtype)
+            if out is None:
+                out = aligned_empty([n for _, n in box], np_dtype)
             if entry.index in comp:
-                comp.read_box(entry.index, entry.shape, box, out, self._threads)
-            else:
-                self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
-            return out
+                nbytes = comp.read_box(entry.index, entry.shape, box, out, self._threads)
+            elif out.size:
+                nbytes = self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
+            return out, nbytes
         plan = self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
-        out = aligned_empty([n for _, n in box], np_dtype)
+        if out is None:
+            out = aligned_empty([n for _, n in box], np_dtype)
         for index, stored, overlap in plan:
             stored = _resolved(stored, entry.shape)
             sub = [(o - s, n) for (o, n), (s, _) in zip(overlap, stored)]
             part = aligned_empty([n for _, n in sub], np_dtype)
             if index in comp:
-                comp.read_box(index, [n for _, n in stored], sub, part, self._threads)
-            else:
-                self._native.read_box(index, sub, part, self._threads, config.task_bytes())
+                nbytes += comp.read_box(index, [n for _, n in stored], sub, part, self._threads)
+            elif part.size:
+                nbytes += self._native.read_box(index, sub, part, self._threads, config.task_bytes())
             out[_relative_index(overlap, box, entry.shape)] = part
-        return out
+        return out, nbytes
 
     def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
         """Assembles `extents` of a partitioned tensor from its stored slices.
