@@ -532,3 +532,29 @@ def test_missing_zstandard_is_a_clear_error(tmp_path):
     assert out.stdout.splitlines() == [f"reading the compressed checkpoint '{prefix}' {hint}",
                                        f"compression='zstd' {hint}"]
     assert not os.path.exists(str(tmp_path / "d.index"))
+
+
+def test_saver_of_arrays_with_compression(tmp_path):
+    """Saver(compression="zstd"): every checkpoint it writes is compressed,
+    with TensorFlow's file names, retention and state file; any fastckpt
+    Saver restores it."""
+    w = _values(np.dtype(np.float32), 128 * 1024).reshape(128, 1024)
+    b = np.arange(8, dtype=np.float32)
+    saver = fastckpt.Saver({"w": w, "b": b}, compression="zstd", max_to_keep=2)
+    paths = [saver.save(None, str(tmp_path / "model"), global_step=s) for s in (1, 2, 3)]
+    assert paths == [str(tmp_path / f"model-{s}") for s in (1, 2, 3)]
+    assert saver.last_checkpoints == paths[1:]
+    assert fastckpt.latest_checkpoint(str(tmp_path)) == paths[-1]
+    assert list(_tables(paths[-1])) == ["w"]
+    handle = saver.save(None, str(tmp_path / "model"), global_step=4, blocking=False)
+    w[:] = 0  # after the snapshot
+    assert handle.result(timeout=60) == str(tmp_path / "model-4")
+    tw, tb = np.zeros_like(w), np.zeros_like(b)
+    fastckpt.Saver({"w": tw, "b": tb}).restore(None, paths[-1])
+    _same_bytes(tw, _values(np.dtype(np.float32), 128 * 1024).reshape(128, 1024))
+    _same_bytes(tb, b)
+    fastckpt.Saver({"w": tw, "b": tb}).restore(None, str(tmp_path / "model-4"))
+    _same_bytes(tw, _values(np.dtype(np.float32), 128 * 1024).reshape(128, 1024))
+    with pytest.raises(fastckpt.InvalidArgumentError) as e:
+        fastckpt.Saver({"w": w}, compression="zstd", compression_level=99)
+    assert str(e.value) == "compression_level must be between -131072 and 22, not 99"

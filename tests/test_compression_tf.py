@@ -64,3 +64,23 @@ def test_uncompressed_save_matches_tf_savev2_bytes(tmp_path):
     for suffix in (".index", ".data-00000-of-00001"):
         with open(ours + suffix, "rb") as f, open(theirs + suffix, "rb") as g:
             assert f.read() == g.read(), suffix
+
+
+def test_fastckpt_saver_of_tf_variables_with_compression(tmp_path):
+    """fastckpt.Saver(compression="zstd") of TF1 variables: fastckpt restores
+    them; TensorFlow's own Saver refuses the checkpoint with its version error."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v = tf.compat.v1.Variable(W, name="w")
+        saver = fastckpt.Saver([v], compression="zstd")
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            path = saver.save(sess, str(tmp_path / "model"), global_step=1)
+            sess.run(v.assign(tf.zeros_like(W)))
+            saver.restore(sess, path)
+            assert sess.run(v).tobytes() == W.tobytes()
+            with pytest.raises(tf.errors.InvalidArgumentError) as e:
+                tf.compat.v1.train.Saver([v]).restore(sess, path)
+            assert REFUSAL in e.value.message, e.value.message
+    with fastckpt.load_checkpoint(path) as reader:
+        assert reader._compressed is not None and reader.get_tensor("w").tobytes() == W.tobytes()
