@@ -161,27 +161,29 @@ def _scratch(tag: str, n: int, dtype: Any) -> np.ndarray:
     return buf[:n]
 
 
-# Shifts of whole elements split and merge planes 3-5x faster than numpy's
-# strided transposes (measured: 4.6 vs 0.9 GB/s for bfloat16 on the
-# benchmark machine). Little-endian hosts only (plane j = byte j).
-_WIDE = {2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")} if _LITTLE else {}
+# Measured on the benchmark machine (1 MiB frames): for 2-byte elements,
+# shifts of whole uint16 elements split at 4.6 GB/s and merge at 4.2 GB/s,
+# where numpy's strided copies manage 0.9-2.9; for 4- and 8-byte elements
+# one strided copy per plane is as fast or faster (2.0-2.3 GB/s) than shifts.
+# Little-endian hosts (plane j = byte j of the element).
+_U16 = np.dtype("<u2")
 
 
 def _split_planes(raw: np.ndarray, k: int) -> np.ndarray:
-    """The k byte planes of `raw` (uint8, k * n bytes) as a (k, n) scratch array."""
+    """The k byte planes of `raw` (uint8, k * n bytes) as a new (k, n) array
+    (new, so that raw planes are stored from it without another copy)."""
     n = raw.size // k
-    planes = _scratch("planes", k * n, np.uint8).reshape(k, n)
-    wide = _WIDE.get(k)
-    if wide is None:
-        np.copyto(planes, raw.reshape(n, k).T)
+    planes = np.empty((k, n), dtype=np.uint8)
+    if k == 2 and _LITTLE:
+        u = raw.view(_U16)
+        np.copyto(planes[0], u, casting="unsafe")  # keeps the low byte
+        tmp = _scratch("shift", n, _U16)
+        np.right_shift(u, 8, out=tmp)
+        np.copyto(planes[1], tmp, casting="unsafe")
         return planes
-    u = raw.view(wide)
-    np.copyto(planes[0], u, casting="unsafe")  # keeps the low byte
-    if k > 1:
-        tmp = _scratch("shift", n, wide)
-        for j in range(1, k):
-            np.right_shift(u, 8 * j, out=tmp)
-            np.copyto(planes[j], tmp, casting="unsafe")
+    grid = raw.reshape(n, k)
+    for j in range(k):
+        np.copyto(planes[j], grid[:, j])
     return planes
 
 
@@ -202,7 +204,7 @@ def _compress_frame(codec: _Codec, raw: np.ndarray, k: int) -> Tuple[List[int], 
             parts.append(z)
             words.append(len(z))
         else:
-            parts.append(plane.tobytes() if k > 1 else plane)  # the scratch array is reused
+            parts.append(plane)
             words.append(n | RAW_PLANE)
     return words, parts
 
@@ -227,7 +229,7 @@ def _run_all(threads: int, fn: Any, tasks: Sequence[Any]) -> List[Any]:
 def _host_bytes(item: Tuple[Any, ...], named: Mapping[str, Any]) -> Optional[np.ndarray]:
     """The item's bytes as a flat uint8 array, or None when it is stored as is
     (strings, partitioned entries, empty and small tensors)."""
-    key, dt, shape, data = item[0], item[1], item[2], item[3]
+    key, dt, data = item[0], item[1], item[3]
     if dt == dtypes.DT_STRING or item[5] is not None or data is None:
         return None
     if isinstance(data, tuple):  # device memory: copied to the host first
@@ -422,25 +424,18 @@ def save(named: Mapping[str, Any], prefix: str, *, level: Optional[int], num_sha
 
 
 def _merge_planes(dest: np.ndarray, planes: List[np.ndarray], k: int) -> None:
-    """Interleaves byte planes into `dest` (uint8, contiguous, k * n bytes)."""
+    """Interleaves byte planes into `dest` (uint8, contiguous, k * n bytes);
+    see _split_planes for the choice of method."""
     if k == 1:
         np.copyto(dest, planes[0])
-        return
-    wide = _WIDE.get(k)
-    if wide is None:
+    elif k == 2 and _LITTLE:
+        out = dest.view(_U16)
+        np.left_shift(planes[1], 8, out=out, dtype=_U16)
+        np.bitwise_or(out, planes[0], out=out)
+    else:
         grid = dest.reshape(-1, k)
         for j in range(k):
             grid[:, j] = planes[j]
-        return
-    out = dest.view(wide)
-    # bfloat16/float16: two passes, (high << 8) then | low.
-    np.left_shift(planes[k - 1], 8 * (k - 1), out=out, dtype=wide)
-    if k > 2:
-        tmp = _scratch("merge", out.size, wide)
-        for j in range(1, k - 1):
-            np.left_shift(planes[j], 8 * j, out=tmp, dtype=wide)
-            np.bitwise_or(out, tmp, out=out)
-    np.bitwise_or(out, planes[0], out=out)
 
 
 class CompressedEntries:
@@ -547,7 +542,7 @@ class CompressedEntries:
         data = _scratch("stored", stop - start, np.uint8)
         fd, done = self._fd(shard), 0
         while done < data.size:
-            got = os.preadv(fd, [memoryview(data[done:])], offset + start + done)
+            got = os.preadv(fd, [data[done:].data], offset + start + done)
             if got <= 0:
                 raise bad("the data file ends early (truncated file?)")
             done += got
@@ -565,7 +560,7 @@ class CompressedEntries:
                 if self.zstd.frame_content_size(chunk) != n:  # before anything is decompressed
                     raise bad("a compressed plane does not hold its raw size")
                 with dctx.stream_reader(chunk) as reader:
-                    filled, view = 0, memoryview(target)
+                    filled, view = 0, target.data
                     while filled < n:
                         got = reader.readinto(view[filled:])
                         if got <= 0:

@@ -263,7 +263,8 @@ def test_verify_checks_stored_bytes_without_decompressing(tmp_path, monkeypatch)
 
     monkeypatch.setattr(compression.CompressedEntries, "_frame", no_decompression)
     report = fastckpt.verify(prefix)
-    assert report.ok and report.bytes == _entry(prefix, "w")[2] + 80 + _entry(prefix, FRAMES_KEY)[2]
+    assert report.ok and report.tensors == 2
+    assert report.bytes == _entry(prefix, "w")[2] + 80 + _entry(prefix, FRAMES_KEY)[2]
     _, offset, size = _entry(prefix, "w")
     _flip(_data_file(prefix), offset + size // 2)
     with pytest.raises(fastckpt.DataLossError) as e:

@@ -240,7 +240,9 @@ class _Save:
         if self.compression is not None:
             from ..compression import compress_items
 
-            named = {piece.key: self.the_local.value(piece) for piece in pieces}
+            # By name (str), through which device pieces are copied to the host.
+            named = {(piece.key.decode("utf-8", "surrogateescape") if isinstance(piece.key, bytes) else piece.key):
+                     self.the_local.value(piece) for piece in pieces}
             items, self.frame_tables, self.logical = compress_items(
                 items, named, level=self.compression[1], threads=self.threads or plan.threads[rank])
             self.keep.append(items)  # the compressed bytes, until the job has written them
