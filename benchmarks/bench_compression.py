@@ -95,9 +95,9 @@ def _plain(tensors: Dict[str, np.ndarray], params: Any) -> Dict[str, Any]:
 
     cctx = zstandard.ZstdCompressor(**params)
     dctx = zstandard.ZstdDecompressor()
-    blobs = {k: cctx.compress(v.data) for k, v in tensors.items()}
+    blobs = {k: cctx.compress(v.view(np.uint8).data) for k, v in tensors.items()}
     return {"stored": sum(len(b) for b in blobs.values()),
-            "compress": lambda: [cctx.compress(v.data) for v in tensors.values()],
+            "compress": lambda: [cctx.compress(v.view(np.uint8).data) for v in tensors.values()],
             "decompress": lambda: [dctx.decompress(b) for b in blobs.values()]}
 
 
