@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def decode(table: np.ndarray, prefix: str) -> Dict[bytes, FrameTable]:
     return out
 
 
-def plane_layout(table: FrameTable, frame: int) -> List[tuple]:
+def plane_layout(table: FrameTable, frame: int) -> List[Tuple[int, int, bool]]:
     """[(stored offset within the frame, stored size, raw?)] of each plane of `frame`."""
     words = table.words[frame, 1:]
     out, pos = [], 0
