@@ -152,7 +152,7 @@ class CheckpointReader:
             from .format.frames import FRAMES_KEY
 
             try:
-                self._compressed = CompressedEntries(self._native, self.prefix, self._index)
+                self._compressed = CompressedEntries(self._native, self.prefix)
             except BaseException:
                 self._native.close()
                 raise
@@ -529,7 +529,8 @@ class CheckpointReader:
                             f"tensor '{name}' in '{self.prefix}' is a string tensor; it cannot be "
                             "restored into device memory")
                     keep.append(dev)
-                    if not whole:
+                    if not whole or (self._compressed is not None and entry.index in self._compressed):
+                        # decompressed on the host, then copied to the device
                         assign.append((name, dev, True))
                     elif entry.size:
                         device_reqs.append((entry.index, dev.ptr, dev.device))

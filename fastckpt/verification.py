@@ -218,7 +218,7 @@ def _frame_table_problems(reader: "_native.Reader", prefix: str) -> List[BadTens
     from .format.frames import FRAMES_KEY
 
     try:
-        CompressedEntries(reader, prefix, {}).close()
+        CompressedEntries(reader, prefix).close()
     except DataLossError as e:
         index = reader.find(FRAMES_KEY.encode())
         where = reader.describe(index).split("' in '")[-1].rstrip("'") if index >= 0 else prefix + ".index"
