@@ -5,6 +5,7 @@
                                      # distributed part unless --parts names it)
     python -m benchmarks --size 4GiB --rounds 3 --workloads transformer-fp32,large
     python -m benchmarks --parts distributed   # 1, 2, 4 gloo ranks: fastckpt.distributed vs DCP
+    python -m benchmarks --parts compression   # zstd on real weights (needs the bench extra)
     python -m benchmarks --markdown-from benchmarks/latest/summary.json   # tables, no run
 
 See benchmarks/README.md for what is measured and how to read it.
@@ -31,7 +32,7 @@ from .measure import PeakRss
 from .systems import ORDER, expand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ("workloads", "crc32c", "scaling", "distributed")
+PARTS = ("workloads", "crc32c", "scaling", "distributed", "compression")
 # --quick leaves out the distributed part unless --parts names it: its launches of 1, 2 and 4
 # torch processes take half a minute even at 4 MiB, and the quick run is meant to take seconds.
 QUICK_PARTS = ("workloads", "crc32c", "scaling")
@@ -71,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: all; fastckpt is always included)")
     p.add_argument("--parts", type=_list, default=None,
                    help=f"what to run: {', '.join(PARTS)} (default: all; with --quick all but "
-                        "distributed)")
+                        "distributed and compression)")
     p.add_argument("--rounds", type=int, default=None,
                    help="alternating rounds per workload (default 3; 2 with --quick)")
     p.add_argument("--modes", type=_list, default=["page-cache", "durable"],
@@ -378,6 +379,16 @@ def _run(args, scratch: str, out_dir: str, progress, start: float) -> int:
         results["notes"] += [f"distributed: {n}" for n in dres["notes"]]
         results["notes"] += [f"distributed launch failed: {f}" for f in dres["failed"]]
         if distributed.is_failure(dres):
+            failed = True
+
+    if "compression" in args.parts:
+        from . import bench_compression
+
+        progress("compression: zstd on all-MiniLM-L6-v2 weights, bfloat16 and AdamW moments")
+        try:
+            results["compression"] = bench_compression.run(cfg, scratch, progress)
+        except Exception as e:  # noqa: BLE001 - report, keep the other parts' results
+            results["notes"].append(f"compression part failed: {type(e).__name__}: {e}")
             failed = True
 
     results["targets"] = targets.evaluate(results)

@@ -284,6 +284,10 @@ def markdown(results: dict) -> str:
         parts.append(scaling_table(results["scaling"]))
     if results.get("distributed"):
         parts.append(distributed_tables(results["distributed"]))
+    if results.get("compression"):
+        from .bench_compression import markdown as compression_tables
+
+        parts.append(compression_tables(results["compression"]))
     if results.get("targets", {}).get("rows"):
         parts.append(targets_table(results["targets"]))
     skipped = {s for w in wls for s in w.get("skipped", {})}

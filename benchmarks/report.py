@@ -216,6 +216,10 @@ def print_all(results: dict, out: TextIO) -> None:
         print_scaling(results["scaling"], out)
     if results.get("distributed"):
         print_distributed(results["distributed"], out)
+    if results.get("compression"):
+        from .bench_compression import print_report as print_compression
+
+        print_compression(results["compression"], out)
     print_targets(results.get("targets", {"rows": []}), out)
     for n in results.get("notes", []):
         print(f"note: {n}", file=out)

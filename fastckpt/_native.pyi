@@ -54,10 +54,14 @@ def write_bundle(prefix: str, items: List[_Item], num_shards: SupportsIndex = 0,
     """Writes and commits a bundle; returns {"num_shards", "data_bytes", "files"}, and
     "chunk_crcs" ({key: packed little-endian uint32 CRCs}) when chunk_bytes > 0."""
 
+#: The header min_consumer of a checkpoint with compressed entries (TensorFlow refuses it).
+COMPRESSED_MIN_CONSUMER: int
+
 def commit_bundle(prefix: str, entries: List[_Entry], data_files: List[Tuple[str, str]],
-                  total_shards: SupportsIndex, durable: bool = True) -> List[str]:
+                  total_shards: SupportsIndex, durable: bool = True, min_consumer: SupportsIndex = 0) -> List[str]:
     """Writes PREFIX.index for every rank's entries and commits every rank's
-    (temp_path, final_path) data files; returns the final data files, then the index."""
+    (temp_path, final_path) data files; returns the final data files, then the index.
+    min_consumer: 0, or COMPRESSED_MIN_CONSUMER for an index with compressed entries."""
 
 def encode_strings(elements: Sequence[bytes]) -> Tuple[bytes, int]:
     """Serializes a DT_STRING tensor; returns (bytes, crc)."""
@@ -104,6 +108,11 @@ class Reader:
     def num_shards(self) -> int: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def compressed(self) -> bool:
+        """Whether the header marks the checkpoint as holding compressed entries."""
+    def stored_as_is(self, entry: SupportsIndex) -> bool:
+        """False for a compressed entry (its stored size differs from what its dtype and shape hold)."""
     def entries(self) -> List[Tuple[bytes, int, Tuple[int, ...], int, int, int, int, Optional[List[_Extents]]]]:
         """(key, dtype, shape, shard, offset, size, masked crc32c, slices | None) per entry."""
     def names(self) -> Dict[str, int]:

@@ -149,6 +149,19 @@ class CheckpointReader:
         self._decoded: Dict[str, _Entry] = {}
         self._tracker: Optional[Tracker] = None  # set by track(): progress of the bulk reads
         self._origin = 0
+        # A compressed checkpoint (fastckpt.compression): its frame table,
+        # checked against the index; None for every other checkpoint.
+        self._compressed: Optional[Any] = None
+        if self._native.compressed:
+            from .compression import CompressedEntries
+            from .format.frames import FRAMES_KEY
+
+            try:
+                self._compressed = CompressedEntries(self._native, self.prefix)
+            except BaseException:
+                self._native.close()
+                raise
+            self._index.pop(FRAMES_KEY, None)
 
     # -- progress ---------------------------------------------------------------
     def track(self, progress: Optional[ProgressCallback], names: Optional[Iterable[str]] = None
@@ -167,15 +180,18 @@ class CheckpointReader:
         # Each tensor's bytes, placed where its data starts in the files; a
         # partitioned tensor's are its slices', placed at its first slice.
         placed: Dict[str, Tuple[int, int, int]] = {}
-        for key, _dt, _shape, shard, offset, size, _crc, _slices in self._native.entries():
+        compressed = self._compressed
+        for index, (key, _dt, _shape, shard, offset, size, _crc, _slices) in enumerate(self._native.entries()):
             name = slicing.decode_slice_key(key)[0] if key[:1] == b"\0" else _decode_key(key)
             if name in wanted:
+                if compressed is not None and index in compressed:
+                    size = compressed.tables[index].raw_bytes  # progress counts raw bytes
                 first = placed.get(name)
                 placed[name] = (size, shard, offset) if first is None else \
                     (first[0] + size, *min(first[1:], (shard, offset)))
         order = sorted(placed.values(), key=lambda p: p[1:])
         self._tracker = Tracker(progress, [size for size, _, _ in order])
-        self._origin = self._native.bytes_processed()
+        self._origin = self._bytes_processed()
         return self._tracker
 
     def _bulk(self, call: Callable[[], T]) -> T:
@@ -183,12 +199,19 @@ class CheckpointReader:
         tracker = self._tracker
         if tracker is None:
             return call()
-        return tracker.run(call, lambda: self._native.bytes_processed() - self._origin)
+        return tracker.run(call, lambda: self._bytes_processed() - self._origin)
+
+    def _bytes_processed(self) -> int:
+        """Bytes read and checked by this reader so far (compressed tensors: their raw bytes)."""
+        done = self._native.bytes_processed()
+        return done + self._compressed.raw_bytes_read if self._compressed is not None else done
 
     # -- context management -------------------------------------------------
     def close(self) -> None:
         """Closes the data files. Further reads raise."""
         self._native.close()
+        if self._compressed is not None:
+            self._compressed.close()
 
     def __enter__(self) -> "CheckpointReader":
         return self
@@ -418,6 +441,9 @@ class CheckpointReader:
             return out.reshape(shape)
         self._native.check_bounds([index])  # before allocating what the index claims
         out = aligned_empty(shape, np_dtype)
+        if self._compressed is not None and index in self._compressed:
+            self._compressed.read_whole([(index, out)], self._threads)
+            return out
         self._native.read([(index, out)], self._threads, config.task_bytes())
         return out
 
@@ -435,6 +461,8 @@ class CheckpointReader:
         """
         np_dtype = _numpy_dtype(entry.dtype)
         box = [(int(s), int(n)) for s, n in _resolved(extents, entry.shape)]
+        if self._compressed is not None:
+            return self._read_compressed_box(entry, extents, box, np_dtype)[0]
         if entry.slices is None:
             self._native.check_bounds([entry.index])
         else:
@@ -442,6 +470,39 @@ class CheckpointReader:
         out = aligned_empty([n for _, n in box], np_dtype)
         self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
         return out
+
+    def _read_compressed_box(self, entry: _Entry, extents: Extents, box: Extents, np_dtype: np.dtype,
+                             out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, int]:
+        """:meth:`_read_box` in a compressed checkpoint: compressed pieces
+        decompress only the frames holding the box, the others go through
+        the native box read. Reads into `out` (C-contiguous, the box's shape
+        and dtype) when given. Returns (the array, bytes read from the data
+        files)."""
+        comp = self._compressed
+        assert comp is not None
+        nbytes = 0
+        if entry.slices is None:
+            self._native.check_bounds([entry.index])
+            if out is None:
+                out = aligned_empty([n for _, n in box], np_dtype)
+            if entry.index in comp:
+                nbytes = comp.read_box(entry.index, entry.shape, box, out, self._threads)
+            elif out.size:
+                nbytes = self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
+            return out, nbytes
+        plan = self._native.plan_region(entry.index, [(int(s), int(n)) for s, n in extents])
+        if out is None:
+            out = aligned_empty([n for _, n in box], np_dtype)
+        for index, stored, overlap in plan:
+            stored = _resolved(stored, entry.shape)
+            sub = [(o - s, n) for (o, n), (s, _) in zip(overlap, stored)]
+            part = aligned_empty([n for _, n in sub], np_dtype)
+            if index in comp:
+                nbytes += comp.read_box(index, [n for _, n in stored], sub, part, self._threads)
+            elif part.size:
+                nbytes += self._native.read_box(index, sub, part, self._threads, config.task_bytes())
+            out[_relative_index(overlap, box, entry.shape)] = part
+        return out, nbytes
 
     def _read_region(self, name: str, entry: _Entry, extents: Extents) -> np.ndarray:
         """Assembles `extents` of a partitioned tensor from its stored slices.
@@ -496,6 +557,7 @@ class CheckpointReader:
         device_reqs: List[Tuple[int, int, int]] = []
         assign: List[Tuple[str, Any, bool]] = []  # (name, target, through the native device path)
         empty: List[int] = []  # zero-size tensors: nothing to read, a CRC to check
+        compressed_reqs: List[Tuple[int, np.ndarray]] = []  # decompressed straight into the target
         keep = []  # device descriptions (they own contiguous copies) until the reads are done
         staging: Optional[bool] = None  # decided at the first device target: only then is CUDA touched
         for name, target in targets.items():
@@ -515,7 +577,8 @@ class CheckpointReader:
                             f"tensor '{name}' in '{self.prefix}' is a string tensor; it cannot be "
                             "restored into device memory")
                     keep.append(dev)
-                    if not whole:
+                    if not whole or (self._compressed is not None and entry.index in self._compressed):
+                        # decompressed on the host, then copied to the device
                         assign.append((name, dev, True))
                     elif entry.size:
                         device_reqs.append((entry.index, dev.ptr, dev.device))
@@ -527,6 +590,8 @@ class CheckpointReader:
             view = writable_host_view(name, self.prefix, target) if whole else None
             if view is None:
                 assign.append((name, target, False))
+            elif self._compressed is not None and entry.index in self._compressed:
+                compressed_reqs.append((entry.index, view))
             elif entry.size:
                 host_reqs.append((entry.index, view))
             else:
@@ -535,6 +600,9 @@ class CheckpointReader:
         self._native.check_bounds([r[0] for r in host_reqs] + [r[0] for r in device_reqs] + empty)
         if host_reqs:
             self._bulk(lambda: self._native.read(host_reqs, self._threads, config.task_bytes()))
+        if compressed_reqs:
+            assert self._compressed is not None
+            self._bulk(lambda: self._compressed.read_whole(compressed_reqs, self._threads))
         if device_reqs:
             config.apply_staging_settings()
             self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
@@ -644,8 +712,21 @@ class CheckpointReader:
         result, left = self._bulk(lambda: self._native.read_all(
             _numpy_dtype, self._threads, config.task_bytes(),
             _PACK_BELOW if pack_small else 0, _SLAB_BYTES))
+        if self._compressed is not None:
+            from .format.frames import FRAMES_KEY
+
+            result.pop(FRAMES_KEY, None)  # the frame table is no tensor of the checkpoint's
+        if self._compressed is not None:  # compressed tensors, all frames in one parallel read
+            batch = []
+            for name in left:
+                e = self._entry(name)
+                if e.index in self._compressed:
+                    result[name] = aligned_empty(e.shape, _numpy_dtype(e.dtype))
+                    batch.append((e.index, result[name]))
+            self._bulk(lambda: self._compressed.read_whole(batch, self._threads))
         for name in left:  # string and partitioned tensors
-            result[name] = self.get_tensor(name)
+            if name not in result:
+                result[name] = self.get_tensor(name)
         if to_torch is not None:
             return {name: to_torch(result[name]) for name in sorted(result)}
         return {name: result[name] for name in sorted(result)}
@@ -810,7 +891,7 @@ def _finish_tracking(reader: CheckpointReader, tracker: Optional[Tracker], start
     """The last progress call and the INFO log line of a restore."""
     if tracker is not None:
         tracker.report(tracker.total, final=True)
-    log_done("restored", reader.prefix, reader._native.bytes_processed(), time.perf_counter() - start)
+    log_done("restored", reader.prefix, reader._bytes_processed(), time.perf_counter() - start)
 
 
 class RestoreReport(NamedTuple):

@@ -126,6 +126,13 @@ class Saver:
             with ``sharded=True`` and TensorFlow variables, one per device as TF).
         durable: fsync data, index, ``.meta`` and state file before each becomes
             visible (default True; TensorFlow's Saver does not fsync).
+        compression, compression_level: as for :func:`fastckpt.save`; set
+            once for every checkpoint this Saver writes (``save`` keeps
+            TensorFlow's signature). ``"zstd"`` checkpoints restore with any
+            fastckpt Saver or reader; TensorFlow's own Saver refuses them
+            (``fastckpt convert SRC DST --compression none`` makes a copy it
+            restores). Saves that TensorFlow's own ops write (V1, URLs,
+            variant saveables) are never compressed.
     """
 
     def __init__(self, var_list: Any = None, reshape: bool = False, sharded: bool = False,
@@ -135,7 +142,8 @@ class Saver:
                  allow_empty: bool = False, write_version: int = V2, pad_step_number: bool = False,
                  save_relative_paths: bool = False, filename: Optional[str] = None, *,
                  threads: Optional[int] = None, num_shards: Optional[int] = None,
-                 durable: bool = True) -> None:
+                 durable: bool = True, compression: Optional[str] = None,
+                 compression_level: Optional[int] = None) -> None:
         if write_version not in (V1, V2):
             raise InvalidArgumentError(f"write_version must be V1 (1) or V2 (2), not {write_version!r}")
         if defer_build and var_list:
@@ -151,6 +159,9 @@ class Saver:
         self._threads = threads
         self._num_shards = num_shards
         self._durable = durable
+        from . import compression as _compression
+
+        self._compression = _compression.check_options(compression, compression_level)
         self._last_checkpoints: List[Tuple[str, float]] = []
         # Every prefix this saver has managed: its entries in the state file
         # are this saver's to keep or drop (never carried over as another
@@ -409,6 +420,10 @@ class Saver:
                          write_state)
             return checkpoint_file
         items, keep = backend.collect(sess)
+        if self._compression is not None:
+            return self._save_compressed(items, keep, backend, blocking, checkpoint_file, meta_file, save_path,
+                                         save_path_parent, latest_filename, meta_graph_suffix,
+                                         write_meta if write_meta_graph else None, write_state)
         if not blocking:
             job = start_job(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
                             threads=self._threads, durable=self._durable, sort_data=backend.sort_data,
@@ -438,6 +453,37 @@ class Saver:
         self._commit(write_bundle, checkpoint_file, meta_file, save_path, save_path_parent,
                      latest_filename, meta_graph_suffix, write_meta if write_meta_graph else None,
                      write_state)
+        del keep
+        return checkpoint_file
+
+    def _save_compressed(self, items: Any, keep: Any, backend: Any, blocking: bool, checkpoint_file: str,
+                         *commit_args: Any) -> Any:
+        """:meth:`save`'s native path with compression (fastckpt.compression):
+        the same commit protocol, the bundle written by a CompressedJob."""
+        from . import compression as _compression
+
+        assert self._compression is not None
+        # Arrays by name, through which device arrays are copied to the host
+        # to be compressed (TensorFlow's values are fetched to the host already).
+        named = getattr(backend, "var_list", None)
+        job = _compression.CompressedJob(
+            items, named if isinstance(named, dict) else {}, checkpoint_file, level=self._compression[1],
+            num_shards=self._num_shards or backend.default_shards(), threads=self._threads,
+            durable=self._durable, sort_data=backend.sort_data, snapshot_host=not blocking)
+        if not blocking:
+            del keep  # the snapshot holds the values once start_background returns
+
+            def finish() -> str:
+                self._commit(job.finish, checkpoint_file, *commit_args)
+                return checkpoint_file
+
+            handle = start_background(job, checkpoint_file, finish)
+            self._pending = [h for h in self._pending if not h.done()] + [handle]
+            return handle
+        for pending in self._pending:
+            pending.wait()
+        self._pending = []
+        self._commit(lambda: _compression.run_blocking(job), checkpoint_file, *commit_args)
         del keep
         return checkpoint_file
 

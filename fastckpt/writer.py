@@ -382,14 +382,15 @@ def _named_tensors(state: Any, allow_pickle: bool) -> Dict[str, Any]:
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
          host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         compression: Optional[str] = ..., compression_level: Optional[int] = ...,
          progress: Optional[ProgressCallback] = ...) -> SaveResult: ...
 
 
 @overload
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
-         host_memory_budget: Optional[int] = ...,
-         allow_pickle: bool = ...,
+         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         compression: Optional[str] = ..., compression_level: Optional[int] = ...,
          progress: Optional[ProgressCallback] = ...) -> "_background.AsyncSave[SaveResult]": ...
 
 
@@ -397,14 +398,15 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
          threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
          host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
+         compression: Optional[str] = ..., compression_level: Optional[int] = ...,
          progress: Optional[ProgressCallback] = ...
          ) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
 def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
          threads: Optional[int] = None, durable: bool = True, blocking: bool = True,
-         host_memory_budget: Optional[int] = None,
-         allow_pickle: bool = False,
+         host_memory_budget: Optional[int] = None, allow_pickle: bool = False,
+         compression: Optional[str] = None, compression_level: Optional[int] = None,
          progress: Optional[ProgressCallback] = None) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
     """Saves arrays, or a nested training state, as a TensorFlow V2 checkpoint
     (``PREFIX.index`` + data shards).
@@ -455,6 +457,18 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
             written, bytes total, tensors done, tensors total), called on
             this thread at most ten times a second while the data is
             written, and once at the end. Blocking saves only.
+        compression: None or ``"none"`` (the default: TensorFlow's layout,
+            byte for byte) or ``"zstd"``: tensors of 16 KiB and more are
+            stored as zstd-compressed byte planes in independent 1 MiB frames
+            (see :mod:`fastckpt.compression`); every fastckpt reader reads
+            them transparently, TensorFlow refuses the checkpoint with its
+            version error (``fastckpt convert SRC DST --compression none``
+            makes a copy it reads). Needs the ``zstd`` extra. With
+            ``blocking=False`` the compression is the snapshot: the call
+            returns once the tensors are compressed. ``SaveResult.nbytes`` is
+            then the bytes written, compressed.
+        compression_level: None (tuned fast parameters, the default) or a
+            zstd level (-131072 to 22).
 
     Returns:
         A SaveResult with the files written, bytes and timing; with
@@ -467,6 +481,7 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
             structured), or an object of a kind that cannot be saved (its path
             named).
         CheckpointIOError: an OS error (ENOSPC, EACCES...), with ``errno`` set.
+        MissingDependencyError: ``compression="zstd"`` without zstandard.
     """
     start = time.perf_counter()
     prefix = os.fspath(prefix)
@@ -474,6 +489,9 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
     if check_callback(progress) is not None and not blocking:
         raise InvalidArgumentError("progress= reports a blocking save; an asynchronous save reports "
                                    "through its handle (done(), result())")
+    from . import compression as _compression
+
+    codec = _compression.check_options(compression, compression_level)
     named = _named_tensors(tensors, allow_pickle)
     items, keep = prepare_items(named)
     keep.append(named)  # owns the arrays made for scalars until the write (or snapshot) is done
@@ -486,6 +504,10 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise from_os_error(e, f"cannot create directory '{parent}'", parent) from None
+    if codec is not None:
+        return _compression.save(named, prefix, level=codec[1], num_shards=num_shards, threads=threads,
+                                 durable=durable, blocking=blocking,
+                                 host_memory_budget=host_memory_budget, start=start, progress=progress)
     if not blocking:
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         snapshot_host=True, host_memory_budget=host_memory_budget)

@@ -176,6 +176,12 @@ class PyReader {
   bool closed() const { return !reader_; }
 
   int num_shards() const { return Get()->header().num_shards; }
+  bool compressed() const { return Get()->compressed(); }
+  bool stored_as_is(size_t i) const {
+    auto r = Get();
+    CheckEntry(*r, i);
+    return r->StoredAsIs(i);
+  }
 
   // [(key, dtype, shape, shard_id, offset, size, masked_crc, slices | None)]
   py::list Entries() const {
@@ -236,7 +242,8 @@ class PyReader {
 
   // Reads every listed fixed-size, unpartitioned tensor into new numpy
   // arrays with one parallel read. Returns ({name: array}, [names left to
-  // the caller]): string and partitioned tensors are left.
+  // the caller]): string and partitioned tensors, and compressed entries
+  // (BundleReader::StoredAsIs), are left.
   //
   // `dtype_of(dtype number)` gives the numpy dtype (it raises for dtypes
   // numpy cannot hold); it is called once per distinct dtype. Every entry is
@@ -260,7 +267,7 @@ class PyReader {
     for (size_t i = 0; i < keys.size(); ++i) {
       if (IsSliceKey(keys[i])) continue;
       const BundleEntry& e = entries[i];
-      if (!e.slices.empty() || e.dtype == kDtString) {
+      if (!e.slices.empty() || e.dtype == kDtString || !r->StoredAsIs(i)) {
         left.append(DecodeKey(keys[i]));
         continue;
       }
@@ -593,6 +600,10 @@ void RegisterReader(py::module_& m) {
   py::class_<PyReader>(m, "Reader", "An open checkpoint bundle (index parsed, data files open).")
       .def(py::init<const std::string&>(), py::arg("prefix"))
       .def_property_readonly("num_shards", &PyReader::num_shards)
+      .def_property_readonly("compressed", &PyReader::compressed,
+                             "Whether the header marks the checkpoint as holding compressed entries.")
+      .def("stored_as_is", &PyReader::stored_as_is, py::arg("entry"),
+           "False for a compressed entry (its stored size differs from what its dtype and shape hold).")
       .def_property_readonly("closed", &PyReader::closed)
       .def("entries", &PyReader::Entries)
       .def("names", &PyReader::Names, "{name: entry index} of every listed tensor (slice entries excluded).")

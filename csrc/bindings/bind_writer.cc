@@ -426,7 +426,7 @@ std::vector<DataFileNames> ParseDataFiles(py::handle files) {
 }
 
 std::vector<std::string> CommitBundlePy(const std::string& prefix, py::handle entries, py::handle data_files,
-                                        int total_shards, bool durable) {
+                                        int total_shards, bool durable, int min_consumer) {
   std::vector<IndexEntry> native_entries = ParseEntries(entries);
   std::vector<DataFileNames> native_files = ParseDataFiles(data_files);
   std::vector<std::string> files;
@@ -434,7 +434,7 @@ std::vector<std::string> CommitBundlePy(const std::string& prefix, py::handle en
   {
     py::gil_scoped_release release;
     st = CommitMergedBundle(prefix, std::move(native_entries), std::move(native_files), total_shards, durable,
-                            &files);
+                            &files, min_consumer);
   }
   Check(st);
   return files;
@@ -571,12 +571,14 @@ void RegisterWriter(py::module_& m) {
       .def("held_buffers", &PySaveJob::HeldBuffers,
            "Caller buffers the job still holds (0 once finish() has returned).");
   m.def("commit_bundle", &CommitBundlePy, py::arg("prefix"), py::arg("entries"), py::arg("data_files"),
-        py::arg("total_shards"), py::arg("durable") = true,
+        py::arg("total_shards"), py::arg("durable") = true, py::arg("min_consumer") = 0,
         "Writes PREFIX.index for the merged entries of every rank (any order) and commits every\n"
         "rank's data files (data_files: [(temp_path, final_path)]) as a single save commits its\n"
         "own; returns the final data files in shard order, then the index. The other ranks' files\n"
         "are renamed without holding their locks: they must not be released before this returns.\n"
-        "Releases the GIL while working.");
+        "min_consumer: the header's version, 0 (TensorFlow's) or COMPRESSED_MIN_CONSUMER (an index\n"
+        "with compressed entries, which TensorFlow refuses). Releases the GIL while working.");
+  m.attr("COMPRESSED_MIN_CONSUMER") = kCompressedMinConsumer;
   m.def("configure_threads", &ConfigureThreadsPy, py::arg("max_threads") = py::none(),
         py::arg("idle_seconds") = py::none(),
         "Sets the cap on the process-wide I/O thread pool (0: no helper threads) and how long\n"

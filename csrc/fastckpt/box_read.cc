@@ -206,6 +206,7 @@ Status BundleReader::ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest
   };
   std::vector<Source> sources;
   if (e.slices.empty()) {
+    FASTCKPT_RETURN_IF_ERROR(CheckStoredAsIs(entry));
     FASTCKPT_RETURN_IF_ERROR(CheckBounds(entry));
     if (volume == 0) return Status::Ok();
     sources.push_back(Source{entry, e.shape, std::vector<int64_t>(k, 0), box});
@@ -215,6 +216,7 @@ Status BundleReader::ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest
     if (volume == 0) return Status::Ok();
     sources.reserve(parts.size());
     for (SlicePart& part : parts) {
+      FASTCKPT_RETURN_IF_ERROR(CheckStoredAsIs(part.entry));
       const TensorSlice& s = e.slices[part.slice];
       Source src{part.entry, std::vector<int64_t>(k), std::vector<int64_t>(k), std::move(part.overlap)};
       for (size_t d = 0; d < k; ++d) {

@@ -128,12 +128,16 @@ Status CommitBundleFiles(const std::string& prefix, int num_shards, const std::v
 
 Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> entries,
                           std::vector<DataFileNames> data, int total_shards, bool durable,
-                          std::vector<std::string>* final_files) {
+                          std::vector<std::string>* final_files, int32_t min_consumer) {
   const std::string where = "commit_bundle: checkpoint '" + prefix + "': ";
   auto bad = [&](const std::string& what) { return InvalidArgument(where + what); };
   if (prefix.empty()) return InvalidArgument("commit_bundle: the checkpoint prefix must not be empty");
   if (total_shards < 1 || total_shards > 99999) {
     return bad("total_shards must be between 1 and 99999, not " + std::to_string(total_shards));
+  }
+  if (min_consumer != 0 && min_consumer != kCompressedMinConsumer) {
+    return bad("min_consumer must be 0 or " + std::to_string(kCompressedMinConsumer) + ", not " +
+               std::to_string(min_consumer));
   }
   // The data files: each shard of total_shards exactly once, under a
   // temporary name of its own final name.
@@ -175,7 +179,7 @@ Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> ent
     if (e.entry.size < 0) return bad(name + " has a negative size (" + std::to_string(e.entry.size) + ")");
   }
   std::string index;
-  Status st = BuildIndex(total_shards, &entries, &index);
+  Status st = BuildIndex(total_shards, &entries, &index, min_consumer);
   if (!st.ok()) return st.Annotate(where);
   return CommitBundleFiles(prefix, total_shards, ordered, index, durable, nullptr, final_files);
 }

@@ -59,9 +59,11 @@ Status CommitBundleFiles(const std::string& prefix, int num_shards, const std::v
 // shard exactly once; every temporary name fastckpt's temporary name of its
 // final name; keys non-empty and unique; every entry's shard among the data
 // files, its offset and size non-negative. On success *final_files holds the
-// data files' final names in shard order, then the index's.
+// data files' final names in shard order, then the index's. `min_consumer`:
+// the header's version (0, or kCompressedMinConsumer for a checkpoint with
+// compressed entries; anything else is kInvalidArgument).
 Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> entries,
                           std::vector<DataFileNames> data, int total_shards, bool durable,
-                          std::vector<std::string>* final_files);
+                          std::vector<std::string>* final_files, int32_t min_consumer = 0);
 
 }  // namespace fastckpt

@@ -29,8 +29,9 @@ struct IndexEntry {
 class IndexBuilder {
  public:
   // Appends into *out, which the caller owns and keeps alive; the header
-  // (num_shards data files) is added here.
-  IndexBuilder(int32_t num_shards, std::string* out);
+  // (num_shards data files; version min_consumer, 0 as TensorFlow writes it
+  // or kCompressedMinConsumer) is added here.
+  IndexBuilder(int32_t num_shards, std::string* out, int32_t min_consumer = 0);
   // REQUIRES: key > every key added before (bytewise) and non-empty;
   // kInvalidArgument otherwise.
   Status Add(const std::string& key, const BundleEntry& entry);
@@ -45,7 +46,8 @@ class IndexBuilder {
 
 // The index of `entries`, given in any order (sorted here, in place), for a
 // bundle of num_shards data files. A key given twice is kInvalidArgument
-// "duplicate tensor name '<key>'".
-Status BuildIndex(int32_t num_shards, std::vector<IndexEntry>* entries, std::string* index);
+// "duplicate tensor name '<key>'". `min_consumer` as for IndexBuilder.
+Status BuildIndex(int32_t num_shards, std::vector<IndexEntry>* entries, std::string* index,
+                  int32_t min_consumer = 0);
 
 }  // namespace fastckpt

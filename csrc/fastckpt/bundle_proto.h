@@ -30,6 +30,13 @@ struct SliceExtent {
 };
 using TensorSlice = std::vector<SliceExtent>;
 
+// The header version of a checkpoint whose index holds compressed entries
+// (fastckpt/compression.py): min_consumer above TensorFlow's tensor-bundle
+// version 1, so that TensorFlow's CheckVersions refuses the checkpoint with
+// its own error instead of reading compressed bytes as tensor values.
+// fastckpt's reader accepts exactly this value besides TensorFlow's.
+constexpr int32_t kCompressedMinConsumer = 1001;
+
 struct BundleHeader {
   int32_t num_shards = 1;
   int32_t endianness = 0;  // 0 = little, 1 = big

@@ -28,7 +28,7 @@ constexpr size_t kMaxRequestsPerTask = 1024;
 constexpr int32_t kConsumerVersion = 1;
 
 Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_shards,
-                     const std::string& index_name) {
+                     const std::string& index_name, bool compressed) {
   auto bad = [&](const std::string& why) {
     return DataLoss("corrupt index file '" + index_name + "': entry '" + PrintableKey(key) + "' " + why);
   };
@@ -62,7 +62,11 @@ Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_s
     return bad("names shard " + std::to_string(e.shard_id) + " of " + std::to_string(num_shards));
   }
   if (e.offset < 0 || e.size < 0) return bad("has a negative offset or size");
-  if (elem > 0 && numel * static_cast<unsigned>(elem) != static_cast<uint64_t>(e.size)) {
+  // In a compressed checkpoint an entry's stored bytes may be fewer or more
+  // than its shape and dtype hold: fastckpt's Python reader checks them
+  // against the frame table, and the native reads refuse such entries
+  // (CheckStoredAsIs).
+  if (!compressed && elem > 0 && numel * static_cast<unsigned>(elem) != static_cast<uint64_t>(e.size)) {
     return bad("has size " + std::to_string(e.size) + ", which does not match its shape and dtype");
   }
   return Status::Ok();
@@ -104,7 +108,8 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
       }));
   if (!have_header) return DataLoss("corrupt index file '" + index_name + "': no header entry");
   const BundleHeader& h = r->header_;
-  if (h.producer < 0 || h.min_consumer > kConsumerVersion ||
+  r->compressed_ = h.min_consumer == kCompressedMinConsumer;
+  if (h.producer < 0 || (h.min_consumer > kConsumerVersion && !r->compressed_) ||
       std::find(h.bad_consumers.begin(), h.bad_consumers.end(), kConsumerVersion) != h.bad_consumers.end()) {
     return DataLoss("checkpoint '" + index_name + "' has version producer=" + std::to_string(h.producer) +
                     " min_consumer=" + std::to_string(h.min_consumer) +
@@ -119,7 +124,7 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
                     std::to_string(h.num_shards));
   }
   for (size_t i = 0; i < r->entries_.size(); ++i) {
-    FASTCKPT_RETURN_IF_ERROR(ValidateEntry(r->keys_[i], r->entries_[i], h.num_shards, index_name));
+    FASTCKPT_RETURN_IF_ERROR(ValidateEntry(r->keys_[i], r->entries_[i], h.num_shards, index_name, r->compressed_));
   }
   // Open only the shards that entries refer to: a lying num_shards must not
   // make us touch millions of files.
@@ -185,6 +190,21 @@ Status BundleReader::CheckBounds(size_t entry) const {
   return Status::Ok();
 }
 
+bool BundleReader::StoredAsIs(size_t entry) const {
+  const BundleEntry& e = entries_[entry];
+  const int elem = DtypeElementSize(e.dtype);
+  if (!compressed_ || elem <= 0 || !e.slices.empty()) return true;
+  unsigned __int128 bytes = static_cast<unsigned>(elem);
+  for (int64_t d : e.shape) bytes *= static_cast<uint64_t>(d);  // < 2^62 * 16 (Open)
+  return bytes == static_cast<uint64_t>(e.size);
+}
+
+Status BundleReader::CheckStoredAsIs(size_t entry) const {
+  if (StoredAsIs(entry)) return Status::Ok();
+  return InvalidArgument(Describe(entry) + " is stored compressed (" + std::to_string(entries_[entry].size) +
+                         " bytes); read it through fastckpt's Python reader, which decompresses it");
+}
+
 Status BundleReader::ReadRaw(size_t entry, std::string* out) const {
   if (entry >= entries_.size()) return InvalidArgument("no such entry");
   FASTCKPT_RETURN_IF_ERROR(CheckBounds(entry));
@@ -201,6 +221,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
     const BundleEntry& e = entries_[r.entry];
     int elem = DtypeElementSize(e.dtype);
     if (elem <= 0) return InvalidArgument(Describe(r.entry) + " does not have a fixed-size dtype");
+    FASTCKPT_RETURN_IF_ERROR(CheckStoredAsIs(r.entry));
     FASTCKPT_RETURN_IF_ERROR(CheckBounds(r.entry));
     if (r.dest_size != static_cast<uint64_t>(e.size)) {
       return InvalidArgument(Describe(r.entry) + ": destination buffer has the wrong size");

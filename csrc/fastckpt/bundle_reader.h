@@ -217,6 +217,18 @@ class BundleReader {
   Status ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest, uint64_t dest_size, int threads,
                  uint64_t task_bytes, uint64_t* bytes_read) const;
 
+  // Whether the header marks the checkpoint as holding compressed entries
+  // (min_consumer == kCompressedMinConsumer).
+  bool compressed() const { return compressed_; }
+  // False for an entry of a compressed checkpoint whose stored size differs
+  // from what its fixed-size dtype and shape hold (a compressed entry); true
+  // otherwise. CheckStoredAsIs: kInvalidArgument naming the tensor when
+  // false. Every native read of tensor values refuses compressed entries
+  // (fastckpt's writer never stores a compressed entry in exactly its raw
+  // size, and its reader refuses a frame table claiming one).
+  bool StoredAsIs(size_t entry) const;
+  Status CheckStoredAsIs(size_t entry) const;
+
   // "tensor 'name' in 'FILE'", FILE being the data file of an unpartitioned
   // tensor and the index of a partitioned one (whose bytes are in its
   // slices' files), for messages about the tensor as a whole.
@@ -238,6 +250,7 @@ class BundleReader {
 
   std::string prefix_;
   BundleHeader header_;
+  bool compressed_ = false;
   std::vector<std::string> keys_;
   std::vector<BundleEntry> entries_;
   std::vector<File> shards_;             // opened only if referenced

@@ -41,6 +41,7 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
     if (DtypeElementSize(e.dtype) <= 0) {
       return InvalidArgument(Describe(r.entry) + " does not have a fixed-size dtype");
     }
+    FASTCKPT_RETURN_IF_ERROR(CheckStoredAsIs(r.entry));
     FASTCKPT_RETURN_IF_ERROR(CheckBounds(r.entry));
     if (e.size > 0 && r.dest == 0) return InvalidArgument(Describe(r.entry) + ": null device destination");
   }

@@ -138,7 +138,10 @@ class _Restorer:
             index = tuple(slice(o, o + n) for o, n in zip(offsets, lengths))
             return np.ascontiguousarray(whole[index])
         out = into if into is not None and into.dtype == saved else aligned_empty(tuple(lengths), saved)
-        if out.size:
+        if out.size and self.reader._compressed is not None:  # a compressed checkpoint (fastckpt.compression)
+            box_extents = [(int(o), int(n)) for o, n in zip(offsets, lengths)]
+            self.bytes_read += self.reader._read_compressed_box(entry, box_extents, box_extents, saved, out)[1]
+        elif out.size:
             self.bytes_read += int(self.reader._native.read_box(
                 entry.index, [(int(o), int(n)) for o, n in zip(offsets, lengths)], out,
                 self.reader._threads))
@@ -269,7 +272,7 @@ class _Restorer:
     def unexpected(self, target: Any) -> List[str]:
         """Checkpoint tensors under the target's top-level keys that nothing read."""
         tops = [str(k) for k in target] if isinstance(target, Mapping) else [str(i) for i in range(len(target))]
-        reserved = {structure.STRUCTURE_KEY, chunks.CHUNKS_KEY}
+        reserved = {structure.STRUCTURE_KEY, chunks.CHUNKS_KEY}  # the frame table is no listed tensor
         # Other ranks' per-rank values are not this rank's to restore.
         others = tuple(f"{p}/__rank_" for p, node in self.nodes.items() if node.get("t") == "per_rank")
         return sorted(n for n in self.reader._index if n not in self.used and n not in reserved and

@@ -156,8 +156,14 @@ class _Save:
     """One rank's part of one multi-rank save."""
 
     def __init__(self, state: Any, prefix: str, comm: Communicator, group: Any, *, durable: bool,
-                 threads: Optional[int], allow_pickle: bool, blocking: bool) -> None:
+                 threads: Optional[int], allow_pickle: bool, blocking: bool,
+                 compression: Optional[Tuple[str, Optional[int]]] = None) -> None:
         self.prefix = prefix
+        # ("zstd", level) or None (fastckpt.compression); this rank's frame
+        # tables and the dtypes and shapes of its compressed entries.
+        self.compression = compression
+        self.frame_tables: Dict[bytes, Any] = {}
+        self.logical: Dict[bytes, Any] = {}
         self.comm = comm
         self.durable = durable
         self.threads = threads
@@ -231,6 +237,15 @@ class _Save:
             item, owner = prepare_item(piece.key, self.the_local.value(piece), slice_key=piece.box is not None)
             items.append(item)
             self.keep.append(owner)
+        if self.compression is not None:
+            from ..compression import compress_items
+
+            # By name (str), through which device pieces are copied to the host.
+            named = {(piece.key.decode("utf-8", "surrogateescape") if isinstance(piece.key, bytes) else piece.key):
+                     self.the_local.value(piece) for piece in pieces}
+            items, self.frame_tables, self.logical = compress_items(
+                items, named, level=self.compression[1], threads=self.threads or plan.threads[rank])
+            self.keep.append(items)  # the compressed bytes, until the job has written them
         os.makedirs(os.path.dirname(self.prefix) or ".", exist_ok=True)
         return start_job(items, self.prefix, num_shards=plan.num_shards[rank],
                          threads=self.threads or plan.threads[rank],
@@ -281,8 +296,13 @@ class _Save:
             collectives=self.comm.collectives - self.collectives_before, plan_cached=self.cached)
 
     def exchange_results(self, result: Dict[str, Any]) -> Tuple[str, Any]:
-        mine = ("results", self.plan.key if self.plan is not None else b"",
-                {k: result.get(k) for k in ("entries", "data_files", "chunk_crcs")}, self.error)
+        sent = {k: result.get(k) for k in ("entries", "data_files", "chunk_crcs")}
+        if self.frame_tables:
+            from ..format import frames
+
+            sent["frames"] = frames.encode(self.frame_tables).tobytes()
+            sent["logical"] = self.logical
+        mine = ("results", self.plan.key if self.plan is not None else b"", sent, self.error)
         try:
             if self.cached:
                 gathered: Optional[List[Any]] = self.allgather(mine)
@@ -312,24 +332,36 @@ class _Save:
         entries: List[Any] = []
         data_files: List[Any] = []
         crcs: Dict[bytes, bytes] = {}
-        for _, _, result, _ in gathered:
-            entries.extend(result["entries"])
-            data_files.extend(result["data_files"])
-            crcs.update(result["chunk_crcs"] or {})
+        tables: Dict[bytes, Any] = {}
+        logical: Dict[bytes, Any] = {}
         meta = None
         try:
+            for _, _, result, _ in gathered:
+                entries.extend(result["entries"])
+                data_files.extend(result["data_files"])
+                crcs.update(result["chunk_crcs"] or {})
+                if result.get("frames"):
+                    from ..format import frames
+
+                    tables.update(frames.decode(np.frombuffer(result["frames"], np.uint8), self.prefix))
+                    logical.update(result["logical"])
+            if logical:
+                from ..compression import rewrite_entries
+
+                entries = rewrite_entries(entries, logical)
             for name, dtype, shape, extents in self.the_plan.partitioned:
                 dt = dtypes.DT_STRING if dtype == "string" else dtypes.from_numpy_dtype(np.dtype(dtype))
                 entries.append((name.encode("utf-8", "surrogateescape"), dt, tuple(shape), 0, 0, 0, 0,
                                 [list(e) for e in extents]))
-            meta = self.meta_job(crcs)
+            meta = self.meta_job(crcs, tables)
             info = meta.finish()
             entries.extend(info["entries"])
             data_files.extend(info["data_files"])
             from .. import _native
 
             files = _native.commit_bundle(self.prefix, entries, data_files, self.the_plan.total_shards,
-                                          durable=self.durable)
+                                          durable=self.durable,
+                                          min_consumer=_native.COMPRESSED_MIN_CONSUMER if tables else 0)
             meta.release(True)
             meta = None
             return ("ok", files)
@@ -339,8 +371,9 @@ class _Save:
             if meta is not None:
                 meta.release(False)
 
-    def meta_job(self, crcs: Dict[bytes, bytes]) -> Any:
-        """Rank 0's last data file: the merged structure and the chunk table."""
+    def meta_job(self, crcs: Dict[bytes, bytes], tables: Dict[bytes, Any]) -> Any:
+        """Rank 0's last data file: the merged structure, the chunk table and,
+        with compression, the merged frame table."""
         description = dict(self.the_local.structure)
         description["root"] = _with_per_rank(description["root"], self.the_plan.per_rank)
         items, keep = [], []
@@ -350,6 +383,11 @@ class _Save:
             item, owner = prepare_item(name, value)
             items.append(item)
             keep.append(owner)
+        if tables:
+            from ..compression import frames_item
+
+            items.append(frames_item(tables))
+            keep.append(items[-1][3])
         job = start_job(items, self.prefix, num_shards=1, threads=1, durable=self.durable,
                         shard_base=self.the_plan.meta_shard, total_shards=self.the_plan.total_shards, commit=False)
         self.keep = keep  # the encoded tensors, until the job has written them
@@ -405,7 +443,8 @@ def _failure_message(prefix: str, failures: Dict[int, str], world: int) -> str:
 
 def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = None, blocking: bool = True,
          durable: bool = True, threads: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT,
-         allow_pickle: bool = False) -> Union[DistributedSaveResult, "_background.AsyncSave[DistributedSaveResult]"]:
+         allow_pickle: bool = False, compression: Optional[str] = None, compression_level: Optional[int] = None
+         ) -> Union[DistributedSaveResult, "_background.AsyncSave[DistributedSaveResult]"]:
     """Saves one checkpoint from every rank of `group` (a collective: every
     rank calls it, with its own part of the state).
 
@@ -430,6 +469,10 @@ def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = Non
             divided among the ranks of this save on that machine).
         timeout: seconds a collective waits for the slowest rank.
         allow_pickle: as for :func:`fastckpt.save`.
+        compression, compression_level: as for :func:`fastckpt.save`, the same
+            on every rank: each rank compresses what it writes (its pieces, in
+            independent frames, so that a resharded load decompresses only the
+            frames its boxes need) and rank 0 commits the merged frame table.
 
     Returns:
         A :class:`DistributedSaveResult` (the same files on every rank), or
@@ -440,6 +483,9 @@ def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = Non
             a dead rank, a timeout); nothing was committed.
     """
     prefix = os.fspath(prefix)
+    from ..compression import check_options
+
+    codec = check_options(compression, compression_level)
     comm = communicator(group, timeout=timeout)
     parent = os.path.dirname(prefix)
     if parent and not os.path.isdir(parent):
@@ -448,7 +494,7 @@ def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = Non
         except OSError as e:
             raise from_os_error(e, f"cannot create directory '{parent}'", parent) from None
     job = _Save(state, prefix, comm, group, durable=durable, threads=threads, allow_pickle=allow_pickle,
-                blocking=blocking)
+                blocking=blocking, compression=codec)
     job.prepare()
     if blocking:
         job.snapshot()
