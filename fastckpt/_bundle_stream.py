@@ -71,7 +71,8 @@ class BundleStreamWriter:
     """
 
     def __init__(self, prefix: str, num_groups: int, *, durable: bool = True,
-                 threads: Optional[int] = None, sort_data: bool = True) -> None:
+                 threads: Optional[int] = None, sort_data: bool = True,
+                 compression: Optional[str] = None, compression_level: Optional[int] = None) -> None:
         if not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
             raise InvalidArgumentError(
                 f"a bundle written in groups has 1..{MAX_GROUPS} groups, not {num_groups!r}")
@@ -89,6 +90,15 @@ class BundleStreamWriter:
         self._pending_result: Dict[str, Any] = {}
         self._pending_keep: List[Any] = []
         self._closed = False
+        # Compression (fastckpt.compression): each group's tensors are
+        # compressed before its job starts; the frame table of every group
+        # goes into the last group's data file, and the commit puts the
+        # logical dtypes and shapes back into the index.
+        from . import compression as _compression
+
+        self._codec = _compression.check_options(compression, compression_level)
+        self._tables: Dict[bytes, Any] = {}
+        self._logical: Dict[bytes, Tuple[int, Tuple[int, ...]]] = {}
 
     def __enter__(self) -> "BundleStreamWriter":
         return self
@@ -108,12 +118,14 @@ class BundleStreamWriter:
                 f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
                 "write_group was called once more")
         items, keep = prepare_items(tensors)
-        self.write_items(items, [tensors, keep])
+        self.write_items(items, [tensors, keep], tensors)
 
-    def write_items(self, items: List[Any], keep: Any) -> None:
+    def write_items(self, items: List[Any], keep: Any, named: Optional[Mapping[str, Any]] = None) -> None:
         """:meth:`write_group` for items already prepared by
         :func:`fastckpt.writer.prepare_items` (or ``prepare_item``); `keep`
-        holds what they reference until the group is written."""
+        holds what they reference until the group is written. With
+        compression, `named` maps names to the values the items were made
+        from (device arrays are copied to the host through it)."""
         if self._closed:
             raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
         if len(self._jobs) >= self.num_groups:
@@ -122,6 +134,16 @@ class BundleStreamWriter:
                 "write_group was called once more")
         self._wait()
         shard = len(self._jobs)
+        if self._codec is not None:
+            from . import compression as _compression
+
+            items, tables, logical = _compression.compress_items(items, named or {}, level=self._codec[1],
+                                                                 threads=self.threads)
+            self._tables.update(tables)
+            self._logical.update(logical)
+            keep = [keep, items]  # the compressed bytes, until written
+            if shard == self.num_groups - 1 and self._tables:
+                items = items + [_compression.frames_item(self._tables)]
         job = start_job(items, self.prefix, num_shards=1, threads=self.threads, durable=self.durable,
                         sort_data=self.sort_data, shard_base=shard, total_shards=self.num_groups,
                         commit=False)
@@ -167,8 +189,14 @@ class BundleStreamWriter:
                     f"the bundle '{self.prefix}' was planned with {self.num_groups} groups but "
                     f"{len(self._jobs)} were written")
             logger.debug("committing %s: %d data files written in groups", self.prefix, self.num_groups)
-            files = _native.commit_bundle(self.prefix, self._entries, self._data_files, self.num_groups,
-                                          durable=self.durable)
+            entries = self._entries
+            if self._logical:
+                from . import compression as _compression
+
+                entries = _compression.rewrite_entries(entries, self._logical)
+            files = _native.commit_bundle(self.prefix, entries, self._data_files, self.num_groups,
+                                          durable=self.durable,
+                                          min_consumer=_native.COMPRESSED_MIN_CONSUMER if self._tables else 0)
         except BaseException:
             self.abort()
             raise

@@ -172,10 +172,11 @@ def _index_verdicts(sa: Source, sb: Source, common: List[str]) -> Dict[str, bool
     for name in common:
         if name not in da or name not in db:
             continue  # partitioned on a side
-        if da[name] == db[name]:
-            out[name] = True
-        elif sa.stores_raw_bytes(name) and sb.stores_raw_bytes(name):
-            out[name] = False
+        la, lb = sa.stored_layout(name), sb.stored_layout(name)
+        if da[name] == db[name] and la == lb:
+            out[name] = True  # the same stored bytes under the same layout: the same value
+        elif la is None and lb is None:
+            out[name] = False  # raw bytes on both sides: different bytes, different values
     return out
 
 

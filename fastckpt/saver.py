@@ -409,8 +409,10 @@ class Saver:
             num_groups, groups = grouped
 
             def write_groups() -> None:
+                codec = self._compression or (None, None)
                 with BundleStreamWriter(checkpoint_file, num_groups, durable=self._durable,
-                                        threads=self._threads, sort_data=backend.sort_data) as out:
+                                        threads=self._threads, sort_data=backend.sort_data,
+                                        compression=codec[0], compression_level=codec[1]) as out:
                     for items, keep in groups:
                         out.write_items(items, keep)
                     out.commit()

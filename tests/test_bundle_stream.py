@@ -141,3 +141,42 @@ def test_a_duplicate_name_across_groups_is_refused_and_nothing_is_left(tmp_path)
         w.commit()
     assert "commit_bundle: " in str(info.value) and "'a'" in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_groups_compressed_make_one_compressed_bundle(tmp_path):
+    """Each group is compressed before its job starts; the frame table of every group is
+    written with the last one, and the index gets the logical dtypes and shapes back."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(9)
+    tensors = {
+        "w0": rng.standard_normal(1 << 18).astype(ml_dtypes.bfloat16),
+        "w1": rng.standard_normal((256, 300)).astype(np.float32),
+        "small": np.arange(10, dtype=np.int32),  # under the compression threshold: stored as is
+        "s": np.array([b"a", b"bc"], dtype=object),
+    }
+    groups = [["w0"], ["small", "s"], ["w1"]]
+    prefix = str(tmp_path / "ckpt")
+    with BundleStreamWriter(prefix, 3, durable=False, compression="zstd") as w:
+        for g in groups:
+            w.write_group({n: tensors[n] for n in g})
+        w.commit()
+    got = fastckpt.load(prefix)
+    assert sorted(got) == sorted(tensors)
+    for name in ("w0", "w1", "small"):
+        assert got[name].dtype == tensors[name].dtype and got[name].tobytes() == tensors[name].tobytes()
+    assert list(got["s"]) == [b"a", b"bc"]
+    assert fastckpt.verify(prefix).ok
+    reader = fastckpt.load_checkpoint(prefix)
+    assert reader.get_variable_to_shape_map() == {"w0": [1 << 18], "w1": [256, 300], "small": [10], "s": [2]}
+    assert reader._compressed is not None and len(reader._compressed.tables) == 2
+    data = sum(os.path.getsize(f"{prefix}.data-0000{i}-of-00003") for i in range(3))
+    assert data < tensors["w0"].nbytes + tensors["w1"].nbytes  # compressed
+    reader.close()
+
+
+def test_compression_options_are_checked_before_anything_is_written(tmp_path):
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        BundleStreamWriter(str(tmp_path / "p"), 1, compression="lz4")
+    assert str(info.value) == "compression must be one of 'none', 'zstd' or None, not 'lz4'"
+    assert os.listdir(tmp_path) == []

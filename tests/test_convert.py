@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
 
 import ml_dtypes
@@ -505,3 +507,30 @@ def test_a_partitioned_bundle_tensor_is_reassembled_in_pieces(tmp_path):
     fastckpt.convert(tmp_path / "o.safetensors", tmp_path / "whole")
     r = fastckpt.diff(tmp_path / "p", tmp_path / "whole")
     assert r.same and r.by_index == ["b"]  # the partitioned tensor has no single entry: read
+
+
+def test_convert_writes_and_reads_compressed_bundles(tmp_path):
+    """--compression zstd writes a compressed bundle; converting it back with
+    --compression none gives TensorFlow's layout with the same values."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(2)
+    values = {"w": rng.standard_normal((512, 256)).astype(ml_dtypes.bfloat16),
+              "b": rng.standard_normal(64).astype(np.float32)}
+    fastckpt.save(values, str(tmp_path / "plain"))
+    report = fastckpt.convert(str(tmp_path / "plain"), str(tmp_path / "z"), compression="zstd")
+    assert report.tensors == 2
+    z = fastckpt.load_checkpoint(str(tmp_path / "z"))
+    assert z._compressed is not None and len(z._compressed.tables) == 1  # "b" is under the threshold
+    assert z.get_tensor("w").tobytes() == values["w"].tobytes()
+    z.close()
+    fastckpt.convert(str(tmp_path / "z"), str(tmp_path / "back"), compression="none")
+    back = fastckpt.load_checkpoint(str(tmp_path / "back"))
+    assert back._compressed is None
+    assert {n: back.get_tensor(n).tobytes() for n in values} == {n: v.tobytes() for n, v in values.items()}
+    back.close()
+    proc = subprocess.run([sys.executable, "-m", "fastckpt", "convert", str(tmp_path / "plain"),
+                           str(tmp_path / "z2"), "--compression", "zstd"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert fastckpt.load(str(tmp_path / "z2"))["w"].tobytes() == values["w"].tobytes()

@@ -197,3 +197,26 @@ def test_json_schema(tmp_path, capsys):
 def test_bad_tolerance_is_refused():
     with pytest.raises(fastckpt.InvalidArgumentError, match=r"rtol must be a number >= 0, not -1"):
         fastckpt.diff("a", "b", rtol=-1)
+
+
+def test_compressed_bundles_are_compared_by_value_where_the_index_cannot_decide(tmp_path):
+    import ml_dtypes
+
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((256, 512)).astype(ml_dtypes.bfloat16)
+    fastckpt.save({"w": w}, str(tmp_path / "plain"))
+    fastckpt.save({"w": w}, str(tmp_path / "z1"), compression="zstd")
+    fastckpt.save({"w": w}, str(tmp_path / "z2"), compression="zstd")
+    w2 = w.copy()
+    w2[3, 7] = ml_dtypes.bfloat16(5.0)
+    fastckpt.save({"w": w2}, str(tmp_path / "z3"), compression="zstd")
+    # Same stored bytes under the same frame layout: decided from the index.
+    r = fastckpt.diff(str(tmp_path / "z1"), str(tmp_path / "z2"))
+    assert r.same and r.identical == ["w"] and r.by_index == ["w"]
+    # Compressed against raw: different stored bytes decide nothing; the values are equal.
+    r = fastckpt.diff(str(tmp_path / "plain"), str(tmp_path / "z1"))
+    assert r.same and r.identical == ["w"] and r.by_index == []
+    # Compressed against compressed with one value changed: read, and found different.
+    r = fastckpt.diff(str(tmp_path / "z1"), str(tmp_path / "z3"), values=True)
+    assert not r.same and [d.name for d in r.differing] == ["w"] and r.by_index == []
+    assert r.differing[0].max_abs_diff == abs(5.0 - float(w[3, 7]))

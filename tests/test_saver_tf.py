@@ -1672,3 +1672,23 @@ def test_a_failed_grouped_fetch_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert "z_late" in str(info.value)
     assert {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))} == before
     assert fastckpt.load(prefix)["w0"].tobytes() == values["w0"].tobytes()
+
+
+def test_a_grouped_save_with_compression_is_compressed(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCKPT_SAVE_GROUP_MB", "1")
+    with tf.Graph().as_default() as g:
+        values, full, _ = _grouped_model()
+        saver = fsaver.Saver(compression="zstd")
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "model"))
+        with _session(g) as sess:
+            saver.restore(sess, prefix)
+            got = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables() if v.op.name in values}
+    assert {n: v.tobytes() for n, v in got.items()} == {n: v.tobytes() for n, v in values.items()}
+    assert len([f for f in os.listdir(tmp_path) if ".data-" in f]) == 3
+    reader = fastckpt.load_checkpoint(prefix)
+    assert reader._compressed is not None and reader.get_tensor("p").tobytes() == full.tobytes()
+    reader.close()
+    with pytest.raises(ValueError, match="min consumer version 1001"):
+        tf.train.load_checkpoint(prefix)

@@ -65,29 +65,31 @@ class BundleSource:
                 reader.close()
         return self._digests
 
-    def stores_raw_bytes(self, name: str) -> bool:
-        """Whether tensor `name`'s stored bytes are its value's bytes (so two
-        different CRCs mean two different values). Every entry is, until
-        compressed bundles exist: then a compressed entry is not."""
-        return True
+    def stored_layout(self, name: str) -> Optional[bytes]:
+        """None when tensor `name`'s stored bytes are its value's bytes (so
+        two different CRCs mean two different values); for a compressed
+        tensor, its frame layout (planes, frame size, plane sizes and raw
+        CRCs): equal stored bytes mean equal values only under equal
+        layouts, and different stored bytes decide nothing."""
+        compressed = self.reader._compressed
+        index = self.reader._index.get(name)
+        if compressed is None or index is None or index not in compressed:
+            return None
+        t = compressed.tables[index]
+        return repr((t.planes, t.frame_bytes, t.raw_bytes)).encode() + t.words.tobytes() + t.offsets.tobytes()
 
     def close(self) -> None:
         self.reader.close()
 
 
 def compression_options(compression: Optional[str]) -> Dict[str, Any]:
-    """The keyword arguments that ask the bundle writer for `compression`.
-
-    This is the one place where a compressed bundle output is requested: the
-    writer does not take a compression option yet, so anything but none is
-    refused here (reading compressed bundles needs nothing of convert: the
-    reader decompresses).
-    """
+    """The keyword arguments that ask the bundle writer for `compression`
+    (the one place a compressed bundle output is requested; reading a
+    compressed bundle needs nothing of convert: the reader decompresses)."""
     if compression in (None, "none"):
         return {}
     if compression == "zstd":
-        raise InvalidArgumentError("compression='zstd': this version of fastckpt cannot write "
-                                   "compressed bundles yet; use compression='none'")
+        return {"compression": "zstd"}
     raise InvalidArgumentError(f"unknown compression {compression!r}; use 'none' or 'zstd'")
 
 
