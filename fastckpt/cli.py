@@ -23,11 +23,14 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
+import numpy as np
+
 from . import _native
 from ._cli_progress import terminal_progress
 from .convert._base import DEFAULT_PIECE_BYTES
 from .errors import CheckpointNotFoundError, DataLossError, FastCkptError
 from .format import dtypes
+from .format.frames import FRAMES_KEY
 from .format import slices as slicing
 from .reader import _decode_key, _resolve_prefix
 from .verification import VerifyReport, verify
@@ -141,6 +144,8 @@ def _list(prefix: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     for key, dt, shape, shard, _offset, size, _crc, slices in entries:
         if key[:1] == b"\0":
             continue  # listed through its partitioned tensor, as list_variables does
+        if key == FRAMES_KEY.encode():
+            continue  # a compressed checkpoint's frame table: no tensor of it
         row: Dict[str, Any] = {
             "name": _decode_key(key),
             "dtype": dtypes.dtype_name(dt),
@@ -156,9 +161,15 @@ def _list(prefix: str) -> Tuple[List[Dict[str, Any]], List[str]]:
                     continue  # an odd extent; verify reports the slice
                 stored += nbytes
                 lost = lost or slice_shard in missing
-            row.update(bytes=stored, shard=None, file=None, slices=len(slices), missing=lost)
+            row.update(bytes=stored, stored_bytes=stored, shard=None, file=None, slices=len(slices),
+                       missing=lost)
         else:
-            row.update(bytes=size, shard=shard, file=file_of[shard], slices=None,
+            # A compressed tensor stores fewer bytes than it holds: `bytes` is
+            # what it holds (as for every fixed-size tensor), `stored_bytes`
+            # what its data file holds.
+            width = dtypes.element_size(dt) if dt != dtypes.DT_STRING else 0
+            held = int(np.prod(shape, dtype=np.int64)) * width if width > 0 else size
+            row.update(bytes=held, stored_bytes=size, shard=shard, file=file_of[shard], slices=None,
                        missing=shard in missing)
         rows.append(row)
     rows.sort(key=lambda r: r["name"])
@@ -240,7 +251,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
                  row[3].rjust(widths[3]), row[4]]
         out.write("  ".join(cells).rstrip() + "\n")
     total = sum(r["bytes"] for r in rows)
-    out.write(f"{len(rows)} tensors, {total} bytes ({_human_bytes(total)})\n")
+    stored = sum(r["stored_bytes"] for r in rows)
+    compressed = f"; {stored} bytes stored, compressed ({total / max(stored, 1):.2f}x)" if stored != total else ""
+    out.write(f"{len(rows)} tensors, {total} bytes ({_human_bytes(total)}){compressed}\n")
     if missing:
         out.write(f"missing data files: {', '.join(_display(f) for f in missing)} "
                   "(their tensors cannot be read)\n")

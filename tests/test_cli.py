@@ -173,8 +173,8 @@ def test_ls_json(ckpt):
     assert listing["prefix"] == ckpt
     rows = {r["name"]: r for r in listing["tensors"]}
     assert rows["dense/kernel"] == {"name": "dense/kernel", "dtype": "float32", "shape": [64, 32],
-                                    "bytes": 8192, "shard": 0, "file": "model" + DATA1,
-                                    "slices": None, "missing": False}
+                                    "bytes": 8192, "stored_bytes": 8192, "shard": 0,
+                                    "file": "model" + DATA1, "slices": None, "missing": False}
     assert listing["missing_files"] == []
     assert rows["vocab"]["dtype"] == "string"
     assert rows["global_step"]["shape"] == []
@@ -320,3 +320,20 @@ def test_verify_damage_report_prints_slices_readably(tmp_path):
     assert "\x00" not in out
     assert "DAMAGED: 1 of 1 tensors failed verification (1 problem(s))" in out
     assert "  part\n    file:   " + prefix + DATA1 + "\n    reason: slice '3,4:-': data checksum mismatch" in out
+
+
+def test_ls_of_a_compressed_checkpoint_shows_held_and_stored_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    prefix = str(tmp_path / "z")
+    fastckpt.save({"w": rng.standard_normal((512, 256)).astype(np.float32), "b": np.ones(4)}, prefix,
+                  compression="zstd")
+    stored = fastckpt.load_checkpoint(prefix)._native.entries()
+    w_stored = next(e[5] for e in stored if e[0] == b"w")
+    code, out, _ = run("ls", prefix, "--json")
+    rows = {r["name"]: r for r in json.loads(out)["tensors"]}
+    assert sorted(rows) == ["b", "w"]  # the frame table is no tensor
+    assert (rows["w"]["bytes"], rows["w"]["stored_bytes"]) == (524288, w_stored)
+    assert w_stored < 524288
+    code, out, _ = run("ls", prefix)
+    assert out.splitlines()[-1] == (f"2 tensors, 524320 bytes (524.32 KB); {w_stored + 32} bytes stored, "
+                                    f"compressed ({524320 / (w_stored + 32):.2f}x)")
