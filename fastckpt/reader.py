@@ -602,7 +602,8 @@ class CheckpointReader:
             self._bulk(lambda: self._native.read(host_reqs, self._threads, config.task_bytes()))
         if compressed_reqs:
             assert self._compressed is not None
-            self._bulk(lambda: self._compressed.read_whole(compressed_reqs, self._threads))
+            compressed = self._compressed
+            self._bulk(lambda: compressed.read_whole(compressed_reqs, self._threads))
         if device_reqs:
             config.apply_staging_settings()
             self._native.read_to_device(device_reqs, self._threads, 2 * self._threads)
@@ -723,7 +724,8 @@ class CheckpointReader:
                 if e.index in self._compressed:
                     result[name] = aligned_empty(e.shape, _numpy_dtype(e.dtype))
                     batch.append((e.index, result[name]))
-            self._bulk(lambda: self._compressed.read_whole(batch, self._threads))
+            compressed = self._compressed
+            self._bulk(lambda: compressed.read_whole(batch, self._threads))
         for name in left:  # string and partitioned tensors
             if name not in result:
                 result[name] = self.get_tensor(name)
