@@ -72,11 +72,19 @@ class BundleStreamWriter:
 
     def __init__(self, prefix: str, num_groups: int, *, durable: bool = True,
                  threads: Optional[int] = None, sort_data: bool = True,
-                 compression: Optional[str] = None, compression_level: Optional[int] = None) -> None:
+                 compression: Optional[str] = None, compression_level: Optional[int] = None,
+                 files_per_group: int = 1) -> None:
         if not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
             raise InvalidArgumentError(
                 f"a bundle written in groups has 1..{MAX_GROUPS} groups, not {num_groups!r}")
-        config.check_positive(threads=threads)
+        config.check_positive(threads=threads, files_per_group=files_per_group)
+        if num_groups * files_per_group > MAX_GROUPS:
+            raise InvalidArgumentError(f"{num_groups} groups of {files_per_group} data files are more "
+                                       f"than the {MAX_GROUPS} data files a bundle can name")
+        # Files written at once: ext4 (and most file systems) serialise
+        # writes to one file, so a group written by several threads needs
+        # as many files to write in parallel.
+        self.files_per_group = files_per_group
         self.prefix = os.fspath(prefix)
         self.num_groups = num_groups
         self.durable = bool(durable)
@@ -144,8 +152,10 @@ class BundleStreamWriter:
             keep = [keep, items]  # the compressed bytes, until written
             if shard == self.num_groups - 1 and self._tables:
                 items = items + [_compression.frames_item(self._tables)]
-        job = start_job(items, self.prefix, num_shards=1, threads=self.threads, durable=self.durable,
-                        sort_data=self.sort_data, shard_base=shard, total_shards=self.num_groups,
+        job = start_job(items, self.prefix, num_shards=self.files_per_group, threads=self.threads,
+                        durable=self.durable, sort_data=self.sort_data,
+                        shard_base=shard * self.files_per_group,
+                        total_shards=self.num_groups * self.files_per_group,
                         commit=False)
         self._jobs.append(job)
         self._pending_keep = [keep]
@@ -194,7 +204,8 @@ class BundleStreamWriter:
                 from . import compression as _compression
 
                 entries = _compression.rewrite_entries(entries, self._logical)
-            files = _native.commit_bundle(self.prefix, entries, self._data_files, self.num_groups,
+            files = _native.commit_bundle(self.prefix, entries, self._data_files,
+                                          self.num_groups * self.files_per_group,
                                           durable=self.durable,
                                           min_consumer=_native.COMPRESSED_MIN_CONSUMER if self._tables else 0)
         except BaseException:

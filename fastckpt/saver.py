@@ -410,9 +410,13 @@ class Saver:
 
             def write_groups() -> None:
                 codec = self._compression or (None, None)
+                # A data file per writer thread in each group (one per 32 MiB at most):
+                # threads writing one file wait for each other.
+                files = max(1, min(self._threads or config.default_threads(), group_bytes // (32 << 20)))
                 with BundleStreamWriter(checkpoint_file, num_groups, durable=self._durable,
                                         threads=self._threads, sort_data=backend.sort_data,
-                                        compression=codec[0], compression_level=codec[1]) as out:
+                                        compression=codec[0], compression_level=codec[1],
+                                        files_per_group=files) as out:
                     for items, keep in groups:
                         out.write_items(items, keep)
                     out.commit()

@@ -180,3 +180,22 @@ def test_compression_options_are_checked_before_anything_is_written(tmp_path):
         BundleStreamWriter(str(tmp_path / "p"), 1, compression="lz4")
     assert str(info.value) == "compression must be one of 'none', 'zstd' or None, not 'lz4'"
     assert os.listdir(tmp_path) == []
+
+
+def test_several_files_per_group_are_numbered_across_groups(tmp_path):
+    prefix = str(tmp_path / "ckpt")
+    with BundleStreamWriter(prefix, 2, files_per_group=2) as w:
+        w.write_group({"a": np.ones(10)})  # one tensor, two files: the second is empty
+        w.write_group({"b": np.arange(1000.0), "c": np.zeros(1000)})
+        files = w.commit()
+    assert files == [f"{prefix}.data-0000{i}-of-00004" for i in range(4)] + [prefix + ".index"]
+    assert os.path.getsize(files[1]) == 0
+    reader = _native.Reader(prefix)
+    shard_of = {key.decode(): shard for key, _, _, shard, *_ in reader.entries()}
+    reader.close()
+    assert shard_of["a"] == 0 and sorted([shard_of["b"], shard_of["c"]]) == [2, 3]
+    got = fastckpt.load(prefix)
+    assert got["b"].tolist() == list(range(1000)) and got["a"].tolist() == [1.0] * 10
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        BundleStreamWriter(prefix, 50000, files_per_group=2)
+    assert str(info.value) == "50000 groups of 2 data files are more than the 99999 data files a bundle can name"

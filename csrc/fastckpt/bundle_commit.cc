@@ -91,7 +91,15 @@ Status CommitBundleFiles(const std::string& prefix, int num_shards, const std::v
   // to replace its data (same shard count), so that it is never paired with
   // new data. With another shard count the names differ: the old checkpoint
   // stays whole until the index rename below replaces its index atomically.
-  if (st.ok() && AnyExists(final_data)) st = RemoveFileIfExists(final_index);
+  if (st.ok() && AnyExists(final_data)) {
+    st = RemoveFileIfExists(final_index);
+    // The old data files go too, before the renames: renaming over an
+    // existing file makes ext4 (auto_da_alloc) flush the new file's dirty
+    // pages at the rename, which cost ~0.5 s per 768 MB of page-cache data
+    // here, while renaming to a free name costs nothing. Nothing is lost:
+    // without its index the old checkpoint is gone already.
+    for (size_t s = 0; st.ok() && s < final_data.size(); ++s) st = RemoveFileIfExists(final_data[s]);
+  }
   if (!st.ok()) return fail(st);
   for (size_t s = 0; s < data.size(); ++s) {
     st = PublishTempFile(data[s].temp, data[s].final_name);

@@ -7,7 +7,9 @@
 // temporary name (fsynced when durable); when a new data file's final name
 // already exists (an old checkpoint of the prefix with the same shard count)
 // the old index goes first, so that a reader never pairs an old index with
-// new data; then the data files are renamed into place, in shard order, and
+// new data, then the old data files (renaming over an existing file makes
+// ext4 flush the new one at the rename); then the data files are renamed
+// into place, in shard order, and
 // the index last: that rename makes the checkpoint visible. Then the files
 // this process holds are closed (close() can report a deferred write error)
 // and the directory is fsynced when durable. A failure anywhere removes what
