@@ -63,6 +63,12 @@ def commit_bundle(prefix: str, entries: List[_Entry], data_files: List[Tuple[str
     (temp_path, final_path) data files; returns the final data files, then the index.
     min_consumer: 0, or COMPRESSED_MIN_CONSUMER for an index with compressed entries."""
 
+def split_byte_planes(elements: Any, k: SupportsIndex, planes: Any) -> None:
+    """Writes the k byte planes of `elements` (n elements of k bytes) into `planes` (k * n bytes)."""
+
+def merge_byte_planes(planes: Sequence[Any], elements: Any) -> None:
+    """Inverse of split_byte_planes: k buffers of n bytes into `elements` (k * n bytes)."""
+
 def encode_strings(elements: Sequence[bytes]) -> Tuple[bytes, int]:
     """Serializes a DT_STRING tensor; returns (bytes, crc)."""
 

@@ -8,6 +8,7 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "fastckpt native core: CRC32C, parallel bundle writer, verified reader";
   fastckpt::bindings::RegisterInfo(m);
   fastckpt::bindings::RegisterCrc32c(m);
+  fastckpt::bindings::RegisterPlanes(m);
   fastckpt::bindings::RegisterWriter(m);
   fastckpt::bindings::RegisterReader(m);
   fastckpt::bindings::RegisterFiles(m);

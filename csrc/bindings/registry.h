@@ -9,6 +9,8 @@ namespace bindings {
 
 void RegisterInfo(pybind11::module_& m);
 void RegisterCrc32c(pybind11::module_& m);
+// Byte-plane split and merge of compressed frames.
+void RegisterPlanes(pybind11::module_& m);
 void RegisterWriter(pybind11::module_& m);
 void RegisterReader(pybind11::module_& m);
 // Small files written atomically, cleanup of crashed writers' temporary files.
