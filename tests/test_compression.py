@@ -577,3 +577,38 @@ def test_device_arrays_save_and_load_compressed(tmp_path, sim_device):
     target = SimDeviceArray(np.zeros_like(w))
     fastckpt.load_into(prefix, {"w": target}, strict=False)
     _same_bytes(target.peek(), w)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 16])
+@pytest.mark.parametrize("n", [0, 1, 7, 2048, 2049, 100_003])
+def test_native_byte_planes_are_the_transposition(k, n):
+    from fastckpt import _native
+
+    rng = np.random.default_rng(k * 1000 + n)
+    elements = rng.integers(0, 256, n * k, dtype=np.uint8)
+    planes = np.empty(n * k, dtype=np.uint8)
+    _native.split_byte_planes(elements, k, planes)
+    assert planes.tobytes() == elements.reshape(n, k).T.tobytes()
+    back = np.empty_like(elements)
+    _native.merge_byte_planes([planes[j * n:(j + 1) * n] for j in range(k)], back)
+    assert back.tobytes() == elements.tobytes()
+
+
+def test_native_byte_planes_refuse_mismatched_buffers():
+    from fastckpt import _native
+
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        _native.split_byte_planes(np.zeros(10, np.uint8), 4, np.zeros(10, np.uint8))
+    assert str(info.value) == "split_byte_planes: 10 bytes of elements of 4 bytes into 10 bytes of planes"
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        _native.split_byte_planes(np.zeros(8, np.uint8), 4, np.zeros(8, np.uint8)[::2].copy()[:3])
+    assert "split_byte_planes: 8 bytes of elements" in str(info.value)
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        _native.split_byte_planes(np.zeros(8, np.uint8), 4, b"\0" * 8)
+    assert str(info.value) == "planes must be a C-contiguous, writable buffer"
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        _native.merge_byte_planes([np.zeros(4, np.uint8), np.zeros(3, np.uint8)], np.zeros(8, np.uint8))
+    assert str(info.value) == "merge_byte_planes: plane 1 holds 3 bytes; 2 planes of 4 make 8"
+    with pytest.raises(fastckpt.InvalidArgumentError) as info:
+        _native.split_byte_planes(np.zeros(8, np.uint8), 0, np.zeros(8, np.uint8))
+    assert str(info.value) == "element size must be 1..16 bytes, not 0"
