@@ -72,11 +72,12 @@ os.close(fd)
 """
 
 
-def model(size_bytes: int) -> dict:
+def model(size_bytes: int, tensor_bytes: int = 64 << 20) -> dict:
+    """float32 tensors of `tensor_bytes` (the last one smaller) adding up to `size_bytes`."""
     rng = np.random.default_rng(0)
     tensors, left, i = {}, size_bytes, 0
     while left > 0:
-        n = min(left, 64 << 20) // 4
+        n = min(left, tensor_bytes) // 4
         tensors[f"layer{i:03d}/w"] = rng.standard_normal(max(n, 1), dtype=np.float32)
         left -= n * 4
         i += 1

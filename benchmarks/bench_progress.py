@@ -21,18 +21,11 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
-
-def model(size_bytes: int) -> dict:
-    rng = np.random.default_rng(0)
-    tensors, left, i = {}, size_bytes, 0
-    while left > 0:
-        n = min(left, 16 << 20) // 4
-        tensors[f"layer{i:03d}/w"] = rng.standard_normal(max(n, 1), dtype=np.float32)
-        left -= n * 4
-        i += 1
-    return tensors
+try:  # run as a script (benchmarks/ on sys.path) or as benchmarks.bench_progress
+    from bench_async import model
+except ImportError:
+    from .bench_async import model
 
 
 def main() -> int:
@@ -47,7 +40,7 @@ def main() -> int:
 
     if args.quick:
         args.size_gb, args.rounds = 0.02, 1
-    tensors = model(int(args.size_gb * 1e9))
+    tensors = model(int(args.size_gb * 1e9), tensor_bytes=16 << 20)
     nbytes = sum(t.nbytes for t in tensors.values())
     calls = []
 

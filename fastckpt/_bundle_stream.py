@@ -115,16 +115,20 @@ class BundleStreamWriter:
         if not self._closed:
             self.abort()
 
-    def write_group(self, tensors: Mapping[str, Any]) -> None:
-        """Starts writing one group (name -> array; the arrays must stay
-        unchanged until the next call or :meth:`commit` returns). Waits for the
-        previous group's write first, and raises its error if it failed."""
+    def _check_open(self) -> None:
+        """Raises unless another group may be written."""
         if self._closed:
             raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
         if len(self._jobs) >= self.num_groups:
             raise InvalidArgumentError(
                 f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
                 "write_group was called once more")
+
+    def write_group(self, tensors: Mapping[str, Any]) -> None:
+        """Starts writing one group (name -> array; the arrays must stay
+        unchanged until the next call or :meth:`commit` returns). Waits for the
+        previous group's write first, and raises its error if it failed."""
+        self._check_open()
         items, keep = prepare_items(tensors)
         self.write_items(items, [tensors, keep], tensors)
 
@@ -134,12 +138,7 @@ class BundleStreamWriter:
         holds what they reference until the group is written. With
         compression, `named` maps names to the values the items were made
         from (device arrays are copied to the host through it)."""
-        if self._closed:
-            raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
-        if len(self._jobs) >= self.num_groups:
-            raise InvalidArgumentError(
-                f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
-                "write_group was called once more")
+        self._check_open()
         self._wait()
         shard = len(self._jobs)
         if self._codec is not None:

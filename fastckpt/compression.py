@@ -399,16 +399,9 @@ class CompressedJob:
 def run_blocking(job: CompressedJob) -> Dict[str, Any]:
     """Writes and commits `job` on this thread (device tensors stored as they
     are are staged first, as :func:`fastckpt.writer.write_items` does)."""
-    job.start_writing()
-    try:
-        job.snapshot()
-    except BaseException as e:
-        job.abort(f"the snapshot failed: {e}")
-        try:
-            job.finish()
-        except Exception:  # noqa: BLE001 - the snapshot's error is the one to report
-            pass
-        raise
+    from .writer import snapshot_or_abort
+
+    snapshot_or_abort(job)
     return job.finish()
 
 

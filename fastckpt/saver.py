@@ -389,9 +389,7 @@ class Saver:
                 raise UnimplementedError(
                     "blocking=False cannot snapshot saveables whose tensors are not arrays (variant "
                     "tensors, such as tf.data iterator state): save them with blocking=True")
-            for pending in self._pending:
-                pending.wait()
-            self._pending = []
+            self._wait_pending()
             self._commit(lambda: backend.tf_write_bundle(sess, checkpoint_file), checkpoint_file, meta_file,
                          save_path, save_path_parent, latest_filename, meta_graph_suffix,
                          write_meta if write_meta_graph else None, write_state)
@@ -403,9 +401,7 @@ class Saver:
         grouped = backend.fetch_in_groups(sess, group_bytes) \
             if blocking and group_bytes and not self._num_shards else None
         if grouped is not None:
-            for pending in self._pending:
-                pending.wait()
-            self._pending = []
+            self._wait_pending()
             num_groups, groups = grouped
 
             def write_groups() -> None:
@@ -443,14 +439,12 @@ class Saver:
                 return checkpoint_file
 
             handle = start_background(job, checkpoint_file, finish)
-            self._pending = [h for h in self._pending if not h.done()] + [handle]
+            self._track_pending(handle)
             return handle
 
         # A blocking save commits after this saver's background saves, so that
         # the state file and retention see the checkpoints in call order.
-        for pending in self._pending:
-            pending.wait()
-        self._pending = []
+        self._wait_pending()
 
         def write_bundle() -> None:
             write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
@@ -484,14 +478,24 @@ class Saver:
                 return checkpoint_file
 
             handle = start_background(job, checkpoint_file, finish)
-            self._pending = [h for h in self._pending if not h.done()] + [handle]
+            self._track_pending(handle)
             return handle
-        for pending in self._pending:
-            pending.wait()
-        self._pending = []
+        self._wait_pending()
         self._commit(lambda: _compression.run_blocking(job), checkpoint_file, *commit_args)
         del keep
         return checkpoint_file
+
+    def _wait_pending(self) -> None:
+        """Waits for this saver's background saves: a blocking save commits
+        after them, so that the state file and retention see the checkpoints
+        in call order."""
+        for pending in self._pending:
+            pending.wait()
+        self._pending = []
+
+    def _track_pending(self, handle: Any) -> None:
+        """Remembers a background save (and forgets finished ones)."""
+        self._pending = [h for h in self._pending if not h.done()] + [handle]
 
     def _commit(self, write_bundle: Callable[[], Any], checkpoint_file: str, meta_file: str,
                 save_path: str, save_path_parent: str, latest_filename: str, meta_graph_suffix: str,

@@ -300,14 +300,14 @@ def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int
     if has_device_items(items):
         job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
                         sort_data=sort_data)
-        _snapshot_or_abort(job)
+        snapshot_or_abort(job)
         return job.finish()
     config.check_positive(num_shards=num_shards, threads=threads)
     return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
                                 bool(durable), config.task_bytes(), bool(sort_data))
 
 
-def _snapshot_or_abort(job: Any) -> None:
+def snapshot_or_abort(job: Any) -> None:
     """Starts `job`'s writers and takes its snapshot on this thread (device
     copies are ordered after this thread's streams); if the snapshot fails,
     the job is aborted and finished (writers joined, temporary files removed,
@@ -553,7 +553,7 @@ def _write_reporting(items: List[Item], prefix: str, *, num_shards: Optional[int
     ordered = sorted(items, key=lambda it: it[0])  # the order a sorted save lays the data out
     tracker = Tracker(progress, [item_nbytes(it) for it in ordered])
     job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
-    _snapshot_or_abort(job)
+    snapshot_or_abort(job)
     info = tracker.run(job.finish, lambda: int(job.progress()["written_bytes"]),
                        abort=lambda e: job.abort(f"the progress callback raised {type(e).__name__}: {e}"))
     tracker.report(tracker.total, final=True)

@@ -19,7 +19,7 @@ import math
 import os
 import secrets
 import tempfile
-from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Protocol, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -282,3 +282,13 @@ def iterate(source: Source, info: TensorInfo, bound: int) -> Iterator[np.ndarray
     """Tensor `info`'s pieces read from `source`, one at a time."""
     for index in pieces(info, bound):
         yield source.read(info, index)
+
+
+def refusal(check: Callable[[TensorInfo], Any], info: TensorInfo) -> Optional[str]:
+    """None if ``check(info)`` passes, else the message of the
+    UnsupportedDtypeError it raises: a format's can_hold()."""
+    try:
+        check(info)
+    except UnsupportedDtypeError as e:
+        return str(e)
+    return None

@@ -33,10 +33,9 @@ from ..errors import (
     DataLossError,
     InvalidArgumentError,
     UnimplementedError,
-    UnsupportedDtypeError,
     from_os_error,
 )
-from ._base import Index, TensorInfo, box_shape, require, sync_dir
+from ._base import Index, TensorInfo, box_shape, refusal, require, sync_dir
 from .torch_file import SpooledTensors, check_torch_dtype, host_piece, tensor_info
 
 FORMAT = "dcp"
@@ -168,11 +167,7 @@ class DcpSource:
 
 def can_hold(info: TensorInfo) -> Optional[str]:
     """None if a DCP checkpoint written here can hold `info`, else why not."""
-    try:
-        check_torch_dtype(info, FORMAT)
-    except UnsupportedDtypeError as e:
-        return str(e)
-    return None
+    return refusal(lambda i: check_torch_dtype(i, FORMAT), info)
 
 
 class DcpSink:

@@ -25,7 +25,8 @@ from ..errors import (
     UnsupportedDtypeError,
     from_os_error,
 )
-from ._base import AtomicFile, Index, TensorInfo, box_shape, flat_start, make_parent, unsupported
+from ._base import (AtomicFile, Index, TensorInfo, box_shape, flat_start, make_parent, refusal,
+                    unsupported)
 
 FORMAT = "npz"
 _npy = np.lib.format
@@ -119,11 +120,7 @@ def _check(info: TensorInfo) -> None:
 
 def can_hold(info: TensorInfo) -> Optional[str]:
     """None if an npz archive can hold `info`, else why not."""
-    try:
-        _check(info)
-    except UnsupportedDtypeError as e:
-        return str(e)
-    return None
+    return refusal(_check, info)
 
 
 class NpzSink:

@@ -31,7 +31,8 @@ from ..errors import (
     UnsupportedDtypeError,
     os_error,
 )
-from ._base import AtomicFile, Index, TensorInfo, make_parent, require, sync_dir, unsupported
+from ._base import (AtomicFile, Index, TensorInfo, make_parent, refusal, require, sync_dir,
+                    unsupported)
 
 FORMAT = "safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -179,11 +180,7 @@ def _check(info: TensorInfo) -> str:
 
 def can_hold(info: TensorInfo) -> Optional[str]:
     """None if safetensors can hold `info`, else why not."""
-    try:
-        _check(info)
-    except UnsupportedDtypeError as e:
-        return str(e)
-    return None
+    return refusal(_check, info)
 
 
 class _FileWriter:

@@ -33,7 +33,7 @@ from ..errors import (
     UnsupportedDtypeError,
     from_os_error,
 )
-from ._base import AtomicFile, Index, Spool, TensorInfo, make_parent, require, unsupported
+from ._base import AtomicFile, Index, Spool, TensorInfo, make_parent, refusal, require, unsupported
 
 FORMAT = "torch"
 
@@ -132,11 +132,7 @@ def check_torch_dtype(info: TensorInfo, fmt: str) -> None:
 
 def can_hold(info: TensorInfo) -> Optional[str]:
     """None if a torch file can hold `info`, else why not."""
-    try:
-        check_torch_dtype(info, FORMAT)
-    except UnsupportedDtypeError as e:
-        return str(e)
-    return None
+    return refusal(lambda i: check_torch_dtype(i, FORMAT), info)
 
 
 class SpooledTensors:
