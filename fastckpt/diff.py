@@ -209,9 +209,9 @@ def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, 
             from .errors import InvalidArgumentError
 
             raise InvalidArgumentError(f"{label} must be a number >= 0, not {tol!r}")
-    sa = open_source(a, a_format)
+    sa = open_source(a, a_format, piece_bytes=max_piece_bytes)
     try:
-        sb = open_source(b, b_format)
+        sb = open_source(b, b_format, piece_bytes=max_piece_bytes)
     except BaseException:
         sa.close()
         raise

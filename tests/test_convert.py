@@ -297,7 +297,7 @@ def _large_source(tmp_path):
 
 
 @pytest.mark.parametrize("chain", [("tf", "safetensors"), ("safetensors", "tf"), ("tf", "npz"),
-                                   ("npz", "tf"), ("tf", "torch")])
+                                   ("npz", "tf"), ("tf", "torch"), ("dcp", "tf")])
 def test_memory_stays_bounded(tmp_path, chain):
     """Peak Python + numpy allocations while converting a checkpoint 20 times
     the piece bound stay under 6 bounds (two bundle groups, a piece being
@@ -306,7 +306,7 @@ def test_memory_stays_bounded(tmp_path, chain):
     src = tmp_path / "big"
     if chain[0] != "tf":
         src = tmp_path / ("src_" + SUFFIX[chain[0]])
-        fastckpt.convert(tmp_path / "big", src, durable=False)
+        fastckpt.convert(tmp_path / "big", src, dst_format=chain[0], durable=False)
     dst = tmp_path / ("dst_" + SUFFIX[chain[1]])
     tracemalloc.start()
     try:

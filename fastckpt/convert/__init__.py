@@ -134,8 +134,11 @@ def detect_format(path: str, *, for_output: bool = False) -> str:
     raise InvalidArgumentError(f"cannot tell the format of '{path}'; pass one ({', '.join(FORMATS)})")
 
 
-def open_source(path: PathLike, fmt: Optional[str] = None) -> Source:
-    """Opens checkpoint `path` for reading, in format `fmt` (inferred when None)."""
+def open_source(path: PathLike, fmt: Optional[str] = None, *,
+                piece_bytes: int = DEFAULT_PIECE_BYTES) -> Source:
+    """Opens checkpoint `path` for reading, in format `fmt` (inferred when
+    None). `piece_bytes`: the memory bound of the caller's pieces (a DCP
+    chunk larger than that is mapped from scratch space, not read)."""
     path = os.fspath(path)
     fmt = _normalize_format(fmt, "source") or detect_format(path)
     if fmt == "tf":
@@ -156,7 +159,7 @@ def open_source(path: PathLike, fmt: Optional[str] = None) -> Source:
         return NpzSource(path)
     from .dcp import DcpSource
 
-    return DcpSource(path)
+    return DcpSource(path, map_above=piece_bytes)
 
 
 def _existing_outputs(dst: str, fmt: str, tensors: List[TensorInfo], max_shard_size: Optional[int]) -> List[str]:
@@ -282,7 +285,7 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     if compression not in (None, "none", "zstd"):
         raise InvalidArgumentError(f"unknown compression {compression!r}; use 'none' or 'zstd'")
     out_format = _normalize_format(dst_format, "destination") or detect_format(dst, for_output=True)
-    source = open_source(src, src_format)
+    source = open_source(src, src_format, piece_bytes=max_piece_bytes)
     try:
         if _same_checkpoint(source, dst, out_format):
             raise CheckpointExistsError(17, "File exists", dst,

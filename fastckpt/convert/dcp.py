@@ -5,7 +5,13 @@ pickle of DCP's ``Metadata``: every tensor's dtype, size and chunks) and
 Read without a process group, chunk by chunk: each chunk is what one rank
 wrote of a tensor, serialized by DCP with ``torch.save``, so one chunk is
 the unit read (it is loaded with ``torch.load(weights_only=True)``, as DCP's
-own reader loads it); pieces are copied out of the chunks they overlap.
+own reader loads it); pieces are copied out of the chunks they overlap. A
+chunk larger than the caller's piece bound is not read into memory: its
+byte range is copied (in the kernel, ``copy_file_range``) into a scratch
+file next to nothing else, which ``torch.load(mmap=True)`` maps, and the
+file is unlinked at once (the mapping keeps it until the chunk is dropped):
+its pages are file-backed page cache, which the kernel reclaims, not
+process memory.
 Non-tensor entries (numbers, strings DCP stored as bytes) become 0-d tensors
 as :mod:`fastckpt.structure` makes them. Note that the ``.metadata`` file is
 a pickle that DCP's reader unpickles as such: read DCP checkpoints you trust.
@@ -52,8 +58,10 @@ class DcpSource:
 
     format = FORMAT
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, map_above: int = 64 << 20) -> None:
         require("torch", "torch", "reading torch.distributed.checkpoint directories")
+        self._map_above = map_above
+        self._scratch: Optional[str] = None  # a private directory for mapped chunks
         from torch.distributed.checkpoint import FileSystemReader
         from torch.distributed.checkpoint.metadata import (
             BytesStorageMetadata,
@@ -111,6 +119,8 @@ class DcpSource:
             raise UnimplementedError(f"{what} '{fqn}' of DCP checkpoint '{self.path}' is stored with "
                                      f"transforms {info.transform_descriptors}, which convert does not read")
         file = os.path.join(self.path, info.relative_path)
+        if info.length > self._map_above:
+            return self._load_mapped(file, info, fqn, what)
         try:
             with open(file, "rb") as f:
                 f.seek(info.offset)
@@ -123,6 +133,42 @@ class DcpSource:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on damaged bytes
             raise DataLossError(f"cannot decode {what} '{fqn}' from '{file}': {e}") from None
+
+    def _load_mapped(self, file: str, info: Any, fqn: str, what: str) -> Any:
+        """A large chunk, mapped from a scratch copy of its bytes (see the module docstring)."""
+        import tempfile
+
+        import torch
+
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="fastckpt-dcp-")
+        scratch = os.path.join(self._scratch, "chunk.pt")
+        try:
+            with open(file, "rb") as src, open(scratch, "wb") as dst:
+                done = 0
+                while done < info.length:
+                    try:
+                        n = os.copy_file_range(src.fileno(), dst.fileno(), info.length - done,
+                                               info.offset + done)
+                    except OSError:  # not across these file systems: copy through a bounded buffer
+                        src.seek(info.offset + done)
+                        block = src.read(min(8 << 20, info.length - done))
+                        n = len(block)
+                        dst.write(block)
+                    if n == 0:
+                        raise DataLossError(f"'{file}' is truncated: {what} '{fqn}' lies beyond its end")
+                    done += n
+        except OSError as e:
+            raise from_os_error(e, f"cannot read {what} '{fqn}' from '{file}'", file) from None
+        try:
+            return torch.load(scratch, mmap=True, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on damaged bytes
+            raise DataLossError(f"cannot decode {what} '{fqn}' from '{file}': {e}") from None
+        finally:
+            try:
+                os.unlink(scratch)  # a mapping keeps the data until the chunk is dropped
+            except OSError:
+                pass
 
     def _chunk(self, info: TensorInfo, offsets: Tuple[int, ...]) -> np.ndarray:
         key = (info.name, offsets)
@@ -163,6 +209,9 @@ class DcpSource:
     def close(self) -> None:
         self._cached = None
         self._small = {}
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 def can_hold(info: TensorInfo) -> Optional[str]:
