@@ -28,6 +28,7 @@ import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _native, config
+from . import compression as _compression
 from ._progress import logger
 from .errors import FastCkptError, InvalidArgumentError
 from .writer import prepare_items, start_job
@@ -102,8 +103,6 @@ class BundleStreamWriter:
         # compressed before its job starts; the frame table of every group
         # goes into the last group's data file, and the commit puts the
         # logical dtypes and shapes back into the index.
-        from . import compression as _compression
-
         self._codec = _compression.check_options(compression, compression_level)
         self._tables: Dict[bytes, Any] = {}
         self._logical: Dict[bytes, Tuple[int, Tuple[int, ...]]] = {}
@@ -142,8 +141,6 @@ class BundleStreamWriter:
         self._wait()
         shard = len(self._jobs)
         if self._codec is not None:
-            from . import compression as _compression
-
             items, tables, logical = _compression.compress_items(items, named or {}, level=self._codec[1],
                                                                  threads=self.threads)
             self._tables.update(tables)
@@ -200,8 +197,6 @@ class BundleStreamWriter:
             logger.debug("committing %s: %d data files written in groups", self.prefix, self.num_groups)
             entries = self._entries
             if self._logical:
-                from . import compression as _compression
-
                 entries = _compression.rewrite_entries(entries, self._logical)
             files = _native.commit_bundle(self.prefix, entries, self._data_files,
                                           self.num_groups * self.files_per_group,

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import checkpoint_management as cm
+from . import compression as _compression
 from . import config
 from . import metagraph as mg
 from ._arrays import to_host_array
@@ -159,8 +160,6 @@ class Saver:
         self._threads = threads
         self._num_shards = num_shards
         self._durable = durable
-        from . import compression as _compression
-
         self._compression = _compression.check_options(compression, compression_level)
         self._last_checkpoints: List[Tuple[str, float]] = []
         # Every prefix this saver has managed: its entries in the state file
@@ -460,8 +459,6 @@ class Saver:
                          *commit_args: Any) -> Any:
         """:meth:`save`'s native path with compression (fastckpt.compression):
         the same commit protocol, the bundle written by a CompressedJob."""
-        from . import compression as _compression
-
         assert self._compression is not None
         # Arrays by name, through which device arrays are copied to the host
         # to be compressed (TensorFlow's values are fetched to the host already).

@@ -11,6 +11,7 @@ from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Seque
 import numpy as np
 
 from . import _background, _native, config, structure
+from . import compression as _compression
 from ._arrays import to_host_array
 from ._device import describe_device_array, is_device_array, native_staging
 from ._gc import gc_paused
@@ -489,8 +490,6 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
     if check_callback(progress) is not None and not blocking:
         raise InvalidArgumentError("progress= reports a blocking save; an asynchronous save reports "
                                    "through its handle (done(), result())")
-    from . import compression as _compression
-
     codec = _compression.check_options(compression, compression_level)
     named = _named_tensors(tensors, allow_pickle)
     items, keep = prepare_items(named)

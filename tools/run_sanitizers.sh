@@ -41,7 +41,7 @@ if [[ $mode == thread ]]; then
   exec "$python" -m pytest -q -p no:cacheprovider tests/test_staging.py tests/test_async_save.py \
     tests/test_failed_saves.py tests/test_fault_injection.py tests/test_cuda_fake_driver.py \
     tests/test_cuda_fake_pipeline.py tests/test_thread_pool.py tests/test_partial_bundles.py \
-    tests/test_box_reads.py "$@"
+    tests/test_box_reads.py tests/test_bundle_stream.py "$@"
 fi
 FASTCKPT_SANITIZE=address "$python" setup.py -q build_ext --inplace >/dev/null
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
@@ -52,4 +52,5 @@ exec "$python" -m pytest -q -p no:cacheprovider tests/test_crc32c.py tests/test_
   tests/test_staging.py tests/test_async_save.py tests/test_failed_saves.py tests/test_thread_pool.py \
   tests/test_cuda_fake_driver.py tests/test_cuda_fake_pipeline.py \
   tests/test_dlpack_native.py tests/test_load_packing.py tests/test_hostile_inputs.py \
-  tests/test_partial_bundles.py tests/test_box_reads.py tests/test_distributed_single.py "$@"
+  tests/test_partial_bundles.py tests/test_box_reads.py tests/test_distributed_single.py \
+  tests/test_bundle_stream.py tests/test_compression.py "$@"
