@@ -292,9 +292,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                              max_shard_size=args.max_shard_size, skip_unsupported=args.skip_unsupported,
                              max_piece_bytes=args.max_piece_bytes, progress=bar)
     except DataLossError as e:
-        return _fail_plain(args, e, EXIT_DAMAGED)
+        return _fail(args, e, EXIT_DAMAGED)
     except (FastCkptError, OSError, ValueError) as e:
-        return _fail_plain(args, e, EXIT_UNUSABLE)
+        return _fail(args, e, EXIT_UNUSABLE)
     if args.json:
         _emit_json({"src": _display(report.src), "dst": _display(report.dst),
                     "src_format": report.src_format, "dst_format": report.dst_format,
@@ -331,7 +331,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
                           a_format=args.a_format, b_format=args.b_format, progress=bar)
     except (FastCkptError, OSError, ValueError) as e:
         # A damaged input is unusable here: exit 1 means "different".
-        return _fail_plain(args, e, EXIT_UNUSABLE)
+        return _fail(args, e, EXIT_UNUSABLE)
     if args.json:
         _emit_json(result.to_json())
         return EXIT_OK if result.same else EXIT_DIFFERENT
@@ -358,14 +358,6 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK if result.same else EXIT_DIFFERENT
 
 
-def _fail_plain(args: argparse.Namespace, error: BaseException, code: int) -> int:
-    message = str(error)
-    sys.stderr.write(f"{_PROG} {args.command}: error: {message}\n")
-    if getattr(args, "json", False):
-        _emit_json({"ok": False, "error": message, "error_type": type(error).__name__})
-    return code
-
-
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -386,11 +378,13 @@ def _emit_json(obj: Any) -> None:
 
 
 def _fail(args: argparse.Namespace, error: BaseException, code: int) -> int:
+    """One line on stderr (and, with --json, the error as JSON, with the
+    prefix for the commands that take one); returns `code`."""
     message = str(error)  # fastckpt's messages name the file and say what failed
     sys.stderr.write(f"{_PROG} {args.command}: error: {message}\n")
     if getattr(args, "json", False):
-        _emit_json({"prefix": _display(os.fspath(args.prefix)), "ok": False,
-                    "error": message, "error_type": type(error).__name__})
+        where = {"prefix": _display(os.fspath(args.prefix))} if hasattr(args, "prefix") else {}
+        _emit_json({**where, "ok": False, "error": message, "error_type": type(error).__name__})
     return code
 
 
