@@ -7,8 +7,11 @@ TensorFlow's own save/restore subgraph, so the ``.meta`` file and the
 variable and device placement is handled by TensorFlow's own rules. fastckpt
 then drives that subgraph without running its I/O ops:
 
-* save: the tensors feeding each ``SaveV2`` op are fetched in one
-  ``sess.run`` and written by the native core;
+* save: the tensors feeding each ``SaveV2`` op are read in place through an
+  op the Saver adds when it is built (:mod:`fastckpt._tf_in_place`; the
+  ``.meta`` leaves it out) and written by the native core while that op
+  waits; a session that runs elsewhere (a remote target) fetches them with
+  ``sess.run`` instead, a large save in groups;
 * restore: the checkpoint is read natively (parallel, verified) and the
   values are *fed* as the outputs of each ``RestoreV2`` op while running the
   restore op, so TensorFlow's own assign/reshape logic places them and no op
@@ -20,6 +23,7 @@ saveables' own ``restore``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -27,6 +31,7 @@ import numpy as np
 
 from . import metagraph as mg
 from ._bundle_stream import plan_groups
+from ._tf_in_place import InPlaceReader, strip_nodes
 from ._tf_errors import as_tensorflow_error
 from .errors import ArgumentTypeError, FailedPreconditionError, InvalidArgumentError, TensorNotFoundError
 from .format import slices as slicing
@@ -128,6 +133,7 @@ class TFBackend:
         self._saver_args = dict(saver_args, saver_def=saver_def, allow_empty=allow_empty, sharded=sharded)
         self._eager_tf_saver: Any = None  # eager mode: TensorFlow's Saver, made when first needed
         self._native_io: Optional[bool] = None
+        self._in_place: Optional[InPlaceReader] = None  # graph mode: see _add_in_place_reader
         # Items arrive in SaveV2 order (partition slices next to their
         # variable); the data file keeps it, as TensorFlow's does.
         self.sort_data = False
@@ -154,6 +160,23 @@ class TFBackend:
         self._save_plan: Optional[Tuple[List[_Spec], List[Any]]] = None
         self._restore_plan: Optional[Tuple[List[_Spec], List[Any]]] = None
         self._num_save_ops = 1
+        if self._tf_saver._is_built:  # noqa: SLF001 - else build() adds it
+            self._add_in_place_reader()
+
+    def _add_in_place_reader(self) -> None:
+        """Adds the op through which saves read the variables in place, where
+        the graph can still take it (a Saver made from a ``saver_def`` on a
+        finalized graph fetches instead) and every tensor is an array."""
+        if self._in_place is not None or self._graph.finalized or self._tf_saver.saver_def is None \
+                or not self.native_io():
+            return
+        assert self._save_plan is not None
+        tensors = self._save_plan[1]
+        if not tensors:
+            return
+        save_op = self._tf_saver.saver_def.save_tensor_name.rsplit(":", 1)[0]
+        scope = save_op.rsplit("/", 1)[0] + "/" if "/" in save_op else ""
+        self._in_place = InPlaceReader(self._graph, scope, tensors)
 
     # -- plans --------------------------------------------------------------
     def _plans(self) -> None:
@@ -232,6 +255,7 @@ class TFBackend:
     def build(self) -> None:
         if self._tf_saver is not None:
             self._tf_saver.build()
+            self._add_in_place_reader()
 
     def retention(self) -> Optional[Tuple[int, float]]:
         """(max_to_keep, keep_checkpoint_every_n_hours) of the built SaverDef."""
@@ -281,6 +305,18 @@ class TFBackend:
         values = sess.run(tensors) if tensors else []
         return _items_from_values(specs, values)
 
+    @contextlib.contextmanager
+    def values(self, sess: Any) -> Iterator[Tuple[List[Any], List[Any]]]:
+        """The save's writer items, valid inside the block: graph mode reads
+        the variables in place where the session runs in this process (no
+        fetch copy; see :mod:`fastckpt._tf_in_place`), else :meth:`collect`."""
+        if self._in_place is not None and self._in_place.usable_with(sess):
+            assert self._save_plan is not None
+            with self._in_place.values(sess) as arrays:
+                yield _items_from_values(self._save_plan[0], arrays)
+            return
+        yield self.collect(sess)
+
     def fetch_in_groups(self, sess: Any, group_bytes: int
                         ) -> Optional[Tuple[int, Iterator[Tuple[List[Any], List[Any]]]]]:
         """Graph mode: the save's tensors as `n` groups of about `group_bytes`,
@@ -291,7 +327,8 @@ class TFBackend:
         fetch is as good: eager mode, ``sharded=True`` (one data file per
         device, as TensorFlow writes), a tensor whose size the graph does not
         fix (unknown shape, strings), or less than two groups of data."""
-        if self._eager or self._sharded:
+        if self._eager or self._sharded or \
+                (self._in_place is not None and self._in_place.usable_with(sess)):
             return None
         self._plans()
         assert self._save_plan is not None
@@ -374,8 +411,11 @@ class TFBackend:
             # after the .meta; it is exported when written.
             def export(path: str, durable: bool) -> None:
                 with sess.graph.as_default():
-                    self._tf_saver.export_meta_graph(path, strip_default_attrs=strip_default_attrs,
-                                                     save_debug_info=True)
+                    meta = self._tf_saver.export_meta_graph(path, strip_default_attrs=strip_default_attrs,
+                                                            save_debug_info=True)
+                if self._in_place is not None:  # rewritten without the in-place read op
+                    mg.write_meta_graph(strip_nodes(meta, self._in_place.node_names, None), path,
+                                        fsync=False)
                 if durable:
                     fd = os.open(path, os.O_RDONLY)
                     try:
@@ -385,6 +425,8 @@ class TFBackend:
             return export
         with sess.graph.as_default():
             meta = self._tf_saver.export_meta_graph(None, strip_default_attrs=strip_default_attrs)
+        if self._in_place is not None:
+            strip_nodes(meta, self._in_place.node_names, None)
 
         def write(path: str, durable: bool) -> None:
             # Deterministic serialization, written atomically: the bytes
@@ -395,7 +437,16 @@ class TFBackend:
     def export_meta_graph(self, filename: Any, *, durable: bool, **kwargs: Any) -> Any:
         if self._tf_saver is None:
             raise FailedPreconditionError("export_meta_graph is not supported in eager mode")
-        return self._tf_saver.export_meta_graph(filename, **kwargs)
+        meta = self._tf_saver.export_meta_graph(filename, **kwargs)
+        if self._in_place is not None:
+            strip_nodes(meta, self._in_place.node_names, kwargs.get("export_scope"))
+            if filename:  # rewritten without the in-place read op, as TensorFlow wrote it
+                from tensorflow.python.framework import graph_io
+
+                path = os.fspath(filename)
+                graph_io.write_graph(meta, os.path.dirname(path), os.path.basename(path),
+                                     as_text=bool(kwargs.get("as_text")))
+        return meta
 
 
 def import_meta_graph_tf(meta_graph_or_file: Any, clear_devices: bool = False,

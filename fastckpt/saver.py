@@ -17,9 +17,10 @@ import glob
 import logging
 import os
 import re
+import contextlib
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -420,11 +421,25 @@ class Saver:
                          latest_filename, meta_graph_suffix, write_meta if write_meta_graph else None,
                          write_state)
             return checkpoint_file
-        items, keep = backend.collect(sess)
+        if blocking:
+            self._wait_pending()  # before the values are taken: nothing waits while they are held
+        with backend.values(sess) as (items, keep):
+            # Graph mode reads the variables in place: the values are valid
+            # only inside this block, which the blocking save's write and the
+            # asynchronous save's snapshot finish in.
+            return self._write(items, keep, backend, blocking, checkpoint_file, meta_file, save_path,
+                               save_path_parent, latest_filename, meta_graph_suffix,
+                               write_meta if write_meta_graph else None, write_state)
+
+    def _write(self, items: Any, keep: Any, backend: Any, blocking: bool, checkpoint_file: str,
+               meta_file: str, save_path: str, save_path_parent: str, latest_filename: str,
+               meta_graph_suffix: str, write_meta: Optional[Callable[[], None]], write_state: bool) -> Any:
+        """:meth:`save`'s native path once the items are prepared: writes (or,
+        with ``blocking=False``, snapshots and queues) and commits them."""
         if self._compression is not None:
             return self._save_compressed(items, keep, backend, blocking, checkpoint_file, meta_file, save_path,
                                          save_path_parent, latest_filename, meta_graph_suffix,
-                                         write_meta if write_meta_graph else None, write_state)
+                                         write_meta, write_state)
         if not blocking:
             job = start_job(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
                             threads=self._threads, durable=self._durable, sort_data=backend.sort_data,
@@ -434,7 +449,7 @@ class Saver:
             def finish() -> str:
                 self._commit(lambda: job.finish(), checkpoint_file, meta_file, save_path,
                              save_path_parent, latest_filename, meta_graph_suffix,
-                             write_meta if write_meta_graph else None, write_state)
+                             write_meta, write_state)
                 return checkpoint_file
 
             handle = start_background(job, checkpoint_file, finish)
@@ -450,7 +465,7 @@ class Saver:
                         threads=self._threads, durable=self._durable, sort_data=backend.sort_data)
 
         self._commit(write_bundle, checkpoint_file, meta_file, save_path, save_path_parent,
-                     latest_filename, meta_graph_suffix, write_meta if write_meta_graph else None,
+                     latest_filename, meta_graph_suffix, write_meta,
                      write_state)
         del keep
         return checkpoint_file
@@ -685,6 +700,9 @@ class _ArrayBackend:
 
     def fetch_in_groups(self, sess: Any, group_bytes: int) -> None:
         return None  # arrays need no fetch: one native write takes them all
+
+    def values(self, sess: Any) -> ContextManager[Tuple[List[Any], List[Any]]]:
+        return contextlib.nullcontext(self.collect(sess))
 
     def _specs(self) -> List[mg.VariableSpec]:
         specs = []

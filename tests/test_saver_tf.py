@@ -61,6 +61,19 @@ def _session(graph=None):
     return tf.compat.v1.Session(graph=graph, config=config)
 
 
+_LOCAL_SERVER = []
+
+
+def _remote_session(graph, fresh=False):
+    """A session whose target is a gRPC server (in this process, as a distributed job's chief
+    reaches its tasks): the Saver cannot read the variables in place through it and fetches
+    them, a large save in groups. The server keeps variable values across sessions; `fresh`
+    starts a new one."""
+    if fresh or not _LOCAL_SERVER:
+        _LOCAL_SERVER[:] = [tf.distribute.Server.create_local_server()]
+    return tf.compat.v1.Session(_LOCAL_SERVER[0].target, graph=graph)
+
+
 def make_saver(kind, *args, **kwargs):
     """A TF Saver (kind "tf") or a fastckpt Saver (kind "fc") with the same arguments.
 
@@ -1590,7 +1603,8 @@ def test_save_inside_a_tf_function_raises_like_tf(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Large graph-mode saves: fetched and written in groups, one data file per group
+# Large graph-mode saves through a remote session: fetched and written in groups, one data
+# file per group
 # --------------------------------------------------------------------------------------------
 
 def _grouped_model():
@@ -1614,7 +1628,7 @@ def test_a_large_save_is_fetched_and_written_in_groups(tmp_path, monkeypatch):
     with tf.Graph().as_default() as g:
         values, full, _ = _grouped_model()
         saver = fsaver.Saver()
-        with _session(g) as sess:
+        with _remote_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "model"), global_step=3)
     assert sorted(os.listdir(tmp_path)) == [
@@ -1643,7 +1657,7 @@ def test_grouped_save_writes_the_same_tensors_as_one_fetch(tmp_path, monkeypatch
         with tf.Graph().as_default() as g:
             _grouped_model()
             saver = fsaver.Saver()
-            with _session(g) as sess:
+            with _remote_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 prefixes[mb] = saver.save(sess, str(tmp_path / f"g{mb}" / "model"))
     assert len([f for f in os.listdir(tmp_path / "g0") if ".data-" in f]) == 1
@@ -1661,11 +1675,11 @@ def test_a_failed_grouped_fetch_keeps_the_previous_checkpoint(tmp_path, monkeypa
         values, _, _ = _grouped_model()
         tf.compat.v1.get_variable("z_late", initializer=tf.zeros([1 << 18]))
         saver = fsaver.Saver()
-        with _session(g) as sess:
+        with _remote_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "model"))
             before = {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))}
-        with _session(g) as sess:  # a new session: nothing initialized but the early variables
+        with _remote_session(g, fresh=True) as sess:  # nothing initialized but the early variables
             sess.run([v.initializer for v in tf.compat.v1.global_variables() if v.op.name != "z_late"])
             with pytest.raises(tf.errors.FailedPreconditionError) as info:
                 saver.save(sess, str(tmp_path / "model"))
@@ -1679,10 +1693,10 @@ def test_a_grouped_save_with_compression_is_compressed(tmp_path, monkeypatch):
     with tf.Graph().as_default() as g:
         values, full, _ = _grouped_model()
         saver = fsaver.Saver(compression="zstd")
-        with _session(g) as sess:
+        with _remote_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "model"))
-        with _session(g) as sess:
+        with _remote_session(g) as sess:
             saver.restore(sess, prefix)
             got = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables() if v.op.name in values}
     assert {n: v.tobytes() for n, v in got.items()} == {n: v.tobytes() for n, v in values.items()}
@@ -1692,3 +1706,135 @@ def test_a_grouped_save_with_compression_is_compressed(tmp_path, monkeypatch):
     reader.close()
     with pytest.raises(ValueError, match="min consumer version 1001"):
         tf.train.load_checkpoint(prefix)
+
+
+# --------------------------------------------------------------------------------------------
+# Graph-mode saves read the variables in place (no fetch copy)
+# --------------------------------------------------------------------------------------------
+
+def test_a_graph_save_reads_the_variables_in_place_and_writes_tensorflows_bytes(tmp_path, monkeypatch):
+    from fastckpt import _tf_backend
+
+    handed = []
+    items_from_values = _tf_backend._items_from_values
+
+    def record(specs, values, *args, **kwargs):
+        handed.extend(values)
+        return items_from_values(specs, values, *args, **kwargs)
+
+    def no_fetch(self, sess):
+        raise AssertionError("a local session's save must not fetch the values")
+
+    monkeypatch.setattr(_tf_backend, "_items_from_values", record)
+    monkeypatch.setattr(_tf_backend.TFBackend, "collect", no_fetch)
+    with tf.Graph().as_default() as g:
+        values, full, _ = _grouped_model()
+        saver = fsaver.Saver()
+        assert sorted(op.name for op in g.get_operations() if "fastckpt" in op.name) == [
+            "save/fastckpt_values", "save/fastckpt_values_token"]
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "fc" / "model"))
+    # The values the writer got were TensorFlow's buffers, not copies owned by numpy.
+    assert len(handed) == 9 and not any(v.flags.owndata for v in handed)
+    reader = tf.train.load_checkpoint(prefix)
+    for name, value in values.items():
+        assert reader.get_tensor(name).tobytes() == value.tobytes(), name
+    assert reader.get_tensor("p").tobytes() == full.tobytes()
+    # The .meta leaves the read op out (test_plain_save_files_are_byte_identical compares it
+    # with TensorFlow's).
+    meta = (tmp_path / "fc" / "model.meta").read_bytes()
+    assert b"fastckpt" not in meta and b"PyFunc" not in meta and b"save/SaveV2" in meta
+
+
+def test_the_in_place_read_op_runs_only_inside_a_save():
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.get_variable("v", initializer=tf.ones([3]))
+        fsaver.Saver()
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            with pytest.raises(tf.errors.OpError) as info:
+                sess.run("save/fastckpt_values:0", feed_dict={"save/fastckpt_values_token:0": 7})
+    assert "the in-place read op runs only inside Saver.save" in str(info.value)
+
+
+def test_an_in_place_save_of_an_uninitialized_variable_raises_tensorflows_error(tmp_path):
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.get_variable("a", initializer=tf.ones([4]))
+        tf.compat.v1.get_variable("z_late", initializer=tf.zeros([4]))
+        saver = fsaver.Saver()
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "model"))
+            before = {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))}
+        with _session(g) as sess:
+            sess.run(g.get_operation_by_name("a/Assign"))
+            with pytest.raises(tf.errors.FailedPreconditionError) as info:
+                saver.save(sess, str(tmp_path / "model"))
+    assert "z_late" in str(info.value)
+    assert {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))} == before
+    assert fastckpt.load(prefix)["a"].tolist() == [1.0] * 4
+
+
+def test_concurrent_in_place_saves_each_write_their_own_values(tmp_path):
+    """Two threads save while a third keeps assigning: each checkpoint holds one consistent
+    state (both variables from the same step), as reading them in one run guarantees."""
+    import threading
+
+    with tf.Graph().as_default() as g:
+        a = tf.compat.v1.get_variable("a", initializer=tf.zeros([1 << 16]))
+        b = tf.compat.v1.get_variable("b", initializer=tf.zeros([1 << 16]))
+        step = tf.group(a.assign_add(tf.ones_like(a)), b.assign_add(tf.ones_like(b)))
+        saver = fsaver.Saver(max_to_keep=None)
+        with _session(g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            stop = threading.Event()
+
+            def train():
+                while not stop.is_set():
+                    sess.run(step)
+
+            def save(k):
+                for i in range(4):
+                    saver.save(sess, str(tmp_path / f"t{k}" / f"model{i}"), write_state=False)
+
+            trainer = threading.Thread(target=train)
+            savers = [threading.Thread(target=save, args=(k,)) for k in range(2)]
+            trainer.start()
+            for t in savers:
+                t.start()
+            for t in savers:
+                t.join()
+            stop.set()
+            trainer.join()
+    for k in range(2):
+        for i in range(4):
+            got = fastckpt.load(str(tmp_path / f"t{k}" / f"model{i}"))
+            assert np.unique(got["a"]).size == 1 and np.array_equal(got["a"], got["b"]), (k, i)
+
+
+def test_a_saver_from_a_saver_def_on_a_finalized_graph_fetches(tmp_path):
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.get_variable("v", initializer=tf.constant([1.0, 2.0]))
+        first = tf.compat.v1.train.Saver()
+        g.finalize()
+        saver = fsaver.Saver(saver_def=first.as_saver_def())
+        assert not [op for op in g.get_operations() if "fastckpt" in op.name]
+        with _session(g) as sess:
+            sess.run("v/Assign")
+            prefix = saver.save(sess, str(tmp_path / "model"))
+    assert fastckpt.load(prefix)["v"].tolist() == [1.0, 2.0]
+
+
+def test_export_meta_graph_leaves_the_in_place_read_op_out(tmp_path):
+    outputs = {}
+    for kind in ("tf", "fc"):
+        with tf.Graph().as_default():
+            tf.compat.v1.get_variable("v", initializer=tf.constant([1.0, 2.0]))
+            saver = tf.compat.v1.train.Saver() if kind == "tf" else fsaver.Saver()
+            path = str(tmp_path / f"{kind}.pbtxt")
+            meta = saver.export_meta_graph(path, as_text=True)
+            outputs[kind] = (meta, (tmp_path / f"{kind}.pbtxt").read_text())
+    assert outputs["fc"][0] == outputs["tf"][0]
+    assert outputs["fc"][1] == outputs["tf"][1]
+    assert "fastckpt" not in outputs["fc"][1] and "PyFunc" not in outputs["fc"][1]
