@@ -168,6 +168,13 @@ class BundleStreamWriter:
         except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
             out["error"] = e
 
+    def wait(self) -> None:
+        """Waits until the groups started so far are written; raises the
+        error of one that failed."""
+        if self._closed:
+            raise InvalidArgumentError(f"the bundle '{self.prefix}' was already committed or aborted")
+        self._wait()
+
     def _wait(self) -> None:
         thread, self._pending = self._pending, None
         if thread is None:

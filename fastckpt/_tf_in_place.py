@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -121,7 +121,7 @@ class InPlaceReader:
             raise handoff.error
 
 
-def strip_nodes(meta_graph: Any, names: frozenset, export_scope: Optional[str]) -> Any:
+def strip_nodes(meta_graph: Any, names: FrozenSet[str], export_scope: Optional[str]) -> Any:
     """Removes the in-place read op's nodes from an exported MetaGraphDef
     (in place; returned), and their op definitions from the stripped op list
     where no other node uses them: the ``.meta`` holds what TensorFlow's Saver

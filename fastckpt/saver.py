@@ -10,33 +10,40 @@ core. Two kinds of ``var_list`` are accepted:
 * A dict of name -> array (numpy, CuPy, torch, JAX): no TensorFlow needed.
   ``save(None, path)`` writes the arrays; ``restore(None, path)`` fills them
   in place (immutable arrays such as JAX's are replaced, see ``restore``).
+
+The pieces live beside it: the backends (:mod:`fastckpt._saver_backend`
+states their contract), retention and the shared state file
+(:mod:`fastckpt._retention`), framework detection (:mod:`fastckpt._framework`)
+and the module functions ``import_meta_graph``/``export_meta_graph``
+(:mod:`fastckpt._saver_meta_graph`). This module is the front end: paths, the
+commit protocol and background saves.
 """
 from __future__ import annotations
 
 import glob
 import logging
 import os
-import re
-import contextlib
-import sys
 import time
-from typing import Any, Callable, ContextManager, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import checkpoint_management as cm
 from . import compression as _compression
 from . import config
-from . import metagraph as mg
-from ._arrays import to_host_array
+from ._array_backend import ArrayBackend
+from ._bundle_stream import BundleStreamWriter
+from ._framework import tf_loaded, url_scheme, uses_tensorflow
+from ._progress import log_done, logger
+from ._retention import CheckpointHistory, locked_directory, other_savers_entries
+from ._saver_backend import SaverBackend
+from ._saver_meta_graph import export_meta_graph, import_meta_graph
 from ._tf_errors import as_tensorflow_error
 from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, InvalidArgumentError, UnimplementedError,
                      from_os_error)
-from .format import dtypes
-from .reader import CheckpointReader, check_restore_target, target_shape_and_dtype
-from ._bundle_stream import BundleStreamWriter
-from ._progress import log_done, logger
-from .writer import prepare_items, start_background, start_job, write_items
+from .reader import CheckpointReader
+from .writer import start_background, start_job, write_items
+
+if TYPE_CHECKING:
+    from ._tf_backend import TFBackend
 
 __all__ = ["Saver", "import_meta_graph", "export_meta_graph"]
 
@@ -64,49 +71,6 @@ def _read_bytes_or_none(path: str) -> Optional[bytes]:
             return f.read()
     except OSError:
         return None
-
-
-def _tf_loaded() -> bool:
-    return "tensorflow" in sys.modules
-
-
-def _tf_graph_mode() -> bool:
-    """True when TensorFlow is loaded and building a graph (not eager)."""
-    tf = sys.modules.get("tensorflow")
-    return tf is not None and not tf.executing_eagerly()
-
-
-def _tf_classes() -> Tuple[type, ...]:
-    """TensorFlow's classes of things a Saver saves (empty without TensorFlow)."""
-    if not _tf_loaded():
-        return ()
-    import tensorflow as tf
-    from tensorflow.python.ops.variables import PartitionedVariable
-    from tensorflow.python.trackable.base import Trackable
-    from tensorflow.python.training.saving.saveable_object import SaveableObject
-
-    # Trackable covers variables (TensorFlow's and Keras's), tables, iterators
-    # and user-defined Trackables with their own save spec.
-    return (Trackable, SaveableObject, PartitionedVariable, tf.Tensor, tf.Operation)
-
-
-def _is_tf_object(value: Any) -> bool:
-    """Whether `value` is TensorFlow's (decided by its class, whatever module
-    defines it: a user's Trackable or SaveableObject subclass counts)."""
-    classes = _tf_classes()
-    if not classes:
-        return False
-    if isinstance(value, (list, tuple)):  # a partitioned variable's parts
-        return bool(value) and all(isinstance(v, classes) for v in value)
-    return isinstance(value, classes)
-
-
-def _uses_tensorflow(var_list: Any) -> bool:
-    # Arrays come as a dict; None and lists (even empty ones) are TensorFlow's.
-    if var_list is None or not isinstance(var_list, Mapping):
-        return True
-    values = var_list.values() if isinstance(var_list, Mapping) else var_list
-    return any(_is_tf_object(v) for v in values)
 
 
 class Saver:
@@ -152,9 +116,8 @@ class Saver:
             raise InvalidArgumentError(
                 "If `var_list` is provided then build cannot be deferred. Either set defer_build=False "
                 "or var_list=None.")
-        self._max_to_keep = max_to_keep
+        self._history = CheckpointHistory(max_to_keep, keep_checkpoint_every_n_hours)
         self._pending: List[Any] = []  # this saver's unfinished background saves, in order
-        self._keep_hours = keep_checkpoint_every_n_hours
         self._pad_step_number = pad_step_number
         self._save_relative_paths = save_relative_paths
         self._sharded = sharded
@@ -162,15 +125,8 @@ class Saver:
         self._num_shards = num_shards
         self._durable = durable
         self._compression = _compression.check_options(compression, compression_level)
-        self._last_checkpoints: List[Tuple[str, float]] = []
-        # Every prefix this saver has managed: its entries in the state file
-        # are this saver's to keep or drop (never carried over as another
-        # saver's, even while an evicted one still awaits deletion).
-        self._managed: Set[str] = set()
-        self._checkpoints_to_be_deleted: List[Tuple[str, float]] = []
-        self._next_checkpoint_time = 0.0
-        self._backend: Any
-        self._tensorflow = _uses_tensorflow(var_list)
+        self._backend: SaverBackend
+        self._tensorflow = uses_tensorflow(var_list)
         # V1 (deprecated in TensorFlow) is TensorFlow's own writer's: a V1
         # Saver hands every save, and its retention, to TensorFlow's Saver.
         self._v1 = write_version == V1
@@ -180,7 +136,7 @@ class Saver:
                 "write_version=V1 is TensorFlow's deprecated format, written by TensorFlow's own Saver: "
                 "it needs TensorFlow variables (fastckpt writes V2 for arrays)")
         if self._tensorflow:
-            if var_list is None and saver_def is None and not _tf_loaded():
+            if var_list is None and saver_def is None and not tf_loaded():
                 raise InvalidArgumentError(
                     "var_list is required without TensorFlow: pass a dict of name -> array")
             from ._tf_backend import TFBackend
@@ -192,7 +148,7 @@ class Saver:
                 defer_build=defer_build, allow_empty=allow_empty, pad_step_number=pad_step_number,
                 save_relative_paths=save_relative_paths, filename=filename, write_version=write_version)
         else:
-            self._backend = _ArrayBackend(
+            self._backend = ArrayBackend(
                 var_list, sharded=sharded, max_to_keep=max_to_keep,
                 keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
                 allow_empty=allow_empty, filename=filename)
@@ -218,34 +174,37 @@ class Saver:
         # saver_def argument supplies), and the keep-every-N-hours clock starts
         # when the saver is built.
         retention = self._backend.retention()
-        if retention is not None:
-            self._max_to_keep, self._keep_hours = retention
-        self._next_checkpoint_time = time.time() + self._keep_hours * 3600
+        max_to_keep, keep_hours = retention if retention is not None else \
+            (self._history.max_to_keep, self._history.keep_hours)
+        self._history.start_clock(max_to_keep, keep_hours)
+
+    def _tf(self) -> "TFBackend":
+        """The TensorFlow backend (precondition: ``self._tensorflow``)."""
+        assert self._tensorflow
+        return self._backend  # type: ignore[return-value]
 
     @property
     def last_checkpoints(self) -> List[str]:
         """Prefixes of the checkpoints still managed, oldest first."""
         if self._handed_to_tf:
-            return list(self._backend.tf_saver().last_checkpoints)
-        return [p for p, _ in self._last_checkpoints]
+            return list(self._tf().tf_saver().last_checkpoints)
+        return self._history.paths()
 
     def set_last_checkpoints(self, last_checkpoints: Sequence[str]) -> None:
         """DEPRECATED in TensorFlow: sets the list with timestamps of +inf (never deleted)."""
         if not isinstance(last_checkpoints, list):
             raise ArgumentTypeError("last_checkpoints must be a list")
         if self._handed_to_tf:
-            self._backend.tf_saver().set_last_checkpoints(last_checkpoints)
-        self._last_checkpoints = [(s, float("inf")) for s in last_checkpoints]
-        self._managed.update(last_checkpoints)
+            self._tf().tf_saver().set_last_checkpoints(last_checkpoints)
+        self._history.set([(s, float("inf")) for s in last_checkpoints])
 
     def set_last_checkpoints_with_time(self, last_checkpoints_with_time: Sequence[Tuple[str, float]]) -> None:
         """Sets the managed checkpoints as ``[(prefix, timestamp)]``."""
         if not isinstance(last_checkpoints_with_time, list):
             raise ArgumentTypeError("last_checkpoints_with_time must be a list")
         if self._handed_to_tf:
-            self._backend.tf_saver().set_last_checkpoints_with_time(last_checkpoints_with_time)
-        self._last_checkpoints = list(last_checkpoints_with_time)
-        self._managed.update(p for p, _ in self._last_checkpoints)
+            self._tf().tf_saver().set_last_checkpoints_with_time(last_checkpoints_with_time)
+        self._history.set(last_checkpoints_with_time)
 
     def recover_last_checkpoints(self, checkpoint_paths: Sequence[str]) -> None:
         """Resumes management of existing checkpoints (timestamps = file mtimes)."""
@@ -258,31 +217,6 @@ class Saver:
             if mtime:
                 checkpoints_with_mtimes.append((path, mtime[0]))
         self.set_last_checkpoints_with_time(checkpoints_with_mtimes)
-
-    def _record_last_checkpoint(self, latest_save_path: str) -> None:
-        if not self._max_to_keep:
-            return
-        self._managed.add(latest_save_path)
-        self._last_checkpoints = [p for p in self._last_checkpoints if p[0] != latest_save_path]
-        self._last_checkpoints.append((latest_save_path, time.time()))
-        if len(self._last_checkpoints) > self._max_to_keep:
-            self._checkpoints_to_be_deleted.append(self._last_checkpoints.pop(0))
-
-    def _maybe_delete_old_checkpoints(self, meta_graph_suffix: str) -> None:
-        if not self._checkpoints_to_be_deleted:
-            return
-        path, stamp = self._checkpoints_to_be_deleted.pop(0)
-        if stamp > self._next_checkpoint_time:
-            # keep_checkpoint_every_n_hours: keep one checkpoint per period forever.
-            self._next_checkpoint_time += self._keep_hours * 3600
-            return
-        try:
-            cm.remove_checkpoint(path, V2, meta_graph_suffix)
-            logger.debug("removed old checkpoint %s (max_to_keep)", path)
-        except Exception as e:  # noqa: BLE001 - deletion errors are ignored, as in TF
-            import warnings
-
-            warnings.warn(f"fastckpt: could not delete old checkpoint {path}: {e}", RuntimeWarning)
 
     def save(self, sess: Any, save_path: PathLike, global_step: Any = None,
              latest_filename: Optional[str] = None, meta_graph_suffix: str = "meta",
@@ -313,7 +247,7 @@ class Saver:
         """
         backend = self._backend
         backend.check_built()
-        url = _url_scheme(save_path)
+        url = url_scheme(save_path)
         if url and not self._tensorflow:
             raise InvalidArgumentError(
                 f"'{os.fspath(save_path)}': {url}:// paths are TensorFlow filesystems, written through "
@@ -326,9 +260,9 @@ class Saver:
                 raise UnimplementedError("blocking=False needs write_version=V2 and a local path "
                                          "(V1 and URL paths are written by TensorFlow's Saver)")
             if not self._handed_to_tf:
-                self._backend.tf_saver().set_last_checkpoints_with_time(list(self._last_checkpoints))
+                self._tf().tf_saver().set_last_checkpoints_with_time(list(self._history.last))
                 self._handed_to_tf = True
-            return backend.tf_saver().save(
+            return self._tf().tf_saver().save(
                 sess, save_path, global_step=global_step, latest_filename=latest_filename,
                 meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
                 write_state=write_state, strip_default_attrs=strip_default_attrs,
@@ -390,7 +324,8 @@ class Saver:
                     "blocking=False cannot snapshot saveables whose tensors are not arrays (variant "
                     "tensors, such as tf.data iterator state): save them with blocking=True")
             self._wait_pending()
-            self._commit(lambda: backend.tf_write_bundle(sess, checkpoint_file), checkpoint_file, meta_file,
+            tf_backend = self._tf()
+            self._commit(lambda: tf_backend.tf_write_bundle(sess, checkpoint_file), checkpoint_file, meta_file,
                          save_path, save_path_parent, latest_filename, meta_graph_suffix,
                          write_meta if write_meta_graph else None, write_state)
             return checkpoint_file
@@ -527,7 +462,7 @@ class Saver:
         meta_existed = os.path.exists(meta_file)
         state_file = os.path.join(save_path_parent, latest_filename)
         state_before = _read_bytes_or_none(state_file) if write_state else None
-        lists_before = (list(self._last_checkpoints), list(self._checkpoints_to_be_deleted), set(self._managed))
+        history_before = self._history.snapshot()
         meta_written = False
         start = time.perf_counter()
         try:
@@ -538,12 +473,12 @@ class Saver:
                 meta_written = True
                 logger.debug("wrote %s", meta_file)
             if write_state:
-                self._record_last_checkpoint(checkpoint_file)
+                self._history.record(checkpoint_file)
                 # Read-modify-write under a lock on the directory, so that
                 # savers of other prefixes in other processes lose no entry.
-                with _locked_directory(save_path_parent):
-                    others = _other_savers_entries(save_path_parent, latest_filename, save_path,
-                                                   self._managed)
+                with locked_directory(save_path_parent):
+                    others = other_savers_entries(save_path_parent, latest_filename, save_path,
+                                                  self._history.managed)
                     cm.update_checkpoint_state_internal(
                         save_dir=save_path_parent, model_checkpoint_path=checkpoint_file,
                         all_model_checkpoint_paths=others + self.last_checkpoints,
@@ -551,7 +486,7 @@ class Saver:
                         save_relative_paths=self._save_relative_paths, durable=self._durable)
                 logger.debug("committed: the state file %s names %s", state_file, checkpoint_file)
         except BaseException:
-            self._last_checkpoints, self._checkpoints_to_be_deleted, self._managed = lists_before
+            self._history.rollback(history_before)
             # Best effort: the caller needs the original error, not a cleanup one.
             try:
                 if write_state and _read_bytes_or_none(state_file) != state_before:
@@ -578,7 +513,7 @@ class Saver:
                 pass
             raise
         if write_state:
-            self._maybe_delete_old_checkpoints(meta_graph_suffix)
+            self._history.delete_due(meta_graph_suffix)
         if logger.isEnabledFor(logging.INFO):  # the size costs a directory listing
             log_done("saved", checkpoint_file, _bundle_bytes(checkpoint_file), time.perf_counter() - start)
 
@@ -601,18 +536,18 @@ class Saver:
         prefix = os.fspath(save_path)
         if isinstance(prefix, bytes):
             prefix = prefix.decode("utf-8")
-        if self._tensorflow and _url_scheme(prefix):
-            self._backend.tf_saver().restore(sess, prefix)  # through TensorFlow's filesystem
+        if self._tensorflow and url_scheme(prefix):
+            self._tf().tf_saver().restore(sess, prefix)  # through TensorFlow's filesystem
             return None
         if not cm.checkpoint_exists_internal(prefix):
             raise InvalidArgumentError("The passed save_path is not a valid checkpoint: " + prefix)
         if self._tensorflow and not os.path.exists(prefix + ".index"):
             # A V1 checkpoint (a file named by the prefix, no index): TensorFlow's reader.
-            self._backend.tf_saver().restore(sess, prefix)
+            self._tf().tf_saver().restore(sess, prefix)
             return None
         try:
             if not self._backend.native_io():
-                self._backend.tf_saver().restore(sess, prefix)  # variant tensors: TensorFlow's reader
+                self._tf().tf_saver().restore(sess, prefix)  # variant tensors: TensorFlow's reader
                 return None
             start = time.perf_counter()
             with CheckpointReader(prefix, threads=self._threads) as reader:
@@ -644,298 +579,3 @@ class Saver:
     def var_list(self) -> Any:
         """The variables (or the name -> array dict) this saver manages."""
         return self._backend.var_list
-
-
-class _ArrayBackend:
-    """Variables are caller arrays in a dict; no TensorFlow involved."""
-
-    def __init__(self, var_list: Mapping[str, Any], *, sharded: bool, max_to_keep: Optional[int],
-                 keep_checkpoint_every_n_hours: float, name: Optional[str], allow_empty: bool,
-                 filename: Optional[str]) -> None:
-        if not isinstance(var_list, Mapping):
-            raise ArgumentTypeError("without TensorFlow, var_list must be a dict of name -> array")
-        for key in var_list:
-            if not isinstance(key, str) or not key:
-                raise InvalidArgumentError(f"variable names must be non-empty strings, not {key!r}")
-        self.var_list: Dict[str, Any] = dict(var_list)
-        self.is_empty = not self.var_list
-        if self.is_empty and not allow_empty:
-            raise InvalidArgumentError("No variables to save")
-        self._sharded = sharded
-        self._meta_args: Dict[str, Any] = dict(filename=filename or "model", max_to_keep=max_to_keep,
-                               keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
-                               sharded=sharded, name=name or "save", allow_empty=allow_empty)
-        self._meta_cache: Optional[Tuple[Tuple[Any, ...], Any]] = None
-        self.sort_data = True
-
-    # Hooks used by Saver ---------------------------------------------------
-    def native_io(self) -> bool:
-        return True  # arrays: always written and read by the native core
-
-    def check_built(self) -> None:
-        pass
-
-    def build(self) -> None:
-        pass
-
-    def retention(self) -> None:
-        return None  # the constructor's arguments stand
-
-    def check_session(self, sess: Any) -> None:
-        pass  # no session: arrays are read directly
-
-    def global_step_value(self, sess: Any, global_step: Any) -> int:
-        value = to_host_array(global_step)
-        if value.size != 1 or value.dtype.kind not in "iu":
-            raise ArgumentTypeError(f"global_step must be an integer, not {global_step!r}")
-        return int(value.reshape(()))
-
-    def default_shards(self) -> Optional[int]:
-        if self._sharded:
-            return config.default_threads()
-        return None
-
-    def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
-        return prepare_items(self.var_list)
-
-    def fetch_in_groups(self, sess: Any, group_bytes: int) -> None:
-        return None  # arrays need no fetch: one native write takes them all
-
-    def values(self, sess: Any) -> ContextManager[Tuple[List[Any], List[Any]]]:
-        return contextlib.nullcontext(self.collect(sess))
-
-    def _specs(self) -> List[mg.VariableSpec]:
-        specs = []
-        for name, value in sorted(self.var_list.items()):
-            try:  # numpy, CuPy and JAX arrays say their dtype without a copy
-                dtype, shape = np.dtype(value.dtype), tuple(value.shape)
-            except (AttributeError, TypeError):
-                if (type(value).__module__ or "").startswith("torch"):
-                    from ._arrays import torch_numpy_dtype
-
-                    dtype, shape = torch_numpy_dtype(value.dtype), tuple(value.shape)
-                else:
-                    arr = to_host_array(value)
-                    dtype, shape = arr.dtype, tuple(arr.shape)
-            specs.append(mg.VariableSpec(name=name, dtype=dtypes.from_numpy_dtype(dtype), shape=shape))
-        return specs
-
-    def _meta_graph(self) -> Any:
-        specs = tuple(self._specs())
-        if self._meta_cache is None or self._meta_cache[0] != specs:
-            self._meta_cache = (specs, mg.build_meta_graph(specs, **self._meta_args))
-        return self._meta_cache[1]
-
-    @property
-    def saver_def(self) -> Any:
-        return self._meta_graph().saver_def
-
-    def to_proto(self, export_scope: Optional[str]) -> Any:
-        return self.saver_def
-
-    def capture_meta_graph(self, sess: Any, *, strip_default_attrs: bool,
-                           save_debug_info: bool) -> Callable[[str, bool], None]:
-        """The MetaGraphDef of the variables as they are now, as ``write(path, durable)``."""
-        meta = self._meta_graph()
-
-        def write(path: str, durable: bool) -> None:
-            mg.write_meta_graph(meta, path, fsync=durable)
-        return write
-
-    def export_meta_graph(self, filename: Optional[PathLike], *, as_text: bool, durable: bool,
-                          **unused: Any) -> Any:
-        meta = self._meta_graph()
-        if filename is not None:
-            mg.write_meta_graph(meta, filename, as_text=as_text, fsync=durable)
-        return meta
-
-    def restore(self, sess: Any, reader: CheckpointReader) -> Optional[Dict[str, Any]]:
-        """Fills the arrays in place (one path for numpy, torch and CuPy, on
-        the host or a device: :meth:`CheckpointReader.read_into`); immutable
-        ones (JAX arrays, read-only numpy arrays, scalars) are replaced by new
-        arrays, which are returned. Dtypes and shapes must match the
-        checkpoint exactly (InvalidArgumentError otherwise)."""
-        immutable = {name for name, target in self.var_list.items() if not _writable_in_place(target)}
-        reader.read_into({n: t for n, t in self.var_list.items() if n not in immutable})
-        replaced: Dict[str, Any] = {}
-        for name in sorted(immutable):
-            target = self.var_list[name]
-            value = reader.get_tensor(name)
-            shape, dtype = target_shape_and_dtype(target)
-            check_restore_target(name, reader.prefix, value.dtype, value.shape, dtype, shape)
-            replaced[name] = self.var_list[name] = _replacement(target, value)
-        return replaced or None
-
-
-class _locked_directory:
-    """An exclusive flock() on a directory for the duration of a with-block.
-
-    Savers in several processes update one state file; the lock serializes
-    their read-modify-write. Where directories cannot be locked, it is a no-op.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path or "."
-        self._fd: Optional[int] = None
-
-    def __enter__(self) -> "_locked_directory":
-        import fcntl
-
-        try:
-            self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except OSError:
-            if self._fd is not None:
-                os.close(self._fd)
-            self._fd = None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # releases the lock
-
-
-_STEP_SUFFIX = re.compile(r"-\d+$")
-
-
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def _url_scheme(path: Any) -> Optional[str]:
-    """The scheme of a TensorFlow filesystem URL (``file``, ``ram``, ``gs``...), or None."""
-    if isinstance(path, bytes):
-        path = path.decode("utf-8", "surrogateescape")
-    m = _URL.match(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else None
-    return m.group(1) if m else None
-
-
-def _other_savers_entries(save_dir: str, latest_filename: str, save_path: str,
-                          own: Iterable[str]) -> List[str]:
-    """Entries of the state file written by savers of *other* prefixes (another
-    process saving into the same directory) whose checkpoints still exist.
-
-    TensorFlow's Saver rewrites the state file from its own list only, so two
-    savers sharing a directory drop each other's entries; fastckpt keeps them.
-    Entries of this saver's own prefix (``save_path`` with or without a step)
-    and every prefix it has managed (`own`, including those it has evicted)
-    are this saver's to manage and are not carried over.
-    """
-    try:
-        state = cm.get_checkpoint_state(save_dir or ".", latest_filename)
-    except Exception:  # noqa: BLE001 - an unreadable state file is simply replaced
-        return []
-    if state is None:
-        return []
-    mine = os.path.abspath(save_path)
-    own_abs = {os.path.abspath(p) for p in own}
-    out = []
-    for path in state.all_model_checkpoint_paths:
-        full = os.path.abspath(path)
-        if full in own_abs or full == mine or _STEP_SUFFIX.sub("", full) == mine:
-            continue
-        if cm.checkpoint_exists_internal(path):
-            out.append(path)
-    return out
-
-
-def _writable_in_place(target: Any) -> bool:
-    """Whether a Saver variable is restored in place (else it is replaced)."""
-    if isinstance(target, np.ndarray):
-        return bool(target.flags.writeable)
-    module = type(target).__module__ or ""
-    if module.startswith(("jax", "jaxlib")):
-        return False  # JAX arrays are immutable
-    return module.startswith("torch") or hasattr(target, "__cuda_array_interface__") or \
-        (hasattr(target, "__setitem__") and hasattr(target, "shape"))
-
-
-def _replacement(target: Any, value: np.ndarray) -> Any:
-    """A new array holding `value` where `target` cannot be written: a JAX
-    array placed as `target` was (its sharding), or the numpy array itself."""
-    module = type(target).__module__ or ""
-    if module.startswith(("jax", "jaxlib")):
-        import jax
-
-        return jax.device_put(value, getattr(target, "sharding", None))
-    return value
-
-
-def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False,
-                      import_scope: Optional[str] = None, *, use_tensorflow: Optional[bool] = None,
-                      **kwargs: Any) -> Optional[Saver]:
-    """Imports a ``.meta`` and returns a :class:`Saver` bound to it.
-
-    When TensorFlow is loaded and in graph mode (``use_tensorflow=None``, the
-    default, decides so; True or False forces a choice), the graph is imported
-    into the default graph as ``tf.compat.v1.train.import_meta_graph`` does and
-    the returned Saver drives its variables. Otherwise the returned Saver holds
-    one zero-filled numpy array per variable of the graph (``saver.var_list``),
-    which ``saver.restore(None, prefix)`` fills; TensorFlow is not needed.
-    """
-    if use_tensorflow is None:
-        use_tensorflow = _tf_graph_mode()
-    if use_tensorflow:
-        from ._tf_backend import import_meta_graph_tf
-
-        return import_meta_graph_tf(meta_graph_or_file, clear_devices=clear_devices,
-                                    import_scope=import_scope, **kwargs)
-    meta = meta_graph_or_file
-    if not hasattr(meta, "graph_def"):
-        meta = mg.read_meta_graph(meta_graph_or_file)
-    arrays = _variables_of(meta)
-    if not arrays:
-        return None
-    sd = meta.saver_def
-    return Saver(arrays, max_to_keep=sd.max_to_keep if meta.HasField("saver_def") else 5,
-                 keep_checkpoint_every_n_hours=(sd.keep_checkpoint_every_n_hours
-                                                if meta.HasField("saver_def") else 10000.0))
-
-
-def _variables_of(meta: Any) -> Dict[str, np.ndarray]:
-    """Zero-filled arrays for the saveable variables of a MetaGraphDef, keyed by
-    checkpoint name (partitioned variables as one full-size array)."""
-    from .proto import VariableDef
-
-    nodes = {n.name: n for n in meta.graph_def.node}
-    arrays: Dict[str, np.ndarray] = {}
-    if "variables" not in meta.collection_def:
-        return arrays
-    for raw in meta.collection_def["variables"].bytes_list.value:
-        vdef = VariableDef.FromString(raw)
-        op_name = vdef.variable_name.split(":")[0]
-        node = nodes.get(op_name)
-        if node is None or "dtype" not in node.attr:
-            raise InvalidArgumentError(f"meta graph names variable '{op_name}' but has no such node")
-        dt = node.attr["dtype"].type
-        if vdef.HasField("save_slice_info_def"):
-            info = vdef.save_slice_info_def
-            key, shape = info.full_name, tuple(info.full_shape)
-        else:
-            key, shape = op_name, tuple(d.size for d in node.attr["shape"].shape.dim)
-        if key not in arrays:
-            arrays[key] = np.zeros(shape, dtype=dtypes.to_numpy_dtype(dt))
-    return arrays
-
-
-def export_meta_graph(filename: Optional[PathLike] = None, meta_info_def: Any = None,
-                      graph_def: Any = None, saver_def: Any = None, collection_list: Any = None,
-                      as_text: bool = False, graph: Any = None, export_scope: Optional[str] = None,
-                      clear_devices: bool = False, clear_extraneous_savers: bool = False,
-                      strip_default_attrs: bool = False, save_debug_info: bool = False,
-                      **kwargs: Any) -> Any:
-    """``tf.compat.v1.train.export_meta_graph``; requires TensorFlow (it exports a TF graph).
-
-    Without TensorFlow use :meth:`Saver.export_meta_graph`, which exports the
-    graph of an array saver.
-    """
-    if not _tf_loaded():
-        raise InvalidArgumentError(
-            "fastckpt.export_meta_graph exports a TensorFlow graph; without TensorFlow "
-            "use Saver.export_meta_graph()")
-    import tensorflow as tf
-
-    return tf.compat.v1.train.export_meta_graph(
-        filename=filename, meta_info_def=meta_info_def, graph_def=graph_def, saver_def=saver_def,
-        collection_list=collection_list, as_text=as_text, graph=graph, export_scope=export_scope,
-        clear_devices=clear_devices, clear_extraneous_savers=clear_extraneous_savers,
-        strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info, **kwargs)

@@ -84,6 +84,7 @@ def test_a_failed_group_leaves_the_previous_checkpoint_whole(tmp_path):
     before = sorted(os.listdir(tmp_path))
     w = BundleStreamWriter(prefix, 2)
     w.write_group({"a": np.ones(100)})
+    w.wait()  # the first group is on disk before the fault is armed
     testing.arm_fault("write", 0, errno.ENOSPC)
     w.write_group({"b": np.ones(100)})
     with pytest.raises(fastckpt.CheckpointIOError) as info:
