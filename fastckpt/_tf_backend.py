@@ -290,15 +290,20 @@ class TFBackend:
 
     def collect(self, sess: Any) -> Tuple[List[Any], List[Any]]:
         if self._eager:
-            specs, values = [], []
+            specs, values, tensors = [], [], []
             for saveable in self._saveables:
                 for spec in saveable.specs:
                     tensor = spec.tensor
                     if tensor is None:
                         continue  # an uninitialized variable: TF skips it too
                     specs.append((spec.name, spec.slice_spec))
-                    values.append(tensor.numpy())
-            return _items_from_values(specs, values)
+                    # A host tensor's buffer as an array: ``numpy()`` would copy
+                    # it. The tensor (kept alive with the items) holds the
+                    # value: a variable assigned meanwhile gets a new buffer.
+                    values.append(tensor._numpy() if hasattr(tensor, "_numpy") else tensor.numpy())  # noqa: SLF001
+                    tensors.append(tensor)
+            items, keep = _items_from_values(specs, values)
+            return items, [keep, tensors]
         self._plans()
         assert self._save_plan is not None
         specs, tensors = self._save_plan

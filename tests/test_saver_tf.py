@@ -1039,6 +1039,27 @@ def test_eager_save_restore_like_tf(tmp_path):
     assert r["restored"] == {"a": _expected()["a"], "b": _expected()["b"]}
 
 
+def test_an_eager_save_writes_the_variables_buffers_without_a_copy(tmp_path, monkeypatch):
+    if not tf.executing_eagerly():
+        pytest.skip("eager execution is disabled in this process")
+    from fastckpt import _tf_backend
+
+    handed = []
+    items_from_values = _tf_backend._items_from_values
+
+    def record(specs, values, *args, **kwargs):
+        handed.extend(values)
+        return items_from_values(specs, values, *args, **kwargs)
+
+    monkeypatch.setattr(_tf_backend, "_items_from_values", record)
+    v = tf.Variable(np.arange(6, dtype=np.float32), name="buf")
+    prefix = fsaver.Saver(var_list=[v]).save(None, str(tmp_path / "model"))
+    assert len(handed) == 1 and not handed[0].flags.owndata
+    v.assign_add(tf.ones(6))  # a new buffer for the variable: the handed array keeps its value
+    assert handed[0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert tf.train.load_checkpoint(prefix).get_tensor("buf").tolist() == [0, 1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("form", ["list", "dict"])
 def test_eager_cross_restore(tmp_path, form):
     if not tf.executing_eagerly():
