@@ -20,13 +20,8 @@ import typing as _typing
 # (distributed.comm), as it always has: exit hooks run in reverse order.
 from . import _background as _background
 from ._background import AsyncSave, wait_for_pending_saves
-from .errors import (ArgumentTypeError, CancelledError, CheckpointExistsError, CheckpointIOError,
-                     CheckpointIsADirectoryError, CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
-                     CudaError, CudaUnavailableError, DataLossError, DeadlineExceededError,
-                     DistributedError, DistributedLoadError, DistributedSaveError,
-                     FailedPreconditionError, FastCkptError, InternalError, InvalidArgumentError,
-                     MissingDependencyError, TensorNotFoundError, UnimplementedError,
-                     UnsupportedDtypeError)
+from . import errors as _errors
+from .errors import *  # noqa: F403 -- the exception classes (errors.__all__)
 
 if _typing.TYPE_CHECKING:
     # What the lazy names below resolve to, for type checkers (mypy reads these;
@@ -110,30 +105,9 @@ __all__ = [
     "DiffResult",
     "TensorChange",
     "TensorDiff",
-    "FastCkptError",
-    "CheckpointIOError",
-    "CheckpointNotFoundError",
-    "CheckpointPermissionError",
-    "CheckpointExistsError",
-    "CheckpointIsADirectoryError",
-    "CheckpointNotADirectoryError",
-    "TensorNotFoundError",
-    "DataLossError",
-    "InvalidArgumentError",
-    "UnsupportedDtypeError",
-    "ArgumentTypeError",
-    "UnimplementedError",
-    "FailedPreconditionError",
-    "CancelledError",
-    "DeadlineExceededError",
-    "CudaError",
-    "CudaUnavailableError",
-    "MissingDependencyError",
-    "DistributedError",
-    "DistributedSaveError",
-    "DistributedLoadError",
-    "InternalError",
 ]
+# Then every exception class.
+__all__ += _errors.__all__
 
 
 def build_info() -> _typing.Dict[str, _typing.Any]:

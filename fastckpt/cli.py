@@ -495,7 +495,6 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"B's format ({formats}; default: inferred)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_cmd_diff)
-
     return parser
 
 

@@ -26,7 +26,7 @@ from fastckpt import _native, compression
 from fastckpt.format import dtypes, frames
 from fastckpt.format.frames import FRAMES_KEY
 from fastckpt.proto import tensor_bundle_pb2
-from fastckpt.writer import _FIXED_SIZE_DTYPES, prepare_items, start_job
+from fastckpt.writer import prepare_items, start_job
 
 MiB = 1 << 20
 
@@ -84,7 +84,7 @@ def _flip(path: str, offset: int) -> None:
         f.write(bytes([b[0] ^ 0x40]))
 
 
-DTYPES = sorted(_FIXED_SIZE_DTYPES, key=lambda d: d.name)
+DTYPES = sorted(dtypes.FIXED_SIZE_DTYPES, key=lambda d: d.name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=[d.name for d in DTYPES])
