@@ -12,6 +12,7 @@ import pytest
 import fastckpt
 from fastckpt import _native
 from fastckpt.writer import partitioned_items, prepare_item, write_items
+from helpers import flip_in
 
 DATA1 = ".data-00000-of-00001"
 
@@ -20,20 +21,6 @@ def run(*args, cwd=None):
     proc = subprocess.run([sys.executable, "-m", "fastckpt", *map(str, args)],
                           capture_output=True, text=True, timeout=120, cwd=cwd)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def _flip_in(prefix, key):
-    reader = _native.Reader(prefix)
-    (entry,) = [e for e in reader.entries() if e[0] == key]
-    num_shards = reader.num_shards
-    reader.close()
-    path = f"{prefix}.data-{entry[3]:05d}-of-{num_shards:05d}"
-    with open(path, "r+b") as f:
-        f.seek(entry[4] + entry[5] // 2)
-        byte = f.read(1)
-        f.seek(entry[4] + entry[5] // 2)
-        f.write(bytes([byte[0] ^ 0x01]))
-    return path
 
 
 @pytest.fixture
@@ -76,8 +63,8 @@ def test_verify_good_json(ckpt):
 
 
 def test_verify_damaged(ckpt):
-    data = _flip_in(ckpt, b"dense/kernel")
-    _flip_in(ckpt, b"vocab")
+    data = flip_in(ckpt, b"dense/kernel", mask=0x01)
+    flip_in(ckpt, b"vocab", mask=0x01)
     code, out, err = run("verify", ckpt)
     assert code == 1, err
     assert "DAMAGED: 2 of 3 tensors" in out
@@ -88,7 +75,7 @@ def test_verify_damaged(ckpt):
 
 
 def test_verify_damaged_json(ckpt):
-    data = _flip_in(ckpt, b"dense/kernel")
+    data = flip_in(ckpt, b"dense/kernel", mask=0x01)
     code, out, _ = run("verify", "--json", ckpt)
     assert code == 1
     report = json.loads(out)
@@ -230,7 +217,7 @@ def test_main_in_process(ckpt, capsys):
 
     assert cli.main(["verify", ckpt]) == 0
     assert "OK" in capsys.readouterr().out
-    _flip_in(ckpt, b"global_step")
+    flip_in(ckpt, b"global_step", mask=0x01)
     assert cli.main(["verify", ckpt, "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["bad"][0]["name"] == "global_step"
     with open(os.path.join(os.path.dirname(__file__), os.pardir, "pyproject.toml")) as f:
@@ -312,7 +299,7 @@ def test_verify_damage_report_prints_slices_readably(tmp_path):
     items, keep = partitioned_items("part", full.shape, [(parts[0], full[:3]), (parts[1], full[3:])])
     write_items(items, prefix, num_shards=1, threads=None, durable=False)
     from fastckpt.format import slices as slicing
-    _flip_in(prefix, slicing.encode_slice_key("part", parts[1]))
+    flip_in(prefix, slicing.encode_slice_key("part", parts[1]), mask=0x01)
     code, out, err = run("verify", prefix)
     assert code == 1, err
     assert "\x00" not in out

@@ -27,6 +27,7 @@ from fastckpt.format import dtypes, frames
 from fastckpt.format.frames import FRAMES_KEY
 from fastckpt.proto import tensor_bundle_pb2
 from fastckpt.writer import prepare_items, start_job
+from helpers import flip_byte
 
 MiB = 1 << 20
 
@@ -74,14 +75,6 @@ def _entry(prefix, name: str):
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def _flip(path: str, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x40]))
 
 
 DTYPES = sorted(dtypes.FIXED_SIZE_DTYPES, key=lambda d: d.name)
@@ -266,7 +259,7 @@ def test_verify_checks_stored_bytes_without_decompressing(tmp_path, monkeypatch)
     assert report.ok and report.tensors == 2
     assert report.bytes == _entry(prefix, "w")[2] + 80 + _entry(prefix, FRAMES_KEY)[2]
     _, offset, size = _entry(prefix, "w")
-    _flip(_data_file(prefix), offset + size // 2)
+    flip_byte(_data_file(prefix), offset + size // 2)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     ((name, file, reason),) = [(b.name, b.file, b.reason) for b in e.value.report.bad]
@@ -286,7 +279,7 @@ def test_flipped_stored_byte_is_data_loss_naming_the_tensor(tmp_path, where):
     assert [raw for _, _, raw in layout] == [True, False]  # low byte raw, exponent byte compressed
     pos, size, _ = layout[0] if where == "raw plane" else layout[1]
     _, offset, _ = _entry(prefix, "w")
-    _flip(_data_file(prefix), offset + int(t.offsets[1]) + pos + size // 2)
+    flip_byte(_data_file(prefix), offset + int(t.offsets[1]) + pos + size // 2)
     data_file = _data_file(prefix)
     pattern = (rf"tensor 'w' in '{re.escape(data_file)}': frame 1 \(raw bytes \[1048576, 2097152\)\): "
                r"(data checksum mismatch after decompression \(stored CRC32C [0-9a-f]{8}, computed [0-9a-f]{8}\)"
