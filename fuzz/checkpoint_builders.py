@@ -79,12 +79,23 @@ def rewrite_index_entry(prefix: str, key: bytes, mutate: Callable[[Any], None]) 
     """Rewrites the index entry `key` with `mutate(BundleEntryProto)`, block CRCs recomputed."""
     from fastckpt.proto import tensor_bundle_pb2
 
+    _rewrite_index(prefix, key, tensor_bundle_pb2.BundleEntryProto, mutate)
+
+
+def rewrite_index_header(prefix: str, mutate: Callable[[Any], None]) -> None:
+    """Rewrites the index's header entry with `mutate(BundleHeaderProto)`, block CRCs recomputed."""
+    from fastckpt.proto import tensor_bundle_pb2
+
+    _rewrite_index(prefix, b"", tensor_bundle_pb2.BundleHeaderProto, mutate)
+
+
+def _rewrite_index(prefix: str, key: bytes, message: Any, mutate: Callable[[Any], None]) -> None:
     with open(prefix + ".index", "rb") as f:
         entries = Table.parse(f.read()).entries()
     out = []
     for k, v in entries:
         if k == key:
-            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
+            e = message.FromString(v)
             mutate(e)
             v = e.SerializeToString()
         out.append((k, v))

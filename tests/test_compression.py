@@ -21,11 +21,10 @@ import pytest
 import torch
 
 import fastckpt
-from checkpoint_builders import Table  # fuzz/, on sys.path (conftest)
+from checkpoint_builders import rewrite_index_header  # fuzz/, on sys.path (conftest)
 from fastckpt import _native, compression
 from fastckpt.format import dtypes, frames
 from fastckpt.format.frames import FRAMES_KEY
-from fastckpt.proto import tensor_bundle_pb2
 from fastckpt.writer import prepare_items, start_job
 from helpers import flip_byte
 
@@ -442,17 +441,7 @@ def test_garbage_compressed_plane_with_matching_crc_is_refused(tmp_path):
 
 
 def _set_min_consumer(prefix: str, value: int) -> None:
-    with open(prefix + ".index", "rb") as f:
-        entries = Table.parse(f.read()).entries()
-    out = []
-    for k, v in entries:
-        if k == b"":
-            h = tensor_bundle_pb2.BundleHeaderProto.FromString(v)
-            h.version.min_consumer = value
-            v = h.SerializeToString()
-        out.append((k, v))
-    with open(prefix + ".index", "wb") as f:
-        f.write(Table.from_entries(out).serialize())
+    rewrite_index_header(prefix, lambda h: setattr(h.version, "min_consumer", value))
 
 
 @pytest.mark.parametrize("version", [2, 1000, 1002])

@@ -23,6 +23,7 @@ from fastckpt.format import dtypes
 from fastckpt.format import slices as slicing
 from fastckpt.verification import BadTensor, VerifyReport
 from fastckpt.writer import partitioned_item, prepare_item, write_items
+from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
 from helpers import data_entries, flip_in
 
 DATA1 = ".data-00000-of-00001"
@@ -578,22 +579,7 @@ def test_unknown_dtype_is_a_verify_problem(tmp_path):
     """No reader can load a tensor of DataType 99: verify must not pass it."""
     prefix = str(tmp_path / "d")
     fastckpt.save({"w": np.arange(4, dtype=np.float32), "ok": np.arange(2)}, prefix, durable=False)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
-    from table_codec import Table
-
-    from fastckpt.proto import tensor_bundle_pb2
-
-    with open(prefix + ".index", "rb") as f:
-        entries = Table.parse(f.read()).entries()
-    out = []
-    for k, v in entries:
-        if k == b"w":
-            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
-            e.dtype = 99
-            v = e.SerializeToString()
-        out.append((k, v))
-    with open(prefix + ".index", "wb") as f:
-        f.write(Table.from_entries(out).serialize())
+    rewrite_index_entry(prefix, b"w", lambda e: setattr(e, "dtype", 99))
     with pytest.raises(fastckpt.UnsupportedDtypeError):
         fastckpt.load(prefix)
     with pytest.raises(fastckpt.DataLossError) as e:
