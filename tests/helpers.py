@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: damaging a checkpoint's bytes on disk,
-comparing two checkpoints' files, a TensorFlow graph-mode session.
+comparing two checkpoints' files, probing a writer's file lock, a TensorFlow
+graph-mode session.
 
 Imported as ``helpers`` (pytest puts ``tests/`` on ``sys.path``: the tests are
 not a package). The checkpoint builders the fuzz scripts share live in
@@ -7,10 +8,11 @@ not a package). The checkpoint builders the fuzz scripts share live in
 """
 from __future__ import annotations
 
+import fcntl
 import filecmp
 import glob
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 from fastckpt import _native
 
@@ -57,6 +59,20 @@ def same_files(a: str, b: str) -> None:
     assert fa == fb and fa
     for suffix in fa:
         assert filecmp.cmp(a + suffix, b + suffix, shallow=False), suffix
+
+
+def flock_held(path: Union[str, "os.PathLike[str]"]) -> bool:
+    """Whether another open file description holds a ``flock`` on `path` (a
+    writer's lock on its temporary file). Raises FileNotFoundError if `path`
+    does not exist."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def tf_session(graph: Optional[Any] = None, cpus: int = TF_CPUS) -> Any:
