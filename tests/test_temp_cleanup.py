@@ -252,7 +252,8 @@ def _stopped(pid: int) -> bool:
 
 
 def _stop_while_writing(proc, directory, deadline):
-    """SIGSTOPs `proc` at a moment its temporary file exists; returns its name."""
+    """SIGSTOPs `proc` at a moment its temporary file exists and is locked
+    (the writer creates the file, then takes the lock); returns its name."""
     while time.monotonic() < deadline:
         if not [n for n in os.listdir(directory) if TEMP_RE.match(n)]:
             continue
@@ -260,9 +261,9 @@ def _stop_while_writing(proc, directory, deadline):
         while not _stopped(proc.pid):
             time.sleep(0.001)
         temps = [n for n in os.listdir(directory) if TEMP_RE.match(n)]
-        if temps:
+        if temps and all(flock_held(os.path.join(directory, n)) for n in temps):
             return temps
-        os.kill(proc.pid, signal.SIGCONT)  # it renamed in between; try again
+        os.kill(proc.pid, signal.SIGCONT)  # it renamed, or had not locked yet, in between; try again
     raise AssertionError("never saw the writer's temporary file")
 
 
