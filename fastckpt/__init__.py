@@ -3,35 +3,70 @@
 Writes and reads TensorFlow's V2 checkpoint layout (``PREFIX.index`` and
 ``PREFIX.data-NNNNN-of-MMMMM``) byte for byte, with a native core that writes
 shards in parallel, checksums with hardware CRC32C and verifies every read.
+
+The public names are resolved on first use (PEP 562): importing the package,
+or a pure-Python part of it such as :mod:`fastckpt.format`, does not load the
+native extension ``fastckpt._native``; the first use of a name that needs it
+does. The errors (:mod:`fastckpt.errors`) are plain Python and bound at once.
 """
+import importlib as _importlib
+import os as _os
+import sys as _sys
+import types as _types
 import typing as _typing
 
-from . import config as _config
-from ._native import __version__ as _native_version
-from ._native import build_info as _native_build_info
-from .errors import (ArgumentTypeError, CancelledError, CheckpointExistsError, CheckpointIOError,
-                     CheckpointIsADirectoryError, CheckpointNotADirectoryError, CheckpointNotFoundError, CheckpointPermissionError,
-                     CudaError, CudaUnavailableError, DataLossError, DeadlineExceededError,
-                     DistributedError, DistributedLoadError, DistributedSaveError,
-                     FailedPreconditionError, FastCkptError, InternalError, InvalidArgumentError,
-                     MissingDependencyError, TensorNotFoundError, UnimplementedError,
-                     UnsupportedDtypeError)
-from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
-                                     latest_checkpoint, remove_checkpoint, update_checkpoint_state)
+# Imported at once: no native code. _background registers its exit and fork
+# hooks on import, and does so before any module that registers its own
+# (distributed.comm), as it always has: exit hooks run in reverse order.
+from . import _background as _background
 from ._background import AsyncSave, wait_for_pending_saves
-from .reader import (CheckpointReader, RestoreReport, list_variables, load, load_checkpoint, load_into,
-                     load_variable)
-from .saver import Saver, export_meta_graph, import_meta_graph
-from .verification import VerifyReport, latest_valid_checkpoint, verify
-from .writer import SaveResult, save
-from ._progress import Progress, ProgressCallback
-from .distributed.leaves import PerRank, Shard
-# The function shadows its package's name as an attribute of fastckpt
-# (``fastckpt.convert(...)``); ``import fastckpt.convert`` still gives the package.
-from .convert import ConvertReport, convert
-from .diff import DiffResult, TensorChange, TensorDiff, diff
+from . import errors as _errors
+from .errors import *  # noqa: F403 -- the exception classes (errors.__all__)
 
-__version__: str = _native_version
+if _typing.TYPE_CHECKING:
+    # What the lazy names below resolve to, for type checkers (mypy reads these;
+    # at run time __getattr__ imports them on first use).
+    from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
+                                         latest_checkpoint, remove_checkpoint, update_checkpoint_state)
+    from .reader import (CheckpointReader, RestoreReport, list_variables, load, load_checkpoint, load_into,
+                         load_variable)
+    from .saver import Saver, export_meta_graph, import_meta_graph
+    from .verification import VerifyReport, latest_valid_checkpoint, verify
+    from .writer import SaveResult, save
+    from ._progress import Progress, ProgressCallback
+    from .distributed.leaves import PerRank, Shard
+    from .convert import ConvertReport, convert
+    from .diff import DiffResult, TensorChange, TensorDiff, diff
+
+    __version__: str
+
+# Public name -> the module that defines it, imported on first use.
+_LAZY: _typing.Dict[str, str] = {
+    **dict.fromkeys(["checkpoint_exists", "get_checkpoint_mtimes", "get_checkpoint_state", "latest_checkpoint",
+                     "remove_checkpoint", "update_checkpoint_state"], "checkpoint_management"),
+    **dict.fromkeys(["CheckpointReader", "RestoreReport", "list_variables", "load", "load_checkpoint",
+                     "load_into", "load_variable"], "reader"),
+    **dict.fromkeys(["Saver", "export_meta_graph", "import_meta_graph"], "saver"),
+    **dict.fromkeys(["VerifyReport", "latest_valid_checkpoint", "verify"], "verification"),
+    **dict.fromkeys(["SaveResult", "save"], "writer"),
+    **dict.fromkeys(["Progress", "ProgressCallback"], "_progress"),
+    **dict.fromkeys(["PerRank", "Shard"], "distributed.leaves"),
+    **dict.fromkeys(["ConvertReport", "convert"], "convert"),
+    **dict.fromkeys(["DiffResult", "TensorChange", "TensorDiff", "diff"], "diff"),
+}
+
+# Submodules that were attributes of the package as soon as it was imported
+# (the package imported them all); ``fastckpt.writer`` and the like still
+# work after a plain ``import fastckpt``.
+_SUBMODULES = frozenset({
+    "_arrays", "_atomic_io", "_bundle_stream", "_device", "_gc", "_native", "_progress", "_tf_errors",
+    "checkpoint_management", "compression", "config", "distributed", "format", "metagraph", "proto",
+    "reader", "saver", "structure", "verification", "writer",
+})
+
+# Functions that shadow their own module's name: ``fastckpt.convert`` and
+# ``fastckpt.diff`` are the functions, whatever has imported the modules.
+_SHADOWED = frozenset({"convert", "diff"})
 
 __all__ = [
     "__version__",
@@ -70,30 +105,9 @@ __all__ = [
     "DiffResult",
     "TensorChange",
     "TensorDiff",
-    "FastCkptError",
-    "CheckpointIOError",
-    "CheckpointNotFoundError",
-    "CheckpointPermissionError",
-    "CheckpointExistsError",
-    "CheckpointIsADirectoryError",
-    "CheckpointNotADirectoryError",
-    "TensorNotFoundError",
-    "DataLossError",
-    "InvalidArgumentError",
-    "UnsupportedDtypeError",
-    "ArgumentTypeError",
-    "UnimplementedError",
-    "FailedPreconditionError",
-    "CancelledError",
-    "DeadlineExceededError",
-    "CudaError",
-    "CudaUnavailableError",
-    "MissingDependencyError",
-    "DistributedError",
-    "DistributedSaveError",
-    "DistributedLoadError",
-    "InternalError",
 ]
+# Then every exception class.
+__all__ += _errors.__all__
 
 
 def build_info() -> _typing.Dict[str, _typing.Any]:
@@ -112,14 +126,16 @@ def build_info() -> _typing.Dict[str, _typing.Any]:
     ``FASTCKPT_DEVICE=off``, where the driver is never touched and the CUDA
     keys say so.
     """
-    policy = _config.device_policy()
+    from . import _native, config
+
+    policy = config.device_policy()
     probe = policy != "off"
-    info = dict(_native_build_info(probe))
+    info = dict(_native.build_info(probe))
     if not probe:
         info.update(cuda_driver_found=False, cuda_initialized=False, cuda_device_count=0,
                     cuda_driver_version=0, cuda_error="not probed: FASTCKPT_DEVICE=off", device_path="cpu")
     info["device_policy"] = policy
-    info["io_threads"] = _config.default_threads()
+    info["io_threads"] = config.default_threads()
     return info
 
 
@@ -131,4 +147,42 @@ def release_staging_memory() -> None:
     _native.trim_staging()
 
 
-_config._apply_environment()
+def __getattr__(name: str) -> _typing.Any:
+    """Resolves a public name, or a submodule, on first use (PEP 562)."""
+    if name == "__version__":
+        from . import _native
+
+        value: _typing.Any = _native.__version__
+    elif name in _LAZY:
+        value = getattr(_importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif name in _SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> _typing.List[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+
+
+class _Package(_types.ModuleType):
+    """The package's module type: keeps the functions that shadow their own
+    module's name (see _SHADOWED) when the import system binds the module."""
+
+    def __setattr__(self, name: str, value: _typing.Any) -> None:
+        if name in _SHADOWED and isinstance(value, _types.ModuleType):
+            return  # the module stays in sys.modules (``import fastckpt.convert`` finds it there)
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
+# FASTCKPT_MAX_THREADS and FASTCKPT_CRC32C configure the native core; when one
+# is set it is applied (and a bad value refused) at import, as before, which
+# loads the extension. Otherwise there is nothing to apply and nothing loads.
+if _os.environ.get("FASTCKPT_MAX_THREADS", "").strip() or _os.environ.get("FASTCKPT_CRC32C", "").strip():
+    from . import config as _config
+
+    _config._apply_environment()

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UnsupportedDtypeError
 
-__all__ = ["to_host_array", "torch_numpy_dtype", "torch_dtype_of", "torch_from_numpy", "aligned_empty"]
+__all__ = ["to_host_array", "torch_numpy_dtype", "torch_dtype_of", "torch_from_numpy", "torch_can_hold",
+           "aligned_empty", "raw_bytes"]
 
 #: Alignment of the arrays fastckpt allocates for loaded tensors: TensorFlow
 #: takes a fed numpy array without copying only at its SIMD alignment (64
@@ -36,6 +38,13 @@ def aligned_empty(shape: Any, dtype: Any) -> np.ndarray:
     shift = -raw.ctypes.data % ALIGN
     return raw[shift:shift + nbytes].view(dtype).reshape(shape)
 
+
+def raw_bytes(arr: np.ndarray) -> np.ndarray:
+    """The bytes of `arr` in C order as a flat uint8 array (a view of `arr`
+    where it is C-contiguous, else of a contiguous copy)."""
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+
+
 _DLPACK_CPU = 1
 
 
@@ -46,19 +55,18 @@ def _from_torch(t: Any) -> np.ndarray:
         # Device tensors normally go through the native staging path
         # (_device.py); this is the fallback with no device path.
         t = t.cpu()
-    target = _TORCH_ML_DTYPES.get(str(t.dtype).replace("torch.", ""))
-    if target is None:
+    if str(t.dtype).replace("torch.", "") not in _TORCH_ML_DTYPES:
         return t.numpy()
-    # numpy has no bfloat16/float8: reinterpret the bits through an integer
-    # view of the same width (torch's .numpy() refuses these dtypes).
+    # numpy has no bfloat16/float8: reinterpret the bits (torch's .numpy()
+    # refuses these dtypes).
     np_dtype = torch_numpy_dtype(t.dtype)
-    return t.contiguous().view(_torch_carrier(np_dtype.itemsize)).numpy().view(np_dtype)
+    return t.contiguous().view(_torch_dtype(_BIT_CARRIERS[np_dtype.itemsize])).numpy().view(np_dtype)
 
 
-def _torch_carrier(itemsize: int) -> Any:
-    import torch
-
-    return {1: torch.uint8, 2: torch.int16}[itemsize]
+# numpy and torch dtypes share these names. bfloat16 and float8 cross between
+# numpy (ml_dtypes) and torch as an integer of the same width holding the same
+# bits, as neither library converts them: one table for both directions.
+_BIT_CARRIERS = {1: "uint8", 2: "int16"}
 
 
 def torch_from_numpy(arr: np.ndarray) -> Any:
@@ -72,10 +80,8 @@ def torch_from_numpy(arr: np.ndarray) -> Any:
 
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")  # not np.ascontiguousarray, which makes 0-d arrays 1-d
-    name = arr.dtype.name
-    if name in _TORCH_ML_DTYPES.values():
-        return torch.from_numpy(arr.view(f"u{arr.dtype.itemsize}" if arr.dtype.itemsize == 1
-                                         else f"i{arr.dtype.itemsize}")).view(torch_dtype_of(arr.dtype))
+    if arr.dtype.name in _TORCH_ML_DTYPES.values():
+        return torch.from_numpy(arr.view(_BIT_CARRIERS[arr.dtype.itemsize])).view(torch_dtype_of(arr.dtype))
     torch_dtype_of(arr.dtype)  # a clear error for dtypes torch lacks (uint16 in old torch, int4...)
     return torch.from_numpy(arr)
 
@@ -100,22 +106,36 @@ def torch_numpy_dtype(torch_dtype: Any) -> np.dtype:
     try:
         return np.dtype(name)
     except TypeError:
-        from .errors import UnsupportedDtypeError
-
         raise UnsupportedDtypeError(f"torch dtype {name} has no checkpoint equivalent") from None
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
 
 
 def torch_dtype_of(dtype: np.dtype) -> Any:
     """The torch dtype for a numpy (or ml_dtypes) dtype."""
-    import torch
-
     name = {v: k for k, v in _TORCH_ML_DTYPES.items()}.get(np.dtype(dtype).name, np.dtype(dtype).name)
     try:
-        return getattr(torch, name)
+        return _torch_dtype(name)
     except AttributeError:
-        from .errors import UnsupportedDtypeError
-
         raise UnsupportedDtypeError(f"torch has no dtype for {np.dtype(dtype).name}") from None
+
+
+def torch_can_hold(dtype: np.dtype) -> bool:
+    """Whether a tensor of numpy dtype `dtype` can become a torch tensor: a
+    number torch has a dtype for (bfloat16 and float8 included). torch's
+    int4/uint4 and the like are placeholders without arithmetic: refused."""
+    dtype = np.dtype(dtype)
+    if not (dtype.kind in "biufc" or dtype.name in _TORCH_ML_DTYPES.values()):
+        return False
+    try:
+        torch_dtype_of(dtype)
+    except UnsupportedDtypeError:
+        return False
+    return True
 
 
 def to_host_array(value: Any) -> np.ndarray:

@@ -495,26 +495,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"B's format ({formats}; default: inferred)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_cmd_diff)
-
-    p = sub.add_parser(
-        "bench", help="run the benchmark suite (from a source checkout)", add_help=False,
-        description="Runs `python -m benchmarks` with the remaining arguments (--help lists them).")
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda a: _cmd_bench(a.args))
     return parser
-
-
-def _cmd_bench(argv: Sequence[str]) -> int:
-    # The suite lives in the source tree (benchmarks/), not in the wheel.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the console script does not put the checkout on the path
-    try:
-        from benchmarks.__main__ import main as bench_main
-    except ImportError:
-        print(f"{_PROG} bench: the benchmark suite is not importable; run it from a source "
-              "checkout: python -m benchmarks", file=sys.stderr)
-        return EXIT_UNUSABLE
-    return int(bench_main(list(argv)) or 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -525,9 +506,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (AttributeError, ValueError):
             pass  # not a TextIOWrapper (e.g. replaced by a test harness)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        # Every later argument belongs to the suite (argparse would claim its options).
-        return _cmd_bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ._arrays import raw_bytes
 from ._progress import ProgressCallback, tracker_for
 from .convert import open_source
 from .convert._base import DEFAULT_PIECE_BYTES, Source, TensorInfo, pieces
@@ -158,8 +159,7 @@ class _Stats:
 def _bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
     if a.dtype == object or b.dtype == object:
         return a.shape == b.shape and [bytes(x) for x in a.reshape(-1)] == [bytes(x) for x in b.reshape(-1)]
-    return a.nbytes == b.nbytes and bool(np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
-                                                        np.ascontiguousarray(b).reshape(-1).view(np.uint8)))
+    return a.nbytes == b.nbytes and bool(np.array_equal(raw_bytes(a), raw_bytes(b)))
 
 
 def _index_verdicts(sa: Source, sb: Source, common: List[str]) -> Dict[str, bool]:

@@ -15,6 +15,9 @@ import os
 import sys
 from typing import Any, Dict, Optional, Type
 
+# The exception classes: what ``fastckpt`` re-exports (its ``__all__`` extends
+# this one). os_error and from_os_error below are helpers for fastckpt's own
+# modules, importable by name but not part of the public API.
 __all__ = [
     "FastCkptError",
     "CheckpointIOError",
@@ -39,8 +42,6 @@ __all__ = [
     "DistributedSaveError",
     "DistributedLoadError",
     "InternalError",
-    "os_error",
-    "from_os_error",
 ]
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
-                    Optional, Sequence, Tuple, TypeVar, Union)
+                    Optional, Sequence, Set, Tuple, TypeVar, Union)
 
 import numpy as np
 
@@ -741,22 +741,17 @@ class CheckpointReader:
             UnsupportedDtypeError: a tensor of this checkpoint has a dtype torch
                 lacks (checked for every tensor before anything is read).
         """
-        from ._arrays import _TORCH_ML_DTYPES, torch_dtype_of, torch_from_numpy
+        from ._arrays import torch_can_hold, torch_from_numpy
 
-        targets: Dict[np.dtype, Any] = {}
+        checked: Set[np.dtype] = set()
         for name, e in self._all_entries():
             if e.dtype == dtypes.DT_STRING:
                 continue
             np_dtype = _numpy_dtype(e.dtype)
-            if np_dtype in targets:
+            if np_dtype in checked:
                 continue
-            # torch's int4/uint4 and the like are placeholders without arithmetic.
-            usable = np_dtype.kind in "biufc" or np_dtype.name in _TORCH_ML_DTYPES.values()
-            try:
-                targets[np_dtype] = torch_dtype_of(np_dtype) if usable else None
-            except UnsupportedDtypeError:
-                targets[np_dtype] = None
-            if targets[np_dtype] is None:
+            checked.add(np_dtype)
+            if not torch_can_hold(np_dtype):
                 raise UnsupportedDtypeError(
                     f"tensor '{name}' in '{self.prefix}' has dtype {np_dtype.name}, which torch "
                     "cannot hold; load it with array_type='numpy'")

@@ -184,28 +184,6 @@ def partitioned_items(name: str, full_shape: Sequence[int],
     return items, keep
 
 
-def _fixed_size_dtypes() -> Dict[np.dtype, int]:
-    """numpy dtype -> DataType for every native-order, fixed-size dtype."""
-    import ml_dtypes
-
-    candidates = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-                  np.uint32, np.uint64, np.float16, np.float32, np.float64, np.complex64,
-                  np.complex128]
-    candidates += [getattr(ml_dtypes, n) for n in ("bfloat16", "float8_e4m3fn", "float8_e5m2",
-                   "float8_e4m3fnuz", "float8_e4m3b11fnuz", "float8_e5m2fnuz", "int4", "uint4",
-                   "int2", "uint2", "float4_e2m1fn") if hasattr(ml_dtypes, n)]
-    out = {}
-    for c in candidates:
-        try:
-            out[np.dtype(c)] = dtypes.from_numpy_dtype(np.dtype(c))
-        except UnsupportedDtypeError:
-            pass
-    return out
-
-
-_FIXED_SIZE_DTYPES = _fixed_size_dtypes()
-
-
 def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     """Converts a name -> array mapping into native items plus keep-alives.
 
@@ -221,7 +199,7 @@ def prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
 
 def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
     items, keep = [], []
-    fixed = _FIXED_SIZE_DTYPES
+    fixed = dtypes.FIXED_SIZE_DTYPES
     ndarray = np.ndarray
     for name, value in tensors.items():
         if type(value) is ndarray and type(name) is str and name and name[0] != "\0":

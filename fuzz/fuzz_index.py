@@ -37,28 +37,16 @@ with atheris.instrument_imports(include=["fastckpt"]):
     except ImportError:  # run from a source checkout that is not installed
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         import fastckpt
-    from fastckpt.writer import partitioned_items, prepare_items, write_items
+    # The package binds its public names on first use: resolve them all here,
+    # so that every module behind them is imported, and instrumented, now.
+    for _name in fastckpt.__all__:
+        getattr(fastckpt, _name)
+    import fastckpt.writer  # noqa: F401 - the reference checkpoint is written with it
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checkpoint_builders import write_reference  # noqa: E402
 from table_codec import Table, fix_crcs  # noqa: E402,F401 - fix_crcs: see README
-
-
-def write_reference(prefix: str) -> None:
-    values = {f"layer_{i:02d}/{kind}": np.arange(i * 5 % 23 + 1, dtype=dt)
-              for i in range(6) for kind, dt in (("w", np.float32), ("b", np.int64))}
-    values["scalar"] = np.array(3.25, np.float64)
-    values["empty"] = np.zeros((0, 4), np.int32)
-    values["matrix"] = np.arange(12, dtype=np.int16).reshape(3, 4)
-    values["strings"] = np.array([b"alpha", b"", b"gamma\x00"], dtype=object)
-    items, keep = prepare_items(values)
-    full = np.arange(35, dtype=np.float32).reshape(7, 5)
-    part_items, part_keep = partitioned_items(
-        "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
-    items += part_items
-    keep += part_keep
-    write_items(items, prefix, num_shards=2, threads=2, durable=False)
 
 
 def reblock(index: bytes, per_block: int = 3) -> bytes:
@@ -100,7 +88,7 @@ TARGET = os.path.join(TARGET_DIR, "ref")
 
 
 def setup() -> bytes:
-    write_reference(REFERENCE)
+    write_reference(REFERENCE, layers=6, all_kinds=False)
     os.makedirs(TARGET_DIR, exist_ok=True)
     for name in os.listdir(WORKDIR):
         if ".data-" in name and not os.path.exists(os.path.join(TARGET_DIR, name)):

@@ -3,7 +3,9 @@ load_variable's scalars, ``reader[name]``, numpy-style ``get_slice`` and the
 ``array_type`` of a load."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 
 import ml_dtypes
@@ -12,6 +14,87 @@ import pytest
 
 import fastckpt
 from fastckpt.writer import partitioned_items, write_items
+
+# -- the package's import ------------------------------------------------------------
+
+_FORMAT_ONLY = r"""
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import fastckpt.format.dtypes as dtypes
+import fastckpt.format.slices as slices
+from fastckpt.proto import BundleEntryProto
+from table_codec import Table
+
+entries = {}
+with open(sys.argv[1] + ".index", "rb") as f:
+    for key, value in Table.parse(f.read()).entries():
+        if key == b"":
+            continue  # the header entry
+        entry = BundleEntryProto.FromString(value)
+        if key[:1] == b"\x00":  # a slice key
+            name, extents = slices.decode_slice_key(key)
+            key = f"{name}[{slices.format_slice_spec(extents)}]".encode()
+        entries[key.decode()] = [dtypes.dtype_name(entry.dtype), [d.size for d in entry.shape.dim],
+                                 [slices.format_slice_spec([(e.start, e.length if e.HasField("length") else -1)
+                                                            for e in s.extent]) for s in entry.slices]]
+print(json.dumps({"entries": entries, "native": "fastckpt._native" in sys.modules,
+                  "loaded": sorted(m for m in sys.modules if m.startswith("fastckpt."))}))
+"""
+
+
+def test_the_format_layer_imports_without_the_native_extension(tmp_path):
+    """``import fastckpt.format`` (and the proto classes) parses a checkpoint's
+    index without loading ``fastckpt._native``."""
+    from checkpoint_builders import write_partitioned
+
+    prefix = str(tmp_path / "ck")
+    write_partitioned(prefix, "part", np.arange(12, dtype=np.int32).reshape(4, 3), [[(0, 2), (0, -1)], [(2, 2), (0, -1)]],
+                      extra={"h": np.ones(5, dtype=ml_dtypes.bfloat16)})
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTCKPT_MAX_THREADS", "FASTCKPT_CRC32C")}
+    fuzz = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz")
+    out = subprocess.run([sys.executable, "-c", _FORMAT_ONLY, prefix, fuzz], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["entries"] == {"h": ["bfloat16", [5], []],
+                              "part": ["int32", [4, 3], ["0,2:-", "2,2:-"]],
+                              "part[0,2:-]": ["int32", [2, 3], []],
+                              "part[2,2:-]": ["int32", [2, 3], []]}
+    assert got["native"] is False
+    assert "fastckpt.reader" not in got["loaded"] and "fastckpt.writer" not in got["loaded"]
+
+
+def test_every_public_name_resolves_from_a_fresh_import():
+    """The names are bound on first use: ``from fastckpt import *``, attribute
+    access and dir() agree with __all__, and each is the object its module
+    defines (``fastckpt.convert`` and ``fastckpt.diff`` are the functions,
+    even once their modules are imported)."""
+    code = r"""
+import json, sys
+import fastckpt.convert, fastckpt.diff  # the modules first: the names stay the functions
+import fastckpt
+names = {}
+exec("from fastckpt import *", names)
+print(json.dumps({
+    "star": sorted(k for k in names if k != "__builtins__"),
+    "dir_has_all": set(fastckpt.__all__) <= set(dir(fastckpt)),
+    "convert": fastckpt.convert is sys.modules["fastckpt.convert"].convert,
+    "diff": fastckpt.diff is sys.modules["fastckpt.diff"].diff,
+    "same": all(getattr(fastckpt, n) is names[n] for n in fastckpt.__all__),
+    "submodule": fastckpt.writer is sys.modules["fastckpt.writer"],
+    "version": fastckpt.__version__ == fastckpt._native.__version__,
+}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got.pop("star") == sorted(fastckpt.__all__)
+    assert got == {"dir_has_all": True, "convert": True, "diff": True, "same": True, "submodule": True,
+                   "version": True}
+    assert fastckpt.save is fastckpt.writer.save and fastckpt.Saver is fastckpt.saver.Saver
+    with pytest.raises(AttributeError, match="^module 'fastckpt' has no attribute 'no_such_name'$"):
+        fastckpt.no_such_name  # noqa: B018
+
 
 # -- save: the prefix ------------------------------------------------------------
 

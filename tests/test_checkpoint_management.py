@@ -24,6 +24,7 @@ from google.protobuf import text_format  # noqa: E402
 import fastckpt  # noqa: E402
 from fastckpt import _native  # noqa: E402
 from fastckpt import checkpoint_management as cm  # noqa: E402
+from fastckpt import _tf_glob as tf_glob  # noqa: E402
 
 testing = _native.testing
 
@@ -458,9 +459,9 @@ class TestGlob:
         assert g("nothere/*") == []
         assert g("d/nothere/../a.index") == ["d/nothere/../a.index"]  # lexical clean-up, as TF
 
-    @pytest.mark.skipif(cm._libc_fnmatch() is None, reason="no C library fnmatch")
+    @pytest.mark.skipif(tf_glob._libc_fnmatch() is None, reason="no C library fnmatch")
     def test_portable_matcher_agrees_with_libc(self):
-        libc = cm._libc_fnmatch()
+        libc = tf_glob._libc_fnmatch()
         names = ["a", "ab", "abc", "a/b", ".a", "a.index", "run[1]", "run1", "x-y", "]", "[",
                  "a\\b", "!", "^", "-", "a-1-of-2", "ä", "A9", " "]
         patterns = ["*", "?", "a*", "*b", "a?c", "a/*", "*/b", "[ab]", "[!a]", "[^a]", "[]]",
@@ -472,7 +473,7 @@ class TestGlob:
             for n in names:
                 if not n.isascii():
                     continue  # glibc's multibyte matching has its own quirks ("??" matches "ä")
-                assert cm._python_fnmatch(n, p) == libc(n, p), (n, p)
+                assert tf_glob._python_fnmatch(n, p) == libc(n, p), (n, p)
 
 
 # ======================================================================================

@@ -21,12 +21,12 @@ import pytest
 import torch
 
 import fastckpt
-from checkpoint_builders import Table  # fuzz/, on sys.path (conftest)
+from checkpoint_builders import rewrite_index_header  # fuzz/, on sys.path (conftest)
 from fastckpt import _native, compression
 from fastckpt.format import dtypes, frames
 from fastckpt.format.frames import FRAMES_KEY
-from fastckpt.proto import tensor_bundle_pb2
-from fastckpt.writer import _FIXED_SIZE_DTYPES, prepare_items, start_job
+from fastckpt.writer import prepare_items, start_job
+from helpers import flip_byte
 
 MiB = 1 << 20
 
@@ -76,15 +76,7 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _flip(path: str, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x40]))
-
-
-DTYPES = sorted(_FIXED_SIZE_DTYPES, key=lambda d: d.name)
+DTYPES = sorted(dtypes.FIXED_SIZE_DTYPES, key=lambda d: d.name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=[d.name for d in DTYPES])
@@ -266,7 +258,7 @@ def test_verify_checks_stored_bytes_without_decompressing(tmp_path, monkeypatch)
     assert report.ok and report.tensors == 2
     assert report.bytes == _entry(prefix, "w")[2] + 80 + _entry(prefix, FRAMES_KEY)[2]
     _, offset, size = _entry(prefix, "w")
-    _flip(_data_file(prefix), offset + size // 2)
+    flip_byte(_data_file(prefix), offset + size // 2)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     ((name, file, reason),) = [(b.name, b.file, b.reason) for b in e.value.report.bad]
@@ -286,7 +278,7 @@ def test_flipped_stored_byte_is_data_loss_naming_the_tensor(tmp_path, where):
     assert [raw for _, _, raw in layout] == [True, False]  # low byte raw, exponent byte compressed
     pos, size, _ = layout[0] if where == "raw plane" else layout[1]
     _, offset, _ = _entry(prefix, "w")
-    _flip(_data_file(prefix), offset + int(t.offsets[1]) + pos + size // 2)
+    flip_byte(_data_file(prefix), offset + int(t.offsets[1]) + pos + size // 2)
     data_file = _data_file(prefix)
     pattern = (rf"tensor 'w' in '{re.escape(data_file)}': frame 1 \(raw bytes \[1048576, 2097152\)\): "
                r"(data checksum mismatch after decompression \(stored CRC32C [0-9a-f]{8}, computed [0-9a-f]{8}\)"
@@ -449,17 +441,7 @@ def test_garbage_compressed_plane_with_matching_crc_is_refused(tmp_path):
 
 
 def _set_min_consumer(prefix: str, value: int) -> None:
-    with open(prefix + ".index", "rb") as f:
-        entries = Table.parse(f.read()).entries()
-    out = []
-    for k, v in entries:
-        if k == b"":
-            h = tensor_bundle_pb2.BundleHeaderProto.FromString(v)
-            h.version.min_consumer = value
-            v = h.SerializeToString()
-        out.append((k, v))
-    with open(prefix + ".index", "wb") as f:
-        f.write(Table.from_entries(out).serialize())
+    rewrite_index_header(prefix, lambda h: setattr(h.version, "min_consumer", value))
 
 
 @pytest.mark.parametrize("version", [2, 1000, 1002])

@@ -66,7 +66,6 @@ step size.
 from __future__ import annotations
 
 import collections
-import fcntl
 import os
 import random
 import re
@@ -86,6 +85,7 @@ from google.protobuf import text_format
 
 import fastckpt
 from fastckpt.proto import CheckpointState, MetaGraphDef
+from helpers import flock_held
 
 SEED = int(os.environ.get("FASTCKPT_CRASH_SEED", "1234"))
 KILLS = int(os.environ.get("FASTCKPT_CRASH_KILLS", "32"))
@@ -275,17 +275,11 @@ def _strace_works() -> bool:
 
 
 def _flock_free(path: str) -> bool:
+    """No writer holds the file's lock (or the file is gone)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return not flock_held(path)
     except FileNotFoundError:
         return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def _steps_equal(prefix: str, n: int) -> None:

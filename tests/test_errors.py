@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastckpt
+from helpers import flip_byte
 
 
 @pytest.fixture
@@ -17,14 +18,6 @@ def ckpt(tmp_path):
                "s": np.array([b"abc", b"de"], dtype=object)}
     fastckpt.save(tensors, prefix, durable=False)
     return prefix, tensors
-
-
-def _flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x01]))
 
 
 def _truncate(path, size):
@@ -72,7 +65,7 @@ def test_flipped_data_byte_names_tensor_and_file(ckpt):
     prefix, tensors = ckpt
     data = prefix + ".data-00000-of-00001"
     # Data order is key order: b (80 bytes), s, then w. Damage w.
-    _flip(data, os.path.getsize(data) - 100)
+    flip_byte(data, os.path.getsize(data) - 100, mask=0x01)
     with fastckpt.load_checkpoint(prefix) as r:
         np.testing.assert_array_equal(r.get_tensor("b"), tensors["b"])
         with pytest.raises(fastckpt.DataLossError,
@@ -85,14 +78,14 @@ def test_flipped_data_byte_names_tensor_and_file(ckpt):
 def test_flipped_string_byte(ckpt):
     prefix, _ = ckpt
     data = prefix + ".data-00000-of-00001"
-    _flip(data, 80 + 2 + 4 + 1)  # inside "abc"
+    flip_byte(data, 80 + 2 + 4 + 1, mask=0x01)  # inside "abc"
     with pytest.raises(fastckpt.DataLossError, match="tensor 's' in .*checksum mismatch"):
         fastckpt.load_variable(prefix, "s")
 
 
 def test_flipped_string_length(ckpt):
     prefix, _ = ckpt
-    _flip(prefix + ".data-00000-of-00001", 80)  # first varint length 3 -> 2
+    flip_byte(prefix + ".data-00000-of-00001", 80, mask=0x01)  # first varint length 3 -> 2
     with pytest.raises(fastckpt.DataLossError, match="tensor 's'"):
         fastckpt.load_variable(prefix, "s")
 
@@ -111,7 +104,7 @@ def test_flipped_index_byte(ckpt, where):
     index = prefix + ".index"
     size = os.path.getsize(index)
     offset = {"footer": size - 3, "block": 12, "start": 0}[where]
-    _flip(index, offset)
+    flip_byte(index, offset, mask=0x01)
     with pytest.raises(fastckpt.DataLossError, match=f"corrupt index file '{index}'"):
         fastckpt.load_checkpoint(prefix)
 

@@ -31,8 +31,6 @@ import sys
 import textwrap
 from typing import List
 
-import ml_dtypes
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,10 +38,10 @@ from hypothesis import strategies as st
 import fastckpt
 from fastckpt.format import dtypes
 from fastckpt.proto import tensor_bundle_pb2
-from fastckpt.writer import partitioned_items, prepare_items, write_items
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "fuzz"))
+from checkpoint_builders import write_reference  # noqa: E402
 from table_codec import (Table, block_entries,  # noqa: E402
                          build_block, encode_fields, get_varint, parse_fields,
                          put_varint)
@@ -61,26 +59,6 @@ INTERESTING = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x3FFF, 0x4000,
 
 # ---------------------------------------------------------------------------------
 # The reference checkpoint and the "open and read everything" exercise.
-
-def _write_reference(prefix: str) -> dict:
-    values = {f"layer_{i:02d}/{kind}": np.arange(i * 5 % 23 + 1, dtype=dt).reshape(-1)
-              for i in range(12) for kind, dt in (("w", np.float32), ("b", np.int64))}
-    values["scalar"] = np.array(3.25, np.float64)
-    values["empty"] = np.zeros((0, 4), np.int32)
-    values["matrix"] = np.arange(12, dtype=np.int16).reshape(3, 4)
-    values["bf16"] = np.arange(6, dtype=np.float32).astype(ml_dtypes.bfloat16)
-    values["strings"] = np.array([b"alpha", b"", b"gamma\x00"], dtype=object)
-    values["string_scalar"] = np.array(b"one", dtype=object)
-    items, keep = prepare_items(values)
-    full = np.arange(35, dtype=np.float32).reshape(7, 5)
-    part_items, part_keep = partitioned_items(
-        "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
-    items += part_items
-    keep += part_keep
-    write_items(items, prefix, num_shards=2, threads=2, durable=False)
-    values["part"] = full
-    return values
-
 
 class Outcome:
     def __init__(self) -> None:
@@ -142,7 +120,7 @@ class _Reference(dict):
 def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz_ref")
     prefix = str(d / "ref")
-    values = _write_reference(prefix)
+    values = write_reference(prefix)
     with open(prefix + ".index", "rb") as f:
         original = f.read()
     work = d / "work"

@@ -4,15 +4,13 @@ torch) is present; the pipeline they exercise is covered on the CPU by
 test_staging.py and test_async_save.py with the simulated engine."""
 from __future__ import annotations
 
-import filecmp
-import glob
-import os
 
 import numpy as np
 import pytest
 
 import fastckpt
 from fastckpt import _native
+from helpers import same_files
 
 pytestmark = pytest.mark.gpu
 
@@ -41,13 +39,6 @@ def _torch_cuda():
 needs_gpu = pytest.mark.skipif(not _have_cuda_path(), reason="no CUDA device path (no GPU or no driver)")
 
 
-def _same_files(a, b):
-    names = sorted(os.path.basename(p)[len(os.path.basename(a)):] for p in glob.glob(a + ".*"))
-    assert names
-    for suffix in names:
-        assert filecmp.cmp(a + suffix, b + suffix, shallow=False), suffix
-
-
 @needs_gpu
 def test_build_info_reports_the_cuda_path():
     info = fastckpt.build_info()
@@ -65,7 +56,7 @@ def test_cupy_save_is_byte_identical_and_restores_to_the_device(tmp_path):
     dev = {k: cp.asarray(v) for k, v in host.items()}
     fastckpt.save(host, tmp_path / "host")
     fastckpt.save(dev, tmp_path / "dev")
-    _same_files(str(tmp_path / "host"), str(tmp_path / "dev"))
+    same_files(str(tmp_path / "host"), str(tmp_path / "dev"))
     out = fastckpt.load(tmp_path / "dev", device="cuda:0", array_type="cupy")
     for k, v in host.items():
         assert isinstance(out[k], cp.ndarray) and np.array_equal(cp.asnumpy(out[k]), v)

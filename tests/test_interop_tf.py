@@ -23,12 +23,13 @@ import pytest  # noqa: E402
 import tensorflow as tf
 
 import fastckpt  # noqa: E402
+from helpers import TF_CPUS, tf_session  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
 tf.get_logger().setLevel("ERROR")
 
-N_LOGICAL_CPUS = 3
+N_LOGICAL_CPUS = TF_CPUS  # the devices tf_session gives a graph
 
 
 def _setup_logical_cpus(n: int = N_LOGICAL_CPUS) -> None:
@@ -50,16 +51,6 @@ def _setup_logical_cpus(n: int = N_LOGICAL_CPUS) -> None:
 
 
 _setup_logical_cpus()
-
-
-def _session(graph):
-    config = tf.compat.v1.ConfigProto(
-        device_count={"CPU": N_LOGICAL_CPUS},
-        allow_soft_placement=False,
-        intra_op_parallelism_threads=2,
-        inter_op_parallelism_threads=2,
-    )
-    return tf.compat.v1.Session(graph=graph, config=config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,7 +310,7 @@ def test_tf1_saver_restores_fastckpt_checkpoint(tmp_path, num_shards):
         for name, var in variables.items():
             assert var.op.name == name  # the variable name is the checkpoint key
         saver = tf.compat.v1.train.Saver(list(variables.values()))
-        with _session(graph) as sess:
+        with tf_session(graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             saver.restore(sess, prefix)
             restored = sess.run(variables)
@@ -402,7 +393,7 @@ def _tf1_save(tmp_path, sharded: bool):
     with graph.as_default():
         variables, values = _build_tf1_model(rng, devices)
         saver = tf.compat.v1.train.Saver(sharded=sharded)
-        with _session(graph) as sess:
+        with tf_session(graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "model.ckpt"), global_step=7)
     assert prefix == str(tmp_path / "model.ckpt-7")

@@ -27,6 +27,9 @@ from fastckpt import metagraph as mg
 from fastckpt.errors import DataLossError, InvalidArgumentError, UnsupportedDtypeError
 from fastckpt.format import dtypes as fdt
 from fastckpt.metagraph import VariableSpec, build_meta_graph, read_meta_graph, write_meta_graph
+from fastckpt.metagraph import nodes as mg_nodes
+from fastckpt.metagraph import ops as mg_ops
+from fastckpt.metagraph import variables as mg_variables
 from fastckpt.proto import (BundleEntryProto, BundleHeaderProto, CheckpointState, DataType,
                             MetaGraphDef, SaverDef, VariableDef)
 
@@ -195,7 +198,7 @@ def test_saver_subgraph_wiring():
     assert list(n["save/Const"].input) == ["save/filename"]
     for name in ("save/filename", "save/Const"):
         assert n[name].attr["dtype"].type == DT.DT_STRING
-        assert n[name].attr["shape"].shape == mg._shape_proto(())
+        assert n[name].attr["shape"].shape == mg_nodes.shape_proto(())
     for op in ("SaveV2", "RestoreV2"):
         names = n[f"save/{op}/tensor_names"].attr["value"].tensor
         assert [s.decode() for s in names.string_val] == keys
@@ -429,9 +432,9 @@ def test_ref_kind_falls_back_to_resource_without_ref_kernels():
     assert [op.name for op in meta.meta_info_def.stripped_op_list.op] == sorted(
         {x.op for x in meta.graph_def.node})
     # every dtype a variable may have is either ref-capable or falls back
-    assert mg._REF_VARIABLE_DTYPES <= mg._VARIABLE_DTYPES
+    assert mg_variables.REF_VARIABLE_DTYPES <= mg_variables.VARIABLE_DTYPES
     assert {DT.DT_FLOAT8_E5M2, DT.DT_INT4, DT.DT_UINT2, DT.DT_FLOAT4_E2M1FN,
-            DT.DT_QINT16}.isdisjoint(mg._REF_VARIABLE_DTYPES)
+            DT.DT_QINT16}.isdisjoint(mg_variables.REF_VARIABLE_DTYPES)
 
 
 @pytest.mark.parametrize("dtype,field,value", [
@@ -447,14 +450,14 @@ def test_ref_kind_falls_back_to_resource_without_ref_kernels():
     (DT.DT_FLOAT4_E2M1FN, None, None),
 ])
 def test_zero_initial_values(dtype, field, value):
-    t = mg._zeros_tensor(dtype, (2, 5))
+    t = mg_nodes.zeros_tensor(dtype, (2, 5))
     assert t.dtype == dtype and [d.size for d in t.tensor_shape.dim] == [2, 5]
     set_fields = [f.name for f, _ in t.ListFields() if f.name not in ("dtype", "tensor_shape")]
     assert set_fields == ([field] if field else [])
     if field:
         got = getattr(t, field)
         assert (got if isinstance(got, bytes) else list(got)) == value
-    empty = mg._zeros_tensor(dtype, (0, 3))  # no value for a tensor without elements
+    empty = mg_nodes.zeros_tensor(dtype, (0, 3))  # no value for a tensor without elements
     assert [f.name for f, _ in empty.ListFields()] == ["dtype", "tensor_shape"]
 
 
@@ -646,7 +649,7 @@ def test_tf_import_restore_and_save_again(tf, tmp_path, sharded, kind):
 def _tf_restorable_dtypes():
     """Dtypes fastckpt.save can write from numpy and TF has resource-variable kernels for."""
     out = []
-    for dt in sorted(mg._VARIABLE_DTYPES):
+    for dt in sorted(mg_variables.VARIABLE_DTYPES):
         try:
             npdt = fdt.to_numpy_dtype(dt)
         except Exception:
@@ -684,7 +687,7 @@ def test_tf_restore_every_dtype(tf, tmp_path, kind):
     write_meta_graph(build_meta_graph(specs, variable_kind=kind), prefix + ".meta")
 
     def value_tensor(s):  # dtypes without ref kernels are resource variables in "ref" graphs
-        is_ref = kind == "ref" and s.dtype in mg._REF_VARIABLE_DTYPES
+        is_ref = kind == "ref" and s.dtype in mg_variables.REF_VARIABLE_DTYPES
         return f"{s.name}:0" if is_ref else _snapshot(s.name, "resource")
 
     graph = tf.Graph()
@@ -867,7 +870,7 @@ def test_tf_restores_fastckpt_saver_meta(tf, tmp_path):
 def test_tf_op_defs_match_registry(tf):
     from tensorflow.core.framework import op_def_pb2
     from tensorflow.python.framework import op_def_registry
-    for name in sorted(mg._OP_DEFS_TEXT):
+    for name in sorted(mg_ops.OP_DEFS_TEXT):
         ours = op_def_pb2.OpDef.FromString(mg.op_def(name).SerializeToString())
         reg = op_def_registry.get(name)
         assert reg is not None, name

@@ -26,6 +26,7 @@ import numpy as np
 import fastckpt
 from fastckpt import _native
 from fastckpt import checkpoint_management as cm
+from helpers import flock_held
 
 TEMP_RE = re.compile(r"^(?P<final>.+)\.tempstate-fastckpt-[0-9a-f]{16}$")
 HEX = "0123456789abcdef"
@@ -44,17 +45,6 @@ def _make_temp(path, age_seconds, content=b"partial"):
         f.write(content)
     stamp = time.time() - age_seconds
     os.utime(path, (stamp, stamp))
-
-
-def _locked(path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def test_only_fastckpt_temp_files_are_removed(tmp_path):
@@ -157,7 +147,7 @@ def test_tensorflow_temp_files_survive_fastckpt_saves(tmp_path):
     for name in tf_temps:
         os.utime(d / name, (time.time() - 3600,) * 2)  # long stale, and TensorFlow never locks
         contents[name] = (d / name).read_bytes()
-        assert not _locked(d / name)
+        assert not flock_held(d / name)
     ours = d / "old.data-00000-of-00001.tempstate-fastckpt-0123456789abcdef"
     _make_temp(ours, 60)
 
@@ -262,7 +252,8 @@ def _stopped(pid: int) -> bool:
 
 
 def _stop_while_writing(proc, directory, deadline):
-    """SIGSTOPs `proc` at a moment its temporary file exists; returns its name."""
+    """SIGSTOPs `proc` at a moment its temporary file exists and is locked
+    (the writer creates the file, then takes the lock); returns its name."""
     while time.monotonic() < deadline:
         if not [n for n in os.listdir(directory) if TEMP_RE.match(n)]:
             continue
@@ -270,9 +261,9 @@ def _stop_while_writing(proc, directory, deadline):
         while not _stopped(proc.pid):
             time.sleep(0.001)
         temps = [n for n in os.listdir(directory) if TEMP_RE.match(n)]
-        if temps:
+        if temps and all(flock_held(os.path.join(directory, n)) for n in temps):
             return temps
-        os.kill(proc.pid, signal.SIGCONT)  # it renamed in between; try again
+        os.kill(proc.pid, signal.SIGCONT)  # it renamed, or had not locked yet, in between; try again
     raise AssertionError("never saw the writer's temporary file")
 
 
@@ -286,7 +277,7 @@ def test_live_atomic_writer_is_spared_and_its_leftover_removed_after_a_kill(tmp_
         temps = _stop_while_writing(proc, d, time.monotonic() + 120)
         assert len(temps) == 1 and TEMP_RE.match(temps[0]).group("final") == "checkpoint", temps
         temp = d / temps[0]
-        assert _locked(temp)
+        assert flock_held(temp)
         os.utime(temp, (time.time() - 60,) * 2)  # old enough to be removed, were it not locked
         fastckpt.save({"a": np.ones(3)}, str(d / "model"), durable=False)
         assert temp.exists()  # a live (here: stopped) writer's file is never touched
@@ -297,7 +288,7 @@ def test_live_atomic_writer_is_spared_and_its_leftover_removed_after_a_kill(tmp_
             proc.kill()
             proc.wait(timeout=30)
         proc.stdout.close()
-    assert not _locked(temp)  # the kernel dropped the dead writer's lock
+    assert not flock_held(temp)  # the kernel dropped the dead writer's lock
     fastckpt.save({"a": np.ones(3)}, str(d / "model2"), durable=False)
     assert not temp.exists()
     assert [n for n in os.listdir(d) if ".tempstate" in n] == []

@@ -76,6 +76,15 @@ def _mypy(setup: Tuple[Path, Path], *targets: str) -> subprocess.CompletedProces
         cwd=str(ROOT), capture_output=True, text=True, timeout=MYPY_TIMEOUT)
 
 
+def test_the_pyproject_mypy_config_has_the_same_checks():
+    """``mypy fastckpt`` (configured in pyproject.toml) runs the checks of this module."""
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("[tool.mypy]", 1)[1]
+    config = config.split("[[tool.mypy.overrides]]", 1)[0]  # the global options
+    options = {line.split("=")[0].strip() for line in config.splitlines() if line.endswith("= true")}
+    flags = {f[2:].replace("-", "_") for f in MYPY_FLAGS if f not in ("--no-color-output", "--no-error-summary")}
+    assert options == flags
+
+
 def test_the_package_type_checks(mypy_setup):
     proc = _mypy(mypy_setup, "-p", "fastckpt")
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr

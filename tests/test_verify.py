@@ -19,44 +19,18 @@ import numpy as np
 import pytest
 
 import fastckpt
-from fastckpt import _native
 from fastckpt.format import dtypes
 from fastckpt.format import slices as slicing
 from fastckpt.verification import BadTensor, VerifyReport
 from fastckpt.writer import partitioned_item, prepare_item, write_items
+from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
+from helpers import data_entries, flip_in
 
 DATA1 = ".data-00000-of-00001"
 
 
 # ---------------------------------------------------------------------------
 # helpers
-
-
-def _entries(prefix):
-    """name bytes -> (data file, offset, size) for every data entry."""
-    reader = _native.Reader(prefix)
-    try:
-        n = reader.num_shards
-        return {key: (f"{prefix}.data-{shard:05d}-of-{n:05d}", off, size)
-                for key, _dt, _shape, shard, off, size, _crc, slices in reader.entries()
-                if slices is None}
-    finally:
-        reader.close()
-
-
-def _flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x40]))
-
-
-def _flip_in(prefix, key, where=0.5):
-    """Flips one byte of tensor `key` (bytes), `where` of the way through it."""
-    path, off, size = _entries(prefix)[key]
-    _flip(path, off + min(size - 1, int(size * where)))
-    return path
 
 
 def _string_size(values):
@@ -173,8 +147,8 @@ def test_bad_options(ckpt, option):
 
 def test_two_damaged_tensors_are_both_reported(ckpt):
     prefix, _ = ckpt
-    data = _flip_in(prefix, b"dense/kernel")
-    _flip_in(prefix, b"embedding", where=0.9)
+    data = flip_in(prefix, b"dense/kernel")
+    flip_in(prefix, b"embedding", where=0.9)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     message = str(e.value)
@@ -198,7 +172,7 @@ def test_two_damaged_tensors_are_both_reported(ckpt):
 
 def test_truncated_data_file_reports_every_tensor_past_the_end(ckpt):
     prefix, _ = ckpt
-    layout = sorted(_entries(prefix).items(), key=lambda kv: kv[1][1])
+    layout = sorted(data_entries(prefix).items(), key=lambda kv: kv[1][1])
     layout = [(k, v) for k, v in layout if v[2] > 0]
     (second_last, (path, off, _)), (last, _) = layout[-2], layout[-1]
     with open(path, "r+b") as f:
@@ -219,7 +193,7 @@ def test_truncated_data_file_reports_every_tensor_past_the_end(ckpt):
 ])
 def test_damaged_string_tensor(ckpt, where, reason):
     prefix, _ = ckpt
-    _flip_in(prefix, b"vocab", where)
+    flip_in(prefix, b"vocab", where)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     (bad,) = e.value.report.bad
@@ -235,8 +209,8 @@ def test_large_tensor_chunked_crc(tmp_path):
     report = fastckpt.verify(prefix, chunk_bytes=1 << 20, threads=4)
     assert report.ok and report.bytes == big.nbytes + 40
     # Damage in the middle and in the last chunk: one bad tensor, reported once.
-    _flip_in(prefix, b"big", 0.5)
-    _flip_in(prefix, b"big", 1.0)
+    flip_in(prefix, b"big", 0.5)
+    flip_in(prefix, b"big", 1.0)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix, chunk_bytes=1 << 20, threads=4)
     assert [b.name for b in e.value.report.bad] == ["big"]
@@ -250,7 +224,7 @@ def test_chunk_size_does_not_change_the_verdict(tmp_path):
     tensors["huge"] = rng.standard_normal(300_000)
     fastckpt.save(tensors, prefix, durable=False, num_shards=2)
     for name in ("s007", "s150", "huge"):
-        _flip_in(prefix, name.encode(), 0.3)
+        flip_in(prefix, name.encode(), 0.3)
     for chunk in (4096, 65536, 1 << 20, 64 << 20):
         with pytest.raises(fastckpt.DataLossError) as e:
             fastckpt.verify(prefix, chunk_bytes=chunk)
@@ -319,7 +293,7 @@ def test_partitioned_tensor_good(tmp_path):
     assert report.bytes == full.nbytes + 3 * 8
     np.testing.assert_array_equal(fastckpt.load(prefix)[name], full)
     # Damage is reported under the same (decoded) name.
-    _flip_in(prefix, slicing.encode_slice_key(name, PARTS[0]))
+    flip_in(prefix, slicing.encode_slice_key(name, PARTS[0]))
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     assert [b.name for b in e.value.report.bad] == [name]
@@ -338,7 +312,7 @@ def test_partitioned_damaged_slice_named_by_its_tensor(tmp_path):
     prefix = str(tmp_path / "part")
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
     _save_partitioned(prefix, "p", full, PARTS)
-    _flip_in(prefix, slicing.encode_slice_key("p", PARTS[1]))
+    flip_in(prefix, slicing.encode_slice_key("p", PARTS[1]))
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     (bad,) = e.value.report.bad
@@ -399,7 +373,7 @@ def test_latest_valid_checkpoint_all_good(tmp_path):
 
 def test_latest_valid_checkpoint_skips_damaged_newest(tmp_path, caplog):
     paths = _three_checkpoints(tmp_path)
-    _flip_in(paths[2], b"w")
+    flip_in(paths[2], b"w")
     assert fastckpt.latest_valid_checkpoint(str(tmp_path)) == paths[1]
     assert any(paths[2] in r.getMessage() for r in caplog.records)
     # Missing data files are skipped too.
@@ -409,7 +383,7 @@ def test_latest_valid_checkpoint_skips_damaged_newest(tmp_path, caplog):
 
 def test_latest_valid_checkpoint_none_when_all_damaged(tmp_path):
     for path in _three_checkpoints(tmp_path):
-        _flip_in(path, b"w")
+        flip_in(path, b"w")
     assert fastckpt.latest_valid_checkpoint(tmp_path) is None
 
 
@@ -425,7 +399,7 @@ def test_latest_valid_checkpoint_without_state_file(tmp_path):
     fastckpt.save({"x": np.arange(4)}, older, durable=False)
     os.utime(older + ".index", ns=(1_000_000_000, 1_000_000_000))
     assert fastckpt.latest_valid_checkpoint(tmp_path) == newer
-    _flip_in(newer, b"x")
+    flip_in(newer, b"x")
     assert fastckpt.latest_valid_checkpoint(tmp_path) == older
 
 
@@ -436,7 +410,7 @@ def test_latest_valid_checkpoint_state_file_first(tmp_path):
     fastckpt.save({"x": np.arange(4)}, stray, durable=False)  # newest on disk, not in the state
     assert fastckpt.latest_valid_checkpoint(tmp_path) == paths[-1]
     for p in paths:
-        _flip_in(p, b"w")
+        flip_in(p, b"w")
     assert fastckpt.latest_valid_checkpoint(tmp_path) == stray
 
 
@@ -485,7 +459,7 @@ def test_tf_written_checkpoints_verify_clean(tmp_path):
     assert report.ok
     # A damaged slice of a TF partitioned variable is found and named.
     key = slicing.encode_slice_key("part/cols", [(0, 4), (24, 23)])
-    _flip_in(tf1_prefix, key)
+    flip_in(tf1_prefix, key)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(tf1_prefix)
     (bad,) = e.value.report.bad
@@ -503,7 +477,7 @@ def test_tf_written_checkpoints_verify_clean(tmp_path):
     report = fastckpt.verify(tf2_prefix)
     assert report.tensors == len(tf.train.list_variables(tf2_prefix))
     assert report.ok
-    _flip_in(tf2_prefix, variant.encode())
+    flip_in(tf2_prefix, variant.encode())
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(tf2_prefix)
     assert [b.name for b in e.value.report.bad] == [variant]
@@ -518,7 +492,7 @@ def _three_shards(tmp_path):
     tensors = {f"t{i}": np.full((100 + i,), i, np.int32) for i in range(9)}
     fastckpt.save(tensors, prefix, num_shards=3, durable=False)
     files = {name: path for name, (path, _off, _size) in
-             ((k.decode(), v) for k, v in _entries(prefix).items())}
+             ((k.decode(), v) for k, v in data_entries(prefix).items())}
     return prefix, tensors, files
 
 
@@ -570,7 +544,7 @@ def test_report_names_slices_readably_and_counts_tensors(tmp_path):
         keep.append(owner)
     items.append(partitioned_item("part", dtypes.DT_FLOAT, full.shape, PARTS2))
     write_items(items, prefix, num_shards=1, threads=None, durable=False)
-    _flip_in(prefix, stray)
+    flip_in(prefix, stray)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     message = str(e.value)
@@ -592,8 +566,8 @@ def test_report_counts_a_tensor_with_several_problems_once(tmp_path):
     prefix = str(tmp_path / "part")
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
     _save_partitioned(prefix, "p", full, PARTS, extra={"q": np.arange(3)})
-    _flip_in(prefix, slicing.encode_slice_key("p", PARTS[0]))
-    _flip_in(prefix, slicing.encode_slice_key("p", PARTS[2]))
+    flip_in(prefix, slicing.encode_slice_key("p", PARTS[0]))
+    flip_in(prefix, slicing.encode_slice_key("p", PARTS[2]))
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     assert str(e.value).splitlines()[0] == \
@@ -605,22 +579,7 @@ def test_unknown_dtype_is_a_verify_problem(tmp_path):
     """No reader can load a tensor of DataType 99: verify must not pass it."""
     prefix = str(tmp_path / "d")
     fastckpt.save({"w": np.arange(4, dtype=np.float32), "ok": np.arange(2)}, prefix, durable=False)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
-    from table_codec import Table
-
-    from fastckpt.proto import tensor_bundle_pb2
-
-    with open(prefix + ".index", "rb") as f:
-        entries = Table.parse(f.read()).entries()
-    out = []
-    for k, v in entries:
-        if k == b"w":
-            e = tensor_bundle_pb2.BundleEntryProto.FromString(v)
-            e.dtype = 99
-            v = e.SerializeToString()
-        out.append((k, v))
-    with open(prefix + ".index", "wb") as f:
-        f.write(Table.from_entries(out).serialize())
+    rewrite_index_entry(prefix, b"w", lambda e: setattr(e, "dtype", 99))
     with pytest.raises(fastckpt.UnsupportedDtypeError):
         fastckpt.load(prefix)
     with pytest.raises(fastckpt.DataLossError) as e:

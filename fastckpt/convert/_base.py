@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional
 
 import numpy as np
 
+from .._arrays import raw_bytes
 from ..errors import MissingDependencyError, UnsupportedDtypeError, from_os_error
 
 #: Default bound on the bytes of one piece (and one group of whole tensors).
@@ -172,11 +173,7 @@ class Spool:
         pad = -self._size % self.ALIGN
         offset = self._size + pad
         self._file.seek(offset)
-        written = 0
-        for piece in pieces:
-            data = np.ascontiguousarray(piece).reshape(-1).view(np.uint8)
-            self._file.write(data.data)
-            written += data.nbytes
+        written = write_pieces(self._file.write, pieces)
         self._size = offset + written
         return offset, written
 
@@ -282,6 +279,17 @@ def iterate(source: Source, info: TensorInfo, bound: int) -> Iterator[np.ndarray
     """Tensor `info`'s pieces read from `source`, one at a time."""
     for index in pieces(info, bound):
         yield source.read(info, index)
+
+
+def write_pieces(write: Callable[[Any], Any], pieces: Iterable[np.ndarray]) -> int:
+    """Passes each piece's bytes (C order) to `write` (a file's write); returns
+    how many bytes that was in all."""
+    written = 0
+    for piece in pieces:
+        data = raw_bytes(piece)
+        write(data.data)
+        written += data.nbytes
+    return written
 
 
 def refusal(check: Callable[[TensorInfo], Any], info: TensorInfo) -> Optional[str]:

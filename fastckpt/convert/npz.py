@@ -26,7 +26,7 @@ from ..errors import (
     from_os_error,
 )
 from ._base import (AtomicFile, Index, TensorInfo, box_shape, flat_start, make_parent, refusal,
-                    unsupported)
+                    unsupported, write_pieces)
 
 FORMAT = "npz"
 _npy = np.lib.format
@@ -139,14 +139,10 @@ class NpzSink:
 
     def add(self, info: TensorInfo, pieces: Iterable[np.ndarray]) -> None:
         header = {"descr": _npy.dtype_to_descr(info.dtype), "fortran_order": False, "shape": info.shape}
-        written = 0
         with self._zip.open(info.name + ".npy", "w", force_zip64=True) as f:
             _npy.write_array_header_2_0(f, header) if _needs_v2(header) else \
                 _npy.write_array_header_1_0(f, header)
-            for piece in pieces:
-                data = np.ascontiguousarray(piece).reshape(-1).view(np.uint8)
-                f.write(data.data)
-                written += data.nbytes
+            written = write_pieces(f.write, pieces)
         if written != info.nbytes:
             raise InternalError(f"tensor '{info.name}': {written} bytes read, {info.nbytes} expected")
 

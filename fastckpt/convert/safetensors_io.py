@@ -32,7 +32,7 @@ from ..errors import (
     os_error,
 )
 from ._base import (AtomicFile, Index, TensorInfo, make_parent, refusal, require, sync_dir,
-                    unsupported)
+                    unsupported, write_pieces)
 
 FORMAT = "safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -202,11 +202,7 @@ class _FileWriter:
         self.file.write(struct.pack("<Q", len(raw)) + raw)
 
     def add(self, info: TensorInfo, pieces: Iterable[np.ndarray]) -> None:
-        written = 0
-        for piece in pieces:
-            data = np.ascontiguousarray(piece).reshape(-1).view(np.uint8)
-            self.file.write(data.data)
-            written += data.nbytes
+        written = write_pieces(self.file.write, pieces)
         if written != self.expected[info.name]:
             raise InternalError(f"tensor '{info.name}': {written} bytes read, {self.expected[info.name]} expected")
 

@@ -119,15 +119,10 @@ def check_torch_dtype(info: TensorInfo, fmt: str) -> None:
     """Raises UnsupportedDtypeError unless torch has a dtype for `info`."""
     if info.dtype == object:
         raise unsupported(info, fmt, "torch tensors hold numbers only")
-    from .._arrays import _TORCH_ML_DTYPES, torch_dtype_of
+    from .._arrays import torch_can_hold
 
-    # torch's int4/uint4 and the like are placeholders without arithmetic.
-    if not (info.dtype.kind in "biufc" or info.dtype.name in _TORCH_ML_DTYPES.values()):
+    if not torch_can_hold(info.dtype):
         raise unsupported(info, fmt, f"torch has no {info.dtype.name} dtype")
-    try:
-        torch_dtype_of(info.dtype)
-    except UnsupportedDtypeError:
-        raise unsupported(info, fmt, f"torch has no {info.dtype.name} dtype") from None
 
 
 def can_hold(info: TensorInfo) -> Optional[str]:

@@ -13,7 +13,7 @@ raises :class:`~fastckpt.errors.UnsupportedDtypeError`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 import ml_dtypes
 import numpy as np
@@ -27,7 +27,7 @@ __all__ = [
     "DT_RESOURCE", "DT_VARIANT", "DT_UINT32", "DT_UINT64", "DT_FLOAT8_E5M2", "DT_FLOAT8_E4M3FN",
     "DT_FLOAT8_E4M3FNUZ", "DT_FLOAT8_E4M3B11FNUZ", "DT_FLOAT8_E5M2FNUZ", "DT_INT4", "DT_UINT4",
     "DT_INT2", "DT_UINT2", "DT_FLOAT4_E2M1FN", "REF_OFFSET",
-    "to_numpy_dtype", "from_numpy_dtype", "dtype_name", "element_size",
+    "to_numpy_dtype", "from_numpy_dtype", "dtype_name", "element_size", "FIXED_SIZE_DTYPES",
 ]
 
 DT_INVALID = 0
@@ -153,6 +153,13 @@ _BY_KIND_SIZE: Dict[Tuple[str, int], int] = {
     if d.kind in "biufc" and dt not in (DT_QINT8, DT_QUINT8, DT_QINT16, DT_QUINT16, DT_QINT32)
 }
 _CACHE_LIMIT = 4096  # bound on slow-path results cached in _NP_TO_DT
+
+#: numpy dtype -> DataType of every native-order, fixed-size type a write takes
+#: as it is (what :func:`from_numpy_dtype` gives; no strings, no quantized
+#: stand-ins): the writer's fast path looks ``arr.dtype`` up here. Read-only
+#: (a plain dict, typed as a Mapping: the lookup is on the hot path).
+FIXED_SIZE_DTYPES: Mapping[np.dtype, int] = {
+    d: dt for d, dt in _NP_TO_DT.items() if isinstance(d, np.dtype) and d.names is None and _SIZES[dt] > 0}
 
 del _dt, _name, _size, _src, _np_dtype, _t
 
@@ -294,8 +301,3 @@ def element_size(dt: int) -> int:
     if size is None:
         raise UnsupportedDtypeError(_unsupported_reason(dt))
     return size
-
-
-def _all_dtypes() -> List[int]:
-    """Every storable enum number, in enum order (for tests and tools)."""
-    return sorted(_SIZES)
