@@ -29,13 +29,14 @@ import tensorflow as tf  # noqa: E402
 import fastckpt  # noqa: E402
 import fastckpt.saver as fsaver  # noqa: E402
 from fastckpt import checkpoint_management as fcm  # noqa: E402
+from helpers import TF_CPUS, tf_session  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
 tf.get_logger().setLevel("ERROR")
 
 KINDS = ("tf", "fc")
-N_CPUS = 3
+N_CPUS = TF_CPUS
 DIR = "<DIR>"
 
 # Values of the standard test model: name -> value (dtypes chosen to cover float, int, string).
@@ -50,16 +51,6 @@ VALUES = {
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-def _session(graph=None):
-    config = tf.compat.v1.ConfigProto(
-        device_count={"CPU": N_CPUS},
-        allow_soft_placement=False,
-        intra_op_parallelism_threads=2,
-        inter_op_parallelism_threads=2,
-    )
-    return tf.compat.v1.Session(graph=graph, config=config)
-
 
 _LOCAL_SERVER = []
 
@@ -159,7 +150,7 @@ def _side_by_side(tmp_path, scenario, **kwargs):
 
 def _restore_fresh(graph, saver, prefix, variables):
     """Restores `prefix` into a fresh session of `graph` (nothing initialized) and reads back."""
-    with _session(graph) as sess:
+    with tf_session(graph) as sess:
         saver.restore(sess, prefix)
         return _values(sess, variables)
 
@@ -196,7 +187,7 @@ def _plain_scenario(kind, d, use_resource=True, global_step=None):
     with g.as_default():
         variables = _make_vars(use_resource=use_resource)
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, os.path.join(d, "model"), global_step=global_step)
         snap = _snapshot(d)
@@ -257,7 +248,7 @@ def _global_step_scenario(kind, d, how, pad=False, step=1000):
         variables = _make_vars()
         gs = tf.compat.v1.train.get_or_create_global_step()
         saver = make_saver(kind, pad_step_number=pad)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             sess.run(gs.assign(step))
             arg = {"int": step, "np_int": np.int64(step), "variable": gs, "tensor": tf.identity(gs),
@@ -297,7 +288,7 @@ def _max_to_keep_scenario(kind, d, max_to_keep, steps=(1, 2, 3, 4, 5)):
         _make_vars()
         saver = make_saver(kind, max_to_keep=max_to_keep)
         history = []
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for step in steps:
                 prefix = saver.save(sess, os.path.join(d, "model"), global_step=step)
@@ -324,7 +315,7 @@ def _distinct_prefixes_scenario(kind, d, names):
         _make_vars()
         saver = make_saver(kind, max_to_keep=2)
         history = []
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for name in names:
                 prefix = saver.save(sess, os.path.join(d, name))
@@ -373,7 +364,7 @@ def _keep_hours_scenario(kind, d, clock, defer_build=False, build_delay=0.0):
             saver.build()
         start = clock.t
         history = []
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for step in range(1, 11):
                 clock.t = start + step * 1200.0
@@ -414,7 +405,7 @@ def _options_scenario(kind, d, state_name="checkpoint", **save_kwargs):
     with g.as_default():
         variables = _make_vars()
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=step, **save_kwargs)
                         for step in (1, 2)]
@@ -469,7 +460,7 @@ def _paths_scenario(kind, d, relative, save_relative_paths, monkeypatch):
     with g.as_default():
         variables = _make_vars()
         saver = make_saver(kind, save_relative_paths=save_relative_paths, max_to_keep=2)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefixes = [saver.save(sess, save_path, global_step=step) for step in (1, 2, 3)]
         snap = _snapshot(os.path.join(d, "ckdir"))
@@ -518,7 +509,7 @@ def _save_error_scenario(kind, d, case):
     with g.as_default():
         _make_vars()
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             calls = {
                 "latest_filename_path": lambda: saver.save(
@@ -560,7 +551,7 @@ def _missing_parent_scenario(kind, d):
     with g.as_default():
         variables = _make_vars()
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             result = {"error": _error(lambda: saver.save(sess, os.path.join(d, "sub", "model")))}
         sub = os.path.join(d, "sub")
@@ -596,7 +587,7 @@ def _allow_empty_scenario(kind, d):
     g = tf.Graph()
     with g.as_default():
         saver = make_saver(kind, allow_empty=True)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             prefix = saver.save(sess, os.path.join(d, "model"), global_step=1)
             restored = saver.restore(sess, os.path.join(d, "model-1"))
         return {"prefix": prefix, "restored": restored, "last": saver.last_checkpoints,
@@ -617,7 +608,7 @@ def test_defer_build_errors_like_tf(tmp_path):
             with_var_list = _error(lambda: make_saver(kind, var_list=list(variables.values()),
                                                       defer_build=True))
             saver = make_saver(kind, defer_build=True)
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 before = _error(lambda: saver.save(sess, str(tmp_path / kind)))
                 saver.build()
@@ -648,12 +639,12 @@ def _var_list_scenario(kind, d, form):
         else:  # subset
             var_list = [variables["a"], variables["scope/c"]]
         saver = make_saver(kind, var_list=var_list)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, os.path.join(d, "model"))
         keys = sorted(name for name, _ in tf.train.list_variables(prefix))
         # Restore into a fresh session in which the other variables are initialized to zeros.
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             for v in variables.values():
                 sess.run(v.initializer)
                 if v.dtype.base_dtype != tf.string:
@@ -687,7 +678,7 @@ def test_var_list_dict_cross_restore(tmp_path):
             variables = _make_vars()
             saver = make_saver(kind, var_list={f"k_{i}": v for i, v in
                                                enumerate(variables[n] for n in sorted(variables))})
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 (tmp_path / kind).mkdir()
                 prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"))
@@ -718,7 +709,7 @@ def _sharded_scenario(kind, d):
     with g.as_default():
         variables = _sharded_vars()
         saver = make_saver(kind, sharded=True, max_to_keep=1)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=s) for s in (1, 2)]
             collide = saver.save(sess, os.path.join(d, "checkpoint"), write_state=False)
@@ -742,7 +733,7 @@ def test_sharded_cross_restore(tmp_path):
         with tf.Graph().as_default() as g:
             _sharded_vars()
             saver = make_saver(kind, sharded=True)
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 (tmp_path / kind).mkdir()
                 prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"))
@@ -778,7 +769,7 @@ def _partitioned_scenario(kind, d, use_resource):
     with g.as_default():
         variables = _partitioned_vars(use_resource)
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, os.path.join(d, "model"))
         listed = tf.train.list_variables(prefix)
@@ -811,7 +802,7 @@ def test_partitioned_cross_restore(tmp_path):
         with tf.Graph().as_default() as g:
             _partitioned_vars()
             saver = make_saver(kind)
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 (tmp_path / kind).mkdir()
                 prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"))
@@ -832,7 +823,7 @@ def test_cross_restore_plain(tmp_path, use_resource):
         with tf.Graph().as_default() as g:
             _make_vars(use_resource)
             saver = make_saver(kind)
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 (tmp_path / kind).mkdir()
                 prefixes[kind] = saver.save(sess, str(tmp_path / kind / "model"), global_step=7)
@@ -857,7 +848,7 @@ def _save_model(kind, d, **saver_kwargs):
     with tf.Graph().as_default() as g:
         _make_vars()
         saver = make_saver(kind, **saver_kwargs)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             os.makedirs(d, exist_ok=True)
             return saver.save(sess, os.path.join(d, "model"), global_step=5)
@@ -868,7 +859,7 @@ def test_fastckpt_meta_importable_by_tf(tmp_path):
     with tf.Graph().as_default() as g:
         saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
         assert saver.saver_def.max_to_keep == 3
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             saver.restore(sess, prefix)
             assert _global_values(sess) == _expected()
 
@@ -880,7 +871,7 @@ def test_fastckpt_import_meta_graph(tmp_path, writer):
         saver = fsaver.import_meta_graph(prefix + ".meta")
         assert isinstance(saver, fsaver.Saver)
         assert saver.as_saver_def().max_to_keep == 3
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             saver.restore(sess, fcm.latest_checkpoint(str(tmp_path)))
             assert _global_values(sess) == _expected()
             # The imported saver saves too; TF reads the result.
@@ -902,7 +893,7 @@ def test_import_meta_graph_saver_keeps_max_to_keep_like_tf(tmp_path):
                 saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta")
             else:
                 saver = fsaver.import_meta_graph(prefix + ".meta")
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 saver.restore(sess, prefix)
                 for step in (10, 11, 12):
                     saver.save(sess, str(d / "model"), global_step=step)
@@ -920,7 +911,7 @@ def test_saver_from_saver_def_like_tf(tmp_path):
             _make_vars()
             base = tf.compat.v1.train.Saver(max_to_keep=2)
             saver = make_saver(kind, saver_def=base.as_saver_def())
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 for step in (1, 2, 3, 4):
                     saver.save(sess, str(d / "model"), global_step=step)
@@ -951,7 +942,7 @@ def _recover_scenario(kind, d):
     with tf.Graph().as_default() as g:
         _make_vars()
         writer = tf.compat.v1.train.Saver(max_to_keep=10)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for step in (1, 2, 3):
                 writer.save(sess, os.path.join(d, "model"), global_step=step)
@@ -963,7 +954,7 @@ def _recover_scenario(kind, d):
         saver.recover_last_checkpoints(paths)
         recovered = list(saver.last_checkpoints)
         history = []
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for step in (4, 5):
                 saver.save(sess, os.path.join(d, "model"), global_step=step)
@@ -984,7 +975,7 @@ def _set_last_scenario(kind, d, method):
         _make_vars()
         saver = make_saver(kind, max_to_keep=1)
         history = []
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             for step in (1, 2):  # not recorded (write_state=False): nothing deleted yet
                 saver.save(sess, os.path.join(d, "model"), global_step=step, write_state=False)
@@ -1098,7 +1089,7 @@ def test_copy_of_tf_dir_restores_with_fastckpt(tmp_path):
     with tf.Graph().as_default() as g:
         _make_vars()
         saver = tf.compat.v1.train.Saver(save_relative_paths=True)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             src.mkdir()
             saver.save(sess, str(src / "model"), global_step=9)
@@ -1119,7 +1110,7 @@ def test_async_save_writes_the_graph_of_its_call(tmp_path):
 
     from fastckpt import _background
 
-    with tf.Graph().as_default() as graph, _session(graph) as sess:
+    with tf.Graph().as_default() as graph, tf_session(graph) as sess:
         _make_vars()
         saver = make_saver("fc")
         sess.run(tf.compat.v1.global_variables_initializer())
@@ -1169,7 +1160,7 @@ def _restore_error_case(kind, d, case, eager):
     def run(graph, fn):
         if eager:
             return fn(None)
-        with graph.as_default(), _session(graph) as sess:
+        with graph.as_default(), tf_session(graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             return fn(sess)
 
@@ -1273,7 +1264,7 @@ def _v1_scenario(kind, d):
     with g.as_default():
         variables = _make_vars()
         saver = make_saver(kind, write_version=saver_pb2.SaverDef.V1, max_to_keep=2)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             with _TFLogRecords() as log:  # TensorFlow warns at each V1 save
                 prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=s) for s in (1, 2, 3)]
@@ -1301,7 +1292,7 @@ def test_v1_files_written_by_tensorflow_restore_with_fastckpt(tmp_path, reader_v
     g = tf.Graph()
     with g.as_default():
         variables = _make_vars()
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = tf.compat.v1.train.Saver(write_version=saver_pb2.SaverDef.V1).save(
                 sess, str(tmp_path / "model"))
@@ -1329,7 +1320,7 @@ def _prefix_and_directory_scenario(kind, d):
         with g.as_default():
             v = tf.compat.v1.get_variable("v", initializer=tf.constant(value))
             saver = make_saver(kind)
-            with _session(g) as sess:
+            with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 if not os.path.isdir(os.path.dirname(where)):
                     os.makedirs(os.path.dirname(where))
@@ -1338,7 +1329,7 @@ def _prefix_and_directory_scenario(kind, d):
     with g.as_default():
         v = tf.compat.v1.get_variable("v", initializer=tf.constant(0.0))
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             saver.restore(sess, os.path.join(d, "model"))
             values["restored"] = float(sess.run(v))
     return values
@@ -1354,7 +1345,7 @@ def _url_scenario(kind, d, scheme):
     with g.as_default():
         variables = _make_vars()
         saver = make_saver(kind, max_to_keep=2)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefixes = [saver.save(sess, base + "/model", global_step=s) for s in (1, 2, 3)]
         listing = sorted(tf.io.gfile.listdir(base))
@@ -1399,7 +1390,7 @@ def _graph_saveables_scenario(kind, d, what):
             change = v.assign([0.0, 0.0])
             probe = v.read_value()
             var_list = [_PairSaveable(v, "pair")]
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             for op in setup:  # in order: the iterator is initialized, then advanced twice
                 sess.run(op)
             prefix = make_saver(kind, var_list).save(sess, os.path.join(d, "model"))
@@ -1574,7 +1565,7 @@ def _collections_scenario(kind, d):
         tf.compat.v1.add_to_collection("my_ints", 7)
         tf.compat.v1.add_to_collection("my_tensors", tf.constant(3.0, name="three"))
         saver = make_saver(kind)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, os.path.join(d, "model"))
         saver.export_meta_graph(os.path.join(d, "exported.meta"), collection_list=["my_ints", "my_tensors", "variables"])
@@ -1582,7 +1573,7 @@ def _collections_scenario(kind, d):
     with g2.as_default():
         importer = tf.compat.v1.train.import_meta_graph if kind == "tf" else fastckpt.import_meta_graph
         restorer = importer(os.path.join(d, "exported.meta"))
-        with _session(g2) as sess:
+        with tf_session(g2) as sess:
             restorer.restore(sess, prefix)
             values = {v.op.name: _comparable(sess.run(v)) for v in tf.compat.v1.global_variables()
                       if v.op.name in ("a", "b")}
@@ -1663,7 +1654,7 @@ def test_a_large_save_is_fetched_and_written_in_groups(tmp_path, monkeypatch):
     with tf.Graph().as_default() as g2:
         _grouped_model()
         restorer = tf.compat.v1.train.Saver()
-        with _session(g2) as sess:
+        with tf_session(g2) as sess:
             restorer.restore(sess, prefix)
             got = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables()}
     for name, value in values.items():
@@ -1753,7 +1744,7 @@ def test_a_graph_save_reads_the_variables_in_place_and_writes_tensorflows_bytes(
         saver = fsaver.Saver()
         assert sorted(op.name for op in g.get_operations() if "fastckpt" in op.name) == [
             "save/fastckpt_values", "save/fastckpt_values_token"]
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "fc" / "model"))
     # The values the writer got were TensorFlow's buffers, not copies owned by numpy.
@@ -1772,7 +1763,7 @@ def test_the_in_place_read_op_runs_only_inside_a_save():
     with tf.Graph().as_default() as g:
         tf.compat.v1.get_variable("v", initializer=tf.ones([3]))
         fsaver.Saver()
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             with pytest.raises(tf.errors.OpError) as info:
                 sess.run("save/fastckpt_values:0", feed_dict={"save/fastckpt_values_token:0": 7})
@@ -1784,11 +1775,11 @@ def test_an_in_place_save_of_an_uninitialized_variable_raises_tensorflows_error(
         tf.compat.v1.get_variable("a", initializer=tf.ones([4]))
         tf.compat.v1.get_variable("z_late", initializer=tf.zeros([4]))
         saver = fsaver.Saver()
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "model"))
             before = {f: (tmp_path / f).read_bytes() for f in sorted(os.listdir(tmp_path))}
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(g.get_operation_by_name("a/Assign"))
             with pytest.raises(tf.errors.FailedPreconditionError) as info:
                 saver.save(sess, str(tmp_path / "model"))
@@ -1807,7 +1798,7 @@ def test_concurrent_in_place_saves_each_write_their_own_values(tmp_path):
         b = tf.compat.v1.get_variable("b", initializer=tf.zeros([1 << 16]))
         step = tf.group(a.assign_add(tf.ones_like(a)), b.assign_add(tf.ones_like(b)))
         saver = fsaver.Saver(max_to_keep=None)
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             stop = threading.Event()
 
@@ -1841,7 +1832,7 @@ def test_a_saver_from_a_saver_def_on_a_finalized_graph_fetches(tmp_path):
         g.finalize()
         saver = fsaver.Saver(saver_def=first.as_saver_def())
         assert not [op for op in g.get_operations() if "fastckpt" in op.name]
-        with _session(g) as sess:
+        with tf_session(g) as sess:
             sess.run("v/Assign")
             prefix = saver.save(sess, str(tmp_path / "model"))
     assert fastckpt.load(prefix)["v"].tolist() == [1.0, 2.0]
