@@ -10,6 +10,7 @@
 
 See benchmarks/README.md for what is measured and how to read it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,28 @@ PARTS = ("workloads", "crc32c", "scaling", "distributed", "compression")
 # torch processes take half a minute even at 4 MiB, and the quick run is meant to take seconds.
 QUICK_PARTS = ("workloads", "crc32c", "scaling")
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
-          "t": 1e12, "tb": 1e12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "m": 1e6,
+    "mb": 1e6,
+    "g": 1e9,
+    "gb": 1e9,
+    "t": 1e12,
+    "tb": 1e12,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
 
 
 def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(
-            f"not a size: {text!r} (e.g. 1GiB, 512MiB, 0.5GB, 1000000)")
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1GiB, 512MiB, 0.5GB, 1000000)")
     n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if n <= 0:
         raise argparse.ArgumentTypeError("size must be positive")
@@ -57,74 +71,139 @@ def _list(text: str) -> List[str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run in seconds: 4 MiB, 300 small tensors, 2 rounds, short "
-                        "micro-benchmarks, no plot")
-    p.add_argument("--size", type=parse_size, default=None,
-                   help="bytes per workload, e.g. 1GiB (default), 256MiB, 2GB")
-    p.add_argument("--workloads", type=_list, default=None,
-                   help=f"comma list from {', '.join(W.ALL)} (default: all)")
-    p.add_argument("--systems", type=_list, default=None,
-                   help=f"comma list from {', '.join(ORDER)}, or the aliases raw, tf "
-                        "(default: all; fastckpt is always included)")
-    p.add_argument("--parts", type=_list, default=None,
-                   help=f"what to run: {', '.join(PARTS)} (default: all; with --quick all but "
-                        "distributed and compression)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="alternating rounds per workload (default 3; 2 with --quick)")
-    p.add_argument("--modes", type=_list, default=["page-cache", "durable"],
-                   help="save modes: page-cache, durable (default: both; restores read the "
-                        "files of the last one)")
-    p.add_argument("--small-count", type=int, default=None,
-                   help="tensors in the small-tensor workload (default 100000; 300 with --quick)")
-    p.add_argument("--shards", type=int, default=None,
-                   help="files per system in the sharded workload (default 8; 4 with --quick)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads of raw-N and raw-N1, and fastckpt's threads= (default: cores "
-                        "for raw-N and raw-N1, fastckpt's own default)")
-    p.add_argument("--tf-max-tensors", type=int, default=10_000,
-                   help="skip the TensorFlow systems on workloads with more tensors "
-                        "(default 10000)")
-    p.add_argument("--crc-sizes", type=_list, default=None,
-                   help="CRC32C block sizes (default 4KiB,64KiB,1MiB,16MiB,64MiB)")
-    p.add_argument("--scaling-size", type=parse_size, default=None,
-                   help="checkpoint size of the scaling grid (default: min(--size, 256MiB))")
-    p.add_argument("--dist-size", type=parse_size, default=None,
-                   help="distributed part: bytes of the whole state, parameters and both AdamW "
-                        "moments (default: min(--size, 1GiB))")
-    p.add_argument("--dist-ranks", type=_list, default=None,
-                   help="distributed part: rank counts (default 1,2,4); loads are resharded "
-                        "both ways between the two largest")
-    p.add_argument("--dist-timeout", type=float, default=None,
-                   help="distributed part: seconds one launch of the ranks may take before it "
-                        "is stopped (default: 300 + 600 x rounds x GiB of --dist-size)")
-    p.add_argument("--dir", default=None,
-                   help="parent of the scratch directory (default: the temp dir); the scratch "
-                        "directory is created fresh and removed at the end")
-    p.add_argument("--out", default=None,
-                   help="where summary.json, results.md and the plots go (default: "
-                        "benchmarks/results/YYYYmmdd-HHMMSS)")
-    p.add_argument("--plot", dest="plot", action="store_true", default=None,
-                   help="write the PNG plots (default in full mode)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run in seconds: 4 MiB, 300 small tensors, 2 rounds, short micro-benchmarks, no plot",
+    )
+    p.add_argument("--size", type=parse_size, default=None, help="bytes per workload, e.g. 1GiB (default), 256MiB, 2GB")
+    p.add_argument("--workloads", type=_list, default=None, help=f"comma list from {', '.join(W.ALL)} (default: all)")
+    p.add_argument(
+        "--systems",
+        type=_list,
+        default=None,
+        help=f"comma list from {', '.join(ORDER)}, or the aliases raw, tf (default: all; fastckpt is always included)",
+    )
+    p.add_argument(
+        "--parts",
+        type=_list,
+        default=None,
+        help=f"what to run: {', '.join(PARTS)} (default: all; with --quick all but distributed and compression)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds per workload (default 3; 2 with --quick)"
+    )
+    p.add_argument(
+        "--modes",
+        type=_list,
+        default=["page-cache", "durable"],
+        help="save modes: page-cache, durable (default: both; restores read the files of the last one)",
+    )
+    p.add_argument(
+        "--small-count",
+        type=int,
+        default=None,
+        help="tensors in the small-tensor workload (default 100000; 300 with --quick)",
+    )
+    p.add_argument(
+        "--shards", type=int, default=None, help="files per system in the sharded workload (default 8; 4 with --quick)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads of raw-N and raw-N1, and fastckpt's threads= (default: cores "
+        "for raw-N and raw-N1, fastckpt's own default)",
+    )
+    p.add_argument(
+        "--tf-max-tensors",
+        type=int,
+        default=10_000,
+        help="skip the TensorFlow systems on workloads with more tensors (default 10000)",
+    )
+    p.add_argument(
+        "--crc-sizes", type=_list, default=None, help="CRC32C block sizes (default 4KiB,64KiB,1MiB,16MiB,64MiB)"
+    )
+    p.add_argument(
+        "--scaling-size",
+        type=parse_size,
+        default=None,
+        help="checkpoint size of the scaling grid (default: min(--size, 256MiB))",
+    )
+    p.add_argument(
+        "--dist-size",
+        type=parse_size,
+        default=None,
+        help="distributed part: bytes of the whole state, parameters and both AdamW "
+        "moments (default: min(--size, 1GiB))",
+    )
+    p.add_argument(
+        "--dist-ranks",
+        type=_list,
+        default=None,
+        help="distributed part: rank counts (default 1,2,4); loads are resharded both ways between the two largest",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=None,
+        help="distributed part: seconds one launch of the ranks may take before it "
+        "is stopped (default: 300 + 600 x rounds x GiB of --dist-size)",
+    )
+    p.add_argument(
+        "--dir",
+        default=None,
+        help="parent of the scratch directory (default: the temp dir); the scratch "
+        "directory is created fresh and removed at the end",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="where summary.json, results.md and the plots go (default: benchmarks/results/YYYYmmdd-HHMMSS)",
+    )
+    p.add_argument(
+        "--plot", dest="plot", action="store_true", default=None, help="write the PNG plots (default in full mode)"
+    )
     p.add_argument("--no-plot", dest="plot", action="store_false")
-    p.add_argument("--isolate", dest="isolate", action="store_true", default=None,
-                   help="run each workload in a fresh Python process (default in full mode)")
+    p.add_argument(
+        "--isolate",
+        dest="isolate",
+        action="store_true",
+        default=None,
+        help="run each workload in a fresh Python process (default in full mode)",
+    )
     p.add_argument("--no-isolate", dest="isolate", action="store_false")
-    p.add_argument("--warmup", type=int, choices=(0, 1), default=None,
-                   help="1: one untimed save and restore per system before the rounds "
-                        "(default in full mode), 0: none (default with --quick)")
-    p.add_argument("--no-sync", dest="sync_between", action="store_false", default=None,
-                   help="skip the untimed os.sync() before each measurement (default with "
-                        "--quick, where the numbers only show that everything runs)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="1: one untimed save and restore per system before the rounds "
+        "(default in full mode), 0: none (default with --quick)",
+    )
+    p.add_argument(
+        "--no-sync",
+        dest="sync_between",
+        action="store_false",
+        default=None,
+        help="skip the untimed os.sync() before each measurement (default with "
+        "--quick, where the numbers only show that everything runs)",
+    )
     p.add_argument("--force", action="store_true", help="run even if memory looks too small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="print tracebacks of failures")
-    p.add_argument("--markdown-from", metavar="SUMMARY_JSON", default=None,
-                   help="print the markdown tables of an existing summary.json and exit "
-                        "(runs nothing)")
+    p.add_argument(
+        "--markdown-from",
+        metavar="SUMMARY_JSON",
+        default=None,
+        help="print the markdown tables of an existing summary.json and exit (runs nothing)",
+    )
     args = p.parse_args(argv)
 
     q = args.quick
@@ -185,8 +264,16 @@ def package_versions(systems: List[str]) -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for dist in ("numpy", "ml_dtypes", "tensorflow-cpu", "tensorflow", "torch", "safetensors",
-                 "google-crc32c", "matplotlib"):
+    for dist in (
+        "numpy",
+        "ml_dtypes",
+        "tensorflow-cpu",
+        "tensorflow",
+        "torch",
+        "safetensors",
+        "google-crc32c",
+        "matplotlib",
+    ):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -218,23 +305,26 @@ def memory_check(args) -> Optional[str]:
     if "workloads" in args.parts:
         # The source arrays, a copy in TF's graph-mode variables and one in its eager
         # variables, one restored copy, and slack.
-        copies = 1 + (1 if "tf-saver" in args.systems else 0) + \
-            (1 if "tf-checkpoint" in args.systems else 0) + 1.5
+        copies = 1 + (1 if "tf-saver" in args.systems else 0) + (1 if "tf-checkpoint" in args.systems else 0) + 1.5
         need = int(args.size * 1.1 * copies)
         if need > avail:
-            return (f"a {args.size / 2**30:.2f} GiB workload needs about {need / 2**30:.1f} GiB "
-                    f"of memory (source, TensorFlow's copies, a restored copy); "
-                    f"{avail / 2**30:.1f} GiB available. Use a smaller --size, drop systems, or "
-                    "--force.")
+            return (
+                f"a {args.size / 2**30:.2f} GiB workload needs about {need / 2**30:.1f} GiB "
+                f"of memory (source, TensorFlow's copies, a restored copy); "
+                f"{avail / 2**30:.1f} GiB available. Use a smaller --size, drop systems, or "
+                "--force."
+            )
     if "distributed" in args.parts:
         # Across the ranks of a save launch: the state, the copy baseline's buffers, fastckpt's
         # and DCP's asynchronous snapshots, rank 0's whole tensors; plus ~0.5 GiB per process.
         need = int(args.dist_size * 5.5 + max(args.dist_ranks) * (512 << 20))
         if need > avail:
-            return (f"the distributed part at --dist-size {args.dist_size / 2**30:.2f} GiB on "
-                    f"up to {max(args.dist_ranks)} ranks needs about {need / 2**30:.1f} GiB of "
-                    f"memory; {avail / 2**30:.1f} GiB available. Use a smaller --dist-size, or "
-                    "--force.")
+            return (
+                f"the distributed part at --dist-size {args.dist_size / 2**30:.2f} GiB on "
+                f"up to {max(args.dist_ranks)} ranks needs about {need / 2**30:.1f} GiB of "
+                f"memory; {avail / 2**30:.1f} GiB available. Use a smaller --dist-size, or "
+                "--force."
+            )
     return None
 
 
@@ -245,8 +335,7 @@ def run_isolated(cfg: dict, name: str, scratch: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.suite", cfg_path, name, out_path],
-                          cwd=ROOT, env=env)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.suite", cfg_path, name, out_path], cwd=ROOT, env=env)
     if proc.returncode != 0 or not os.path.exists(out_path):
         raise RuntimeError(f"workload {name}: worker exited with status {proc.returncode}")
     with open(out_path, encoding="utf-8") as f:
@@ -291,8 +380,7 @@ def main(argv=None) -> int:
     parent = args.dir or tempfile.gettempdir()
     os.makedirs(parent, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="fastckpt-bench-", dir=parent)
-    out_dir = args.out or os.path.join(ROOT, "benchmarks", "results",
-                                       time.strftime("%Y%m%d-%H%M%S"))
+    out_dir = args.out or os.path.join(ROOT, "benchmarks", "results", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
     try:
         return _run(args, scratch, out_dir, progress, start)
@@ -305,24 +393,33 @@ def _run(args, scratch: str, out_dir: str, progress, start: float) -> int:
     versions = package_versions(args.systems)
     cfg = {k: v for k, v in vars(args).items()}
     cfg.update(scratch=scratch, start=start)
-    results = {"command": args.command, "config": {k: v for k, v in cfg.items()
-                                                   if k not in ("scratch", "start", "command")},
-               "machine": machine, "versions": versions, "rss_method": PeakRss.method,
-               "workloads": [], "notes": []}
+    results = {
+        "command": args.command,
+        "config": {k: v for k, v in cfg.items() if k not in ("scratch", "start", "command")},
+        "machine": machine,
+        "versions": versions,
+        "rss_method": PeakRss.method,
+        "workloads": [],
+        "notes": [],
+    }
 
     mode = "quick" if args.quick else "full"
     sizes = []
     if "workloads" in args.parts:
         sizes.append(f"{args.size / C.GB:.3f} GB per workload")
     if "distributed" in args.parts:
-        sizes.append(f"distributed: {args.dist_size / C.GB:.3f} GB state on "
-                     f"{', '.join(map(str, args.dist_ranks))} gloo rank(s)")
-    print(f"fastckpt benchmarks ({mode}): {', '.join(args.parts)}; " + "; ".join(sizes)
-          + ("; " if sizes else "") + f"{args.rounds} rounds, modes {', '.join(args.modes)}")
+        sizes.append(
+            f"distributed: {args.dist_size / C.GB:.3f} GB state on {', '.join(map(str, args.dist_ranks))} gloo rank(s)"
+        )
+    print(
+        f"fastckpt benchmarks ({mode}): {', '.join(args.parts)}; "
+        + "; ".join(sizes)
+        + ("; " if sizes else "")
+        + f"{args.rounds} rounds, modes {', '.join(args.modes)}"
+    )
     C.print_machine(machine)
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"peak extra RSS by {PeakRss.method}; restores read files just written (page cache, "
-          "not dropped)")
+    print(f"peak extra RSS by {PeakRss.method}; restores read files just written (page cache, not dropped)")
     sys.stdout.flush()
 
     failed = False
@@ -353,25 +450,31 @@ def _run(args, scratch: str, out_dir: str, progress, start: float) -> int:
         from .micro import crc32c_bench
 
         progress("micro-benchmark: CRC32C")
-        results["crc32c"] = crc32c_bench(args.crc_sizes, rounds=args.rounds if not args.quick
-                                         else 1, min_time=0.02 if args.quick else 0.3,
-                                         progress=progress)
+        results["crc32c"] = crc32c_bench(
+            args.crc_sizes,
+            rounds=args.rounds if not args.quick else 1,
+            min_time=0.02 if args.quick else 0.3,
+            progress=progress,
+        )
         if "google-crc32c" not in results["crc32c"]["impls"]:
             results["notes"].append("google-crc32c not installed: no CRC32C comparison")
     if "scaling" in args.parts:
         from .micro import scaling_bench
 
         progress("micro-benchmark: thread and shard scaling")
-        results["scaling"] = scaling_bench(args.scaling_size, scratch,
-                                           rounds=1 if args.quick else min(args.rounds, 3),
-                                           seed=args.seed, progress=progress,
-                                           sync=args.sync_between)
+        results["scaling"] = scaling_bench(
+            args.scaling_size,
+            scratch,
+            rounds=1 if args.quick else min(args.rounds, 3),
+            seed=args.seed,
+            progress=progress,
+            sync=args.sync_between,
+        )
 
     if "distributed" in args.parts:
         from . import distributed
 
-        progress(f"distributed: {', '.join(map(str, args.dist_ranks))} rank(s), "
-                 f"{args.dist_size / C.GB:.3f} GB state")
+        progress(f"distributed: {', '.join(map(str, args.dist_ranks))} rank(s), {args.dist_size / C.GB:.3f} GB state")
         dres = distributed.run(cfg, scratch, progress)
         results["distributed"] = dres
         if dres.get("skipped"):

@@ -4,6 +4,7 @@ raw I/O baseline, statistics.
 Nothing here imports fastckpt or TensorFlow: the suite decides what it can import and reports
 what it had to skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,7 @@ def filesystem_of(path: str) -> Dict[str, str]:
     return best
 
 
-def cpu_flags(wanted=("sse4_2", "pclmulqdq", "vpclmulqdq", "avx2", "avx512f", "sha_ni",
-                      "crc32", "pmull")) -> List[str]:
+def cpu_flags(wanted=("sse4_2", "pclmulqdq", "vpclmulqdq", "avx2", "avx512f", "sha_ni", "crc32", "pmull")) -> List[str]:
     """The CPU features that matter for CRC32C and copies, as /proc/cpuinfo names them."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -113,10 +113,14 @@ def machine_info(directory: str) -> Dict[str, object]:
 
 def print_machine(info: Mapping[str, object]) -> None:
     fs = info["filesystem"]
-    print(f"machine : {info['cpu']} ({', '.join(info.get('cpu_flags', [])) or 'no listed flags'}), "
-          f"{info['cores']} cores, {info['ram_gib']} GiB RAM, kernel {info['kernel']}")
-    print(f"storage : {info['dir']} on {fs.get('fstype')} ({fs.get('device')} mounted at "
-          f"{fs.get('mountpoint')}, {fs.get('free_gb', '?')} GB free)")
+    print(
+        f"machine : {info['cpu']} ({', '.join(info.get('cpu_flags', [])) or 'no listed flags'}), "
+        f"{info['cores']} cores, {info['ram_gib']} GiB RAM, kernel {info['kernel']}"
+    )
+    print(
+        f"storage : {info['dir']} on {fs.get('fstype')} ({fs.get('device')} mounted at "
+        f"{fs.get('mountpoint')}, {fs.get('free_gb', '?')} GB free)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +128,9 @@ def print_machine(info: Mapping[str, object]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def transformer_shapes(total_bytes: int, itemsize: int = 4,
-                       vocab: int = 32000) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, int]]:
+def transformer_shapes(
+    total_bytes: int, itemsize: int = 4, vocab: int = 32000
+) -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, int]]:
     """Shapes of a GPT-style model whose parameters take about ``total_bytes``.
 
     Hidden size d is a multiple of 64 chosen so that layers ~ d/64 (GPT-2/LLaMA proportions),
@@ -208,7 +213,7 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     n = len(view)
     while done < n:
         k = min(IO_CHUNK, n - done)
-        w = os.pwrite(fd, view[done:done + k], offset + done)
+        w = os.pwrite(fd, view[done : done + k], offset + done)
         if w <= 0:
             raise OSError("short write")
         done += w
@@ -219,7 +224,7 @@ def _pread_all(fd: int, view: memoryview, offset: int) -> None:
     n = len(view)
     while done < n:
         k = min(IO_CHUNK, n - done)
-        r = os.preadv(fd, [view[done:done + k]], offset + done)
+        r = os.preadv(fd, [view[done : done + k]], offset + done)
         if r <= 0:
             raise OSError(f"unexpected EOF at {offset + done}")
         done += r
@@ -257,8 +262,9 @@ def raw_paths(prefix: str, nthreads: int, one_file: bool = False) -> List[str]:
     return [f"{prefix}.raw-{i:05d}-of-{nthreads:05d}" for i in range(nthreads)]
 
 
-def _raw_io(views: Sequence[memoryview], prefix: str, nthreads: int, one_file: bool,
-            write: bool, durable: bool = False) -> List[str]:
+def _raw_io(
+    views: Sequence[memoryview], prefix: str, nthreads: int, one_file: bool, write: bool, durable: bool = False
+) -> List[str]:
     """os.pwrite (``write``) or os.preadv of ``views`` from ``nthreads`` threads, each thread
     its own contiguous share of the bytes: into one file per thread, or with ``one_file`` into
     disjoint ranges of one file that all threads share (opened once)."""
@@ -270,7 +276,7 @@ def _raw_io(views: Sequence[memoryview], prefix: str, nthreads: int, one_file: b
 
     def transfer(fd: int, segs: List[Segment]) -> None:
         for idx, start, length, foff in segs:
-            io(fd, views[idx][start:start + length], foff)
+            io(fd, views[idx][start : start + length], foff)
 
     def own_file(path: str, segs: List[Segment]) -> None:
         fd = os.open(path, flags, 0o644)
@@ -296,16 +302,18 @@ def _raw_io(views: Sequence[memoryview], prefix: str, nthreads: int, one_file: b
     return paths
 
 
-def raw_write(arrays: Sequence[np.ndarray], prefix: str, nthreads: int, durable: bool,
-              one_file: bool = False) -> List[str]:
+def raw_write(
+    arrays: Sequence[np.ndarray], prefix: str, nthreads: int, durable: bool, one_file: bool = False
+) -> List[str]:
     """Write the arrays' bytes with os.pwrite from ``nthreads`` threads, one file per thread
     (or, with ``one_file``, all threads into one file); ``durable`` fsyncs the files and the
     directory."""
     return _raw_io([_byte_view(a) for a in arrays], prefix, nthreads, one_file, True, durable)
 
 
-def raw_read(shapes: Sequence[Tuple[Tuple[int, ...], np.dtype]], prefix: str, nthreads: int,
-             one_file: bool = False) -> List[np.ndarray]:
+def raw_read(
+    shapes: Sequence[Tuple[Tuple[int, ...], np.dtype]], prefix: str, nthreads: int, one_file: bool = False
+) -> List[np.ndarray]:
     """Read files written by :func:`raw_write` (same ``nthreads`` and ``one_file``) into
     freshly allocated arrays."""
     arrays = [np.empty(shape, dtype=dtype) for shape, dtype in shapes]

@@ -19,6 +19,7 @@ fewer than the cores by default, leaving a core to the loop.
 
     python benchmarks/bench_async.py [--size-gb 1] [--rounds 12] [--threads N] [--durable] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-gb", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=12)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="writer threads (default: fastckpt's, one fewer than the cores)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="writer threads (default: fastckpt's, one fewer than the cores)"
+    )
     ap.add_argument("--durable", action="store_true", help="fsync before the checkpoint is visible")
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     ap.add_argument("--json", default=None)
@@ -110,8 +112,9 @@ def main() -> int:
     rows = []
     try:
         # Warm up: staging buffers allocated, files created once.
-        fastckpt.save(tensors, os.path.join(root, "warm"), blocking=False, threads=args.threads,
-                      durable=args.durable).result()
+        fastckpt.save(
+            tensors, os.path.join(root, "warm"), blocking=False, threads=args.threads, durable=args.durable
+        ).result()
         for r in range(args.rounds):
             t0 = time.perf_counter()
             for k, v in tensors.items():
@@ -121,40 +124,66 @@ def main() -> int:
             # loop's speed drifts on a shared VM); the order of fastckpt and
             # the control alternates between rounds.
             result = {}
-            for system in (("fastckpt", "control") if r % 2 == 0 else ("control", "fastckpt")):
+            for system in ("fastckpt", "control") if r % 2 == 0 else ("control", "fastckpt"):
                 os.sync()
                 before = steps_during(0.5)
                 t0 = time.perf_counter()
                 if system == "fastckpt":
-                    handle = fastckpt.save(tensors, os.path.join(root, f"ck{r}"), blocking=False,
-                                           threads=args.threads, durable=args.durable)
+                    handle = fastckpt.save(
+                        tensors,
+                        os.path.join(root, f"ck{r}"),
+                        blocking=False,
+                        threads=args.threads,
+                        durable=args.durable,
+                    )
                     blocked = time.perf_counter() - t0
                     during = steps_during(0, until=handle.done)
                     handle.result()
                     result["blocked_s"] = blocked
                     result["write_s"] = time.perf_counter() - t0 - blocked
                 else:
-                    proc = subprocess.Popen([sys.executable, "-c", CONTROL, str(nbytes),
-                                             os.path.join(root, "control"), "1" if args.durable else "0"])
+                    proc = subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            CONTROL,
+                            str(nbytes),
+                            os.path.join(root, "control"),
+                            "1" if args.durable else "0",
+                        ]
+                    )
                     during = steps_during(0, until=lambda: proc.poll() is not None)
                 after = steps_during(0.5)
                 result[system] = 1 - during / ((before + after) / 2)
             for f in os.listdir(root):
                 if f.startswith(f"ck{r}.") or f == "control":
                     os.unlink(os.path.join(root, f))
-            rows.append({"round": r, "slowdown": result["fastckpt"], "control_slowdown": result["control"],
-                         "excess_slowdown": result["fastckpt"] - result["control"],
-                         "blocked_s": result["blocked_s"], "memcpy_s": memcpy_s,
-                         "blocked_vs_memcpy": result["blocked_s"] / memcpy_s, "write_s": result["write_s"]})
-            print(f"round {r}: loop slowdown {100 * result['fastckpt']:5.1f}% during the background save, "
-                  f"{100 * result['control']:5.1f}% while another process writes the same bytes; "
-                  f"call blocked {result['blocked_s']:.3f} s (memcpy of the same bytes {memcpy_s:.3f} s), "
-                  f"background write {result['write_s']:.3f} s", file=sys.stderr)
+            rows.append(
+                {
+                    "round": r,
+                    "slowdown": result["fastckpt"],
+                    "control_slowdown": result["control"],
+                    "excess_slowdown": result["fastckpt"] - result["control"],
+                    "blocked_s": result["blocked_s"],
+                    "memcpy_s": memcpy_s,
+                    "blocked_vs_memcpy": result["blocked_s"] / memcpy_s,
+                    "write_s": result["write_s"],
+                }
+            )
+            print(
+                f"round {r}: loop slowdown {100 * result['fastckpt']:5.1f}% during the background save, "
+                f"{100 * result['control']:5.1f}% while another process writes the same bytes; "
+                f"call blocked {result['blocked_s']:.3f} s (memcpy of the same bytes {memcpy_s:.3f} s), "
+                f"background write {result['write_s']:.3f} s",
+                file=sys.stderr,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     summary = {
         # Without --threads, an asynchronous save writes with one thread fewer than the cores.
-        "bytes": nbytes, "threads": args.threads or max(1, (os.cpu_count() or 1) - 1), "durable": args.durable,
+        "bytes": nbytes,
+        "threads": args.threads or max(1, (os.cpu_count() or 1) - 1),
+        "durable": args.durable,
         "median_slowdown": statistics.median(r["slowdown"] for r in rows),
         "median_control_slowdown": statistics.median(r["control_slowdown"] for r in rows),
         "median_excess_slowdown": statistics.median(r["excess_slowdown"] for r in rows),
@@ -163,12 +192,14 @@ def main() -> int:
         "median_write_s": statistics.median(r["write_s"] for r in rows),
         "rounds": rows,
     }
-    print(f"{nbytes / 1e9:.2f} GB, threads={summary['threads']}, durable={args.durable}: "
-          f"median slowdown {100 * summary['median_slowdown']:.1f}% "
-          f"(another process writing the same bytes: {100 * summary['median_control_slowdown']:.1f}%; "
-          f"excess, paired: {100 * summary['median_excess_slowdown']:.1f}%; target <= 10%), "
-          f"call blocked {summary['median_blocked_s']:.3f} s = {summary['median_blocked_vs_memcpy']:.2f}x a memcpy, "
-          f"background write {summary['median_write_s']:.2f} s")
+    print(
+        f"{nbytes / 1e9:.2f} GB, threads={summary['threads']}, durable={args.durable}: "
+        f"median slowdown {100 * summary['median_slowdown']:.1f}% "
+        f"(another process writing the same bytes: {100 * summary['median_control_slowdown']:.1f}%; "
+        f"excess, paired: {100 * summary['median_excess_slowdown']:.1f}%; target <= 10%), "
+        f"call blocked {summary['median_blocked_s']:.3f} s = {summary['median_blocked_vs_memcpy']:.2f}x a memcpy, "
+        f"background write {summary['median_write_s']:.2f} s"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)

@@ -22,6 +22,7 @@ Measured, in alternating rounds, single-threaded unless said otherwise:
 
 Also ``python -m benchmarks.bench_compression [--rounds N]`` on its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 import numpy as np
 
 #: The issue's targets on the 2-core machine.
-TARGETS = {"ratio_bfloat16": 1.3, "ratio_float32": 1.15, "compress_gbps_per_core": 0.8,
-           "decompress_gbps_per_core": 1.5}
+TARGETS = {"ratio_bfloat16": 1.3, "ratio_float32": 1.15, "compress_gbps_per_core": 0.8, "decompress_gbps_per_core": 1.5}
 
 
 def model_weights() -> Dict[str, np.ndarray]:
@@ -96,9 +96,11 @@ def _plain(tensors: Dict[str, np.ndarray], params: Any) -> Dict[str, Any]:
     cctx = zstandard.ZstdCompressor(**params)
     dctx = zstandard.ZstdDecompressor()
     blobs = {k: cctx.compress(v.view(np.uint8).data) for k, v in tensors.items()}
-    return {"stored": sum(len(b) for b in blobs.values()),
-            "compress": lambda: [cctx.compress(v.view(np.uint8).data) for v in tensors.values()],
-            "decompress": lambda: [dctx.decompress(b) for b in blobs.values()]}
+    return {
+        "stored": sum(len(b) for b in blobs.values()),
+        "compress": lambda: [cctx.compress(v.view(np.uint8).data) for v in tensors.values()],
+        "decompress": lambda: [dctx.decompress(b) for b in blobs.values()],
+    }
 
 
 def _ours(tensors: Dict[str, np.ndarray], scratch: str, threads: int) -> Dict[str, Any]:
@@ -134,16 +136,24 @@ def _ours(tensors: Dict[str, np.ndarray], scratch: str, threads: int) -> Dict[st
             reader._native.read(plain, n)
 
     stored += sum(o.nbytes for _, o in plain)
-    return {"stored": stored, "compress": compress, "reader": reader, "check": check,
-            "decompress": decompress}
+    return {"stored": stored, "compress": compress, "reader": reader, "check": check, "decompress": decompress}
 
 
 def _tuned_params() -> Dict[str, Any]:
     import zstandard
 
-    return {"compression_params": zstandard.ZstdCompressionParameters(
-        strategy=zstandard.STRATEGY_FAST, window_log=17, hash_log=6, search_log=1, min_match=7,
-        write_content_size=1, write_checksum=0, write_dict_id=0)}
+    return {
+        "compression_params": zstandard.ZstdCompressionParameters(
+            strategy=zstandard.STRATEGY_FAST,
+            window_log=17,
+            hash_log=6,
+            search_log=1,
+            min_match=7,
+            write_content_size=1,
+            write_checksum=0,
+            write_dict_id=0,
+        )
+    }
 
 
 def dataset_bench(name: str, tensors: Dict[str, np.ndarray], scratch: str, rounds: int, cores: int) -> Dict[str, Any]:
@@ -168,18 +178,30 @@ def dataset_bench(name: str, tensors: Dict[str, np.ndarray], scratch: str, round
     ours["check"]()
     ours["reader"].close()
     shutil.rmtree(work, ignore_errors=True)
-    out: Dict[str, Any] = {"name": name, "tensors": len(tensors), "raw_bytes": raw,
-                           "dtype": str(next(iter(tensors.values())).dtype), "systems": {}}
+    out: Dict[str, Any] = {
+        "name": name,
+        "tensors": len(tensors),
+        "raw_bytes": raw,
+        "dtype": str(next(iter(tensors.values())).dtype),
+        "systems": {},
+    }
     for s, sysm in systems.items():
         c, d = min(times[s]["c"]), min(times[s]["d"])
-        out["systems"][s] = {"stored_bytes": sysm["stored"], "ratio": raw / sysm["stored"],
-                             "compress_gbps": raw / c / 1e9, "decompress_gbps": raw / d / 1e9,
-                             "compress_median_gbps": raw / statistics.median(times[s]["c"]) / 1e9,
-                             "decompress_median_gbps": raw / statistics.median(times[s]["d"]) / 1e9,
-                             "compress_wall_gbps": raw / min(times[s]["cw"]) / 1e9,
-                             "decompress_wall_gbps": raw / min(times[s]["dw"]) / 1e9}
-    out["all_cores"] = {"threads": cores, "compress_gbps": raw / min(parallel["c"]) / 1e9,
-                        "decompress_gbps": raw / min(parallel["d"]) / 1e9}
+        out["systems"][s] = {
+            "stored_bytes": sysm["stored"],
+            "ratio": raw / sysm["stored"],
+            "compress_gbps": raw / c / 1e9,
+            "decompress_gbps": raw / d / 1e9,
+            "compress_median_gbps": raw / statistics.median(times[s]["c"]) / 1e9,
+            "decompress_median_gbps": raw / statistics.median(times[s]["d"]) / 1e9,
+            "compress_wall_gbps": raw / min(times[s]["cw"]) / 1e9,
+            "decompress_wall_gbps": raw / min(times[s]["dw"]) / 1e9,
+        }
+    out["all_cores"] = {
+        "threads": cores,
+        "compress_gbps": raw / min(parallel["c"]) / 1e9,
+        "decompress_gbps": raw / min(parallel["d"]) / 1e9,
+    }
     return out
 
 
@@ -195,16 +217,24 @@ def durable_bench(tensors: Dict[str, np.ndarray], scratch: str, rounds: int) -> 
             t0 = time.perf_counter()
             fastckpt.save(tensors, prefix, compression=kind, durable=True)
             res[kind]["save"].append(time.perf_counter() - t0)
-            sizes[kind] = sum(os.path.getsize(os.path.join(os.path.dirname(prefix), f))
-                              for f in os.listdir(os.path.dirname(prefix)))
+            sizes[kind] = sum(
+                os.path.getsize(os.path.join(os.path.dirname(prefix), f)) for f in os.listdir(os.path.dirname(prefix))
+            )
             t0 = time.perf_counter()
             back = fastckpt.load(prefix)
             res[kind]["load"].append(time.perf_counter() - t0)
             assert all(back[k].tobytes() == v.tobytes() for k, v in tensors.items())
             shutil.rmtree(os.path.dirname(prefix), ignore_errors=True)
-    return {kind: {"save_s": min(v["save"]), "save_median_s": statistics.median(v["save"]),
-                   "load_s": min(v["load"]), "load_median_s": statistics.median(v["load"]),
-                   "file_bytes": sizes[kind]} for kind, v in res.items()}
+    return {
+        kind: {
+            "save_s": min(v["save"]),
+            "save_median_s": statistics.median(v["save"]),
+            "load_s": min(v["load"]),
+            "load_median_s": statistics.median(v["load"]),
+            "file_bytes": sizes[kind],
+        }
+        for kind, v in res.items()
+    }
 
 
 def gil_check() -> Dict[str, Any]:
@@ -222,11 +252,13 @@ def gil_check() -> Dict[str, Any]:
     split = np.empty_like(raw)
     from fastckpt import _native
 
-    ops = {"zstd compress": lambda: cctx.compress(planes[1]),
-           "zstd decompress": lambda: zstandard.ZstdDecompressor().decompress(blob),
-           "native plane split": lambda: _native.split_byte_planes(raw, 2, split),
-           "native plane merge": lambda: _native.merge_byte_planes([planes[0], planes[1]], out),
-           "python loop (control)": lambda: sum(range(3_000_000))}
+    ops = {
+        "zstd compress": lambda: cctx.compress(planes[1]),
+        "zstd decompress": lambda: zstandard.ZstdDecompressor().decompress(blob),
+        "native plane split": lambda: _native.split_byte_planes(raw, 2, split),
+        "native plane merge": lambda: _native.merge_byte_planes([planes[0], planes[1]], out),
+        "python loop (control)": lambda: sum(range(3_000_000)),
+    }
     result = {}
     for name, fn in ops.items():
         done = threading.Event()
@@ -265,16 +297,14 @@ def run(cfg: Dict[str, Any], scratch: str, progress: Callable[[str], None]) -> D
     os.makedirs(work, exist_ok=True)
     progress("compression: loading all-MiniLM-L6-v2 and 5 AdamW steps")
     f32 = model_weights()
-    data = {"float32 weights": f32,
-            "bfloat16 weights": {k: v.astype(ml_dtypes.bfloat16) for k, v in f32.items()}}
+    data = {"float32 weights": f32, "bfloat16 weights": {k: v.astype(ml_dtypes.bfloat16) for k, v in f32.items()}}
     moments = adamw_moments(f32)
     data["AdamW exp_avg (float32)"] = {k: v for k, v in moments.items() if k.endswith("/exp_avg")}
     data["AdamW exp_avg_sq (float32)"] = {k: v for k, v in moments.items() if k.endswith("/exp_avg_sq")}
     out: Dict[str, Any] = {"rounds": rounds, "cores": cores, "datasets": []}
     for name, tensors in data.items():
         progress(f"compression: {name}")
-        out["datasets"].append(dataset_bench(name.split(" (")[0].replace(" ", "-"), tensors, work, rounds,
-                                             cores))
+        out["datasets"].append(dataset_bench(name.split(" (")[0].replace(" ", "-"), tensors, work, rounds, cores))
         out["datasets"][-1]["title"] = name
     progress("compression: durable save of the bfloat16 model")
     out["durable_bf16"] = durable_bench(data["bfloat16 weights"], work, rounds)
@@ -284,40 +314,53 @@ def run(cfg: Dict[str, Any], scratch: str, progress: Callable[[str], None]) -> D
     by = {d["title"]: d for d in out["datasets"]}
     ours_bf, ours_f32 = by["bfloat16 weights"]["systems"]["fastckpt"], by["float32 weights"]["systems"]["fastckpt"]
     out["targets"] = {
-        "ratio_bfloat16": ours_bf["ratio"], "ratio_float32": ours_f32["ratio"],
+        "ratio_bfloat16": ours_bf["ratio"],
+        "ratio_float32": ours_f32["ratio"],
         "compress_gbps_per_core": min(ours_bf["compress_gbps"], ours_f32["compress_gbps"]),
-        "decompress_gbps_per_core": min(ours_bf["decompress_gbps"], ours_f32["decompress_gbps"])}
+        "decompress_gbps_per_core": min(ours_bf["decompress_gbps"], ours_f32["decompress_gbps"]),
+    }
     return out
 
 
 def print_report(d: Dict[str, Any], out: TextIO = sys.stdout) -> None:
-    print(f"\n== compression: zstd on real weights, best of {d['rounds']} alternating rounds "
-          f"(GB/s of raw bytes, per core unless said) ==", file=out)
+    print(
+        f"\n== compression: zstd on real weights, best of {d['rounds']} alternating rounds "
+        f"(GB/s of raw bytes, per core unless said) ==",
+        file=out,
+    )
     print(markdown(d), file=out)
 
 
 def markdown(d: Dict[str, Any]) -> str:
     """The part's tables."""
-    lines = ["GB/s per core: raw bytes per CPU second of the one thread doing the work (wall-clock "
-             "GB/s in brackets: lower when the shared machine's other load took the core).", "",
-             "| data | raw MB | system | ratio | compress GB/s/core | decompress GB/s/core |",
-             "|---|---:|---|---:|---:|---:|"]
+    lines = [
+        "GB/s per core: raw bytes per CPU second of the one thread doing the work (wall-clock "
+        "GB/s in brackets: lower when the shared machine's other load took the core).",
+        "",
+        "| data | raw MB | system | ratio | compress GB/s/core | decompress GB/s/core |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
     for ds in d["datasets"]:
         for s, r in ds["systems"].items():
-            lines.append(f"| {ds['title']} | {ds['raw_bytes'] / 1e6:.1f} | {s} | {r['ratio']:.3f} | "
-                         f"{r['compress_gbps']:.2f} ({r.get('compress_wall_gbps', 0):.2f}) | "
-                         f"{r['decompress_gbps']:.2f} ({r.get('decompress_wall_gbps', 0):.2f}) |")
+            lines.append(
+                f"| {ds['title']} | {ds['raw_bytes'] / 1e6:.1f} | {s} | {r['ratio']:.3f} | "
+                f"{r['compress_gbps']:.2f} ({r.get('compress_wall_gbps', 0):.2f}) | "
+                f"{r['decompress_gbps']:.2f} ({r.get('decompress_wall_gbps', 0):.2f}) |"
+            )
         a = ds["all_cores"]
-        lines.append(f"| {ds['title']} | | fastckpt, {a['threads']} threads, wall | | "
-                     f"{a['compress_gbps']:.2f} (total) | {a['decompress_gbps']:.2f} (total) |")
+        lines.append(
+            f"| {ds['title']} | | fastckpt, {a['threads']} threads, wall | | "
+            f"{a['compress_gbps']:.2f} (total) | {a['decompress_gbps']:.2f} (total) |"
+        )
     dur = d["durable_bf16"]
     lines += ["", "| bfloat16 model, durable (fsync) | files MB | save s | load s |", "|---|---:|---:|---:|"]
     for kind in ("none", "zstd"):
         r = dur[kind]
-        lines.append(f"| compression={kind!r} | {r['file_bytes'] / 1e6:.1f} | {r['save_s']:.3f} "
-                     f"(median {r['save_median_s']:.3f}) | {r['load_s']:.3f} (median {r['load_median_s']:.3f}) |")
-    lines += ["", "| GIL check: operation (3 x 32 MiB) | work ms | longest stall of a 1 ms ticker |",
-              "|---|---:|---:|"]
+        lines.append(
+            f"| compression={kind!r} | {r['file_bytes'] / 1e6:.1f} | {r['save_s']:.3f} "
+            f"(median {r['save_median_s']:.3f}) | {r['load_s']:.3f} (median {r['load_median_s']:.3f}) |"
+        )
+    lines += ["", "| GIL check: operation (3 x 32 MiB) | work ms | longest stall of a 1 ms ticker |", "|---|---:|---:|"]
     for op, r in d["gil"].items():
         lines.append(f"| {op} | {r['work_ms']:.0f} | {r['max_stall_ms']:.1f} ms |")
     lines += ["", "| target | measured | goal | |", "|---|---:|---:|---|"]

@@ -12,6 +12,7 @@ batch of a round.
     python benchmarks/bench_crc32c.py --quick     # about a second
     python benchmarks/bench_crc32c.py --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="about a second: a smoke run")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")],
-                   help="comma-separated block sizes (default: 4KiB,64KiB,1MiB,16MiB,64MiB)")
+    p.add_argument(
+        "--sizes",
+        type=lambda s: [parse_size(x) for x in s.split(",")],
+        help="comma-separated block sizes (default: 4KiB,64KiB,1MiB,16MiB,64MiB)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3)")
-    p.add_argument("--min-time", type=float, default=None,
-                   help="seconds per point and round (default 0.3)")
+    p.add_argument("--min-time", type=float, default=None, help="seconds per point and round (default 0.3)")
     args = p.parse_args(argv)
     sizes = args.sizes or list(CRC_QUICK_SIZES if args.quick else CRC_SIZES)
     rounds = args.rounds or (1 if args.quick else 3)

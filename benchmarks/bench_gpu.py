@@ -13,6 +13,7 @@
 
     python benchmarks/bench_gpu.py [--size-gb 2] [--rounds 5] [--dir DIR] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main() -> int:
 
     info = fastckpt.build_info()
     if info["device_path"] != "cuda":
-        print(f"no CUDA device path on this machine ({info['cuda_error'] or info['device_path']}); "
-              "nothing to measure", file=sys.stderr)
+        print(
+            f"no CUDA device path on this machine ({info['cuda_error'] or info['device_path']}); nothing to measure",
+            file=sys.stderr,
+        )
         return 2
     try:
         import cupy as cp
@@ -58,6 +61,7 @@ def main() -> int:
         cp = None
     try:
         import torch
+
         torch = torch if torch.cuda.is_available() else None
     except ImportError:
         torch = None
@@ -71,14 +75,20 @@ def main() -> int:
             x = cp.random.standard_normal(nbytes // 4, dtype=cp.float32)
             fastckpt.save({"x": x}, os.path.join(root, "warm"), durable=False)
             rates = []
-            for r in range(args.rounds):
+            for _ in range(args.rounds):
                 cp.cuda.runtime.deviceSynchronize()
                 res = fastckpt.save({"x": x}, os.path.join(root, "stage"), durable=False)
                 rates.append(nbytes / res.seconds / 1e9)
-            results["staging"] = {"pinned_memcpy_peak_gbps": peak, "fastckpt_gbps": statistics.median(rates),
-                                  "ratio": statistics.median(rates) / peak, "target": 0.8}
-            print(f"D2H staging: fastckpt {statistics.median(rates):.2f} GB/s vs pinned cudaMemcpy "
-                  f"{peak:.2f} GB/s = {statistics.median(rates) / peak:.2f}x (target >= 0.8x)")
+            results["staging"] = {
+                "pinned_memcpy_peak_gbps": peak,
+                "fastckpt_gbps": statistics.median(rates),
+                "ratio": statistics.median(rates) / peak,
+                "target": 0.8,
+            }
+            print(
+                f"D2H staging: fastckpt {statistics.median(rates):.2f} GB/s vs pinned cudaMemcpy "
+                f"{peak:.2f} GB/s = {statistics.median(rates) / peak:.2f}x (target >= 0.8x)"
+            )
             async_rows = []
             for r in range(args.rounds):
                 cp.cuda.runtime.deviceSynchronize()
@@ -89,15 +99,17 @@ def main() -> int:
                 async_rows.append(blocked)
             bound = 1.2 * nbytes / (peak * 1e9) + 0.1
             results["async"] = {"blocked_s": statistics.median(async_rows), "bound_s": bound}
-            print(f"async save blocked {statistics.median(async_rows):.3f} s; target <= 1.2 x bytes/D2H + 0.1 s "
-                  f"= {bound:.3f} s")
+            print(
+                f"async save blocked {statistics.median(async_rows):.3f} s; target <= 1.2 x bytes/D2H + 0.1 s "
+                f"= {bound:.3f} s"
+            )
         if torch is not None:
             layers = max(1, nbytes // (4 * 4096 * 4096))
             sd = {f"layer{i}.weight": torch.randn(4096, 4096, device="cuda") for i in range(layers)}
             sbytes = sum(t.numel() * 4 for t in sd.values())
             rows = {"fastckpt": [], "torch.save": [], "cpu+fastckpt": []}
             for r in range(args.rounds):
-                order = list(rows)[r % 3:] + list(rows)[:r % 3]
+                order = list(rows)[r % 3 :] + list(rows)[: r % 3]
                 for name in order:
                     torch.cuda.synchronize()
                     os.sync()
@@ -111,13 +123,11 @@ def main() -> int:
                             f.flush()
                             os.fsync(f.fileno())
                     else:
-                        fastckpt.save({k: v.cpu() for k, v in sd.items()}, os.path.join(root, "e2e_cpu"),
-                                      durable=True)
+                        fastckpt.save({k: v.cpu() for k, v in sd.items()}, os.path.join(root, "e2e_cpu"), durable=True)
                     rows[name].append(sbytes / (time.perf_counter() - t) / 1e9)
             med = {k: statistics.median(v) for k, v in rows.items()}
             results["end_to_end"] = {"bytes": sbytes, "gbps": med}
-            print("end-to-end durable save from GPU memory: " +
-                  ", ".join(f"{k} {v:.2f} GB/s" for k, v in med.items()))
+            print("end-to-end durable save from GPU memory: " + ", ".join(f"{k} {v:.2f} GB/s" for k, v in med.items()))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:

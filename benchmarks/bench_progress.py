@@ -10,6 +10,7 @@ the polls.
 
     python benchmarks/bench_progress.py [--size-gb 1] [--rounds 7] [--json FILE] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-
 
 try:  # run as a script (benchmarks/ on sys.path) or as benchmarks.bench_progress
     from bench_async import model
@@ -82,14 +82,21 @@ def main() -> int:
     for op in ops:
         plain, prog = statistics.median(times[op]["plain"]), statistics.median(times[op]["progress"])
         ratios = [p / q for p, q in zip(times[op]["progress"], times[op]["plain"])]
-        summary["ops"][op] = {"plain_s": plain, "progress_s": prog,
-                              "median_paired_ratio": statistics.median(ratios),
-                              "plain_gbps": nbytes / plain / 1e9, "progress_gbps": nbytes / prog / 1e9,
-                              "callbacks_median": statistics.median(counts[op]),
-                              "plain_all_s": times[op]["plain"], "progress_all_s": times[op]["progress"]}
-        print(f"{op:6s} without {nbytes / plain / 1e9:5.2f} GB/s, with progress= "
-              f"{nbytes / prog / 1e9:5.2f} GB/s: paired time ratio {statistics.median(ratios):.3f} "
-              f"({statistics.median(counts[op]):.0f} callbacks per call)")
+        summary["ops"][op] = {
+            "plain_s": plain,
+            "progress_s": prog,
+            "median_paired_ratio": statistics.median(ratios),
+            "plain_gbps": nbytes / plain / 1e9,
+            "progress_gbps": nbytes / prog / 1e9,
+            "callbacks_median": statistics.median(counts[op]),
+            "plain_all_s": times[op]["plain"],
+            "progress_all_s": times[op]["progress"],
+        }
+        print(
+            f"{op:6s} without {nbytes / plain / 1e9:5.2f} GB/s, with progress= "
+            f"{nbytes / prog / 1e9:5.2f} GB/s: paired time ratio {statistics.median(ratios):.3f} "
+            f"({statistics.median(counts[op]):.0f} callbacks per call)"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)

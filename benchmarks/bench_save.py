@@ -11,6 +11,7 @@ is ``python -m benchmarks --parts workloads --workloads transformer-fp32
 --systems fastckpt,tf-saver,raw --size 1GB --rounds 5 --modes page-cache`` (``--modes durable``
 with --durable). Other options go to the suite unchanged (see ``python -m benchmarks --help``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,16 @@ def translate(argv):
     p.add_argument("--no-sync-between", action="store_true")
     p.add_argument("--json", default=None, metavar="PATH")
     args, rest = p.parse_known_args(argv)
-    out = ["--parts", "workloads", "--workloads", "transformer-fp32",
-           "--systems", "fastckpt,raw" + ("" if args.no_tf else ",tf-saver"),
-           "--modes", "durable" if args.durable else "page-cache"]
+    out = [
+        "--parts",
+        "workloads",
+        "--workloads",
+        "transformer-fp32",
+        "--systems",
+        "fastckpt,raw" + ("" if args.no_tf else ",tf-saver"),
+        "--modes",
+        "durable" if args.durable else "page-cache",
+    ]
     if args.size_gb is not None:
         out += ["--size", f"{args.size_gb}GB"]
     if args.no_sync_between:

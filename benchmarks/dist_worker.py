@@ -28,6 +28,7 @@ Every timed operation runs between two barriers after an untimed settle (``gc.co
 ``malloc_trim(0)``, ``os.sync()``, see :mod:`benchmarks.measure`), so its time is the wall time of
 the whole job, not of one rank.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -72,8 +73,9 @@ def layout(size: int) -> Tuple[List[Tuple[Path, Tuple[int, ...]]], Dict[str, Any
     for m in MOMENTS:
         entries += [(("optim", "state", p, m), s) for p, s in params]
     nbytes = sum(4 * int(np.prod(s)) for _, s in entries)
-    return entries, dict(info, tensors=len(entries), params=len(params), nbytes=nbytes,
-                         dtype="float32", scalars=["step", "lr"])
+    return entries, dict(
+        info, tensors=len(entries), params=len(params), nbytes=nbytes, dtype="float32", scalars=["step", "lr"]
+    )
 
 
 def name_of(path: Path) -> str:
@@ -92,8 +94,8 @@ def fill(out: np.ndarray, name: str, first: int, seed: int) -> None:
         lo, hi = max(first, b * BLOCK), min(first + n, (b + 1) * BLOCK)
         gen = np.random.PCG64([seed, key, b])
         raw = gen.random_raw((hi - b * BLOCK + 1) // 2).view(np.uint32)
-        raw = raw[lo - b * BLOCK:hi - b * BLOCK]
-        dst = bits[pos:pos + hi - lo]
+        raw = raw[lo - b * BLOCK : hi - b * BLOCK]
+        dst = bits[pos : pos + hi - lo]
         np.right_shift(raw, 9, out=dst)
         dst |= np.uint32(0x3F800000)
         pos += hi - lo
@@ -134,9 +136,8 @@ def build_state(entries, mesh, rank: int, world: int, seed: int, *, zeros: bool 
         else:
             local = torch.empty((r1 - r0,) + tuple(shape[1:]), dtype=torch.float32)
             fill(local.numpy(), name_of(path), r0 * row, seed)
-        stride = tuple(int(np.prod(shape[d + 1:])) for d in range(len(shape)))
-        dt = DTensor.from_local(local, mesh, [Shard(0)], run_check=False, shape=torch.Size(shape),
-                                stride=stride)
+        stride = tuple(int(np.prod(shape[d + 1 :])) for d in range(len(shape)))
+        dt = DTensor.from_local(local, mesh, [Shard(0)], run_check=False, shape=torch.Size(shape), stride=stride)
         _set(state, path, dt)
         locals_.append(local)
     state["step"] = 0 if zeros else STEP
@@ -237,9 +238,13 @@ class Rank:
         extra = rss.stop()
         self.barrier()
         t2 = time.perf_counter()
-        return out, {"seconds": t2 - t0, "own_s": t1 - t0,
-                     "cpu_s": (c1.user - c0.user) + (c1.system - c0.system),
-                     "rss_extra": extra, "rchar": io1 - io0 if io0 >= 0 and io1 >= 0 else None}
+        return out, {
+            "seconds": t2 - t0,
+            "own_s": t1 - t0,
+            "cpu_s": (c1.user - c0.user) + (c1.system - c0.system),
+            "rss_extra": extra,
+            "rchar": io1 - io0 if io0 >= 0 and io1 >= 0 else None,
+        }
 
     def remove(self, path: str) -> None:
         """Deletes ``path`` once every rank is done with it (untimed)."""
@@ -293,8 +298,10 @@ def save_phase(me: Rank, mesh) -> Dict[str, Any]:
     gc.collect()
     gc.freeze()  # the state lives until the end: keep settle()'s collections short
     me.barrier()
-    me.progress(f"{me.world} rank(s): state of {info['nbytes'] / C.GB:.3f} GB generated in "
-                f"{time.perf_counter() - t:.1f} s ({local_bytes / C.GB:.3f} GB on rank 0)")
+    me.progress(
+        f"{me.world} rank(s): state of {info['nbytes'] / C.GB:.3f} GB generated in "
+        f"{time.perf_counter() - t:.1f} s ({local_bytes / C.GB:.3f} GB on rank 0)"
+    )
 
     root = cfg["dir"]
     modes = list(cfg["modes"])
@@ -307,8 +314,12 @@ def save_phase(me: Rank, mesh) -> Dict[str, Any]:
             extra: Dict[str, Any] = {}
             if system == "fastckpt":
                 res = fd.save(state, os.path.join(d, "ckpt"), durable=durable, timeout=timeout)
-                extra = {"collectives": res.collectives, "plan_cached": res.plan_cached,
-                         "nbytes": res.nbytes, "files": len(res.files)}
+                extra = {
+                    "collectives": res.collectives,
+                    "plan_cached": res.plan_cached,
+                    "nbytes": res.nbytes,
+                    "files": len(res.files),
+                }
             elif system == "dcp":
                 # DCP fsyncs its files by default (sync_files=True): in page-cache mode that
                 # switch is off, so neither side pays for durability it was not asked for.
@@ -331,8 +342,7 @@ def save_phase(me: Rank, mesh) -> Dict[str, Any]:
         def op() -> None:
             t0 = time.perf_counter()
             if system == "fastckpt":
-                h = fd.save(state, os.path.join(d, "ckpt"), blocking=False, durable=durable,
-                            timeout=timeout)
+                h = fd.save(state, os.path.join(d, "ckpt"), blocking=False, durable=durable, timeout=timeout)
                 marks["blocking_s"] = time.perf_counter() - t0
                 marks["snapshot_s"] = getattr(h, "snapshot_seconds", None)
                 res = h.result()
@@ -373,15 +383,18 @@ def save_phase(me: Rank, mesh) -> Dict[str, Any]:
             d = os.path.join(root, "warmup", "async-" + s)
             asynchronous(s, d, False)
             me.remove(d)
-        me.progress(f"{me.world} rank(s): warm-up (one untimed save of each kind) took "
-                    f"{time.perf_counter() - t:.0f} s")
+        me.progress(f"{me.world} rank(s): warm-up (one untimed save of each kind) took {time.perf_counter() - t:.0f} s")
 
     out_rounds: List[Dict[str, Any]] = []
     kept: Dict[str, str] = {}
     nbytes = info["nbytes"]
     for r in range(rounds):
-        rec: Dict[str, Any] = {"round": r, "order": _rotate(SAVE_SYSTEMS, r),
-                               "save": {m: {} for m in modes}, "async": {m: {} for m in modes}}
+        rec: Dict[str, Any] = {
+            "round": r,
+            "order": _rotate(SAVE_SYSTEMS, r),
+            "save": {m: {} for m in modes},
+            "async": {m: {} for m in modes},
+        }
         for mode in modes:
             durable = mode == "durable"
             keep = r == rounds - 1 and mode == modes[-1]
@@ -389,8 +402,10 @@ def save_phase(me: Rank, mesh) -> Dict[str, Any]:
                 d = os.path.join(root, f"round{r}", mode, s)
                 sample = blocking(s, d, durable)
                 rec["save"][mode][s] = sample
-                me.progress(f"{me.world} rank(s) round {r + 1}/{rounds} {mode:10s} save  "
-                            f"{s:9s}{C.gbps(nbytes, sample['seconds']):7.2f} GB/s")
+                me.progress(
+                    f"{me.world} rank(s) round {r + 1}/{rounds} {mode:10s} save  "
+                    f"{s:9s}{C.gbps(nbytes, sample['seconds']):7.2f} GB/s"
+                )
                 if keep and s != "single":
                     kept[s] = os.path.join(d, "ckpt") if s == "fastckpt" else d
                 else:
@@ -401,14 +416,22 @@ def save_phase(me: Rank, mesh) -> Dict[str, Any]:
                 d = os.path.join(root, f"round{r}", mode, "async-" + s)
                 sample = asynchronous(s, d, durable)
                 rec["async"][mode][s] = sample
-                me.progress(f"{me.world} rank(s) round {r + 1}/{rounds} {mode:10s} async "
-                            f"{s:9s} blocked {sample['blocking_s']:.3f} s, done in "
-                            f"{sample['seconds']:.3f} s")
+                me.progress(
+                    f"{me.world} rank(s) round {r + 1}/{rounds} {mode:10s} async "
+                    f"{s:9s} blocked {sample['blocking_s']:.3f} s, done in "
+                    f"{sample['seconds']:.3f} s"
+                )
                 me.remove(d)
         out_rounds.append(rec)
     gc.unfreeze()
-    return {"rounds": out_rounds, "kept": kept, "state": info, "local_bytes": local_bytes,
-            "dcp_async": has_async, "first_fastckpt": first}
+    return {
+        "rounds": out_rounds,
+        "kept": kept,
+        "state": info,
+        "local_bytes": local_bytes,
+        "dcp_async": has_async,
+        "first_fastckpt": first,
+    }
 
 
 def _plain(state: Dict[str, Any], entries) -> Dict[str, Any]:
@@ -444,8 +467,7 @@ def load_phase(me: Rank, mesh) -> Dict[str, Any]:
     gc.collect()
     gc.freeze()
     me.barrier()
-    me.progress(f"{me.world} rank(s): expected values generated in "
-                f"{time.perf_counter() - t:.1f} s")
+    me.progress(f"{me.world} rank(s): expected values generated in {time.perf_counter() - t:.1f} s")
     sources = cfg["sources"]  # [{"from": N, "fastckpt": prefix, "dcp": dir}]
     rounds = int(cfg["rounds"])
 
@@ -472,8 +494,7 @@ def load_phase(me: Rank, mesh) -> Dict[str, Any]:
         t = time.perf_counter()
         for s in LOAD_SYSTEMS:
             one(s, sources[0])
-        me.progress(f"{me.world} rank(s): warm-up (one untimed load per system) took "
-                    f"{time.perf_counter() - t:.0f} s")
+        me.progress(f"{me.world} rank(s): warm-up (one untimed load per system) took {time.perf_counter() - t:.0f} s")
     out_rounds: List[Dict[str, Any]] = []
     for r in range(rounds):
         rec: Dict[str, Any] = {"round": r, "order": _rotate(LOAD_SYSTEMS, r), "load": {}}
@@ -483,10 +504,11 @@ def load_phase(me: Rank, mesh) -> Dict[str, Any]:
             for s in _rotate(LOAD_SYSTEMS, r):
                 sample = one(s, src)
                 rec["load"][key][s] = sample
-                me.progress(f"{me.world} rank(s) round {r + 1}/{rounds} load {key:6s} {s:9s}"
-                            f"{C.gbps(info['nbytes'], sample['seconds']):7.2f} GB/s"
-                            + ("" if sample["check"] == "ok" else
-                               f"  WRONG VALUES: {sample['check']}"))
+                me.progress(
+                    f"{me.world} rank(s) round {r + 1}/{rounds} load {key:6s} {s:9s}"
+                    f"{C.gbps(info['nbytes'], sample['seconds']):7.2f} GB/s"
+                    + ("" if sample["check"] == "ok" else f"  WRONG VALUES: {sample['check']}")
+                )
         out_rounds.append(rec)
     gc.unfreeze()
     return {"rounds": out_rounds, "state": info, "local_bytes": local_bytes}
@@ -499,6 +521,7 @@ def load_phase(me: Rank, mesh) -> Dict[str, Any]:
 
 def _watch_parent(ppid: int) -> None:
     """Exits this rank if the launcher dies: an orphaned rank would wait in a barrier."""
+
     def loop() -> None:
         while True:
             time.sleep(0.5)

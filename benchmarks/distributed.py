@@ -19,6 +19,7 @@ process stopped if anything fails, times out or is interrupted):
 Wall times are the maximum over ranks of barrier-to-barrier times; throughputs credit every
 system with the state's tensor bytes; ratios are medians of per-round ratios, as elsewhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RANKS = (1, 2, 4)
 QUICK_SIZE = 4 << 20
 
-SYSTEM_TITLES = {"fastckpt": "fastckpt.distributed", "dcp": "DCP",
-                 "single": "fastckpt.save, 1 process"}
+SYSTEM_TITLES = {"fastckpt": "fastckpt.distributed", "dcp": "DCP", "single": "fastckpt.save, 1 process"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,12 +64,20 @@ def unavailable() -> Optional[str]:
     Checked in a child process with the ranks' environment: the launcher itself never imports
     torch.
     """
-    code = ("import torch.distributed as d, torch.distributed.checkpoint, "
-            "torch.distributed.tensor, fastckpt.distributed; assert d.is_available()")
+    code = (
+        "import torch.distributed as d, torch.distributed.checkpoint, "
+        "torch.distributed.tensor, fastckpt.distributed; assert d.is_available()"
+    )
     try:
-        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         return "importing torch.distributed took more than 120 s"
     if proc.returncode != 0:
@@ -110,8 +118,9 @@ def _tail(path: str, n: int = 3000) -> str:
         return ""
 
 
-def launch(world: int, config: Dict[str, Any], workdir: str, timeout: float,
-           progress: Callable[[str], None]) -> List[Dict[str, Any]]:
+def launch(
+    world: int, config: Dict[str, Any], workdir: str, timeout: float, progress: Callable[[str], None]
+) -> List[Dict[str, Any]]:
     """Runs ``benchmarks.dist_worker`` on ``world`` ranks; returns each rank's result.
 
     Rank 0's ``PROGRESS`` lines are forwarded to ``progress`` as they come. Any rank that exits
@@ -128,20 +137,35 @@ def launch(world: int, config: Dict[str, Any], workdir: str, timeout: float,
     try:
         for rank in range(world):
             env = _env()
-            env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                       MASTER_PORT=str(port), FASTCKPT_BENCH_PARENT=str(os.getpid()))
+            env.update(
+                RANK=str(rank),
+                WORLD_SIZE=str(world),
+                LOCAL_RANK=str(rank),
+                LOCAL_WORLD_SIZE=str(world),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                FASTCKPT_BENCH_PARENT=str(os.getpid()),
+            )
             if world > 1:
                 # What torchrun does for several processes per node: one intra-op thread each.
                 env.setdefault("OMP_NUM_THREADS", "1")
             out = os.path.join(workdir, f"rank{rank}.out")
             err = os.path.join(workdir, f"rank{rank}.err")
-            fo, fe = open(out, "w"), open(err, "w")
+            # Closed with the others once every rank has exited.
+            fo, fe = open(out, "w"), open(err, "w")  # noqa: SIM115
             files += [fo, fe]
             logs.append((out, err))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.dist_worker", cfg_path], cwd=ROOT, env=env,
-                stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "benchmarks.dist_worker", cfg_path],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=fo,
+                    stderr=fe,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
@@ -152,13 +176,15 @@ def launch(world: int, config: Dict[str, Any], workdir: str, timeout: float,
                 time.sleep(0.5)  # let the failing rank's traceback reach its log
                 raise LaunchError(
                     f"{world}-rank {config['phase']}: rank {bad[0]} exited with status "
-                    f"{codes[bad[0]]}:\n" + _tail(logs[bad[0]][1]))
+                    f"{codes[bad[0]]}:\n" + _tail(logs[bad[0]][1])
+                )
             if all(c == 0 for c in codes):
                 break
             if time.monotonic() > deadline:
                 raise LaunchError(
                     f"{world}-rank {config['phase']}: not finished after {timeout:.0f} s "
-                    "(--dist-timeout); stopped. Rank 0's last output:\n" + _tail(logs[0][1]))
+                    "(--dist-timeout); stopped. Rank 0's last output:\n" + _tail(logs[0][1])
+                )
             time.sleep(0.1)
         _forward(logs[0][0], seen, progress)
     finally:
@@ -183,7 +209,7 @@ def _forward(path: str, offset: int, progress: Callable[[str], None]) -> int:
     end = data.rfind(b"\n") + 1
     for line in data[:end].decode("utf-8", "replace").splitlines():
         if line.startswith("PROGRESS "):
-            progress("distributed: " + line[len("PROGRESS "):])
+            progress("distributed: " + line[len("PROGRESS ") :])
     return offset + end
 
 
@@ -235,8 +261,7 @@ def _merge_rounds(per_rank: List[Dict[str, Any]], section: str) -> List[Dict[str
         for sec in section.split(","):
             merged[sec] = {}
             for group, systems in rec[sec].items():
-                merged[sec][group] = {
-                    s: merge([pr["rounds"][i][sec][group][s] for pr in per_rank]) for s in systems}
+                merged[sec][group] = {s: merge([pr["rounds"][i][sec][group][s] for pr in per_rank]) for s in systems}
         out.append(merged)
     return out
 
@@ -249,23 +274,31 @@ def _merge_rounds(per_rank: List[Dict[str, Any]], section: str) -> List[Dict[str
 def _stats(samples: List[Dict[str, Any]], nbytes: int) -> Dict[str, Any]:
     secs = [x["seconds"] for x in samples]
     med = C.median(secs)
-    return {"median_s": med, "gbps": C.gbps(nbytes, med), "min_s": min(secs),
-            "max_s": max(secs), "cpu_s": C.median([x["cpu_s"] for x in samples]),
-            "rss_extra_max": max(x["rss_extra"] for x in samples), "n": len(samples)}
+    return {
+        "median_s": med,
+        "gbps": C.gbps(nbytes, med),
+        "min_s": min(secs),
+        "max_s": max(secs),
+        "cpu_s": C.median([x["cpu_s"] for x in samples]),
+        "rss_extra_max": max(x["rss_extra"] for x in samples),
+        "n": len(samples),
+    }
 
 
-def _paired(rounds: List[Dict[str, Any]], get: Callable[[Dict[str, Any]], Dict[str, Any]],
-            a: str, b: str, key: str = "seconds") -> Optional[float]:
+def _paired(
+    rounds: List[Dict[str, Any]], get: Callable[[Dict[str, Any]], Dict[str, Any]], a: str, b: str, key: str = "seconds"
+) -> Optional[float]:
     """Median over rounds of b's time / a's time (a's throughput over b's)."""
-    pairs = [(get(rec)[a][key], get(rec)[b][key]) for rec in rounds
-             if a in get(rec) and b in get(rec)]
+    pairs = [(get(rec)[a][key], get(rec)[b][key]) for rec in rounds if a in get(rec) and b in get(rec)]
     return C.paired_ratio([x for x, _ in pairs], [y for _, y in pairs]) if pairs else None
 
 
-def summarize_saves(rounds: List[Dict[str, Any]], modes: List[str], nbytes: int,
-                    first: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def summarize_saves(
+    rounds: List[Dict[str, Any]], modes: List[str], nbytes: int, first: Optional[Dict[str, Any]]
+) -> Dict[str, Any]:
     out: Dict[str, Any] = {"save": {}, "ratios": {}, "async": {}}
     for mode in modes:
+
         def get(rec: Dict[str, Any], m: str = mode) -> Dict[str, Any]:
             return rec["save"][m]
 
@@ -273,32 +306,37 @@ def summarize_saves(rounds: List[Dict[str, Any]], modes: List[str], nbytes: int,
             return rec["async"][m]
 
         systems = [s for s in ("fastckpt", "dcp", "single") if any(s in get(r) for r in rounds)]
-        out["save"][mode] = {s: _stats([get(r)[s] for r in rounds if s in get(r)], nbytes)
-                             for s in systems}
-        out["ratios"][mode] = {s: _paired(rounds, get, "fastckpt", s)
-                               for s in systems if s != "fastckpt"}
+        out["save"][mode] = {s: _stats([get(r)[s] for r in rounds if s in get(r)], nbytes) for s in systems}
+        out["ratios"][mode] = {s: _paired(rounds, get, "fastckpt", s) for s in systems if s != "fastckpt"}
         a: Dict[str, Any] = {}
         for s in ("fastckpt", "dcp", "copy", "clone"):
             xs = [aget(r)[s] for r in rounds if s in aget(r)]
             if xs:
-                a[s] = {"blocking_s": C.median([x["blocking_s"] for x in xs]),
-                        "total_s": C.median([x["seconds"] for x in xs]),
-                        "rss_extra_max": max(x["rss_extra"] for x in xs), "n": len(xs)}
+                a[s] = {
+                    "blocking_s": C.median([x["blocking_s"] for x in xs]),
+                    "total_s": C.median([x["seconds"] for x in xs]),
+                    "rss_extra_max": max(x["rss_extra"] for x in xs),
+                    "n": len(xs),
+                }
         # fastckpt's blocking time over the copy's (and the clone's, DCP's), per round.
         for s in ("copy", "clone", "dcp"):
-            pairs = [(aget(r)["fastckpt"]["blocking_s"], aget(r)[s]["blocking_s"])
-                     for r in rounds if "fastckpt" in aget(r) and s in aget(r)]
+            pairs = [
+                (aget(r)["fastckpt"]["blocking_s"], aget(r)[s]["blocking_s"])
+                for r in rounds
+                if "fastckpt" in aget(r) and s in aget(r)
+            ]
             if pairs:
                 a[f"blocking_vs_{s}"] = C.median([x / y for x, y in pairs if y > 0])
         out["async"][mode] = a
-    fc = [rec["save"][m]["fastckpt"] for rec in rounds for m in modes
-          if "fastckpt" in rec["save"][m]]
+    fc = [rec["save"][m]["fastckpt"] for rec in rounds for m in modes if "fastckpt" in rec["save"][m]]
     cached = sorted({x["collectives"] for x in fc if x.get("plan_cached")})
     uncached = sorted({x["collectives"] for x in fc if not x.get("plan_cached")})
     out["collectives"] = {
         "first": first.get("collectives") if first else (uncached[0] if uncached else None),
         "first_plan_cached": first.get("plan_cached") if first else None,
-        "cached": cached, "uncached": uncached}
+        "cached": cached,
+        "uncached": uncached,
+    }
     return out
 
 
@@ -322,8 +360,7 @@ def summarize_loads(rounds: List[Dict[str, Any]], key: str, nbytes: int) -> Dict
             st["bytes_read_per_rank"] = xs[-1]["bytes_read_per_rank"]
         out["systems"][s] = st
     out["ratio"] = _paired(rounds, get, "fastckpt", "dcp")
-    out["verified"] = bool(out["systems"]) and all(v["verified"]
-                                                   for v in out["systems"].values())
+    out["verified"] = bool(out["systems"]) and all(v["verified"] for v in out["systems"].values())
     return out
 
 
@@ -358,25 +395,47 @@ def run(cfg: Dict[str, Any], scratch: str, progress: Callable[[str], None]) -> D
     timeout = float(cfg.get("dist_timeout") or default_timeout(size, rounds))
     _entries, info = layout(size)
     nbytes = info["nbytes"]
-    out: Dict[str, Any] = {"state": info, "ranks": ranks, "modes": modes, "rounds": rounds,
-                           "size": size, "timeout_s": timeout, "launches": [], "saves": {},
-                           "loads": {}, "summary": {"saves": {}, "loads": {}}, "failed": [],
-                           "notes": []}
+    out: Dict[str, Any] = {
+        "state": info,
+        "ranks": ranks,
+        "modes": modes,
+        "rounds": rounds,
+        "size": size,
+        "timeout_s": timeout,
+        "launches": [],
+        "saves": {},
+        "loads": {},
+        "summary": {"saves": {}, "loads": {}},
+        "failed": [],
+        "notes": [],
+    }
     why = unavailable()
     if why:
         out["skipped"] = why
         return out
-    base = {"size": size, "rounds": rounds, "modes": modes, "seed": cfg.get("seed", 0),
-            "warmup": cfg.get("warmup", 0), "sync_between": cfg.get("sync_between", True),
-            "timeout": min(timeout, 600.0), "start": cfg.get("start", time.time())}
+    base = {
+        "size": size,
+        "rounds": rounds,
+        "modes": modes,
+        "seed": cfg.get("seed", 0),
+        "warmup": cfg.get("warmup", 0),
+        "sync_between": cfg.get("sync_between", True),
+        "timeout": min(timeout, 600.0),
+        "start": cfg.get("start", time.time()),
+    }
     root = os.path.join(scratch, "distributed")
     kept: Dict[int, Dict[str, str]] = {}
     for n in ranks:
         progress(f"distributed: save, {n} rank(s)")
         t = time.perf_counter()
         try:
-            res = launch(n, dict(base, phase="save", dir=os.path.join(root, f"save-{n}")),
-                         os.path.join(root, f"launch-save-{n}"), timeout, progress)
+            res = launch(
+                n,
+                dict(base, phase="save", dir=os.path.join(root, f"save-{n}")),
+                os.path.join(root, f"launch-save-{n}"),
+                timeout,
+                progress,
+            )
         except LaunchError as e:
             out["failed"].append(str(e))
             progress(f"distributed: {n}-rank save launch failed: {e}")
@@ -384,27 +443,32 @@ def run(cfg: Dict[str, Any], scratch: str, progress: Callable[[str], None]) -> D
         out["launches"].append({"phase": "save", "ranks": n, "seconds": time.perf_counter() - t})
         kept[n] = res[0]["kept"]
         merged = _merge_rounds(res, "save,async")
-        out["saves"][str(n)] = {"rounds": merged, "local_bytes": [r["local_bytes"] for r in res],
-                                "dcp_async": res[0]["dcp_async"]}
+        out["saves"][str(n)] = {
+            "rounds": merged,
+            "local_bytes": [r["local_bytes"] for r in res],
+            "dcp_async": res[0]["dcp_async"],
+        }
         first = None
         if res[0].get("first_fastckpt"):
             first = res[0]["first_fastckpt"]
         out["summary"]["saves"][str(n)] = summarize_saves(merged, modes, nbytes, first)
         if not res[0]["dcp_async"]:
-            out["notes"].append("torch.distributed.checkpoint has no async_save: no DCP "
-                                "asynchronous saves")
+            out["notes"].append("torch.distributed.checkpoint has no async_save: no DCP asynchronous saves")
     pairs = reshard_pairs(ranks)
     for m in ranks:
         sources = [n for n in [m] + [a for a, b in pairs if b == m] if n in kept]
         if not sources:
             continue
-        progress(f"distributed: load on {m} rank(s) from " +
-                 ", ".join(f"{n}-rank" for n in sources) + " checkpoints")
+        progress(f"distributed: load on {m} rank(s) from " + ", ".join(f"{n}-rank" for n in sources) + " checkpoints")
         t = time.perf_counter()
         try:
-            res = launch(m, dict(base, phase="load", sources=[
-                dict(kept[n], **{"from": n}) for n in sources]),
-                os.path.join(root, f"launch-load-{m}"), timeout, progress)
+            res = launch(
+                m,
+                dict(base, phase="load", sources=[dict(kept[n], **{"from": n}) for n in sources]),
+                os.path.join(root, f"launch-load-{m}"),
+                timeout,
+                progress,
+            )
         except LaunchError as e:
             out["failed"].append(str(e))
             progress(f"distributed: {m}-rank load launch failed: {e}")
@@ -413,17 +477,19 @@ def run(cfg: Dict[str, Any], scratch: str, progress: Callable[[str], None]) -> D
         merged = _merge_rounds(res, "load")
         for n in sources:
             key = f"{n}->{m}"
-            out["loads"][key] = {"from": n, "to": m, "rounds": [
-                {"round": r["round"], "order": r["order"], "load": {key: r["load"][key]}}
-                for r in merged]}
-            out["summary"]["loads"][key] = summarize_loads(out["loads"][key]["rounds"], key,
-                                                           nbytes)
+            out["loads"][key] = {
+                "from": n,
+                "to": m,
+                "rounds": [{"round": r["round"], "order": r["order"], "load": {key: r["load"][key]}} for r in merged],
+            }
+            out["summary"]["loads"][key] = summarize_loads(out["loads"][key]["rounds"], key, nbytes)
     out["verified"] = all(v["verified"] for v in out["summary"]["loads"].values())
     return out
 
 
 def load_order(keys) -> List[str]:
     """Load keys ("N->M") for tables: N -> N by N, then the resharded ones by loading ranks."""
+
     def key(k: str) -> Tuple[int, int, int]:
         a, b = (int(x) for x in k.split("->"))
         return (0, a, 0) if a == b else (1, b, a)
@@ -439,13 +505,14 @@ def state_title(d: Dict[str, Any]) -> str:
         v = st.get(key)
         return f"{v:,}" if isinstance(v, int) else "?"
 
-    return (f"{st.get('nbytes', 0) / C.GB:.3f} GB: a transformer's parameters (hidden "
-            f"{num('hidden')}, {num('layers')} layers, vocabulary {num('vocab')}) and AdamW's "
-            f"exp_avg and exp_avg_sq, {num('tensors')} float32 DTensors sharded on dim 0 over a "
-            "1-D CPU mesh, plus step and lr")
+    return (
+        f"{st.get('nbytes', 0) / C.GB:.3f} GB: a transformer's parameters (hidden "
+        f"{num('hidden')}, {num('layers')} layers, vocabulary {num('vocab')}) and AdamW's "
+        f"exp_avg and exp_avg_sq, {num('tensors')} float32 DTensors sharded on dim 0 over a "
+        "1-D CPU mesh, plus step and lr"
+    )
 
 
 def is_failure(d: Dict[str, Any]) -> bool:
     """A launch failed or a load restored a wrong value."""
-    return bool(d.get("failed")) or any(not v["verified"]
-                                        for v in d.get("summary", {}).get("loads", {}).values())
+    return bool(d.get("failed")) or any(not v["verified"] for v in d.get("summary", {}).get("loads", {}).values())

@@ -3,6 +3,7 @@
 ``markdown(results)`` renders the dict of a ``summary.json``; keys missing from older files
 (``info_ratios``, the ``raw-N1`` system, whole parts) are left out or shown as ``-``.
 """
+
 from __future__ import annotations
 
 import re
@@ -67,11 +68,16 @@ def workload_table(w: dict) -> str:
     summ = w.get("summary", {})
     systems = summ.get("systems", {})
     ratios = summ.get("ratios", {})
-    header = (["system"] + [f"save, {MODE_TITLES.get(m, m)} GB/s" for m in modes]
-              + ["restore GB/s",
-                 "fastckpt ÷ system: " + " / ".join([MODE_SHORT.get(m, m) for m in modes]
-                                                    + ["restore"]),
-                 "CPU s save / restore", "extra RSS MiB save / restore"])
+    header = (
+        ["system"]
+        + [f"save, {MODE_TITLES.get(m, m)} GB/s" for m in modes]
+        + [
+            "restore GB/s",
+            "fastckpt ÷ system: " + " / ".join([MODE_SHORT.get(m, m) for m in modes] + ["restore"]),
+            "CPU s save / restore",
+            "extra RSS MiB save / restore",
+        ]
+    )
     rows = []
     failed_checks = []
     for s in _ordered(systems):
@@ -88,12 +94,10 @@ def workload_table(w: dict) -> str:
         first_save = next((per[p] for p in saves if p in per), {})
         rst = per.get("restore", {})
         cells.append(f"{fmt(first_save.get('cpu_s'))} / {fmt(rst.get('cpu_s'))}")
-        rss = [per[p]["rss_extra_max"] for p in saves
-               if p in per and per[p].get("rss_extra_max") is not None]
+        rss = [per[p]["rss_extra_max"] for p in saves if p in per and per[p].get("rss_extra_max") is not None]
         rss_save = max(rss) / MiB if rss else None
         rss_rst = rst.get("rss_extra_max")
-        cells.append(f"{fmt(rss_save, '{:.0f}')} / "
-                     f"{fmt(None if rss_rst is None else rss_rst / MiB, '{:.0f}')}")
+        cells.append(f"{fmt(rss_save, '{:.0f}')} / {fmt(None if rss_rst is None else rss_rst / MiB, '{:.0f}')}")
         rows.append([_cell(c) for c in cells])
     parts = [workload_heading(w.get("workload", {})), _table(header, rows)]
     after = []
@@ -111,14 +115,13 @@ def workload_table(w: dict) -> str:
 def crc_table(crc: dict) -> str:
     sizes = crc.get("sizes", [])
     gbps = crc.get("median_gbps", {})
-    rows = [[name] + [fmt(gbps.get(name, {}).get(str(n))) for n in sizes]
-            for name in crc.get("impls", [])]
+    rows = [[name] + [fmt(gbps.get(name, {}).get(str(n))) for n in sizes] for name in crc.get("impls", [])]
     vs = crc.get("ratio_vs_google") or {}
     if vs:
-        rows.append([f"{crc.get('default', 'fastckpt')} ÷ google-crc32c"]
-                    + [fmt(vs.get(str(n)), "{:.2f}×") for n in sizes])
-    return ("#### CRC32C, GB/s on one thread\n\n"
-            + _table(["implementation"] + [size_label(n) for n in sizes], rows))
+        rows.append(
+            [f"{crc.get('default', 'fastckpt')} ÷ google-crc32c"] + [fmt(vs.get(str(n)), "{:.2f}×") for n in sizes]
+        )
+    return "#### CRC32C, GB/s on one thread\n\n" + _table(["implementation"] + [size_label(n) for n in sizes], rows)
 
 
 def scaling_table(sc: dict) -> str:
@@ -128,13 +131,18 @@ def scaling_table(sc: dict) -> str:
     def shards(k: int) -> str:
         return f"{k} shard{'' if k == 1 else 's'}"
 
-    header = (["threads"] + [f"save, {shards(k)}" for k in lv] + [f"load, {shards(k)}" for k in lv]
-              + ["raw write"])
-    rows = [[str(t)] + [fmt(s.get("save_gbps", {}).get(f"{t},{k}")) for k in lv]
-            + [fmt(s.get("load_gbps", {}).get(f"{t},{k}")) for k in lv]
-            + [fmt(s.get("raw_save_gbps", {}).get(str(t)))] for t in lv]
-    return (f"#### Scaling: fastckpt, {_gb(sc.get('workload', {}).get('nbytes'))} GB float32 "
-            "transformer, page cache, GB/s\n\n" + _table(header, rows))
+    header = ["threads"] + [f"save, {shards(k)}" for k in lv] + [f"load, {shards(k)}" for k in lv] + ["raw write"]
+    rows = [
+        [str(t)]
+        + [fmt(s.get("save_gbps", {}).get(f"{t},{k}")) for k in lv]
+        + [fmt(s.get("load_gbps", {}).get(f"{t},{k}")) for k in lv]
+        + [fmt(s.get("raw_save_gbps", {}).get(str(t)))]
+        for t in lv
+    ]
+    return (
+        f"#### Scaling: fastckpt, {_gb(sc.get('workload', {}).get('nbytes'))} GB float32 "
+        "transformer, page cache, GB/s\n\n" + _table(header, rows)
+    )
 
 
 def _ranks(n: str) -> str:
@@ -155,8 +163,7 @@ def distributed_tables(d: dict) -> str:
     saves = summ.get("saves", {})
     ranks = sorted(saves, key=int)
     modes = list(d.get("modes", []))
-    parts = [f"#### Distributed, {', '.join(map(str, d.get('ranks', [])))} gloo ranks on "
-             f"localhost: {state_title(d)}"]
+    parts = [f"#### Distributed, {', '.join(map(str, d.get('ranks', [])))} gloo ranks on localhost: {state_title(d)}"]
     if saves:
         rows = []
         for n in ranks:
@@ -166,37 +173,73 @@ def distributed_tables(d: dict) -> str:
             for mode in modes:
                 per = s["save"].get(mode, {})
                 rat = s["ratios"].get(mode, {})
-                rows.append([_ranks(n), MODE_TITLES.get(mode, mode)]
-                            + [fmt(per.get(x, {}).get("gbps")) for x in ("fastckpt", "dcp",
-                                                                         "single")]
-                            + [fmt(rat.get("dcp"), "{:.2f}×"), fmt(rat.get("single"), "{:.2f}×"),
-                               f"{fmt(coll.get('first'), '{:d}')} / {cached}",
-                               f"{_mib(per.get('fastckpt', {}).get('rss_extra_max'))} / "
-                               f"{_mib(per.get('dcp', {}).get('rss_extra_max'))}"])
-        parts.append("Saves, GB/s: state bytes over the wall time from a barrier before the "
-                     "save to one after it (the slowest rank's).\n\n" + _table(
-                         ["ranks", "mode", "fastckpt.distributed", "DCP",
-                          "fastckpt.save, 1 process", "fastckpt ÷ DCP",
-                          "fastckpt ÷ 1 process", "collectives, first / cached plan",
-                          "extra RSS MiB per rank, fastckpt / DCP"], rows))
+                rows.append(
+                    [_ranks(n), MODE_TITLES.get(mode, mode)]
+                    + [fmt(per.get(x, {}).get("gbps")) for x in ("fastckpt", "dcp", "single")]
+                    + [
+                        fmt(rat.get("dcp"), "{:.2f}×"),
+                        fmt(rat.get("single"), "{:.2f}×"),
+                        f"{fmt(coll.get('first'), '{:d}')} / {cached}",
+                        f"{_mib(per.get('fastckpt', {}).get('rss_extra_max'))} / "
+                        f"{_mib(per.get('dcp', {}).get('rss_extra_max'))}",
+                    ]
+                )
+        parts.append(
+            "Saves, GB/s: state bytes over the wall time from a barrier before the "
+            "save to one after it (the slowest rank's).\n\n"
+            + _table(
+                [
+                    "ranks",
+                    "mode",
+                    "fastckpt.distributed",
+                    "DCP",
+                    "fastckpt.save, 1 process",
+                    "fastckpt ÷ DCP",
+                    "fastckpt ÷ 1 process",
+                    "collectives, first / cached plan",
+                    "extra RSS MiB per rank, fastckpt / DCP",
+                ],
+                rows,
+            )
+        )
         rows = []
         for n in ranks:
             for mode in modes:
                 a = saves[n].get("async", {}).get(mode, {})
                 fa, da = a.get("fastckpt", {}), a.get("dcp", {})
-                rows.append([_ranks(n), MODE_TITLES.get(mode, mode),
-                             fmt(fa.get("blocking_s"), "{:.3f}"),
-                             fmt(a.get("copy", {}).get("blocking_s"), "{:.3f}"),
-                             fmt(a.get("blocking_vs_copy"), "{:.2f}×"),
-                             fmt(a.get("clone", {}).get("blocking_s"), "{:.3f}"),
-                             fmt(fa.get("total_s"), "{:.2f}"),
-                             fmt(da.get("blocking_s"), "{:.3f}"), fmt(da.get("total_s"), "{:.2f}")])
-        parts.append("Asynchronous saves, seconds: *blocked* until the call returned (the "
-                     "slowest rank); *copy* / *clone*: the rank's local bytes copied into "
-                     "tensors allocated beforehand / into fresh ones; *done*: barrier to barrier, "
-                     "the save complete.\n\n" + _table(
-                         ["ranks", "mode", "fastckpt blocked", "copy", "blocked ÷ copy", "clone",
-                          "fastckpt done", "DCP async_save blocked", "DCP done"], rows))
+                rows.append(
+                    [
+                        _ranks(n),
+                        MODE_TITLES.get(mode, mode),
+                        fmt(fa.get("blocking_s"), "{:.3f}"),
+                        fmt(a.get("copy", {}).get("blocking_s"), "{:.3f}"),
+                        fmt(a.get("blocking_vs_copy"), "{:.2f}×"),
+                        fmt(a.get("clone", {}).get("blocking_s"), "{:.3f}"),
+                        fmt(fa.get("total_s"), "{:.2f}"),
+                        fmt(da.get("blocking_s"), "{:.3f}"),
+                        fmt(da.get("total_s"), "{:.2f}"),
+                    ]
+                )
+        parts.append(
+            "Asynchronous saves, seconds: *blocked* until the call returned (the "
+            "slowest rank); *copy* / *clone*: the rank's local bytes copied into "
+            "tensors allocated beforehand / into fresh ones; *done*: barrier to barrier, "
+            "the save complete.\n\n"
+            + _table(
+                [
+                    "ranks",
+                    "mode",
+                    "fastckpt blocked",
+                    "copy",
+                    "blocked ÷ copy",
+                    "clone",
+                    "fastckpt done",
+                    "DCP async_save blocked",
+                    "DCP done",
+                ],
+                rows,
+            )
+        )
     loads = summ.get("loads", {})
     if loads:
         rows = []
@@ -207,22 +250,36 @@ def distributed_tables(d: dict) -> str:
             saved, loaded = key.split("->")
             if not v.get("verified"):
                 failed += [f"{key}: {c}" for x in (f, g) for c in x.get("checks", []) if c != "ok"]
-            rows.append([f"{_ranks(saved)} → {_ranks(loaded)}", fmt(f.get("gbps")),
-                         fmt(g.get("gbps")), fmt(v.get("ratio"), "{:.2f}×"),
-                         f"{fmt(f.get('bytes_read_ratio'))} / {fmt(f.get('rchar_ratio'))} / "
-                         f"{fmt(g.get('rchar_ratio'))}",
-                         _mib(max(f["bytes_read_per_rank"]) if f.get("bytes_read_per_rank")
-                              else None),
-                         f"{_mib(f.get('rss_extra_max'))} / {_mib(g.get('rss_extra_max'))}",
-                         "ok" if v.get("verified") else "FAILED"])
-        parts.append("Loads, GB/s, into fresh DTensors of the loading ranks' sharding, every "
-                     "value checked; *read*: bytes read by all ranks over the state's bytes "
-                     "(fastckpt's `LoadReport.bytes_read`, then each system's `rchar`).\n\n"
-                     + _table(["saved on → loaded on", "fastckpt", "DCP", "fastckpt ÷ DCP",
-                               "read: fastckpt / fastckpt rchar / DCP rchar",
-                               "fastckpt read MiB, largest rank",
-                               "extra RSS MiB per rank, fastckpt / DCP", "check"],
-                              [[_cell(c) for c in r] for r in rows]))
+            rows.append(
+                [
+                    f"{_ranks(saved)} → {_ranks(loaded)}",
+                    fmt(f.get("gbps")),
+                    fmt(g.get("gbps")),
+                    fmt(v.get("ratio"), "{:.2f}×"),
+                    f"{fmt(f.get('bytes_read_ratio'))} / {fmt(f.get('rchar_ratio'))} / {fmt(g.get('rchar_ratio'))}",
+                    _mib(max(f["bytes_read_per_rank"]) if f.get("bytes_read_per_rank") else None),
+                    f"{_mib(f.get('rss_extra_max'))} / {_mib(g.get('rss_extra_max'))}",
+                    "ok" if v.get("verified") else "FAILED",
+                ]
+            )
+        parts.append(
+            "Loads, GB/s, into fresh DTensors of the loading ranks' sharding, every "
+            "value checked; *read*: bytes read by all ranks over the state's bytes "
+            "(fastckpt's `LoadReport.bytes_read`, then each system's `rchar`).\n\n"
+            + _table(
+                [
+                    "saved on → loaded on",
+                    "fastckpt",
+                    "DCP",
+                    "fastckpt ÷ DCP",
+                    "read: fastckpt / fastckpt rchar / DCP rchar",
+                    "fastckpt read MiB, largest rank",
+                    "extra RSS MiB per rank, fastckpt / DCP",
+                    "check",
+                ],
+                [[_cell(c) for c in r] for r in rows],
+            )
+        )
         if failed:
             parts.append("\n".join(_cell(x) for x in failed))
     return "\n\n".join(parts)
@@ -255,12 +312,18 @@ def targets_table(targets: dict) -> str:
             note = f" ({_times(r['note'])})" if r.get("note") else ""
             cells.append(f"{r['scope'].replace('->', '→')} {val}{info}{note}")
         status = targets.get("overall", {}).get(k, "n/a")
-        out.append([_cell(f"**{status}**" if status == "MISS" else status),
-                    _cell(_target_text(mine[0]["text"])), _cell(", ".join(cells))])
-    parts = ["### Against the targets",
-             ("Medians of paired per-round ratios; **MISS** marks a missed target and the "
-              "cells that miss it."),
-             _table(["", "target", "this run"], out)]
+        out.append(
+            [
+                _cell(f"**{status}**" if status == "MISS" else status),
+                _cell(_target_text(mine[0]["text"])),
+                _cell(", ".join(cells)),
+            ]
+        )
+    parts = [
+        "### Against the targets",
+        ("Medians of paired per-round ratios; **MISS** marks a missed target and the cells that miss it."),
+        _table(["", "target", "this run"], out),
+    ]
     notes = [f"(vs {p}: {n})" for p, n in targets.get("info_notes", {}).items()]
     if notes:
         parts.append("\n".join(notes))
@@ -273,10 +336,12 @@ def markdown(results: dict) -> str:
     method = RSS_METHODS.get(results.get("rss_method"), results.get("rss_method"))
     wls = results.get("workloads", [])
     if wls:
-        parts.append((f"RSS was measured by {method}; " if method else "")
-                     + "GB = 10⁹ B; medians over rounds; \"fastckpt ÷ system\" > 1 means "
-                     "fastckpt is faster; CPU s: user + sys of the first save mode and of the "
-                     "restore.")
+        parts.append(
+            (f"RSS was measured by {method}; " if method else "")
+            + 'GB = 10⁹ B; medians over rounds; "fastckpt ÷ system" > 1 means '
+            "fastckpt is faster; CPU s: user + sys of the first save mode and of the "
+            "restore."
+        )
     parts += [workload_table(w) for w in wls]
     if results.get("crc32c"):
         parts.append(crc_table(results["crc32c"]))
@@ -291,8 +356,7 @@ def markdown(results: dict) -> str:
     if results.get("targets", {}).get("rows"):
         parts.append(targets_table(results["targets"]))
     skipped = {s for w in wls for s in w.get("skipped", {})}
-    notes = [n for n in results.get("notes", [])
-             if not any(n.startswith(f"{s} skipped on ") for s in skipped)]
+    notes = [n for n in results.get("notes", []) if not any(n.startswith(f"{s} skipped on ") for s in skipped)]
     if notes:
         parts.append("\n".join(f"Note: {n}" for n in notes))
     return "\n\n".join(parts) + "\n"

@@ -24,6 +24,7 @@ the operation, whatever thread allocated. Where that is not possible, a thread s
 every millisecond instead (which can miss short peaks). Page cache is not RSS; pages of a
 memory-mapped file that the process touches are.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,7 +35,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional, Tuple
-
 
 # ---------------------------------------------------------------------------------------------
 # Resident memory
@@ -203,16 +203,15 @@ def count_files(directory: str) -> Tuple[int, int]:
 @dataclass
 class Sample:
     seconds: float
-    cpu_s: float          # user + system, all threads of the process
-    rss_extra: int        # peak RSS above the level before, bytes
+    cpu_s: float  # user + system, all threads of the process
+    rss_extra: int  # peak RSS above the level before, bytes
     rss_before: int
 
     def to_json(self) -> Dict[str, float]:
         return asdict(self)
 
 
-def measure(fn: Callable[[], object], *, sync: bool = True,
-            prefault_bytes: int = 0) -> Tuple[object, Sample]:
+def measure(fn: Callable[[], object], *, sync: bool = True, prefault_bytes: int = 0) -> Tuple[object, Sample]:
     """Runs ``fn`` once after settling; returns its result and the measurement."""
     settle(sync, prefault_bytes)
     rss = PeakRss()

@@ -12,6 +12,7 @@ Scaling: ``fastckpt.save(durable=False, threads=t, num_shards=s)`` and
 cores (all values up to 8 cores, then powers of two and the core count), next to a raw write of
 the same bytes with t threads; alternating rounds, page cache, ``os.sync()`` before each.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,7 @@ def crc_hashers() -> List[Tuple[str, Callable[[], None], Callable[[bytes], int]]
 
     out = []
     for impl in _native.crc32c_impls():
-        out.append((f"fastckpt {impl}", lambda _i=impl: _native.crc32c_set_impl(_i),
-                    _native.crc32c))
+        out.append((f"fastckpt {impl}", lambda _i=impl: _native.crc32c_set_impl(_i), _native.crc32c))
     try:
         import google_crc32c
     except ImportError:
@@ -60,8 +60,7 @@ def crc_hashers() -> List[Tuple[str, Callable[[], None], Callable[[bytes], int]]
     return out
 
 
-def time_call(fn: Callable[[bytes], int], buf: bytes, min_time: float,
-              min_iters: int = 3) -> Tuple[float, float]:
+def time_call(fn: Callable[[bytes], int], buf: bytes, min_time: float, min_iters: int = 3) -> Tuple[float, float]:
     """Seconds per call: (best, median) over timed batches, each long enough (>= ~1 ms) for
     the timer's resolution not to matter."""
     fn(buf)  # warm caches, page in the buffer
@@ -86,8 +85,12 @@ def time_call(fn: Callable[[bytes], int], buf: bytes, min_time: float,
     return min(samples), statistics.median(samples)
 
 
-def crc32c_bench(sizes: Sequence[int] = CRC_SIZES, rounds: int = 3, min_time: float = 0.3,
-                 progress: Optional[Callable[[str], None]] = None) -> dict:
+def crc32c_bench(
+    sizes: Sequence[int] = CRC_SIZES,
+    rounds: int = 3,
+    min_time: float = 0.3,
+    progress: Optional[Callable[[str], None]] = None,
+) -> dict:
     from fastckpt import _native
 
     hashers = crc_hashers()
@@ -116,23 +119,30 @@ def crc32c_bench(sizes: Sequence[int] = CRC_SIZES, rounds: int = 3, min_time: fl
                     rec[name][str(n)] = n / best / C.GB
             per_round.append(rec)
             if progress:
-                progress(f"crc32c round {r + 1}/{rounds}: " + ", ".join(
-                    f"{name} {max(rec[name].values()):.1f}" for name in names)
-                         + " GB/s (best size)")
+                progress(
+                    f"crc32c round {r + 1}/{rounds}: "
+                    + ", ".join(f"{name} {max(rec[name].values()):.1f}" for name in names)
+                    + " GB/s (best size)"
+                )
     finally:
         _native.crc32c_set_impl(active)
 
     default = f"fastckpt {active}"
-    summary = {name: {str(n): C.median([rec[name][str(n)] for rec in per_round]) for n in sizes}
-               for name in names}
+    summary = {name: {str(n): C.median([rec[name][str(n)] for rec in per_round]) for n in sizes} for name in names}
     ratios = {}
     if "google-crc32c" in names:
         for n in sizes:
-            ratios[str(n)] = C.median([rec[default][str(n)] / rec["google-crc32c"][str(n)]
-                                       for rec in per_round])
-    return {"sizes": list(sizes), "impls": names, "default": default, "rounds": per_round,
-            "median_gbps": summary, "ratio_vs_google": ratios, "min_time_s": min_time,
-            "threads": 1}
+            ratios[str(n)] = C.median([rec[default][str(n)] / rec["google-crc32c"][str(n)] for rec in per_round])
+    return {
+        "sizes": list(sizes),
+        "impls": names,
+        "default": default,
+        "rounds": per_round,
+        "median_gbps": summary,
+        "ratio_vs_google": ratios,
+        "min_time_s": min_time,
+        "threads": 1,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +161,15 @@ def levels(cores: int) -> List[int]:
     return out + [cores]
 
 
-def scaling_bench(size: int, scratch: str, rounds: int = 3, cores: Optional[int] = None,
-                  seed: int = 0, progress: Optional[Callable[[str], None]] = None,
-                  sync: bool = True) -> dict:
+def scaling_bench(
+    size: int,
+    scratch: str,
+    rounds: int = 3,
+    cores: Optional[int] = None,
+    seed: int = 0,
+    progress: Optional[Callable[[str], None]] = None,
+    sync: bool = True,
+) -> dict:
     import gc
 
     import fastckpt
@@ -175,22 +191,22 @@ def scaling_bench(size: int, scratch: str, rounds: int = 3, cores: Optional[int]
             d = os.path.join(scratch, f"scaling-r{r}-t{t}-s{s}")
             os.makedirs(d)
             prefix = os.path.join(d, "ckpt")
-            _, smp = measure(lambda p=prefix, t=t, s=s: fastckpt.save(
-                w.tensors, p, threads=t, num_shards=s, durable=False), sync=sync)
+            _, smp = measure(
+                lambda p=prefix, t=t, s=s: fastckpt.save(w.tensors, p, threads=t, num_shards=s, durable=False),
+                sync=sync,
+            )
             rec["save"][f"{t},{s}"] = smp.to_json()
-            out, lmp = measure(lambda p=prefix, t=t: fastckpt.load(p, threads=t), sync=sync,
-                               prefault_bytes=w.nbytes)
+            out, lmp = measure(lambda p=prefix, t=t: fastckpt.load(p, threads=t), sync=sync, prefault_bytes=w.nbytes)
             bad = W.check(w, out)
             del out
             if bad:
                 raise RuntimeError(f"scaling: fastckpt.load(threads={t}) of {s} shards: {bad}")
             rec["load"][f"{t},{s}"] = lmp.to_json()
             shutil.rmtree(d)
-        for t in lv[k % len(lv):] + lv[:k % len(lv)]:
+        for t in lv[k % len(lv) :] + lv[: k % len(lv)]:
             d = os.path.join(scratch, f"scaling-raw-r{r}-t{t}")
             os.makedirs(d)
-            _, smp = measure(lambda d=d, t=t: C.raw_write(arrays, os.path.join(d, "raw"), t,
-                                                          False), sync=sync)
+            _, smp = measure(lambda d=d, t=t: C.raw_write(arrays, os.path.join(d, "raw"), t, False), sync=sync)
             rec["raw"][str(t)] = smp.to_json()
             got = C.raw_read(specs, os.path.join(d, "raw"), t)
             bad = W.check(w, dict(zip(names, got)))
@@ -201,9 +217,11 @@ def scaling_bench(size: int, scratch: str, rounds: int = 3, cores: Optional[int]
         per_round.append(rec)
         if progress:
             best = max(points, key=lambda p: 1 / rec["save"][f"{p[0]},{p[1]}"]["seconds"])
-            progress(f"scaling round {r + 1}/{rounds}: best save at threads={best[0]} "
-                     f"shards={best[1]}: "
-                     f"{C.gbps(w.nbytes, rec['save'][f'{best[0]},{best[1]}']['seconds']):.2f} GB/s")
+            progress(
+                f"scaling round {r + 1}/{rounds}: best save at threads={best[0]} "
+                f"shards={best[1]}: "
+                f"{C.gbps(w.nbytes, rec['save'][f'{best[0]},{best[1]}']['seconds']):.2f} GB/s"
+            )
 
     gc.unfreeze()
 
@@ -214,7 +232,6 @@ def scaling_bench(size: int, scratch: str, rounds: int = 3, cores: Optional[int]
         "save_gbps": {f"{t},{s}": C.gbps(w.nbytes, med("save", f"{t},{s}")) for t, s in points},
         "load_gbps": {f"{t},{s}": C.gbps(w.nbytes, med("load", f"{t},{s}")) for t, s in points},
         "raw_save_gbps": {str(t): C.gbps(w.nbytes, med("raw", str(t))) for t in lv},
-        "save_rss_extra_max": max(rec["save"][p]["rss_extra"] for rec in per_round
-                                  for p in rec["save"]),
+        "save_rss_extra_max": max(rec["save"][p]["rss_extra"] for rec in per_round for p in rec["save"]),
     }
     return {"workload": w.describe(), "levels": lv, "rounds": per_round, "summary": summary}

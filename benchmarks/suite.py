@@ -10,6 +10,7 @@ shapes and a CRC32C of every tensor's bytes.
 Run as ``python -m benchmarks.suite CONFIG.json WORKLOAD RESULT.json`` (what the command line
 does for each workload unless --no-isolate), or call :func:`run_workload`.
 """
+
 from __future__ import annotations
 
 import gc
@@ -60,16 +61,25 @@ def _error(e: BaseException) -> str:
 def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
     opts = Options(cfg.get("threads"), cfg.get("tf_max_tensors", 10_000))
     t0 = time.perf_counter()
-    w = W.build(name, cfg["size"], small_count=cfg["small_count"], shards=cfg["shards"],
-                seed=cfg.get("seed", 0))
+    w = W.build(name, cfg["size"], small_count=cfg["small_count"], shards=cfg["shards"], seed=cfg.get("seed", 0))
     w.digest()
     gen_s = time.perf_counter() - t0
-    progress(f"{name}: {w.nbytes / C.GB:.3f} GB in {w.count:,} tensors "
-             f"({', '.join(w.dtypes)}) generated in {gen_s:.1f} s")
+    progress(
+        f"{name}: {w.nbytes / C.GB:.3f} GB in {w.count:,} tensors ({', '.join(w.dtypes)}) generated in {gen_s:.1f} s"
+    )
 
-    result = {"workload": w.describe(), "checksum": W.checksum(w), "systems": [],
-              "skipped": {}, "failed": {}, "labels": {}, "versions": {}, "prepare_s": {},
-              "rounds": [], "rss_method": PeakRss.method}
+    result = {
+        "workload": w.describe(),
+        "checksum": W.checksum(w),
+        "systems": [],
+        "skipped": {},
+        "failed": {},
+        "labels": {},
+        "versions": {},
+        "prepare_s": {},
+        "rounds": [],
+        "rss_method": PeakRss.method,
+    }
     active: List[System] = []
     for sname in cfg["systems"]:
         why = unavailable(sname)
@@ -114,8 +124,7 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
         mini = None
         if w.count > WARMUP_MAX_TENSORS:
             names = list(w.tensors)[:WARMUP_MAX_TENSORS]
-            mini = W.Workload(w.name, w.title, {n: w.tensors[n] for n in names},
-                              shards=w.shards)
+            mini = W.Workload(w.name, w.title, {n: w.tensors[n] for n in names}, shards=w.shards)
         for s in active:
             d = os.path.join(scratch, f"{name}-warmup", s.name)
             os.makedirs(d)
@@ -135,22 +144,19 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
                 progress(f"{name}: {s.name} failed in the warm-up: {_error(e)}")
             shutil.rmtree(d, ignore_errors=True)
         result["warmup_s"] = time.perf_counter() - t
-        progress(f"{name}: warm-up (one untimed save and restore per system) took "
-                 f"{result['warmup_s']:.0f} s")
+        progress(f"{name}: warm-up (one untimed save and restore per system) took {result['warmup_s']:.0f} s")
 
     rounds_start = time.perf_counter()
     for r in range(rounds):
         if r:
             per_round = (time.perf_counter() - rounds_start) / r
-            progress(f"{name}: {r}/{rounds} rounds done, about {per_round * (rounds - r):.0f} s left "
-                     "in this workload")
+            progress(f"{name}: {r}/{rounds} rounds done, about {per_round * (rounds - r):.0f} s left in this workload")
         live = [s for s in active if s.name not in result["failed"]]
         if not live:
             break
         k = r % len(live)
         order = live[k:] + live[:k]
-        rec = {"round": r, "order": [s.name for s in order], "save": {m: {} for m in modes},
-               "restore": {}, "check": {}}
+        rec = {"round": r, "order": [s.name for s in order], "save": {m: {} for m in modes}, "restore": {}, "check": {}}
         rdir = os.path.join(scratch, f"{name}-round{r}")
         for mode in modes:
             durable = mode == "durable"
@@ -176,8 +182,10 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
                     continue
                 files, size = count_files(d)
                 rec["save"][mode][s.name] = dict(sample.to_json(), files=files, file_bytes=size)
-                progress(f"{name} round {r + 1}/{rounds} {mode:10s} save    {s.name:14s}"
-                         f"{C.gbps(w.nbytes, sample.seconds):7.2f} GB/s")
+                progress(
+                    f"{name} round {r + 1}/{rounds} {mode:10s} save    {s.name:14s}"
+                    f"{C.gbps(w.nbytes, sample.seconds):7.2f} GB/s"
+                )
                 if mode != restore_from:
                     shutil.rmtree(d, ignore_errors=True)
         for s in order:
@@ -185,8 +193,7 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
                 continue
             prefix = os.path.join(rdir, restore_from, s.name, "ckpt")
             try:
-                out, sample = measure(lambda s=s, prefix=prefix: s.restore(prefix), sync=sync,
-                                      prefault_bytes=w.nbytes)
+                out, sample = measure(lambda s=s, prefix=prefix: s.restore(prefix), sync=sync, prefault_bytes=w.nbytes)
                 bad = W.check(w, s.values(out))
             except Exception as e:  # noqa: BLE001
                 result["failed"][s.name] = f"restore: {_error(e)}"
@@ -197,9 +204,10 @@ def run_workload(cfg: dict, name: str, progress: Progress) -> dict:
             del out
             rec["restore"][s.name] = sample.to_json()
             rec["check"][s.name] = bad or "ok"
-            progress(f"{name} round {r + 1}/{rounds} {'':10s} restore {s.name:14s}"
-                     f"{C.gbps(w.nbytes, sample.seconds):7.2f} GB/s"
-                     + ("" if bad is None else f"  WRONG VALUES: {bad}"))
+            progress(
+                f"{name} round {r + 1}/{rounds} {'':10s} restore {s.name:14s}"
+                f"{C.gbps(w.nbytes, sample.seconds):7.2f} GB/s" + ("" if bad is None else f"  WRONG VALUES: {bad}")
+            )
         shutil.rmtree(rdir, ignore_errors=True)
         result["rounds"].append(rec)
 
@@ -252,8 +260,11 @@ def summarize(result: dict, nbytes: int) -> dict:
             for s in systems:
                 if s == "fastckpt":
                     continue
-                pairs = [(get(rec)["fastckpt"]["seconds"], get(rec)[s]["seconds"])
-                         for rec in rounds if "fastckpt" in get(rec) and s in get(rec)]
+                pairs = [
+                    (get(rec)["fastckpt"]["seconds"], get(rec)[s]["seconds"])
+                    for rec in rounds
+                    if "fastckpt" in get(rec) and s in get(rec)
+                ]
                 if pairs:
                     ratios[s] = C.paired_ratio([a for a, _ in pairs], [b for _, b in pairs])
             out["ratios"][phase] = ratios

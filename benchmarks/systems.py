@@ -28,6 +28,7 @@ A restore must leave every value in memory: nothing lazy or memory-mapped is ret
 restored values are checksummed after the timing, but a lazy restore would shift the reading
 into that check, so adapters that could return mmap-backed arrays copy them inside the timing).
 """
+
 from __future__ import annotations
 
 import math
@@ -40,14 +41,24 @@ import numpy as np
 from . import _common as C
 from .workloads import Workload
 
-ORDER = ("fastckpt", "raw-N", "raw-N1", "raw-1", "tf-saver", "fastckpt-saver", "tf-checkpoint", "torch",
-         "safetensors", "numpy")
+ORDER = (
+    "fastckpt",
+    "raw-N",
+    "raw-N1",
+    "raw-1",
+    "tf-saver",
+    "fastckpt-saver",
+    "tf-checkpoint",
+    "torch",
+    "safetensors",
+    "numpy",
+)
 ALIASES = {"raw": ("raw-N", "raw-N1", "raw-1"), "tf": ("tf-saver", "tf-checkpoint")}
 
 
 class Options:
     def __init__(self, threads: Optional[int] = None, tf_max_tensors: int = 10_000):
-        self.threads = threads                  # None: each system's default
+        self.threads = threads  # None: each system's default
         self.raw_threads = threads or C.num_cores()
         self.tf_max_tensors = tf_max_tensors
 
@@ -140,8 +151,7 @@ class Fastckpt(System):
         self.num_shards = w.shards if w.shards > 1 else None
 
     def save(self, prefix, durable):
-        self.fc.save(self.w.tensors, prefix, threads=self.opts.threads,
-                     num_shards=self.num_shards, durable=durable)
+        self.fc.save(self.w.tensors, prefix, threads=self.opts.threads, num_shards=self.num_shards, durable=durable)
 
     def restore(self, prefix):
         return self.fc.load(prefix, threads=self.opts.threads)
@@ -161,8 +171,7 @@ class _Raw(System):
         C.raw_write(self.arrays, prefix, self.nthreads, durable, one_file=self.one_file)
 
     def restore(self, prefix):
-        return dict(zip(self.names, C.raw_read(self.specs, prefix, self.nthreads,
-                                               one_file=self.one_file)))
+        return dict(zip(self.names, C.raw_read(self.specs, prefix, self.nthreads, one_file=self.one_file)))
 
 
 class RawN(_Raw):
@@ -171,8 +180,7 @@ class RawN(_Raw):
     def __init__(self, opts):
         super().__init__(opts)
         self.nthreads = opts.raw_threads
-        self.label = (f"os.pwrite / os.preadv of the same bytes, {self.nthreads} threads, "
-                      "one file each")
+        self.label = f"os.pwrite / os.preadv of the same bytes, {self.nthreads} threads, one file each"
 
 
 class RawN1(RawN):
@@ -181,8 +189,7 @@ class RawN1(RawN):
 
     def __init__(self, opts):
         super().__init__(opts)
-        self.label = (f"os.pwrite / os.preadv of the same bytes, {self.nthreads} threads "
-                      "into one file")
+        self.label = f"os.pwrite / os.preadv of the same bytes, {self.nthreads} threads into one file"
 
 
 class Raw1(_Raw):
@@ -212,9 +219,11 @@ class _TF(System):
 
     def skip_reason(self, w):
         if w.count > self.opts.tf_max_tensors:
-            return (f"{w.count:,} tensors > --tf-max-tensors {self.opts.tf_max_tensors:,}: "
-                    "TensorFlow's per-variable Python overhead makes this workload take many "
-                    "minutes per round")
+            return (
+                f"{w.count:,} tensors > --tf-max-tensors {self.opts.tf_max_tensors:,}: "
+                "TensorFlow's per-variable Python overhead makes this workload take many "
+                "minutes per round"
+            )
         return None
 
 
@@ -236,14 +245,17 @@ class TFSaver(_TF):
                     for name, a in group.items():
                         dt = tf.as_dtype(a.dtype)
                         v = tf.compat.v1.get_variable(
-                            name, shape=a.shape, dtype=dt,
-                            initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
+                            name,
+                            shape=a.shape,
+                            dtype=dt,
+                            initializer=tf.compat.v1.zeros_initializer(),
+                            use_resource=True,
+                        )
                         ph = tf.compat.v1.placeholder(dt, shape=a.shape)
                         assigns.append(v.assign(ph, read_value=False))
                         feeds[ph] = a
                         self.variables[name] = v
-            self.saver = tf.compat.v1.train.Saver(var_list=self.variables,
-                                                  sharded=len(groups) > 1, max_to_keep=None)
+            self.saver = tf.compat.v1.train.Saver(var_list=self.variables, sharded=len(groups) > 1, max_to_keep=None)
             config = tf.compat.v1.ConfigProto(device_count={"CPU": len(groups)})
             self.sess = tf.compat.v1.Session(graph=self.graph, config=config)
             self.sess.run(tf.compat.v1.global_variables_initializer())
@@ -270,6 +282,7 @@ class FastckptSaver(TFSaver):
     """fastckpt.Saver on the very variables, graph and session tf-saver uses: the
     drop-in path (values fetched with one sess.run, restored through the
     graph's restore ops)."""
+
     name = "fastckpt-saver"
     label = "fastckpt.Saver as a drop-in for tf.compat.v1.train.Saver (graph mode, same variables)"
 
@@ -282,8 +295,12 @@ class FastckptSaver(TFSaver):
             # fastckpt's Saver reuses TensorFlow's save/restore subgraph, which
             # it builds here from the variables (the graph is unfinalized for it).
             self.graph._unsafe_unfinalize()  # noqa: SLF001 - benchmark setup only
-            self.saver = fastckpt.Saver(var_list=self.variables, sharded=self.saver._sharded,  # noqa: SLF001
-                                        max_to_keep=None, threads=self.opts.threads)
+            self.saver = fastckpt.Saver(
+                var_list=self.variables,
+                sharded=self.saver._sharded,  # noqa: SLF001
+                max_to_keep=None,
+                threads=self.opts.threads,
+            )
             self.graph.finalize()
 
     def save(self, prefix, durable):
@@ -299,13 +316,11 @@ class TFCheckpoint(_TF):
     def prepare(self, w):
         tf = _import_tf()
         self.w = w
-        self.variables = {name: tf.Variable(a, name=name.replace("/", "_"))
-                          for name, a in w.tensors.items()}
+        self.variables = {name: tf.Variable(a, name=name.replace("/", "_")) for name, a in w.tensors.items()}
         self.ckpt = tf.train.Checkpoint(vars=self.variables)
         self.options = None
         if w.shards > 1:
-            policy = tf.train.experimental.MaxShardSizePolicy(
-                max_shard_size=int(math.ceil(w.nbytes / w.shards)))
+            policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=int(math.ceil(w.nbytes / w.shards)))
             self.options = tf.train.CheckpointOptions(experimental_sharding_callback=policy)
 
     def save(self, prefix, durable):
@@ -400,8 +415,7 @@ class Safetensors(System):
         self.groups = w.groups()
 
     def save(self, prefix, durable):
-        for path, group in zip(_shard_paths(prefix, len(self.groups), ".safetensors"),
-                               self.groups):
+        for path, group in zip(_shard_paths(prefix, len(self.groups), ".safetensors"), self.groups):
             self.st.save_file(group, path)
 
     def restore(self, prefix):
@@ -426,8 +440,7 @@ class Numpy(System):
     def prepare(self, w):
         self.w = w
         self.bf16 = {n for n, a in w.tensors.items() if _is_bf16(a.dtype)}
-        self.groups = [{n: (a.view(np.uint16) if n in self.bf16 else a) for n, a in g.items()}
-                       for g in w.groups()]
+        self.groups = [{n: (a.view(np.uint16) if n in self.bf16 else a) for n, a in g.items()} for g in w.groups()]
 
     def save(self, prefix, durable):
         for path, group in zip(_shard_paths(prefix, len(self.groups), ".npz"), self.groups):
@@ -446,9 +459,10 @@ class Numpy(System):
         return out
 
 
-REGISTRY: Dict[str, Type[System]] = {cls.name: cls for cls in
-                                     (Fastckpt, RawN, RawN1, Raw1, TFSaver, FastckptSaver, TFCheckpoint, Torch,
-                                      Safetensors, Numpy)}
+REGISTRY: Dict[str, Type[System]] = {
+    cls.name: cls
+    for cls in (Fastckpt, RawN, RawN1, Raw1, TFSaver, FastckptSaver, TFCheckpoint, Torch, Safetensors, Numpy)
+}
 
 
 def expand(names: Sequence[str]) -> List[str]:

@@ -20,6 +20,7 @@ process, and the time an asynchronous save blocks against a plain copy of the ra
 into buffers allocated beforehand (the copy the snapshot has to make; per round, the slowest
 rank's of each, then the median over rounds).
 """
+
 from __future__ import annotations
 
 import operator
@@ -42,9 +43,11 @@ ASYNC_VS_COPY = 1.5
 
 # Peers whose ratios are reported next to a target's peer, for information (no status).
 INFO_PEERS = {"raw-N": ("raw-N1",)}
-INFO_NOTES = {"raw-N1": "fastckpt / raw-N1, where raw-N1 is N threads writing (reading) "
-                        "disjoint ranges of one file: the limit for a format that stores a "
-                        "tensor in one file; information, not part of PASS/MISS"}
+INFO_NOTES = {
+    "raw-N1": "fastckpt / raw-N1, where raw-N1 is N threads writing (reading) "
+    "disjoint ranges of one file: the limit for a format that stores a "
+    "tensor in one file; information, not part of PASS/MISS"
+}
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,7 @@ class Target:
     op: str = ">="  # value OP threshold passes
 
     def passes(self, value: float) -> bool:
-        return {">=": operator.ge, ">": operator.gt, "<=": operator.le}[self.op](value,
-                                                                              self.threshold)
+        return {">=": operator.ge, ">": operator.gt, "<=": operator.le}[self.op](value, self.threshold)
 
 
 def _peer_targets(mode_names: List[str]) -> List[tuple]:
@@ -64,28 +66,33 @@ def _peer_targets(mode_names: List[str]) -> List[tuple]:
     for mode in mode_names:
         phase = f"save:{mode}"
         out += [
-            (Target(f"save/raw-N {mode}", f"save >= 0.9 x raw parallel write ({mode})", 0.9),
-             phase, "raw-N"),
-            (Target(f"save/tf-saver {mode}", f"save >= 2.5 x TF Saver ({mode})", 2.5),
-             phase, "tf-saver"),
+            (Target(f"save/raw-N {mode}", f"save >= 0.9 x raw parallel write ({mode})", 0.9), phase, "raw-N"),
+            (Target(f"save/tf-saver {mode}", f"save >= 2.5 x TF Saver ({mode})", 2.5), phase, "tf-saver"),
         ]
         for peer in ("safetensors", "torch", "numpy"):
-            out.append((Target(f"save/{peer} {mode}", f"save ahead of {peer} ({mode})", 1.0,
-                               ">"), phase, peer))
+            out.append((Target(f"save/{peer} {mode}", f"save ahead of {peer} ({mode})", 1.0, ">"), phase, peer))
     out += [
-        (Target("restore/raw-N", "restore >= 0.9 x raw parallel read into fresh arrays", 0.9),
-         "restore", "raw-N"),
+        (Target("restore/raw-N", "restore >= 0.9 x raw parallel read into fresh arrays", 0.9), "restore", "raw-N"),
         (Target("restore/tf-saver", "restore >= 3 x TF Saver", 3.0), "restore", "tf-saver"),
     ]
     return out
 
 
-def _row(t: Target, scope: str, value: Optional[float], note: str = "",
-         info_ratios: Optional[Dict[str, float]] = None) -> dict:
+def _row(
+    t: Target, scope: str, value: Optional[float], note: str = "", info_ratios: Optional[Dict[str, float]] = None
+) -> dict:
     status = "n/a" if value is None else ("PASS" if t.passes(value) else "MISS")
-    return {"key": t.key, "text": t.text, "scope": scope, "value": value,
-            "threshold": t.threshold, "op": t.op, "status": status, "note": note,
-            "info_ratios": info_ratios or {}}
+    return {
+        "key": t.key,
+        "text": t.text,
+        "scope": scope,
+        "value": value,
+        "threshold": t.threshold,
+        "op": t.op,
+        "status": status,
+        "note": note,
+        "info_ratios": info_ratios or {},
+    }
 
 
 def format_value(row: dict, times: str = "x") -> str:
@@ -155,9 +162,12 @@ def evaluate(results: dict) -> dict:
                 if a and b:
                     ratios.append((sb / a["seconds"]) / (lb / b["seconds"]))
             if ratios:
-                t = Target(f"small/large {phase}",
-                           f"{small['workload']['tensors']:,} small tensors >= 0.5 x one large "
-                           f"tensor ({phase.replace(':', ', ')})", 0.5)
+                t = Target(
+                    f"small/large {phase}",
+                    f"{small['workload']['tensors']:,} small tensors >= 0.5 x one large "
+                    f"tensor ({phase.replace(':', ', ')})",
+                    0.5,
+                )
                 rows.append(_row(t, "small vs large", C.median(ratios)))
 
     crc = results.get("crc32c")
@@ -168,8 +178,7 @@ def evaluate(results: dict) -> dict:
             if v is not None:
                 rows.append(_row(t, _size(n), v))
         best_n = max(crc["sizes"], key=lambda n: crc["median_gbps"][crc["default"]][str(n)])
-        t = Target("crc32c GB/s", f"CRC32C >= 20 GB/s per core ({crc['default']}, best block "
-                   "size)", 20.0)
+        t = Target("crc32c GB/s", f"CRC32C >= 20 GB/s per core ({crc['default']}, best block size)", 20.0)
         rows.append(_row(t, _size(best_n), crc["median_gbps"][crc["default"]][str(best_n)]))
 
     # Extra RSS of a synchronous fastckpt.save, whatever the size: every save measured.
@@ -179,20 +188,16 @@ def evaluate(results: dict) -> dict:
             for m in rec["save"]:
                 s = rec["save"][m].get("fastckpt")
                 if s:
-                    peaks.append((s["rss_extra"],
-                                  f"{name} ({w['workload']['nbytes'] / C.GB:.2f} GB)"))
+                    peaks.append((s["rss_extra"], f"{name} ({w['workload']['nbytes'] / C.GB:.2f} GB)"))
     sc = results.get("scaling")
     if sc:
         for rec in sc["rounds"]:
             for s in rec["save"].values():
-                peaks.append((s["rss_extra"],
-                              f"scaling ({sc['workload']['nbytes'] / C.GB:.2f} GB)"))
+                peaks.append((s["rss_extra"], f"scaling ({sc['workload']['nbytes'] / C.GB:.2f} GB)"))
     if peaks:
-        t = Target("save RSS", "extra RSS during a synchronous fastckpt.save <= 256 MiB",
-                   RSS_LIMIT, "<=")
+        t = Target("save RSS", "extra RSS during a synchronous fastckpt.save <= 256 MiB", RSS_LIMIT, "<=")
         worst = max(peaks)
-        rows.append(_row(t, "max of all saves", float(worst[0]),
-                         f"worst: {worst[1]}; {len(peaks)} saves"))
+        rows.append(_row(t, "max of all saves", float(worst[0]), f"worst: {worst[1]}; {len(peaks)} saves"))
 
     if results.get("distributed"):
         rows += _distributed_rows(results["distributed"])
@@ -207,8 +212,7 @@ def evaluate(results: dict) -> dict:
         else:
             overall.setdefault(r["key"], "n/a")
     shown = {p for r in rows for p in r["info_ratios"]}
-    return {"rows": rows, "overall": overall,
-            "info_notes": {p: n for p, n in INFO_NOTES.items() if p in shown}}
+    return {"rows": rows, "overall": overall, "info_notes": {p: n for p, n in INFO_NOTES.items() if p in shown}}
 
 
 def _get(rec: dict, phase: str) -> dict:
@@ -236,31 +240,50 @@ def _distributed_rows(d: dict) -> List[dict]:
     ranks = sorted(saves, key=int)
     modes = d.get("modes", [])
     for mode in modes:
-        t = Target(f"dist save/dcp {mode}",
-                   f"distributed save >= {DIST_SAVE_VS_DCP:g} x DCP ({mode})", DIST_SAVE_VS_DCP)
+        t = Target(
+            f"dist save/dcp {mode}", f"distributed save >= {DIST_SAVE_VS_DCP:g} x DCP ({mode})", DIST_SAVE_VS_DCP
+        )
         for n in ranks:
             v = saves[n]["ratios"].get(mode, {}).get("dcp")
             if v is not None:
                 rows.append(_row(t, _ranks(n), v))
-    t = Target("dist load/dcp", f"distributed load >= {DIST_LOAD_VS_DCP:g} x DCP (saved on N "
-               "ranks -> loaded on M)", DIST_LOAD_VS_DCP)
+    t = Target(
+        "dist load/dcp",
+        f"distributed load >= {DIST_LOAD_VS_DCP:g} x DCP (saved on N ranks -> loaded on M)",
+        DIST_LOAD_VS_DCP,
+    )
     loads = summ.get("loads", {})
     for key in load_order(loads):
         v = loads[key]
         if v.get("ratio") is not None:
             rows.append(_row(t, key, v["ratio"]))
     for mode in modes:
-        t = Target(f"dist save/one process {mode}",
-                   f"2-rank save >= {DIST_VS_ONE_PROCESS:g} x fastckpt.save in one process "
-                   f"({mode})", DIST_VS_ONE_PROCESS)
+        t = Target(
+            f"dist save/one process {mode}",
+            f"2-rank save >= {DIST_VS_ONE_PROCESS:g} x fastckpt.save in one process ({mode})",
+            DIST_VS_ONE_PROCESS,
+        )
         if "2" in saves and saves["2"]["ratios"].get(mode, {}).get("single") is not None:
-            others = [f"{_ranks(n)} {saves[n]['ratios'][mode]['single']:.2f}x" for n in ranks
-                      if n != "2" and saves[n]["ratios"].get(mode, {}).get("single") is not None]
-            rows.append(_row(t, "2 ranks", saves["2"]["ratios"][mode]["single"],
-                             ("information: " + ", ".join(others)) if others else ""))
+            others = [
+                f"{_ranks(n)} {saves[n]['ratios'][mode]['single']:.2f}x"
+                for n in ranks
+                if n != "2" and saves[n]["ratios"].get(mode, {}).get("single") is not None
+            ]
+            rows.append(
+                _row(
+                    t,
+                    "2 ranks",
+                    saves["2"]["ratios"][mode]["single"],
+                    ("information: " + ", ".join(others)) if others else "",
+                )
+            )
     for mode in modes:
-        t = Target(f"dist async {mode}", f"asynchronous save blocks <= {ASYNC_VS_COPY:g} x a copy "
-                   f"of the rank's bytes ({mode})", ASYNC_VS_COPY, "<=")
+        t = Target(
+            f"dist async {mode}",
+            f"asynchronous save blocks <= {ASYNC_VS_COPY:g} x a copy of the rank's bytes ({mode})",
+            ASYNC_VS_COPY,
+            "<=",
+        )
         for n in ranks:
             v = saves[n].get("async", {}).get(mode, {}).get("blocking_vs_copy")
             if v is not None:

@@ -12,6 +12,7 @@ per run and shared by every system:
 
 All have the same total size (--size); the transformer workloads come within a few percent of it.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -38,7 +39,7 @@ class Workload:
     name: str
     title: str
     tensors: Dict[str, np.ndarray]
-    shards: int = 1              # > 1: every system writes this many files
+    shards: int = 1  # > 1: every system writes this many files
     info: Dict[str, object] = field(default_factory=dict)
     _digest: Optional[Dict[str, Tuple[str, Tuple[int, ...], int]]] = None
 
@@ -66,8 +67,15 @@ class Workload:
         return self._digest
 
     def describe(self) -> Dict[str, object]:
-        return dict(self.info, name=self.name, title=self.title, tensors=self.count,
-                    nbytes=self.nbytes, shards=self.shards, dtypes=self.dtypes)
+        return dict(
+            self.info,
+            name=self.name,
+            title=self.title,
+            tensors=self.count,
+            nbytes=self.nbytes,
+            shards=self.shards,
+            dtypes=self.dtypes,
+        )
 
 
 def split_groups(tensors: Mapping[str, np.ndarray], n: int) -> List[Dict[str, np.ndarray]]:
@@ -114,8 +122,10 @@ def check(workload: Workload, restored: Mapping[str, np.ndarray]) -> Optional[st
     got = digest(restored)
     for name, w in want.items():
         if got[name] != w:
-            return f"{name}: expected {w[0]}{list(w[1])} crc {w[2]:08x}, got " \
-                   f"{got[name][0]}{list(got[name][1])} crc {got[name][2]:08x}"
+            return (
+                f"{name}: expected {w[0]}{list(w[1])} crc {w[2]:08x}, got "
+                f"{got[name][0]}{list(got[name][1])} crc {got[name][2]:08x}"
+            )
     return None
 
 
@@ -152,8 +162,7 @@ def bfloat16():
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def build(name: str, size: int, *, small_count: int = 100_000, shards: int = 8,
-          seed: int = 0) -> Workload:
+def build(name: str, size: int, *, small_count: int = 100_000, shards: int = 8, seed: int = 0) -> Workload:
     if name == "transformer-fp32":
         tensors, info = _transformer(size, np.float32, seed)
         return Workload(name, TITLES[name], tensors, info=info)
@@ -167,20 +176,17 @@ def build(name: str, size: int, *, small_count: int = 100_000, shards: int = 8,
         block = rng.random(count * elems, dtype=np.float32)
         width = len(str(count - 1))
         # One copy per tensor: each owns its memory, as separately allocated parameters do.
-        tensors = {f"params/{i:0{width}d}": block[i * elems:(i + 1) * elems].copy()
-                   for i in range(count)}
+        tensors = {f"params/{i:0{width}d}": block[i * elems : (i + 1) * elems].copy() for i in range(count)}
         del block
-        return Workload(name, f"{count:,} small tensors", tensors,
-                        info={"elements_per_tensor": elems})
+        return Workload(name, f"{count:,} small tensors", tensors, info={"elements_per_tensor": elems})
     if name == "large":
         cols = 4096
         rows = max(1, size // (4 * cols))
         rng = np.random.default_rng(seed + 3)
-        return Workload(name, TITLES[name], {"large/tensor": rng.random((rows, cols), np.float32)},
-                        info={"shape": [rows, cols]})
+        return Workload(
+            name, TITLES[name], {"large/tensor": rng.random((rows, cols), np.float32)}, info={"shape": [rows, cols]}
+        )
     if name == "sharded":
         tensors, info = _transformer(size, np.float32, seed + 4)
-        return Workload(name, f"transformer float32 in {shards} files", tensors,
-                        shards=max(1, shards), info=info)
+        return Workload(name, f"transformer float32 in {shards} files", tensors, shards=max(1, shards), info=info)
     raise ValueError(f"unknown workload {name!r} (known: {', '.join(ALL)})")
-

@@ -8,6 +8,7 @@ the latest checkpoint to show that it holds the weights of its step.
 
     python examples/async_training.py [--dir DIR] [--steps 40] [--every 10] [--size-mb 64]
 """
+
 from __future__ import annotations
 
 import argparse

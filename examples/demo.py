@@ -3,6 +3,7 @@ show what was written and how fast.
 
     python examples/demo.py [--size-gb 0.5] [--dir DIR] [--keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def main() -> None:
     args = ap.parse_args()
 
     info = fastckpt.build_info()
-    print(f"fastckpt {info['version']}: CRC32C {info['crc32c_impl']}, {info['io_threads']} I/O threads, "
-          f"CUDA driver {'found' if info['cuda_driver_found'] else 'not found'}")
+    print(
+        f"fastckpt {info['version']}: CRC32C {info['crc32c_impl']}, {info['io_threads']} I/O threads, "
+        f"CUDA driver {'found' if info['cuda_driver_found'] else 'not found'}"
+    )
     tensors = model_tensors(int(args.size_gb * 1e9))
     total = sum(np.asarray(v).nbytes for v in tensors.values())
     print(f"model: {len(tensors)} tensors, {total / 1e9:.3f} GB")

@@ -11,6 +11,7 @@ checkpoint into its own sharding with ``fastckpt.distributed.load`` and
 compares what it got with the full tensors read in one process
 (``fastckpt.load``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,19 +58,52 @@ def save(prefix: str) -> None:
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
-    result = fd.save({"model": model.state_dict(), "optim": optimizer.state_dict(), "step": 3,
-                      "rng": fd.PerRank(torch.get_rng_state())}, prefix)
-    print(f"rank {rank}/{world}: wrote {result.nbytes} bytes; checkpoint of {len(result.files)} files "
-          f"committed with {result.collectives} collectives", flush=True)
+    result = fd.save(
+        {
+            "model": model.state_dict(),
+            "optim": optimizer.state_dict(),
+            "step": 3,
+            "rng": fd.PerRank(torch.get_rng_state()),
+        },
+        prefix,
+    )
+    print(
+        f"rank {rank}/{world}: wrote {result.nbytes} bytes; checkpoint of {len(result.files)} files "
+        f"committed with {result.collectives} collectives",
+        flush=True,
+    )
     dist.barrier()
     if rank == 0:
         for n in (1, 4):
-            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}",
-                   f"--master_port={free_port()}", os.path.abspath(__file__), "--restore", prefix]
-            subprocess.run(cmd, check=True, env={k: v for k, v in os.environ.items()
-                                                 if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT",
-                                                              "MASTER_ADDR", "LOCAL_WORLD_SIZE",
-                                                              "TORCHELASTIC_RUN_ID", "GROUP_RANK")})
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                f"--nproc_per_node={n}",
+                f"--master_port={free_port()}",
+                os.path.abspath(__file__),
+                "--restore",
+                prefix,
+            ]
+            subprocess.run(
+                cmd,
+                check=True,
+                env={
+                    k: v
+                    for k, v in os.environ.items()
+                    if k
+                    not in (
+                        "RANK",
+                        "WORLD_SIZE",
+                        "LOCAL_RANK",
+                        "MASTER_PORT",
+                        "MASTER_ADDR",
+                        "LOCAL_WORLD_SIZE",
+                        "TORCHELASTIC_RUN_ID",
+                        "GROUP_RANK",
+                    )
+                },
+            )
 
 
 def restore(prefix: str) -> None:
@@ -88,8 +122,11 @@ def restore(prefix: str) -> None:
             want = want[tuple(slice(o, o + s) for o, s in zip(offset, shape))]
         assert torch.equal(local, want), name
         matches += 1
-    print(f"restore on {world} rank(s), rank {rank}: {matches} tensors match the checkpoint "
-          f"(step {state['step']}, weight digest {digest(local)})", flush=True)
+    print(
+        f"restore on {world} rank(s), rank {rank}: {matches} tensors match the checkpoint "
+        f"(step {state['step']}, weight digest {digest(local)})",
+        flush=True,
+    )
 
 
 def main() -> None:

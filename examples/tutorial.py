@@ -23,6 +23,7 @@ Steps:
 
 Checks every value and exits with status 1 on any mismatch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,10 @@ def check(condition: bool, message: str) -> None:
 def check_close(actual, expected, what: str) -> None:
     actual = np.asarray(actual)
     expected = np.asarray(expected)
-    check(actual.shape == expected.shape and np.allclose(actual, expected),
-          f"{what}: expected {expected!r}, got {actual!r}")
+    check(
+        actual.shape == expected.shape and np.allclose(actual, expected),
+        f"{what}: expected {expected!r}, got {actual!r}",
+    )
 
 
 def list_files(directory: str) -> list:
@@ -81,8 +84,10 @@ def step1_2_save(d: str) -> dict:
             prefix = saver.save(sess, os.path.join(d, "my_test_model"))
             print("saved to", prefix)
             check(prefix == os.path.join(d, "my_test_model"), f"unexpected prefix {prefix}")
-            check(os.path.exists(prefix + ".index") and os.path.exists(prefix + ".meta"),
-                  "my_test_model.index/.meta missing")
+            check(
+                os.path.exists(prefix + ".index") and os.path.exists(prefix + ".meta"),
+                "my_test_model.index/.meta missing",
+            )
 
             print("== 2. save with global_step=1000")
             prefix = saver.save(sess, os.path.join(d, "my_test_model"), global_step=1000)
@@ -90,8 +95,7 @@ def step1_2_save(d: str) -> dict:
             print("files:", files)
             for name in ("my_test_model-1000.index", "my_test_model-1000.meta", "checkpoint"):
                 check(name in files, f"{name} missing from {files}")
-            check(any(f.startswith("my_test_model-1000.data-") for f in files),
-                  "my_test_model-1000.data-* missing")
+            check(any(f.startswith("my_test_model-1000.data-") for f in files), "my_test_model-1000.data-* missing")
             check(latest_checkpoint(d) == prefix, f"latest_checkpoint is {latest_checkpoint(d)}")
     reader = tf.train.load_checkpoint(prefix)  # TensorFlow reads fastckpt's files
     check_close(reader.get_tensor("w1"), values["w1"], "w1 read by TensorFlow")
@@ -114,8 +118,10 @@ def step3_max_to_keep(d: str) -> None:
     kept = sorted(f[: -len(".index")] for f in os.listdir(sub) if f.endswith(".index"))
     print("kept:", kept)
     check(kept == [f"my_test_model-{s}" for s in (3, 4, 5, 6)], f"max_to_keep=4 kept {kept}")
-    check(saver.last_checkpoints == [os.path.join(sub, f"my_test_model-{s}") for s in (3, 4, 5, 6)],
-          f"last_checkpoints {saver.last_checkpoints}")
+    check(
+        saver.last_checkpoints == [os.path.join(sub, f"my_test_model-{s}") for s in (3, 4, 5, 6)],
+        f"last_checkpoints {saver.last_checkpoints}",
+    )
 
 
 def step4_subset(d: str) -> None:
@@ -157,8 +163,7 @@ def step5_6_restore_and_run(d: str) -> None:
     with tf.Graph().as_default() as graph:
         with tf.compat.v1.Session() as sess:
             saver = import_meta_graph(os.path.join(d, "my_test_model-1000.meta"))
-            check(isinstance(saver, fastckpt.saver.Saver),
-                  f"import_meta_graph returned {type(saver).__name__}")
+            check(isinstance(saver, fastckpt.saver.Saver), f"import_meta_graph returned {type(saver).__name__}")
             saver.restore(sess, latest_checkpoint(d))
             w1 = graph.get_tensor_by_name("w1:0")
             w2 = graph.get_tensor_by_name("w2:0")
@@ -205,8 +210,7 @@ def step7_fine_tune(d: str) -> None:
         loss = tf.reduce_mean(tf.square(output - y))
         w_hidden = [v for v in tf.compat.v1.global_variables() if v.op.name == "w_hidden"][0]
         check(tf.gradients(loss, [w_hidden]) == [None], "gradient flows into the frozen layer")
-        train_op = tf.compat.v1.train.GradientDescentOptimizer(0.05).minimize(
-            loss, var_list=[w_new, b_new])
+        train_op = tf.compat.v1.train.GradientDescentOptimizer(0.05).minimize(loss, var_list=[w_new, b_new])
         with tf.compat.v1.Session() as sess:
             saver.restore(sess, latest_checkpoint(sub))
             sess.run(tf.compat.v1.variables_initializer([w_new, b_new]))
@@ -230,8 +234,9 @@ def _two_vars():
 def step8_mixed(d: str) -> None:
     print("== 8. mixed: fastckpt <-> TensorFlow")
     for writer_name, writer_cls, reader_name, reader_cls in (
-            ("fastckpt", Saver, "TensorFlow", tf.compat.v1.train.Saver),
-            ("TensorFlow", tf.compat.v1.train.Saver, "fastckpt", Saver)):
+        ("fastckpt", Saver, "TensorFlow", tf.compat.v1.train.Saver),
+        ("TensorFlow", tf.compat.v1.train.Saver, "fastckpt", Saver),
+    ):
         sub = os.path.join(d, f"mixed_{writer_name}")
         os.makedirs(sub, exist_ok=True)
         with tf.Graph().as_default():
@@ -252,8 +257,7 @@ def step8_mixed(d: str) -> None:
         # And through the .meta: TensorFlow's import_meta_graph on fastckpt's .meta and back.
         with tf.Graph().as_default():
             meta = os.path.join(sub, "my_test_model-1000.meta")
-            saver = (tf.compat.v1.train.import_meta_graph(meta) if reader_cls is not Saver
-                     else import_meta_graph(meta))
+            saver = tf.compat.v1.train.import_meta_graph(meta) if reader_cls is not Saver else import_meta_graph(meta)
             with tf.compat.v1.Session() as sess:
                 saver.restore(sess, os.path.join(sub, "my_test_model-1000"))
                 by_name = {v.op.name: sess.run(v) for v in tf.compat.v1.global_variables()}
@@ -261,8 +265,7 @@ def step8_mixed(d: str) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", help="where to save (default: a new temporary directory, removed)")
     args = ap.parse_args(argv)
     d = args.dir or tempfile.mkdtemp(prefix="fastckpt-tutorial-")

@@ -9,6 +9,7 @@ or a pure-Python part of it such as :mod:`fastckpt.format`, does not load the
 native extension ``fastckpt._native``; the first use of a name that needs it
 does. The errors (:mod:`fastckpt.errors`) are plain Python and bound at once.
 """
+
 import importlib as _importlib
 import os as _os
 import sys as _sys
@@ -19,33 +20,57 @@ import typing as _typing
 # hooks on import, and does so before any module that registers its own
 # (distributed.comm), as it always has: exit hooks run in reverse order.
 from . import _background as _background
-from ._background import AsyncSave, wait_for_pending_saves
 from . import errors as _errors
+from ._background import AsyncSave, wait_for_pending_saves
 from .errors import *  # noqa: F403 -- the exception classes (errors.__all__)
 
 if _typing.TYPE_CHECKING:
     # What the lazy names below resolve to, for type checkers (mypy reads these;
     # at run time __getattr__ imports them on first use).
-    from .checkpoint_management import (checkpoint_exists, get_checkpoint_mtimes, get_checkpoint_state,
-                                         latest_checkpoint, remove_checkpoint, update_checkpoint_state)
-    from .reader import (CheckpointReader, RestoreReport, list_variables, load, load_checkpoint, load_into,
-                         load_variable)
+    from ._progress import Progress, ProgressCallback
+    from .checkpoint_management import (
+        checkpoint_exists,
+        get_checkpoint_mtimes,
+        get_checkpoint_state,
+        latest_checkpoint,
+        remove_checkpoint,
+        update_checkpoint_state,
+    )
+    from .convert import ConvertReport, convert
+    from .diff import DiffResult, TensorChange, TensorDiff, diff
+    from .distributed.leaves import PerRank, Shard
+    from .reader import CheckpointReader, RestoreReport, list_variables, load, load_checkpoint, load_into, load_variable
     from .saver import Saver, export_meta_graph, import_meta_graph
     from .verification import VerifyReport, latest_valid_checkpoint, verify
     from .writer import SaveResult, save
-    from ._progress import Progress, ProgressCallback
-    from .distributed.leaves import PerRank, Shard
-    from .convert import ConvertReport, convert
-    from .diff import DiffResult, TensorChange, TensorDiff, diff
 
     __version__: str
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY: _typing.Dict[str, str] = {
-    **dict.fromkeys(["checkpoint_exists", "get_checkpoint_mtimes", "get_checkpoint_state", "latest_checkpoint",
-                     "remove_checkpoint", "update_checkpoint_state"], "checkpoint_management"),
-    **dict.fromkeys(["CheckpointReader", "RestoreReport", "list_variables", "load", "load_checkpoint",
-                     "load_into", "load_variable"], "reader"),
+    **dict.fromkeys(
+        [
+            "checkpoint_exists",
+            "get_checkpoint_mtimes",
+            "get_checkpoint_state",
+            "latest_checkpoint",
+            "remove_checkpoint",
+            "update_checkpoint_state",
+        ],
+        "checkpoint_management",
+    ),
+    **dict.fromkeys(
+        [
+            "CheckpointReader",
+            "RestoreReport",
+            "list_variables",
+            "load",
+            "load_checkpoint",
+            "load_into",
+            "load_variable",
+        ],
+        "reader",
+    ),
     **dict.fromkeys(["Saver", "export_meta_graph", "import_meta_graph"], "saver"),
     **dict.fromkeys(["VerifyReport", "latest_valid_checkpoint", "verify"], "verification"),
     **dict.fromkeys(["SaveResult", "save"], "writer"),
@@ -58,11 +83,30 @@ _LAZY: _typing.Dict[str, str] = {
 # Submodules that were attributes of the package as soon as it was imported
 # (the package imported them all); ``fastckpt.writer`` and the like still
 # work after a plain ``import fastckpt``.
-_SUBMODULES = frozenset({
-    "_arrays", "_atomic_io", "_bundle_stream", "_device", "_gc", "_native", "_progress", "_tf_errors",
-    "checkpoint_management", "compression", "config", "distributed", "format", "metagraph", "proto",
-    "reader", "saver", "structure", "verification", "writer",
-})
+_SUBMODULES = frozenset(
+    {
+        "_arrays",
+        "_atomic_io",
+        "_bundle_stream",
+        "_device",
+        "_gc",
+        "_native",
+        "_progress",
+        "_tf_errors",
+        "checkpoint_management",
+        "compression",
+        "config",
+        "distributed",
+        "format",
+        "metagraph",
+        "proto",
+        "reader",
+        "saver",
+        "structure",
+        "verification",
+        "writer",
+    }
+)
 
 # Functions that shadow their own module's name: ``fastckpt.convert`` and
 # ``fastckpt.diff`` are the functions, whatever has imported the modules.
@@ -132,8 +176,14 @@ def build_info() -> _typing.Dict[str, _typing.Any]:
     probe = policy != "off"
     info = dict(_native.build_info(probe))
     if not probe:
-        info.update(cuda_driver_found=False, cuda_initialized=False, cuda_device_count=0,
-                    cuda_driver_version=0, cuda_error="not probed: FASTCKPT_DEVICE=off", device_path="cpu")
+        info.update(
+            cuda_driver_found=False,
+            cuda_initialized=False,
+            cuda_device_count=0,
+            cuda_driver_version=0,
+            cuda_error="not probed: FASTCKPT_DEVICE=off",
+            device_path="cpu",
+        )
     info["device_policy"] = policy
     info["io_threads"] = config.default_threads()
     return info

@@ -1,4 +1,5 @@
 """``python -m fastckpt``: the ``fastckpt`` command line (see :mod:`fastckpt.cli`)."""
+
 import sys
 
 from .cli import main

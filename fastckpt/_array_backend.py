@@ -5,11 +5,12 @@ The ``.meta`` it writes is built from fastckpt's own protobuf definitions
 (:mod:`fastckpt.metagraph`); restores fill mutable arrays in place and
 replace immutable ones (JAX), keeping their placement.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Union
 import os
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -29,9 +30,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 class ArrayBackend:
     """Variables are caller arrays in a dict; no TensorFlow involved."""
 
-    def __init__(self, var_list: Mapping[str, Any], *, sharded: bool, max_to_keep: Optional[int],
-                 keep_checkpoint_every_n_hours: float, name: Optional[str], allow_empty: bool,
-                 filename: Optional[str]) -> None:
+    def __init__(
+        self,
+        var_list: Mapping[str, Any],
+        *,
+        sharded: bool,
+        max_to_keep: Optional[int],
+        keep_checkpoint_every_n_hours: float,
+        name: Optional[str],
+        allow_empty: bool,
+        filename: Optional[str],
+    ) -> None:
         if not isinstance(var_list, Mapping):
             raise ArgumentTypeError("without TensorFlow, var_list must be a dict of name -> array")
         for key in var_list:
@@ -42,9 +51,14 @@ class ArrayBackend:
         if self.is_empty and not allow_empty:
             raise InvalidArgumentError("No variables to save")
         self._sharded = sharded
-        self._meta_args: Dict[str, Any] = dict(filename=filename or "model", max_to_keep=max_to_keep,
-                               keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
-                               sharded=sharded, name=name or "save", allow_empty=allow_empty)
+        self._meta_args: Dict[str, Any] = dict(
+            filename=filename or "model",
+            max_to_keep=max_to_keep,
+            keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
+            sharded=sharded,
+            name=name or "save",
+            allow_empty=allow_empty,
+        )
         self._meta_cache: Optional[Tuple[Tuple[Any, ...], Any]] = None
         self.sort_data = True
 
@@ -113,17 +127,20 @@ class ArrayBackend:
     def to_proto(self, export_scope: Optional[str]) -> Any:
         return self.saver_def
 
-    def capture_meta_graph(self, sess: Any, *, strip_default_attrs: bool,
-                           save_debug_info: bool) -> Callable[[str, bool], None]:
+    def capture_meta_graph(
+        self, sess: Any, *, strip_default_attrs: bool, save_debug_info: bool
+    ) -> Callable[[str, bool], None]:
         """The MetaGraphDef of the variables as they are now, as ``write(path, durable)``."""
         meta = self._meta_graph()
 
         def write(path: str, durable: bool) -> None:
             mg.write_meta_graph(meta, path, fsync=durable)
+
         return write
 
-    def export_meta_graph(self, filename: Optional[PathLike], *, durable: bool, as_text: bool = False,
-                          **unused: Any) -> Any:
+    def export_meta_graph(
+        self, filename: Optional[PathLike], *, durable: bool, as_text: bool = False, **unused: Any
+    ) -> Any:
         meta = self._meta_graph()
         if filename is not None:
             mg.write_meta_graph(meta, filename, as_text=as_text, fsync=durable)
@@ -147,7 +164,6 @@ class ArrayBackend:
         return replaced or None
 
 
-
 def _writable_in_place(target: Any) -> bool:
     """Whether a Saver variable is restored in place (else it is replaced)."""
     if isinstance(target, np.ndarray):
@@ -155,8 +171,11 @@ def _writable_in_place(target: Any) -> bool:
     module = type(target).__module__ or ""
     if module.startswith(("jax", "jaxlib")):
         return False  # JAX arrays are immutable
-    return module.startswith("torch") or hasattr(target, "__cuda_array_interface__") or \
-        (hasattr(target, "__setitem__") and hasattr(target, "shape"))
+    return (
+        module.startswith("torch")
+        or hasattr(target, "__cuda_array_interface__")
+        or (hasattr(target, "__setitem__") and hasattr(target, "shape"))
+    )
 
 
 def _replacement(target: Any, value: np.ndarray) -> Any:

@@ -6,6 +6,7 @@ implement (``__array_interface__``, DLPack, the buffer protocol) or, where a
 framework needs special handling (torch's bfloat16), by the name of their
 type's module, so a framework is only touched if the caller passed its array.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,15 @@ import numpy as np
 
 from .errors import UnsupportedDtypeError
 
-__all__ = ["to_host_array", "torch_numpy_dtype", "torch_dtype_of", "torch_from_numpy", "torch_can_hold",
-           "aligned_empty", "raw_bytes"]
+__all__ = [
+    "to_host_array",
+    "torch_numpy_dtype",
+    "torch_dtype_of",
+    "torch_from_numpy",
+    "torch_can_hold",
+    "aligned_empty",
+    "raw_bytes",
+]
 
 #: Alignment of the arrays fastckpt allocates for loaded tensors: TensorFlow
 #: takes a fed numpy array without copying only at its SIMD alignment (64
@@ -36,7 +44,7 @@ def aligned_empty(shape: Any, dtype: Any) -> np.ndarray:
         return np.empty(shape, dtype)
     raw = np.empty(nbytes + ALIGN, np.uint8)
     shift = -raw.ctypes.data % ALIGN
-    return raw[shift:shift + nbytes].view(dtype).reshape(shape)
+    return raw[shift : shift + nbytes].view(dtype).reshape(shape)
 
 
 def raw_bytes(arr: np.ndarray) -> np.ndarray:

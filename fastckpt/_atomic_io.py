@@ -10,6 +10,7 @@ index included), so a temporary file that a killed process leaves behind is
 removed by the next save into the directory, while a live writer's (locked)
 never is. Every OS error becomes a ``CheckpointIOError`` naming ``path``.
 """
+
 from __future__ import annotations
 
 import os

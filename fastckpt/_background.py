@@ -24,6 +24,7 @@ reported on stderr, as is an exit that was interrupted before every save
 finished (whose checkpoint was then never committed: no partial checkpoint
 is ever visible).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -80,12 +81,12 @@ class AsyncSave(concurrent.futures.Future[T]):
         super().__init__()
         self.prefix = prefix
         self.snapshot_seconds: float = 0.0
-        self._fn: Optional[Callable[[], Any]] = None         # finishes the save; dropped once run
+        self._fn: Optional[Callable[[], Any]] = None  # finishes the save; dropped once run
         self._on_cancel: Optional[Callable[[], None]] = None  # drops the queued save; ditto
         self._cancellable = False  # set once the snapshot is taken (see ready())
         self._cancelling = False
         self._defer_callbacks = False
-        self._observed = False     # the error was handed to the caller at the call itself
+        self._observed = False  # the error was handed to the caller at the call itself
         self._report: Optional[_FailureReport] = None
 
     # -- waiting ------------------------------------------------------------
@@ -99,11 +100,11 @@ class AsyncSave(concurrent.futures.Future[T]):
                 background thread, for a save that has not finished.
         """
         check_timeout(timeout)
-        if (timeout is None or timeout > 0) and not self.done() and \
-                threading.current_thread() is _worker:
+        if (timeout is None or timeout > 0) and not self.done() and threading.current_thread() is _worker:
             raise FailedPreconditionError(
                 f"cannot wait for the save of '{self.prefix}' on the background thread (in a done "
-                "callback): saves run one at a time on that thread, so it would never finish")
+                "callback): saves run one at a time on that thread, so it would never finish"
+            )
         done, _ = concurrent.futures.wait([self], timeout)
         return bool(done)
 
@@ -139,8 +140,9 @@ class AsyncSave(concurrent.futures.Future[T]):
         if not self.wait(timeout):
             raise DeadlineExceededError(f"the save of '{self.prefix}' did not finish within {timeout} s")
         if self.cancelled():
-            raise CancelledError(f"the save of '{self.prefix}' was cancelled before it started; "
-                                 "nothing of it was written")
+            raise CancelledError(
+                f"the save of '{self.prefix}' was cancelled before it started; nothing of it was written"
+            )
         error = super().exception(0)
         if error is not None:
             mark_observed(self)
@@ -170,8 +172,8 @@ class AsyncSave(concurrent.futures.Future[T]):
             # The callbacks run last, once the save is off the pending list: a
             # callback may then call wait_for_pending_saves() on this thread.
             self._defer_callbacks = True
-            super().cancel()                      # wakes result() and wait()
-            self.set_running_or_notify_cancel()   # and concurrent.futures.wait / as_completed
+            super().cancel()  # wakes result() and wait()
+            self.set_running_or_notify_cancel()  # and concurrent.futures.wait / as_completed
             _retire(self)
             self._defer_callbacks = False
             super()._invoke_callbacks()  # type: ignore[misc]
@@ -199,8 +201,8 @@ _lock = threading.Lock()
 _queue: Deque[AsyncSave[Any]] = collections.deque()
 _wakeup = threading.Condition(_lock)
 _worker: Optional[threading.Thread] = None
-_pending: List[AsyncSave[Any]] = []    # submitted and not finished; guarded by _lock
-_failed: List[_FailureReport] = []     # failures nobody has seen yet; guarded by _lock
+_pending: List[AsyncSave[Any]] = []  # submitted and not finished; guarded by _lock
+_failed: List[_FailureReport] = []  # failures nobody has seen yet; guarded by _lock
 
 
 def _strip_tracebacks(error: BaseException) -> BaseException:
@@ -265,8 +267,13 @@ def _run() -> None:
         del handle
 
 
-def submit(handle: AsyncSave[T], fn: Callable[[], T], *, on_cancel: Optional[Callable[[], None]] = None,
-           cancellable: bool = True) -> None:
+def submit(
+    handle: AsyncSave[T],
+    fn: Callable[[], T],
+    *,
+    on_cancel: Optional[Callable[[], None]] = None,
+    cancellable: bool = True,
+) -> None:
     """Queues `fn` (which finishes the save of `handle`) behind earlier saves.
 
     `on_cancel` is called instead of `fn` if the save is cancelled while it
@@ -332,8 +339,7 @@ def pending_saves() -> List[AsyncSave[Any]]:
 
 def check_timeout(timeout: Optional[float]) -> None:
     """Raises InvalidArgumentError unless `timeout` is None or a number of seconds >= 0."""
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout >= 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0):
         raise InvalidArgumentError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
 
 
@@ -356,7 +362,8 @@ def wait_for_pending_saves(timeout: Optional[float] = None) -> bool:
     if threading.current_thread() is _worker and pending_saves():
         raise FailedPreconditionError(
             "cannot wait for pending saves on the background thread (in a done callback): saves "
-            "run one at a time on that thread, so they would never finish")
+            "run one at a time on that thread, so they would never finish"
+        )
     with _lock:
         while _pending:
             left = None if deadline is None else deadline - time.monotonic()
@@ -373,8 +380,10 @@ def _drain_at_exit() -> None:
             wait_for_pending_saves()
         except BaseException:  # e.g. a second Ctrl-C while waiting
             left = [h.prefix for h in pending_saves()]
-            print(f"fastckpt: exiting before {len(left)} background save(s) finished; "
-                  f"not committed: {', '.join(left)}", file=sys.stderr)
+            print(
+                f"fastckpt: exiting before {len(left)} background save(s) finished; not committed: {', '.join(left)}",
+                file=sys.stderr,
+            )
             return
     with _lock:
         failed = list(_failed)
@@ -409,5 +418,4 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -21,6 +21,7 @@ data files; entries are sorted by name in the index as always.
 Thread-safety: one writer is used by one thread. Its background writes run
 on a private thread, which releases the GIL inside the native writer.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,17 +72,26 @@ class BundleStreamWriter:
     As a context manager, leaving the block without a commit aborts.
     """
 
-    def __init__(self, prefix: str, num_groups: int, *, durable: bool = True,
-                 threads: Optional[int] = None, sort_data: bool = True,
-                 compression: Optional[str] = None, compression_level: Optional[int] = None,
-                 files_per_group: int = 1) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        num_groups: int,
+        *,
+        durable: bool = True,
+        threads: Optional[int] = None,
+        sort_data: bool = True,
+        compression: Optional[str] = None,
+        compression_level: Optional[int] = None,
+        files_per_group: int = 1,
+    ) -> None:
         if not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
-            raise InvalidArgumentError(
-                f"a bundle written in groups has 1..{MAX_GROUPS} groups, not {num_groups!r}")
+            raise InvalidArgumentError(f"a bundle written in groups has 1..{MAX_GROUPS} groups, not {num_groups!r}")
         config.check_positive(threads=threads, files_per_group=files_per_group)
         if num_groups * files_per_group > MAX_GROUPS:
-            raise InvalidArgumentError(f"{num_groups} groups of {files_per_group} data files are more "
-                                       f"than the {MAX_GROUPS} data files a bundle can name")
+            raise InvalidArgumentError(
+                f"{num_groups} groups of {files_per_group} data files are more "
+                f"than the {MAX_GROUPS} data files a bundle can name"
+            )
         # Files written at once: ext4 (and most file systems) serialise
         # writes to one file, so a group written by several threads needs
         # as many files to write in parallel.
@@ -121,7 +131,8 @@ class BundleStreamWriter:
         if len(self._jobs) >= self.num_groups:
             raise InvalidArgumentError(
                 f"the bundle '{self.prefix}' was planned with {self.num_groups} groups; "
-                "write_group was called once more")
+                "write_group was called once more"
+            )
 
     def write_group(self, tensors: Mapping[str, Any]) -> None:
         """Starts writing one group (name -> array; the arrays must stay
@@ -141,23 +152,31 @@ class BundleStreamWriter:
         self._wait()
         shard = len(self._jobs)
         if self._codec is not None:
-            items, tables, logical = _compression.compress_items(items, named or {}, level=self._codec[1],
-                                                                 threads=self.threads)
+            items, tables, logical = _compression.compress_items(
+                items, named or {}, level=self._codec[1], threads=self.threads
+            )
             self._tables.update(tables)
             self._logical.update(logical)
             keep = [keep, items]  # the compressed bytes, until written
             if shard == self.num_groups - 1 and self._tables:
                 items = items + [_compression.frames_item(self._tables)]
-        job = start_job(items, self.prefix, num_shards=self.files_per_group, threads=self.threads,
-                        durable=self.durable, sort_data=self.sort_data,
-                        shard_base=shard * self.files_per_group,
-                        total_shards=self.num_groups * self.files_per_group,
-                        commit=False)
+        job = start_job(
+            items,
+            self.prefix,
+            num_shards=self.files_per_group,
+            threads=self.threads,
+            durable=self.durable,
+            sort_data=self.sort_data,
+            shard_base=shard * self.files_per_group,
+            total_shards=self.num_groups * self.files_per_group,
+            commit=False,
+        )
         self._jobs.append(job)
         self._pending_keep = [keep]
         self._pending_result = {}
-        thread = threading.Thread(target=self._finish, args=(job, self._pending_result),
-                                  name="fastckpt-bundle-group", daemon=True)
+        thread = threading.Thread(
+            target=self._finish, args=(job, self._pending_result), name="fastckpt-bundle-group", daemon=True
+        )
         self._pending = thread
         thread.start()
 
@@ -200,15 +219,20 @@ class BundleStreamWriter:
             if len(self._jobs) != self.num_groups:
                 raise InvalidArgumentError(
                     f"the bundle '{self.prefix}' was planned with {self.num_groups} groups but "
-                    f"{len(self._jobs)} were written")
+                    f"{len(self._jobs)} were written"
+                )
             logger.debug("committing %s: %d data files written in groups", self.prefix, self.num_groups)
             entries = self._entries
             if self._logical:
                 entries = _compression.rewrite_entries(entries, self._logical)
-            files = _native.commit_bundle(self.prefix, entries, self._data_files,
-                                          self.num_groups * self.files_per_group,
-                                          durable=self.durable,
-                                          min_consumer=_native.COMPRESSED_MIN_CONSUMER if self._tables else 0)
+            files = _native.commit_bundle(
+                self.prefix,
+                entries,
+                self._data_files,
+                self.num_groups * self.files_per_group,
+                durable=self.durable,
+                min_consumer=_native.COMPRESSED_MIN_CONSUMER if self._tables else 0,
+            )
         except BaseException:
             self.abort()
             raise

@@ -13,6 +13,7 @@ Both are fed by the library's ``progress=`` callbacks
 (:class:`fastckpt.Progress`), which arrive on the calling thread at most
 ten times a second.
 """
+
 from __future__ import annotations
 
 import sys
@@ -44,8 +45,10 @@ class _PlainBar:
         rate = p.bytes_done / elapsed
         left = (p.bytes_total - p.bytes_done) / rate if rate > 0 else float("inf")
         eta = f"{left:.0f}s left" if left != float("inf") else "--"
-        line = (f"{self.label}: {100 * p.fraction:5.1f}% {_human(p.bytes_done)}/{_human(p.bytes_total)} "
-                f"{_human(rate)}/s {eta} ({p.tensors_done}/{p.tensors_total} tensors)")
+        line = (
+            f"{self.label}: {100 * p.fraction:5.1f}% {_human(p.bytes_done)}/{_human(p.bytes_total)} "
+            f"{_human(rate)}/s {eta} ({p.tensors_done}/{p.tensors_total} tensors)"
+        )
         pad = max(0, self.width - len(line))
         self.stream.write("\r" + line + " " * pad)
         self.stream.flush()
@@ -66,9 +69,16 @@ class _TqdmBar:
 
     def update(self, p: Progress) -> None:
         if self.bar is None:
-            self.bar = self.tqdm(total=p.bytes_total, unit="B", unit_scale=True, unit_divisor=1024,
-                                 desc=self.label, file=self.stream, leave=False,
-                                 mininterval=0)  # the callbacks are rate-limited already
+            self.bar = self.tqdm(
+                total=p.bytes_total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=self.label,
+                file=self.stream,
+                leave=False,
+                mininterval=0,
+            )  # the callbacks are rate-limited already
         self.bar.set_postfix_str(f"{p.tensors_done}/{p.tensors_total} tensors", refresh=False)
         self.bar.update(p.bytes_done - self.bar.n)
         if p.bytes_done == p.bytes_total:

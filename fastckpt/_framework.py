@@ -5,6 +5,7 @@ already and handed TensorFlow's objects (decided by class, so user-defined
 ``Trackable`` and ``SaveableObject`` subclasses count), or when a path is one
 of TensorFlow's filesystem URLs.
 """
+
 from __future__ import annotations
 
 import os

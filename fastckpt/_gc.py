@@ -1,6 +1,7 @@
 """Pausing the cyclic garbage collector around loops that allocate one small
 object per tensor (100,000 tensors trigger dozens of full collections that
 find nothing: these objects hold no cycles)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -17,6 +17,7 @@ not a synchronisation.
 
 Thread-safety: a Tracker belongs to one call on one thread.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -51,6 +52,7 @@ class Progress(NamedTuple):
             ``bytes_done``); equal to ``tensors_total`` in the last call.
         tensors_total: tensors the call handles in all.
     """
+
     bytes_done: int
     bytes_total: int
     tensors_done: int
@@ -69,7 +71,8 @@ def check_callback(progress: Any) -> Optional[ProgressCallback]:
     """`progress` itself if it is None or callable; else InvalidArgumentError."""
     if progress is not None and not callable(progress):
         raise InvalidArgumentError(
-            f"progress must be a callable taking a fastckpt.Progress, not {type(progress).__name__}")
+            f"progress must be a callable taking a fastckpt.Progress, not {type(progress).__name__}"
+        )
     return progress
 
 
@@ -86,8 +89,7 @@ class Tracker:
     lays them out; `offset` is subtracted from the polled counter (a
     reader's counter runs over its lifetime)."""
 
-    def __init__(self, callback: ProgressCallback, sizes: List[int], *,
-                 interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, callback: ProgressCallback, sizes: List[int], *, interval: float = DEFAULT_INTERVAL) -> None:
         self.callback = callback
         self.interval = interval
         self.ends: List[int] = []
@@ -112,8 +114,9 @@ class Tracker:
         if time.monotonic() - self.last_report >= self.interval:
             self.report(done)
 
-    def run(self, call: Callable[[], T], poll: Callable[[], int],
-            abort: Optional[Callable[[BaseException], None]] = None) -> T:
+    def run(
+        self, call: Callable[[], T], poll: Callable[[], int], abort: Optional[Callable[[BaseException], None]] = None
+    ) -> T:
         """Runs `call` on a worker thread; until it returns, reports
         ``poll()`` bytes at most once per interval from this thread.
         Returns its result or raises its exception (after it has ended: a

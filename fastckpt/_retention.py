@@ -8,6 +8,7 @@ entries of *other* savers (other prefixes, other processes) are carried over
 and its own evicted ones never are. Not thread-safe: the Saver commits one
 checkpoint at a time.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,8 +87,7 @@ class CheckpointHistory:
             cm.remove_checkpoint(path, _V2, meta_graph_suffix)
             logger.debug("removed old checkpoint %s (max_to_keep)", path)
         except Exception as e:  # noqa: BLE001 - deletion errors are ignored, as in TF
-            warnings.warn(f"fastckpt: could not delete old checkpoint {path}: {e}", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(f"fastckpt: could not delete old checkpoint {path}: {e}", RuntimeWarning, stacklevel=3)
 
 
 class locked_directory:
@@ -118,8 +118,7 @@ class locked_directory:
             os.close(self._fd)  # releases the lock
 
 
-def other_savers_entries(save_dir: str, latest_filename: str, save_path: str,
-                          own: Iterable[str]) -> List[str]:
+def other_savers_entries(save_dir: str, latest_filename: str, save_path: str, own: Iterable[str]) -> List[str]:
     """Entries of the state file written by savers of *other* prefixes (another
     process saving into the same directory) whose checkpoints still exist.
 

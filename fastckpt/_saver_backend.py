@@ -8,6 +8,7 @@ Two implement it: :class:`fastckpt._tf_backend.TFBackend` (TensorFlow
 variables, graph or eager mode) and :class:`fastckpt._array_backend.ArrayBackend`
 (a dict of arrays, no TensorFlow). Methods are called on the saving thread.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Protocol, Tuple
@@ -72,8 +73,9 @@ class SaverBackend(Protocol):
         """``(n, groups)`` where a save is better fetched and written in
         groups of about `group_bytes`, else None."""
 
-    def capture_meta_graph(self, sess: Any, *, strip_default_attrs: bool,
-                           save_debug_info: bool) -> Callable[[str, bool], None]:
+    def capture_meta_graph(
+        self, sess: Any, *, strip_default_attrs: bool, save_debug_info: bool
+    ) -> Callable[[str, bool], None]:
         """The graph as it is now, as ``write(path, durable)``."""
 
     def export_meta_graph(self, filename: Any, *, durable: bool, **kwargs: Any) -> Any:

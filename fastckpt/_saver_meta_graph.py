@@ -1,6 +1,7 @@
 """The module functions ``fastckpt.import_meta_graph`` and
 ``fastckpt.export_meta_graph``, as TensorFlow's (and, without TensorFlow,
 importing a ``.meta`` into a Saver of zero-filled arrays)."""
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,14 @@ __all__ = ["import_meta_graph", "export_meta_graph"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False,
-                      import_scope: Optional[str] = None, *, use_tensorflow: Optional[bool] = None,
-                      **kwargs: Any) -> Optional["Saver"]:
+def import_meta_graph(
+    meta_graph_or_file: Any,
+    clear_devices: bool = False,
+    import_scope: Optional[str] = None,
+    *,
+    use_tensorflow: Optional[bool] = None,
+    **kwargs: Any,
+) -> Optional["Saver"]:
     """Imports a ``.meta`` and returns a :class:`Saver` bound to it.
 
     When TensorFlow is loaded and in graph mode (``use_tensorflow=None``, the
@@ -40,8 +46,9 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False,
     if use_tensorflow:
         from ._tf_backend import import_meta_graph_tf
 
-        return import_meta_graph_tf(meta_graph_or_file, clear_devices=clear_devices,
-                                    import_scope=import_scope, **kwargs)
+        return import_meta_graph_tf(
+            meta_graph_or_file, clear_devices=clear_devices, import_scope=import_scope, **kwargs
+        )
     meta = meta_graph_or_file
     if not hasattr(meta, "graph_def"):
         meta = mg.read_meta_graph(meta_graph_or_file)
@@ -49,9 +56,11 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False,
     if not arrays:
         return None
     sd = meta.saver_def
-    return Saver(arrays, max_to_keep=sd.max_to_keep if meta.HasField("saver_def") else 5,
-                 keep_checkpoint_every_n_hours=(sd.keep_checkpoint_every_n_hours
-                                                if meta.HasField("saver_def") else 10000.0))
+    return Saver(
+        arrays,
+        max_to_keep=sd.max_to_keep if meta.HasField("saver_def") else 5,
+        keep_checkpoint_every_n_hours=(sd.keep_checkpoint_every_n_hours if meta.HasField("saver_def") else 10000.0),
+    )
 
 
 def _variables_of(meta: Any) -> Dict[str, np.ndarray]:
@@ -80,12 +89,21 @@ def _variables_of(meta: Any) -> Dict[str, np.ndarray]:
     return arrays
 
 
-def export_meta_graph(filename: Optional[PathLike] = None, meta_info_def: Any = None,
-                      graph_def: Any = None, saver_def: Any = None, collection_list: Any = None,
-                      as_text: bool = False, graph: Any = None, export_scope: Optional[str] = None,
-                      clear_devices: bool = False, clear_extraneous_savers: bool = False,
-                      strip_default_attrs: bool = False, save_debug_info: bool = False,
-                      **kwargs: Any) -> Any:
+def export_meta_graph(
+    filename: Optional[PathLike] = None,
+    meta_info_def: Any = None,
+    graph_def: Any = None,
+    saver_def: Any = None,
+    collection_list: Any = None,
+    as_text: bool = False,
+    graph: Any = None,
+    export_scope: Optional[str] = None,
+    clear_devices: bool = False,
+    clear_extraneous_savers: bool = False,
+    strip_default_attrs: bool = False,
+    save_debug_info: bool = False,
+    **kwargs: Any,
+) -> Any:
     """``tf.compat.v1.train.export_meta_graph``; requires TensorFlow (it exports a TF graph).
 
     Without TensorFlow use :meth:`Saver.export_meta_graph`, which exports the
@@ -93,12 +111,22 @@ def export_meta_graph(filename: Optional[PathLike] = None, meta_info_def: Any = 
     """
     if not tf_loaded():
         raise InvalidArgumentError(
-            "fastckpt.export_meta_graph exports a TensorFlow graph; without TensorFlow "
-            "use Saver.export_meta_graph()")
+            "fastckpt.export_meta_graph exports a TensorFlow graph; without TensorFlow use Saver.export_meta_graph()"
+        )
     import tensorflow as tf
 
     return tf.compat.v1.train.export_meta_graph(
-        filename=filename, meta_info_def=meta_info_def, graph_def=graph_def, saver_def=saver_def,
-        collection_list=collection_list, as_text=as_text, graph=graph, export_scope=export_scope,
-        clear_devices=clear_devices, clear_extraneous_savers=clear_extraneous_savers,
-        strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info, **kwargs)
+        filename=filename,
+        meta_info_def=meta_info_def,
+        graph_def=graph_def,
+        saver_def=saver_def,
+        collection_list=collection_list,
+        as_text=as_text,
+        graph=graph,
+        export_scope=export_scope,
+        clear_devices=clear_devices,
+        clear_extraneous_savers=clear_extraneous_savers,
+        strip_default_attrs=strip_default_attrs,
+        save_debug_info=save_debug_info,
+        **kwargs,
+    )

@@ -21,6 +21,7 @@ Eager mode (an explicit ``var_list`` of ``tf.Variable``): the saveable
 objects' tensors are read with ``.numpy()`` and restored through the
 saveables' own ``restore``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,8 @@ import numpy as np
 
 from . import metagraph as mg
 from ._bundle_stream import plan_groups
-from ._tf_in_place import InPlaceReader, strip_nodes
 from ._tf_errors import as_tensorflow_error
+from ._tf_in_place import InPlaceReader, strip_nodes
 from .errors import ArgumentTypeError, FailedPreconditionError, InvalidArgumentError, TensorNotFoundError
 from .format import slices as slicing
 from .reader import CheckpointReader, check_restore_target
@@ -76,8 +77,9 @@ def _ancestor_ops(root: Any, op_type: str) -> List[Any]:
 _Partitions = Dict[str, Tuple[int, Tuple[int, ...], List[List[Tuple[int, int]]]]]
 
 
-def _items_from_values(specs: List[_Spec], values: List[Any], partitions: Optional[_Partitions] = None,
-                       *, last: bool = True) -> Tuple[List[Any], List[Any]]:
+def _items_from_values(
+    specs: List[_Spec], values: List[Any], partitions: Optional[_Partitions] = None, *, last: bool = True
+) -> Tuple[List[Any], List[Any]]:
     """Native writer items for TF saveable tensors (partitioned ones as slices).
 
     A save written in groups passes one `partitions` dict to every group and
@@ -111,7 +113,8 @@ def _require(reader: CheckpointReader, name: str) -> None:
     if not reader.has_tensor(name):
         raise TensorNotFoundError(
             f"Key {name} not found in checkpoint '{reader.prefix}' (a variable of the graph is "
-            "missing from the checkpoint)")
+            "missing from the checkpoint)"
+        )
 
 
 def _read_spec(reader: CheckpointReader, name: str, spec: str) -> np.ndarray:
@@ -125,8 +128,7 @@ def _read_spec(reader: CheckpointReader, name: str, spec: str) -> np.ndarray:
 class TFBackend:
     """Drives TensorFlow variables for :class:`fastckpt.Saver`."""
 
-    def __init__(self, var_list: Any, *, saver_def: Any, allow_empty: bool, sharded: bool,
-                 **saver_args: Any) -> None:
+    def __init__(self, var_list: Any, *, saver_def: Any, allow_empty: bool, sharded: bool, **saver_args: Any) -> None:
         tf = _tf()
         self.var_list = var_list
         self._sharded = sharded
@@ -141,12 +143,13 @@ class TFBackend:
         if self._eager:
             if var_list is None:
                 raise FailedPreconditionError(
-                    "When eager execution is enabled, `var_list` must specify a list or dict of "
-                    "variables to save")
+                    "When eager execution is enabled, `var_list` must specify a list or dict of variables to save"
+                )
             from tensorflow.python.training.saving import saveable_object_util
 
-            names_to_saveables = var_list if isinstance(var_list, dict) else \
-                saveable_object_util.op_list_to_dict(var_list)
+            names_to_saveables = (
+                var_list if isinstance(var_list, dict) else saveable_object_util.op_list_to_dict(var_list)
+            )
             self._saveables = saveable_object_util.validate_and_slice_inputs(names_to_saveables)
             self.is_empty = not self._saveables
             if self.is_empty and not allow_empty:
@@ -155,7 +158,8 @@ class TFBackend:
             return
         self._graph = tf.compat.v1.get_default_graph()
         self._tf_saver = tf.compat.v1.train.Saver(
-            var_list, saver_def=saver_def, allow_empty=allow_empty, sharded=sharded, **saver_args)
+            var_list, saver_def=saver_def, allow_empty=allow_empty, sharded=sharded, **saver_args
+        )
         self.is_empty = bool(getattr(self._tf_saver, "_is_empty", False))
         self._save_plan: Optional[Tuple[List[_Spec], List[Any]]] = None
         self._restore_plan: Optional[Tuple[List[_Spec], List[Any]]] = None
@@ -167,8 +171,12 @@ class TFBackend:
         """Adds the op through which saves read the variables in place, where
         the graph can still take it (a Saver made from a ``saver_def`` on a
         finalized graph fetches instead) and every tensor is an array."""
-        if self._in_place is not None or self._graph.finalized or self._tf_saver.saver_def is None \
-                or not self.native_io():
+        if (
+            self._in_place is not None
+            or self._graph.finalized
+            or self._tf_saver.saver_def is None
+            or not self.native_io()
+        ):
             return
         assert self._save_plan is not None
         tensors = self._save_plan[1]
@@ -246,9 +254,12 @@ class TFBackend:
     def check_built(self) -> None:
         if self._eager and not _tf().executing_eagerly():
             # TensorFlow's Saver raises RuntimeError here too (its build check).
-            raise as_tensorflow_error(FailedPreconditionError(
-                "Saver.save cannot run while a tf.function is being traced: the variables have no "
-                "values then; call it outside the tf.function (eagerly)"))
+            raise as_tensorflow_error(
+                FailedPreconditionError(
+                    "Saver.save cannot run while a tf.function is being traced: the variables have no "
+                    "values then; call it outside the tf.function (eagerly)"
+                )
+            )
         if self._tf_saver is not None and not self._tf_saver._is_built:  # noqa: SLF001
             raise FailedPreconditionError("`build()` should be called before save if defer_build==True")
 
@@ -322,8 +333,9 @@ class TFBackend:
             return
         yield self.collect(sess)
 
-    def fetch_in_groups(self, sess: Any, group_bytes: int
-                        ) -> Optional[Tuple[int, Iterator[Tuple[List[Any], List[Any]]]]]:
+    def fetch_in_groups(
+        self, sess: Any, group_bytes: int
+    ) -> Optional[Tuple[int, Iterator[Tuple[List[Any], List[Any]]]]]:
         """Graph mode: the save's tensors as `n` groups of about `group_bytes`,
         each fetched by its own ``sess.run`` when the iterator reaches it, so
         that writing one group overlaps fetching the next (a fetch is a copy:
@@ -332,8 +344,7 @@ class TFBackend:
         fetch is as good: eager mode, ``sharded=True`` (one data file per
         device, as TensorFlow writes), a tensor whose size the graph does not
         fix (unknown shape, strings), or less than two groups of data."""
-        if self._eager or self._sharded or \
-                (self._in_place is not None and self._in_place.usable_with(sess)):
+        if self._eager or self._sharded or (self._in_place is not None and self._in_place.usable_with(sess)):
             return None
         self._plans()
         assert self._save_plan is not None
@@ -352,8 +363,9 @@ class TFBackend:
             partitions: _Partitions = {}
             for g, indices in enumerate(plan):
                 values = sess.run([tensors[i] for i in indices])
-                items, keep = _items_from_values([specs[i] for i in indices], values, partitions,
-                                                 last=g == len(plan) - 1)
+                items, keep = _items_from_values(
+                    [specs[i] for i in indices], values, partitions, last=g == len(plan) - 1
+                )
                 yield items, [values, keep]
 
         return len(plan), groups()
@@ -366,13 +378,23 @@ class TFBackend:
                 for spec in saveable.specs:
                     value = _read_spec(reader, spec.name, spec.slice_spec)
                     want = getattr(spec, "dtype", None)
-                    if value.dtype != object and want is not None and want.is_numpy_compatible and \
-                            np.dtype(want.as_numpy_dtype) != value.dtype:
+                    if (
+                        value.dtype != object
+                        and want is not None
+                        and want.is_numpy_compatible
+                        and np.dtype(want.as_numpy_dtype) != value.dtype
+                    ):
                         # Said here, with both dtypes, rather than by the assign op.
                         # (A shape mismatch is left to the saveable, which raises
                         # TensorFlow's own ValueError for it.)
-                        check_restore_target(spec.name, reader.prefix, value.dtype, value.shape,
-                                             np.dtype(want.as_numpy_dtype), value.shape)
+                        check_restore_target(
+                            spec.name,
+                            reader.prefix,
+                            value.dtype,
+                            value.shape,
+                            np.dtype(want.as_numpy_dtype),
+                            value.shape,
+                        )
                     restored.append(tf.constant(value))
                 saveable.restore(restored, None)
             return None
@@ -394,15 +416,17 @@ class TFBackend:
                 value = _read_spec(reader, name, spec)
             if value.dtype != object:  # a string tensor feeds a DT_STRING output as is
                 shape = out.shape.as_list() if out.shape.is_fully_defined() else list(value.shape)
-                check_restore_target(name, reader.prefix, value.dtype, value.shape,
-                                     np.dtype(out.dtype.as_numpy_dtype), shape)
+                check_restore_target(
+                    name, reader.prefix, value.dtype, value.shape, np.dtype(out.dtype.as_numpy_dtype), shape
+                )
             feed[out] = value
         reader.read_into(whole)
         sess.run(self._tf_saver.saver_def.restore_op_name, feed_dict=feed)
         return None
 
-    def capture_meta_graph(self, sess: Any, *, strip_default_attrs: bool,
-                           save_debug_info: bool) -> Callable[[str, bool], None]:
+    def capture_meta_graph(
+        self, sess: Any, *, strip_default_attrs: bool, save_debug_info: bool
+    ) -> Callable[[str, bool], None]:
         """The graph's MetaGraphDef as it is now, as ``write(path, durable)``.
 
         Called on the saving thread, so that an asynchronous save writes the
@@ -416,17 +440,18 @@ class TFBackend:
             # after the .meta; it is exported when written.
             def export(path: str, durable: bool) -> None:
                 with sess.graph.as_default():
-                    meta = self._tf_saver.export_meta_graph(path, strip_default_attrs=strip_default_attrs,
-                                                            save_debug_info=True)
+                    meta = self._tf_saver.export_meta_graph(
+                        path, strip_default_attrs=strip_default_attrs, save_debug_info=True
+                    )
                 if self._in_place is not None:  # rewritten without the in-place read op
-                    mg.write_meta_graph(strip_nodes(meta, self._in_place.node_names, None), path,
-                                        fsync=False)
+                    mg.write_meta_graph(strip_nodes(meta, self._in_place.node_names, None), path, fsync=False)
                 if durable:
                     fd = os.open(path, os.O_RDONLY)
                     try:
                         os.fsync(fd)
                     finally:
                         os.close(fd)
+
             return export
         with sess.graph.as_default():
             meta = self._tf_saver.export_meta_graph(None, strip_default_attrs=strip_default_attrs)
@@ -437,6 +462,7 @@ class TFBackend:
             # Deterministic serialization, written atomically: the bytes
             # TensorFlow's exporter writes.
             mg.write_meta_graph(meta, path, fsync=durable)
+
         return write
 
     def export_meta_graph(self, filename: Any, *, durable: bool, **kwargs: Any) -> Any:
@@ -449,21 +475,28 @@ class TFBackend:
                 from tensorflow.python.framework import graph_io
 
                 path = os.fspath(filename)
-                graph_io.write_graph(meta, os.path.dirname(path), os.path.basename(path),
-                                     as_text=bool(kwargs.get("as_text")))
+                graph_io.write_graph(
+                    meta, os.path.dirname(path), os.path.basename(path), as_text=bool(kwargs.get("as_text"))
+                )
         return meta
 
 
-def import_meta_graph_tf(meta_graph_or_file: Any, clear_devices: bool = False,
-                         import_scope: Optional[str] = None, **kwargs: Any) -> Any:
+def import_meta_graph_tf(
+    meta_graph_or_file: Any, clear_devices: bool = False, import_scope: Optional[str] = None, **kwargs: Any
+) -> Any:
     """``tf.compat.v1.train.import_meta_graph``, returning a fastckpt Saver."""
     from .saver import Saver
 
     tf = _tf()
     tf_saver = tf.compat.v1.train.import_meta_graph(
-        meta_graph_or_file, clear_devices=clear_devices, import_scope=import_scope, **kwargs)
+        meta_graph_or_file, clear_devices=clear_devices, import_scope=import_scope, **kwargs
+    )
     if tf_saver is None:
         return None
     sd = tf_saver.saver_def
-    return Saver(saver_def=sd, max_to_keep=sd.max_to_keep,
-                 keep_checkpoint_every_n_hours=sd.keep_checkpoint_every_n_hours, sharded=sd.sharded)
+    return Saver(
+        saver_def=sd,
+        max_to_keep=sd.max_to_keep,
+        keep_checkpoint_every_n_hours=sd.keep_checkpoint_every_n_hours,
+        sharded=sd.sharded,
+    )

@@ -9,6 +9,7 @@ tf.errors.NotFoundError`` both catch it), with the same message and
 attributes. Used only where TensorFlow is already loaded (a Saver of
 TensorFlow variables); this module imports nothing from TensorFlow itself.
 """
+
 from __future__ import annotations
 
 import sys
@@ -50,8 +51,13 @@ def _both(ours: type, theirs: Any) -> type:
         if cls is None:
             # TensorFlow's signature (autograph re-raises an OpError from a
             # tf.function with these arguments), or the message alone.
-            def __init__(self: Any, node_def: Any, op: Any = None, message: Any = None,  # noqa: N807
-                         *args: Any) -> None:
+            def __init__(
+                self: Any,
+                node_def: Any,
+                op: Any = None,
+                message: Any = None,  # noqa: N807
+                *args: Any,
+            ) -> None:
                 if op is None and message is None:
                     node_def, message = None, node_def
                 theirs.__init__(self, node_def, op, message, *args)
@@ -63,10 +69,18 @@ def _both(ours: type, theirs: Any) -> type:
             def __reduce__(self: Any) -> Any:  # noqa: N807 - pickles as fastckpt's class
                 return (ours, (self.message,))
 
-            cls = type(ours.__name__, (ours, theirs),
-                       {"__init__": __init__, "__str__": __str__, "__reduce__": __reduce__,
-                        "__module__": ours.__module__, "__qualname__": ours.__qualname__,
-                        "__doc__": f"{ours.__doc__}\n\nAlso TensorFlow's ``{theirs.__name__}``."})
+            cls = type(
+                ours.__name__,
+                (ours, theirs),
+                {
+                    "__init__": __init__,
+                    "__str__": __str__,
+                    "__reduce__": __reduce__,
+                    "__module__": ours.__module__,
+                    "__qualname__": ours.__qualname__,
+                    "__doc__": f"{ours.__doc__}\n\nAlso TensorFlow's ``{theirs.__name__}``.",
+                },
+            )
             _classes[(ours, theirs)] = cls
         return cls
 

@@ -7,6 +7,7 @@ state-file functions of :mod:`fastckpt.checkpoint_management`.
 translation to a regular expression), so ``*`` never crosses a ``/`` but does
 match a leading ``.``. Stateless and thread-safe.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -39,7 +40,6 @@ def os_path(path: str) -> str:
     even when ``x`` does not exist); ``os.path.normpath`` does the same.
     """
     return os.path.normpath(path)
-
 
 
 _GLOB_CHARS = "*?[\\"
@@ -152,7 +152,7 @@ def _translate_bracket(pattern: str, i: int) -> Optional[Tuple[str, int]]:
         if c == "[" and j + 1 < n and pattern[j + 1] == ":":
             end = pattern.find(":]", j + 2)
             if end >= 0:
-                name = pattern[j + 2:end]
+                name = pattern[j + 2 : end]
                 if name not in _CHAR_CLASSES:
                     return "", -1
                 parts.append(_CHAR_CLASSES[name])

@@ -16,6 +16,7 @@ place, as TensorFlow's own ``SaveV2`` reads it.
 Thread safety: any number of saves may run at once (each has its token);
 the registry is a dict touched under the GIL.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,11 +76,15 @@ class InPlaceReader:
         self.graph = graph
         # Outside any device, colocation, control-dependency or name scope of
         # the caller: the op has only a CPU kernel and must depend on nothing.
-        with graph.as_default(), graph.device(None), graph.colocate_with(None, ignore_existing=True), \
-                graph.control_dependencies(None), graph.name_scope(scope):
+        with (
+            graph.as_default(),
+            graph.device(None),
+            graph.colocate_with(None, ignore_existing=True),
+            graph.control_dependencies(None),
+            graph.name_scope(scope),
+        ):
             self._token = tf.compat.v1.placeholder(tf.int64, [], name=TOKEN_NAME)
-            self._op = tf.numpy_function(_hand_over, [self._token, *tensors], tf.int64, stateful=True,
-                                         name=OP_NAME)
+            self._op = tf.numpy_function(_hand_over, [self._token, *tensors], tf.int64, stateful=True, name=OP_NAME)
         self.node_names = frozenset((self._token.op.name, self._op.op.name))
 
     def usable_with(self, sess: Any) -> bool:
@@ -127,7 +132,7 @@ def strip_nodes(meta_graph: Any, names: FrozenSet[str], export_scope: Optional[s
     where no other node uses them: the ``.meta`` holds what TensorFlow's Saver
     writes."""
     prefix = f"{export_scope}/" if export_scope else ""
-    own = {n[len(prefix):] for n in names if n.startswith(prefix)}
+    own = {n[len(prefix) :] for n in names if n.startswith(prefix)}
     graph = meta_graph.graph_def
     removed = {n.op for n in graph.node if n.name in own}
     if not removed:

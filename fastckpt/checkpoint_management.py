@@ -33,6 +33,7 @@ Deliberate differences from TensorFlow (all supersets of its behaviour):
   classes (``tf.errors.NotFoundError``...);
 * only local paths are supported (no ``gs://``, ``s3://`` file systems).
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,13 +43,15 @@ from typing import Iterable, List, Optional, Sequence
 
 from google.protobuf import text_format
 
-from .errors import FailedPreconditionError, InvalidArgumentError
 from ._atomic_io import atomic_write, io_error
+
 # Paths and the glob, with TensorFlow's rules (get_matching_files is public here too).
 from ._tf_glob import PathLike, get_matching_files
 from ._tf_glob import file_exists as _file_exists
 from ._tf_glob import fspath as _fspath
 from ._tf_glob import os_path as _os_path
+from .errors import FailedPreconditionError, InvalidArgumentError
+
 # The ``CheckpointState`` message class (fields ``model_checkpoint_path``,
 # ``all_model_checkpoint_paths``, ``all_model_checkpoint_timestamps``,
 # ``last_preserved_timestamp``).
@@ -84,6 +87,7 @@ _DEFAULT_STATE_FILENAME = "checkpoint"
 # Small helpers
 # --------------------------------------------------------------------------------------
 
+
 def _relpath(path: str, start: str) -> str:
     """``os.path.relpath``, raising InvalidArgumentError (a ValueError, as
     TensorFlow's call raises) for an empty path."""
@@ -111,12 +115,14 @@ def _prefix_to_checkpoint_path(prefix: str, format_version: int) -> str:
 # The state file
 # --------------------------------------------------------------------------------------
 
+
 def generate_checkpoint_state_proto(
-        save_dir: PathLike,
-        model_checkpoint_path: PathLike,
-        all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
-        all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
-        last_preserved_timestamp: Optional[float] = None) -> CheckpointState:
+    save_dir: PathLike,
+    model_checkpoint_path: PathLike,
+    all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
+    all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
+    last_preserved_timestamp: Optional[float] = None,
+) -> CheckpointState:
     """Builds a ``CheckpointState`` (``tf.compat.v1.train.generate_checkpoint_state_proto``).
 
     Args:
@@ -142,14 +148,14 @@ def generate_checkpoint_state_proto(
     paths = [_fspath(p) for p in (all_model_checkpoint_paths or ())]
 
     if not paths or paths[-1] != model_checkpoint_path:
-        logger.debug("%s is not in all_model_checkpoint_paths. Manually adding it.",
-                     model_checkpoint_path)
+        logger.debug("%s is not in all_model_checkpoint_paths. Manually adding it.", model_checkpoint_path)
         paths.append(model_checkpoint_path)
 
     if all_model_checkpoint_timestamps and len(all_model_checkpoint_timestamps) != len(paths):
         raise InvalidArgumentError(
             "Checkpoint timestamps, if provided, must match checkpoint paths (got paths "
-            f"{paths} and timestamps {list(all_model_checkpoint_timestamps)})")
+            f"{paths} and timestamps {list(all_model_checkpoint_timestamps)})"
+        )
 
     if not os.path.isabs(save_dir):
         if not os.path.isabs(model_checkpoint_path):
@@ -160,19 +166,21 @@ def generate_checkpoint_state_proto(
         model_checkpoint_path=model_checkpoint_path,
         all_model_checkpoint_paths=paths,
         all_model_checkpoint_timestamps=all_model_checkpoint_timestamps,
-        last_preserved_timestamp=last_preserved_timestamp)
+        last_preserved_timestamp=last_preserved_timestamp,
+    )
 
 
 def update_checkpoint_state(
-        save_dir: PathLike,
-        model_checkpoint_path: PathLike,
-        all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
-        latest_filename: Optional[str] = None,
-        all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
-        last_preserved_timestamp: Optional[float] = None,
-        save_relative_paths: bool = False,
-        *,
-        durable: bool = True) -> None:
+    save_dir: PathLike,
+    model_checkpoint_path: PathLike,
+    all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
+    latest_filename: Optional[str] = None,
+    all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
+    last_preserved_timestamp: Optional[float] = None,
+    save_relative_paths: bool = False,
+    *,
+    durable: bool = True,
+) -> None:
     """Writes the state file ``save_dir/latest_filename`` (default ``checkpoint``).
 
     ``tf.compat.v1.train.update_checkpoint_state``, plus TensorFlow's internal
@@ -211,25 +219,28 @@ def update_checkpoint_state(
       CheckpointIOError: the file could not be written (an ``OSError``).
     """
     update_checkpoint_state_internal(
-        save_dir, model_checkpoint_path,
+        save_dir,
+        model_checkpoint_path,
         all_model_checkpoint_paths=all_model_checkpoint_paths,
         latest_filename=latest_filename,
         save_relative_paths=save_relative_paths,
         all_model_checkpoint_timestamps=all_model_checkpoint_timestamps,
         last_preserved_timestamp=last_preserved_timestamp,
-        durable=durable)
+        durable=durable,
+    )
 
 
 def update_checkpoint_state_internal(
-        save_dir: PathLike,
-        model_checkpoint_path: PathLike,
-        all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
-        latest_filename: Optional[str] = None,
-        save_relative_paths: bool = False,
-        all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
-        last_preserved_timestamp: Optional[float] = None,
-        *,
-        durable: bool = True) -> None:
+    save_dir: PathLike,
+    model_checkpoint_path: PathLike,
+    all_model_checkpoint_paths: Optional[Sequence[PathLike]] = None,
+    latest_filename: Optional[str] = None,
+    save_relative_paths: bool = False,
+    all_model_checkpoint_timestamps: Optional[Sequence[float]] = None,
+    last_preserved_timestamp: Optional[float] = None,
+    *,
+    durable: bool = True,
+) -> None:
     """:func:`update_checkpoint_state` with TensorFlow's internal argument order.
 
     Same as ``tf.__internal__.train.update_checkpoint_state`` (what ``Saver`` and
@@ -244,15 +255,18 @@ def update_checkpoint_state_internal(
             model_checkpoint_path = _relpath(model_checkpoint_path, save_dir)
         paths = [_relpath(p, save_dir) if os.path.isabs(p) else p for p in paths]
     ckpt = generate_checkpoint_state_proto(
-        save_dir, model_checkpoint_path,
+        save_dir,
+        model_checkpoint_path,
         all_model_checkpoint_paths=paths,
         all_model_checkpoint_timestamps=all_model_checkpoint_timestamps,
-        last_preserved_timestamp=last_preserved_timestamp)
+        last_preserved_timestamp=last_preserved_timestamp,
+    )
 
     if state_file == ckpt.model_checkpoint_path:
         raise FailedPreconditionError(
             f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint "
-            f"state '{state_file}'. Please use a different save path.")
+            f"state '{state_file}'. Please use a different save path."
+        )
 
     _atomic_write(state_file, text_format.MessageToString(ckpt).encode("utf-8"), durable)
 
@@ -262,8 +276,7 @@ def _atomic_write(path: str, data: bytes, durable: bool) -> None:
     atomic_write(_os_path(path), data, durable=durable, what="checkpoint state file")
 
 
-def get_checkpoint_state(checkpoint_dir: PathLike,
-                         latest_filename: Optional[str] = None) -> Optional[CheckpointState]:
+def get_checkpoint_state(checkpoint_dir: PathLike, latest_filename: Optional[str] = None) -> Optional[CheckpointState]:
     """Reads the state file ``checkpoint_dir/latest_filename`` (``tf.train.get_checkpoint_state``).
 
     Relative paths in the file are joined onto ``checkpoint_dir``
@@ -297,8 +310,9 @@ def get_checkpoint_state(checkpoint_dir: PathLike,
         logger.warning("%s: Checkpoint ignored", state_file)
         return None
     if not ckpt.model_checkpoint_path:
-        raise InvalidArgumentError(f"Invalid checkpoint state loaded from {checkpoint_dir}: "
-                         f"'{state_file}' has no model_checkpoint_path")
+        raise InvalidArgumentError(
+            f"Invalid checkpoint state loaded from {checkpoint_dir}: '{state_file}' has no model_checkpoint_path"
+        )
     if not os.path.isabs(ckpt.model_checkpoint_path):
         ckpt.model_checkpoint_path = os.path.join(checkpoint_dir, ckpt.model_checkpoint_path)
     for i, p in enumerate(ckpt.all_model_checkpoint_paths):
@@ -307,8 +321,7 @@ def get_checkpoint_state(checkpoint_dir: PathLike,
     return ckpt
 
 
-def latest_checkpoint(checkpoint_dir: PathLike,
-                      latest_filename: Optional[str] = None) -> Optional[str]:
+def latest_checkpoint(checkpoint_dir: PathLike, latest_filename: Optional[str] = None) -> Optional[str]:
     """Prefix of the newest checkpoint in ``checkpoint_dir`` (``tf.train.latest_checkpoint``).
 
     Reads the state file (:func:`get_checkpoint_state`) and returns its
@@ -325,8 +338,9 @@ def latest_checkpoint(checkpoint_dir: PathLike,
     ckpt = get_checkpoint_state(checkpoint_dir, latest_filename)
     if ckpt is not None and ckpt.model_checkpoint_path:
         prefix = ckpt.model_checkpoint_path
-        if (get_matching_files(_prefix_to_checkpoint_path(prefix, V2))
-                or get_matching_files(_prefix_to_checkpoint_path(prefix, V1))):
+        if get_matching_files(_prefix_to_checkpoint_path(prefix, V2)) or get_matching_files(
+            _prefix_to_checkpoint_path(prefix, V1)
+        ):
             return prefix
         logger.error("Couldn't match files for checkpoint %s", prefix)
     return None
@@ -336,11 +350,11 @@ def latest_checkpoint(checkpoint_dir: PathLike,
 # Checkpoint files
 # --------------------------------------------------------------------------------------
 
+
 def checkpoint_exists_internal(checkpoint_prefix: PathLike) -> bool:
     """True if ``PREFIX.index`` (V2) or ``PREFIX`` (V1) matches (glob semantics)."""
     prefix = _fspath(checkpoint_prefix)
-    return bool(get_matching_files(_prefix_to_checkpoint_path(prefix, V2))
-                or get_matching_files(prefix))
+    return bool(get_matching_files(_prefix_to_checkpoint_path(prefix, V2)) or get_matching_files(prefix))
 
 
 def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
@@ -387,14 +401,16 @@ def _delete_matching_files(pattern: str) -> None:
         except FileNotFoundError:
             logger.warning(
                 "Hit NotFoundError when deleting '%s', possibly because another "
-                "process/thread is also deleting/moving the same file", pathname)
+                "process/thread is also deleting/moving the same file",
+                pathname,
+            )
         except OSError as e:
             raise io_error(e, f"cannot delete checkpoint file '{pathname}'") from None
 
 
-def remove_checkpoint(checkpoint_prefix: PathLike,
-                      checkpoint_format_version: int = V2,
-                      meta_graph_suffix: str = "meta") -> None:
+def remove_checkpoint(
+    checkpoint_prefix: PathLike, checkpoint_format_version: int = V2, meta_graph_suffix: str = "meta"
+) -> None:
     """Deletes a checkpoint's files (``tf.compat.v1.train.remove_checkpoint``).
 
     Deletes what matches ``meta_graph_filename(prefix, meta_graph_suffix)``

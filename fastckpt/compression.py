@@ -47,6 +47,7 @@ reproduces them, benchmarks/README.md "Compression" has the table):
 Thread-safety: compressors and decompressors are per thread; a
 :class:`CompressedEntries` may be read from several threads at once.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -60,11 +61,20 @@ import numpy as np
 from . import _native, config
 from ._progress import ProgressCallback, Tracker, tracker_for
 from .errors import DataLossError, InvalidArgumentError, MissingDependencyError
-from .format import dtypes, frames as frame_format
+from .format import dtypes
+from .format import frames as frame_format
 from .format.frames import FRAMES_KEY, RAW_PLANE, FrameTable
 
-__all__ = ["COMPRESSIONS", "FRAME_BYTES", "MIN_COMPRESS_BYTES", "CONVERT_HINT", "check_options",
-           "compress_items", "CompressedEntries", "rewrite_entries"]
+__all__ = [
+    "COMPRESSIONS",
+    "FRAME_BYTES",
+    "MIN_COMPRESS_BYTES",
+    "CONVERT_HINT",
+    "check_options",
+    "compress_items",
+    "CompressedEntries",
+    "rewrite_entries",
+]
 
 #: The values of ``compression=``.
 COMPRESSIONS = ("none", "zstd")
@@ -81,7 +91,6 @@ PROBE_BYTES = 64 << 10
 CONVERT_HINT = "fastckpt convert SRC DST --compression none"
 
 
-
 def _zstd(why: str) -> Any:
     """The zstandard module, imported on first use only."""
     try:
@@ -90,7 +99,9 @@ def _zstd(why: str) -> Any:
         raise MissingDependencyError(
             f"{why} needs the zstandard package: pip install 'fastckpt[zstd]' (or pip install zstandard). "
             f"To give TensorFlow (or a machine without zstandard) a copy it can read, convert it where "
-            f"zstandard is installed: {CONVERT_HINT}", name="zstandard") from None
+            f"zstandard is installed: {CONVERT_HINT}",
+            name="zstandard",
+        ) from None
     return zstandard
 
 
@@ -107,11 +118,13 @@ def check_options(compression: Optional[str], level: Optional[int]) -> Optional[
     if compression is None or compression == "none":
         if level is not None:
             raise InvalidArgumentError(
-                f"compression_level={level!r} needs compression='zstd' (compression is {compression!r})")
+                f"compression_level={level!r} needs compression='zstd' (compression is {compression!r})"
+            )
         return None
     if compression != "zstd":
-        raise InvalidArgumentError(f"compression must be one of {', '.join(map(repr, COMPRESSIONS))} or None, "
-                                   f"not {compression!r}")
+        raise InvalidArgumentError(
+            f"compression must be one of {', '.join(map(repr, COMPRESSIONS))} or None, not {compression!r}"
+        )
     zstd = _zstd("compression='zstd'")
     if level is not None:
         if isinstance(level, bool) or not isinstance(level, int):
@@ -135,13 +148,21 @@ class _Codec:
         if c is None:
             z = self.zstd
             if self.level is None:
-                params = z.ZstdCompressionParameters(strategy=z.STRATEGY_FAST, window_log=17, hash_log=6,
-                                                     search_log=1, min_match=7, write_content_size=1,
-                                                     write_checksum=0, write_dict_id=0)
+                params = z.ZstdCompressionParameters(
+                    strategy=z.STRATEGY_FAST,
+                    window_log=17,
+                    hash_log=6,
+                    search_log=1,
+                    min_match=7,
+                    write_content_size=1,
+                    write_checksum=0,
+                    write_dict_id=0,
+                )
                 c = z.ZstdCompressor(compression_params=params)
             else:
-                c = z.ZstdCompressor(level=self.level, write_content_size=True, write_checksum=False,
-                                     write_dict_id=False)
+                c = z.ZstdCompressor(
+                    level=self.level, write_content_size=True, write_checksum=False, write_dict_id=False
+                )
             self.local.c = c
         return c
 
@@ -190,12 +211,12 @@ def _compress_frame(codec: _Codec, raw: np.ndarray, k: int, slot: np.ndarray) ->
     cctx = codec.compressor()
     pos = 0
     for j in range(k):
-        plane = slot[j * n:(j + 1) * n]
+        plane = slot[j * n : (j + 1) * n]
         z = None
         if n < 2 * PROBE_BYTES or len(cctx.compress(plane[:PROBE_BYTES])) <= KEEP_RATIO * PROBE_BYTES:
             z = cctx.compress(plane)
         if z is not None and len(z) <= KEEP_RATIO * n:
-            slot[pos:pos + len(z)] = np.frombuffer(z, dtype=np.uint8)  # pos + len(z) < (j + 1) * n
+            slot[pos : pos + len(z)] = np.frombuffer(z, dtype=np.uint8)  # pos + len(z) < (j + 1) * n
             words.append(len(z))
             pos += len(z)
         else:
@@ -206,12 +227,16 @@ def _compress_frame(codec: _Codec, raw: np.ndarray, k: int, slot: np.ndarray) ->
 
 
 def _pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads),
-                                                 thread_name_prefix="fastckpt-zstd")
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="fastckpt-zstd")
 
 
-def _run_all(threads: int, fn: Any, tasks: Sequence[Any], tracker: Optional[Tracker] = None,
-             sizes: Optional[Sequence[int]] = None) -> List[Any]:
+def _run_all(
+    threads: int,
+    fn: Any,
+    tasks: Sequence[Any],
+    tracker: Optional[Tracker] = None,
+    sizes: Optional[Sequence[int]] = None,
+) -> List[Any]:
     """fn(*task) for every task, on `threads` threads, results in order; the
     first error is raised once the running tasks have stopped. With a
     `tracker`, the bytes of the finished tasks (`sizes`) are reported from
@@ -226,8 +251,9 @@ def _run_all(threads: int, fn: Any, tasks: Sequence[Any], tracker: Optional[Trac
         futures = {ex.submit(fn, *t): n for t, n in zip(tasks, sizes)}
         pending, done = set(futures), 0
         while pending:
-            finished, pending = concurrent.futures.wait(pending, timeout=tracker.interval,
-                                                        return_when=concurrent.futures.FIRST_EXCEPTION)
+            finished, pending = concurrent.futures.wait(
+                pending, timeout=tracker.interval, return_when=concurrent.futures.FIRST_EXCEPTION
+            )
             done += sum(futures[f] for f in finished)
             if any(f.exception() is not None for f in finished):
                 break
@@ -256,9 +282,14 @@ def _host_bytes(item: Tuple[Any, ...], named: Mapping[str, Any]) -> Optional[np.
     return arr.reshape(-1).view(np.uint8)
 
 
-def compress_items(items: List[Tuple[Any, ...]], named: Mapping[str, Any], *, level: Optional[int],
-                   threads: Optional[int], tracker: Optional[Tracker] = None) -> Tuple[List[Tuple[Any, ...]], Dict[bytes, FrameTable],
-                                                     Dict[bytes, Tuple[int, Tuple[int, ...]]]]:
+def compress_items(
+    items: List[Tuple[Any, ...]],
+    named: Mapping[str, Any],
+    *,
+    level: Optional[int],
+    threads: Optional[int],
+    tracker: Optional[Tracker] = None,
+) -> Tuple[List[Tuple[Any, ...]], Dict[bytes, FrameTable], Dict[bytes, Tuple[int, Tuple[int, ...]]]]:
     """Compresses the writer items worth compressing (see the module doc).
 
     Args:
@@ -287,9 +318,9 @@ def compress_items(items: List[Tuple[Any, ...]], named: Mapping[str, Any], *, le
     # its compressed size, but would cost a copy of every stored byte).
     buffers = [np.empty(raw.size, dtype=np.uint8) for _, raw, _ in chosen]
     tasks, owners = [], []
-    for c, (pos, raw, k) in enumerate(chosen):
+    for c, (_, raw, k) in enumerate(chosen):
         for start in range(0, raw.size, FRAME_BYTES):
-            tasks.append((codec, raw[start:start + FRAME_BYTES], k, buffers[c][start:start + FRAME_BYTES]))
+            tasks.append((codec, raw[start : start + FRAME_BYTES], k, buffers[c][start : start + FRAME_BYTES]))
             owners.append(c)
     results = _run_all(threads, _compress_frame, tasks, tracker, [t[1].size for t in tasks])
     per_item: List[List[Tuple[List[int], int]]] = [[] for _ in chosen]
@@ -322,8 +353,9 @@ def frames_item(tables: Mapping[bytes, FrameTable]) -> Tuple[Any, ...]:
     return (FRAMES_KEY.encode(), dtypes.DT_UINT8, (table.size,), table, None, None)
 
 
-def rewrite_entries(entries: Sequence[Sequence[Any]],
-                    logical: Mapping[bytes, Tuple[int, Tuple[int, ...]]]) -> List[Tuple[Any, ...]]:
+def rewrite_entries(
+    entries: Sequence[Sequence[Any]], logical: Mapping[bytes, Tuple[int, Tuple[int, ...]]]
+) -> List[Tuple[Any, ...]]:
     """Index entries (key, dtype, shape, shard, offset, size, crc, slices) with
     each compressed key's dtype and shape put back."""
     out = []
@@ -352,26 +384,43 @@ class CompressedJob:
     save needs.
     """
 
-    def __init__(self, items: List[Tuple[Any, ...]], named: Mapping[str, Any], prefix: str, *,
-                 level: Optional[int], num_shards: Optional[int], threads: Optional[int], durable: bool,
-                 sort_data: bool = True, snapshot_host: bool = False,
-                 host_memory_budget: Optional[int] = None, tracker: Optional[Tracker] = None) -> None:
+    def __init__(
+        self,
+        items: List[Tuple[Any, ...]],
+        named: Mapping[str, Any],
+        prefix: str,
+        *,
+        level: Optional[int],
+        num_shards: Optional[int],
+        threads: Optional[int],
+        durable: bool,
+        sort_data: bool = True,
+        snapshot_host: bool = False,
+        host_memory_budget: Optional[int] = None,
+        tracker: Optional[Tracker] = None,
+    ) -> None:
         from .writer import start_job
 
         keys = {it[0] if isinstance(it[0], bytes) else str(it[0]).encode() for it in items}
         if FRAMES_KEY.encode() in keys:
-            raise InvalidArgumentError(
-                f"'{FRAMES_KEY}' is reserved for the frame table of a compressed checkpoint")
+            raise InvalidArgumentError(f"'{FRAMES_KEY}' is reserved for the frame table of a compressed checkpoint")
         self.prefix = prefix
         self.durable = durable
-        self.items, tables, self.logical = compress_items(items, named, level=level, threads=threads,
-                                                          tracker=tracker)
+        self.items, tables, self.logical = compress_items(items, named, level=level, threads=threads, tracker=tracker)
         if tables:
             self.items.append(frames_item(tables))
         self.min_consumer = _native.COMPRESSED_MIN_CONSUMER if tables else 0
-        self.job = start_job(self.items, prefix, num_shards=num_shards, threads=threads, durable=durable,
-                             sort_data=sort_data, snapshot_host=snapshot_host,
-                             host_memory_budget=host_memory_budget, commit=False)
+        self.job = start_job(
+            self.items,
+            prefix,
+            num_shards=num_shards,
+            threads=threads,
+            durable=durable,
+            sort_data=sort_data,
+            snapshot_host=snapshot_host,
+            host_memory_budget=host_memory_budget,
+            commit=False,
+        )
 
     def start_writing(self) -> None:
         self.job.start_writing()
@@ -386,9 +435,14 @@ class CompressedJob:
         committed = False
         try:
             info = self.job.finish()
-            files = _native.commit_bundle(self.prefix, rewrite_entries(info["entries"], self.logical),
-                                          info["data_files"], info["num_shards"], durable=self.durable,
-                                          min_consumer=self.min_consumer)
+            files = _native.commit_bundle(
+                self.prefix,
+                rewrite_entries(info["entries"], self.logical),
+                info["data_files"],
+                info["num_shards"],
+                durable=self.durable,
+                min_consumer=self.min_consumer,
+            )
             committed = True
         finally:
             self.job.release(committed)
@@ -405,9 +459,19 @@ def run_blocking(job: CompressedJob) -> Dict[str, Any]:
     return job.finish()
 
 
-def save(named: Mapping[str, Any], prefix: str, *, level: Optional[int], num_shards: Optional[int],
-         threads: Optional[int], durable: bool, blocking: bool, host_memory_budget: Optional[int],
-         start: float, progress: Optional[ProgressCallback] = None) -> Any:
+def save(
+    named: Mapping[str, Any],
+    prefix: str,
+    *,
+    level: Optional[int],
+    num_shards: Optional[int],
+    threads: Optional[int],
+    durable: bool,
+    blocking: bool,
+    host_memory_budget: Optional[int],
+    start: float,
+    progress: Optional[ProgressCallback] = None,
+) -> Any:
     """The compressed path of :func:`fastckpt.save` for `named` (name ->
     value, the structure entry included). Returns a SaveResult, or an
     AsyncSave of one (returned once the tensors are compressed and
@@ -419,14 +483,28 @@ def save(named: Mapping[str, Any], prefix: str, *, level: Optional[int], num_sha
 
     items, keep = prepare_items(named)
     tracker = tracker_for(progress, [item_nbytes(it) for it in sorted(items, key=lambda it: it[0])])
-    job = CompressedJob(items, named, prefix, level=level, num_shards=num_shards, threads=threads,
-                        durable=durable, snapshot_host=not blocking, host_memory_budget=host_memory_budget,
-                        tracker=tracker)
+    job = CompressedJob(
+        items,
+        named,
+        prefix,
+        level=level,
+        num_shards=num_shards,
+        threads=threads,
+        durable=durable,
+        snapshot_host=not blocking,
+        host_memory_budget=host_memory_budget,
+        tracker=tracker,
+    )
     del items
 
     def result(info: Dict[str, Any]) -> Any:
-        return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
-                          nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
+        return SaveResult(
+            prefix=prefix,
+            files=list(info["files"]),
+            num_shards=info["num_shards"],
+            nbytes=info["data_bytes"],
+            seconds=time.perf_counter() - start,
+        )
 
     if blocking:
         out = result(run_blocking(job))
@@ -466,7 +544,7 @@ class CompressedEntries:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.fds: Dict[int, int] = {}
-        self.frames_read = 0       # frames decompressed so far (all reads)
+        self.frames_read = 0  # frames decompressed so far (all reads)
         self.stored_bytes_read = 0  # compressed bytes read from the data files so far
         self.raw_bytes_read = 0  # their raw (decompressed) bytes: a load's progress
         entries = native.entries()
@@ -545,8 +623,9 @@ class CompressedEntries:
         raw = t.raw_range(frame)
 
         def bad(why: str) -> DataLossError:
-            return DataLossError(f"{self.native.describe(index)}: frame {frame} (raw bytes "
-                                 f"[{raw.start}, {raw.stop})): {why}")
+            return DataLossError(
+                f"{self.native.describe(index)}: frame {frame} (raw bytes [{raw.start}, {raw.stop})): {why}"
+            )
 
         # Per-thread scratch buffers, not new bytes objects: paging in a
         # fresh buffer per frame cost as much as decompressing it.
@@ -562,7 +641,7 @@ class CompressedEntries:
         decoded = dest if t.planes == 1 else _scratch("decoded", t.planes * n, np.uint8).reshape(t.planes, n)
         dctx = self._decompressor()
         for j, (pos, size, is_raw) in enumerate(frame_format.plane_layout(t, frame)):
-            chunk = data[pos:pos + size]
+            chunk = data[pos : pos + size]
             if is_raw:
                 planes.append(chunk)
                 continue
@@ -601,15 +680,16 @@ class CompressedEntries:
         entry's stored bytes against its index CRC."""
         self.native.check_bounds([i for i, _ in requests])
         tasks = []
-        for r, (index, out) in enumerate(requests):
+        for index, out in requests:
             t = self.tables[index]
             flat = out.reshape(-1).view(np.uint8)
             if flat.size != t.raw_bytes:
-                raise InvalidArgumentError(f"{self.native.describe(index)}: destination of {flat.size} bytes "
-                                           f"for {t.raw_bytes}")
+                raise InvalidArgumentError(
+                    f"{self.native.describe(index)}: destination of {flat.size} bytes for {t.raw_bytes}"
+                )
             for f in range(t.frames):
                 rr = t.raw_range(f)
-                tasks.append((index, f, flat[rr.start:rr.stop]))
+                tasks.append((index, f, flat[rr.start : rr.stop]))
         crcs = _run_all(threads, self._frame, tasks)
         pos = 0
         for index, _ in requests:
@@ -620,11 +700,14 @@ class CompressedEntries:
             pos += t.frames
             stored = _native.crc32c_unmask(self.entries[index][6])
             if crc != stored:
-                raise DataLossError(f"{self.native.describe(index)}: data checksum mismatch (stored CRC32C "
-                                    f"{stored:08x}, computed {crc:08x} over its compressed bytes)")
+                raise DataLossError(
+                    f"{self.native.describe(index)}: data checksum mismatch (stored CRC32C "
+                    f"{stored:08x}, computed {crc:08x} over its compressed bytes)"
+                )
 
-    def read_box(self, index: int, shape: Sequence[int], box: Sequence[Tuple[int, int]], out: np.ndarray,
-                 threads: int) -> int:
+    def read_box(
+        self, index: int, shape: Sequence[int], box: Sequence[Tuple[int, int]], out: np.ndarray, threads: int
+    ) -> int:
         """Reads `box` (explicit (start, length) per dimension) of compressed
         entry `index` (of `shape`) into `out` (C-contiguous, the box's shape
         and the tensor's dtype). Only the frames holding the box's first to
@@ -643,13 +726,15 @@ class CompressedEntries:
         begin = f0 * t.frame_bytes
         end = min((f1 + 1) * t.frame_bytes, t.raw_bytes)
         temp = np.empty(end - begin, dtype=np.uint8)
-        tasks = [(index, f, temp[t.raw_range(f).start - begin:t.raw_range(f).stop - begin])
-                 for f in range(f0, f1 + 1)]
+        tasks = [
+            (index, f, temp[t.raw_range(f).start - begin : t.raw_range(f).stop - begin]) for f in range(f0, f1 + 1)
+        ]
         self.native.check_bounds([index])
         _run_all(threads, self._frame, tasks)
         elems = temp.view(out.dtype)
         base = first - begin // k
-        view = np.lib.stride_tricks.as_strided(elems[base:], shape=tuple(n for _, n in box),
-                                               strides=tuple(st * k for st in strides), writeable=False)
+        view = np.lib.stride_tricks.as_strided(
+            elems[base:], shape=tuple(n for _, n in box), strides=tuple(st * k for st in strides), writeable=False
+        )
         np.copyto(out, view)
         return int(t.offsets[f1 + 1] - t.offsets[f0])

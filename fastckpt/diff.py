@@ -28,6 +28,7 @@ complex tensors; bools as 0 and 1). The relative difference is
 an infinity against a different value, makes both differences infinite.
 String tensors are compared by bytes only.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,21 +108,37 @@ class DiffResult:
 
     def to_json(self) -> Dict[str, Any]:
         """A JSON-ready dict (non-finite numbers as the strings "inf", "nan")."""
+
         def num(x: Optional[float]) -> Any:
             if x is None or math.isfinite(x):
                 return x
             return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
         return {
-            "a": self.a, "b": self.b, "a_format": self.a_format, "b_format": self.b_format,
-            "same": self.same, "values": self.values, "rtol": self.rtol, "atol": self.atol,
-            "only_in_a": list(self.only_in_a), "only_in_b": list(self.only_in_b),
-            "changed": [{"name": c.name, "a_dtype": c.a_dtype, "b_dtype": c.b_dtype,
-                         "a_shape": c.a_shape, "b_shape": c.b_shape} for c in self.changed],
+            "a": self.a,
+            "b": self.b,
+            "a_format": self.a_format,
+            "b_format": self.b_format,
+            "same": self.same,
+            "values": self.values,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "only_in_a": list(self.only_in_a),
+            "only_in_b": list(self.only_in_b),
+            "changed": [
+                {"name": c.name, "a_dtype": c.a_dtype, "b_dtype": c.b_dtype, "a_shape": c.a_shape, "b_shape": c.b_shape}
+                for c in self.changed
+            ],
             "identical": list(self.identical),
-            "differing": [{"name": d.name, "max_abs_diff": num(d.max_abs_diff),
-                           "max_rel_diff": num(d.max_rel_diff), "within_tolerance": d.within_tolerance}
-                          for d in self.differing],
+            "differing": [
+                {
+                    "name": d.name,
+                    "max_abs_diff": num(d.max_abs_diff),
+                    "max_rel_diff": num(d.max_rel_diff),
+                    "within_tolerance": d.within_tolerance,
+                }
+                for d in self.differing
+            ],
             "by_index": list(self.by_index),
         }
 
@@ -180,10 +197,18 @@ def _index_verdicts(sa: Source, sb: Source, common: List[str]) -> Dict[str, bool
     return out
 
 
-def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, atol: float = 1e-8,
-         a_format: Optional[str] = None, b_format: Optional[str] = None,
-         max_piece_bytes: int = DEFAULT_PIECE_BYTES,
-         progress: Optional[ProgressCallback] = None) -> DiffResult:
+def diff(
+    a: PathLike,
+    b: PathLike,
+    *,
+    values: bool = False,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    a_format: Optional[str] = None,
+    b_format: Optional[str] = None,
+    max_piece_bytes: int = DEFAULT_PIECE_BYTES,
+    progress: Optional[ProgressCallback] = None,
+) -> DiffResult:
     """Compares checkpoints `a` and `b` (see the module docstring).
 
     Args:
@@ -225,9 +250,15 @@ def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, 
         for name in sorted(set(ta) & set(tb)):
             x, y = ta[name], tb[name]
             if x.dtype != y.dtype or x.shape != y.shape:
-                changed.append(TensorChange(name, x.dtype.name if x.dtype != object else "string",
-                                            y.dtype.name if y.dtype != object else "string",
-                                            list(x.shape), list(y.shape)))
+                changed.append(
+                    TensorChange(
+                        name,
+                        x.dtype.name if x.dtype != object else "string",
+                        y.dtype.name if y.dtype != object else "string",
+                        list(x.shape),
+                        list(y.shape),
+                    )
+                )
             else:
                 comparable.append(name)
         verdicts = _index_verdicts(sa, sb, comparable)
@@ -257,17 +288,29 @@ def diff(a: PathLike, b: PathLike, *, values: bool = False, rtol: float = 1e-5, 
                 differing.append(TensorDiff(name, stats.max_abs, stats.max_rel, stats.within))
         if tracker is not None:
             tracker.report(tracker.total, final=True)
-        return DiffResult(a=sa.path, b=sb.path, a_format=sa.format, b_format=sb.format, values=values,
-                          rtol=float(rtol), atol=float(atol), only_in_a=only_a, only_in_b=only_b,
-                          changed=changed, identical=identical, differing=differing,
-                          by_index=sorted(verdicts))
+        return DiffResult(
+            a=sa.path,
+            b=sb.path,
+            a_format=sa.format,
+            b_format=sb.format,
+            values=values,
+            rtol=float(rtol),
+            atol=float(atol),
+            only_in_a=only_a,
+            only_in_b=only_b,
+            changed=changed,
+            identical=identical,
+            differing=differing,
+            by_index=sorted(verdicts),
+        )
     finally:
         sa.close()
         sb.close()
 
 
-def _compare(sa: Source, sb: Source, info: TensorInfo, values: bool, rtol: float, atol: float,
-             bound: int) -> Tuple[bool, Optional[_Stats]]:
+def _compare(
+    sa: Source, sb: Source, info: TensorInfo, values: bool, rtol: float, atol: float, bound: int
+) -> Tuple[bool, Optional[_Stats]]:
     """(identical bytes, difference statistics or None), reading piece by piece."""
     same = True
     numeric = values and info.dtype != object and (info.dtype.kind in "biufc" or _castable(info.dtype))

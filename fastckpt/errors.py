@@ -7,6 +7,7 @@ clauses keep working. The native core maps its status codes onto these
 classes in exactly one place (``csrc/bindings/errors.cc``); operating-system
 errors, wherever they arise, get their class from :func:`os_error`.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as _futures
@@ -76,8 +77,13 @@ class CheckpointIOError(FastCkptError, OSError):
         return (_rebuild_os_error, (type(self), self.errno, self.strerror, self.filename, self._message))
 
 
-def _rebuild_os_error(cls: Type[CheckpointIOError], err: Optional[int], strerror: Optional[str],
-                      filename: Optional[str], message: Optional[str]) -> CheckpointIOError:
+def _rebuild_os_error(
+    cls: Type[CheckpointIOError],
+    err: Optional[int],
+    strerror: Optional[str],
+    filename: Optional[str],
+    message: Optional[str],
+) -> CheckpointIOError:
     if err is None:
         return cls(message=message)
     return cls(err, strerror, filename, message=message)
@@ -175,10 +181,12 @@ class CancelledError(FastCkptError, _futures.CancelledError):
 
 
 if sys.version_info >= (3, 11):  # concurrent.futures.TimeoutError is TimeoutError
+
     class DeadlineExceededError(FastCkptError, TimeoutError):
         """A wait with a timeout ended before the operation finished (an
         asynchronous save's ``result(timeout)``)."""
 else:
+
     class DeadlineExceededError(FastCkptError, _futures.TimeoutError, TimeoutError):
         """A wait with a timeout ended before the operation finished (an
         asynchronous save's ``result(timeout)``)."""

@@ -5,6 +5,7 @@ partitioned variables, ``tf.train.Checkpoint``) and what fastckpt writes.
 Every tensor's CRC32C is verified as its bytes are read, in parallel in the
 native core, straight into the returned arrays.
 """
+
 from __future__ import annotations
 
 import errno
@@ -13,8 +14,23 @@ import operator
 import os
 import re
 import time
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
-                    Optional, Sequence, Set, Tuple, TypeVar, Union)
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import numpy as np
 
@@ -22,9 +38,9 @@ from . import _native, config
 from ._arrays import aligned_empty
 from ._gc import gc_paused
 from ._progress import ProgressCallback, Tracker, check_callback, log_done
-from .errors import (os_error, InvalidArgumentError,
-                     TensorNotFoundError, UnsupportedDtypeError)
-from .format import dtypes, slices as slicing
+from .errors import InvalidArgumentError, TensorNotFoundError, UnsupportedDtypeError, os_error
+from .format import dtypes
+from .format import slices as slicing
 
 __all__ = ["CheckpointReader", "load_checkpoint", "load", "load_into", "list_variables", "load_variable"]
 
@@ -41,7 +57,7 @@ SliceSpec = Union[str, int, slice, "EllipsisType", Tuple[Any, ...], Sequence[Seq
 
 class _Entry(NamedTuple):
     index: int  # type: ignore[assignment]  # position in the native reader's entry list (shadows tuple.index)
-    dtype: int          # TensorFlow DataType number
+    dtype: int  # TensorFlow DataType number
     shape: Tuple[int, ...]
     size: int
     slices: Optional[List[Extents]]  # partitioned: the stored slices
@@ -52,8 +68,7 @@ def _decode_key(key: bytes) -> str:
 
 
 # The files of checkpoint PREFIX that tab completion offers for it.
-_CHECKPOINT_FILE = re.compile(r"^(?P<prefix>.+)\.(?:index|meta|data-[0-9]{5}-of-[0-9]{5})$",
-                              re.DOTALL)
+_CHECKPOINT_FILE = re.compile(r"^(?P<prefix>.+)\.(?:index|meta|data-[0-9]{5}-of-[0-9]{5})$", re.DOTALL)
 
 
 def _checkpoints_in(directory: str) -> List[str]:
@@ -62,8 +77,9 @@ def _checkpoints_in(directory: str) -> List[str]:
         names = os.listdir(directory)
     except OSError:
         return []
-    return sorted(os.path.join(directory, n[:-len(".index")]) for n in names
-                  if n.endswith(".index") and len(n) > len(".index"))
+    return sorted(
+        os.path.join(directory, n[: -len(".index")]) for n in names if n.endswith(".index") and len(n) > len(".index")
+    )
 
 
 def _resolve_prefix(path: PathLike) -> str:
@@ -108,16 +124,23 @@ def _resolve_prefix(path: PathLike) -> str:
         if prefix is not None:
             return prefix
         also = f" (checkpoints present: {listing})" if present else ""
-        raise os_error(errno.ENOENT, f"no checkpoint in directory '{path}': its 'checkpoint' "
-                       f"state file names none that exists{also}", path)
+        raise os_error(
+            errno.ENOENT,
+            f"no checkpoint in directory '{path}': its 'checkpoint' state file names none that exists{also}",
+            path,
+        )
     if len(present) == 1:
         return present[0]
     if not present:
-        raise os_error(errno.ENOENT, f"no checkpoint in directory '{path}' (no 'checkpoint' "
-                       "state file and no PREFIX.index file)", path)
+        raise os_error(
+            errno.ENOENT,
+            f"no checkpoint in directory '{path}' (no 'checkpoint' state file and no PREFIX.index file)",
+            path,
+        )
     raise InvalidArgumentError(
         f"directory '{path}' holds {len(present)} checkpoints and no 'checkpoint' state file "
-        f"to choose one: {listing}; pass one of these prefixes")
+        f"to choose one: {listing}; pass one of these prefixes"
+    )
 
 
 class CheckpointReader:
@@ -164,8 +187,7 @@ class CheckpointReader:
             self._index.pop(FRAMES_KEY, None)
 
     # -- progress ---------------------------------------------------------------
-    def track(self, progress: Optional[ProgressCallback], names: Optional[Iterable[str]] = None
-              ) -> Optional[Tracker]:
+    def track(self, progress: Optional[ProgressCallback], names: Optional[Iterable[str]] = None) -> Optional[Tracker]:
         """Reports the bulk reads that follow (load, read_into) to `progress`
         (see :class:`fastckpt.Progress`), counting the tensors `names` (default:
         every tensor). Returns the tracker (None for no callback)."""
@@ -187,8 +209,9 @@ class CheckpointReader:
                 if compressed is not None and index in compressed:
                     size = compressed.tables[index].raw_bytes  # progress counts raw bytes
                 first = placed.get(name)
-                placed[name] = (size, shard, offset) if first is None else \
-                    (first[0] + size, *min(first[1:], (shard, offset)))
+                placed[name] = (
+                    (size, shard, offset) if first is None else (first[0] + size, *min(first[1:], (shard, offset)))
+                )
         order = sorted(placed.values(), key=lambda p: p[1:])
         self._tracker = Tracker(progress, [size for size, _, _ in order])
         self._origin = self._bytes_processed()
@@ -258,15 +281,15 @@ class CheckpointReader:
     def _entry(self, name: str) -> _Entry:
         if not isinstance(name, str):
             raise InvalidArgumentError(
-                f"tensor names are str, not {type(name).__name__} ({name!r}), in checkpoint '{self.prefix}'")
+                f"tensor names are str, not {type(name).__name__} ({name!r}), in checkpoint '{self.prefix}'"
+            )
         entry = self._decoded.get(name)
         if entry is not None:
             return entry
         try:
             index = self._index[name]
         except KeyError:
-            raise TensorNotFoundError(
-                f"tensor '{name}' not found in checkpoint '{self.prefix}'") from None
+            raise TensorNotFoundError(f"tensor '{name}' not found in checkpoint '{self.prefix}'") from None
         dt, shape, size, slices = self._native.entry(index)
         entry = self._decoded[name] = _Entry(index, dt, shape, size, slices)
         return entry
@@ -363,20 +386,25 @@ class CheckpointReader:
 
         def bad(problem: str) -> InvalidArgumentError:
             return InvalidArgumentError(
-                f"bad slice {spec!r} of tensor '{name}' of shape {list(shape)} in '{self.prefix}': {problem}")
+                f"bad slice {spec!r} of tensor '{name}' of shape {list(shape)} in '{self.prefix}': {problem}"
+            )
 
         if isinstance(spec, str):
             try:
                 extents = slicing.parse_slice_spec(spec, rank)
             except InvalidArgumentError as e:
                 raise bad(str(e)) from None
-        elif isinstance(spec, list) or (isinstance(spec, tuple) and spec and all(
-                isinstance(e, (list, tuple)) for e in spec)):
+        elif isinstance(spec, list) or (
+            isinstance(spec, tuple) and spec and all(isinstance(e, (list, tuple)) for e in spec)
+        ):
             extents = []
             for d, pair in enumerate(spec):
                 if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                    hint = "; a list is read as (start, length) pairs, a numpy-style index is a tuple" \
-                        if isinstance(spec, list) else ""
+                    hint = (
+                        "; a list is read as (start, length) pairs, a numpy-style index is a tuple"
+                        if isinstance(spec, list)
+                        else ""
+                    )
                     raise bad(f"item {d} is {pair!r}, not a (start, length) pair{hint}")
                 try:
                     extents.append((operator.index(pair[0]), operator.index(pair[1])))
@@ -393,8 +421,9 @@ class CheckpointReader:
         return extents, ()
 
     @staticmethod
-    def _numpy_extents(shape: Tuple[int, ...], spec: Any,
-                       bad: Callable[[str], InvalidArgumentError]) -> Tuple[Extents, Tuple[int, ...]]:
+    def _numpy_extents(
+        shape: Tuple[int, ...], spec: Any, bad: Callable[[str], InvalidArgumentError]
+    ) -> Tuple[Extents, Tuple[int, ...]]:
         rank = len(shape)
         items = list(spec) if isinstance(spec, tuple) else [spec]
         ellipses = sum(1 for it in items if it is Ellipsis)
@@ -406,7 +435,7 @@ class CheckpointReader:
         fill: List[Any] = [slice(None)] * (rank - explicit)
         if ellipses:
             at = items.index(Ellipsis)
-            items[at:at + 1] = fill
+            items[at : at + 1] = fill
         else:
             items += fill
         extents: Extents = []
@@ -471,8 +500,9 @@ class CheckpointReader:
         self._native.read_box(entry.index, box, out, self._threads, config.task_bytes())
         return out
 
-    def _read_compressed_box(self, entry: _Entry, extents: Extents, box: Extents, np_dtype: np.dtype,
-                             out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, int]:
+    def _read_compressed_box(
+        self, entry: _Entry, extents: Extents, box: Extents, np_dtype: np.dtype, out: Optional[np.ndarray] = None
+    ) -> Tuple[np.ndarray, int]:
         """:meth:`_read_box` in a compressed checkpoint: compressed pieces
         decompress only the frames holding the box, the others go through
         the native box read. Reads into `out` (C-contiguous, the box's shape
@@ -525,8 +555,7 @@ class CheckpointReader:
         for index, stored, overlap in plan:
             shape = tuple(slicing.slice_shape(full_shape, stored))
             part = self._read_entry(name, index, entry.dtype, shape)
-            out[_relative_index(overlap, extents, full_shape)] = \
-                part[_relative_index(overlap, stored, full_shape)]
+            out[_relative_index(overlap, extents, full_shape)] = part[_relative_index(overlap, stored, full_shape)]
         return out
 
     def read_into(self, targets: Mapping[str, Any]) -> None:
@@ -552,7 +581,8 @@ class CheckpointReader:
 
         if not isinstance(targets, Mapping):
             raise InvalidArgumentError(
-                f"restore targets must be a mapping of name -> array, not {type(targets).__name__}")
+                f"restore targets must be a mapping of name -> array, not {type(targets).__name__}"
+            )
         host_reqs: List[Tuple[int, np.ndarray]] = []
         device_reqs: List[Tuple[int, int, int]] = []
         assign: List[Tuple[str, Any, bool]] = []  # (name, target, through the native device path)
@@ -575,7 +605,8 @@ class CheckpointReader:
                     if entry.dtype == dtypes.DT_STRING:
                         raise InvalidArgumentError(
                             f"tensor '{name}' in '{self.prefix}' is a string tensor; it cannot be "
-                            "restored into device memory")
+                            "restored into device memory"
+                        )
                     keep.append(dev)
                     if not whole or (self._compressed is not None and entry.index in self._compressed):
                         # decompressed on the host, then copied to the device
@@ -619,8 +650,7 @@ class CheckpointReader:
         """The one rule for restoring into an existing array: same shape, same dtype."""
         check_restore_target(name, self.prefix, _numpy_dtype(entry.dtype), entry.shape, dtype, shape)
 
-    def read_all(self, *, device: Any = None, array_type: Any = None,
-                 pack_small: bool = True) -> Dict[str, Any]:
+    def read_all(self, *, device: Any = None, array_type: Any = None, pack_small: bool = True) -> Dict[str, Any]:
         """Every tensor, read in parallel with one native call for fixed-size ones.
 
         On the host, tensors under 1 MiB are views into shared 64 MiB slabs
@@ -656,8 +686,9 @@ class CheckpointReader:
         with gc_paused():
             return self._read_all(device, array_type, pack_small)
 
-    def read_state(self, *, device: Any = None, array_type: Any = None, pack_small: bool = True,
-                   allow_pickle: bool = False) -> Any:
+    def read_state(
+        self, *, device: Any = None, array_type: Any = None, pack_small: bool = True, allow_pickle: bool = False
+    ) -> Any:
         """What was saved: the nested state a checkpoint's structure entry
         describes (:mod:`fastckpt.structure`), or, without one, every tensor
         by name (:meth:`read_all`). `device`, `array_type` and `pack_small`
@@ -685,11 +716,9 @@ class CheckpointReader:
                 values = {n: self.get_tensor(n) for n in self._index if n not in arrays}
                 values.update(self._read_all(device, array_type, pack_small, names=arrays))
                 convert = None
-            return structure.unflatten(spec, values, prefix=self.prefix, allow_pickle=allow_pickle,
-                                       convert=convert)
+            return structure.unflatten(spec, values, prefix=self.prefix, allow_pickle=allow_pickle, convert=convert)
 
-    def _read_all(self, device: Any, array_type: Any, pack_small: bool,
-                  names: Optional[Any] = None) -> Dict[str, Any]:
+    def _read_all(self, device: Any, array_type: Any, pack_small: bool, names: Optional[Any] = None) -> Dict[str, Any]:
         from ._device import allocator, check_array_type, parse_device
 
         ordinal = parse_device(device)
@@ -710,9 +739,11 @@ class CheckpointReader:
             self.read_into(targets)
             return {name: result[name] for name in sorted(result)}
         to_torch = self._torch_converter() if kind == "torch" else None  # checked before reading
-        result, left = self._bulk(lambda: self._native.read_all(
-            _numpy_dtype, self._threads, config.task_bytes(),
-            _PACK_BELOW if pack_small else 0, _SLAB_BYTES))
+        result, left = self._bulk(
+            lambda: self._native.read_all(
+                _numpy_dtype, self._threads, config.task_bytes(), _PACK_BELOW if pack_small else 0, _SLAB_BYTES
+            )
+        )
         if self._compressed is not None:
             from .format.frames import FRAMES_KEY
 
@@ -754,7 +785,8 @@ class CheckpointReader:
             if not torch_can_hold(np_dtype):
                 raise UnsupportedDtypeError(
                     f"tensor '{name}' in '{self.prefix}' has dtype {np_dtype.name}, which torch "
-                    "cannot hold; load it with array_type='numpy'")
+                    "cannot hold; load it with array_type='numpy'"
+                )
 
         def convert(arr: np.ndarray) -> Any:
             # Shares the loaded memory; string tensors stay numpy object arrays.
@@ -812,8 +844,7 @@ def _as_index(value: Any) -> Optional[int]:
         return None
 
 
-def _slice_bound(value: Any, default: int, dim: int, d: int,
-                 bad: Callable[[str], InvalidArgumentError]) -> int:
+def _slice_bound(value: Any, default: int, dim: int, d: int, bad: Callable[[str], InvalidArgumentError]) -> int:
     """A slice's start or stop resolved against a dimension of size `dim`."""
     if value is None:
         return default
@@ -830,9 +861,16 @@ def load_checkpoint(prefix: PathLike, *, threads: Optional[int] = None) -> Check
     return CheckpointReader(prefix, threads=threads)
 
 
-def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
-         array_type: Any = None, pack_small: bool = True, allow_pickle: bool = False,
-         progress: Optional[ProgressCallback] = None) -> Any:
+def load(
+    prefix: PathLike,
+    *,
+    threads: Optional[int] = None,
+    device: Any = None,
+    array_type: Any = None,
+    pack_small: bool = True,
+    allow_pickle: bool = False,
+    progress: Optional[ProgressCallback] = None,
+) -> Any:
     """Reads a checkpoint: the nested state that was saved (dicts with their
     int and str keys, lists, tuples, Python scalars, None, arrays), or, for a
     checkpoint of named tensors (a flat dict saved, or one TensorFlow wrote),
@@ -878,8 +916,9 @@ def load(prefix: PathLike, *, threads: Optional[int] = None, device: Any = None,
     start = time.perf_counter()
     with CheckpointReader(prefix, threads=threads) as reader:
         tracker = reader.track(progress)
-        state = reader.read_state(device=device, array_type=array_type, pack_small=pack_small,
-                                  allow_pickle=allow_pickle)
+        state = reader.read_state(
+            device=device, array_type=array_type, pack_small=pack_small, allow_pickle=allow_pickle
+        )
         _finish_tracking(reader, tracker, start)
         return state
 
@@ -908,8 +947,14 @@ def _some(names: List[str], most: int = 10) -> str:
     return f"{'tensor' if len(names) == 1 else 'tensors'} {shown}{more}"
 
 
-def load_into(prefix: PathLike, target: Any, *, threads: Optional[int] = None,
-              strict: bool = True, progress: Optional[ProgressCallback] = None) -> RestoreReport:
+def load_into(
+    prefix: PathLike,
+    target: Any,
+    *,
+    threads: Optional[int] = None,
+    strict: bool = True,
+    progress: Optional[ProgressCallback] = None,
+) -> RestoreReport:
     """Restores tensors in place into the arrays of `target`: ``{name:
     array}``, or a nested state (``{"model": model.state_dict(), "optim":
     optimizer.state_dict()}``) whose arrays are matched by path, named as
@@ -942,32 +987,33 @@ def load_into(prefix: PathLike, target: Any, *, threads: Optional[int] = None,
             if n not in arrays and not structure.is_scalar(v):
                 raise InvalidArgumentError(
                     f"tensor '{n}' in '{reader.prefix}': cannot restore into {type(v).__name__} "
-                    "(restore targets are arrays; scalars and None are left as they are)")
+                    "(restore targets are arrays; scalars and None are left as they are)"
+                )
         present = {n: a for n, a in arrays.items() if n in reader}
         missing = sorted(n for n in arrays if n not in reader)
         # The checkpoint's tensors under the target's top-level keys (as
         # given: a flat key "dense/kernel" covers only itself) that the
         # target has no leaf for.
-        tops = [str(k) for k in target] if isinstance(target, Mapping) else \
-            [str(i) for i in range(len(target))]
+        tops = [str(k) for k in target] if isinstance(target, Mapping) else [str(i) for i in range(len(target))]
         unexpected = sorted(
-            n for n in reader._index
-            if n not in leaves and n != structure.STRUCTURE_KEY and
-            any(n == t or n.startswith(t + "/") for t in tops))
+            n
+            for n in reader._index
+            if n not in leaves and n != structure.STRUCTURE_KEY and any(n == t or n.startswith(t + "/") for t in tops)
+        )
         if strict and (missing or unexpected):
             parts = []
             if missing:
                 parts.append(f"the target's {_some(missing)} not in the checkpoint")
             if unexpected:
                 parts.append(f"the checkpoint's {_some(unexpected)} not in the target")
-            raise TensorNotFoundError(f"restoring from '{reader.prefix}': " + "; ".join(parts) +
-                                      " (strict=False skips them)")
+            raise TensorNotFoundError(
+                f"restoring from '{reader.prefix}': " + "; ".join(parts) + " (strict=False skips them)"
+            )
         start = time.perf_counter()
         tracker = reader.track(progress, present)
         reader.read_into(present)
         _finish_tracking(reader, tracker, start)
         return RestoreReport(sorted(present), missing, unexpected)
-
 
 
 def target_shape_and_dtype(target: Any) -> Tuple[Tuple[int, ...], Optional[np.dtype]]:
@@ -992,8 +1038,14 @@ def target_shape_and_dtype(target: Any) -> Tuple[Tuple[int, ...], Optional[np.dt
     return (tuple(int(d) for d in shape) if shape is not None else tuple(np.shape(target))), dtype
 
 
-def check_restore_target(name: str, prefix: str, ckpt_dtype: np.dtype, ckpt_shape: Sequence[int],
-                         target_dtype: Optional[np.dtype], target_shape: Sequence[int]) -> None:
+def check_restore_target(
+    name: str,
+    prefix: str,
+    ckpt_dtype: np.dtype,
+    ckpt_shape: Sequence[int],
+    target_dtype: Optional[np.dtype],
+    target_shape: Sequence[int],
+) -> None:
     """Raises InvalidArgumentError unless a restore target has the checkpoint's
     shape and dtype (a target that does not say its dtype is checked by shape).
     Every in-place restore (``load_into``, ``Saver.restore``) applies this one
@@ -1004,7 +1056,8 @@ def check_restore_target(name: str, prefix: str, ckpt_dtype: np.dtype, ckpt_shap
     theirs = np.dtype(target_dtype).name if target_dtype is not None else "unknown dtype"
     raise InvalidArgumentError(
         f"tensor '{name}' in '{prefix}': the checkpoint holds {np.dtype(ckpt_dtype).name} "
-        f"{list(ckpt_shape)}, the target is {theirs} {list(target_shape)}; restoring converts nothing")
+        f"{list(ckpt_shape)}, the target is {theirs} {list(target_shape)}; restoring converts nothing"
+    )
 
 
 def writable_host_view(name: str, prefix: str, target: Any) -> Optional[np.ndarray]:
@@ -1051,8 +1104,8 @@ def assign_in_place(name: str, prefix: str, target: Any, value: np.ndarray) -> N
         target[...] = value
     except TypeError:
         raise InvalidArgumentError(
-            f"tensor '{name}' in '{prefix}': cannot restore into a {type(target).__name__} "
-            "(not writable in place)") from None
+            f"tensor '{name}' in '{prefix}': cannot restore into a {type(target).__name__} (not writable in place)"
+        ) from None
 
 
 def list_variables(prefix: PathLike) -> List[Tuple[str, List[int]]]:

@@ -18,6 +18,7 @@ and the module functions ``import_meta_graph``/``export_meta_graph``
 (:mod:`fastckpt._saver_meta_graph`). This module is the front end: paths, the
 commit protocol and background saves.
 """
+
 from __future__ import annotations
 
 import glob
@@ -37,8 +38,14 @@ from ._retention import CheckpointHistory, locked_directory, other_savers_entrie
 from ._saver_backend import SaverBackend
 from ._saver_meta_graph import export_meta_graph, import_meta_graph
 from ._tf_errors import as_tensorflow_error
-from .errors import (ArgumentTypeError, CheckpointIOError, FastCkptError, InvalidArgumentError, UnimplementedError,
-                     from_os_error)
+from .errors import (
+    ArgumentTypeError,
+    CheckpointIOError,
+    FastCkptError,
+    InvalidArgumentError,
+    UnimplementedError,
+    from_os_error,
+)
 from .reader import CheckpointReader
 from .writer import start_background, start_job, write_items
 
@@ -101,21 +108,37 @@ class Saver:
             variant saveables) are never compressed.
     """
 
-    def __init__(self, var_list: Any = None, reshape: bool = False, sharded: bool = False,
-                 max_to_keep: Optional[int] = 5, keep_checkpoint_every_n_hours: float = 10000.0,
-                 name: Optional[str] = None, restore_sequentially: bool = False,
-                 saver_def: Any = None, builder: Any = None, defer_build: bool = False,
-                 allow_empty: bool = False, write_version: int = V2, pad_step_number: bool = False,
-                 save_relative_paths: bool = False, filename: Optional[str] = None, *,
-                 threads: Optional[int] = None, num_shards: Optional[int] = None,
-                 durable: bool = True, compression: Optional[str] = None,
-                 compression_level: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        var_list: Any = None,
+        reshape: bool = False,
+        sharded: bool = False,
+        max_to_keep: Optional[int] = 5,
+        keep_checkpoint_every_n_hours: float = 10000.0,
+        name: Optional[str] = None,
+        restore_sequentially: bool = False,
+        saver_def: Any = None,
+        builder: Any = None,
+        defer_build: bool = False,
+        allow_empty: bool = False,
+        write_version: int = V2,
+        pad_step_number: bool = False,
+        save_relative_paths: bool = False,
+        filename: Optional[str] = None,
+        *,
+        threads: Optional[int] = None,
+        num_shards: Optional[int] = None,
+        durable: bool = True,
+        compression: Optional[str] = None,
+        compression_level: Optional[int] = None,
+    ) -> None:
         if write_version not in (V1, V2):
             raise InvalidArgumentError(f"write_version must be V1 (1) or V2 (2), not {write_version!r}")
         if defer_build and var_list:
             raise InvalidArgumentError(
                 "If `var_list` is provided then build cannot be deferred. Either set defer_build=False "
-                "or var_list=None.")
+                "or var_list=None."
+            )
         self._history = CheckpointHistory(max_to_keep, keep_checkpoint_every_n_hours)
         self._pending: List[Any] = []  # this saver's unfinished background saves, in order
         self._pad_step_number = pad_step_number
@@ -134,24 +157,40 @@ class Saver:
         if self._v1 and not self._tensorflow:
             raise InvalidArgumentError(
                 "write_version=V1 is TensorFlow's deprecated format, written by TensorFlow's own Saver: "
-                "it needs TensorFlow variables (fastckpt writes V2 for arrays)")
+                "it needs TensorFlow variables (fastckpt writes V2 for arrays)"
+            )
         if self._tensorflow:
             if var_list is None and saver_def is None and not tf_loaded():
-                raise InvalidArgumentError(
-                    "var_list is required without TensorFlow: pass a dict of name -> array")
+                raise InvalidArgumentError("var_list is required without TensorFlow: pass a dict of name -> array")
             from ._tf_backend import TFBackend
 
             self._backend = TFBackend(
-                var_list, reshape=reshape, sharded=sharded, max_to_keep=max_to_keep,
-                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
-                restore_sequentially=restore_sequentially, saver_def=saver_def, builder=builder,
-                defer_build=defer_build, allow_empty=allow_empty, pad_step_number=pad_step_number,
-                save_relative_paths=save_relative_paths, filename=filename, write_version=write_version)
+                var_list,
+                reshape=reshape,
+                sharded=sharded,
+                max_to_keep=max_to_keep,
+                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
+                name=name,
+                restore_sequentially=restore_sequentially,
+                saver_def=saver_def,
+                builder=builder,
+                defer_build=defer_build,
+                allow_empty=allow_empty,
+                pad_step_number=pad_step_number,
+                save_relative_paths=save_relative_paths,
+                filename=filename,
+                write_version=write_version,
+            )
         else:
             self._backend = ArrayBackend(
-                var_list, sharded=sharded, max_to_keep=max_to_keep,
-                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours, name=name,
-                allow_empty=allow_empty, filename=filename)
+                var_list,
+                sharded=sharded,
+                max_to_keep=max_to_keep,
+                keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
+                name=name,
+                allow_empty=allow_empty,
+                filename=filename,
+            )
         if not defer_build:
             self._on_built()
 
@@ -174,8 +213,9 @@ class Saver:
         # saver_def argument supplies), and the keep-every-N-hours clock starts
         # when the saver is built.
         retention = self._backend.retention()
-        max_to_keep, keep_hours = retention if retention is not None else \
-            (self._history.max_to_keep, self._history.keep_hours)
+        max_to_keep, keep_hours = (
+            retention if retention is not None else (self._history.max_to_keep, self._history.keep_hours)
+        )
         self._history.start_clock(max_to_keep, keep_hours)
 
     def _tf(self) -> "TFBackend":
@@ -218,11 +258,19 @@ class Saver:
                 checkpoints_with_mtimes.append((path, mtime[0]))
         self.set_last_checkpoints_with_time(checkpoints_with_mtimes)
 
-    def save(self, sess: Any, save_path: PathLike, global_step: Any = None,
-             latest_filename: Optional[str] = None, meta_graph_suffix: str = "meta",
-             write_meta_graph: bool = True, write_state: bool = True,
-             strip_default_attrs: bool = False, save_debug_info: bool = False,
-             blocking: bool = True) -> Any:
+    def save(
+        self,
+        sess: Any,
+        save_path: PathLike,
+        global_step: Any = None,
+        latest_filename: Optional[str] = None,
+        meta_graph_suffix: str = "meta",
+        write_meta_graph: bool = True,
+        write_state: bool = True,
+        strip_default_attrs: bool = False,
+        save_debug_info: bool = False,
+        blocking: bool = True,
+    ) -> Any:
         """Saves the variables; returns the checkpoint prefix (None for an empty saver).
 
         With ``blocking=False`` (a fastckpt extension) the call returns once a
@@ -251,22 +299,35 @@ class Saver:
         if url and not self._tensorflow:
             raise InvalidArgumentError(
                 f"'{os.fspath(save_path)}': {url}:// paths are TensorFlow filesystems, written through "
-                "TensorFlow: they need a Saver of TensorFlow variables")
+                "TensorFlow: they need a Saver of TensorFlow variables"
+            )
         if self._v1 or url:
             # TensorFlow's own Saver writes V1 files, and writes through its
             # filesystems (file://, ram://, gs://...); fastckpt's native core
             # writes local paths.
             if not blocking:
-                raise UnimplementedError("blocking=False needs write_version=V2 and a local path "
-                                         "(V1 and URL paths are written by TensorFlow's Saver)")
+                raise UnimplementedError(
+                    "blocking=False needs write_version=V2 and a local path "
+                    "(V1 and URL paths are written by TensorFlow's Saver)"
+                )
             if not self._handed_to_tf:
                 self._tf().tf_saver().set_last_checkpoints_with_time(list(self._history.last))
                 self._handed_to_tf = True
-            return self._tf().tf_saver().save(
-                sess, save_path, global_step=global_step, latest_filename=latest_filename,
-                meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
-                write_state=write_state, strip_default_attrs=strip_default_attrs,
-                save_debug_info=save_debug_info)
+            return (
+                self._tf()
+                .tf_saver()
+                .save(
+                    sess,
+                    save_path,
+                    global_step=global_step,
+                    latest_filename=latest_filename,
+                    meta_graph_suffix=meta_graph_suffix,
+                    write_meta_graph=write_meta_graph,
+                    write_state=write_state,
+                    strip_default_attrs=strip_default_attrs,
+                    save_debug_info=save_debug_info,
+                )
+            )
         if latest_filename is None:
             latest_filename = "checkpoint"
         if os.path.split(latest_filename)[0]:
@@ -281,24 +342,31 @@ class Saver:
             checkpoint_file = save_path
             if os.path.basename(save_path) == latest_filename and not self._sharded:
                 raise InvalidArgumentError(
-                    f"'latest_filename' collides with 'save_path': '{latest_filename}' and '{save_path}'")
+                    f"'latest_filename' collides with 'save_path': '{latest_filename}' and '{save_path}'"
+                )
         backend.check_session(sess)
         save_path_parent = os.path.dirname(save_path)
         if not os.path.isdir(save_path_parent or "."):
             # TensorFlow's bundle writer creates the last directory level
             # (non-recursively); a sharded save's merge step cannot.
             grandparent = os.path.dirname(save_path_parent)
-            if self._sharded or backend.is_empty or not os.path.isdir(grandparent or ".") or \
-                    os.path.lexists(save_path_parent):  # a file (or a dangling link) is in the way
+            if (
+                self._sharded
+                or backend.is_empty
+                or not os.path.isdir(grandparent or ".")
+                or os.path.lexists(save_path_parent)
+            ):  # a file (or a dangling link) is in the way
                 raise InvalidArgumentError(f"Parent directory of {save_path} doesn't exist, can't save.")
             os.makedirs(save_path_parent, exist_ok=True)
         meta_file = cm.meta_graph_filename(checkpoint_file, meta_graph_suffix=meta_graph_suffix)
 
         # Captured now, on the caller's thread: an asynchronous save writes
         # the graph (or variable list) of its call, not of its commit.
-        write_meta_graph_file = backend.capture_meta_graph(
-            sess, strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info) \
-            if write_meta_graph else None
+        write_meta_graph_file = (
+            backend.capture_meta_graph(sess, strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info)
+            if write_meta_graph
+            else None
+        )
 
         def write_meta() -> None:
             assert write_meta_graph_file is not None  # called only with write_meta_graph
@@ -322,19 +390,29 @@ class Saver:
             if not blocking:
                 raise UnimplementedError(
                     "blocking=False cannot snapshot saveables whose tensors are not arrays (variant "
-                    "tensors, such as tf.data iterator state): save them with blocking=True")
+                    "tensors, such as tf.data iterator state): save them with blocking=True"
+                )
             self._wait_pending()
             tf_backend = self._tf()
-            self._commit(lambda: tf_backend.tf_write_bundle(sess, checkpoint_file), checkpoint_file, meta_file,
-                         save_path, save_path_parent, latest_filename, meta_graph_suffix,
-                         write_meta if write_meta_graph else None, write_state)
+            self._commit(
+                lambda: tf_backend.tf_write_bundle(sess, checkpoint_file),
+                checkpoint_file,
+                meta_file,
+                save_path,
+                save_path_parent,
+                latest_filename,
+                meta_graph_suffix,
+                write_meta if write_meta_graph else None,
+                write_state,
+            )
             return checkpoint_file
         # A large graph-mode save fetches and writes in groups (each its own
         # data file), so the fetch overlaps the write and only two groups of
         # copies are held at once (see TFBackend.fetch_in_groups).
         group_bytes = config.save_group_bytes()
-        grouped = backend.fetch_in_groups(sess, group_bytes) \
-            if blocking and group_bytes and not self._num_shards else None
+        grouped = (
+            backend.fetch_in_groups(sess, group_bytes) if blocking and group_bytes and not self._num_shards else None
+        )
         if grouped is not None:
             self._wait_pending()
             num_groups, groups = grouped
@@ -344,17 +422,31 @@ class Saver:
                 # A data file per writer thread in each group (one per 32 MiB at most):
                 # threads writing one file wait for each other.
                 files = max(1, min(self._threads or config.default_threads(), group_bytes // (32 << 20)))
-                with BundleStreamWriter(checkpoint_file, num_groups, durable=self._durable,
-                                        threads=self._threads, sort_data=backend.sort_data,
-                                        compression=codec[0], compression_level=codec[1],
-                                        files_per_group=files) as out:
+                with BundleStreamWriter(
+                    checkpoint_file,
+                    num_groups,
+                    durable=self._durable,
+                    threads=self._threads,
+                    sort_data=backend.sort_data,
+                    compression=codec[0],
+                    compression_level=codec[1],
+                    files_per_group=files,
+                ) as out:
                     for items, keep in groups:
                         out.write_items(items, keep)
                     out.commit()
 
-            self._commit(write_groups, checkpoint_file, meta_file, save_path, save_path_parent,
-                         latest_filename, meta_graph_suffix, write_meta if write_meta_graph else None,
-                         write_state)
+            self._commit(
+                write_groups,
+                checkpoint_file,
+                meta_file,
+                save_path,
+                save_path_parent,
+                latest_filename,
+                meta_graph_suffix,
+                write_meta if write_meta_graph else None,
+                write_state,
+            )
             return checkpoint_file
         if blocking:
             self._wait_pending()  # before the values are taken: nothing waits while they are held
@@ -362,29 +454,77 @@ class Saver:
             # Graph mode reads the variables in place: the values are valid
             # only inside this block, which the blocking save's write and the
             # asynchronous save's snapshot finish in.
-            return self._write(items, keep, backend, blocking, checkpoint_file, meta_file, save_path,
-                               save_path_parent, latest_filename, meta_graph_suffix,
-                               write_meta if write_meta_graph else None, write_state)
+            return self._write(
+                items,
+                keep,
+                backend,
+                blocking,
+                checkpoint_file,
+                meta_file,
+                save_path,
+                save_path_parent,
+                latest_filename,
+                meta_graph_suffix,
+                write_meta if write_meta_graph else None,
+                write_state,
+            )
 
-    def _write(self, items: Any, keep: Any, backend: Any, blocking: bool, checkpoint_file: str,
-               meta_file: str, save_path: str, save_path_parent: str, latest_filename: str,
-               meta_graph_suffix: str, write_meta: Optional[Callable[[], None]], write_state: bool) -> Any:
+    def _write(
+        self,
+        items: Any,
+        keep: Any,
+        backend: Any,
+        blocking: bool,
+        checkpoint_file: str,
+        meta_file: str,
+        save_path: str,
+        save_path_parent: str,
+        latest_filename: str,
+        meta_graph_suffix: str,
+        write_meta: Optional[Callable[[], None]],
+        write_state: bool,
+    ) -> Any:
         """:meth:`save`'s native path once the items are prepared: writes (or,
         with ``blocking=False``, snapshots and queues) and commits them."""
         if self._compression is not None:
-            return self._save_compressed(items, keep, backend, blocking, checkpoint_file, meta_file, save_path,
-                                         save_path_parent, latest_filename, meta_graph_suffix,
-                                         write_meta, write_state)
+            return self._save_compressed(
+                items,
+                keep,
+                backend,
+                blocking,
+                checkpoint_file,
+                meta_file,
+                save_path,
+                save_path_parent,
+                latest_filename,
+                meta_graph_suffix,
+                write_meta,
+                write_state,
+            )
         if not blocking:
-            job = start_job(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
-                            threads=self._threads, durable=self._durable, sort_data=backend.sort_data,
-                            snapshot_host=True)
+            job = start_job(
+                items,
+                checkpoint_file,
+                num_shards=self._num_shards or backend.default_shards(),
+                threads=self._threads,
+                durable=self._durable,
+                sort_data=backend.sort_data,
+                snapshot_host=True,
+            )
             del keep  # the snapshot holds the values once start_background returns
 
             def finish() -> str:
-                self._commit(lambda: job.finish(), checkpoint_file, meta_file, save_path,
-                             save_path_parent, latest_filename, meta_graph_suffix,
-                             write_meta, write_state)
+                self._commit(
+                    lambda: job.finish(),
+                    checkpoint_file,
+                    meta_file,
+                    save_path,
+                    save_path_parent,
+                    latest_filename,
+                    meta_graph_suffix,
+                    write_meta,
+                    write_state,
+                )
                 return checkpoint_file
 
             handle = start_background(job, checkpoint_file, finish)
@@ -396,17 +536,32 @@ class Saver:
         self._wait_pending()
 
         def write_bundle() -> None:
-            write_items(items, checkpoint_file, num_shards=self._num_shards or backend.default_shards(),
-                        threads=self._threads, durable=self._durable, sort_data=backend.sort_data)
+            write_items(
+                items,
+                checkpoint_file,
+                num_shards=self._num_shards or backend.default_shards(),
+                threads=self._threads,
+                durable=self._durable,
+                sort_data=backend.sort_data,
+            )
 
-        self._commit(write_bundle, checkpoint_file, meta_file, save_path, save_path_parent,
-                     latest_filename, meta_graph_suffix, write_meta,
-                     write_state)
+        self._commit(
+            write_bundle,
+            checkpoint_file,
+            meta_file,
+            save_path,
+            save_path_parent,
+            latest_filename,
+            meta_graph_suffix,
+            write_meta,
+            write_state,
+        )
         del keep
         return checkpoint_file
 
-    def _save_compressed(self, items: Any, keep: Any, backend: Any, blocking: bool, checkpoint_file: str,
-                         *commit_args: Any) -> Any:
+    def _save_compressed(
+        self, items: Any, keep: Any, backend: Any, blocking: bool, checkpoint_file: str, *commit_args: Any
+    ) -> Any:
         """:meth:`save`'s native path with compression (fastckpt.compression):
         the same commit protocol, the bundle written by a CompressedJob."""
         assert self._compression is not None
@@ -414,9 +569,16 @@ class Saver:
         # to be compressed (TensorFlow's values are fetched to the host already).
         named = getattr(backend, "var_list", None)
         job = _compression.CompressedJob(
-            items, named if isinstance(named, dict) else {}, checkpoint_file, level=self._compression[1],
-            num_shards=self._num_shards or backend.default_shards(), threads=self._threads,
-            durable=self._durable, sort_data=backend.sort_data, snapshot_host=not blocking)
+            items,
+            named if isinstance(named, dict) else {},
+            checkpoint_file,
+            level=self._compression[1],
+            num_shards=self._num_shards or backend.default_shards(),
+            threads=self._threads,
+            durable=self._durable,
+            sort_data=backend.sort_data,
+            snapshot_host=not blocking,
+        )
         if not blocking:
             del keep  # the snapshot holds the values once start_background returns
 
@@ -444,9 +606,18 @@ class Saver:
         """Remembers a background save (and forgets finished ones)."""
         self._pending = [h for h in self._pending if not h.done()] + [handle]
 
-    def _commit(self, write_bundle: Callable[[], Any], checkpoint_file: str, meta_file: str,
-                save_path: str, save_path_parent: str, latest_filename: str, meta_graph_suffix: str,
-                write_meta: Optional[Callable[[], None]], write_state: bool) -> None:
+    def _commit(
+        self,
+        write_bundle: Callable[[], Any],
+        checkpoint_file: str,
+        meta_file: str,
+        save_path: str,
+        save_path_parent: str,
+        latest_filename: str,
+        meta_graph_suffix: str,
+        write_meta: Optional[Callable[[], None]],
+        write_state: bool,
+    ) -> None:
         """Writes the bundle, then the .meta and the state file, then applies
         retention; on failure, leaves no new checkpoint and the state file as
         it was."""
@@ -477,13 +648,15 @@ class Saver:
                 # Read-modify-write under a lock on the directory, so that
                 # savers of other prefixes in other processes lose no entry.
                 with locked_directory(save_path_parent):
-                    others = other_savers_entries(save_path_parent, latest_filename, save_path,
-                                                  self._history.managed)
+                    others = other_savers_entries(save_path_parent, latest_filename, save_path, self._history.managed)
                     cm.update_checkpoint_state_internal(
-                        save_dir=save_path_parent, model_checkpoint_path=checkpoint_file,
+                        save_dir=save_path_parent,
+                        model_checkpoint_path=checkpoint_file,
                         all_model_checkpoint_paths=others + self.last_checkpoints,
                         latest_filename=latest_filename,
-                        save_relative_paths=self._save_relative_paths, durable=self._durable)
+                        save_relative_paths=self._save_relative_paths,
+                        durable=self._durable,
+                    )
                 logger.debug("committed: the state file %s names %s", state_file, checkpoint_file)
         except BaseException:
             self._history.rollback(history_before)
@@ -500,8 +673,8 @@ class Saver:
                     # Exact names (not remove_checkpoint's glob patterns), the
                     # index first so the checkpoint disappears before its data.
                     doomed = [checkpoint_file + ".index"] + glob.glob(
-                        glob.escape(checkpoint_file) + ".data-[0-9][0-9][0-9][0-9][0-9]-of-"
-                        "[0-9][0-9][0-9][0-9][0-9]")
+                        glob.escape(checkpoint_file) + ".data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]"
+                    )
                     if meta_written or not meta_existed:
                         doomed.append(meta_file)  # never a .meta this save did not write
                     for path in doomed:
@@ -561,16 +734,29 @@ class Saver:
             # that is both TensorFlow's class and fastckpt's.
             raise as_tensorflow_error(e) from e.__cause__
 
-    def export_meta_graph(self, filename: Optional[PathLike] = None, collection_list: Any = None,
-                          as_text: bool = False, export_scope: Optional[str] = None,
-                          clear_devices: bool = False, clear_extraneous_savers: bool = False,
-                          strip_default_attrs: bool = False, save_debug_info: bool = False) -> Any:
+    def export_meta_graph(
+        self,
+        filename: Optional[PathLike] = None,
+        collection_list: Any = None,
+        as_text: bool = False,
+        export_scope: Optional[str] = None,
+        clear_devices: bool = False,
+        clear_extraneous_savers: bool = False,
+        strip_default_attrs: bool = False,
+        save_debug_info: bool = False,
+    ) -> Any:
         """Returns (and writes, when ``filename`` is given) the MetaGraphDef."""
         return self._backend.export_meta_graph(
-            filename, collection_list=collection_list, as_text=as_text, export_scope=export_scope,
-            clear_devices=clear_devices, clear_extraneous_savers=clear_extraneous_savers,
-            strip_default_attrs=strip_default_attrs, save_debug_info=save_debug_info,
-            durable=self._durable)
+            filename,
+            collection_list=collection_list,
+            as_text=as_text,
+            export_scope=export_scope,
+            clear_devices=clear_devices,
+            clear_extraneous_savers=clear_extraneous_savers,
+            strip_default_attrs=strip_default_attrs,
+            save_debug_info=save_debug_info,
+            durable=self._durable,
+        )
 
     def to_proto(self, export_scope: Optional[str] = None) -> Any:
         return self._backend.to_proto(export_scope)

@@ -35,6 +35,7 @@ keys are the tensor names, and loading gives the same flat ``dict`` of
 arrays, as before (a numpy scalar comes back as a 0-d array, as TensorFlow's
 reader returns it).
 """
+
 from __future__ import annotations
 
 import collections
@@ -46,8 +47,17 @@ import numpy as np
 
 from .errors import InvalidArgumentError, UnsupportedDtypeError
 
-__all__ = ["STRUCTURE_KEY", "Flattened", "flatten", "unflatten", "leaf_paths", "array_leaves", "is_array", "is_scalar",
-           "decode_structure"]
+__all__ = [
+    "STRUCTURE_KEY",
+    "Flattened",
+    "flatten",
+    "unflatten",
+    "leaf_paths",
+    "array_leaves",
+    "is_array",
+    "is_scalar",
+    "decode_structure",
+]
 
 #: The reserved tensor name of a checkpoint's structure description.
 STRUCTURE_KEY = "_FASTCKPT_STRUCTURE"
@@ -84,8 +94,9 @@ def is_array(value: Any) -> bool:
     module = type(value).__module__ or ""
     if module.startswith(("torch", "jax", "jaxlib", "cupy")) and hasattr(value, "shape"):
         return True
-    return any(hasattr(value, a) for a in ("__array_interface__", "__cuda_array_interface__",
-                                           "__array__", "__dlpack__"))
+    return any(
+        hasattr(value, a) for a in ("__array_interface__", "__cuda_array_interface__", "__array__", "__dlpack__")
+    )
 
 
 def is_scalar(value: Any) -> bool:
@@ -106,8 +117,7 @@ def _join(path: str, key: str) -> str:
 
 def _key_text(path: str, key: Any) -> str:
     if isinstance(key, bool) or not isinstance(key, (str, int)):
-        raise UnsupportedDtypeError(
-            f"{path or '<root>'}: dict keys must be str or int, not {_describe(key)} ({key!r})")
+        raise UnsupportedDtypeError(f"{path or '<root>'}: dict keys must be str or int, not {_describe(key)} ({key!r})")
     text = str(key)
     if not text:
         where = f"under '{path}'" if path else "at the top level"
@@ -128,7 +138,8 @@ class _Flattener:
         if name in self.tensors:
             raise InvalidArgumentError(
                 f"two leaves of the state would both be named '{name}' (keys are joined with '/' "
-                "as they are: rename one)")
+                "as they are: rename one)"
+            )
         self.tensors[name] = value
 
     def node(self, value: Any, path: str) -> Dict[str, Any]:
@@ -150,14 +161,12 @@ class _Flattener:
                 out["m"] = _plain(meta, _join(path, "_metadata"))
             return out
         if type(value) in (list, tuple):
-            return {"t": type(value).__name__,
-                    "c": [self.node(v, _join(path, str(i))) for i, v in enumerate(value)]}
+            return {"t": type(value).__name__, "c": [self.node(v, _join(path, str(i))) for i, v in enumerate(value)]}
         return self.leaf(value, path)
 
     def leaf(self, value: Any, path: str) -> Dict[str, Any]:
         if not path:
-            raise InvalidArgumentError(
-                f"a state must be a mapping, list or tuple of values, not {_describe(value)}")
+            raise InvalidArgumentError(f"a state must be a mapping, list or tuple of values, not {_describe(value)}")
         if value is None:
             return {"t": "none"}
         if isinstance(value, bool):
@@ -199,7 +208,8 @@ class _Flattener:
             return {"t": "pickle"}
         raise UnsupportedDtypeError(
             f"{path}: {_describe(value)}, which a checkpoint cannot hold (leaves are arrays, "
-            "numbers, bool, None, str and bytes; pass allow_pickle=True to pickle other objects)")
+            "numbers, bool, None, str and bytes; pass allow_pickle=True to pickle other objects)"
+        )
 
 
 def _plain(value: Any, path: str) -> Any:
@@ -214,12 +224,16 @@ def _plain(value: Any, path: str) -> Any:
 def _is_flat(value: Any) -> bool:
     """A dict of names to arrays (numpy scalars count as 0-d arrays): saved
     as it is, with no structure entry, as fastckpt always saved mappings."""
-    return type(value) is dict and all(type(k) in (str, bytes) for k in value) and \
-        all(is_array(v) or isinstance(v, np.generic) for v in value.values())
+    return (
+        type(value) is dict
+        and all(type(k) in (str, bytes) for k in value)
+        and all(is_array(v) or isinstance(v, np.generic) for v in value.values())
+    )
 
 
-def flatten(state: Any, *, allow_pickle: bool = False,
-            special: Optional[Callable[[Any, str], Optional[Dict[str, Any]]]] = None) -> Flattened:
+def flatten(
+    state: Any, *, allow_pickle: bool = False, special: Optional[Callable[[Any, str], Optional[Dict[str, Any]]]] = None
+) -> Flattened:
     """Names every leaf of `state` (see the module docstring).
 
     `special(value, path)` may claim a value before the rules above apply
@@ -259,19 +273,25 @@ def decode_structure(raw: Any, prefix: str) -> Dict[str, Any]:
         if not isinstance(spec, dict) or "root" not in spec:
             raise ValueError("no root")
     except (AttributeError, UnicodeDecodeError, ValueError) as e:
-        raise DataLossError(f"checkpoint '{prefix}': its structure entry '{STRUCTURE_KEY}' is "
-                            f"damaged ({e})") from None
+        raise DataLossError(f"checkpoint '{prefix}': its structure entry '{STRUCTURE_KEY}' is damaged ({e})") from None
     if spec.get("format") != _FORMAT:
         from .errors import UnimplementedError
 
         raise UnimplementedError(
             f"checkpoint '{prefix}' describes its structure in format {spec.get('format')!r}; "
-            f"this version of fastckpt reads format {_FORMAT} (written by a newer version?)")
+            f"this version of fastckpt reads format {_FORMAT} (written by a newer version?)"
+        )
     return spec
 
 
-def unflatten(structure: Dict[str, Any], tensors: Mapping[str, Any], *, prefix: str,
-              allow_pickle: bool = False, convert: Optional[Callable[[Any], Any]] = None) -> Any:
+def unflatten(
+    structure: Dict[str, Any],
+    tensors: Mapping[str, Any],
+    *,
+    prefix: str,
+    allow_pickle: bool = False,
+    convert: Optional[Callable[[Any], Any]] = None,
+) -> Any:
     """Rebuilds the state `structure` describes from `tensors` (name ->
     array as read). `convert` maps each array leaf (not scalars) to the
     caller's array type.
@@ -284,8 +304,7 @@ def unflatten(structure: Dict[str, Any], tensors: Mapping[str, Any], *, prefix: 
     from .errors import DataLossError
 
     def fail(path: str, why: str) -> DataLossError:
-        return DataLossError(f"checkpoint '{prefix}': its structure entry is damaged at "
-                             f"'{path or '<root>'}': {why}")
+        return DataLossError(f"checkpoint '{prefix}': its structure entry is damaged at '{path or '<root>'}': {why}")
 
     def tensor(path: str) -> Any:
         try:
@@ -351,7 +370,8 @@ def unflatten(structure: Dict[str, Any], tensors: Mapping[str, Any], *, prefix: 
                 raise UnsupportedDtypeError(
                     f"checkpoint '{prefix}': '{path}' holds a pickled object; unpickling runs code "
                     "from the file, so it happens only with load(..., allow_pickle=True) from a "
-                    "checkpoint you trust")
+                    "checkpoint you trust"
+                )
             return pickle.loads(scalar(path, "pickled object"))
         raise fail(path, f"unknown node type {t!r}")
 
@@ -380,6 +400,7 @@ def leaf_paths(target: Any) -> Iterator[Tuple[str, Any]]:
 
 def array_leaves(structure: Dict[str, Any]) -> Iterator[str]:
     """Names of the array leaves (not scalars) a structure description lists."""
+
     def walk(node: Any, path: str) -> Iterator[str]:
         if not isinstance(node, dict):
             return

@@ -9,6 +9,7 @@ first bad tensor: the :class:`VerifyReport` (and the
 :class:`~fastckpt.DataLossError` raised for a damaged checkpoint) names
 every one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,7 +38,7 @@ class BadTensor(NamedTuple):
     #: the tensor's name; for a slice of a partitioned tensor, the partitioned
     #: tensor's name, the slice being named in `reason` (``slice '0,4:-': ...``)
     name: str
-    file: str    #: the data file holding the bad bytes (the ``.index`` for a slice problem)
+    file: str  #: the data file holding the bad bytes (the ``.index`` for a slice problem)
     reason: str  #: what is wrong, e.g. ``data checksum mismatch (...)``
     #: False for a damaged slice entry that no tensor lists (readers never use
     #: it); `name` is then the tensor its key names
@@ -109,8 +110,10 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line: tensors, bytes, files, time and throughput."""
-        return (f"{self.tensors} tensors, {self.bytes} bytes in {self.files} files, "
-                f"{self.seconds:.3f} s ({self.gbps:.2f} GB/s)")
+        return (
+            f"{self.tensors} tensors, {self.bytes} bytes in {self.files} files, "
+            f"{self.seconds:.3f} s ({self.gbps:.2f} GB/s)"
+        )
 
 
 def _damage_message(report: VerifyReport) -> str:
@@ -119,8 +122,13 @@ def _damage_message(report: VerifyReport) -> str:
     return "\n".join(lines)
 
 
-def verify(prefix: PathLike, *, threads: Optional[int] = None,
-           chunk_bytes: Optional[int] = None, progress: Optional[ProgressCallback] = None) -> VerifyReport:
+def verify(
+    prefix: PathLike,
+    *,
+    threads: Optional[int] = None,
+    chunk_bytes: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> VerifyReport:
     """Checks every tensor of a checkpoint without loading it.
 
     Args:
@@ -155,14 +163,16 @@ def verify(prefix: PathLike, *, threads: Optional[int] = None,
     check_callback(progress)
     reader = _native.Reader(resolved)
     try:
+
         def check() -> Dict[str, Any]:
             return reader.verify(threads or config.default_threads(), chunk_bytes or 0)
 
         if progress is None:
             raw = check()
         else:
-            placed = sorted((shard, offset, size) for _k, _d, _s, shard, offset, size, _c, _sl
-                            in reader.entries() if size)
+            placed = sorted(
+                (shard, offset, size) for _k, _d, _s, shard, offset, size, _c, _sl in reader.entries() if size
+            )
             tracker = Tracker(progress, [size for _, _, size in placed])
             raw = tracker.run(check, reader.bytes_processed)
             tracker.report(tracker.total, final=True)
@@ -286,8 +296,7 @@ def _candidates(checkpoint_dir: str, latest_filename: Optional[str]) -> List[str
     return unique
 
 
-def latest_valid_checkpoint(checkpoint_dir: PathLike,
-                            latest_filename: Optional[str] = None) -> Optional[str]:
+def latest_valid_checkpoint(checkpoint_dir: PathLike, latest_filename: Optional[str] = None) -> Optional[str]:
     """The newest checkpoint in ``checkpoint_dir`` that passes :func:`verify`.
 
     Like :func:`fastckpt.latest_checkpoint`, but a checkpoint is only returned

@@ -1,12 +1,12 @@
 """``fastckpt.save``: write a mapping of arrays as a TensorFlow V2 checkpoint."""
+
 from __future__ import annotations
 
 import errno
 import os
 import time
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union,
-                    overload)
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
 
 import numpy as np
 
@@ -19,8 +19,17 @@ from ._progress import ProgressCallback, Tracker, check_callback, log_done, logg
 from .errors import FastCkptError, InvalidArgumentError, UnsupportedDtypeError, from_os_error, os_error
 from .format import dtypes
 
-__all__ = ["save", "SaveResult", "prepare_items", "prepare_item", "partitioned_item", "partitioned_items",
-           "write_items", "start_job", "has_device_items"]
+__all__ = [
+    "save",
+    "SaveResult",
+    "prepare_items",
+    "prepare_item",
+    "partitioned_item",
+    "partitioned_items",
+    "write_items",
+    "start_job",
+    "has_device_items",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
@@ -35,7 +44,7 @@ class SaveResult:
     prefix: str
     files: List[str] = field(default_factory=list)
     num_shards: int = 1
-    nbytes: int = 0       # tensor bytes written to the data files
+    nbytes: int = 0  # tensor bytes written to the data files
     seconds: float = 0.0  # wall time of the save
 
     @property
@@ -66,13 +75,16 @@ def _string_elements(arr: np.ndarray, name: str) -> List[bytes]:
         else:
             raise UnsupportedDtypeError(
                 f"tensor '{name}': element {i} of an object array is a {type(x).__name__}; "
-                "object arrays must hold only bytes or str (they are saved as string tensors)")
+                "object arrays must hold only bytes or str (they are saved as string tensors)"
+            )
     return out
 
 
-_SAVABLE = ("numpy arrays and scalars, Python numbers, bytes and str, nested lists of equal-length "
-            "rows, torch, JAX and CuPy arrays, and objects exporting the buffer protocol, "
-            "__array_interface__, __cuda_array_interface__ or DLPack")
+_SAVABLE = (
+    "numpy arrays and scalars, Python numbers, bytes and str, nested lists of equal-length "
+    "rows, torch, JAX and CuPy arrays, and objects exporting the buffer protocol, "
+    "__array_interface__, __cuda_array_interface__ or DLPack"
+)
 
 
 def _type_name(value: Any) -> str:
@@ -106,11 +118,14 @@ def _host_array(value: Any) -> np.ndarray:
         if ints:
             low, high = min(ints), max(ints)
             raise InvalidArgumentError(
-                f"the integer {low} does not fit in 64 bits (int64 or uint64)" if low == high else
-                f"integers from {low} to {high} do not fit one 64-bit integer type (int64 or uint64)")
+                f"the integer {low} does not fit in 64 bits (int64 or uint64)"
+                if low == high
+                else f"integers from {low} to {high} do not fit one 64-bit integer type (int64 or uint64)"
+            )
         if arr.ndim == 0 and not isinstance(arr[()], (bytes, str, bytearray, memoryview, np.bytes_)):
-            raise UnsupportedDtypeError(f"a value of type {_type_name(value)} cannot be saved as a "
-                                        f"tensor; fastckpt saves {_SAVABLE}")
+            raise UnsupportedDtypeError(
+                f"a value of type {_type_name(value)} cannot be saved as a tensor; fastckpt saves {_SAVABLE}"
+            )
     return arr
 
 
@@ -150,15 +165,15 @@ def prepare_item(name: Any, value: Any, *, slice_key: bool = False) -> Tuple[Ite
     return (key, dt, shape, arr if arr.nbytes else None, None, None), arr
 
 
-def partitioned_item(name: str, dtype: int, full_shape: Tuple[int, ...],
-                     slices: List[List[Tuple[int, int]]]) -> Item:
+def partitioned_item(name: str, dtype: int, full_shape: Tuple[int, ...], slices: List[List[Tuple[int, int]]]) -> Item:
     """The data-less index entry of a partitioned tensor: its full shape and the
     list of stored slices (each slice's data is a separate slice-key item)."""
     return (_encode_name(name), dtype, tuple(full_shape), None, None, [list(s) for s in slices])
 
 
-def partitioned_items(name: str, full_shape: Sequence[int],
-                      parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]) -> Tuple[List[Item], List[Any]]:
+def partitioned_items(
+    name: str, full_shape: Sequence[int], parts: Sequence[Tuple[Sequence[Tuple[int, int]], Any]]
+) -> Tuple[List[Item], List[Any]]:
     """Items that store tensor `name` as slices, as TensorFlow's Saver stores a
     partitioned variable: one data item per ``(extents, array)`` part, keyed by
     the encoded slice key, and the data-less full entry listing the slices.
@@ -206,8 +221,16 @@ def _prepare_items(tensors: Mapping[Any, Any]) -> Tuple[List[Item], List[Any]]:
             dt = fixed.get(value.dtype)
             if dt is not None and value.flags.c_contiguous:
                 # The caller's mapping keeps `value` alive for the write.
-                items.append((name.encode("utf-8", "surrogateescape"), dt, value.shape,
-                              value if value.size else None, None, None))
+                items.append(
+                    (
+                        name.encode("utf-8", "surrogateescape"),
+                        dt,
+                        value.shape,
+                        value if value.size else None,
+                        None,
+                        None,
+                    )
+                )
                 continue
         item, owner = prepare_item(name, value)
         items.append(item)
@@ -220,10 +243,21 @@ def has_device_items(items: List[Item]) -> bool:
     return any(type(it[3]) is tuple for it in items)
 
 
-def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
-              durable: bool, sort_data: bool = True, snapshot_host: bool = False,
-              host_memory_budget: Optional[int] = None, shard_base: int = 0, total_shards: int = 0,
-              commit: bool = True, chunk_bytes: int = 0) -> Any:
+def start_job(
+    items: List[Item],
+    prefix: PathLike,
+    *,
+    num_shards: Optional[int],
+    threads: Optional[int],
+    durable: bool,
+    sort_data: bool = True,
+    snapshot_host: bool = False,
+    host_memory_budget: Optional[int] = None,
+    shard_base: int = 0,
+    total_shards: int = 0,
+    commit: bool = True,
+    chunk_bytes: int = 0,
+) -> Any:
     """Creates a native SaveJob (files created, nothing written yet).
 
     Call ``snapshot()`` (after which the source arrays may change) and
@@ -248,16 +282,27 @@ def start_job(items: List[Item], prefix: PathLike, *, num_shards: Optional[int],
     if host_memory_budget is not None:
         if not isinstance(host_memory_budget, int) or host_memory_budget < 1:
             raise InvalidArgumentError(
-                f"host_memory_budget must be a positive number of bytes, not {host_memory_budget!r}")
+                f"host_memory_budget must be a positive number of bytes, not {host_memory_budget!r}"
+            )
         budget = min(budget, host_memory_budget)
     if snapshot_host:
         max_buffers = max(1, budget // buffer_bytes)
     else:  # a synchronous device save: a few buffers per thread keep the pipeline full
         max_buffers = max(1, min(3 * threads, budget // buffer_bytes))
-    return _native.SaveJob(os.fspath(prefix), items, num_shards or 0, threads, bool(durable),
-                           config.task_bytes(), bool(sort_data), bool(snapshot_host), int(max_buffers),
-                           False, fill_threads, **_partial_options(shard_base, total_shards, commit,
-                                                                   chunk_bytes))
+    return _native.SaveJob(
+        os.fspath(prefix),
+        items,
+        num_shards or 0,
+        threads,
+        bool(durable),
+        config.task_bytes(),
+        bool(sort_data),
+        bool(snapshot_host),
+        int(max_buffers),
+        False,
+        fill_threads,
+        **_partial_options(shard_base, total_shards, commit, chunk_bytes),
+    )
 
 
 def _partial_options(shard_base: int, total_shards: int, commit: bool, chunk_bytes: int) -> Dict[str, Any]:
@@ -267,8 +312,15 @@ def _partial_options(shard_base: int, total_shards: int, commit: bool, chunk_byt
     return dict(shard_base=shard_base, total_shards=total_shards, commit=commit, chunk_bytes=chunk_bytes)
 
 
-def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int], threads: Optional[int],
-                durable: bool, sort_data: bool = True) -> Dict[str, Any]:
+def write_items(
+    items: List[Item],
+    prefix: PathLike,
+    *,
+    num_shards: Optional[int],
+    threads: Optional[int],
+    durable: bool,
+    sort_data: bool = True,
+) -> Dict[str, Any]:
     """Runs the native writer on prepared items (see prepare_items).
 
     Tensors go to the data files sorted by name (TensorFlow's Saver order), or
@@ -277,13 +329,19 @@ def write_items(items: List[Item], prefix: PathLike, *, num_shards: Optional[int
     """
     prefix = os.fspath(prefix)
     if has_device_items(items):
-        job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
-                        sort_data=sort_data)
+        job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable, sort_data=sort_data)
         snapshot_or_abort(job)
         return job.finish()
     config.check_positive(num_shards=num_shards, threads=threads)
-    return _native.write_bundle(prefix, items, num_shards or 0, threads or config.default_threads(),
-                                bool(durable), config.task_bytes(), bool(sort_data))
+    return _native.write_bundle(
+        prefix,
+        items,
+        num_shards or 0,
+        threads or config.default_threads(),
+        bool(durable),
+        config.task_bytes(),
+        bool(sort_data),
+    )
 
 
 def snapshot_or_abort(job: Any) -> None:
@@ -337,14 +395,16 @@ def _check_prefix(prefix: str) -> None:
     """Refuses a prefix that names a directory: the files would be hidden ones
     named ``.index`` and ``.data-…`` inside it."""
     if not prefix:
-        raise InvalidArgumentError("the checkpoint prefix is empty; a prefix is a path and a file "
-                                   "name stem, e.g. 'ckpt/model'")
+        raise InvalidArgumentError(
+            "the checkpoint prefix is empty; a prefix is a path and a file name stem, e.g. 'ckpt/model'"
+        )
     base = os.path.basename(prefix)
     if base in ("", ".", "..") or os.path.isdir(prefix):
         suggestion = os.path.join(os.path.normpath(prefix), "model")
         raise InvalidArgumentError(
             f"checkpoint prefix '{prefix}' is a directory; a prefix is a path and a file name stem "
-            f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'")
+            f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'"
+        )
 
 
 def _named_tensors(state: Any, allow_pickle: bool) -> Dict[str, Any]:
@@ -358,35 +418,70 @@ def _named_tensors(state: Any, allow_pickle: bool) -> Dict[str, Any]:
 
 
 @overload
-def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
-         threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[True] = ...,
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
-         compression: Optional[str] = ..., compression_level: Optional[int] = ...,
-         progress: Optional[ProgressCallback] = ...) -> SaveResult: ...
+def save(
+    tensors: Any,
+    prefix: PathLike,
+    *,
+    num_shards: Optional[int] = ...,
+    threads: Optional[int] = ...,
+    durable: bool = ...,
+    blocking: Literal[True] = ...,
+    host_memory_budget: Optional[int] = ...,
+    allow_pickle: bool = ...,
+    compression: Optional[str] = ...,
+    compression_level: Optional[int] = ...,
+    progress: Optional[ProgressCallback] = ...,
+) -> SaveResult: ...
 
 
 @overload
-def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
-         threads: Optional[int] = ..., durable: bool = ..., blocking: Literal[False],
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
-         compression: Optional[str] = ..., compression_level: Optional[int] = ...,
-         progress: Optional[ProgressCallback] = ...) -> "_background.AsyncSave[SaveResult]": ...
+def save(
+    tensors: Any,
+    prefix: PathLike,
+    *,
+    num_shards: Optional[int] = ...,
+    threads: Optional[int] = ...,
+    durable: bool = ...,
+    blocking: Literal[False],
+    host_memory_budget: Optional[int] = ...,
+    allow_pickle: bool = ...,
+    compression: Optional[str] = ...,
+    compression_level: Optional[int] = ...,
+    progress: Optional[ProgressCallback] = ...,
+) -> "_background.AsyncSave[SaveResult]": ...
 
 
 @overload
-def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = ...,
-         threads: Optional[int] = ..., durable: bool = ..., blocking: bool = ...,
-         host_memory_budget: Optional[int] = ..., allow_pickle: bool = ...,
-         compression: Optional[str] = ..., compression_level: Optional[int] = ...,
-         progress: Optional[ProgressCallback] = ...
-         ) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
+def save(
+    tensors: Any,
+    prefix: PathLike,
+    *,
+    num_shards: Optional[int] = ...,
+    threads: Optional[int] = ...,
+    durable: bool = ...,
+    blocking: bool = ...,
+    host_memory_budget: Optional[int] = ...,
+    allow_pickle: bool = ...,
+    compression: Optional[str] = ...,
+    compression_level: Optional[int] = ...,
+    progress: Optional[ProgressCallback] = ...,
+) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]: ...
 
 
-def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
-         threads: Optional[int] = None, durable: bool = True, blocking: bool = True,
-         host_memory_budget: Optional[int] = None, allow_pickle: bool = False,
-         compression: Optional[str] = None, compression_level: Optional[int] = None,
-         progress: Optional[ProgressCallback] = None) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
+def save(
+    tensors: Any,
+    prefix: PathLike,
+    *,
+    num_shards: Optional[int] = None,
+    threads: Optional[int] = None,
+    durable: bool = True,
+    blocking: bool = True,
+    host_memory_budget: Optional[int] = None,
+    allow_pickle: bool = False,
+    compression: Optional[str] = None,
+    compression_level: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> Union[SaveResult, "_background.AsyncSave[SaveResult]"]:
     """Saves arrays, or a nested training state, as a TensorFlow V2 checkpoint
     (``PREFIX.index`` + data shards).
 
@@ -466,34 +561,55 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
     prefix = os.fspath(prefix)
     _check_prefix(prefix)
     if check_callback(progress) is not None and not blocking:
-        raise InvalidArgumentError("progress= reports a blocking save; an asynchronous save reports "
-                                   "through its handle (done(), result())")
+        raise InvalidArgumentError(
+            "progress= reports a blocking save; an asynchronous save reports through its handle (done(), result())"
+        )
     codec = _compression.check_options(compression, compression_level)
     named = _named_tensors(tensors, allow_pickle)
     items, keep = prepare_items(named)
     keep.append(named)  # owns the arrays made for scalars until the write (or snapshot) is done
     parent = os.path.dirname(prefix)
     if parent and os.path.exists(parent) and not os.path.isdir(parent):
-        raise os_error(errno.ENOTDIR, f"cannot save '{prefix}': its parent '{parent}' is not a directory",
-                       parent)
+        raise os_error(errno.ENOTDIR, f"cannot save '{prefix}': its parent '{parent}' is not a directory", parent)
     if parent and not os.path.isdir(parent):
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise from_os_error(e, f"cannot create directory '{parent}'", parent) from None
     if codec is not None:
-        return _compression.save(named, prefix, level=codec[1], num_shards=num_shards, threads=threads,
-                                 durable=durable, blocking=blocking,
-                                 host_memory_budget=host_memory_budget, start=start, progress=progress)
+        return _compression.save(
+            named,
+            prefix,
+            level=codec[1],
+            num_shards=num_shards,
+            threads=threads,
+            durable=durable,
+            blocking=blocking,
+            host_memory_budget=host_memory_budget,
+            start=start,
+            progress=progress,
+        )
     if not blocking:
-        job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
-                        snapshot_host=True, host_memory_budget=host_memory_budget)
+        job = start_job(
+            items,
+            prefix,
+            num_shards=num_shards,
+            threads=threads,
+            durable=durable,
+            snapshot_host=True,
+            host_memory_budget=host_memory_budget,
+        )
         del items
 
         def finish() -> SaveResult:
             info = job.finish()
-            return SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
-                              nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
+            return SaveResult(
+                prefix=prefix,
+                files=list(info["files"]),
+                num_shards=info["num_shards"],
+                nbytes=info["data_bytes"],
+                seconds=time.perf_counter() - start,
+            )
 
         handle = start_background(job, prefix, finish)
         del keep  # the snapshot holds the bytes now
@@ -502,11 +618,17 @@ def save(tensors: Any, prefix: PathLike, *, num_shards: Optional[int] = None,
     if progress is None:
         info = write_items(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
     else:
-        info = _write_reporting(items, prefix, num_shards=num_shards, threads=threads, durable=durable,
-                                progress=progress)
+        info = _write_reporting(
+            items, prefix, num_shards=num_shards, threads=threads, durable=durable, progress=progress
+        )
     del keep
-    result = SaveResult(prefix=prefix, files=list(info["files"]), num_shards=info["num_shards"],
-                        nbytes=info["data_bytes"], seconds=time.perf_counter() - start)
+    result = SaveResult(
+        prefix=prefix,
+        files=list(info["files"]),
+        num_shards=info["num_shards"],
+        nbytes=info["data_bytes"],
+        seconds=time.perf_counter() - start,
+    )
     log_done("saved", prefix, result.nbytes, result.seconds)
     return result
 
@@ -523,15 +645,25 @@ def item_nbytes(item: Item) -> int:
     return int(np.prod(item[2], dtype=np.int64)) * dtypes.element_size(item[1])  # a device buffer
 
 
-def _write_reporting(items: List[Item], prefix: str, *, num_shards: Optional[int], threads: Optional[int],
-                     durable: bool, progress: ProgressCallback) -> Dict[str, Any]:
+def _write_reporting(
+    items: List[Item],
+    prefix: str,
+    *,
+    num_shards: Optional[int],
+    threads: Optional[int],
+    durable: bool,
+    progress: ProgressCallback,
+) -> Dict[str, Any]:
     """write_items through a SaveJob whose written-bytes counter is reported
     to `progress` from this thread (the job writes on a worker)."""
     ordered = sorted(items, key=lambda it: it[0])  # the order a sorted save lays the data out
     tracker = Tracker(progress, [item_nbytes(it) for it in ordered])
     job = start_job(items, prefix, num_shards=num_shards, threads=threads, durable=durable)
     snapshot_or_abort(job)
-    info = tracker.run(job.finish, lambda: int(job.progress()["written_bytes"]),
-                       abort=lambda e: job.abort(f"the progress callback raised {type(e).__name__}: {e}"))
+    info = tracker.run(
+        job.finish,
+        lambda: int(job.progress()["written_bytes"]),
+        abort=lambda e: job.abort(f"the progress callback raised {type(e).__name__}: {e}"),
+    )
     tracker.report(tracker.total, final=True)
     return info

@@ -69,9 +69,6 @@ if REPO not in sys.path:
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import fastckpt  # noqa: E402
-from fastckpt import _native  # noqa: E402
-from fastckpt.format import dtypes  # noqa: E402
 from table_codec import (  # noqa: E402
     Table,
     encode_fields,
@@ -79,6 +76,10 @@ from table_codec import (  # noqa: E402
     parse_fields,
     put_varint,
 )
+
+import fastckpt  # noqa: E402
+from fastckpt import _native  # noqa: E402
+from fastckpt.format import dtypes  # noqa: E402
 
 INTERESTING = [
     0,
@@ -158,9 +159,7 @@ def write_fastckpt_base(prefix: str, *, seed: int, num_shards: int, grid: bool) 
     values["scalar"] = _distinct(rng, np.float64, ())
     values["empty"] = np.zeros((0, 4), np.int32)
     values["empty_strings"] = np.empty((0,), dtype=object)
-    values["strings"] = np.array(
-        [b"alpha", b"", b"gamma\x00", bytes(range(200, 256))], dtype=object
-    )
+    values["strings"] = np.array([b"alpha", b"", b"gamma\x00", bytes(range(200, 256))], dtype=object)
     values["string_scalar"] = np.array(b"one", dtype=object)
     items, keep = prepare_items(values)
     rows = _distinct(rng, np.float32, (7, 5))
@@ -171,18 +170,12 @@ def write_fastckpt_base(prefix: str, *, seed: int, num_shards: int, grid: bool) 
     keep += part_keep
     if grid:
         g = _distinct(rng, np.int16, (6, 8))
-        parts = [
-            ([(r, 3), (c, n)], g[r : r + 3, c : c + n])
-            for r in (0, 3)
-            for c, n in ((0, 2), (2, 3), (5, 3))
-        ]
+        parts = [([(r, 3), (c, n)], g[r : r + 3, c : c + n]) for r in (0, 3) for c, n in ((0, 2), (2, 3), (5, 3))]
         grid_items, grid_keep = partitioned_items("part/grid", g.shape, parts)
         items += grid_items
         keep += grid_keep
         s = np.array([b"x", b"yy", b"", b"zzz\xff"], dtype=object)
-        str_items, str_keep = partitioned_items(
-            "part/strings", s.shape, [([(0, 1)], s[0:1]), ([(1, 3)], s[1:4])]
-        )
+        str_items, str_keep = partitioned_items("part/strings", s.shape, [([(0, 1)], s[0:1]), ([(1, 3)], s[1:4])])
         items += str_items
         keep += str_keep
     write_items(items, prefix, num_shards=num_shards, threads=2, durable=False)
@@ -243,13 +236,9 @@ def write_tf_base(prefix: str) -> Dict[str, np.ndarray]:
     import pickle
 
     out = prefix + ".values.pkl"
-    proc = subprocess.run(
-        [sys.executable, "-c", _TF_WRITER, prefix, out], capture_output=True, text=True, timeout=600
-    )
+    proc = subprocess.run([sys.executable, "-c", _TF_WRITER, prefix, out], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"TensorFlow could not write the base checkpoint:\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"TensorFlow could not write the base checkpoint:\n{proc.stderr[-3000:]}")
     with open(out, "rb") as f:
         values = pickle.load(f)
     os.remove(out)
@@ -344,16 +333,10 @@ def _mutate_message(rng: random.Random, buf: bytes, depth: int = 0) -> bytes:
             return bytes(b)
         return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 7)))
     for _ in range(rng.randrange(1, 4)):
-        op = rng.choice(
-            ["set", "delete", "duplicate", "add", "wiretype", "nested", "nested", "dims"]
-        )
+        op = rng.choice(["set", "delete", "duplicate", "add", "wiretype", "nested", "nested", "dims"])
         if op == "add" or not fields:
             wt = rng.choice([0, 1, 2, 5])
-            value = (
-                _interesting(rng)
-                if wt != 2
-                else bytes(rng.randrange(256) for _ in range(rng.randrange(13)))
-            )
+            value = _interesting(rng) if wt != 2 else bytes(rng.randrange(256) for _ in range(rng.randrange(13)))
             fields.insert(
                 rng.randrange(len(fields) + 1),
                 (rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 16]), wt, value),
@@ -365,9 +348,7 @@ def _mutate_message(rng: random.Random, buf: bytes, depth: int = 0) -> bytes:
             fields[i] = (
                 f,
                 wt,
-                _interesting(rng)
-                if wt != 2
-                else bytes(rng.randrange(256) for _ in range(rng.randrange(17))),
+                _interesting(rng) if wt != 2 else bytes(rng.randrange(256) for _ in range(rng.randrange(17))),
             )
         elif op == "delete":
             del fields[i]
@@ -449,9 +430,7 @@ def mutate_index(rng: random.Random, base: Base) -> Tuple[str, bytes]:
     per_block = rng.choice([1, 3, 4, 16, 1000])
     restart = rng.choice([1, 2, 16])
     mode = rng.choice(
-        ["entry"] * 4
-        + ["slices"] * 2
-        + ["keys", "block", "flip_fixed", "flip_fixed", "flip_raw", "handles", "footer"]
+        ["entry"] * 4 + ["slices"] * 2 + ["keys", "block", "flip_fixed", "flip_fixed", "flip_raw", "handles", "footer"]
     )
     table = Table.from_entries(entries, per_block, restart)
     if mode == "entry":
@@ -485,9 +464,7 @@ def mutate_index(rng: random.Random, base: Base) -> Tuple[str, bytes]:
             entries[i] = (bytes(k), entries[i][1])
             entries.sort(key=lambda kv: kv[0])  # keep the table sorted: reach the entry checks
         else:
-            entries.insert(
-                i, (bytes(rng.randrange(256) for _ in range(rng.randrange(13))), entries[j][1])
-            )
+            entries.insert(i, (bytes(rng.randrange(256) for _ in range(rng.randrange(13))), entries[j][1]))
         return f"{mode}/{op}", Table.from_entries(entries, per_block, restart).serialize()
     if mode == "block":
         b = rng.randrange(len(table.data_blocks))
@@ -504,9 +481,7 @@ def mutate_index(rng: random.Random, base: Base) -> Tuple[str, bytes]:
                 del block[i : i + rng.randrange(1, 9)]
             elif op == "restart" and len(block) >= 4:
                 at = len(block) - 4 * rng.randrange(1, 3)
-                block[max(0, at) : max(0, at) + 4] = struct.pack(
-                    "<I", _interesting(rng) & 0xFFFFFFFF
-                )
+                block[max(0, at) : max(0, at) + 4] = struct.pack("<I", _interesting(rng) & 0xFFFFFFFF)
         table.data_blocks[b] = bytes(block)
         return mode, table.serialize()
     if mode in ("flip_fixed", "flip_raw"):
@@ -653,9 +628,7 @@ def judge(base: Base, prefix: str, *, index_intact: bool) -> Outcome:
         raw = fixed_bytes.get(name)
         if raw is not None and np.asarray(value).dtype != object:
             if np.ascontiguousarray(value).tobytes() != raw:
-                out.findings.append(
-                    f"wrong-value: {what} of '{name}' is not the bytes its entry points at"
-                )
+                out.findings.append(f"wrong-value: {what} of '{name}' is not the bytes its entry points at")
 
     ok_open, reader = call("load_checkpoint", lambda: fastckpt.load_checkpoint(prefix))
     refused: Dict[str, str] = {}
@@ -686,51 +659,34 @@ def judge(base: Base, prefix: str, *, index_intact: bool) -> Outcome:
                     spec = ":".join(["0,1"] + ["-"] * (len(shape) - 1))
                     ok, part = call(f"get_slice('{name}')", lambda: reader.get_slice(name, spec))
                     if ok and not same_value(part, np.asarray(value)[0:1]):
-                        out.findings.append(
-                            f"wrong-value: get_slice of '{name}' is not get_tensor's first row"
-                        )
+                        out.findings.append(f"wrong-value: get_slice of '{name}' is not get_tensor's first row")
     ok, loaded = call("load", lambda: fastckpt.load(prefix))
     out.load = "ok" if ok else type(loaded).__name__
     if ok:
         for name, value in loaded.items():
             expect(name, value, described.get(name), "load")
         if refused:
-            out.findings.append(
-                f"readers-disagree: load read what get_tensor refused: {sorted(refused)}"
-            )
+            out.findings.append(f"readers-disagree: load read what get_tensor refused: {sorted(refused)}")
     elif ok_open and not refused:
-        out.findings.append(
-            f"readers-disagree: load raised {out.load}, get_tensor read every tensor"
-        )
+        out.findings.append(f"readers-disagree: load raised {out.load}, get_tensor read every tensor")
     ok, report = call("verify", lambda: fastckpt.verify(prefix))
     out.verify = "ok" if ok else type(report).__name__
     if ok:
         unreadable = sorted(
             n
             for n, cls in refused.items()
-            if not (
-                cls == "UnsupportedDtypeError" and described.get(n, (0,))[0] == dtypes.DT_VARIANT
-            )
+            if not (cls == "UnsupportedDtypeError" and described.get(n, (0,))[0] == dtypes.DT_VARIANT)
         )
-        if out.load not in ("ok",) and not (
-            out.load == "UnsupportedDtypeError" and _has_variant(described)
-        ):
+        if out.load not in ("ok",) and not (out.load == "UnsupportedDtypeError" and _has_variant(described)):
             out.findings.append(f"verify-accepted-unreadable: load raised {out.load}")
         if unreadable:
             out.findings.append(f"verify-accepted-unreadable: get_tensor refused {unreadable}")
         if not ok_open:
             out.findings.append("verify-accepted-unreadable: load_checkpoint failed")
-    elif (
-        index_intact
-        and ok_open
-        and isinstance(report, fastckpt.DataLossError)
-        and hasattr(report, "report")
-    ):
+    elif index_intact and ok_open and isinstance(report, fastckpt.DataLossError) and hasattr(report, "report"):
         flagged = {b.name for b in report.report.bad if getattr(b, "listed", True)}
         if flagged != set(refused):
-            out.findings.append(
-                f"disagree: verify flagged {sorted(flagged)}, get_tensor refused {sorted(refused)}"
-            )
+            out.findings.append(f"disagree: verify flagged {sorted(flagged)}, get_tensor refused {sorted(refused)}")
     out.seconds = time.perf_counter() - start
     return out
 
@@ -854,9 +810,7 @@ class Tally:
             self.slowest = (rec["seconds"], f"{kind} {base} seed {rec['seed']} ({rec['what']})")
 
 
-def _run_chunk(
-    args: argparse.Namespace, kind: str, base: str, start: int, count: int, tally: Tally
-) -> None:
+def _run_chunk(args: argparse.Namespace, kind: str, base: str, start: int, count: int, tally: Tally) -> None:
     """Runs a worker over seeds [start, start + count), restarting it after a crash or hang."""
     seed = start
     while seed < start + count:
@@ -917,10 +871,7 @@ def _driver(args: argparse.Namespace) -> int:
                 jobs.append((kind, b.name, start, min(args.chunk, first + n - start)))
     started = time.time()
     with cf.ThreadPoolExecutor(args.jobs) as pool:
-        for f in [
-            pool.submit(_run_chunk, args, kind, base, start, count, tally)
-            for kind, base, start, count in jobs
-        ]:
+        for f in [pool.submit(_run_chunk, args, kind, base, start, count, tally) for kind, base, start, count in jobs]:
             f.result()
     summary = {
         "inputs": tally.inputs,
@@ -945,9 +896,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", default=os.path.join(os.getcwd(), "fuzz-campaign"))
-    p.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds before an input counts as a hang"
-    )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds before an input counts as a hang")
     p.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of a worker")
     p.add_argument("--chunk", type=int, default=2000, help="inputs per worker process")
     p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow-written base")

@@ -3,12 +3,12 @@ the reference checkpoint whose index the fuzzers mutate, a partitioned tensor
 stored in given slices (its index entry may list other slices than those
 stored), and an index entry rewritten in place with the table's block CRCs
 recomputed (so that the damage reaches what lies behind the CRC check)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
-
 from table_codec import Table
 
 Extents = Sequence[Tuple[int, int]]
@@ -26,7 +26,9 @@ def write_reference(prefix: str, *, layers: int = 12, all_kinds: bool = True) ->
 
     values: Dict[str, np.ndarray] = {
         f"layer_{i:02d}/{kind}": np.arange(i * 5 % 23 + 1, dtype=dt)
-        for i in range(layers) for kind, dt in (("w", np.float32), ("b", np.int64))}
+        for i in range(layers)
+        for kind, dt in (("w", np.float32), ("b", np.int64))
+    }
     values["scalar"] = np.array(3.25, np.float64)
     values["empty"] = np.zeros((0, 4), np.int32)
     values["matrix"] = np.arange(12, dtype=np.int16).reshape(3, 4)
@@ -38,7 +40,8 @@ def write_reference(prefix: str, *, layers: int = 12, all_kinds: bool = True) ->
     items, keep = prepare_items(values)
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
     part_items, part_keep = partitioned_items(
-        "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
+        "part", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])]
+    )
     items += part_items
     keep += part_keep
     write_items(items, prefix, num_shards=2, threads=2, durable=False)
@@ -46,9 +49,15 @@ def write_reference(prefix: str, *, layers: int = 12, all_kinds: bool = True) ->
     return values
 
 
-def write_partitioned(prefix: str, name: str, full: np.ndarray, parts: Sequence[Extents], *,
-                      listed: Optional[Sequence[Extents]] = None,
-                      extra: Optional[Dict[Union[str, bytes], Any]] = None) -> None:
+def write_partitioned(
+    prefix: str,
+    name: str,
+    full: np.ndarray,
+    parts: Sequence[Extents],
+    *,
+    listed: Optional[Sequence[Extents]] = None,
+    extra: Optional[Dict[Union[str, bytes], Any]] = None,
+) -> None:
     """Writes `full` as partitioned tensor `name` stored in slices `parts`
     ((start, length) per dimension, length -1 for the whole dimension).
 
@@ -62,12 +71,14 @@ def write_partitioned(prefix: str, name: str, full: np.ndarray, parts: Sequence[
     items, keep = [], []
     for extents in parts:
         index = tuple(slice(s, s + n) if n >= 0 else slice(None) for s, n in extents)
-        item, owner = prepare_item(slicing.encode_slice_key(name, extents),
-                                   np.ascontiguousarray(full[index]), slice_key=True)
+        item, owner = prepare_item(
+            slicing.encode_slice_key(name, extents), np.ascontiguousarray(full[index]), slice_key=True
+        )
         items.append(item)
         keep.append(owner)
-    items.append(partitioned_item(name, dtypes.from_numpy_dtype(full.dtype), full.shape,
-                                  listed if listed is not None else parts))
+    items.append(
+        partitioned_item(name, dtypes.from_numpy_dtype(full.dtype), full.shape, listed if listed is not None else parts)
+    )
     for key, value in (extra or {}).items():
         item, owner = prepare_item(key, value, slice_key=True)
         items.append(item)

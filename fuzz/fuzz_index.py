@@ -23,6 +23,7 @@ into the first corpus directory if it is empty. ``FASTCKPT_FUZZ_WORKDIR``
 chooses where the reference checkpoint is written (default: a temporary
 directory).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,7 @@ from table_codec import Table, fix_crcs  # noqa: E402,F401 - fix_crcs: see READM
 
 def reblock(index: bytes, per_block: int = 3) -> bytes:
     """The same entries in small blocks (restart every 2 entries): more structure to mutate."""
-    return Table.from_entries(Table.parse(index).entries(), per_block=per_block,
-                              restart_interval=2).serialize()
+    return Table.from_entries(Table.parse(index).entries(), per_block=per_block, restart_interval=2).serialize()
 
 
 def exercise(prefix: str) -> None:
@@ -101,8 +101,12 @@ def write_seeds(corpus: str, index: bytes) -> None:
     os.makedirs(corpus, exist_ok=True)
     if os.listdir(corpus):
         return
-    seeds = {"plain_fix": b"\x01" + index, "plain_raw": b"\x00" + index,
-             "reblocked_fix": b"\x01" + reblock(index), "reblocked_raw": b"\x00" + reblock(index, 1)}
+    seeds = {
+        "plain_fix": b"\x01" + index,
+        "plain_raw": b"\x00" + index,
+        "reblocked_fix": b"\x01" + reblock(index),
+        "reblocked_raw": b"\x00" + reblock(index, 1),
+    }
     for name, data in seeds.items():
         with open(os.path.join(corpus, "seed_" + name), "wb") as f:
             f.write(data)

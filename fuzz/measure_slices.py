@@ -18,6 +18,7 @@ reads the valid cases too. Prints one line per case: seconds and outcome.
 Which fastckpt is measured is whichever ``import fastckpt`` finds (set
 PYTHONPATH to compare builds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from checkpoint_builders import write_partitioned  # beside this script
 
 import fastckpt
@@ -60,25 +60,30 @@ def main() -> int:
     write_partitioned(os.path.join(d, "rows"), "t", rows, [[(i, 1), (0, -1)] for i in range(n)])
     cases["valid_rows"] = (os.path.join(d, "rows"), rows)
 
-    side = int(round(n ** 0.5))
+    side = int(round(n**0.5))
     grid = np.arange(side * side * 4, dtype=np.float32).reshape(side * 2, side * 2)
-    write_partitioned(os.path.join(d, "grid"), "t", grid,
-           [[(r, 2), (c, 2)] for r in range(0, 2 * side, 2) for c in range(0, 2 * side, 2)])
+    write_partitioned(
+        os.path.join(d, "grid"),
+        "t",
+        grid,
+        [[(r, 2), (c, 2)] for r in range(0, 2 * side, 2) for c in range(0, 2 * side, 2)],
+    )
     cases["valid_grid"] = (os.path.join(d, "grid"), grid)
 
     small = np.arange(40, dtype=np.float32).reshape(8, 5)
-    write_partitioned(os.path.join(d, "empty"), "t", small, [],
-           listed=[[(i % 8, 0), (0, -1)] for i in range(800)])
+    write_partitioned(os.path.join(d, "empty"), "t", small, [], listed=[[(i % 8, 0), (0, -1)] for i in range(800)])
     cases["hostile_empty"] = (os.path.join(d, "empty"), None)
     index_bytes = os.path.getsize(os.path.join(d, "empty.index"))
     print(f"hostile_empty index: {index_bytes} bytes", flush=True)
 
     for label, (prefix, want) in cases.items():
+
         def read(prefix=prefix, want=want):
             with fastckpt.load_checkpoint(prefix) as reader:
                 got = reader.get_tensor("t")
             if want is not None and not np.array_equal(got, want):
                 raise AssertionError("wrong values")
+
         seconds, outcome = _time(read, args.repeat)
         count = 800 if label == "hostile_empty" else n
         print(f"fastckpt {label} ({count} slices): {seconds:.4f} s  {outcome}", flush=True)
@@ -87,12 +92,9 @@ def main() -> int:
 
     if hasattr(_native, "check_slice_set"):
         half = 11000
-        strips = [[(r, 1), (0, -1)] for r in range(half)] + \
-            [[(half, half), (c, 1)] for c in range(half)]
-        seconds, outcome = _time(lambda: _native.check_slice_set([2 * half, half], strips),
-                                 args.repeat)
-        print(f"fastckpt hostile_strips ({2 * half} slices, check only): {seconds:.4f} s  "
-              f"{outcome}")
+        strips = [[(r, 1), (0, -1)] for r in range(half)] + [[(half, half), (c, 1)] for c in range(half)]
+        seconds, outcome = _time(lambda: _native.check_slice_set([2 * half, half], strips), args.repeat)
+        print(f"fastckpt hostile_strips ({2 * half} slices, check only): {seconds:.4f} s  {outcome}")
 
     if args.tf:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -105,6 +107,7 @@ def main() -> int:
                 got = tf.train.load_checkpoint(prefix).get_tensor("t")
                 if not np.array_equal(got, want):
                     raise AssertionError("wrong values")
+
             seconds, outcome = _time(tf_read, args.repeat)
             print(f"tensorflow {label} ({n} slices): {seconds:.4f} s  {outcome}")
     return 0

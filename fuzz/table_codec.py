@@ -4,6 +4,7 @@ fields can be rebuilt with fresh CRCs, so damage reaches the parsers behind
 the checksums. Shared by tests/test_fuzz.py and fuzz/fuzz_index.py; it is a
 test tool, not part of fastckpt.
 """
+
 from __future__ import annotations
 
 import struct
@@ -58,9 +59,9 @@ def block_entries(block: bytes, with_positions: bool = False):
         p2 = pos
         vlen, pos = get_varint(block, pos, limit)
         positions.append((start, p1, p2))
-        key = key[:shared] + block[pos:pos + non_shared]
+        key = key[:shared] + block[pos : pos + non_shared]
         pos += non_shared
-        out.append((key, block[pos:pos + vlen]))
+        out.append((key, block[pos : pos + vlen]))
         pos += vlen
     return (out, positions) if with_positions else out
 
@@ -108,19 +109,18 @@ class Table:
         ioff, p = get_varint(footer, p)
         isz, _ = get_varint(footer, p)
         blocks, keys = [], []
-        for key, handle in block_entries(data[ioff:ioff + isz]):
+        for key, handle in block_entries(data[ioff : ioff + isz]):
             off, q = get_varint(handle, 0)
             sz, _ = get_varint(handle, q)
-            blocks.append(data[off:off + sz])
+            blocks.append(data[off : off + sz])
             keys.append(key)
-        return cls(blocks, keys, data[moff:moff + msz])
+        return cls(blocks, keys, data[moff : moff + msz])
 
     @classmethod
-    def from_entries(cls, entries: List[Tuple[bytes, bytes]], per_block: int = 4,
-                     restart_interval: int = 2) -> "Table":
+    def from_entries(cls, entries: List[Tuple[bytes, bytes]], per_block: int = 4, restart_interval: int = 2) -> "Table":
         blocks, keys = [], []
         for i in range(0, len(entries), per_block):
-            chunk = entries[i:i + per_block]
+            chunk = entries[i : i + per_block]
             blocks.append(build_block(chunk, restart_interval))
             keys.append(chunk[-1][0] + b"\xff")  # >= last key of the block, < next block's keys
         return cls(blocks, keys, build_block([]))
@@ -128,8 +128,11 @@ class Table:
     def entries(self) -> List[Tuple[bytes, bytes]]:
         return [e for b in self.data_blocks for e in block_entries(b)]
 
-    def layout(self, handle_override: Optional[Callable[[int, Tuple[int, int]], Tuple[int, int]]] = None,
-               block_types: Optional[dict] = None):
+    def layout(
+        self,
+        handle_override: Optional[Callable[[int, Tuple[int, int]], Tuple[int, int]]] = None,
+        block_types: Optional[dict] = None,
+    ):
         """(file bytes without index/footer, data handles, meta handle)."""
         out, handles = bytearray(), []
         for i, b in enumerate(self.data_blocks):
@@ -144,8 +147,7 @@ class Table:
     def index_block(self, handles) -> bytes:
         return build_block([(k, put_varint(o) + put_varint(s)) for k, (o, s) in zip(self.index_keys, handles)], 1)
 
-    def serialize(self, handle_override=None, index_mutator=None, footer_mutator=None,
-                  block_types=None) -> bytes:
+    def serialize(self, handle_override=None, index_mutator=None, footer_mutator=None, block_types=None) -> bytes:
         out, handles, meta = self.layout(handle_override, block_types)
         index = self.index_block(handles)
         if index_mutator is not None:
@@ -174,7 +176,7 @@ def parse_fields(buf: bytes) -> List[Tuple[int, int, object]]:
             n, pos = get_varint(buf, pos)
             if pos + n > len(buf):
                 raise ValueError("short bytes")
-            v, pos = buf[pos:pos + n], pos + n
+            v, pos = buf[pos : pos + n], pos + n
         elif wt == 5:
             if pos + 4 > len(buf):
                 raise ValueError("short fixed32")
@@ -206,7 +208,7 @@ def _fix_block(buf: bytearray, offset: int, size: int) -> bool:
     end = offset + size
     if offset < 0 or size < 0 or end + 5 > len(buf):
         return False
-    buf[end + 1:end + 5] = struct.pack("<I", masked_crc(buf[offset:end + 1]))
+    buf[end + 1 : end + 5] = struct.pack("<I", masked_crc(buf[offset : end + 1]))
     return True
 
 
@@ -227,7 +229,7 @@ def fix_crcs(data: bytes) -> bytes:
     if not _fix_block(buf, ioff, isz) or isz < 4:
         return bytes(buf)
     # Walk the index block's entries (shared, non_shared, value_len, key, handle).
-    index = bytes(buf[ioff:ioff + isz])
+    index = bytes(buf[ioff : ioff + isz])
     n = struct.unpack_from("<I", index, isz - 4)[0]
     limit = isz - 4 - 4 * n
     pos = 0
@@ -238,7 +240,7 @@ def fix_crcs(data: bytes) -> bytes:
             non_shared, pos = get_varint(index, pos, limit)
             vlen, pos = get_varint(index, pos, limit)
             pos += non_shared
-            value = index[pos:pos + vlen]
+            value = index[pos : pos + vlen]
             pos += vlen
             off, q = get_varint(value, 0, len(value))
             sz, _ = get_varint(value, q, len(value))

@@ -1,6 +1,7 @@
 """Fixtures shared by the tests, and the path to the helpers in fuzz/
 (``table_codec``: the index table codec; ``checkpoint_builders``: writers of
 partitioned and damaged checkpoints), which the fuzz scripts share."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ def _mount_tmpfs(mnt, size: str):
     mnt.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (which CI has)")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     return mnt

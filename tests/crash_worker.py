@@ -24,6 +24,7 @@ when to SIGKILL from these lines):
 ``written``/``state``/``unlink`` come from thin wrappers around the functions
 ``Saver.save`` calls; they do not change what is written or in which order.
 """
+
 from __future__ import annotations
 
 import argparse

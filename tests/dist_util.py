@@ -2,6 +2,7 @@
 gloo on localhost (one process per rank, a free port each time) and MPI
 through the ``mpiexec`` of the venv's MPI wheel. Every launch is bounded in
 time: a hung collective fails its test, it never hangs the run."""
+
 from __future__ import annotations
 
 import json
@@ -55,13 +56,18 @@ class RankFailure(AssertionError):
 def _results(outputs: List[str]) -> List[Any]:
     out = []
     for text in outputs:
-        lines = [ln[len("RESULT "):] for ln in text.splitlines() if ln.startswith("RESULT ")]
+        lines = [ln[len("RESULT ") :] for ln in text.splitlines() if ln.startswith("RESULT ")]
         out.append(json.loads(lines[-1]) if lines else None)
     return out
 
 
-def run_torch(world: int, *scripts: str, timeout: float = 180, env: Optional[Dict[str, str]] = None,
-              expect_exit: Optional[Dict[int, int]] = None) -> List[Any]:
+def run_torch(
+    world: int,
+    *scripts: str,
+    timeout: float = 180,
+    env: Optional[Dict[str, str]] = None,
+    expect_exit: Optional[Dict[int, int]] = None,
+) -> List[Any]:
     """Runs `scripts` (each dedented, one after another, after TORCH_PRELUDE)
     on `world` gloo ranks; returns each rank's last ``emit()``ed object. Every
     rank must exit 0 unless `expect_exit` says otherwise for it (e.g. a rank
@@ -73,10 +79,19 @@ def run_torch(world: int, *scripts: str, timeout: float = 180, env: Optional[Dic
     procs = []
     for rank in range(world):
         e = _env(env)
-        e.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                 MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, "-c", code], env=e, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+        e.update(
+            RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=e,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
     return _collect(procs, timeout, expect_exit)
 
 
@@ -95,8 +110,10 @@ def _collect(procs: List[subprocess.Popen], timeout: float, expect_exit: Optiona
             out, err = p.communicate()
             outputs[i] += out or ""
             errors[i] += err or ""
-        raise RankFailure(f"the job did not finish within {timeout} s:\n" +
-                          "\n".join(f"--- rank {i}\n{errors[i][-3000:]}" for i in range(len(procs))))
+        raise RankFailure(
+            f"the job did not finish within {timeout} s:\n"
+            + "\n".join(f"--- rank {i}\n{errors[i][-3000:]}" for i in range(len(procs)))
+        ) from None
     expect_exit = expect_exit or {}
     for i, p in enumerate(procs):
         if p.returncode != expect_exit.get(i, 0):
@@ -133,15 +150,20 @@ def run_mpi(world: int, script: str, *, timeout: float = 180, values: Optional[D
     assigns = "".join(f"{k} = {v!r}\n" for k, v in (values or {}).items())
     code = MPI_PRELUDE + assigns + textwrap.dedent(script)
     results_dir = tempfile.mkdtemp(prefix="fastckpt-mpi-")
-    proc = subprocess.Popen([mpiexec(), "-n", str(world), sys.executable, "-c", code],
-                            env=_env({"FASTCKPT_TEST_RESULTS": results_dir}), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [mpiexec(), "-n", str(world), sys.executable, "-c", code],
+        env=_env({"FASTCKPT_TEST_RESULTS": results_dir}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise RankFailure(f"mpiexec did not finish within {timeout} s:\n{err[-4000:]}")
+        raise RankFailure(f"mpiexec did not finish within {timeout} s:\n{err[-4000:]}") from None
     if proc.returncode != 0:
         raise RankFailure(f"mpiexec exited {proc.returncode}:\n{err[-4000:]}\n{out[-2000:]}")
     results: List[Any] = [None] * world

@@ -6,6 +6,7 @@ Imported as ``helpers`` (pytest puts ``tests/`` on ``sys.path``: the tests are
 not a package). The checkpoint builders the fuzz scripts share live in
 ``fuzz/checkpoint_builders.py`` (also on the path, see conftest.py).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -36,9 +37,11 @@ def data_entries(prefix: str) -> Dict[bytes, Tuple[str, int, int]]:
     reader = _native.Reader(prefix)
     try:
         n = reader.num_shards
-        return {key: (f"{prefix}.data-{shard:05d}-of-{n:05d}", off, size)
-                for key, _dt, _shape, shard, off, size, _crc, slices in reader.entries()
-                if slices is None}
+        return {
+            key: (f"{prefix}.data-{shard:05d}-of-{n:05d}", off, size)
+            for key, _dt, _shape, shard, off, size, _crc, slices in reader.entries()
+            if slices is None
+        }
     finally:
         reader.close()
 
@@ -54,8 +57,8 @@ def flip_in(prefix: str, key: bytes, where: float = 0.5, mask: int = 0x40) -> st
 def same_files(a: str, b: str) -> None:
     """Asserts that checkpoints `a` and `b` (prefixes) consist of the same
     files (``PREFIX.*``) with the same bytes."""
-    fa = sorted(os.path.basename(p)[len(os.path.basename(a)):] for p in glob.glob(a + ".*"))
-    fb = sorted(os.path.basename(p)[len(os.path.basename(b)):] for p in glob.glob(b + ".*"))
+    fa = sorted(os.path.basename(p)[len(os.path.basename(a)) :] for p in glob.glob(a + ".*"))
+    fb = sorted(os.path.basename(p)[len(os.path.basename(b)) :] for p in glob.glob(b + ".*"))
     assert fa == fb and fa
     for suffix in fa:
         assert filecmp.cmp(a + suffix, b + suffix, shallow=False), suffix

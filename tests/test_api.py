@@ -1,6 +1,7 @@
 """The Python API a new user meets: prefixes, values that are no arrays,
 load_variable's scalars, ``reader[name]``, numpy-style ``get_slice`` and the
 ``array_type`` of a load."""
+
 from __future__ import annotations
 
 import json
@@ -48,18 +49,26 @@ def test_the_format_layer_imports_without_the_native_extension(tmp_path):
     from checkpoint_builders import write_partitioned
 
     prefix = str(tmp_path / "ck")
-    write_partitioned(prefix, "part", np.arange(12, dtype=np.int32).reshape(4, 3), [[(0, 2), (0, -1)], [(2, 2), (0, -1)]],
-                      extra={"h": np.ones(5, dtype=ml_dtypes.bfloat16)})
+    write_partitioned(
+        prefix,
+        "part",
+        np.arange(12, dtype=np.int32).reshape(4, 3),
+        [[(0, 2), (0, -1)], [(2, 2), (0, -1)]],
+        extra={"h": np.ones(5, dtype=ml_dtypes.bfloat16)},
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("FASTCKPT_MAX_THREADS", "FASTCKPT_CRC32C")}
     fuzz = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz")
-    out = subprocess.run([sys.executable, "-c", _FORMAT_ONLY, prefix, fuzz], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _FORMAT_ONLY, prefix, fuzz], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got["entries"] == {"h": ["bfloat16", [5], []],
-                              "part": ["int32", [4, 3], ["0,2:-", "2,2:-"]],
-                              "part[0,2:-]": ["int32", [2, 3], []],
-                              "part[2,2:-]": ["int32", [2, 3], []]}
+    assert got["entries"] == {
+        "h": ["bfloat16", [5], []],
+        "part": ["int32", [4, 3], ["0,2:-", "2,2:-"]],
+        "part[0,2:-]": ["int32", [2, 3], []],
+        "part[2,2:-]": ["int32", [2, 3], []],
+    }
     assert got["native"] is False
     assert "fastckpt.reader" not in got["loaded"] and "fastckpt.writer" not in got["loaded"]
 
@@ -89,8 +98,7 @@ print(json.dumps({
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got.pop("star") == sorted(fastckpt.__all__)
-    assert got == {"dir_has_all": True, "convert": True, "diff": True, "same": True, "submodule": True,
-                   "version": True}
+    assert got == {"dir_has_all": True, "convert": True, "diff": True, "same": True, "submodule": True, "version": True}
     assert fastckpt.save is fastckpt.writer.save and fastckpt.Saver is fastckpt.saver.Saver
     with pytest.raises(AttributeError, match="^module 'fastckpt' has no attribute 'no_such_name'$"):
         fastckpt.no_such_name  # noqa: B018
@@ -103,21 +111,27 @@ print(json.dumps({
 @pytest.mark.parametrize("form", ["trailing slash", "existing directory", "new directory/", "dot"])
 def test_a_directory_prefix_is_refused_and_nothing_is_written(tmp_path, form, blocking):
     (tmp_path / "run").mkdir()
-    prefix = {"trailing slash": f"{tmp_path / 'run'}/", "existing directory": str(tmp_path / "run"),
-              "new directory/": f"{tmp_path / 'new'}/", "dot": f"{tmp_path / 'run'}/."}[form]
+    prefix = {
+        "trailing slash": f"{tmp_path / 'run'}/",
+        "existing directory": str(tmp_path / "run"),
+        "new directory/": f"{tmp_path / 'new'}/",
+        "dot": f"{tmp_path / 'run'}/.",
+    }[form]
     suggestion = str(tmp_path / ("new" if form == "new directory/" else "run") / "model")
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         fastckpt.save({"w": np.ones(3)}, prefix, blocking=blocking)
     assert str(info.value) == (
         f"checkpoint prefix '{prefix}' is a directory; a prefix is a path and a file name stem "
-        f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'")
+        f"(the files are PREFIX.index and PREFIX.data-*), e.g. '{suggestion}'"
+    )
     assert fastckpt.wait_for_pending_saves(timeout=60)
     assert sorted(os.listdir(tmp_path)) == ["run"] and os.listdir(tmp_path / "run") == []
 
 
 def test_an_empty_prefix_is_refused(tmp_path):
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="^the checkpoint prefix is empty; a prefix is a path and a file name stem"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="^the checkpoint prefix is empty; a prefix is a path and a file name stem"
+    ):
         fastckpt.save({"w": np.ones(3)}, "")
 
 
@@ -132,8 +146,16 @@ def test_the_suggested_prefix_works(tmp_path):
 def test_nested_lists_and_big_integers_are_a_state_that_round_trips(tmp_path):
     # Lists are containers: a ragged list is a valid nested state, and ints of
     # any size come back as Python ints (beyond 64 bits as their digits).
-    state = {"ok": np.ones(2), "ragged": [[1, 2], [3]], "mixed": [1, [2, 3]], "big": 2**70,
-             "bigs": [[-1], [2**70]], "neg": -2**63, "dict": {"a": 1}, "none": None}
+    state = {
+        "ok": np.ones(2),
+        "ragged": [[1, 2], [3]],
+        "mixed": [1, [2, 3]],
+        "big": 2**70,
+        "bigs": [[-1], [2**70]],
+        "neg": -(2**63),
+        "dict": {"a": 1},
+        "none": None,
+    }
     fastckpt.save(state, tmp_path / "ck")
     back = fastckpt.load(tmp_path / "ck")
     assert set(back) == set(state)
@@ -146,14 +168,17 @@ class Opaque:
     pass
 
 
-@pytest.mark.parametrize("value, described", [(Opaque(), "an Opaque"), (object(), "an object"),
-                                              ({1, 2}, "a set"), (print, "a builtin_function_or_method")])
+@pytest.mark.parametrize(
+    "value, described",
+    [(Opaque(), "an Opaque"), (object(), "an object"), ({1, 2}, "a set"), (print, "a builtin_function_or_method")],
+)
 def test_an_object_of_no_supported_kind_names_its_path_and_type(tmp_path, value, described):
     with pytest.raises(fastckpt.UnsupportedDtypeError) as info:
         fastckpt.save({"optim": {"state": {0: {"foo": value}}}, "w": np.ones(2)}, tmp_path / "ck")
     assert str(info.value) == (
         f"optim/state/0/foo: {described}, which a checkpoint cannot hold (leaves are arrays, numbers, "
-        "bool, None, str and bytes; pass allow_pickle=True to pickle other objects)")
+        "bool, None, str and bytes; pass allow_pickle=True to pickle other objects)"
+    )
     assert isinstance(info.value, TypeError)
     assert os.listdir(tmp_path) == []
 
@@ -167,10 +192,22 @@ def test_load_variable_returns_what_tensorflow_returns(tmp_path):
     import tensorflow as tf
 
     prefix = str(tmp_path / "ck")
-    fastckpt.save({"f": np.float32(1.5), "i": np.int64(-7), "s": np.array(b"hello", dtype=object),
-                   "v": np.arange(3, dtype=np.float32), "b": np.bool_(True)}, prefix)
-    for name, want_type, want in [("f", np.float32, 1.5), ("i", np.int64, -7), ("s", bytes, b"hello"),
-                                  ("b", np.bool_, True)]:
+    fastckpt.save(
+        {
+            "f": np.float32(1.5),
+            "i": np.int64(-7),
+            "s": np.array(b"hello", dtype=object),
+            "v": np.arange(3, dtype=np.float32),
+            "b": np.bool_(True),
+        },
+        prefix,
+    )
+    for name, want_type, want in [
+        ("f", np.float32, 1.5),
+        ("i", np.int64, -7),
+        ("s", bytes, b"hello"),
+        ("b", np.bool_, True),
+    ]:
         ours, theirs = fastckpt.load_variable(prefix, name), tf.train.load_variable(prefix, name)
         assert type(theirs) is want_type and theirs == want, name  # what TensorFlow does
         assert type(ours) is type(theirs) and ours == theirs, name
@@ -180,8 +217,15 @@ def test_load_variable_returns_what_tensorflow_returns(tmp_path):
 
 
 def test_load_variable_of_a_scalar_is_a_numpy_scalar(tmp_path):
-    fastckpt.save({"step": np.int64(1000), "lr": np.float32(0.5), "name": np.array("é", dtype=object),
-                   "h": ml_dtypes.bfloat16(2.5)}, tmp_path / "ck")
+    fastckpt.save(
+        {
+            "step": np.int64(1000),
+            "lr": np.float32(0.5),
+            "name": np.array("é", dtype=object),
+            "h": ml_dtypes.bfloat16(2.5),
+        },
+        tmp_path / "ck",
+    )
     step = fastckpt.load_variable(tmp_path / "ck", "step")
     assert type(step) is np.int64 and step == 1000
     lr = fastckpt.load_variable(tmp_path / "ck", "lr:0")
@@ -226,7 +270,7 @@ INDICES = [
     np.s_[2:2],
     np.s_[3:1, :, 0],
     np.s_[-3:-1, ::1, 4],
-    np.s_[np.int64(2), np.int32(1):np.int64(3)],
+    np.s_[np.int64(2), np.int32(1) : np.int64(3)],
     np.s_[...],
     np.s_[1, ..., 2],
     slice(1, None),
@@ -238,9 +282,11 @@ INDICES = [
 def sliced_ckpt(tmp_path_factory):
     """A plain tensor 'w' and the same values stored as a partitioned tensor 'p'."""
     prefix = str(tmp_path_factory.mktemp("slices") / "ck")
-    items, keep = partitioned_items("p", FULL.shape, [([(0, 1), (0, -1), (0, -1)], FULL[:1]),
-                                                      ([(1, 3), (0, -1), (0, -1)], FULL[1:])])
+    items, keep = partitioned_items(
+        "p", FULL.shape, [([(0, 1), (0, -1), (0, -1)], FULL[:1]), ([(1, 3), (0, -1), (0, -1)], FULL[1:])]
+    )
     from fastckpt.writer import prepare_item
+
     item, owner = prepare_item("w", FULL)
     write_items(items + [item], prefix, num_shards=None, threads=None, durable=False)
     del keep, owner
@@ -288,8 +334,11 @@ BAD = [
     (np.s_[True], "True in dimension 0: only ints, slices and '...' are supported"),
     (np.s_[0, 1.5], "1.5 in dimension 1 is not an int, a slice or '...'"),
     (np.s_[0:"a"], "slice bound 'a' in dimension 0 is not an int"),
-    ([0, 1], "item 0 is 0, not a (start, length) pair; a list is read as (start, length) pairs, "
-             "a numpy-style index is a tuple"),
+    (
+        [0, 1],
+        "item 0 is 0, not a (start, length) pair; a list is read as (start, length) pairs, "
+        "a numpy-style index is a tuple",
+    ),
     ([(0, 1)], "1 (start, length) pairs for a tensor of rank 3"),
     ([(0, 5), (0, -1), (0, -1)], "(start, length) (0, 5) does not fit dimension 0 of size 4"),
     ([(1, -1), (0, -1), (0, -1)], "(start, length) (1, -1) does not fit dimension 0 of size 4"),
@@ -316,13 +365,19 @@ VALID = "None, 'numpy', 'torch', 'cupy' or a callable (shape, dtype, device) -> 
 @pytest.fixture
 def ckpt(tmp_path):
     prefix = str(tmp_path / "ck")
-    fastckpt.save({"w": np.arange(6, dtype=np.float32).reshape(2, 3),
-                   "bf": np.array([1.5, -2.0, 3.0], dtype=ml_dtypes.bfloat16),
-                   "f8": np.array([1.0, 2.0], dtype=ml_dtypes.float8_e4m3fn),
-                   "step": np.int64(3), "u16": np.arange(4, dtype=np.uint16),
-                   "big": np.arange(1 << 19, dtype=np.float64),  # over 1 MiB: not packed
-                   "s": np.array([b"a", b"bc"], dtype=object),
-                   "empty": np.zeros((0, 3), np.int8)}, prefix)
+    fastckpt.save(
+        {
+            "w": np.arange(6, dtype=np.float32).reshape(2, 3),
+            "bf": np.array([1.5, -2.0, 3.0], dtype=ml_dtypes.bfloat16),
+            "f8": np.array([1.0, 2.0], dtype=ml_dtypes.float8_e4m3fn),
+            "step": np.int64(3),
+            "u16": np.arange(4, dtype=np.uint16),
+            "big": np.arange(1 << 19, dtype=np.float64),  # over 1 MiB: not packed
+            "s": np.array([b"a", b"bc"], dtype=object),
+            "empty": np.zeros((0, 3), np.int8),
+        },
+        prefix,
+    )
     return prefix
 
 
@@ -340,18 +395,23 @@ def test_cupy_and_callables_need_a_device(ckpt, device):
         fastckpt.load(ckpt, array_type="cupy", device=device)
     assert str(info.value) == (
         "array_type='cupy' makes device arrays and needs a device: pass device='cuda' or 'cuda:N', "
-        f"or use array_type='numpy' or 'torch' for host arrays (loading '{ckpt}')")
+        f"or use array_type='numpy' or 'torch' for host arrays (loading '{ckpt}')"
+    )
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         fastckpt.load(ckpt, array_type=lambda shape, dtype, device: None, device=device)
-    assert str(info.value) == ("a callable array_type makes device arrays and needs a device: pass "
-                               f"device='cuda' or 'cuda:N' (loading '{ckpt}')")
+    assert str(info.value) == (
+        "a callable array_type makes device arrays and needs a device: pass "
+        f"device='cuda' or 'cuda:N' (loading '{ckpt}')"
+    )
 
 
 def test_numpy_with_a_device_is_refused(ckpt):
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         fastckpt.load(ckpt, array_type="numpy", device="cuda:0")
-    assert str(info.value) == ("numpy arrays live in host memory: with a device, array_type must be "
-                               f"'cupy', 'torch' or a callable (loading '{ckpt}')")
+    assert str(info.value) == (
+        "numpy arrays live in host memory: with a device, array_type must be "
+        f"'cupy', 'torch' or a callable (loading '{ckpt}')"
+    )
 
 
 def test_numpy_array_type_is_the_default(ckpt):
@@ -384,8 +444,15 @@ def test_torch_without_a_device_gives_cpu_tensors_sharing_the_loaded_memory(ckpt
         out = reader.read_all(array_type="torch")
         reader._native = native
     assert sorted(out) == ["bf", "big", "empty", "f8", "s", "step", "u16", "w"]
-    want = {"w": torch.float32, "bf": torch.bfloat16, "f8": torch.float8_e4m3fn, "step": torch.int64,
-            "u16": torch.uint16, "big": torch.float64, "empty": torch.int8}
+    want = {
+        "w": torch.float32,
+        "bf": torch.bfloat16,
+        "f8": torch.float8_e4m3fn,
+        "step": torch.int64,
+        "u16": torch.uint16,
+        "big": torch.float64,
+        "empty": torch.int8,
+    }
     for name, dtype in want.items():
         t = out[name]
         assert type(t) is torch.Tensor and t.device.type == "cpu" and t.dtype == dtype, name
@@ -408,8 +475,9 @@ def test_torch_refuses_a_dtype_it_cannot_hold_before_reading(tmp_path, dtype):
     fastckpt.save({"a": np.ones(2, np.float32), "x": np.ones(2, getattr(ml_dtypes, dtype))}, prefix)
     with pytest.raises(fastckpt.UnsupportedDtypeError) as info:
         fastckpt.load(prefix, array_type="torch")
-    assert str(info.value) == (f"tensor 'x' in '{prefix}' has dtype {dtype}, which torch cannot hold; "
-                               "load it with array_type='numpy'")
+    assert str(info.value) == (
+        f"tensor 'x' in '{prefix}' has dtype {dtype}, which torch cannot hold; load it with array_type='numpy'"
+    )
 
 
 @pytest.mark.parametrize("device", [None, "cuda:0"])
@@ -419,8 +487,9 @@ def test_torch_not_installed_says_what_to_install(ckpt, monkeypatch, device):
         fastckpt.load(ckpt, array_type="torch", device=device)
     assert isinstance(info.value, fastckpt.FastCkptError) and isinstance(info.value, ModuleNotFoundError)
     assert info.value.name == "torch"
-    assert str(info.value) == ("array_type='torch' needs PyTorch, which is not installed: pip install "
-                               f"torch (loading '{ckpt}')")
+    assert str(info.value) == (
+        f"array_type='torch' needs PyTorch, which is not installed: pip install torch (loading '{ckpt}')"
+    )
 
 
 def test_cupy_not_installed_says_what_to_install(ckpt, monkeypatch):
@@ -428,8 +497,10 @@ def test_cupy_not_installed_says_what_to_install(ckpt, monkeypatch):
     with pytest.raises(fastckpt.MissingDependencyError) as info:
         fastckpt.load(ckpt, array_type="cupy", device="cuda:0")
     assert info.value.name == "cupy"
-    assert str(info.value) == ("array_type='cupy' needs CuPy, which is not installed: pip install "
-                               f"cupy-cuda12x (the CuPy build for your CUDA version) (loading '{ckpt}')")
+    assert str(info.value) == (
+        "array_type='cupy' needs CuPy, which is not installed: pip install "
+        f"cupy-cuda12x (the CuPy build for your CUDA version) (loading '{ckpt}')"
+    )
 
 
 def test_a_device_load_without_cupy_or_torch_says_what_to_install(ckpt, monkeypatch):
@@ -440,4 +511,5 @@ def test_a_device_load_without_cupy_or_torch_says_what_to_install(ckpt, monkeypa
     assert str(info.value) == (
         "loading to a device needs CuPy or PyTorch to make the arrays, and neither is installed: pip "
         "install cupy-cuda12x (the CuPy build for your CUDA version), or pip install torch "
-        f"(loading '{ckpt}')")
+        f"(loading '{ckpt}')"
+    )

@@ -1,6 +1,7 @@
 """The handle of an asynchronous save is a ``concurrent.futures.Future``, and a
 finished save (committed, failed or cancelled) leaves nothing of the caller's
 alive: not its arrays, not the native job, not a traceback."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -89,8 +90,7 @@ def test_handle_is_a_future_and_callbacks_see_it_finished(tmp_path):
 
 
 def test_wait_and_as_completed_take_the_handles(tmp_path):
-    handles = [fastckpt.save({"v": np.full(100, i)}, tmp_path / f"ck{i}", blocking=False)
-               for i in range(3)]
+    handles = [fastckpt.save({"v": np.full(100, i)}, tmp_path / f"ck{i}", blocking=False) for i in range(3)]
     done, not_done = concurrent.futures.wait(handles, timeout=60)
     assert done == set(handles) and not not_done
     finished = list(concurrent.futures.as_completed(handles, timeout=60))
@@ -98,8 +98,7 @@ def test_wait_and_as_completed_take_the_handles(tmp_path):
     assert [fastckpt.load(tmp_path / f"ck{i}")["v"][0] for i in range(3)] == [0, 1, 2]
 
 
-def test_running_reports_the_background_thread_and_a_running_save_cannot_be_cancelled(
-        tmp_path, hold_background):
+def test_running_reports_the_background_thread_and_a_running_save_cannot_be_cancelled(tmp_path, hold_background):
     blocker, release = hold_background
     assert blocker.running() and not blocker.done()
     assert blocker.cancel() is False
@@ -147,8 +146,9 @@ def test_cancelling_a_queued_save_writes_nothing(tmp_path, hold_background, job_
     for wait in (handle.result, handle.exception):
         with pytest.raises(fastckpt.CancelledError) as info:
             wait(0)
-        assert str(info.value) == (f"the save of '{tmp_path / 'ck'}' was cancelled before it started; "
-                                   "nothing of it was written")
+        assert str(info.value) == (
+            f"the save of '{tmp_path / 'ck'}' was cancelled before it started; nothing of it was written"
+        )
         assert isinstance(info.value, concurrent.futures.CancelledError)
     done, _ = concurrent.futures.wait([handle], timeout=0)
     assert done == {handle}
@@ -203,7 +203,8 @@ def test_a_done_callback_cannot_wait_for_a_later_save(tmp_path, hold_background)
         "callback): saves run one at a time on that thread, so it would never finish",
         "cannot wait for pending saves on the background thread (in a done callback): saves run "
         "one at a time on that thread, so they would never finish",
-        False]
+        False,
+    ]
 
 
 # -- what a finished save keeps alive ---------------------------------------------
@@ -220,8 +221,7 @@ def _start(tmp_path, name: str, release: threading.Event) -> "tuple[fastckpt.Asy
     return handle, weakref.ref(x)
 
 
-def test_a_failed_save_frees_the_arrays_and_the_job_while_the_handle_is_held(tmp_path, job_refs,
-                                                                              hold_background):
+def test_a_failed_save_frees_the_arrays_and_the_job_while_the_handle_is_held(tmp_path, job_refs, hold_background):
     _native.testing.arm_fault("write", 0, errno.ENOSPC)
     handle, x_ref = _start(tmp_path, "ck", hold_background[1])
     assert handle.wait(60)

@@ -1,6 +1,7 @@
 """Asynchronous saves: ``save(..., blocking=False)`` and
 ``Saver.save(..., blocking=False)``: the snapshot, the handle, ordering,
 backpressure, errors, and interpreter exit."""
+
 from __future__ import annotations
 
 import errno
@@ -12,11 +13,11 @@ import threading
 
 import numpy as np
 import pytest
+from sim_device import SimDeviceArray
 
 import fastckpt
 from fastckpt import _background, _native
 from fastckpt.writer import prepare_items
-from sim_device import SimDeviceArray
 
 MiB = 1 << 20
 
@@ -37,8 +38,9 @@ def test_returns_after_the_snapshot_and_later_changes_are_not_saved(tmp_path):
 
 
 def test_async_files_are_byte_identical_to_a_blocking_save(tmp_path):
-    values = {f"layer{i}": np.random.default_rng(i).standard_normal((257, 31 + i)).astype(np.float32)
-              for i in range(20)}
+    values = {
+        f"layer{i}": np.random.default_rng(i).standard_normal((257, 31 + i)).astype(np.float32) for i in range(20)
+    }
     fastckpt.save(values, tmp_path / "sync", num_shards=2)
     fastckpt.save(values, tmp_path / "async", num_shards=2, blocking=False).result(timeout=60)
     for suffix in (".index", ".data-00000-of-00002", ".data-00001-of-00002"):
@@ -126,8 +128,7 @@ def test_snapshot_larger_than_the_budget_blocks_in_proportion(tmp_path, monkeypa
     x = np.random.default_rng(2).standard_normal(32 * MiB // 4).astype(np.float32)
     items, _keep = prepare_items({"x": x})
     _native.configure_staging(MiB, 64 * MiB, 64 * MiB)
-    job = _native.SaveJob(str(tmp_path / "ck"), items, threads=2, durable=False, snapshot_host=True,
-                          max_buffers=4)
+    job = _native.SaveJob(str(tmp_path / "ck"), items, threads=2, durable=False, snapshot_host=True, max_buffers=4)
     finisher = threading.Thread(target=job.finish)
     finisher.start()
     job.snapshot()
@@ -210,17 +211,21 @@ def test_saver_async_failure_leaves_the_state_file(tmp_path):
 
 
 def _run(script: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=str(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=str(tmp_path), capture_output=True, text=True, timeout=120
+    )
 
 
 def test_pending_saves_complete_at_interpreter_exit(tmp_path):
-    proc = _run(f"""
+    proc = _run(
+        f"""
         import numpy as np, fastckpt
         x = np.arange(16 << 20, dtype=np.float32)
         fastckpt.save({{"x": x}}, {str(tmp_path / "ck")!r}, blocking=False)
         fastckpt.save({{"y": x[:10]}}, {str(tmp_path / "ck2")!r}, blocking=False)
-        """, tmp_path)  # exits right away, with both saves pending
+        """,
+        tmp_path,
+    )  # exits right away, with both saves pending
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert fastckpt.verify(tmp_path / "ck").ok and fastckpt.verify(tmp_path / "ck2").ok
@@ -229,12 +234,15 @@ def test_pending_saves_complete_at_interpreter_exit(tmp_path):
 
 def test_unobserved_background_failure_is_reported_at_exit(tmp_path):
     (tmp_path / "ro").mkdir()
-    proc = _run(f"""
+    proc = _run(
+        f"""
         import errno, numpy as np, fastckpt
         from fastckpt import _native
         _native.testing.arm_fault("sync", 0, errno.EIO)
         fastckpt.save({{"x": np.ones(100)}}, {str(tmp_path / "ro" / "ck")!r}, blocking=False)
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert proc.returncode == 0
     assert "fastckpt: background save of" in proc.stderr and "failed: CheckpointIOError" in proc.stderr
     assert not (tmp_path / "ro" / "ck.index").exists()
@@ -293,8 +301,13 @@ def test_forked_child_does_not_inherit_pending_saves(tmp_path):
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__))),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0", proc.stderr
     assert fastckpt.load(tmp_path / "child")["w"].tolist() == [0.0, 1.0, 2.0]

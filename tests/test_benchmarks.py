@@ -1,4 +1,5 @@
 """The benchmark suite runs end to end, measures what it claims, and checks what it restores."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,12 @@ from benchmarks.markdown import markdown  # noqa: E402
 from benchmarks.systems import _mapped, expand  # noqa: E402
 
 WORKLOADS = list(W.ALL)
-OPTIONAL_PEERS = {"tf-saver": "tensorflow", "tf-checkpoint": "tensorflow", "torch": "torch",
-                  "safetensors": "safetensors"}
+OPTIONAL_PEERS = {
+    "tf-saver": "tensorflow",
+    "tf-checkpoint": "tensorflow",
+    "torch": "torch",
+    "safetensors": "safetensors",
+}
 
 
 def _env(extra_path=()):
@@ -41,8 +46,9 @@ def _env(extra_path=()):
 
 def _run(cmd, env, timeout=600):
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout
+    )
     proc.seconds = time.perf_counter() - t0
     return proc
 
@@ -54,8 +60,21 @@ def _detail(proc):
 def _suite(tmp_path, *args, extra_path=()):
     scratch_parent = tmp_path / "scratch"
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--size", "1MiB", "--small-count",
-           "100", "--dir", str(scratch_parent), "--out", str(out), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--size",
+        "1MiB",
+        "--small-count",
+        "100",
+        "--dir",
+        str(scratch_parent),
+        "--out",
+        str(out),
+        *args,
+    ]
     proc = _run(cmd, _env(extra_path))
     assert proc.returncode == 0, _detail(proc)
     data = json.loads((out / "summary.json").read_text())
@@ -81,8 +100,7 @@ def _hide(tmp_path, modules):
     stubs = tmp_path / "hidden"
     for m in modules:
         (stubs / m).mkdir(parents=True)
-        (stubs / m / "__init__.py").write_text(
-            f"raise ImportError('{m} is hidden by the benchmark smoke test')\n")
+        (stubs / m / "__init__.py").write_text(f"raise ImportError('{m} is hidden by the benchmark smoke test')\n")
     return stubs
 
 
@@ -99,8 +117,9 @@ def test_quick_suite(tmp_path):
         for s in ("fastckpt", "raw-N", "raw-N1", "raw-1", "numpy"):
             _check_system(w, s)
         # raw-N1: the raw-N threads into one file, restored and verified every round.
-        assert w["labels"]["raw-N1"] == (f"os.pwrite / os.preadv of the same bytes, "
-                                         f"{raw_threads} threads into one file")
+        assert w["labels"]["raw-N1"] == (
+            f"os.pwrite / os.preadv of the same bytes, {raw_threads} threads into one file"
+        )
         rn1 = w["summary"]["systems"]["raw-N1"]
         assert rn1["verified"] is True and rn1["checks"] == ["ok"]
         assert rn1["save:page-cache"]["files"] == 1
@@ -140,8 +159,15 @@ def test_quick_suite(tmp_path):
 
     rows = data["targets"]["rows"]
     keys = {r["key"] for r in rows}
-    assert {"save/raw-N page-cache", "save/raw-N durable", "restore/raw-N", "save/numpy durable",
-            "small/large save:page-cache", "crc32c GB/s", "save RSS"} <= keys
+    assert {
+        "save/raw-N page-cache",
+        "save/raw-N durable",
+        "restore/raw-N",
+        "save/numpy durable",
+        "small/large save:page-cache",
+        "crc32c GB/s",
+        "save RSS",
+    } <= keys
     assert all(r["status"] in ("PASS", "MISS") for r in rows)
     # fastckpt / raw-N1 is reported next to every raw-N cell, as information.
     for r in rows:
@@ -171,8 +197,15 @@ def test_quick_suite_peers(tmp_path):
     have = [s for s, mod in OPTIONAL_PEERS.items() if importlib.util.find_spec(mod) is not None]
     # The test extra installs TensorFlow and torch, so at least those two peers run.
     assert {"tf-saver", "tf-checkpoint", "torch"} <= set(have), have
-    _proc, data = _suite(tmp_path, "--parts", "workloads", "--workloads",
-                         "transformer-bf16,sharded", "--systems", ",".join(have + ["numpy"]))
+    _proc, data = _suite(
+        tmp_path,
+        "--parts",
+        "workloads",
+        "--workloads",
+        "transformer-bf16,sharded",
+        "--systems",
+        ",".join(have + ["numpy"]),
+    )
     for w in data["workloads"]:
         assert not w["failed"], w["failed"]
         for s in ["fastckpt", "numpy"] + have:
@@ -202,16 +235,16 @@ def test_quick_distributed(tmp_path):
     """``--parts distributed`` alone, quick, on 1 and 2 gloo ranks, one round: every save, async
     save and load ran for fastckpt and DCP, every load restored the generator's values, the
     targets are evaluated, and no rank process is left."""
-    proc, data = _suite(tmp_path, "--parts", "distributed", "--dist-ranks", "1,2",
-                        "--dist-size", "3MiB", "--rounds", "1")
+    proc, data = _suite(
+        tmp_path, "--parts", "distributed", "--dist-ranks", "1,2", "--dist-size", "3MiB", "--rounds", "1"
+    )
     d = data["distributed"]
     assert "skipped" not in d and d["failed"] == [], d.get("skipped") or d["failed"]
     assert d["ranks"] == [1, 2] and d["modes"] == ["page-cache", "durable"]
     st = d["state"]
     # Parameters and two AdamW moments of the same shapes: three tensors per parameter.
     assert st["tensors"] == 3 * st["params"] and 0.8 * 3 * 2**20 < st["nbytes"] < 1.2 * 3 * 2**20
-    assert [(x["phase"], x["ranks"]) for x in d["launches"]] == [
-        ("save", 1), ("save", 2), ("load", 1), ("load", 2)]
+    assert [(x["phase"], x["ranks"]) for x in d["launches"]] == [("save", 1), ("save", 2), ("load", 1), ("load", 2)]
 
     saves = d["summary"]["saves"]
     assert set(saves) == {"1", "2"}
@@ -254,14 +287,18 @@ def test_quick_distributed(tmp_path):
 
     rows = [r for r in data["targets"]["rows"] if r["key"].startswith("dist ")]
     keys = {r["key"] for r in rows}
-    assert keys == {"dist save/dcp page-cache", "dist save/dcp durable", "dist load/dcp",
-                    "dist save/one process page-cache", "dist save/one process durable",
-                    "dist async page-cache", "dist async durable"}
+    assert keys == {
+        "dist save/dcp page-cache",
+        "dist save/dcp durable",
+        "dist load/dcp",
+        "dist save/one process page-cache",
+        "dist save/one process durable",
+        "dist async page-cache",
+        "dist async durable",
+    }
     assert all(r["status"] in ("PASS", "MISS") for r in rows)
-    assert [r["scope"] for r in rows if r["key"] == "dist load/dcp"] == [
-        "1->1", "2->2", "2->1", "1->2"]
-    assert [r["scope"] for r in rows if r["key"] == "dist save/dcp durable"] == ["1 rank",
-                                                                              "2 ranks"]
+    assert [r["scope"] for r in rows if r["key"] == "dist load/dcp"] == ["1->1", "2->2", "2->1", "1->2"]
+    assert [r["scope"] for r in rows if r["key"] == "dist save/dcp durable"] == ["1 rank", "2 ranks"]
     assert [r["scope"] for r in rows if r["key"].startswith("dist save/one")] == ["2 ranks"] * 2
 
     assert "== distributed, 1, 2 gloo rank(s)" in proc.stdout
@@ -279,14 +316,12 @@ def test_distributed_launch_stops_every_rank(tmp_path):
     """A rank that fails, and a job that outlives its time limit, stop the whole launch."""
     from benchmarks import distributed
 
-    base = {"size": 1 << 20, "rounds": 1, "modes": ["page-cache"], "warmup": 0,
-            "sync_between": False, "timeout": 60}
+    base = {"size": 1 << 20, "rounds": 1, "modes": ["page-cache"], "warmup": 0, "sync_between": False, "timeout": 60}
     # A load phase without sources: every rank fails after the rendezvous.
     with pytest.raises(distributed.LaunchError, match="KeyError: 'sources'"):
         distributed.launch(2, dict(base, phase="load"), str(tmp_path / "bad"), 120, print)
     with pytest.raises(distributed.LaunchError, match="not finished after 1 s"):
-        distributed.launch(2, dict(base, phase="save", dir=str(tmp_path / "d")),
-                           str(tmp_path / "slow"), 1.0, print)
+        distributed.launch(2, dict(base, phase="save", dir=str(tmp_path / "d")), str(tmp_path / "slow"), 1.0, print)
     assert _workers_of(tmp_path) == []
 
 
@@ -311,14 +346,18 @@ def test_distributed_options():
 def test_distributed_targets():
     def save(ratio_dcp, ratio_single, blocking, copy):
         modes = ("page-cache",)
-        return {"ratios": {m: {"dcp": ratio_dcp, "single": ratio_single} for m in modes},
-                "async": {m: {"blocking_vs_copy": blocking / copy} for m in modes}}
+        return {
+            "ratios": {m: {"dcp": ratio_dcp, "single": ratio_single} for m in modes},
+            "async": {m: {"blocking_vs_copy": blocking / copy} for m in modes},
+        }
 
-    d = {"modes": ["page-cache"],
-         "summary": {"saves": {"1": save(2.0, 1.0, 0.1, 0.1), "2": save(1.4, 0.85, 0.2, 0.1),
-                               "4": save(1.6, 0.5, 0.1, 0.1)},
-                     "loads": {"2->4": {"ratio": 1.6}, "4->4": {"ratio": 1.7},
-                               "4->2": {"ratio": 1.2}}}}
+    d = {
+        "modes": ["page-cache"],
+        "summary": {
+            "saves": {"1": save(2.0, 1.0, 0.1, 0.1), "2": save(1.4, 0.85, 0.2, 0.1), "4": save(1.6, 0.5, 0.1, 0.1)},
+            "loads": {"2->4": {"ratio": 1.6}, "4->4": {"ratio": 1.7}, "4->2": {"ratio": 1.2}},
+        },
+    }
     t = targets.evaluate({"distributed": d})
     cells = {(r["key"], r["scope"]): r for r in t["rows"]}
     assert cells[("dist save/dcp page-cache", "2 ranks")]["status"] == "MISS"
@@ -328,13 +367,13 @@ def test_distributed_targets():
     one = cells[("dist save/one process page-cache", "2 ranks")]
     assert one["status"] == "PASS" and "4 ranks 0.50x" in one["note"]
     assert [k for k in cells if k[0] == "dist save/one process page-cache"] == [
-        ("dist save/one process page-cache", "2 ranks")]
+        ("dist save/one process page-cache", "2 ranks")
+    ]
     # Asynchronous blocking time is a ceiling: 2.0 x the copy misses, 1.0 x passes.
     assert cells[("dist async page-cache", "2 ranks")]["status"] == "MISS"
     assert cells[("dist async page-cache", "1 rank")]["status"] == "PASS"
     assert cells[("dist load/dcp", "4->2")]["status"] == "MISS"
-    assert [r["scope"] for r in t["rows"] if r["key"] == "dist load/dcp"] == ["4->4", "4->2",
-                                                                              "2->4"]
+    assert [r["scope"] for r in t["rows"] if r["key"] == "dist load/dcp"] == ["4->4", "4->2", "2->4"]
 
 
 def test_bench_crc32c_quick():
@@ -345,8 +384,23 @@ def test_bench_crc32c_quick():
 
 def test_bench_save_alias(tmp_path):
     out = tmp_path / "t.json"
-    proc = _run([sys.executable, str(BENCH / "bench_save.py"), "--quick", "--no-tf", "--size-gb",
-                 "0.002", "--rounds", "1", "--dir", str(tmp_path), "--json", str(out)], _env())
+    proc = _run(
+        [
+            sys.executable,
+            str(BENCH / "bench_save.py"),
+            "--quick",
+            "--no-tf",
+            "--size-gb",
+            "0.002",
+            "--rounds",
+            "1",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        _env(),
+    )
     assert proc.returncode == 0, _detail(proc)
     data = json.loads(out.read_text())
     (w,) = data["workloads"]
@@ -363,39 +417,39 @@ STORED = ROOT / "benchmarks" / "latest" / "summary.json"
 
 # Lines of the tables in benchmarks/README.md ("Latest results"), rendered from STORED.
 STORED_LINES = [
-    '#### transformer, float32: 1.093 GB, 308 tensors (float32)',
-    '| system | save, page cache GB/s | save, durable GB/s | restore GB/s | fastckpt ÷ system: cache / durable / restore | CPU s save / restore | extra RSS MiB save / restore |',
-    '|---|---|---|---|---|---|---|',
-    '| **fastckpt** | 4.10 | 0.38 | 4.36 | – | 0.52 / 0.49 | 6 / 1043 |',
-    '| raw-N | 4.98 | 0.43 | 3.93 | 0.80× / 0.97× / 1.16× | 0.43 / 0.47 | 2 / 1042 |',
-    '| raw-N1 | 1.98 | 0.42 | 3.98 | 2.16× / 0.92× / 1.04× | 0.83 / 0.50 | 0 / 1042 |',
-    '| tf-checkpoint | 1.01 | 0.26 | 0.97 | 3.97× / 1.50× / 4.06× | 1.08 / 1.27 | 13 / 1106 |',
-    '| numpy | 0.97 | 0.24 | 0.83 | 4.12× / 1.72× / 5.48× | 1.12 / 1.28 | 40 / 1044 |',
-    '#### transformer, bfloat16: 1.087 GB, 372 tensors (bfloat16)',
-    '#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)',
-    '| torch | 0.12 | 0.08 | 0.05 | 14.73× / 4.51× / 36.05× | 8.82 / 20.11 | 144 / 1190 |',
-    '#### one large tensor: 1.074 GB, 1 tensor (float32)',
-    '| safetensors | 3.06 | 0.29 | 1.04 | 0.97× / 1.44× / 2.48× | 0.35 / 1.03 | 0 / 2048 |',
-    '#### transformer float32 in 8 files: 1.093 GB, 308 tensors (float32), 8 files per system',
-    '| tf-saver | 2.03 | 0.38 | 1.87 | 2.19× / 1.22× / 1.92× | 0.99 / 1.09 | 16 / 558 |',
-    '#### CRC32C, GB/s on one thread',
-    '| implementation | 4 KiB | 64 KiB | 1 MiB | 16 MiB | 64 MiB |',
-    '| fastckpt portable | 1.56 | 1.66 | 1.60 | 1.67 | 1.68 |',
-    '| fastckpt sse42 | 11.80 | 19.48 | 21.50 | 12.64 | 10.54 |',
-    '| fastckpt avx2_vpclmul | 16.89 | 27.84 | 34.77 | 29.70 | 12.87 |',
-    '| google-crc32c | 10.82 | 20.17 | 20.97 | 9.56 | 8.57 |',
-    '| fastckpt avx2_vpclmul ÷ google-crc32c | 1.44× | 1.40× | 1.68× | 3.11× | 1.50× |',
-    '#### Scaling: fastckpt, 0.268 GB float32 transformer, page cache, GB/s',
-    '| threads | save, 1 shard | save, 2 shards | load, 1 shard | load, 2 shards | raw write |',
-    '| 1 | 2.22 | 2.21 | 1.24 | 1.53 | 2.31 |',
-    '| 2 | 2.57 | 3.88 | 1.82 | 2.32 | 3.94 |',
-    '| | target | this run |',
-    '| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | transformer-fp32 **0.80×** (vs raw-N1 2.16×), transformer-bf16 1.23× (vs raw-N1 1.74×), small 2.49× (vs raw-N1 2.60×), large **0.87×** (vs raw-N1 1.71×), sharded **0.8996×** (vs raw-N1 1.94×) |',
-    '| PASS | restore ≥ 0.9 × raw parallel read into fresh arrays | transformer-fp32 1.16× (vs raw-N1 1.04×), transformer-bf16 0.95× (vs raw-N1 0.89×), small 3.17× (vs raw-N1 2.30×), large 1.01× (vs raw-N1 1.06×), sharded 1.01× (vs raw-N1 0.92×) |',
-    '| PASS | 100,000 small tensors ≥ 0.5 × one large tensor (restore) | small vs large 0.74× |',
-    '| PASS | CRC32C ≥ 1.0 × google-crc32c (one thread) | 4 KiB 1.44×, 64 KiB 1.40×, 1 MiB 1.68×, 16 MiB 3.11×, 64 MiB 1.50× |',
-    '| PASS | CRC32C ≥ 20 GB/s per core (fastckpt avx2_vpclmul, best block size) | 1 MiB 34.8 GB/s |',
-    '| PASS | extra RSS during a synchronous fastckpt.save ≤ 256 MiB | max of all saves 65 MiB (worst: small (1.07 GB); 42 saves) |',
+    "#### transformer, float32: 1.093 GB, 308 tensors (float32)",
+    "| system | save, page cache GB/s | save, durable GB/s | restore GB/s | fastckpt ÷ system: cache / durable / restore | CPU s save / restore | extra RSS MiB save / restore |",
+    "|---|---|---|---|---|---|---|",
+    "| **fastckpt** | 4.10 | 0.38 | 4.36 | – | 0.52 / 0.49 | 6 / 1043 |",
+    "| raw-N | 4.98 | 0.43 | 3.93 | 0.80× / 0.97× / 1.16× | 0.43 / 0.47 | 2 / 1042 |",
+    "| raw-N1 | 1.98 | 0.42 | 3.98 | 2.16× / 0.92× / 1.04× | 0.83 / 0.50 | 0 / 1042 |",
+    "| tf-checkpoint | 1.01 | 0.26 | 0.97 | 3.97× / 1.50× / 4.06× | 1.08 / 1.27 | 13 / 1106 |",
+    "| numpy | 0.97 | 0.24 | 0.83 | 4.12× / 1.72× / 5.48× | 1.12 / 1.28 | 40 / 1044 |",
+    "#### transformer, bfloat16: 1.087 GB, 372 tensors (bfloat16)",
+    "#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)",
+    "| torch | 0.12 | 0.08 | 0.05 | 14.73× / 4.51× / 36.05× | 8.82 / 20.11 | 144 / 1190 |",
+    "#### one large tensor: 1.074 GB, 1 tensor (float32)",
+    "| safetensors | 3.06 | 0.29 | 1.04 | 0.97× / 1.44× / 2.48× | 0.35 / 1.03 | 0 / 2048 |",
+    "#### transformer float32 in 8 files: 1.093 GB, 308 tensors (float32), 8 files per system",
+    "| tf-saver | 2.03 | 0.38 | 1.87 | 2.19× / 1.22× / 1.92× | 0.99 / 1.09 | 16 / 558 |",
+    "#### CRC32C, GB/s on one thread",
+    "| implementation | 4 KiB | 64 KiB | 1 MiB | 16 MiB | 64 MiB |",
+    "| fastckpt portable | 1.56 | 1.66 | 1.60 | 1.67 | 1.68 |",
+    "| fastckpt sse42 | 11.80 | 19.48 | 21.50 | 12.64 | 10.54 |",
+    "| fastckpt avx2_vpclmul | 16.89 | 27.84 | 34.77 | 29.70 | 12.87 |",
+    "| google-crc32c | 10.82 | 20.17 | 20.97 | 9.56 | 8.57 |",
+    "| fastckpt avx2_vpclmul ÷ google-crc32c | 1.44× | 1.40× | 1.68× | 3.11× | 1.50× |",
+    "#### Scaling: fastckpt, 0.268 GB float32 transformer, page cache, GB/s",
+    "| threads | save, 1 shard | save, 2 shards | load, 1 shard | load, 2 shards | raw write |",
+    "| 1 | 2.22 | 2.21 | 1.24 | 1.53 | 2.31 |",
+    "| 2 | 2.57 | 3.88 | 1.82 | 2.32 | 3.94 |",
+    "| | target | this run |",
+    "| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | transformer-fp32 **0.80×** (vs raw-N1 2.16×), transformer-bf16 1.23× (vs raw-N1 1.74×), small 2.49× (vs raw-N1 2.60×), large **0.87×** (vs raw-N1 1.71×), sharded **0.8996×** (vs raw-N1 1.94×) |",
+    "| PASS | restore ≥ 0.9 × raw parallel read into fresh arrays | transformer-fp32 1.16× (vs raw-N1 1.04×), transformer-bf16 0.95× (vs raw-N1 0.89×), small 3.17× (vs raw-N1 2.30×), large 1.01× (vs raw-N1 1.06×), sharded 1.01× (vs raw-N1 0.92×) |",
+    "| PASS | 100,000 small tensors ≥ 0.5 × one large tensor (restore) | small vs large 0.74× |",
+    "| PASS | CRC32C ≥ 1.0 × google-crc32c (one thread) | 4 KiB 1.44×, 64 KiB 1.40×, 1 MiB 1.68×, 16 MiB 3.11×, 64 MiB 1.50× |",
+    "| PASS | CRC32C ≥ 20 GB/s per core (fastckpt avx2_vpclmul, best block size) | 1 MiB 34.8 GB/s |",
+    "| PASS | extra RSS during a synchronous fastckpt.save ≤ 256 MiB | max of all saves 65 MiB (worst: small (1.07 GB); 42 saves) |",
 ]
 
 
@@ -406,10 +460,9 @@ def test_markdown_of_stored_summary():
         assert want in lines, want
     # Systems in the suite's order; the small-tensor workload names its skipped systems.
     i = lines.index("#### 100,000 small tensors: 1.074 GB, 100,000 tensors (float32)")
-    rows = [ln.split(" | ")[0] for ln in lines[i + 4:i + 10]]
+    rows = [ln.split(" | ")[0] for ln in lines[i + 4 : i + 10]]
     assert rows == ["| **fastckpt**", "| raw-N", "| raw-N1", "| raw-1", "| torch", "| safetensors"]
-    assert lines[i + 12].startswith("tf-saver and tf-checkpoint skipped: 100,000 tensors > "
-                                    "--tf-max-tensors 10,000")
+    assert lines[i + 12].startswith("tf-saver and tf-checkpoint skipped: 100,000 tensors > --tf-max-tensors 10,000")
     assert md.count("#### ") == 7 and md.count("| **fastckpt** |") == 5
     # Skip notes are not repeated at the end.
     assert "Note:" not in md
@@ -417,47 +470,84 @@ def test_markdown_of_stored_summary():
 
 
 def test_markdown_tolerates_missing_values():
-    per = {"save:page-cache": {"gbps": 2.0, "cpu_s": 0.5, "rss_extra_max": 3 * 2**20},
-           "restore": {"gbps": 1.0, "cpu_s": 0.25, "rss_extra_max": 2**20}, "verified": True}
-    w = {"workload": {"name": "large", "title": "one large tensor", "nbytes": 2 * 10**9,
-                      "tensors": 1, "dtypes": ["float32"], "shards": 1},
-         "modes": ["page-cache"], "skipped": {}, "failed": {"torch": "boom"},
-         "summary": {"systems": {"raw-N1": {"save:page-cache": {"gbps": 1.0}, "verified": True},
-                                 "fastckpt": per},
-                     "ratios": {"save:page-cache": {"raw-N1": 2.0}}}}
-    res = {"workloads": [w], "notes": ["workload small failed: RuntimeError: x"],
-           "targets": {"rows": [{"key": "save/raw-N page-cache", "scope": "large", "value": 0.5,
-                                 "status": "MISS", "note": "",
-                                 "text": "save >= 0.9 x raw parallel write (page-cache)",
-                                 "info_ratios": {"raw-N1": 2.0}}],
-                       "overall": {"save/raw-N page-cache": "MISS"},
-                       "info_notes": {"raw-N1": "one file"}}}
+    per = {
+        "save:page-cache": {"gbps": 2.0, "cpu_s": 0.5, "rss_extra_max": 3 * 2**20},
+        "restore": {"gbps": 1.0, "cpu_s": 0.25, "rss_extra_max": 2**20},
+        "verified": True,
+    }
+    w = {
+        "workload": {
+            "name": "large",
+            "title": "one large tensor",
+            "nbytes": 2 * 10**9,
+            "tensors": 1,
+            "dtypes": ["float32"],
+            "shards": 1,
+        },
+        "modes": ["page-cache"],
+        "skipped": {},
+        "failed": {"torch": "boom"},
+        "summary": {
+            "systems": {"raw-N1": {"save:page-cache": {"gbps": 1.0}, "verified": True}, "fastckpt": per},
+            "ratios": {"save:page-cache": {"raw-N1": 2.0}},
+        },
+    }
+    res = {
+        "workloads": [w],
+        "notes": ["workload small failed: RuntimeError: x"],
+        "targets": {
+            "rows": [
+                {
+                    "key": "save/raw-N page-cache",
+                    "scope": "large",
+                    "value": 0.5,
+                    "status": "MISS",
+                    "note": "",
+                    "text": "save >= 0.9 x raw parallel write (page-cache)",
+                    "info_ratios": {"raw-N1": 2.0},
+                }
+            ],
+            "overall": {"save/raw-N page-cache": "MISS"},
+            "info_notes": {"raw-N1": "one file"},
+        },
+    }
     lines = markdown(res).splitlines()
     assert "#### one large tensor: 2.000 GB, 1 tensor (float32)" in lines
-    assert ("| system | save, page cache GB/s | restore GB/s | fastckpt ÷ system: cache / restore"
-            " | CPU s save / restore | extra RSS MiB save / restore |") in lines
+    assert (
+        "| system | save, page cache GB/s | restore GB/s | fastckpt ÷ system: cache / restore"
+        " | CPU s save / restore | extra RSS MiB save / restore |"
+    ) in lines
     assert "| **fastckpt** | 2.00 | 1.00 | – | 0.50 / 0.25 | 3 / 1 |" in lines
     assert "| raw-N1 | 1.00 | - | 2.00× / - | - / - | - / - |" in lines
     assert "torch failed: boom." in lines
-    assert ("| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | large **0.50×** "
-            "(vs raw-N1 2.00×) |") in lines
+    assert ("| **MISS** | save ≥ 0.9 × raw parallel write (page-cache) | large **0.50×** (vs raw-N1 2.00×) |") in lines
     assert "(vs raw-N1: one file)" in lines
     assert "Note: workload small failed: RuntimeError: x" in lines
     assert markdown({}) == "\n"
 
 
 def test_markdown_from_cli():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--markdown-from",
-                           str(STORED.relative_to(ROOT))], cwd=str(ROOT), env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--markdown-from", str(STORED.relative_to(ROOT))],
+        cwd=str(ROOT),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     out = proc.stdout.decode("utf-8")
     assert out == markdown(json.loads(STORED.read_text(encoding="utf-8")))
     for want in STORED_LINES:
         assert want in out.splitlines(), want
-    bad = subprocess.run([sys.executable, "-m", "benchmarks", "--markdown-from", "no/such.json"],
-                         cwd=str(ROOT), env=_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--markdown-from", "no/such.json"],
+        cwd=str(ROOT),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
     assert bad.returncode == 2 and b"cannot read" in bad.stderr
 
 
@@ -476,8 +566,7 @@ def test_parse_size():
 
 
 def test_expand_systems():
-    assert expand(["numpy", "raw", "fastckpt"]) == ["fastckpt", "raw-N", "raw-N1", "raw-1",
-                                                    "numpy"]
+    assert expand(["numpy", "raw", "fastckpt"]) == ["fastckpt", "raw-N", "raw-N1", "raw-1", "numpy"]
     assert expand(["raw-N1"]) == ["raw-N1"]
     assert expand(["tf"]) == ["tf-saver", "tf-checkpoint"]
     with pytest.raises(ValueError):
@@ -574,20 +663,28 @@ def test_fsync_tree_counts_files(tmp_path):
 
 def test_targets_pass_and_miss():
     def wl(name, fc, raw, modes=("page-cache",)):
-        rounds = [{"save": {m: {"fastckpt": {"seconds": f, "rss_extra": 1 << 20},
-                                "raw-N": {"seconds": r, "rss_extra": 0}} for m in modes},
-                   "restore": {"fastckpt": {"seconds": f}, "raw-N": {"seconds": r}}}
-                  for f, r in zip(fc, raw)]
+        rounds = [
+            {
+                "save": {
+                    m: {"fastckpt": {"seconds": f, "rss_extra": 1 << 20}, "raw-N": {"seconds": r, "rss_extra": 0}}
+                    for m in modes
+                },
+                "restore": {"fastckpt": {"seconds": f}, "raw-N": {"seconds": r}},
+            }
+            for f, r in zip(fc, raw)
+        ]
         ratios = {"restore": {"raw-N": 1.0, "raw-N1": 0.5}}
         for m in modes:
-            ratios[f"save:{m}"] = {"raw-N": sorted(r / f for f, r in zip(fc, raw))[len(fc) // 2],
-                                   "raw-N1": 0.5}
-        return {"workload": {"name": name, "nbytes": 10**9, "tensors": 1},
-                "modes": list(modes), "systems": ["fastckpt", "raw-N"], "rounds": rounds,
-                "summary": {"ratios": ratios}}
+            ratios[f"save:{m}"] = {"raw-N": sorted(r / f for f, r in zip(fc, raw))[len(fc) // 2], "raw-N1": 0.5}
+        return {
+            "workload": {"name": name, "nbytes": 10**9, "tensors": 1},
+            "modes": list(modes),
+            "systems": ["fastckpt", "raw-N"],
+            "rounds": rounds,
+            "summary": {"ratios": ratios},
+        }
 
-    res = {"workloads": [wl("large", [1.0, 1.0, 1.0], [1.0, 0.95, 1.2]),
-                         wl("small", [4.0, 3.0, 5.0], [1.0, 1.0, 1.0])]}
+    res = {"workloads": [wl("large", [1.0, 1.0, 1.0], [1.0, 0.95, 1.2]), wl("small", [4.0, 3.0, 5.0], [1.0, 1.0, 1.0])]}
     t = targets.evaluate(res)
     cells = {(r["key"], r["scope"]): r for r in t["rows"]}
     assert cells[("save/raw-N page-cache", "large")]["status"] == "PASS"
@@ -614,7 +711,9 @@ def test_target_values_never_round_onto_the_other_side_of_their_threshold():
     assert format_value({**row, "value": 0.897, "status": "MISS"}) == "0.897x"
     assert format_value({**row, "value": 0.87, "status": "MISS"}) == "0.87x"
     assert format_value({**row, "value": 0.9, "status": "PASS"}) == "0.90x"
-    assert format_value({"key": "save RSS", "value": 65 * 2**20, "status": "PASS", "threshold": 256,
-                         "op": "<="}) == "65 MiB"
+    assert (
+        format_value({"key": "save RSS", "value": 65 * 2**20, "status": "PASS", "threshold": 256, "op": "<="})
+        == "65 MiB"
+    )
     assert format_value({"key": "crc32c GB/s", "value": 34.77, "status": "PASS"}) == "34.8 GB/s"
     assert format_value({"key": "x", "value": None}) == "n/a"

@@ -9,6 +9,7 @@ the box's elements), widened to whole chunks when the piece has chunk CRCs,
 or the whole piece when it has none. Chunk CRCs are computed here with
 ``google_crc32c`` over the entry's bytes in its data file.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,14 +23,13 @@ import google_crc32c
 import ml_dtypes
 import numpy as np
 import pytest
+from checkpoint_builders import write_partitioned  # fuzz/, on sys.path (conftest)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastckpt
 from fastckpt import _native
 from fastckpt.format import slices as slicing
-
-from checkpoint_builders import write_partitioned  # fuzz/, on sys.path (conftest)
 
 Extents = List[Tuple[int, int]]
 DATA = ".data-00000-of-00001"
@@ -52,7 +52,7 @@ def entry_bytes(prefix: str, reader: _native.Reader, index: int) -> bytes:
 
 
 def chunk_table(data: bytes, chunk: int) -> bytes:
-    return b"".join(struct.pack("<I", google_crc32c.value(data[i:i + chunk])) for i in range(0, len(data), chunk))
+    return b"".join(struct.pack("<I", google_crc32c.value(data[i : i + chunk])) for i in range(0, len(data), chunk))
 
 
 def register_chunks(prefix: str, reader: _native.Reader, chunk: int) -> None:
@@ -84,9 +84,10 @@ def brute_force_bytes(pieces, box: Extents, elem: int, chunk: Optional[int]) -> 
         hi = [min(o + p, s + n) for o, p, (s, n) in zip(origin, pshape, box)]
         if any(a >= b for a, b in zip(lo, hi)):
             continue
-        linear = [int(np.ravel_multi_index(tuple(c - o for c, o in zip(coords, origin)), pshape))
-                  if pshape else 0
-                  for coords in itertools.product(*(range(a, b) for a, b in zip(lo, hi)))]
+        linear = [
+            int(np.ravel_multi_index(tuple(c - o for c, o in zip(coords, origin)), pshape)) if pshape else 0
+            for coords in itertools.product(*(range(a, b) for a, b in zip(lo, hi)))
+        ]
         size = math.prod(pshape) * elem
         begin, end = min(linear) * elem, (max(linear) + 1) * elem
         if chunk is None:
@@ -108,8 +109,16 @@ def flip_byte(path: str, at: int) -> None:
         f.write(bytes([b[0] ^ 0x40]))
 
 
-DTYPES = [np.dtype(np.float32), np.dtype(ml_dtypes.bfloat16), np.dtype(np.bool_), np.dtype(np.int8),
-          np.dtype(np.complex128), np.dtype(np.float16), np.dtype(np.int64), np.dtype(np.uint16)]
+DTYPES = [
+    np.dtype(np.float32),
+    np.dtype(ml_dtypes.bfloat16),
+    np.dtype(np.bool_),
+    np.dtype(np.int8),
+    np.dtype(np.complex128),
+    np.dtype(np.float16),
+    np.dtype(np.int64),
+    np.dtype(np.uint16),
+]
 
 
 def random_values(rng: np.random.Generator, shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
@@ -158,8 +167,18 @@ def test_copy_box_matches_element_by_element(case, seed):
     src = np.frombuffer(rng.bytes(math.prod(src_shape) * elem), dtype=dtype).reshape(src_shape)
     dst = np.frombuffer(rng.bytes(math.prod(dst_shape) * elem), dtype=dtype).reshape(dst_shape).copy()
     want = expected_copy(src, src_shape, src_start, dst, dst_shape, dst_start, extent, begin, end)
-    _native.copy_box(src.reshape(-1).view(np.uint8), src_shape, src_start, dst.reshape(-1).view(np.uint8),
-                     dst_shape, dst_start, extent, elem, begin, end)
+    _native.copy_box(
+        src.reshape(-1).view(np.uint8),
+        src_shape,
+        src_start,
+        dst.reshape(-1).view(np.uint8),
+        dst_shape,
+        dst_start,
+        extent,
+        elem,
+        begin,
+        end,
+    )
     assert dst.tobytes() == want.tobytes()
 
 
@@ -175,22 +194,36 @@ def test_copy_box_in_windows_equals_one_copy():
     for window in (1, 2, 5, 11, 13, 99, 100, 693):
         pieces = np.zeros(dst_shape, np.int32)
         for begin in range(0, src.size, window):
-            _native.copy_box(src, src.shape, src_start, pieces, dst_shape, dst_start, extent, 4, begin,
-                             min(src.size, begin + window))
+            _native.copy_box(
+                src, src.shape, src_start, pieces, dst_shape, dst_start, extent, 4, begin, min(src.size, begin + window)
+            )
         assert np.array_equal(pieces, whole), window
 
 
-@pytest.mark.parametrize("args, problem", [
-    (dict(extent=[0, 2]), "the box must be non-empty and lie in both arrays"),
-    (dict(src_start=[3, 0]), "the box must be non-empty and lie in both arrays"),
-    (dict(dst_shape=[4]), "ranks differ, or elem is 0"),
-    (dict(end=13), "buffer sizes do not match the shapes, or [begin, end) is outside the source"),
-    (dict(src_start=[-1, 0]), "src_start has a negative value"),
-])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (dict(extent=[0, 2]), "the box must be non-empty and lie in both arrays"),
+        (dict(src_start=[3, 0]), "the box must be non-empty and lie in both arrays"),
+        (dict(dst_shape=[4]), "ranks differ, or elem is 0"),
+        (dict(end=13), "buffer sizes do not match the shapes, or [begin, end) is outside the source"),
+        (dict(src_start=[-1, 0]), "src_start has a negative value"),
+    ],
+)
 def test_copy_box_checks_its_arguments(args, problem):
     src, dst = np.zeros(12, np.uint8), np.zeros(12, np.uint8)
-    kw = dict(src=src, src_shape=[4, 3], src_start=[0, 0], dst=dst, dst_shape=[4, 3], dst_start=[0, 0],
-              extent=[2, 2], elem=1, begin=0, end=12)
+    kw = dict(
+        src=src,
+        src_shape=[4, 3],
+        src_start=[0, 0],
+        dst=dst,
+        dst_shape=[4, 3],
+        dst_start=[0, 0],
+        extent=[2, 2],
+        elem=1,
+        begin=0,
+        end=12,
+    )
     kw.update(args)
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         _native.copy_box(**kw)
@@ -227,8 +260,8 @@ def irregular_parts(draw, shape):
         d = draw(st.sampled_from(splittable))
         s, n = box[d]
         cut = draw(st.integers(1, n - 1))
-        stack.append(box[:d] + [(s, cut)] + box[d + 1:])
-        stack.append(box[:d] + [(s + cut, n - cut)] + box[d + 1:])
+        stack.append(box[:d] + [(s, cut)] + box[d + 1 :])
+        stack.append(box[:d] + [(s + cut, n - cut)] + box[d + 1 :])
     return out
 
 
@@ -287,8 +320,9 @@ def test_read_box_equals_numpy_slicing(case, seed):
                 out = np.empty([n for _s, n in box], dtype)
                 got = reader.read_box(index, box, out, threads=threads, task_bytes=task_bytes)
                 assert out.tobytes() == full[box_index(box)].tobytes(), box
-                want = 0 if math.prod(n for _s, n in box) == 0 else \
-                    brute_force_bytes(pieces, box, dtype.itemsize, chunk)
+                want = (
+                    0 if math.prod(n for _s, n in box) == 0 else brute_force_bytes(pieces, box, dtype.itemsize, chunk)
+                )
                 assert got == want, box
         finally:
             reader.close()
@@ -306,9 +340,13 @@ def big(tmp_path_factory):
     two row slices [0, 512) and [512, 1024)."""
     prefix = str(tmp_path_factory.mktemp("box") / "ck")
     full = np.arange(math.prod(W_SHAPE), dtype=np.float32).reshape(W_SHAPE)
-    write_partitioned(prefix, "p", full, [[(0, 512), (0, -1)], [(512, 512), (0, -1)]],
-                      extra={"a": np.arange(3, dtype=np.int64), "w": full,
-                             "s": np.array([b"x", b"yy"], dtype=object)})
+    write_partitioned(
+        prefix,
+        "p",
+        full,
+        [[(0, 512), (0, -1)], [(512, 512), (0, -1)]],
+        extra={"a": np.arange(3, dtype=np.int64), "w": full, "s": np.array([b"x", b"yy"], dtype=object)},
+    )
     return prefix, full
 
 
@@ -325,8 +363,9 @@ def test_bytes_read_row_column_and_element_boxes(big):
         "one element": [(517, 1), (3, 1)],
         "the last element": [(1023, 1), (255, 1)],
     }
-    without = {name: reader.read_box(index, box, np.empty([n for _s, n in box], np.float32))
-               for name, box in boxes.items()}
+    without = {
+        name: reader.read_box(index, box, np.empty([n for _s, n in box], np.float32)) for name, box in boxes.items()
+    }
     assert set(without.values()) == {1 << 20}  # the whole tensor, to check its CRC
     register_chunks(prefix, reader, 4096)
     got = {}
@@ -336,9 +375,9 @@ def test_bytes_read_row_column_and_element_boxes(big):
         assert np.array_equal(out, full[box_index(box)])
     assert got == {name: brute_force_bytes(pieces, box, 4, 4096) for name, box in boxes.items()}
     assert got == {
-        "rows 100..109": 12288,         # bytes [102400, 112640) widened to [102400, 114688)
-        "rows 1000..1023": 24576,       # the last 6 chunks
-        "columns 10..19": (1 << 20),    # the first to the last row: every chunk
+        "rows 100..109": 12288,  # bytes [102400, 112640) widened to [102400, 114688)
+        "rows 1000..1023": 24576,  # the last 6 chunks
+        "columns 10..19": (1 << 20),  # the first to the last row: every chunk
         "columns 10..19 of rows 8..15": 8192,
         "one element": 4096,
         "the last element": 4096,
@@ -416,8 +455,10 @@ def test_flip_in_a_needed_chunk_names_the_tensor_file_and_byte_range(damaged):
     with pytest.raises(fastckpt.DataLossError) as e:
         reader.read_box(index, [(100, 10), (0, 256)], out)
     start = offset + 26 * 4096
-    assert str(e.value) == (f"tensor 'w' in '{prefix}{DATA}': data checksum mismatch in chunk 26, "
-                            f"bytes [{start}, {start + 4096}) of the file (the file is corrupt)")
+    assert str(e.value) == (
+        f"tensor 'w' in '{prefix}{DATA}': data checksum mismatch in chunk 26, "
+        f"bytes [{start}, {start + 4096}) of the file (the file is corrupt)"
+    )
 
 
 def test_flip_in_a_chunk_the_box_does_not_touch_reads_fine(damaged):
@@ -449,8 +490,10 @@ def test_flip_in_a_chunk_read_by_several_tasks(damaged):
     out = np.empty((1, 256), np.float32)
     with pytest.raises(fastckpt.DataLossError) as e:
         reader.read_box(index, [(64, 1), (0, 256)], out, task_bytes=4096)
-    assert str(e.value) == (f"tensor 'w' in '{prefix}{DATA}': data checksum mismatch in chunk 1, bytes "
-                            f"[{offset + 65536}, {offset + 131072}) of the file (the file is corrupt)")
+    assert str(e.value) == (
+        f"tensor 'w' in '{prefix}{DATA}': data checksum mismatch in chunk 1, bytes "
+        f"[{offset + 65536}, {offset + 131072}) of the file (the file is corrupt)"
+    )
 
 
 def test_flip_in_a_stored_slice_names_the_slice(tmp_path):
@@ -466,9 +509,11 @@ def test_flip_in_a_stored_slice_names_the_slice(tmp_path):
     assert reader.read_box(reader.names()["p"], [(510, 4), (0, 256)], out) == 8192
     with pytest.raises(fastckpt.DataLossError) as e:
         reader.read_box(reader.names()["p"], [(520, 8), (0, 256)], np.empty((8, 256), np.float32))
-    assert str(e.value) == (f"slice '512,512:-' of tensor 'p' in '{prefix}{DATA}': data checksum mismatch "
-                            f"in chunk 3, bytes [{offset + 12288}, {offset + 16384}) of the file "
-                            "(the file is corrupt)")
+    assert str(e.value) == (
+        f"slice '512,512:-' of tensor 'p' in '{prefix}{DATA}': data checksum mismatch "
+        f"in chunk 3, bytes [{offset + 12288}, {offset + 16384}) of the file "
+        "(the file is corrupt)"
+    )
     reader.close()
 
 
@@ -486,8 +531,10 @@ def test_a_table_that_does_not_combine_to_the_entry_crc_is_refused(damaged):
         combined = _native.crc32c_combine(combined, c, 4096)
     with pytest.raises(fastckpt.DataLossError) as e:
         reader.set_chunk_crcs(index, 4096, bytes(table))
-    assert str(e.value) == (f"tensor 'w' in '{prefix}{DATA}': its chunk CRC table (256 chunks of 4096 bytes) "
-                            f"combines to CRC32C {combined:08x}, the index stores {google_crc32c.value(data):08x}")
+    assert str(e.value) == (
+        f"tensor 'w' in '{prefix}{DATA}': its chunk CRC table (256 chunks of 4096 bytes) "
+        f"combines to CRC32C {combined:08x}, the index stores {google_crc32c.value(data):08x}"
+    )
 
 
 def test_a_table_of_damaged_data_cannot_vouch_for_it(damaged):
@@ -506,8 +553,10 @@ def test_a_table_of_the_wrong_length_is_data_loss(damaged, nbytes):
     prefix, _full, reader, index, _offset = damaged
     with pytest.raises(fastckpt.DataLossError) as e:
         reader.set_chunk_crcs(index, 4096, bytes(nbytes))
-    assert str(e.value) == (f"tensor 'w' in '{prefix}{DATA}': its chunk CRC table has {nbytes} bytes; "
-                            "1048576 bytes in chunks of 4096 need 256 CRCs (1024 bytes)")
+    assert str(e.value) == (
+        f"tensor 'w' in '{prefix}{DATA}': its chunk CRC table has {nbytes} bytes; "
+        "1048576 bytes in chunks of 4096 need 256 CRCs (1024 bytes)"
+    )
 
 
 @pytest.mark.parametrize("chunk", [0, -4096, 1000, 4097, 6144])
@@ -515,8 +564,9 @@ def test_chunk_sizes_must_be_positive_multiples_of_4096(damaged, chunk):
     prefix, _full, reader, index, _offset = damaged
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         reader.set_chunk_crcs(index, chunk, bytes(1024))
-    assert str(e.value) == (f"tensor 'w' in '{prefix}{DATA}': chunk size {chunk} is not a positive "
-                            "multiple of 4096 bytes")
+    assert str(e.value) == (
+        f"tensor 'w' in '{prefix}{DATA}': chunk size {chunk} is not a positive multiple of 4096 bytes"
+    )
 
 
 def test_set_chunk_crcs_refuses_partitioned_string_and_missing_entries(big):
@@ -524,12 +574,16 @@ def test_set_chunk_crcs_refuses_partitioned_string_and_missing_entries(big):
     reader = _native.Reader(prefix)
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         reader.set_chunk_crcs(reader.names()["p"], 4096, b"")
-    assert str(e.value) == (f"tensor 'p' in '{prefix}.index' is partitioned: it holds no bytes; register "
-                            "the chunk CRCs of its slices' entries")
+    assert str(e.value) == (
+        f"tensor 'p' in '{prefix}.index' is partitioned: it holds no bytes; register "
+        "the chunk CRCs of its slices' entries"
+    )
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         reader.set_chunk_crcs(reader.names()["s"], 4096, b"\0\0\0\0")
-    assert str(e.value) == (f"tensor 's' in '{prefix}{DATA}' has DataType 7, not a fixed-size dtype: chunk "
-                            "CRCs are for tensors read in part, and these are read whole")
+    assert str(e.value) == (
+        f"tensor 's' in '{prefix}{DATA}' has DataType 7, not a fixed-size dtype: chunk "
+        "CRCs are for tensors read in part, and these are read whole"
+    )
     n = len(reader.entries())
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         reader.set_chunk_crcs(n, 4096, b"")
@@ -560,20 +614,44 @@ def test_read_box_argument_errors_name_the_tensor(big):
     what = f"tensor 'w' in '{prefix}{DATA}'"
     f32 = np.empty((2, 3), np.float32)
     cases = [
-        (w, [(0, -1), (0, 256)], np.empty(W_SHAPE, np.float32),
-         f"{what}: box '-:0,256' has length -1 in dimension 0; give a whole dimension as (0, 1024)"),
-        (w, [(1020, 5), (0, 3)], np.empty((5, 3), np.float32),
-         f"{what}: box '1020,5:0,3' lies outside its shape [1024, 256]"),
+        (
+            w,
+            [(0, -1), (0, 256)],
+            np.empty(W_SHAPE, np.float32),
+            f"{what}: box '-:0,256' has length -1 in dimension 0; give a whole dimension as (0, 1024)",
+        ),
+        (
+            w,
+            [(1020, 5), (0, 3)],
+            np.empty((5, 3), np.float32),
+            f"{what}: box '1020,5:0,3' lies outside its shape [1024, 256]",
+        ),
         (w, [(-1, 2), (0, 3)], f32, f"{what}: box '-1,2:0,3' lies outside its shape [1024, 256]"),
         (w, [(0, 2)], f32, f"{what}: box '0,2' has rank 1, the tensor [1024, 256] rank 2"),
-        (w, [(0, 2), (0, 4)], f32,
-         f"{what}: the destination has 24 bytes; box '0,2:0,4' holds 32 (8 elements of 4 bytes)"),
-        (w, [(0, 2), (0, 3)], np.empty((2, 3), np.float64),
-         f"{what}: the destination's items are 8 bytes each, the tensor's elements 4"),
-        (w, [(0, 2), (0, 3)], bytes(24),
-         f"{what}: the destination must be a writable C-contiguous buffer; a bytes is not"),
-        (w, [(0, 2), (0, 3)], np.empty((2, 6), np.float32)[:, ::2],
-         f"{what}: the destination must be a writable C-contiguous buffer; a numpy.ndarray is not"),
+        (
+            w,
+            [(0, 2), (0, 4)],
+            f32,
+            f"{what}: the destination has 24 bytes; box '0,2:0,4' holds 32 (8 elements of 4 bytes)",
+        ),
+        (
+            w,
+            [(0, 2), (0, 3)],
+            np.empty((2, 3), np.float64),
+            f"{what}: the destination's items are 8 bytes each, the tensor's elements 4",
+        ),
+        (
+            w,
+            [(0, 2), (0, 3)],
+            bytes(24),
+            f"{what}: the destination must be a writable C-contiguous buffer; a bytes is not",
+        ),
+        (
+            w,
+            [(0, 2), (0, 3)],
+            np.empty((2, 6), np.float32)[:, ::2],
+            f"{what}: the destination must be a writable C-contiguous buffer; a numpy.ndarray is not",
+        ),
         (w, 7, f32, f"{what}: a box is a list of (start, length) pairs, not int"),
         (w, "0,2:0,3", f32, f"{what}: a box is a list of (start, length) pairs, not str"),
         (w, [(0, 2), (0, 3, 1)], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
@@ -581,9 +659,13 @@ def test_read_box_argument_errors_name_the_tensor(big):
         (w, [(0, 2), (0.0, 3)], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
         (w, [(0, 2), 3], f32, f"{what}: box item 1 is not a (start, length) pair of ints"),
         (w, [(0, 2), (2**63, 3)], f32, f"{what}: box item 1 is out of int64 range"),
-        (s, [(0, 1)], np.empty(1, object),
-         f"tensor 's' in '{prefix}{DATA}' has DataType 7, not a fixed-size dtype; box reads take "
-         "fixed-size tensors (read string tensors whole)"),
+        (
+            s,
+            [(0, 1)],
+            np.empty(1, object),
+            f"tensor 's' in '{prefix}{DATA}' has DataType 7, not a fixed-size dtype; box reads take "
+            "fixed-size tensors (read string tensors whole)",
+        ),
     ]
     for entry, box, dest, message in cases:
         with pytest.raises(fastckpt.InvalidArgumentError) as e:
@@ -609,8 +691,10 @@ def test_read_box_of_slices_that_do_not_cover_the_box(tmp_path):
     assert np.array_equal(out, full[1:3])
     with pytest.raises(fastckpt.DataLossError) as e:
         reader.read_box(reader.names()["p"], [(3, 2), (0, 5)], out)
-    assert str(e.value) == (f"checkpoint '{prefix}.index' does not have sufficient slices for tensor 'p' "
-                            "region '3,2:0,5' (its 1 stored slices hold 5 of its 10 elements)")
+    assert str(e.value) == (
+        f"checkpoint '{prefix}.index' does not have sufficient slices for tensor 'p' "
+        "region '3,2:0,5' (its 1 stored slices hold 5 of its 10 elements)"
+    )
     reader.close()
 
 
@@ -618,6 +702,7 @@ def test_read_box_of_a_missing_data_file(tmp_path):
     prefix = str(tmp_path / "ck")
     fastckpt.save({"w": np.ones((4, 4), np.float32)}, prefix, durable=False)
     import os
+
     os.remove(prefix + DATA)
     reader = _native.Reader(prefix)
     with pytest.raises(fastckpt.CheckpointNotFoundError) as e:

@@ -1,5 +1,6 @@
 """A bundle written group by group (fastckpt._bundle_stream): one data file
 per group, one index, committed at once; failures leave the prefix as it was."""
+
 from __future__ import annotations
 
 import errno
@@ -69,8 +70,7 @@ def test_groups_make_one_bundle_with_a_data_file_per_group(tmp_path, durable):
     assert sorted(got) == sorted(tensors)
     for name, value in tensors.items():
         assert got[name].dtype == value.dtype and got[name].shape == value.shape
-        assert got[name].tobytes() == value.tobytes() if value.dtype != object else \
-            list(got[name]) == list(value)
+        assert got[name].tobytes() == value.tobytes() if value.dtype != object else list(got[name]) == list(value)
     assert fastckpt.verify(prefix).ok
     # Each group's tensors are in its own data file.
     reader = _native.Reader(prefix)
@@ -121,8 +121,7 @@ def test_the_group_count_is_checked(tmp_path):
     w.write_group({"a": np.ones(3)})
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         w.write_group({"b": np.ones(3)})
-    assert str(info.value) == (f"the bundle '{prefix}' was planned with 1 groups; "
-                               "write_group was called once more")
+    assert str(info.value) == (f"the bundle '{prefix}' was planned with 1 groups; write_group was called once more")
     w.commit()
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         w.commit()

@@ -8,6 +8,7 @@ Two kinds of tests:
   TensorFlow's ``checkpoint_management`` and ours write the same bytes, read
   the same state, find the same checkpoints, delete the same files.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,8 @@ from google.protobuf import text_format  # noqa: E402
 
 import fastckpt  # noqa: E402
 from fastckpt import _native  # noqa: E402
-from fastckpt import checkpoint_management as cm  # noqa: E402
 from fastckpt import _tf_glob as tf_glob  # noqa: E402
+from fastckpt import checkpoint_management as cm  # noqa: E402
 
 testing = _native.testing
 
@@ -54,18 +55,20 @@ def _no_tmp_files(directory) -> bool:
 # Without TensorFlow
 # ======================================================================================
 
+
 class TestStateFileText:
     def test_relative_save_dir_writes_relative_paths(self, tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
         os.mkdir("ckdir")
-        cm.update_checkpoint_state("ckdir", "ckdir/model.ckpt-3",
-                                   ["ckdir/model.ckpt-1", "ckdir/model.ckpt-2",
-                                    "ckdir/model.ckpt-3"])
+        cm.update_checkpoint_state(
+            "ckdir", "ckdir/model.ckpt-3", ["ckdir/model.ckpt-1", "ckdir/model.ckpt-2", "ckdir/model.ckpt-3"]
+        )
         assert _read("ckdir/checkpoint") == (
             'model_checkpoint_path: "model.ckpt-3"\n'
             'all_model_checkpoint_paths: "model.ckpt-1"\n'
             'all_model_checkpoint_paths: "model.ckpt-2"\n'
-            'all_model_checkpoint_paths: "model.ckpt-3"\n')
+            'all_model_checkpoint_paths: "model.ckpt-3"\n'
+        )
 
     def test_absolute_save_dir_keeps_absolute_paths(self, tmp_path):
         d = str(tmp_path)
@@ -73,16 +76,15 @@ class TestStateFileText:
         assert _read(tmp_path / "checkpoint") == (
             f'model_checkpoint_path: "{d}/m-2"\n'
             f'all_model_checkpoint_paths: "{d}/m-1"\n'
-            f'all_model_checkpoint_paths: "{d}/m-2"\n')
+            f'all_model_checkpoint_paths: "{d}/m-2"\n'
+        )
 
     def test_absolute_save_dir_save_relative_paths(self, tmp_path):
         d = str(tmp_path)
-        cm.update_checkpoint_state(d, f"{d}/m-2", [f"{d}/m-1", f"{d}/m-2"],
-                                   save_relative_paths=True)
+        cm.update_checkpoint_state(d, f"{d}/m-2", [f"{d}/m-1", f"{d}/m-2"], save_relative_paths=True)
         assert _read(tmp_path / "checkpoint") == (
-            'model_checkpoint_path: "m-2"\n'
-            'all_model_checkpoint_paths: "m-1"\n'
-            'all_model_checkpoint_paths: "m-2"\n')
+            'model_checkpoint_path: "m-2"\nall_model_checkpoint_paths: "m-1"\nall_model_checkpoint_paths: "m-2"\n'
+        )
 
     def test_absolute_paths_of_other_directories_left_alone(self, tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
@@ -91,7 +93,8 @@ class TestStateFileText:
         assert _read("ckdir/checkpoint") == (
             'model_checkpoint_path: "m-2"\n'
             'all_model_checkpoint_paths: "/other/place/m-1"\n'
-            'all_model_checkpoint_paths: "m-2"\n')
+            'all_model_checkpoint_paths: "m-2"\n'
+        )
 
     def test_model_path_appended_and_input_list_untouched(self, tmp_path):
         d = str(tmp_path)
@@ -101,45 +104,51 @@ class TestStateFileText:
         assert _read(tmp_path / "checkpoint") == (
             f'model_checkpoint_path: "{d}/m-2"\n'
             f'all_model_checkpoint_paths: "{d}/m-1"\n'
-            f'all_model_checkpoint_paths: "{d}/m-2"\n')
+            f'all_model_checkpoint_paths: "{d}/m-2"\n'
+        )
 
     def test_no_path_list(self, tmp_path):
         cm.update_checkpoint_state(str(tmp_path), "m-1")
-        assert _read(tmp_path / "checkpoint") == (
-            'model_checkpoint_path: "m-1"\nall_model_checkpoint_paths: "m-1"\n')
+        assert _read(tmp_path / "checkpoint") == ('model_checkpoint_path: "m-1"\nall_model_checkpoint_paths: "m-1"\n')
 
     def test_timestamps_and_last_preserved(self, tmp_path):
         d = str(tmp_path)
         cm.update_checkpoint_state_internal(
-            d, f"{d}/ckpt-100", [f"{d}/ckpt-5", f"{d}/ckpt-100"], save_relative_paths=True,
+            d,
+            f"{d}/ckpt-100",
+            [f"{d}/ckpt-5", f"{d}/ckpt-100"],
+            save_relative_paths=True,
             all_model_checkpoint_timestamps=[1795627837.834448, 1.0],
-            last_preserved_timestamp=0.1 + 0.2)
+            last_preserved_timestamp=0.1 + 0.2,
+        )
         assert _read(tmp_path / "checkpoint") == (
             'model_checkpoint_path: "ckpt-100"\n'
             'all_model_checkpoint_paths: "ckpt-5"\n'
             'all_model_checkpoint_paths: "ckpt-100"\n'
-            'all_model_checkpoint_timestamps: 1795627837.834448\n'
-            'all_model_checkpoint_timestamps: 1.0\n'
-            'last_preserved_timestamp: 0.30000000000000004\n')
+            "all_model_checkpoint_timestamps: 1795627837.834448\n"
+            "all_model_checkpoint_timestamps: 1.0\n"
+            "last_preserved_timestamp: 0.30000000000000004\n"
+        )
 
     def test_zero_last_preserved_timestamp_not_written(self, tmp_path):
         cm.update_checkpoint_state(str(tmp_path), "m-1", None, None, [0.0], 0.0)
         assert _read(tmp_path / "checkpoint") == (
-            'model_checkpoint_path: "m-1"\nall_model_checkpoint_paths: "m-1"\n'
-            'all_model_checkpoint_timestamps: 0.0\n')
+            'model_checkpoint_path: "m-1"\nall_model_checkpoint_paths: "m-1"\nall_model_checkpoint_timestamps: 0.0\n'
+        )
 
     def test_latest_filename(self, tmp_path):
         cm.update_checkpoint_state(str(tmp_path), "m-1", latest_filename="state")
         assert os.listdir(tmp_path) == ["state"]
-        assert cm.get_checkpoint_state(str(tmp_path), "state").model_checkpoint_path == \
-            os.path.join(str(tmp_path), "m-1")
+        assert cm.get_checkpoint_state(str(tmp_path), "state").model_checkpoint_path == os.path.join(
+            str(tmp_path), "m-1"
+        )
         assert cm.get_checkpoint_state(str(tmp_path)) is None
 
     def test_escaping(self, tmp_path):
         cm.update_checkpoint_state(str(tmp_path), 'a"b\\c\nd')
         assert _read(tmp_path / "checkpoint") == (
-            'model_checkpoint_path: "a\\"b\\\\c\\nd"\n'
-            'all_model_checkpoint_paths: "a\\"b\\\\c\\nd"\n')
+            'model_checkpoint_path: "a\\"b\\\\c\\nd"\nall_model_checkpoint_paths: "a\\"b\\\\c\\nd"\n'
+        )
         st = cm.get_checkpoint_state(tmp_path)
         assert st.model_checkpoint_path == os.path.join(str(tmp_path), 'a"b\\c\nd')
 
@@ -148,8 +157,7 @@ class TestStateFileText:
         assert cm.get_checkpoint_state(tmp_path).model_checkpoint_path == str(tmp_path / "m-1")
 
     def test_generate_proto(self):
-        st = cm.generate_checkpoint_state_proto("ckdir", "ckdir/m-2", ("ckdir/m-1",),
-                                                [1.0, 2.0], 3.0)
+        st = cm.generate_checkpoint_state_proto("ckdir", "ckdir/m-2", ("ckdir/m-1",), [1.0, 2.0], 3.0)
         assert isinstance(st, cm.CheckpointState)
         assert st.model_checkpoint_path == "m-2"
         assert list(st.all_model_checkpoint_paths) == ["m-1", "m-2"]
@@ -168,16 +176,14 @@ class TestStateFileText:
 class TestUpdateErrors:
     def test_timestamps_mismatch(self, tmp_path):
         with pytest.raises(ValueError, match="timestamps"):
-            cm.update_checkpoint_state(str(tmp_path), "m-2", ["m-1"],
-                                       all_model_checkpoint_timestamps=[1.0])
+            cm.update_checkpoint_state(str(tmp_path), "m-2", ["m-1"], all_model_checkpoint_timestamps=[1.0])
         assert os.listdir(tmp_path) == []
 
     def test_conflict_with_state_file(self, tmp_path):
         with pytest.raises(RuntimeError, match="conflicts"):
             cm.update_checkpoint_state(str(tmp_path), os.path.join(str(tmp_path), "checkpoint"))
         with pytest.raises(RuntimeError, match="conflicts"):
-            cm.update_checkpoint_state(str(tmp_path), os.path.join(str(tmp_path), "st"),
-                                       latest_filename="st")
+            cm.update_checkpoint_state(str(tmp_path), os.path.join(str(tmp_path), "st"), latest_filename="st")
         assert os.listdir(tmp_path) == []
 
     def test_missing_directory(self, tmp_path):
@@ -200,13 +206,15 @@ class TestAtomicity:
         yield
         testing.disarm_faults()
 
-    @pytest.mark.parametrize("point,err,cls,step", [
-        ("create", errno.EACCES, fastckpt.CheckpointPermissionError, "cannot create"),
-        ("write", errno.ENOSPC, fastckpt.CheckpointIOError, "write failed on"),
-        ("sync", errno.EIO, fastckpt.CheckpointIOError, "fsync failed on"),
-        ("rename", errno.EIO, fastckpt.CheckpointIOError,
-         "cannot rename the temporary file into place as"),
-    ])
+    @pytest.mark.parametrize(
+        "point,err,cls,step",
+        [
+            ("create", errno.EACCES, fastckpt.CheckpointPermissionError, "cannot create"),
+            ("write", errno.ENOSPC, fastckpt.CheckpointIOError, "write failed on"),
+            ("sync", errno.EIO, fastckpt.CheckpointIOError, "fsync failed on"),
+            ("rename", errno.EIO, fastckpt.CheckpointIOError, "cannot rename the temporary file into place as"),
+        ],
+    )
     def test_failure_before_the_rename_keeps_old_file(self, tmp_path, point, err, cls, step):
         d = str(tmp_path)
         cm.update_checkpoint_state(d, "m-1")
@@ -236,8 +244,7 @@ class TestAtomicity:
         state_file = os.path.join(d, "checkpoint")
         want = {"file": ("close failed on", state_file), "dir": ("fsync failed on directory", d)}[named]
         assert (e.errno, e.strerror, e.filename) == (errno.EIO, os.strerror(errno.EIO), want[1])
-        assert str(e) == f"cannot write checkpoint state file: {want[0]} '{want[1]}': " \
-                         f"{os.strerror(errno.EIO)}"
+        assert str(e) == f"cannot write checkpoint state file: {want[0]} '{want[1]}': {os.strerror(errno.EIO)}"
         assert cm.get_checkpoint_state(d).model_checkpoint_path == os.path.join(d, "m-2")
         assert os.listdir(tmp_path) == ["checkpoint"]
 
@@ -282,25 +289,28 @@ class TestGetCheckpointState:
         assert cm.get_checkpoint_state(str(tmp_path / "nope")) is None
 
     def test_relative_paths_joined_absolute_kept(self, tmp_path):
-        _touch(str(tmp_path / "checkpoint"),
-               b'model_checkpoint_path: "m-2"\nall_model_checkpoint_paths: "/abs/m-1"\n'
-               b'all_model_checkpoint_paths: "m-2"\n')
+        _touch(
+            str(tmp_path / "checkpoint"),
+            b'model_checkpoint_path: "m-2"\nall_model_checkpoint_paths: "/abs/m-1"\n'
+            b'all_model_checkpoint_paths: "m-2"\n',
+        )
         st = cm.get_checkpoint_state(str(tmp_path) + "/")
         assert st.model_checkpoint_path == str(tmp_path) + "/m-2"
         assert list(st.all_model_checkpoint_paths) == ["/abs/m-1", str(tmp_path) + "/m-2"]
 
     def test_lenient_merge(self, tmp_path):
         # text_format.Merge: a repeated singular field keeps the last value.
-        _touch(str(tmp_path / "checkpoint"),
-               b'model_checkpoint_path: "a"\nmodel_checkpoint_path: "b" # comment\n'
-               b"all_model_checkpoint_timestamps: [1, 2.5]\n")
+        _touch(
+            str(tmp_path / "checkpoint"),
+            b'model_checkpoint_path: "a"\nmodel_checkpoint_path: "b" # comment\n'
+            b"all_model_checkpoint_timestamps: [1, 2.5]\n",
+        )
         st = cm.get_checkpoint_state(str(tmp_path))
         assert st.model_checkpoint_path == os.path.join(str(tmp_path), "b")
         assert list(st.all_model_checkpoint_timestamps) == [1.0, 2.5]
         assert list(st.all_model_checkpoint_paths) == []
 
-    @pytest.mark.parametrize("content", [b"", b"all_model_checkpoint_paths: \"x\"\n",
-                                         b"model_checkpoint_path: \"\"\n"])
+    @pytest.mark.parametrize("content", [b"", b'all_model_checkpoint_paths: "x"\n', b'model_checkpoint_path: ""\n'])
     def test_no_model_path_is_valueerror(self, tmp_path, content):
         _touch(str(tmp_path / "checkpoint"), content)
         with pytest.raises(ValueError, match="Invalid checkpoint state loaded from"):
@@ -308,9 +318,10 @@ class TestGetCheckpointState:
         with pytest.raises(ValueError):
             cm.latest_checkpoint(str(tmp_path))
 
-    @pytest.mark.parametrize("content", [b"garbage", b"unknown_field: 1\n",
-                                         b"model_checkpoint_path: 5\n",
-                                         b'model_checkpoint_path: "unterminated\n'])
+    @pytest.mark.parametrize(
+        "content",
+        [b"garbage", b"unknown_field: 1\n", b"model_checkpoint_path: 5\n", b'model_checkpoint_path: "unterminated\n'],
+    )
     def test_unparsable_is_none(self, tmp_path, content):
         _touch(str(tmp_path / "checkpoint"), content)
         assert cm.get_checkpoint_state(str(tmp_path)) is None
@@ -340,8 +351,7 @@ class TestLatestCheckpoint:
         d = str(tmp_path)
         _make_ckpt(f"{d}/model.ckpt-1")
         _make_ckpt(f"{d}/model.ckpt-2")
-        cm.update_checkpoint_state(d, f"{d}/model.ckpt-2",
-                                   [f"{d}/model.ckpt-1", f"{d}/model.ckpt-2"])
+        cm.update_checkpoint_state(d, f"{d}/model.ckpt-2", [f"{d}/model.ckpt-1", f"{d}/model.ckpt-2"])
         assert cm.latest_checkpoint(d) == f"{d}/model.ckpt-2"
         assert fastckpt.load(cm.latest_checkpoint(d))["v"] == np.float32(1.0)
 
@@ -395,20 +405,35 @@ class TestCheckpointFiles:
         _touch(f"{d}/v1")
         os.utime(f"{d}/m-1.index", ns=(1_600_000_000_900_000_000, 1_600_000_000_900_000_000))
         os.utime(f"{d}/v1", ns=(1_500_000_000_000_000_001, 1_500_000_000_000_000_001))
-        assert cm.get_checkpoint_mtimes([f"{d}/m-1", f"{d}/missing", f"{d}/v1"]) == \
-            [1_600_000_000.0, 1_500_000_000.0]
+        assert cm.get_checkpoint_mtimes([f"{d}/m-1", f"{d}/missing", f"{d}/v1"]) == [1_600_000_000.0, 1_500_000_000.0]
         assert cm.get_checkpoint_mtimes([]) == []
 
     def test_remove_checkpoint_v2(self, tmp_path):
         d = str(tmp_path)
-        for name in ["m-1.index", "m-1.data-00000-of-00002", "m-1.data-00001-of-00002", "m-1.meta",
-                     "m-1.data-00000-of-00001.tempstate123", "m-1.data-0000-of-00001", "m-10.index",
-                     "m-1", "m-1.txt", "checkpoint"]:
+        for name in [
+            "m-1.index",
+            "m-1.data-00000-of-00002",
+            "m-1.data-00001-of-00002",
+            "m-1.meta",
+            "m-1.data-00000-of-00001.tempstate123",
+            "m-1.data-0000-of-00001",
+            "m-10.index",
+            "m-1",
+            "m-1.txt",
+            "checkpoint",
+        ]:
             _touch(f"{d}/{name}")
         cm.remove_checkpoint(f"{d}/m-1")
-        assert sorted(os.listdir(d)) == sorted([
-            "m-1.data-00000-of-00001.tempstate123", "m-1.data-0000-of-00001", "m-10.index",
-            "m-1", "m-1.txt", "checkpoint"])
+        assert sorted(os.listdir(d)) == sorted(
+            [
+                "m-1.data-00000-of-00001.tempstate123",
+                "m-1.data-0000-of-00001",
+                "m-10.index",
+                "m-1",
+                "m-1.txt",
+                "checkpoint",
+            ]
+        )
 
     def test_remove_checkpoint_v1_and_suffix(self, tmp_path):
         d = str(tmp_path)
@@ -425,12 +450,15 @@ class TestCheckpointFiles:
         with pytest.raises(fastckpt.CheckpointIOError, match="m-1.index"):
             cm.remove_checkpoint(str(tmp_path / "m-1"))
 
-    @pytest.mark.parametrize("name,expected", [
-        ("model.ckpt-7", "model.ckpt-7.meta"),
-        ("model.ckpt-7-00001-of-00002", "model.ckpt-7.meta"),
-        ("model.ckpt-7-?????-of-00002", "model.ckpt-7.meta"),
-        ("d/model-of-3", "d/model-of-3.meta"),
-    ])
+    @pytest.mark.parametrize(
+        "name,expected",
+        [
+            ("model.ckpt-7", "model.ckpt-7.meta"),
+            ("model.ckpt-7-00001-of-00002", "model.ckpt-7.meta"),
+            ("model.ckpt-7-?????-of-00002", "model.ckpt-7.meta"),
+            ("d/model-of-3", "d/model-of-3.meta"),
+        ],
+    )
     def test_meta_graph_filename(self, name, expected):
         assert cm.meta_graph_filename(name) == expected
         assert cm.meta_graph_filename(name, "pb") == expected[:-4] + "pb"
@@ -439,8 +467,7 @@ class TestCheckpointFiles:
 class TestGlob:
     def test_semantics(self, tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
-        for name in ["d/a.index", "d/.h.index", "d/run[1]/m.index", "d/run1/m.index",
-                     "d/x/y/z.index"]:
+        for name in ["d/a.index", "d/.h.index", "d/run[1]/m.index", "d/run1/m.index", "d/x/y/z.index"]:
             _touch(name)
         g = lambda p: sorted(cm.get_matching_files(p))  # noqa: E731
         assert g("d/a.index") == ["d/a.index"]
@@ -462,13 +489,63 @@ class TestGlob:
     @pytest.mark.skipif(tf_glob._libc_fnmatch() is None, reason="no C library fnmatch")
     def test_portable_matcher_agrees_with_libc(self):
         libc = tf_glob._libc_fnmatch()
-        names = ["a", "ab", "abc", "a/b", ".a", "a.index", "run[1]", "run1", "x-y", "]", "[",
-                 "a\\b", "!", "^", "-", "a-1-of-2", "ä", "A9", " "]
-        patterns = ["*", "?", "a*", "*b", "a?c", "a/*", "*/b", "[ab]", "[!a]", "[^a]", "[]]",
-                    "[!]]",
-                    "[a-c]*", "[z-a]", "run[1]", "run\\[1\\]", "[", "[a", "a\\", "\\a", "[\\]]",
-                    "[[:alpha:]]*", "[[:digit:]]", "[[:bogus:]]", "[a-]", "[-a]", "?*?", "*[!/]",
-                    "[*]", "x[-]y", "[!!]", "[^^]", "A[[:digit:]]", "[[:space:]]"]
+        names = [
+            "a",
+            "ab",
+            "abc",
+            "a/b",
+            ".a",
+            "a.index",
+            "run[1]",
+            "run1",
+            "x-y",
+            "]",
+            "[",
+            "a\\b",
+            "!",
+            "^",
+            "-",
+            "a-1-of-2",
+            "ä",
+            "A9",
+            " ",
+        ]
+        patterns = [
+            "*",
+            "?",
+            "a*",
+            "*b",
+            "a?c",
+            "a/*",
+            "*/b",
+            "[ab]",
+            "[!a]",
+            "[^a]",
+            "[]]",
+            "[!]]",
+            "[a-c]*",
+            "[z-a]",
+            "run[1]",
+            "run\\[1\\]",
+            "[",
+            "[a",
+            "a\\",
+            "\\a",
+            "[\\]]",
+            "[[:alpha:]]*",
+            "[[:digit:]]",
+            "[[:bogus:]]",
+            "[a-]",
+            "[-a]",
+            "?*?",
+            "*[!/]",
+            "[*]",
+            "x[-]y",
+            "[!!]",
+            "[^^]",
+            "A[[:digit:]]",
+            "[[:space:]]",
+        ]
         for p in patterns:
             for n in names:
                 if not n.isascii():
@@ -480,11 +557,13 @@ class TestGlob:
 # Side by side with TensorFlow
 # ======================================================================================
 
+
 @pytest.fixture(scope="module")
 def tfcm():
     """TensorFlow's checkpoint_management module."""
     import tensorflow as tf
     from tensorflow.python.checkpoint import checkpoint_management as tf_cm
+
     tf.get_logger().setLevel("ERROR")
     return tf_cm
 
@@ -492,6 +571,7 @@ def tfcm():
 @pytest.fixture(scope="module")
 def tf():
     import tensorflow
+
     return tensorflow
 
 
@@ -510,8 +590,7 @@ def _tf_state_bytes(tfcm, save_dir, state_name, call) -> bytes:
 #  timestamps, last_preserved, save_relative_paths); "@" is replaced by the absolute
 # temporary directory.
 UPDATE_CASES = [
-    ("ckdir", "ckdir/model.ckpt-3", ["ckdir/model.ckpt-1", "ckdir/model.ckpt-3"], None, None, None,
-     False),
+    ("ckdir", "ckdir/model.ckpt-3", ["ckdir/model.ckpt-1", "ckdir/model.ckpt-3"], None, None, None, False),
     ("ckdir", "ckdir/model.ckpt-3", ["ckdir/model.ckpt-1"], None, None, None, False),
     ("ckdir", "ckdir/model.ckpt-3", None, None, None, None, False),
     ("ckdir/", "ckdir/m-1", None, None, None, None, False),
@@ -522,18 +601,15 @@ UPDATE_CASES = [
     ("ckdir", "ckdir/m-2", ["ckdir/m-2"], "state", None, None, False),
     ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "@/ckdir/m-2"], None, None, None, False),
     ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "@/ckdir/m-2"], None, None, None, True),
-    ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "/other/m-0", "@/ckdir/m-2"], None, None, None,
-     True),
+    ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "/other/m-0", "@/ckdir/m-2"], None, None, None, True),
     ("@/ckdir", "m-2", ["m-1", "m-2"], None, None, None, False),
     ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1"], "my_state", [1.5, 1e20], 0.1 + 0.2, True),
-    ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "@/ckdir/m-2"], None, [0.0, 1795627837.834448], 0.0,
-     True),
-    ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "@/ckdir/m-2"], None, None, 1795627836.7992344,
-     False),
+    ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "@/ckdir/m-2"], None, [0.0, 1795627837.834448], 0.0, True),
+    ("@/ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "@/ckdir/m-2"], None, None, 1795627836.7992344, False),
     # relative save_dir with save_relative_paths: an absolute path is made relative twice (TF quirk)
     ("ckdir", "@/ckdir/m-2", ["@/ckdir/m-1", "ckdir/m-2"], None, None, None, True),
     ("ckdir", "ckdir/m-2", ["ckdir/m-2"], None, [7.0], None, True),
-    ("@/ckdir", "@/ckdir/m é\"\\\n\t-1", None, None, None, None, False),
+    ("@/ckdir", '@/ckdir/m é"\\\n\t-1', None, None, None, None, False),
     ("", "m-1", None, None, None, None, False),
 ]
 
@@ -556,15 +632,25 @@ def test_update_state_bytes_equal_tf_internal(tfcm, tmp_path, monkeypatch, case)
 
     def theirs():
         tfcm.update_checkpoint_state_internal(
-            save_dir, model, all_model_checkpoint_paths=None if paths is None else list(paths),
-            latest_filename=latest, save_relative_paths=rel,
-            all_model_checkpoint_timestamps=stamps, last_preserved_timestamp=last)
+            save_dir,
+            model,
+            all_model_checkpoint_paths=None if paths is None else list(paths),
+            latest_filename=latest,
+            save_relative_paths=rel,
+            all_model_checkpoint_timestamps=stamps,
+            last_preserved_timestamp=last,
+        )
 
     def ours():
         cm.update_checkpoint_state_internal(
-            save_dir, model, all_model_checkpoint_paths=paths, latest_filename=latest,
-            save_relative_paths=rel, all_model_checkpoint_timestamps=stamps,
-            last_preserved_timestamp=last)
+            save_dir,
+            model,
+            all_model_checkpoint_paths=paths,
+            latest_filename=latest,
+            save_relative_paths=rel,
+            all_model_checkpoint_timestamps=stamps,
+            last_preserved_timestamp=last,
+        )
 
     if rel and paths is None:
         # TensorFlow fails here (it iterates the None list, a bug); fastckpt
@@ -580,8 +666,12 @@ def test_update_state_bytes_equal_tf_internal(tfcm, tmp_path, monkeypatch, case)
     got = _tf_state_bytes(tfcm, state_dir, latest, ours)
     assert got == expected
     # The public signature (save_relative_paths comes last) gives the same bytes.
-    got2 = _tf_state_bytes(tfcm, state_dir, latest, lambda: cm.update_checkpoint_state(
-        save_dir, model, paths, latest, stamps, last, rel, durable=False))
+    got2 = _tf_state_bytes(
+        tfcm,
+        state_dir,
+        latest,
+        lambda: cm.update_checkpoint_state(save_dir, model, paths, latest, stamps, last, rel, durable=False),
+    )
     assert got2 == expected
     # Each reads the other's file the same way.
     _tf_state_bytes(tfcm, state_dir, latest, ours)  # (removes it again)
@@ -592,21 +682,29 @@ def test_update_state_bytes_equal_tf_internal(tfcm, tmp_path, monkeypatch, case)
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("case", [c for c in UPDATE_CASES if not c[6]],
-                         ids=[str(i) for i, c in enumerate(UPDATE_CASES) if not c[6]])
+@pytest.mark.parametrize(
+    "case", [c for c in UPDATE_CASES if not c[6]], ids=[str(i) for i, c in enumerate(UPDATE_CASES) if not c[6]]
+)
 def test_update_state_bytes_equal_tf_public(tf, tfcm, tmp_path, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     os.mkdir("ckdir")
     save_dir, model, paths, latest, stamps, last, _ = _subst(list(case), str(tmp_path))
     state_dir = save_dir or "."
     expected = _tf_state_bytes(
-        tfcm, state_dir, latest, lambda: tf.compat.v1.train.update_checkpoint_state(
-            save_dir, model, None if paths is None else list(paths), latest, stamps, last))
-    got = _tf_state_bytes(tfcm, state_dir, latest, lambda: cm.update_checkpoint_state(
-        save_dir, model, paths, latest, stamps, last))
+        tfcm,
+        state_dir,
+        latest,
+        lambda: tf.compat.v1.train.update_checkpoint_state(
+            save_dir, model, None if paths is None else list(paths), latest, stamps, last
+        ),
+    )
+    got = _tf_state_bytes(
+        tfcm, state_dir, latest, lambda: cm.update_checkpoint_state(save_dir, model, paths, latest, stamps, last)
+    )
     assert got == expected
     st_tf = tf.compat.v1.train.generate_checkpoint_state_proto(
-        save_dir, model, None if paths is None else list(paths), stamps, last)
+        save_dir, model, None if paths is None else list(paths), stamps, last
+    )
     st = cm.generate_checkpoint_state_proto(save_dir, model, paths, stamps, last)
     assert text_format.MessageToString(st) == text_format.MessageToString(st_tf)
 
@@ -615,8 +713,12 @@ def test_update_state_bytes_equal_tf_public(tf, tfcm, tmp_path, monkeypatch, cas
 def test_update_errors_match_tf(tfcm, tmp_path):
     d = str(tmp_path)
     cases = [
-        dict(save_dir=d, model_checkpoint_path="m-2", all_model_checkpoint_paths=["m-1"],
-             all_model_checkpoint_timestamps=[1.0]),
+        dict(
+            save_dir=d,
+            model_checkpoint_path="m-2",
+            all_model_checkpoint_paths=["m-1"],
+            all_model_checkpoint_timestamps=[1.0],
+        ),
         dict(save_dir=d, model_checkpoint_path=os.path.join(d, "checkpoint")),
         dict(save_dir=d, model_checkpoint_path=os.path.join(d, "st"), latest_filename="st"),
         dict(save_dir="", model_checkpoint_path="checkpoint"),
@@ -638,19 +740,18 @@ def test_update_no_conflict_cases_match_tf(tfcm, tmp_path, monkeypatch):
     # does not fire and the state file names itself; ours does the same.
     monkeypatch.chdir(tmp_path)
     os.mkdir("d")
-    expected = _tf_state_bytes(tfcm, "d", None,
-                               lambda: tfcm.update_checkpoint_state_internal("d", "d/checkpoint"))
-    got = _tf_state_bytes(tfcm, "d", None,
-                          lambda: cm.update_checkpoint_state_internal("d", "d/checkpoint"))
-    assert got == expected == (b'model_checkpoint_path: "checkpoint"\n'
-                               b'all_model_checkpoint_paths: "checkpoint"\n')
+    expected = _tf_state_bytes(tfcm, "d", None, lambda: tfcm.update_checkpoint_state_internal("d", "d/checkpoint"))
+    got = _tf_state_bytes(tfcm, "d", None, lambda: cm.update_checkpoint_state_internal("d", "d/checkpoint"))
+    assert got == expected == (b'model_checkpoint_path: "checkpoint"\nall_model_checkpoint_paths: "checkpoint"\n')
     # Likewise an absolute save_dir with a relative model path "checkpoint".
     d = str(tmp_path / "d")
     for rel in (False, True):
-        expected = _tf_state_bytes(tfcm, d, None, lambda: tfcm.update_checkpoint_state_internal(
-            d, "checkpoint", [], save_relative_paths=rel))
-        got = _tf_state_bytes(tfcm, d, None, lambda: cm.update_checkpoint_state_internal(
-            d, "checkpoint", [], save_relative_paths=rel))
+        expected = _tf_state_bytes(
+            tfcm, d, None, lambda: tfcm.update_checkpoint_state_internal(d, "checkpoint", [], save_relative_paths=rel)
+        )
+        got = _tf_state_bytes(
+            tfcm, d, None, lambda: cm.update_checkpoint_state_internal(d, "checkpoint", [], save_relative_paths=rel)
+        )
         assert got == expected
 
 
@@ -658,9 +759,11 @@ def test_update_no_conflict_cases_match_tf(tfcm, tmp_path, monkeypatch):
 def test_saver_state_file_reproduced(tf, tmp_path, monkeypatch):
     """tf.compat.v1.train.Saver's own state file, relative and absolute save paths."""
     monkeypatch.chdir(tmp_path)
-    for base, rel_flag in [("ckdir/model.ckpt", False),
-                           (str(tmp_path / "abs" / "model.ckpt"), False),
-                           (str(tmp_path / "absrel" / "model.ckpt"), True)]:
+    for base, rel_flag in [
+        ("ckdir/model.ckpt", False),
+        (str(tmp_path / "abs" / "model.ckpt"), False),
+        (str(tmp_path / "absrel" / "model.ckpt"), True),
+    ]:
         save_dir = os.path.dirname(base)
         os.makedirs(save_dir, exist_ok=True)
         with tf.Graph().as_default():
@@ -676,8 +779,7 @@ def test_saver_state_file_reproduced(tf, tmp_path, monkeypatch):
         cm.update_checkpoint_state(save_dir, kept[-1], kept, save_relative_paths=rel_flag)
         assert (pathlib.Path(save_dir) / "checkpoint").read_bytes() == expected
         assert cm.latest_checkpoint(save_dir) == tf.train.latest_checkpoint(save_dir) == kept[-1]
-        assert [os.path.exists(p + ".index") for p in (f"{base}-1", f"{base}-2", f"{base}-3")] == \
-            [False, True, True]
+        assert [os.path.exists(p + ".index") for p in (f"{base}-1", f"{base}-2", f"{base}-3")] == [False, True, True]
 
 
 @pytest.mark.tf
@@ -692,10 +794,13 @@ def test_checkpoint_manager_state_file_reproduced(tf, tmp_path):
     assert st.all_model_checkpoint_timestamps  # the manager writes timestamps
     os.remove(os.path.join(d, "checkpoint"))
     cm.update_checkpoint_state_internal(
-        d, st.model_checkpoint_path, list(st.all_model_checkpoint_paths),
+        d,
+        st.model_checkpoint_path,
+        list(st.all_model_checkpoint_paths),
         save_relative_paths=True,
         all_model_checkpoint_timestamps=list(st.all_model_checkpoint_timestamps),
-        last_preserved_timestamp=st.last_preserved_timestamp)
+        last_preserved_timestamp=st.last_preserved_timestamp,
+    )
     assert (tmp_path / "mgr" / "checkpoint").read_bytes() == expected
     assert cm.latest_checkpoint(d) == tf.train.latest_checkpoint(d) == manager.latest_checkpoint
     # TF's manager resumes from our file.
@@ -704,24 +809,22 @@ def test_checkpoint_manager_state_file_reproduced(tf, tmp_path):
 
 
 READ_CASES = [
-    b'model_checkpoint_path: "m-2"\nall_model_checkpoint_paths: "m-1"\n'
-    b'all_model_checkpoint_paths: "m-2"\n',
+    b'model_checkpoint_path: "m-2"\nall_model_checkpoint_paths: "m-1"\nall_model_checkpoint_paths: "m-2"\n',
     b'model_checkpoint_path: "/abs/m-2"\nall_model_checkpoint_paths: "rel/m-1"\n',
-    b'model_checkpoint_path: "m"\nall_model_checkpoint_timestamps: 1.5\n'
-    b'last_preserved_timestamp: 2\n',
+    b'model_checkpoint_path: "m"\nall_model_checkpoint_timestamps: 1.5\nlast_preserved_timestamp: 2\n',
     b'model_checkpoint_path: "a"  model_checkpoint_path: "b"\n',
-    b'model_checkpoint_path: \'single\'\n',
+    b"model_checkpoint_path: 'single'\n",
     b'model_checkpoint_path: "caf\\303\\251"\n',
     b'model_checkpoint_path: "bad\\377utf8"\n',
     b'model_checkpoint_path: "m" last_preserved_timestamp: inf\n',
     b'model_checkpoint_path: "m"\n\n# trailing comment',
-    b'',
+    b"",
     b'all_model_checkpoint_paths: "m"\n',
     b'model_checkpoint_path: ""\n',
-    b'garbage',
-    b'model_checkpoint_path: 3\n',
+    b"garbage",
+    b"model_checkpoint_path: 3\n",
     b'unknown: "x"\n',
-    b'\xff\xfe',
+    b"\xff\xfe",
     'model_checkpoint_path: "é"\n'.encode("utf-8"),
 ]
 
@@ -750,10 +853,8 @@ def _outcome(fn):
 def test_get_checkpoint_state_matches_tf(tfcm, tmp_path, monkeypatch, content, dirform):
     monkeypatch.chdir(tmp_path)
     _touch("d/checkpoint", content)
-    d = {"abs": str(tmp_path / "d"), "rel": "d", "rel/": "d/",
-         "pathlike": pathlib.Path("d")}[dirform]
-    assert _outcome(lambda: cm.get_checkpoint_state(d)) == \
-        _outcome(lambda: tfcm.get_checkpoint_state(d))
+    d = {"abs": str(tmp_path / "d"), "rel": "d", "rel/": "d/", "pathlike": pathlib.Path("d")}[dirform]
+    assert _outcome(lambda: cm.get_checkpoint_state(d)) == _outcome(lambda: tfcm.get_checkpoint_state(d))
     assert _outcome(lambda: cm.latest_checkpoint(d)) == _outcome(lambda: tfcm.latest_checkpoint(d))
 
 
@@ -766,8 +867,7 @@ def test_get_checkpoint_state_special_files_match_tf(tfcm, tmp_path):
     os.mkdir(tmp_path / "checkpoint")
     assert cm.get_checkpoint_state(d) is None and tfcm.get_checkpoint_state(d) is None
     _touch(d + "/st", b'model_checkpoint_path: "x"\n')
-    assert _outcome(lambda: cm.get_checkpoint_state(d, "st")) == \
-        _outcome(lambda: tfcm.get_checkpoint_state(d, "st"))
+    assert _outcome(lambda: cm.get_checkpoint_state(d, "st")) == _outcome(lambda: tfcm.get_checkpoint_state(d, "st"))
 
 
 @pytest.mark.tf
@@ -782,11 +882,23 @@ def test_latest_checkpoint_matches_tf(tfcm, tmp_path, monkeypatch):
     _make_ckpt("star/m-5")
     _touch("dotted/.m.index")
     scenarios = [
-        ("v2", "m-2"), ("v2", "m-1"), ("v2", "m-3"), ("v2", str(tmp_path / "v2" / "m-2")),
-        ("v1", "m-1"), ("v1", "m-2"), ("gl[1]", "m"), ("gl2[x]", "m"), ("star", "m-*"),
-        ("star", "m-?"), ("star", "m-[0-9]"), ("dotted", ".m"), ("dotted", "*m"),
+        ("v2", "m-2"),
+        ("v2", "m-1"),
+        ("v2", "m-3"),
+        ("v2", str(tmp_path / "v2" / "m-2")),
+        ("v1", "m-1"),
+        ("v1", "m-2"),
+        ("gl[1]", "m"),
+        ("gl2[x]", "m"),
+        ("star", "m-*"),
+        ("star", "m-?"),
+        ("star", "m-[0-9]"),
+        ("dotted", ".m"),
+        ("dotted", "*m"),
         ("v2", "../v1/m-1"),
-        ("v2", "nothere/../m-2"), ("v2", "./m-2"), ("v2", "m-2.data-00000-of-00001"),
+        ("v2", "nothere/../m-2"),
+        ("v2", "./m-2"),
+        ("v2", "m-2.data-00000-of-00001"),
     ]
     for directory, model in scenarios:
         for form in (directory, directory + "/", str(tmp_path / directory)):
@@ -800,18 +912,64 @@ def test_latest_checkpoint_matches_tf(tfcm, tmp_path, monkeypatch):
     assert cm.latest_checkpoint("nodir") is None and tfcm.latest_checkpoint("nodir") is None
 
 
-GLOB_FILES = ["g/a.index", "g/.h.index", "g/run[1]/m.index", "g/run1/m.index", "g/x/y/z.index",
-              "g/m-1.data-00000-of-00001", "g/m-1.data-0000-of-00001", "g/m-1.data-00000-of-00002",
-              "g/star*name", "g/back\\slash", "g/é.index", "top.index"]
+GLOB_FILES = [
+    "g/a.index",
+    "g/.h.index",
+    "g/run[1]/m.index",
+    "g/run1/m.index",
+    "g/x/y/z.index",
+    "g/m-1.data-00000-of-00001",
+    "g/m-1.data-0000-of-00001",
+    "g/m-1.data-00000-of-00002",
+    "g/star*name",
+    "g/back\\slash",
+    "g/é.index",
+    "top.index",
+]
 GLOB_PATTERNS = [
-    "g/a.index", "g/nope", "g/*.index", "g/*", "g/run[1]/m.index", "g/run\\[1\\]/m.index",
-    "g/run[!1]/m.index", "g/run[^1]/m.index", "g/*/*/z.index", "g/*.index/", "g/a.index/", "g/*/",
-    "g/*z.index", "*", "*.index", "top.index", "", "nothere/*", "g/nothere/../a.index",
-    "g/m-1.data-?????-of-?????", "g//m-1.data-?????-of-?????", "g/./m-1.data-*", "./g/*",
-    "g/star\\*name", "g/star*", "g/back\\\\slash", "g/back\\slash", "g/?.index",
-    "g/[[:alpha:]].index", "g/[a-c]*", "g/[", "g/r*/m.index", "g/*/m.index", "g/**/z.index",
-    "g/x/*/", "g/.", "g/x/..", "g/x/../*", "@/g/*.index", "@/g/run[1]/*", "@/*",
-    "g/m-1.data-[0-9]*-of-*[12]", "g/\\a.index",
+    "g/a.index",
+    "g/nope",
+    "g/*.index",
+    "g/*",
+    "g/run[1]/m.index",
+    "g/run\\[1\\]/m.index",
+    "g/run[!1]/m.index",
+    "g/run[^1]/m.index",
+    "g/*/*/z.index",
+    "g/*.index/",
+    "g/a.index/",
+    "g/*/",
+    "g/*z.index",
+    "*",
+    "*.index",
+    "top.index",
+    "",
+    "nothere/*",
+    "g/nothere/../a.index",
+    "g/m-1.data-?????-of-?????",
+    "g//m-1.data-?????-of-?????",
+    "g/./m-1.data-*",
+    "./g/*",
+    "g/star\\*name",
+    "g/star*",
+    "g/back\\\\slash",
+    "g/back\\slash",
+    "g/?.index",
+    "g/[[:alpha:]].index",
+    "g/[a-c]*",
+    "g/[",
+    "g/r*/m.index",
+    "g/*/m.index",
+    "g/**/z.index",
+    "g/x/*/",
+    "g/.",
+    "g/x/..",
+    "g/x/../*",
+    "@/g/*.index",
+    "@/g/run[1]/*",
+    "@/*",
+    "g/m-1.data-[0-9]*-of-*[12]",
+    "g/\\a.index",
 ]
 
 
@@ -834,8 +992,20 @@ def test_checkpoint_exists_and_mtimes_match_tf(tfcm, tmp_path, monkeypatch):
     _touch("c[1]/q.index")
     os.utime("c/m-1.index", ns=(1_600_000_000_999_999_999, 1_600_000_000_999_999_999))
     os.utime("c/v1", ns=(1_234_567_890_123_456_789, 1_234_567_890_123_456_789))
-    prefixes = ["c/m-1", "c/m-2", "c/v1", "c/missing", "c/m-?", "c/m-*", "c1/q", "c[1]/q",
-                str(tmp_path / "c" / "m-1"), "c/./m-1", "nothere/../c/m-1", ""]
+    prefixes = [
+        "c/m-1",
+        "c/m-2",
+        "c/v1",
+        "c/missing",
+        "c/m-?",
+        "c/m-*",
+        "c1/q",
+        "c[1]/q",
+        str(tmp_path / "c" / "m-1"),
+        "c/./m-1",
+        "nothere/../c/m-1",
+        "",
+    ]
     for p in prefixes:
         assert cm.checkpoint_exists(p) == tfcm.checkpoint_exists(p), p
     assert cm.get_checkpoint_mtimes(prefixes) == tfcm.get_checkpoint_mtimes(prefixes)
@@ -843,20 +1013,42 @@ def test_checkpoint_exists_and_mtimes_match_tf(tfcm, tmp_path, monkeypatch):
 
 
 REMOVE_FILES = [
-    "m-1.index", "m-1.data-00000-of-00002", "m-1.data-00001-of-00002", "m-1.meta", "m-1.pb",
-    "m-1.data-00000-of-00001.tempstate123", "m-1.data-0000-of-00001", "m-10.index", "m-1",
-    "m-1.txt", "checkpoint", "m-1-00000-of-00002", "m-1-00001-of-00002", "m-2.index", "m-3.index",
-    "m-3.data-00000-of-00001", "m-[3].index",
+    "m-1.index",
+    "m-1.data-00000-of-00002",
+    "m-1.data-00001-of-00002",
+    "m-1.meta",
+    "m-1.pb",
+    "m-1.data-00000-of-00001.tempstate123",
+    "m-1.data-0000-of-00001",
+    "m-10.index",
+    "m-1",
+    "m-1.txt",
+    "checkpoint",
+    "m-1-00000-of-00002",
+    "m-1-00001-of-00002",
+    "m-2.index",
+    "m-3.index",
+    "m-3.data-00000-of-00001",
+    "m-[3].index",
 ]
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("prefix,version,suffix", [
-    ("m-1", 2, "meta"), ("m-1", 1, "meta"), ("m-1", 0, "pb"), ("m-1-00000-of-00002", 2, "meta"),
-    ("m-1-?????-of-00002", 1, "meta"), ("m-?", 2, "meta"), ("m-[3]", 2, "meta"),
-    ("missing", 2, "meta"),
-    ("./m-1", 2, "meta"), ("m-1", 2, "txt"),
-])
+@pytest.mark.parametrize(
+    "prefix,version,suffix",
+    [
+        ("m-1", 2, "meta"),
+        ("m-1", 1, "meta"),
+        ("m-1", 0, "pb"),
+        ("m-1-00000-of-00002", 2, "meta"),
+        ("m-1-?????-of-00002", 1, "meta"),
+        ("m-?", 2, "meta"),
+        ("m-[3]", 2, "meta"),
+        ("missing", 2, "meta"),
+        ("./m-1", 2, "meta"),
+        ("m-1", 2, "txt"),
+    ],
+)
 def test_remove_checkpoint_matches_tf(tfcm, tmp_path, monkeypatch, prefix, version, suffix):
     monkeypatch.chdir(tmp_path)
     for sub in ("theirs", "ours"):
@@ -873,8 +1065,9 @@ def test_tf_reads_our_state_and_checkpoints(tf, tmp_path):
     d = str(tmp_path)
     for i in (1, 2):
         _make_ckpt(f"{d}/model.ckpt-{i}")
-    cm.update_checkpoint_state(d, f"{d}/model.ckpt-2", [f"{d}/model.ckpt-1", f"{d}/model.ckpt-2"],
-                               save_relative_paths=True)
+    cm.update_checkpoint_state(
+        d, f"{d}/model.ckpt-2", [f"{d}/model.ckpt-1", f"{d}/model.ckpt-2"], save_relative_paths=True
+    )
     assert tf.train.latest_checkpoint(d) == f"{d}/model.ckpt-2"
     st = tf.train.get_checkpoint_state(d)
     assert list(st.all_model_checkpoint_paths) == [f"{d}/model.ckpt-1", f"{d}/model.ckpt-2"]

@@ -1,4 +1,5 @@
 """The ``fastckpt`` command line, run as ``python -m fastckpt`` in a subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -8,18 +9,19 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import flip_in
 
 import fastckpt
 from fastckpt import _native
 from fastckpt.writer import partitioned_items, prepare_item, write_items
-from helpers import flip_in
 
 DATA1 = ".data-00000-of-00001"
 
 
 def run(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -146,8 +148,7 @@ def test_ls(ckpt):
     assert lines[0].split() == ["name", "dtype", "shape", "bytes", "shard"]
     rows = {line.split()[0]: line for line in lines[1:-1]}
     assert list(rows) == ["dense/kernel", "global_step", "vocab"]
-    assert rows["dense/kernel"].split() == ["dense/kernel", "float32", "[64,", "32]", "8192",
-                                            "model" + DATA1]
+    assert rows["dense/kernel"].split() == ["dense/kernel", "float32", "[64,", "32]", "8192", "model" + DATA1]
     assert rows["global_step"].split()[1:3] == ["int64", "[]"]
     assert rows["vocab"].split()[1:4] == ["string", "[2]", "9"]
     assert lines[-1].startswith("3 tensors")
@@ -159,9 +160,17 @@ def test_ls_json(ckpt):
     listing = json.loads(out)
     assert listing["prefix"] == ckpt
     rows = {r["name"]: r for r in listing["tensors"]}
-    assert rows["dense/kernel"] == {"name": "dense/kernel", "dtype": "float32", "shape": [64, 32],
-                                    "bytes": 8192, "stored_bytes": 8192, "shard": 0,
-                                    "file": "model" + DATA1, "slices": None, "missing": False}
+    assert rows["dense/kernel"] == {
+        "name": "dense/kernel",
+        "dtype": "float32",
+        "shape": [64, 32],
+        "bytes": 8192,
+        "stored_bytes": 8192,
+        "shard": 0,
+        "file": "model" + DATA1,
+        "slices": None,
+        "missing": False,
+    }
     assert listing["missing_files"] == []
     assert rows["vocab"]["dtype"] == "string"
     assert rows["global_step"]["shape"] == []
@@ -172,8 +181,7 @@ def test_ls_partitioned_and_bfloat16(tmp_path):
 
     prefix = str(tmp_path / "part")
     full = np.arange(35, dtype=np.float32).reshape(7, 5)
-    items, keep = partitioned_items(
-        "p", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
+    items, keep = partitioned_items("p", full.shape, [([(0, 3), (0, -1)], full[0:3]), ([(3, 4), (0, -1)], full[3:7])])
     item, owner = prepare_item("bf", np.ones(3, ml_dtypes.bfloat16))
     items.append(item)
     keep.append(owner)
@@ -233,8 +241,14 @@ def test_there_is_no_bench_command(tmp_path):
     (tmp_path / "benchmarks" / "__main__.py").write_text("raise SystemExit('imported from the cwd')\n")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=repo)  # this checkout's fastckpt, run from another directory
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "bench", "--quick"], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "bench", "--quick"],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "imported from the cwd" not in proc.stderr
     assert "fastckpt: error: argument COMMAND: invalid choice: 'bench'" in proc.stderr
@@ -299,6 +313,7 @@ def test_verify_damage_report_prints_slices_readably(tmp_path):
     items, keep = partitioned_items("part", full.shape, [(parts[0], full[:3]), (parts[1], full[3:])])
     write_items(items, prefix, num_shards=1, threads=None, durable=False)
     from fastckpt.format import slices as slicing
+
     flip_in(prefix, slicing.encode_slice_key("part", parts[1]), mask=0x01)
     code, out, err = run("verify", prefix)
     assert code == 1, err
@@ -310,8 +325,9 @@ def test_verify_damage_report_prints_slices_readably(tmp_path):
 def test_ls_of_a_compressed_checkpoint_shows_held_and_stored_bytes(tmp_path):
     rng = np.random.default_rng(0)
     prefix = str(tmp_path / "z")
-    fastckpt.save({"w": rng.standard_normal((512, 256)).astype(np.float32), "b": np.ones(4)}, prefix,
-                  compression="zstd")
+    fastckpt.save(
+        {"w": rng.standard_normal((512, 256)).astype(np.float32), "b": np.ones(4)}, prefix, compression="zstd"
+    )
     stored = fastckpt.load_checkpoint(prefix)._native.entries()
     w_stored = next(e[5] for e in stored if e[0] == b"w")
     code, out, _ = run("ls", prefix, "--json")
@@ -320,5 +336,7 @@ def test_ls_of_a_compressed_checkpoint_shows_held_and_stored_bytes(tmp_path):
     assert (rows["w"]["bytes"], rows["w"]["stored_bytes"]) == (524288, w_stored)
     assert w_stored < 524288
     code, out, _ = run("ls", prefix)
-    assert out.splitlines()[-1] == (f"2 tensors, 524320 bytes (524.32 KB); {w_stored + 32} bytes stored, "
-                                    f"compressed ({524320 / (w_stored + 32):.2f}x)")
+    assert out.splitlines()[-1] == (
+        f"2 tensors, 524320 bytes (524.32 KB); {w_stored + 32} bytes stored, "
+        f"compressed ({524320 / (w_stored + 32):.2f}x)"
+    )

@@ -6,6 +6,7 @@ need, verify without decompressing, damaged stored bytes and hostile frame
 tables refused with DataLossError naming the tensor and the file, and the
 zstandard-missing error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,14 +20,14 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
+from checkpoint_builders import rewrite_index_header  # fuzz/, on sys.path (conftest)
+from helpers import flip_byte
 
 import fastckpt
-from checkpoint_builders import rewrite_index_header  # fuzz/, on sys.path (conftest)
 from fastckpt import _native, compression
 from fastckpt.format import dtypes, frames
 from fastckpt.format.frames import FRAMES_KEY
 from fastckpt.writer import prepare_items, start_job
-from helpers import flip_byte
 
 MiB = 1 << 20
 
@@ -103,9 +104,14 @@ def test_small_empty_scalar_and_string_tensors_are_stored_raw(tmp_path):
     """Strings, scalars, empty tensors and tensors under 16 KiB keep TensorFlow's
     encoding; the checkpoint still reads back exactly."""
     w = _values(np.dtype(np.float32), 100_000).reshape(250, 400)
-    tensors = {"w": w, "small": np.arange(4095, dtype=np.float32), "empty": np.zeros((0, 7), np.float16),
-               "scalar": np.float64(2.5), "step": np.int64(7),
-               "vocab": np.array([b"alpha", b"", "\u00e9t\u00e9".encode()] * 10_000, dtype=object)}
+    tensors = {
+        "w": w,
+        "small": np.arange(4095, dtype=np.float32),
+        "empty": np.zeros((0, 7), np.float16),
+        "scalar": np.float64(2.5),
+        "step": np.int64(7),
+        "vocab": np.array([b"alpha", b"", "\u00e9t\u00e9".encode()] * 10_000, dtype=object),
+    }
     prefix = str(tmp_path / "c")
     fastckpt.save(tensors, prefix, compression="zstd")
     assert list(_tables(prefix)) == ["w"]
@@ -162,8 +168,14 @@ def test_get_slice_decompresses_only_the_frames_it_needs(tmp_path):
     t = _tables(prefix)["w"]
     assert t.frames == 4
     frame_size = [int(t.offsets[f + 1] - t.offsets[f]) for f in range(4)]
-    cases = [(np.s_[600:700], [1]), (np.s_[500:600, 3:9], [0, 1]), ("1536,512:-", [3]),
-             (np.s_[2047, 1023], [3]), (np.s_[:, 0:2], [0, 1, 2, 3]), (np.s_[0:0], [])]
+    cases = [
+        (np.s_[600:700], [1]),
+        (np.s_[500:600, 3:9], [0, 1]),
+        ("1536,512:-", [3]),
+        (np.s_[2047, 1023], [3]),
+        (np.s_[:, 0:2], [0, 1, 2, 3]),
+        (np.s_[0:0], []),
+    ]
     for spec, needed in cases:
         with fastckpt.load_checkpoint(prefix) as r:
             part = r.get_slice("w", spec)
@@ -193,8 +205,10 @@ def test_read_into_decompresses_into_the_targets(tmp_path):
     _same_bytes(np.ascontiguousarray(strided), w)
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         fastckpt.load_into(prefix, {"w": np.zeros((768, 1024), np.float64)}, strict=False)
-    assert str(e.value) == (f"tensor 'w' in '{prefix}': the checkpoint holds float32 [768, 1024], "
-                            "the target is float64 [768, 1024]; restoring converts nothing")
+    assert str(e.value) == (
+        f"tensor 'w' in '{prefix}': the checkpoint holds float32 [768, 1024], "
+        "the target is float64 [768, 1024]; restoring converts nothing"
+    )
 
 
 def test_async_save_compressed(tmp_path):
@@ -235,8 +249,11 @@ def test_compression_levels(tmp_path):
 def test_uncompressed_saves_are_unchanged(tmp_path):
     """compression=None and "none" write the same bytes as before; a compressed
     save with nothing worth compressing is an ordinary TensorFlow checkpoint."""
-    tensors = {"a": np.arange(1000, dtype=np.float32), "s": np.array([b"x", b"yz"], dtype=object),
-               "big": np.random.default_rng(0).integers(0, 256, 100_000).astype(np.uint8)}  # incompressible
+    tensors = {
+        "a": np.arange(1000, dtype=np.float32),
+        "s": np.array([b"x", b"yz"], dtype=object),
+        "big": np.random.default_rng(0).integers(0, 256, 100_000).astype(np.uint8),
+    }  # incompressible
     outputs = {}
     for kind in (None, "none", "zstd"):
         prefix = str(tmp_path / f"{kind}" / "m")
@@ -280,12 +297,17 @@ def test_flipped_stored_byte_is_data_loss_naming_the_tensor(tmp_path, where):
     _, offset, _ = _entry(prefix, "w")
     flip_byte(_data_file(prefix), offset + int(t.offsets[1]) + pos + size // 2)
     data_file = _data_file(prefix)
-    pattern = (rf"tensor 'w' in '{re.escape(data_file)}': frame 1 \(raw bytes \[1048576, 2097152\)\): "
-               r"(data checksum mismatch after decompression \(stored CRC32C [0-9a-f]{8}, computed [0-9a-f]{8}\)"
-               r"|zstd cannot decompress a plane \(.*\))")
-    for call in (lambda: fastckpt.load(prefix), lambda: fastckpt.load_variable(prefix, "w"),
-                 lambda: fastckpt.load_into(prefix, {"w": np.empty_like(w)}),
-                 lambda: _slice(prefix, np.s_[1100:1200])):
+    pattern = (
+        rf"tensor 'w' in '{re.escape(data_file)}': frame 1 \(raw bytes \[1048576, 2097152\)\): "
+        r"(data checksum mismatch after decompression \(stored CRC32C [0-9a-f]{8}, computed [0-9a-f]{8}\)"
+        r"|zstd cannot decompress a plane \(.*\))"
+    )
+    for call in (
+        lambda: fastckpt.load(prefix),
+        lambda: fastckpt.load_variable(prefix, "w"),
+        lambda: fastckpt.load_into(prefix, {"w": np.empty_like(w)}),
+        lambda: _slice(prefix, np.s_[1100:1200]),
+    ):
         with pytest.raises(fastckpt.DataLossError) as e:
             call()
         assert re.fullmatch(pattern, str(e.value)), str(e.value)
@@ -302,8 +324,16 @@ def _slice(prefix: str, spec) -> np.ndarray:
 # -- hostile frame tables ------------------------------------------------------------
 
 
-def _write(prefix: str, tensors: dict, *, tables=None, table_bytes=None, blobs=None,
-           drop_table: bool = False, min_consumer: int = _native.COMPRESSED_MIN_CONSUMER) -> None:
+def _write(
+    prefix: str,
+    tensors: dict,
+    *,
+    tables=None,
+    table_bytes=None,
+    blobs=None,
+    drop_table: bool = False,
+    min_consumer: int = _native.COMPRESSED_MIN_CONSUMER,
+) -> None:
     """A compressed checkpoint whose frame table (FrameTable objects, then the
     encoded bytes) or stored bytes are changed by the given functions; the
     index CRCs are those of what is written."""
@@ -320,8 +350,14 @@ def _write(prefix: str, tensors: dict, *, tables=None, table_bytes=None, blobs=N
         items.append((FRAMES_KEY.encode(), dtypes.DT_UINT8, (table.size,), table, None, None))
     job = start_job(items, prefix, num_shards=1, threads=1, durable=False, commit=False)
     info = job.finish()
-    _native.commit_bundle(prefix, compression.rewrite_entries(info["entries"], logical), info["data_files"],
-                          info["num_shards"], durable=False, min_consumer=min_consumer)
+    _native.commit_bundle(
+        prefix,
+        compression.rewrite_entries(info["entries"], logical),
+        info["data_files"],
+        info["num_shards"],
+        durable=False,
+        min_consumer=min_consumer,
+    )
     job.release(True)
 
 
@@ -337,6 +373,7 @@ def _patch_word(frame: int, column: int, value: int):
             words[frame, column] = value
             out[k] = dataclasses.replace(t, words=words)
         return out
+
     return change
 
 
@@ -347,7 +384,8 @@ def _patch_head(offset: int, fmt: str, value: int):
     def change(data: bytes) -> bytes:
         klen = struct.unpack_from("<I", data, 8)[0]
         pos = 12 + klen + offset
-        return data[:pos] + struct.pack(fmt, value) + data[pos + struct.calcsize(fmt):]
+        return data[:pos] + struct.pack(fmt, value) + data[pos + struct.calcsize(fmt) :]
+
     return change
 
 
@@ -366,33 +404,68 @@ HOSTILE = [
     ("entry count", dict(table_bytes=lambda d: d[:4] + b"\x07\0\0\0" + d[8:]), f"its frame table {TABLE} (truncated)"),
     ("codec", dict(table_bytes=_patch_head(0, "<B", 9)), f"its frame table {TABLE} (entry 'w' has unknown codec 9)"),
     ("planes 0", dict(table_bytes=_patch_head(1, "<B", 0)), f"its frame table {TABLE} (entry 'w' has 0 byte planes)"),
-    ("planes 17", dict(table_bytes=_patch_head(1, "<B", 17)),
-     f"its frame table {TABLE} (entry 'w' has 17 byte planes)"),
-    ("frame bytes 0", dict(table_bytes=_patch_head(4, "<I", 0)),
-     f"its frame table {TABLE} (entry 'w' has frames of 0 bytes)"),
-    ("frame bytes huge", dict(table_bytes=_patch_head(4, "<I", 1 << 30)),
-     f"its frame table {TABLE} (entry 'w' has frames of 1073741824 bytes)"),
-    ("frame bytes odd", dict(table_bytes=_patch_head(4, "<I", MiB + 2)),
-     f"its frame table {TABLE} (entry 'w' has frames of 1048578 bytes)"),
-    ("raw bytes", dict(table_bytes=_patch_head(8, "<Q", 1 << 60)),
-     f"its frame table {TABLE} (entry 'w' lists 2 frames for 1152921504606846976 bytes in frames of 1048576)"),
-    ("frame count", dict(table_bytes=_patch_head(16, "<I", 1 << 30)),
-     f"its frame table {TABLE} (entry 'w' lists 1073741824 frames for 1200000 bytes in frames of 1048576)"),
-    ("raw plane size", dict(tables=_patch_word(0, 1, frames.RAW_PLANE | 5)),
-     f"its frame table {TABLE} (entry 'w' has a raw plane whose size is not its raw size)"),
-    ("compressed plane size", dict(tables=_patch_word(0, 4, 0x7FFFFFFF)),
-     f"its frame table {TABLE} (entry 'w' has a compressed plane of an impossible size)"),
-    ("compressed plane empty", dict(tables=_patch_word(0, 4, 0)),
-     f"its frame table {TABLE} (entry 'w' has a compressed plane of an impossible size)"),
-    ("raw bytes vs shape", dict(tables=lambda f: _table_of(_values(np.dtype(np.float32), 275_000))),
-     "its frame table entry 'w' holds 1100000 raw bytes, the tensor 1200000"),
-    ("planes vs dtype", dict(tables=lambda f: _table_of(_values(np.dtype(ml_dtypes.bfloat16), 600_000))),
-     "its frame table entry 'w' has 2 byte planes for a dtype of 4-byte elements"),
-    ("unknown key", dict(tables=lambda f: {b"nope": t for t in f.values()}),
-     "its frame table entry 'nope' names no entry of the index"),
+    (
+        "planes 17",
+        dict(table_bytes=_patch_head(1, "<B", 17)),
+        f"its frame table {TABLE} (entry 'w' has 17 byte planes)",
+    ),
+    (
+        "frame bytes 0",
+        dict(table_bytes=_patch_head(4, "<I", 0)),
+        f"its frame table {TABLE} (entry 'w' has frames of 0 bytes)",
+    ),
+    (
+        "frame bytes huge",
+        dict(table_bytes=_patch_head(4, "<I", 1 << 30)),
+        f"its frame table {TABLE} (entry 'w' has frames of 1073741824 bytes)",
+    ),
+    (
+        "frame bytes odd",
+        dict(table_bytes=_patch_head(4, "<I", MiB + 2)),
+        f"its frame table {TABLE} (entry 'w' has frames of 1048578 bytes)",
+    ),
+    (
+        "raw bytes",
+        dict(table_bytes=_patch_head(8, "<Q", 1 << 60)),
+        f"its frame table {TABLE} (entry 'w' lists 2 frames for 1152921504606846976 bytes in frames of 1048576)",
+    ),
+    (
+        "frame count",
+        dict(table_bytes=_patch_head(16, "<I", 1 << 30)),
+        f"its frame table {TABLE} (entry 'w' lists 1073741824 frames for 1200000 bytes in frames of 1048576)",
+    ),
+    (
+        "raw plane size",
+        dict(tables=_patch_word(0, 1, frames.RAW_PLANE | 5)),
+        f"its frame table {TABLE} (entry 'w' has a raw plane whose size is not its raw size)",
+    ),
+    (
+        "compressed plane size",
+        dict(tables=_patch_word(0, 4, 0x7FFFFFFF)),
+        f"its frame table {TABLE} (entry 'w' has a compressed plane of an impossible size)",
+    ),
+    (
+        "compressed plane empty",
+        dict(tables=_patch_word(0, 4, 0)),
+        f"its frame table {TABLE} (entry 'w' has a compressed plane of an impossible size)",
+    ),
+    (
+        "raw bytes vs shape",
+        dict(tables=lambda f: _table_of(_values(np.dtype(np.float32), 275_000))),
+        "its frame table entry 'w' holds 1100000 raw bytes, the tensor 1200000",
+    ),
+    (
+        "planes vs dtype",
+        dict(tables=lambda f: _table_of(_values(np.dtype(ml_dtypes.bfloat16), 600_000))),
+        "its frame table entry 'w' has 2 byte planes for a dtype of 4-byte elements",
+    ),
+    (
+        "unknown key",
+        dict(tables=lambda f: {b"nope": next(iter(f.values()))}),
+        "its frame table entry 'nope' names no entry of the index",
+    ),
     ("missing entry", dict(tables=lambda f: {}), None),
-    ("no table", dict(drop_table=True),
-     "its header marks it compressed but it has no frame table '_FASTCKPT_FRAMES'"),
+    ("no table", dict(drop_table=True), "its header marks it compressed but it has no frame table '_FASTCKPT_FRAMES'"),
 ]
 
 
@@ -401,10 +474,13 @@ def test_hostile_frame_table_is_refused(tmp_path, case, changes, message):
     prefix = str(tmp_path / "h")
     _write(prefix, {"w": W, "x": np.arange(5.0)}, **changes)
     if case == "missing entry":
-        message = (f"tensor 'w' in '{_data_file(prefix)}' is stored compressed but the frame table lacks it")
+        message = f"tensor 'w' in '{_data_file(prefix)}' is stored compressed but the frame table lacks it"
     full = f"checkpoint '{prefix}': {message}"
-    for call in (lambda: fastckpt.load(prefix), lambda: fastckpt.load_checkpoint(prefix),
-                 lambda: fastckpt.list_variables(prefix)):
+    for call in (
+        lambda: fastckpt.load(prefix),
+        lambda: fastckpt.load_checkpoint(prefix),
+        lambda: fastckpt.list_variables(prefix),
+    ):
         with pytest.raises(fastckpt.DataLossError) as e:
             call()
         assert str(e.value) == full
@@ -417,13 +493,18 @@ def test_hostile_frame_table_is_refused(tmp_path, case, changes, message):
 def test_stored_size_mismatch_is_refused(tmp_path):
     """The table's stored sizes must add up to the index entry's size."""
     prefix = str(tmp_path / "h")
-    _write(prefix, {"w": W}, blobs=lambda it: (it[0], it[1], (it[3].size + 4,),
-                                                np.concatenate([it[3], np.zeros(4, np.uint8)]), None, None))
+    _write(
+        prefix,
+        {"w": W},
+        blobs=lambda it: (it[0], it[1], (it[3].size + 4,), np.concatenate([it[3], np.zeros(4, np.uint8)]), None, None),
+    )
     t = _table_of(W)[b"w"]
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.load(prefix)
-    assert str(e.value) == (f"checkpoint '{prefix}': its frame table entry 'w' holds {t.stored_bytes} stored "
-                            f"bytes, the index entry {t.stored_bytes + 4}")
+    assert str(e.value) == (
+        f"checkpoint '{prefix}': its frame table entry 'w' holds {t.stored_bytes} stored "
+        f"bytes, the index entry {t.stored_bytes + 4}"
+    )
 
 
 def test_garbage_compressed_plane_with_matching_crc_is_refused(tmp_path):
@@ -435,9 +516,11 @@ def test_garbage_compressed_plane_with_matching_crc_is_refused(tmp_path):
     assert fastckpt.verify(prefix).ok  # the stored bytes match their CRC
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.load(prefix)
-    assert re.fullmatch(rf"tensor 'w' in '{re.escape(_data_file(prefix))}': frame [01] \(raw bytes \[\d+, \d+\)\): "
-                        r"(zstd cannot decompress a plane \(.*\)|a compressed plane does not hold its raw size)",
-                        str(e.value)), str(e.value)
+    assert re.fullmatch(
+        rf"tensor 'w' in '{re.escape(_data_file(prefix))}': frame [01] \(raw bytes \[\d+, \d+\)\): "
+        r"(zstd cannot decompress a plane \(.*\)|a compressed plane does not hold its raw size)",
+        str(e.value),
+    ), str(e.value)
 
 
 def _set_min_consumer(prefix: str, value: int) -> None:
@@ -451,8 +534,10 @@ def test_native_reader_refuses_other_unknown_versions(tmp_path, version):
     _set_min_consumer(prefix, version)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.load(prefix)
-    assert str(e.value) == (f"checkpoint '{prefix}.index' has version producer=1 min_consumer={version}, "
-                            "which this reader cannot read (written by a newer version?)")
+    assert str(e.value) == (
+        f"checkpoint '{prefix}.index' has version producer=1 min_consumer={version}, "
+        "which this reader cannot read (written by a newer version?)"
+    )
 
 
 def test_compressed_marker_removed_is_refused(tmp_path):
@@ -463,8 +548,9 @@ def test_compressed_marker_removed_is_refused(tmp_path):
     _set_min_consumer(prefix, 0)
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.load(prefix)
-    assert str(e.value) == (f"corrupt index file '{prefix}.index': entry 'w' has size {size}, "
-                            "which does not match its shape and dtype")
+    assert str(e.value) == (
+        f"corrupt index file '{prefix}.index': entry 'w' has size {size}, which does not match its shape and dtype"
+    )
 
 
 def test_native_reads_refuse_compressed_entries(tmp_path):
@@ -474,13 +560,17 @@ def test_native_reads_refuse_compressed_entries(tmp_path):
     try:
         index = r.find(b"w")
         assert r.compressed and not r.stored_as_is(index)
-        for call in (lambda: r.read([(index, np.empty(_entry(prefix, "w")[2], np.uint8))]),
-                     lambda: r.read_box(index, [(0, 10)], np.empty(10, np.float32))):
+        for call in (
+            lambda: r.read([(index, np.empty(_entry(prefix, "w")[2], np.uint8))]),
+            lambda: r.read_box(index, [(0, 10)], np.empty(10, np.float32)),
+        ):
             with pytest.raises(fastckpt.InvalidArgumentError) as e:
                 call()
-            assert str(e.value) == (f"tensor 'w' in '{_data_file(prefix)}' is stored compressed "
-                                    f"({_entry(prefix, 'w')[2]} bytes); read it through fastckpt's Python "
-                                    "reader, which decompresses it")
+            assert str(e.value) == (
+                f"tensor 'w' in '{_data_file(prefix)}' is stored compressed "
+                f"({_entry(prefix, 'w')[2]} bytes); read it through fastckpt's Python "
+                "reader, which decompresses it"
+            )
         assert r.read_all(lambda dt: dtypes.to_numpy_dtype(dt))[1] == ["w"]
     finally:
         r.close()
@@ -506,14 +596,23 @@ def test_missing_zstandard_is_a_clear_error(tmp_path):
                 assert e.name == "zstandard"
                 print(e)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(fastckpt.__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(fastckpt.__file__))),
+    )
     assert out.returncode == 0, out.stderr
-    hint = ("needs the zstandard package: pip install 'fastckpt[zstd]' (or pip install zstandard). To give "
-            "TensorFlow (or a machine without zstandard) a copy it can read, convert it where zstandard is "
-            "installed: fastckpt convert SRC DST --compression none")
-    assert out.stdout.splitlines() == [f"reading the compressed checkpoint '{prefix}' {hint}",
-                                       f"compression='zstd' {hint}"]
+    hint = (
+        "needs the zstandard package: pip install 'fastckpt[zstd]' (or pip install zstandard). To give "
+        "TensorFlow (or a machine without zstandard) a copy it can read, convert it where zstandard is "
+        "installed: fastckpt convert SRC DST --compression none"
+    )
+    assert out.stdout.splitlines() == [
+        f"reading the compressed checkpoint '{prefix}' {hint}",
+        f"compression='zstd' {hint}",
+    ]
     assert not os.path.exists(str(tmp_path / "d.index"))
 
 
@@ -572,7 +671,7 @@ def test_native_byte_planes_are_the_transposition(k, n):
     _native.split_byte_planes(elements, k, planes)
     assert planes.tobytes() == elements.reshape(n, k).T.tobytes()
     back = np.empty_like(elements)
-    _native.merge_byte_planes([planes[j * n:(j + 1) * n] for j in range(k)], back)
+    _native.merge_byte_planes([planes[j * n : (j + 1) * n] for j in range(k)], back)
     assert back.tobytes() == elements.tobytes()
 
 

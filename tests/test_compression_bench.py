@@ -1,4 +1,5 @@
 """The compression benchmark part runs on real weights and reports what it measured."""
+
 from __future__ import annotations
 
 import io
@@ -30,10 +31,14 @@ def test_dataset_bench_on_model_weights(tmp_path):
     moments = bench_compression.adamw_moments(some, steps=2)
     assert sorted(moments) == sorted(f"{k}/{m}" for k in some if some[k].ndim == 2 for m in ("exp_avg", "exp_avg_sq"))
     assert all((v >= 0).all() for k, v in moments.items() if k.endswith("exp_avg_sq"))
-    result = {"rounds": 1, "cores": 2, "datasets": [dict(d, title="bfloat16 weights")],
-              "durable_bf16": bench_compression.durable_bench(bf16, str(tmp_path), rounds=1),
-              "gil": bench_compression.gil_check(),
-              "targets": {k: 1.0 for k in bench_compression.TARGETS}}
+    result = {
+        "rounds": 1,
+        "cores": 2,
+        "datasets": [dict(d, title="bfloat16 weights")],
+        "durable_bf16": bench_compression.durable_bench(bf16, str(tmp_path), rounds=1),
+        "gil": bench_compression.gil_check(),
+        "targets": {k: 1.0 for k in bench_compression.TARGETS},
+    }
     out = io.StringIO()
     bench_compression.print_report(result, out)
     text = out.getvalue()
@@ -41,4 +46,5 @@ def test_dataset_bench_on_model_weights(tmp_path):
     # zstandard and numpy release the GIL; the pure-Python control does not.
     gil = result["gil"]
     assert gil["python loop (control)"]["max_stall_ms"] > 3 * max(
-        gil[op]["max_stall_ms"] for op in ("zstd compress", "zstd decompress"))
+        gil[op]["max_stall_ms"] for op in ("zstd compress", "zstd decompress")
+    )

@@ -1,18 +1,18 @@
 """Compressed multi-rank saves (torch gloo, real processes): every rank
 compresses its pieces, rank 0 commits the merged frame table; resharded
 loads decompress only the frames their boxes need."""
+
 from __future__ import annotations
 
 import textwrap
 
 import numpy as np
 import pytest
+import torch  # noqa: E402,F401  (the ranks import it)
+from dist_util import run_torch
 
 import fastckpt
-from dist_util import run_torch
 from fastckpt import _native
-
-import torch  # noqa: E402,F401  (the ranks import it)
 
 VALUES = textwrap.dedent("""
     import ml_dtypes
@@ -27,13 +27,17 @@ VALUES = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     prefix = str(tmp_path_factory.mktemp("zdist") / "ckpt")
-    res = run_torch(2, VALUES, f"""
+    res = run_torch(
+        2,
+        VALUES,
+        f"""
         mesh = init_device_mesh("cpu", (WORLD,))
         state = {{"w": distribute_tensor(W, mesh, [Shard(0)]), "v": distribute_tensor(V, mesh, [Shard(1)]),
                   "small": SMALL.clone(), "step": 5}}
         res = fd.save(state, {prefix!r}, timeout=60, compression="zstd")
         emit({{"files": res.files, "nbytes": res.nbytes}})
-    """)
+    """,
+    )
     assert res[0]["files"] == res[1]["files"]
     return prefix
 
@@ -60,14 +64,19 @@ def test_compressed_multi_rank_checkpoint_reads_back(saved):
     assert fastckpt.verify(saved).ok
     with fastckpt.load_checkpoint(saved) as reader:
         rows = reader.get_slice("w", np.s_[900:1000])  # in the first stored slice (rows 0-1023)
-        assert torch.equal(torch.from_numpy(rows.view(np.uint16).astype(np.int32)),
-                           w[900:1000].view(torch.int16).to(torch.int32) & 0xFFFF)
+        assert torch.equal(
+            torch.from_numpy(rows.view(np.uint16).astype(np.int32)),
+            w[900:1000].view(torch.int16).to(torch.int32) & 0xFFFF,
+        )
         assert reader._compressed.frames_read == 1
 
 
 def test_resharded_load_decompresses_only_its_frames(saved):
     w, v = _torch_values()
-    res = run_torch(2, VALUES, f"""
+    res = run_torch(
+        2,
+        VALUES,
+        f"""
         mesh = init_device_mesh("cpu", (WORLD,))
         tw = distribute_tensor(torch.zeros_like(W), mesh, [Shard(1)])   # saved by rows, loaded by columns
         tv = distribute_tensor(torch.zeros_like(V), mesh, [Shard(0)])
@@ -75,7 +84,8 @@ def test_resharded_load_decompresses_only_its_frames(saved):
         back, report = fd.load({saved!r}, target, timeout=60, with_report=True)
         emit({{"w": bool(torch.equal(back["w"].full_tensor(), W)), "v": bool(torch.equal(back["v"].full_tensor(), V)),
                "step": back["step"], "bytes": report.bytes_read}})
-    """)
+    """,
+    )
     for r in res:
         assert r["w"] and r["v"] and r["step"] == 5
     with fastckpt.load_checkpoint(saved) as reader:

@@ -1,6 +1,7 @@
 """TensorFlow refuses a compressed checkpoint with its own version error (never
 garbage), reads an uncompressed one, and the uncompressed layout stays
 byte-identical to TensorFlow's own SaveV2."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
 import tensorflow as tf
 
 import fastckpt  # noqa: E402
@@ -59,8 +59,12 @@ def test_uncompressed_save_matches_tf_savev2_bytes(tmp_path):
     fastckpt.save(tensors, ours, num_shards=1, compression="none")
     os.makedirs(os.path.dirname(theirs))
     names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=theirs, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
+    tf.raw_ops.SaveV2(
+        prefix=theirs,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
     for suffix in (".index", ".data-00000-of-00001"):
         with open(ours + suffix, "rb") as f, open(theirs + suffix, "rb") as g:
             assert f.read() == g.read(), suffix

@@ -2,6 +2,7 @@
 and outputs read by each format's own library), bfloat16/float8, sharded
 safetensors, DCP, a real model loaded by TensorFlow, bounded memory,
 atomic outputs and errors."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def _write_native(fmt, tensors, path):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            dcp.save({k: _to_torch(v) for k, v in tensors.items()},
-                     storage_writer=dcp.FileSystemWriter(path), no_dist=True)
+            dcp.save(
+                {k: _to_torch(v) for k, v in tensors.items()}, storage_writer=dcp.FileSystemWriter(path), no_dist=True
+            )
 
 
 def _to_torch(v):
@@ -143,8 +145,10 @@ def test_bfloat16_and_float8_are_bit_exact(tmp_path, fmt):
 
 def test_names_are_kept_and_nested_torch_files_flatten_with_slashes(tmp_path):
     w = torch.arange(6, dtype=torch.float32).reshape(2, 3)
-    torch.save({"model": {"fc.weight": w, "fc.bias": torch.ones(3)}, "step": 7, "lr": 0.5, "tag": "run-1",
-                "none": None}, tmp_path / "nested.pt")
+    torch.save(
+        {"model": {"fc.weight": w, "fc.bias": torch.ones(3)}, "step": 7, "lr": 0.5, "tag": "run-1", "none": None},
+        tmp_path / "nested.pt",
+    )
     report = fastckpt.convert(tmp_path / "nested.pt", tmp_path / "ck")
     assert report.tensors == 5
     got = fastckpt.load(str(tmp_path / "ck"))
@@ -159,8 +163,7 @@ def test_the_structure_entry_goes_only_to_bundles(tmp_path):
     state = {"model": {"w": np.ones((2, 2), np.float32)}, "step": 3}
     fastckpt.save(state, str(tmp_path / "nested"))
     report = fastckpt.convert(tmp_path / "nested", tmp_path / "o.safetensors")
-    assert report.skipped == [("_FASTCKPT_STRUCTURE",
-                               "fastckpt's structure entry (the names carry the paths)")]
+    assert report.skipped == [("_FASTCKPT_STRUCTURE", "fastckpt's structure entry (the names carry the paths)")]
     assert sorted(safetensors.numpy.load_file(str(tmp_path / "o.safetensors"))) == ["model/w", "step"]
     fastckpt.convert(tmp_path / "nested", tmp_path / "copy")
     copy = fastckpt.load(str(tmp_path / "copy"))  # the nested state, rebuilt from the copied entry
@@ -175,8 +178,7 @@ def test_sharded_safetensors_written_with_a_shard_size(tmp_path):
     tensors = {f"layer.{i}.weight": np.full((10, 10), i, np.float32) for i in range(5)}  # 400 B each
     tensors["big"] = np.arange(1000, dtype=np.float32)  # 4000 B: a shard of its own
     fastckpt.save(tensors, str(tmp_path / "src"))
-    report = fastckpt.convert(tmp_path / "src", tmp_path / "out" / "model.safetensors.index.json",
-                              max_shard_size=900)
+    report = fastckpt.convert(tmp_path / "src", tmp_path / "out" / "model.safetensors.index.json", max_shard_size=900)
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
     assert index["metadata"] == {"total_size": 6000}
     shards = sorted(set(index["weight_map"].values()))
@@ -203,11 +205,14 @@ def test_sharded_safetensors_in_hugging_face_layout_is_read(tmp_path):
     b = {"head.weight": np.arange(6, dtype=np.float16), "head.bias": np.ones(2, np.float64)}
     safetensors.numpy.save_file(a, str(tmp_path / "model-00001-of-00002.safetensors"))
     safetensors.numpy.save_file(b, str(tmp_path / "model-00002-of-00002.safetensors"))
-    weight_map = {"embed.weight": "model-00001-of-00002.safetensors",
-                  "head.weight": "model-00002-of-00002.safetensors",
-                  "head.bias": "model-00002-of-00002.safetensors"}
+    weight_map = {
+        "embed.weight": "model-00001-of-00002.safetensors",
+        "head.weight": "model-00002-of-00002.safetensors",
+        "head.bias": "model-00002-of-00002.safetensors",
+    }
     (tmp_path / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": 76}, "weight_map": weight_map}))
+        json.dumps({"metadata": {"total_size": 76}, "weight_map": weight_map})
+    )
     fastckpt.convert(tmp_path, tmp_path / "ck.pt")
     got = {k: v.numpy() for k, v in torch.load(tmp_path / "ck.pt", weights_only=True).items()}
     _assert_exact(got, {**a, **b})
@@ -216,7 +221,8 @@ def test_sharded_safetensors_in_hugging_face_layout_is_read(tmp_path):
 def test_a_weight_map_naming_a_missing_tensor_is_data_loss(tmp_path):
     safetensors.numpy.save_file({"a": np.ones(2, np.float32)}, str(tmp_path / "s1.safetensors"))
     (tmp_path / "m.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}}))
+        json.dumps({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}})
+    )
     with pytest.raises(fastckpt.DataLossError, match=r"maps 1 tensor\(s\) to shards that lack them: b"):
         fastckpt.convert(tmp_path / "m.safetensors.index.json", tmp_path / "out")
 
@@ -225,8 +231,10 @@ def test_a_weight_map_naming_a_missing_tensor_is_data_loss(tmp_path):
 
 
 def test_dcp_both_directions_with_pieces(tmp_path):
-    tensors = {"model.w": np.arange(64 * 33, dtype=np.float32).reshape(64, 33),
-               "model.b": np.arange(33, dtype=np.int64)}
+    tensors = {
+        "model.w": np.arange(64 * 33, dtype=np.float32).reshape(64, 33),
+        "model.b": np.arange(33, dtype=np.int64),
+    }
     _write_native("dcp", tensors, tmp_path / "d")
     assert detect_format(str(tmp_path / "d")) == "dcp"
     fastckpt.convert(tmp_path / "d", tmp_path / "ck", max_piece_bytes=1000)
@@ -241,8 +249,11 @@ def test_dcp_non_tensor_entries_become_scalars(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dcp.save({"w": torch.ones(2), "step": 5, "name": "abc"},
-                 storage_writer=dcp.FileSystemWriter(str(tmp_path / "d")), no_dist=True)
+        dcp.save(
+            {"w": torch.ones(2), "step": 5, "name": "abc"},
+            storage_writer=dcp.FileSystemWriter(str(tmp_path / "d")),
+            no_dist=True,
+        )
     fastckpt.convert(tmp_path / "d", tmp_path / "ck")
     got = fastckpt.load(str(tmp_path / "ck"))
     assert int(got["step"]) == 5 and got["step"].dtype == np.int64
@@ -290,14 +301,18 @@ TOTAL = 40 << 20  # the checkpoint: 20 times the bound
 
 def _large_source(tmp_path):
     rng = np.random.default_rng(0)
-    tensors = {"big": rng.standard_normal((TOTAL // 2 // 4 // 1024, 1024)).astype(np.float32),
-               **{f"t{i}": np.full((256, 1024), i, np.float32) for i in range(20)}}  # 1 MiB each
+    tensors = {
+        "big": rng.standard_normal((TOTAL // 2 // 4 // 1024, 1024)).astype(np.float32),
+        **{f"t{i}": np.full((256, 1024), i, np.float32) for i in range(20)},
+    }  # 1 MiB each
     fastckpt.save(tensors, str(tmp_path / "big"), durable=False)
     return tensors
 
 
-@pytest.mark.parametrize("chain", [("tf", "safetensors"), ("safetensors", "tf"), ("tf", "npz"),
-                                   ("npz", "tf"), ("tf", "torch"), ("dcp", "tf")])
+@pytest.mark.parametrize(
+    "chain",
+    [("tf", "safetensors"), ("safetensors", "tf"), ("tf", "npz"), ("npz", "tf"), ("tf", "torch"), ("dcp", "tf")],
+)
 def test_memory_stays_bounded(tmp_path, chain):
     """Peak Python + numpy allocations while converting a checkpoint 20 times
     the piece bound stay under 6 bounds (two bundle groups, a piece being
@@ -327,8 +342,10 @@ def _listing(directory):
 
 
 def test_unknown_format_and_missing_source(tmp_path):
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match=r"unknown destination format 'onnx'; formats: tf, safetensors, torch, npz, dcp"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError,
+        match=r"unknown destination format 'onnx'; formats: tf, safetensors, torch, npz, dcp",
+    ):
         fastckpt.convert(tmp_path / "x", tmp_path / "y", dst_format="onnx")
     with pytest.raises(fastckpt.CheckpointNotFoundError, match=r"safetensors file '.*nope.safetensors' not found"):
         fastckpt.convert(tmp_path / "nope.safetensors", tmp_path / "y")
@@ -343,22 +360,27 @@ def test_unknown_format_and_missing_source(tmp_path):
 
 
 def test_what_a_format_cannot_hold_is_refused_by_name(tmp_path):
-    fastckpt.save({"vocab": np.array([b"a", b"bc"], dtype=object), "w": np.ones(2, np.float32)},
-                  str(tmp_path / "s1"))
+    fastckpt.save({"vocab": np.array([b"a", b"bc"], dtype=object), "w": np.ones(2, np.float32)}, str(tmp_path / "s1"))
     fastckpt.save({"h": np.ones(2, ml_dtypes.bfloat16), "w": np.ones(2, np.float32)}, str(tmp_path / "s2"))
     fastckpt.save({"q": np.ones(2, np.complex128), "i4": np.ones(2, ml_dtypes.int4)}, str(tmp_path / "s3"))
     before = _listing(tmp_path)
-    with pytest.raises(fastckpt.UnsupportedDtypeError,
-                       match=r"^converting '.*/s1' to safetensors: tensor 'vocab' \(a string tensor, shape "
-                             r"\[2\]\) cannot be written to safetensors: safetensors holds numbers only$"):
+    with pytest.raises(
+        fastckpt.UnsupportedDtypeError,
+        match=r"^converting '.*/s1' to safetensors: tensor 'vocab' \(a string tensor, shape "
+        r"\[2\]\) cannot be written to safetensors: safetensors holds numbers only$",
+    ):
         fastckpt.convert(tmp_path / "s1", tmp_path / "o.safetensors")
-    with pytest.raises(fastckpt.UnsupportedDtypeError,
-                       match=r"tensor 'h' \(dtype bfloat16, shape \[2\]\) cannot be written to npz: "
-                             r"\.npy has no bfloat16 dtype"):
+    with pytest.raises(
+        fastckpt.UnsupportedDtypeError,
+        match=r"tensor 'h' \(dtype bfloat16, shape \[2\]\) cannot be written to npz: "
+        r"\.npy has no bfloat16 dtype",
+    ):
         fastckpt.convert(tmp_path / "s2", tmp_path / "o.npz")
-    with pytest.raises(fastckpt.UnsupportedDtypeError,
-                       match=r"tensor 'i4' \(dtype int4, shape \[2\]\) cannot be written to torch: "
-                             r"torch has no int4 dtype"):
+    with pytest.raises(
+        fastckpt.UnsupportedDtypeError,
+        match=r"tensor 'i4' \(dtype int4, shape \[2\]\) cannot be written to torch: "
+        r"torch has no int4 dtype",
+    ):
         fastckpt.convert(tmp_path / "s3", tmp_path / "o.pt")
     with pytest.raises(fastckpt.UnsupportedDtypeError, match=r"tensor 'vocab' .* cannot be written to dcp"):
         fastckpt.convert(tmp_path / "s1", tmp_path / "d", dst_format="dcp")
@@ -375,8 +397,9 @@ def test_an_existing_destination_is_refused_unless_overwrite(tmp_path):
     fastckpt.save({"a": np.ones(3, np.float32)}, str(tmp_path / "s"))
     fastckpt.save({"old": np.zeros(1, np.int8)}, str(tmp_path / "d"))
     np.savez(tmp_path / "o.npz", old=np.zeros(1))
-    with pytest.raises(fastckpt.CheckpointExistsError,
-                       match=r"'.*/d' already holds a checkpoint \(.*/d.index\); pass overwrite=True"):
+    with pytest.raises(
+        fastckpt.CheckpointExistsError, match=r"'.*/d' already holds a checkpoint \(.*/d.index\); pass overwrite=True"
+    ):
         fastckpt.convert(tmp_path / "s", tmp_path / "d")
     with pytest.raises(fastckpt.CheckpointExistsError, match=r"already holds a checkpoint"):
         fastckpt.convert(tmp_path / "s", tmp_path / "o.npz")
@@ -406,9 +429,17 @@ def _damaged_bundle(tmp_path):
     data.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("dst_name,fmt", [("o.safetensors", None), ("o.npz", None), ("o.pt", None),
-                                          ("ck", None), ("dd", "dcp"),
-                                          ("sh/model.safetensors.index.json", None)])
+@pytest.mark.parametrize(
+    "dst_name,fmt",
+    [
+        ("o.safetensors", None),
+        ("o.npz", None),
+        ("o.pt", None),
+        ("ck", None),
+        ("dd", "dcp"),
+        ("sh/model.safetensors.index.json", None),
+    ],
+)
 def test_a_failed_convert_leaves_nothing_and_keeps_an_old_checkpoint(tmp_path, dst_name, fmt):
     _damaged_bundle(tmp_path)
     (tmp_path / "sh").mkdir()
@@ -421,16 +452,16 @@ def test_a_failed_convert_leaves_nothing_and_keeps_an_old_checkpoint(tmp_path, d
     fastckpt.convert(tmp_path / "good", tmp_path / dst_name, dst_format=fmt)
     after = {f: (tmp_path / f).read_bytes() for f in _listing(tmp_path) if (tmp_path / f).is_file()}
     with pytest.raises(fastckpt.DataLossError):
-        fastckpt.convert(tmp_path / "bad", tmp_path / dst_name, dst_format=fmt, overwrite=True,
-                         max_piece_bytes=1024)
+        fastckpt.convert(tmp_path / "bad", tmp_path / dst_name, dst_format=fmt, overwrite=True, max_piece_bytes=1024)
     assert {f: (tmp_path / f).read_bytes() for f in _listing(tmp_path) if (tmp_path / f).is_file()} == after
     assert fastckpt.diff(tmp_path / "good", tmp_path / dst_name, b_format=fmt).same
 
 
 def test_compression_and_shard_size_apply_to_their_formats_only(tmp_path):
     fastckpt.save({"a": np.ones(3, np.float32)}, str(tmp_path / "s"))
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match=r"compression applies to TensorFlow bundle output, not safetensors"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match=r"compression applies to TensorFlow bundle output, not safetensors"
+    ):
         fastckpt.convert(tmp_path / "s", tmp_path / "o.safetensors", compression="zstd")
     with pytest.raises(fastckpt.InvalidArgumentError, match=r"max_shard_size applies to safetensors output, not npz"):
         fastckpt.convert(tmp_path / "s", tmp_path / "o.npz", max_shard_size=10)
@@ -444,8 +475,10 @@ def test_a_missing_optional_package_names_the_extra(tmp_path, monkeypatch):
 
     safetensors.numpy.save_file({"a": np.ones(2, np.float32)}, str(tmp_path / "a.safetensors"))
     monkeypatch.setitem(sys.modules, "safetensors", None)  # import safetensors now raises ImportError
-    with pytest.raises(fastckpt.MissingDependencyError,
-                       match=r"reading safetensors needs the 'safetensors' package: pip install 'fastckpt\[convert\]'"):
+    with pytest.raises(
+        fastckpt.MissingDependencyError,
+        match=r"reading safetensors needs the 'safetensors' package: pip install 'fastckpt\[convert\]'",
+    ):
         fastckpt.convert(tmp_path / "a.safetensors", tmp_path / "o")
 
 
@@ -466,10 +499,13 @@ def test_cli_convert(tmp_path, capsys):
     assert err.startswith("fastckpt convert: error: ") and "already holds a checkpoint" in err
     assert cli.main(["convert", str(tmp_path / "s"), str(tmp_path / "x"), "--to", "hdf5"]) == 2
     assert "unknown destination format 'hdf5'" in capsys.readouterr().err
-    assert cli.main(["convert", str(tmp_path / "s"), str(tmp_path / "sh"), "--to", "safetensors",
-                     "--max-shard-size", "8B"]) == 0
-    assert sorted(os.listdir(tmp_path / "sh")) == ["model-00001-of-00001.safetensors",
-                                                   "model.safetensors.index.json"]
+    assert (
+        cli.main(
+            ["convert", str(tmp_path / "s"), str(tmp_path / "sh"), "--to", "safetensors", "--max-shard-size", "8B"]
+        )
+        == 0
+    )
+    assert sorted(os.listdir(tmp_path / "sh")) == ["model-00001-of-00001.safetensors", "model.safetensors.index.json"]
     _damaged_bundle(tmp_path)
     assert cli.main(["convert", str(tmp_path / "bad"), str(tmp_path / "o2.npz")]) == 1
     assert "fastckpt convert: error:" in capsys.readouterr().err
@@ -483,12 +519,15 @@ def test_cli_size_units():
 
 
 def test_open_source_lists_dtypes_and_shapes(tmp_path):
-    safetensors.numpy.save_file({"b": np.ones((2, 3), np.int16), "a": np.ones(1, np.uint32)},
-                                str(tmp_path / "m.safetensors"))
+    safetensors.numpy.save_file(
+        {"b": np.ones((2, 3), np.int16), "a": np.ones(1, np.uint32)}, str(tmp_path / "m.safetensors")
+    )
     src = open_source(str(tmp_path / "m.safetensors"))
     try:
-        assert [(t.name, t.dtype.name, t.shape) for t in src.tensors()] == [("a", "uint32", (1,)),
-                                                                           ("b", "int16", (2, 3))]
+        assert [(t.name, t.dtype.name, t.shape) for t in src.tensors()] == [
+            ("a", "uint32", (1,)),
+            ("b", "int16", (2, 3)),
+        ]
     finally:
         src.close()
 
@@ -497,11 +536,17 @@ def test_a_partitioned_bundle_tensor_is_reassembled_in_pieces(tmp_path):
     from checkpoint_builders import write_partitioned  # tests/conftest.py puts fuzz/ on the path
 
     full = np.arange(40 * 6, dtype=np.float32).reshape(40, 6)
-    write_partitioned(str(tmp_path / "p"), "emb", full, [[(0, 15), (0, -1)], [(15, 25), (0, -1)]],
-                      extra={"b": np.arange(3, dtype=np.int64)})
+    write_partitioned(
+        str(tmp_path / "p"),
+        "emb",
+        full,
+        [[(0, 15), (0, -1)], [(15, 25), (0, -1)]],
+        extra={"b": np.arange(3, dtype=np.int64)},
+    )
     fastckpt.convert(tmp_path / "p", tmp_path / "o.safetensors", max_piece_bytes=48)  # 2 rows a piece
-    _assert_exact(safetensors.numpy.load_file(str(tmp_path / "o.safetensors")),
-                  {"emb": full, "b": np.arange(3, dtype=np.int64)})
+    _assert_exact(
+        safetensors.numpy.load_file(str(tmp_path / "o.safetensors")), {"emb": full, "b": np.arange(3, dtype=np.int64)}
+    )
     r = fastckpt.diff(tmp_path / "p", tmp_path / "o.safetensors")
     assert r.same and r.identical == ["b", "emb"]
     fastckpt.convert(tmp_path / "o.safetensors", tmp_path / "whole")
@@ -515,8 +560,10 @@ def test_convert_writes_and_reads_compressed_bundles(tmp_path):
     import ml_dtypes
 
     rng = np.random.default_rng(2)
-    values = {"w": rng.standard_normal((512, 256)).astype(ml_dtypes.bfloat16),
-              "b": rng.standard_normal(64).astype(np.float32)}
+    values = {
+        "w": rng.standard_normal((512, 256)).astype(ml_dtypes.bfloat16),
+        "b": rng.standard_normal(64).astype(np.float32),
+    }
     fastckpt.save(values, str(tmp_path / "plain"))
     report = fastckpt.convert(str(tmp_path / "plain"), str(tmp_path / "z"), compression="zstd")
     assert report.tensors == 2
@@ -529,8 +576,20 @@ def test_convert_writes_and_reads_compressed_bundles(tmp_path):
     assert back._compressed is None
     assert {n: back.get_tensor(n).tobytes() for n in values} == {n: v.tobytes() for n, v in values.items()}
     back.close()
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "convert", str(tmp_path / "plain"),
-                           str(tmp_path / "z2"), "--compression", "zstd"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastckpt",
+            "convert",
+            str(tmp_path / "plain"),
+            str(tmp_path / "z2"),
+            "--compression",
+            "zstd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert fastckpt.load(str(tmp_path / "z2"))["w"].tobytes() == values["w"].tobytes()

@@ -63,6 +63,7 @@ replaced by random delays.
 override the seed (printed in every failure), the number of kills and the
 step size.
 """
+
 from __future__ import annotations
 
 import collections
@@ -74,18 +75,18 @@ import shutil
 import signal
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from google.protobuf import text_format
+from helpers import flock_held
 
 import fastckpt
 from fastckpt.proto import CheckpointState, MetaGraphDef
-from helpers import flock_held
 
 SEED = int(os.environ.get("FASTCKPT_CRASH_SEED", "1234"))
 KILLS = int(os.environ.get("FASTCKPT_CRASH_KILLS", "32"))
@@ -157,8 +158,8 @@ class Event:
 class History:
     """What the test knows across kills."""
 
-    max_saved: Optional[int] = None   # highest step whose Saver.save returned
-    max_begun: Optional[int] = None   # highest step any worker started to save
+    max_saved: Optional[int] = None  # highest step whose Saver.save returned
+    max_begun: Optional[int] = None  # highest step any worker started to save
     prev_latest: Optional[int] = None
     orphans: int = 0
     kills: int = 0
@@ -182,8 +183,7 @@ class Run:
             args += ["--max-steps", str(max_steps)]
         if inject:
             args = _strace_args(inject) + args
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0,
-                                     env=_worker_env())
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, bufsize=0, env=_worker_env())
         self.events: List[Event] = []
         self._buf = b""
         self.eof = False
@@ -254,8 +254,17 @@ def _strace_args(inject: str) -> list:
     """strace delivering SIGKILL on entry to the when-th call of a syscall, e.g. 'rename:4'."""
     call, when = inject.split(":")
     calls = {"rename": "rename,renameat,renameat2", "unlink": "unlink,unlinkat"}[call]
-    return [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={calls}",
-            "-e", f"inject={calls}:signal=SIGKILL:when={when}"]
+    return [
+        STRACE,
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        f"trace={calls}",
+        "-e",
+        f"inject={calls}:signal=SIGKILL:when={when}",
+    ]
 
 
 def _strace_works() -> bool:
@@ -266,12 +275,14 @@ def _strace_works() -> bool:
         a, b = os.path.join(d, "a"), os.path.join(d, "b")
         code = f"import os; open({a!r}, 'w').close(); os.rename({a!r}, {b!r})"
         try:
-            proc = subprocess.run(_strace_args("rename:1") + [sys.executable, "-c", code],
-                                  capture_output=True, timeout=60)
+            proc = subprocess.run(
+                _strace_args("rename:1") + [sys.executable, "-c", code], capture_output=True, timeout=60
+            )
         except (OSError, subprocess.TimeoutExpired):
             return False
-        return proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) and os.path.exists(a) \
-            and not os.path.exists(b)
+        return (
+            proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) and os.path.exists(a) and not os.path.exists(b)
+        )
 
 
 def _flock_free(path: str) -> bool:
@@ -289,8 +300,9 @@ def _steps_equal(prefix: str, n: int) -> None:
         assert names == ["dense/bias", "dense/kernel", "embedding/table", "optimizer/momentum", "step"], names
         for name in names:
             value = reader.get_tensor(name)
-            assert value.size > 0 and bool(np.all(value == n)), \
+            assert value.size > 0 and bool(np.all(value == n)), (
                 f"{prefix}: tensor {name!r} does not hold step {n} everywhere (first {value.flat[0]!r})"
+            )
 
 
 def check_invariants(d: str, hist: History, final: bool = False) -> None:
@@ -307,11 +319,11 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
     state = fastckpt.get_checkpoint_state(d)  # a garbled state file raises / returns None
     latest = fastckpt.latest_checkpoint(d)
     if latest is None:
-        assert hist.max_saved is None, \
+        assert hist.max_saved is None, (
             f"latest_checkpoint is None although step {hist.max_saved} was saved (Saver.save returned)"
+        )
         assert state is None, f"a state file exists but names no existing checkpoint: {state}"
-        assert complete <= pending, \
-            f"complete checkpoints {sorted(complete)} exist though none was recorded"
+        assert complete <= pending, f"complete checkpoints {sorted(complete)} exist though none was recorded"
         listed: List[int] = []
     else:
         n = step_of(latest)
@@ -320,8 +332,9 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
             assert n >= hist.max_saved, f"latest is step {n}, but step {hist.max_saved} was saved"
         if hist.prev_latest is not None:
             assert n >= hist.prev_latest, f"latest went back from {hist.prev_latest} to {n}"
-        assert hist.max_begun is not None and n <= hist.max_begun, \
+        assert hist.max_begun is not None and n <= hist.max_begun, (
             f"latest is step {n}, beyond any step begun ({hist.max_begun})"
+        )
         _once("verify", latest, verify)
         _once("values", latest, lambda p: _steps_equal(p, n))
         hist.prev_latest = n
@@ -340,14 +353,16 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
 
         low = listed[0]
         above = {s for s in complete if s > n}
-        assert above <= pending and above <= {n + 1}, \
+        assert above <= pending and above <= {n + 1}, (
             f"complete checkpoints {sorted(above)} above latest {n} (highest step begun {hist.max_begun})"
+        )
         gaps = {s for s in complete if low <= s <= n} - set(listed)
         assert not gaps, f"complete but unlisted checkpoints {sorted(gaps)} inside the kept range {listed}"
         assert len({s for s in complete if s >= low}) <= MAX_TO_KEEP + 1
         orphans = {s for s in complete if s < low}
-        assert len(orphans) <= hist.orphans + 1, \
+        assert len(orphans) <= hist.orphans + 1, (
             f"{len(orphans) - hist.orphans} new orphaned checkpoints after one kill: {sorted(orphans)}"
+        )
         hist.orphans = len(orphans)
 
     # Every complete checkpoint is intact, wherever it is (orphans included).
@@ -360,8 +375,9 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
             assert files == {f"model-{s}.data-{i:05d}-of-{SHARDS:05d}" for i in range(SHARDS)}, files
         else:
             # Data without an index: a commit or a deletion cut short. Never the kept range.
-            assert s in pending or not listed or s < listed[0], \
+            assert s in pending or not listed or s < listed[0], (
                 f"data files without index for step {s}: {sorted(files)} (listed {listed})"
+            )
 
     for name in names:
         m = META_RE.match(name)
@@ -379,8 +395,10 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
         except FileNotFoundError:
             continue
         late = [step for begin, step in hist.save_spans if begin >= mtime + STALE_AFTER]
-        assert not late, (f"stale temporary file {name} (mtime {mtime:.3f}) survived the save of "
-                          f"step(s) {late} that started more than {STALE_AFTER} s later")
+        assert not late, (
+            f"stale temporary file {name} (mtime {mtime:.3f}) survived the save of "
+            f"step(s) {late} that started more than {STALE_AFTER} s later"
+        )
     other_tmps = [x for x in names if ".tmp" in x]
     assert not other_tmps, f"temporary files not named by fastckpt's mechanism: {other_tmps}"
     for name in temps:
@@ -390,8 +408,9 @@ def check_invariants(d: str, hist: History, final: bool = False) -> None:
     if final:
         assert not temps, f"temporary files left after a clean save: {temps}"
         for kind in ("state", "meta", "bundle"):
-            hist.leftovers[f"{kind} temporary files seen (all removed)"] = \
-                sum(1 for k, _ in hist.temps_seen if k == kind)
+            hist.leftovers[f"{kind} temporary files seen (all removed)"] = sum(
+                1 for k, _ in hist.temps_seen if k == kind
+            )
         hist.leftovers["steps with data shards but no index"] = len(set(data_steps) - complete)
 
 
@@ -436,8 +455,13 @@ def _check_rename_kill(d: str, run: Run, inject: str) -> None:
         assert has_index and len(renamed) == SHARDS, f"killed before rename {j}: index missing"
         # The file whose rename was cut is left under its temporary name.
         final_name = f"model-{begin.arg}.meta" if j == SHARDS + 2 else "checkpoint"
-        left = [n for n in os.listdir(d) if (m := TEMP_RE.match(n)) and m.group("final") == final_name
-                and os.stat(os.path.join(d, n)).st_mtime >= begin.t - 0.05]  # not an earlier kill's
+        left = [
+            n
+            for n in os.listdir(d)
+            if (m := TEMP_RE.match(n))
+            and m.group("final") == final_name
+            and os.stat(os.path.join(d, n)).st_mtime >= begin.t - 0.05
+        ]  # not an earlier kill's
         assert len(left) == 1, f"killed before rename {j} ({final_name}): temporary files {left}"
         assert _flock_free(os.path.join(d, left[0])), f"{left[0]} still locked after its writer died"
         # Killed on entry to the rename: the temporary file is complete.
@@ -455,8 +479,7 @@ def _where(run: Run, d: str, inject: Optional[str]) -> str:
     for kills inside the native write by what is on disk (for reporting only)."""
     if inject and inject.startswith("rename:"):
         j = (int(inject.split(":")[1]) - 1) % RENAMES_PER_SAVE + 1
-        return "before rename " + {1: "data 1", 2: "data 2", 3: "data 3", 4: "index", 5: ".meta",
-                                   6: "state file"}[j]
+        return "before rename " + {1: "data 1", 2: "data 2", 3: "data 3", 4: "index", 5: ".meta", 6: "state file"}[j]
     if inject:
         return "retention (before unlink " + inject.split(":")[1] + ")"
     last = next((e.kind for e in reversed(run.events) if e.kind != "pid"), "none")
@@ -470,9 +493,15 @@ def _where(run: Run, d: str, inject: Optional[str]) -> str:
         if renamed and temps:
             return f"commit renames ({len(renamed)} of {SHARDS} data files renamed)"
         return "data write/fsync" if temps else "before the first temp file"
-    return {"none": "start-up", "ready": "array fill", "begin": "data write/fsync/rename",
-            "written": "after commit, before state", "state": "state update",
-            "unlink": "retention/deletion", "saved": "between saves"}.get(last, last)
+    return {
+        "none": "start-up",
+        "ready": "array fill",
+        "begin": "data write/fsync/rename",
+        "written": "after commit, before state",
+        "state": "state update",
+        "unlink": "retention/deletion",
+        "saved": "between saves",
+    }.get(last, last)
 
 
 def test_sigkill_during_saver_loop(tmp_path):
@@ -487,13 +516,17 @@ def test_sigkill_during_saver_loop(tmp_path):
 
     def context(k: int, mode: str, run: Optional[Run]) -> str:
         tail = [f"{e.kind} {e.arg}" for e in run.events[-12:]] if run else []
-        return (f"[seed={SEED} kill #{k} mode={mode}] worker events (last 12): {tail}; "
-                f"dir: {sorted(os.listdir(d))}; worker log: {log_path.read_text()[-2000:]!r}")
+        return (
+            f"[seed={SEED} kill #{k} mode={mode}] worker events (last 12): {tail}; "
+            f"dir: {sorted(os.listdir(d))}; worker log: {log_path.read_text()[-2000:]!r}"
+        )
 
     with open(log_path, "ab") as log:
         for k in range(1, KILLS + 1):
-            mode = rng.choices(["random", "late", "written", "state", "unlink", "strace-rename",
-                                "strace-unlink"], weights=[30, 12, 8, 8, 10, 22, 10])[0]
+            mode = rng.choices(
+                ["random", "late", "written", "state", "unlink", "strace-rename", "strace-unlink"],
+                weights=[30, 12, 8, 8, 10, 22, 10],
+            )[0]
             nth = rng.choice([1, 1, 1, 2])
             inject = None
             if use_strace and k in FORCED_RENAME_KILLS:
@@ -519,15 +552,13 @@ def test_sigkill_during_saver_loop(tmp_path):
                     run.read_until(lambda e: False, until)
                 elif mode == "late":
                     seen = []
-                    ev = run.read_until(lambda e: e.kind == "begin" and len(seen.append(e) or seen) >= nth,
-                                        deadline)
+                    ev = run.read_until(lambda e: e.kind == "begin" and len(seen.append(e) or seen) >= nth, deadline)
                     assert ev is not None, "worker never began a save"
                     run.read_until(lambda e: False, time.monotonic() + rng.uniform(0.7, 1.1) * hist.estimate())
                 else:
                     seen = []
                     # Retention unlinks start once max_to_keep checkpoints exist; allow a few saves.
-                    ev = run.read_until(lambda e: e.kind == mode and len(seen.append(e) or seen) >= nth,
-                                        deadline)
+                    ev = run.read_until(lambda e: e.kind == mode and len(seen.append(e) or seen) >= nth, deadline)
                     assert ev is not None, f"worker never printed {mode!r}"
                     time.sleep(rng.uniform(0, 0.003 if mode == "state" else 0.001))
                 exited = run.proc.poll()
@@ -563,8 +594,10 @@ def test_sigkill_during_saver_loop(tmp_path):
             raise AssertionError(f"{context(KILLS + 1, 'final', run)}\n{e}") from None
 
     elapsed = time.monotonic() - start
-    print(f"\ncrash test: seed={SEED}, {hist.kills} kills in {elapsed:.1f} s, {MB} MiB/step, "
-          f"median save {hist.estimate():.3f} s, final step {hist.prev_latest}")
+    print(
+        f"\ncrash test: seed={SEED}, {hist.kills} kills in {elapsed:.1f} s, {MB} MiB/step, "
+        f"median save {hist.estimate():.3f} s, final step {hist.prev_latest}"
+    )
     print(f"  kill modes: {dict(hist.modes)}" + ("" if use_strace else " (strace unavailable)"))
     print(f"  kills landed in: {dict(hist.landed)}")
     print(f"  orphaned complete checkpoints (kill between state update and deletion): {hist.orphans}")

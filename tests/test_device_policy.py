@@ -6,6 +6,7 @@ process must never initialise CUDA. Where the driver was loaded is read from
 /proc/self/maps of a subprocess whose LD_LIBRARY_PATH offers the fake
 libcuda.so.1 of test_cuda_fake_driver.py (a real driver would be found the
 same way by dlopen)."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from sim_device import SimDeviceArray
+from test_cuda_fake_driver import ROOT, fake_dir  # noqa: F401  (fixture)
 
 import fastckpt
 from fastckpt import _native
-from sim_device import SimDeviceArray
-from test_cuda_fake_driver import ROOT, fake_dir  # noqa: F401  (fixture)
 
 PRELUDE = textwrap.dedent("""
     import json, os, sys
@@ -41,14 +42,17 @@ def run(fake_dir, script, **env_extra):  # noqa: F811
     env.pop("FASTCKPT_DEVICE", None)
     env.update({k: str(v) for k, v in env_extra.items()})
     code = PRELUDE.format(root=ROOT) + textwrap.dedent(script)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_numpy_only_work_never_loads_the_cuda_driver(fake_dir, tmp_path):  # noqa: F811
-    out = run(fake_dir, f"""
+    out = run(
+        fake_dir,
+        f"""
         tmp = {str(tmp_path)!r}
         values = {{"w": np.arange(12, dtype=np.float32).reshape(3, 4), "s": np.array([b"a", b"b"], dtype=object)}}
         fastckpt.save(values, tmp + "/a")
@@ -68,12 +72,15 @@ def test_numpy_only_work_never_loads_the_cuda_driver(fake_dir, tmp_path):  # noq
         info = fastckpt.build_info()  # an explicit request: this one may load it
         print(json.dumps({{"before": before, "after": driver_loaded(), "path": info["device_path"],
                           "policy": info["device_policy"], "same": bool(np.array_equal(got["w"], values["w"]))}}))
-    """)
+    """,
+    )
     assert out == {"before": False, "after": True, "path": "cuda", "policy": "auto", "same": True}
 
 
 def test_off_never_loads_the_driver_and_frameworks_copy(fake_dir, tmp_path):  # noqa: F811
-    out = run(fake_dir, f"""
+    out = run(
+        fake_dir,
+        f"""
         tmp = {str(tmp_path)!r}
         x = np.arange(1000, dtype=np.float32)
         fastckpt.save({{"x": SimDeviceArray(x)}}, tmp + "/ck")   # copied to the host by its .get()
@@ -81,15 +88,24 @@ def test_off_never_loads_the_driver_and_frameworks_copy(fake_dir, tmp_path):  # 
         print(json.dumps({{"loaded": driver_loaded(), "policy": info["device_policy"],
                           "path": info["device_path"], "error": info["cuda_error"],
                           "same": bool(np.array_equal(fastckpt.load(tmp + "/ck")["x"], x))}}))
-    """, FASTCKPT_DEVICE="off")
-    assert out == {"loaded": False, "policy": "off", "path": "cpu", "error": "not probed: FASTCKPT_DEVICE=off",
-                   "same": True}
+    """,
+        FASTCKPT_DEVICE="off",
+    )
+    assert out == {
+        "loaded": False,
+        "policy": "off",
+        "path": "cpu",
+        "error": "not probed: FASTCKPT_DEVICE=off",
+        "same": True,
+    }
 
 
 def test_a_device_array_loads_the_driver_under_auto(fake_dir, tmp_path):  # noqa: F811
     # The positive control of the test above: auto does use the driver for a
     # device array (the fake driver's cuInit succeeds).
-    out = run(fake_dir, f"""
+    out = run(
+        fake_dir,
+        f"""
         tmp = {str(tmp_path)!r}
         before = driver_loaded()
         try:
@@ -97,14 +113,17 @@ def test_a_device_array_loads_the_driver_under_auto(fake_dir, tmp_path):  # noqa
         except fastckpt.CudaError:
             pass  # the fake cannot copy from a host address it did not allocate; the driver was used
         print(json.dumps({{"before": before, "after": driver_loaded()}}))
-    """)
+    """,
+    )
     assert out == {"before": False, "after": True}
 
 
 def test_on_without_a_device_fails_loudly(fake_dir, tmp_path):  # noqa: F811
     # The fake driver's cuInit fails with CUDA_ERROR_NO_DEVICE, as a real one
     # does on a machine without a GPU.
-    out = run(fake_dir, f"""
+    out = run(
+        fake_dir,
+        f"""
         tmp = {str(tmp_path)!r}
         res = {{}}
         for policy in ("on", "auto"):
@@ -115,7 +134,9 @@ def test_on_without_a_device_fails_loudly(fake_dir, tmp_path):  # noqa: F811
             except fastckpt.FastCkptError as e:
                 res[policy] = [type(e).__name__, str(e)]
         print(json.dumps(res))
-    """, FAKE_CUDA_DEVICES=0)
+    """,
+        FAKE_CUDA_DEVICES=0,
+    )
     cls, message = out["on"]
     assert cls == "CudaUnavailableError"
     assert "CUDA_ERROR_NO_DEVICE" in message

@@ -1,6 +1,7 @@
 """fastckpt.diff and ``fastckpt diff``: every category, values and tolerance,
 exit codes, the JSON schema, comparisons across formats, and the index-CRC
 shortcut that reads no data."""
+
 from __future__ import annotations
 
 import json
@@ -22,29 +23,35 @@ def _pair(tmp_path, a, b, **save):
 
 
 def _base():
-    return {"same": np.arange(10, dtype=np.float32),
-            "w": np.array([1.0, 2.0, 4.0, -8.0], np.float32),
-            "dt": np.arange(3, dtype=np.int32),
-            "sh": np.zeros((2, 3), np.float32),
-            "gone": np.ones(1, np.int8),
-            "s": np.array([b"x", b"yz"], dtype=object)}
+    return {
+        "same": np.arange(10, dtype=np.float32),
+        "w": np.array([1.0, 2.0, 4.0, -8.0], np.float32),
+        "dt": np.arange(3, dtype=np.int32),
+        "sh": np.zeros((2, 3), np.float32),
+        "gone": np.ones(1, np.int8),
+        "s": np.array([b"x", b"yz"], dtype=object),
+    }
 
 
 def _other():
-    return {"same": np.arange(10, dtype=np.float32),
-            "w": np.array([1.0, 2.5, 4.0, -8.0], np.float32),
-            "dt": np.arange(3, dtype=np.int64),
-            "sh": np.zeros((3, 2), np.float32),
-            "new": np.ones(1, np.int8),
-            "s": np.array([b"x", b"yZ"], dtype=object)}
+    return {
+        "same": np.arange(10, dtype=np.float32),
+        "w": np.array([1.0, 2.5, 4.0, -8.0], np.float32),
+        "dt": np.arange(3, dtype=np.int64),
+        "sh": np.zeros((3, 2), np.float32),
+        "new": np.ones(1, np.int8),
+        "s": np.array([b"x", b"yZ"], dtype=object),
+    }
 
 
 def test_each_category(tmp_path):
     a, b = _pair(tmp_path, _base(), _other())
     r = fastckpt.diff(a, b)
     assert r.only_in_a == ["gone"] and r.only_in_b == ["new"]
-    assert r.changed == [fastckpt.TensorChange("dt", "int32", "int64", [3], [3]),
-                         fastckpt.TensorChange("sh", "float32", "float32", [2, 3], [3, 2])]
+    assert r.changed == [
+        fastckpt.TensorChange("dt", "int32", "int64", [3], [3]),
+        fastckpt.TensorChange("sh", "float32", "float32", [2, 3], [3, 2]),
+    ]
     assert r.identical == ["same"]
     assert r.differing == [fastckpt.TensorDiff("s"), fastckpt.TensorDiff("w")]
     assert not r.same and not r.within_tolerance
@@ -73,22 +80,32 @@ def test_values_report_max_abs_and_rel_and_tolerance(tmp_path):
 
 def test_nan_and_infinity(tmp_path):
     nan, inf = float("nan"), float("inf")
-    a, b = _pair(tmp_path, {"x": np.array([nan, 1.0, inf], np.float64), "y": np.array([nan, 0.0])},
-                 {"x": np.array([nan, 1.0, inf], np.float64) * np.array([1, 1, 1]) + np.array([0, 1e-12, 0]),
-                  "y": np.array([1.0, 0.0])})
+    a, b = _pair(
+        tmp_path,
+        {"x": np.array([nan, 1.0, inf], np.float64), "y": np.array([nan, 0.0])},
+        {
+            "x": np.array([nan, 1.0, inf], np.float64) * np.array([1, 1, 1]) + np.array([0, 1e-12, 0]),
+            "y": np.array([1.0, 0.0]),
+        },
+    )
     r = fastckpt.diff(a, b, values=True)
     x, y = r.differing
     assert x.name == "x" and x.within_tolerance is True and x.max_abs_diff == pytest.approx(1e-12, rel=1e-3)
     assert y == fastckpt.TensorDiff("y", float("inf"), float("inf"), False)  # NaN against 1.0
-    assert r.to_json()["differing"][1] == {"name": "y", "max_abs_diff": "inf", "max_rel_diff": "inf",
-                                           "within_tolerance": False}
+    assert r.to_json()["differing"][1] == {
+        "name": "y",
+        "max_abs_diff": "inf",
+        "max_rel_diff": "inf",
+        "within_tolerance": False,
+    }
 
 
 def test_bfloat16_values_compare(tmp_path):
     import ml_dtypes
 
-    a, b = _pair(tmp_path, {"h": np.array([1, 2, 3], ml_dtypes.bfloat16)},
-                 {"h": np.array([1, 2, 3.015625], ml_dtypes.bfloat16)})
+    a, b = _pair(
+        tmp_path, {"h": np.array([1, 2, 3], ml_dtypes.bfloat16)}, {"h": np.array([1, 2, 3.015625], ml_dtypes.bfloat16)}
+    )
     r = fastckpt.diff(a, b, values=True, rtol=0.01)
     assert r.differing == [fastckpt.TensorDiff("h", 0.015625, 0.015625 / 3.015625, True)]
 
@@ -132,8 +149,9 @@ def test_values_read_only_the_tensors_the_indexes_call_different(tmp_path, monke
     a, b = _pair(tmp_path, {"x": np.arange(4.0), "y": np.zeros(2)}, {"x": np.arange(4.0), "y": np.ones(2)})
     reads = []
     real_read = BundleSource.read
-    monkeypatch.setattr(BundleSource, "read",
-                        lambda self, info, index=None: reads.append(info.name) or real_read(self, info, index))
+    monkeypatch.setattr(
+        BundleSource, "read", lambda self, info, index=None: reads.append(info.name) or real_read(self, info, index)
+    )
     r = fastckpt.diff(a, b, values=True)
     assert r.differing == [fastckpt.TensorDiff("y", 1.0, 1.0, False)] and r.identical == ["x"]
     assert reads == ["y", "y"]
@@ -146,8 +164,9 @@ def test_cli_exit_codes_and_output(tmp_path, capsys):
     assert "only in a:  gone\n" in out and "only in b:  new\n" in out
     assert "changed:    dt: int32 [3] -> int64 [3]\n" in out
     assert "differs:    w\n" in out
-    assert out.endswith("1 identical, 2 differing, 2 changed dtype/shape, 1 only in a, 1 only in b "
-                        "(7 names)\nDIFFERENT\n")
+    assert out.endswith(
+        "1 identical, 2 differing, 2 changed dtype/shape, 1 only in a, 1 only in b (7 names)\nDIFFERENT\n"
+    )
     assert cli.main(["diff", str(a), str(a)]) == 0
     assert capsys.readouterr().out.endswith("SAME\n")
     fastckpt.save({"w": _base()["w"]}, str(tmp_path / "c"))
@@ -177,17 +196,33 @@ def test_json_schema(tmp_path, capsys):
     a, b = _pair(tmp_path, _base(), _other())
     assert cli.main(["diff", str(a), str(b), "--values", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert sorted(doc) == ["a", "a_format", "atol", "b", "b_format", "by_index", "changed", "differing",
-                           "identical", "only_in_a", "only_in_b", "rtol", "same", "values"]
+    assert sorted(doc) == [
+        "a",
+        "a_format",
+        "atol",
+        "b",
+        "b_format",
+        "by_index",
+        "changed",
+        "differing",
+        "identical",
+        "only_in_a",
+        "only_in_b",
+        "rtol",
+        "same",
+        "values",
+    ]
     assert doc["same"] is False and doc["values"] is True and doc["rtol"] == 1e-5 and doc["atol"] == 1e-8
     assert doc["a"] == str(a) and doc["a_format"] == "tf"
     assert doc["only_in_a"] == ["gone"] and doc["only_in_b"] == ["new"] and doc["identical"] == ["same"]
     assert doc["changed"] == [
         {"name": "dt", "a_dtype": "int32", "b_dtype": "int64", "a_shape": [3], "b_shape": [3]},
-        {"name": "sh", "a_dtype": "float32", "b_dtype": "float32", "a_shape": [2, 3], "b_shape": [3, 2]}]
+        {"name": "sh", "a_dtype": "float32", "b_dtype": "float32", "a_shape": [2, 3], "b_shape": [3, 2]},
+    ]
     assert doc["differing"] == [
         {"name": "s", "max_abs_diff": None, "max_rel_diff": None, "within_tolerance": None},
-        {"name": "w", "max_abs_diff": 0.5, "max_rel_diff": 0.2, "within_tolerance": False}]
+        {"name": "w", "max_abs_diff": 0.5, "max_rel_diff": 0.2, "within_tolerance": False},
+    ]
     assert cli.main(["diff", str(a), str(tmp_path / "nope"), "--json"]) == 2
     captured = capsys.readouterr()
     err_doc = json.loads(captured.out)

@@ -1,5 +1,6 @@
 """JAX arrays sharded over 4 host devices (one process): saved as TensorFlow
 slices of the global arrays, loaded into another sharding, exactly."""
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,15 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run(mode, prefix):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__)))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode, prefix], capture_output=True, text=True,
-                          timeout=300, env=env)
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__)),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode, prefix], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

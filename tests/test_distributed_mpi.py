@@ -1,13 +1,14 @@
 """Multi-rank saves and resharded loads over MPI (``mpiexec -n K`` with
 mpi4py and the MPICH wheel): explicit pieces (fastckpt.Shard of numpy
 arrays) saved on K ranks and loaded on K' ranks with other offsets."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from dist_util import run_mpi
 
 import fastckpt
-from dist_util import run_mpi
 
 ROWS, COLS = 11, 5
 
@@ -45,8 +46,9 @@ def test_mpi_save_and_resharded_load(tmp_path, k):
     saved = run_mpi(k, SAVE, values={"PREFIX": prefix})
     assert all(r["files"] == saved[0]["files"] for r in saved)
     assert saved[0]["collectives"] == 3
-    np.testing.assert_array_equal(fastckpt.load_checkpoint(prefix).get_tensor("w"),
-                                  np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS))
+    np.testing.assert_array_equal(
+        fastckpt.load_checkpoint(prefix).get_tensor("w"), np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS)
+    )
     for m in (2, 3):
         loaded = run_mpi(m, LOAD, values={"PREFIX": prefix})
         for rank, got in enumerate(loaded):

@@ -1,6 +1,7 @@
 """fastckpt.distributed in a world of one process (no engine needed): the
 checkpoint format of multi-rank saves, resharded reads through Shard boxes,
 per-rank values, and the chunk-CRC table that verifies partial reads."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from fastckpt.format import chunks
 def _pieces(w, rows):
     out, start = [], 0
     for n in rows:
-        out.append(fd.Shard(w[start:start + n].copy(), w.shape, (start, 0)))
+        out.append(fd.Shard(w[start : start + n].copy(), w.shape, (start, 0)))
         start += n
     return out
 
@@ -29,8 +30,13 @@ def test_one_rank_saves_pieces_as_tensorflow_slices(tmp_path):
     res = fd.save(state, tmp_path / "ck")
     assert res.world_size == 1 and res.collectives == 0 and not res.plan_cached
     names = dict(fastckpt.list_variables(tmp_path / "ck"))
-    assert names == {"_FASTCKPT_CHUNKS": names["_FASTCKPT_CHUNKS"], "_FASTCKPT_STRUCTURE": [],
-                     "rng/__rank_0": [4], "step": [], "w": [20, 3]}
+    assert names == {
+        "_FASTCKPT_CHUNKS": names["_FASTCKPT_CHUNKS"],
+        "_FASTCKPT_STRUCTURE": [],
+        "rng/__rank_0": [4],
+        "step": [],
+        "w": [20, 3],
+    }
     back = fastckpt.load(tmp_path / "ck")
     np.testing.assert_array_equal(back["w"], w)
     assert back["step"] == 5 and back["rng"][0].tolist() == [0, 1, 2, 3]  # per-rank: one value per rank
@@ -69,8 +75,9 @@ def test_verify_checks_the_chunk_table_against_the_entries(tmp_path):
     import google_crc32c
 
     raw = w.tobytes()
-    good = b"".join(google_crc32c.value(raw[i:i + (1 << 20)]).to_bytes(4, "little")
-                    for i in range(0, len(raw), 1 << 20))
+    good = b"".join(
+        google_crc32c.value(raw[i : i + (1 << 20)]).to_bytes(4, "little") for i in range(0, len(raw), 1 << 20)
+    )
     fastckpt.save({"w": w, chunks.CHUNKS_KEY: chunks.encode(1 << 20, {b"w": good})}, tmp_path / "good")
     fastckpt.verify(tmp_path / "good")
     bad = bytes([good[0] ^ 1]) + good[1:]
@@ -88,8 +95,9 @@ def test_inconsistent_pieces_are_refused(tmp_path):
     w = np.ones((4, 4), np.float32)
     with pytest.raises(fd.DistributedSaveError) as e:
         fd.save({"w": fd.Shard(w[:2], (4, 4), (0, 0))}, tmp_path / "ck")  # half of it: a hole
-    assert e.value.failures == {0: "InvalidArgumentError: sharded tensor 'w' of shape [4, 4]: the pieces the "
-                                   "ranks hold do not cover it"}
+    assert e.value.failures == {
+        0: "InvalidArgumentError: sharded tensor 'w' of shape [4, 4]: the pieces the ranks hold do not cover it"
+    }
     assert not os.path.exists(tmp_path / "ck.index")
     with pytest.raises(fastckpt.InvalidArgumentError, match=r"Shard: dimension 0 covers \[3, 5\) of a global"):
         fd.Shard(w[:2], (4, 4), (3, 0))
@@ -99,12 +107,19 @@ def test_mpi_and_torch_are_not_imported_for_a_world_of_one(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np, fastckpt.distributed as fd\n"
-            f"fd.save({{'w': np.ones(3)}}, {str(tmp_path / 'ck')!r})\n"
-            f"fd.load({str(tmp_path / 'ck')!r}, {{'w': np.zeros(3)}})\n"
-            "print(sorted(m for m in ('torch', 'mpi4py', 'jax', 'tensorflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__))))
+    code = (
+        "import sys, numpy as np, fastckpt.distributed as fd\n"
+        f"fd.save({{'w': np.ones(3)}}, {str(tmp_path / 'ck')!r})\n"
+        f"fd.load({str(tmp_path / 'ck')!r}, {{'w': np.zeros(3)}})\n"
+        "print(sorted(m for m in ('torch', 'mpi4py', 'jax', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__))),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -116,9 +131,17 @@ def test_ranks_on_one_machine_share_its_cores():
 
     def metas(hosts, cores=8):
         nbytes = 256 << 20  # enough bytes for a file per thread
-        return [RankMeta(rank=r, tensors=[(f"t{r}", "own", "float32", (nbytes // 4,), (), (nbytes,))],
-                         structure_key=b"s", per_rank={}, threads=cores, host=h)
-                for r, h in enumerate(hosts)]
+        return [
+            RankMeta(
+                rank=r,
+                tensors=[(f"t{r}", "own", "float32", (nbytes // 4,), (), (nbytes,))],
+                structure_key=b"s",
+                per_rank={},
+                threads=cores,
+                host=h,
+            )
+            for r, h in enumerate(hosts)
+        ]
 
     plan = make_plan(metas(["a", "a", "a", "a"]))
     assert plan.threads == [2, 2, 2, 2] and plan.num_shards == [2, 2, 2, 2]

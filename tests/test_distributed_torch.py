@@ -3,6 +3,7 @@ with real processes on localhost: every pair of 1-4 saving ranks and 1-4
 loading ranks, 1-D and 2-D meshes, DTensor placements that differ between
 save and load, replicated and per-rank values, failures on one rank, and a
 2-rank FSDP training run that resumes bit-identically."""
+
 from __future__ import annotations
 
 import os
@@ -12,11 +13,10 @@ import textwrap
 import ml_dtypes
 import numpy as np
 import pytest
-
-import fastckpt
+import torch  # noqa: E402,F401  (the test extra installs it; the ranks import it)
 from dist_util import run_torch
 
-import torch  # noqa: E402,F401  (the test extra installs it; the ranks import it)
+import fastckpt
 
 R, C = 13, 7  # uneven over 2, 3 and 4 ranks
 
@@ -58,7 +58,10 @@ def saved(tmp_path_factory):
     out = {}
     for n in (1, 2, 3, 4):
         prefix = str(root / f"n{n}" / "ckpt")
-        res = run_torch(n, VALUES, f"""
+        res = run_torch(
+            n,
+            VALUES,
+            f"""
             mesh = mesh_for(WORLD)
             state = {{"model": {{"w": distribute_tensor(W, mesh, place(mesh, {SAVE_PLACEMENT[n]!r})),
                                  "b": distribute_tensor(B, mesh, [Shard(0)] + [Replicate()] * (mesh.ndim - 1)),
@@ -69,7 +72,8 @@ def saved(tmp_path_factory):
             res = fd.save(state, {prefix!r}, timeout=60)
             emit({{"collectives": res.collectives, "files": res.files, "nbytes": res.nbytes,
                    "world": res.world_size, "cached": res.plan_cached}})
-        """)
+        """,
+        )
         assert all(r["files"] == res[0]["files"] for r in res)
         assert res[0]["collectives"] == (3 if n > 1 else 0) and not res[0]["cached"]
         out[n] = prefix
@@ -78,7 +82,8 @@ def saved(tmp_path_factory):
 
 def test_tensorflow_reads_the_global_tensors(saved):
     import tensorflow as tf
-    w = (np.arange(R * C, dtype=np.float32).reshape(R, C) / 7)
+
+    w = np.arange(R * C, dtype=np.float32).reshape(R, C) / 7
     for n, prefix in saved.items():
         reader = tf.train.load_checkpoint(prefix)
         np.testing.assert_array_equal(reader.get_tensor("model/w"), w)
@@ -97,7 +102,10 @@ def test_tensorflow_reads_the_global_tensors(saved):
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_every_checkpoint_loads_onto_m_ranks(saved, m):
     placement = LOAD_PLACEMENT[m]
-    results = run_torch(m, VALUES, f"""
+    results = run_torch(
+        m,
+        VALUES,
+        f"""
         saved = {dict(saved)!r}
         mesh = mesh_for(WORLD)
         out = {{}}
@@ -129,7 +137,8 @@ def test_every_checkpoint_loads_onto_m_ranks(saved, m):
                        "rng": back["rng"].value.tolist(), "in_place": back["model"]["w"] is model["w"],
                        "bytes": report.bytes_read}}
         emit(out)
-    """)
+    """,
+    )
     for rank, per_n in enumerate(results):
         for n, got in per_n.items():
             n = int(n)
@@ -140,20 +149,26 @@ def test_every_checkpoint_loads_onto_m_ranks(saved, m):
 
 
 def test_per_rank_values_on_another_world_size_are_an_explicit_choice(saved):
-    results = run_torch(3, f"""
+    results = run_torch(
+        3,
+        f"""
         try:
             fd.load({saved[2]!r}, {{"rng": fd.PerRank(np.zeros(3, np.int32))}}, strict=False, timeout=60)
             emit(None)
         except fastckpt.DistributedLoadError as e:
             emit({{"type": type(e).__name__, "failures": sorted(e.failures), "text": str(e)}})
-    """)
+    """,
+    )
     for r in results:
         assert r["type"] == "DistributedLoadError" and r["failures"] == [0, 1, 2]
         assert "was saved per rank on 2 ranks; loading on 3, pass per_rank='first'" in r["text"]
 
 
 def test_plan_is_cached_while_the_structure_stays_the_same(tmp_path):
-    results = run_torch(2, VALUES, f"""
+    results = run_torch(
+        2,
+        VALUES,
+        f"""
         mesh = mesh_for(WORLD)
         counts = []
         for step, rows in ((1, R), (2, R), (3, R + 1), (4, R + 1)):
@@ -161,7 +176,8 @@ def test_plan_is_cached_while_the_structure_stays_the_same(tmp_path):
             res = fd.save({{"w": w, "step": step}}, {str(tmp_path / "ck")!r} + f"-{{step}}", timeout=60)
             counts.append([res.collectives, res.plan_cached])
         emit(counts)
-    """)
+    """,
+    )
     # First save 3 collectives; same structure 2; a changed shape replans (3), then 2 again.
     assert results[0] == results[1] == [[3, False], [2, True], [3, False], [2, True]]
     assert fastckpt.load(str(tmp_path / "ck-4"))["w"].tolist() == [[4.0] * C] * (R + 1)
@@ -180,7 +196,10 @@ def test_a_failure_on_one_rank_fails_the_save_everywhere(tmp_path, failure):
         "bad_leaf": "state['opt'] = {'x': object()} if RANK == 1 else {'x': 1.0}",
         "enospc": "import errno\n        if RANK == 2: fastckpt._native.testing.arm_fault('write', 0, errno.ENOSPC)",
     }[failure]
-    results = run_torch(3, VALUES, f"""
+    results = run_torch(
+        3,
+        VALUES,
+        f"""
         mesh = mesh_for(WORLD)
         state = {{"w": distribute_tensor(W, mesh, [Shard(0)]), "emb": EMB.clone()}}
         {inject}
@@ -189,7 +208,8 @@ def test_a_failure_on_one_rank_fails_the_save_everywhere(tmp_path, failure):
             emit(None)
         except fastckpt.DistributedSaveError as e:
             emit({{"failures": {{str(k): v for k, v in e.failures.items()}}, "text": str(e)}})
-    """)
+    """,
+    )
     bad = {"bad_leaf": "1", "enospc": "2"}[failure]
     why = {"bad_leaf": "UnsupportedDtypeError: opt/x: an object", "enospc": "No space left on device"}[failure]
     for r in results:
@@ -203,7 +223,10 @@ def test_a_failure_on_one_rank_fails_the_save_everywhere(tmp_path, failure):
 def test_a_rank_killed_mid_save_fails_the_others_in_bounded_time(tmp_path):
     prefix = str(tmp_path / "ck")
     fastckpt.save({"w": np.ones(4)}, prefix)  # an earlier checkpoint of the same prefix
-    results = run_torch(3, VALUES, f"""
+    results = run_torch(
+        3,
+        VALUES,
+        f"""
         import signal, time
         mesh = mesh_for(WORLD)
         state = {{"w": distribute_tensor(W, mesh, [Shard(0)]), "emb": EMB.clone()}}
@@ -216,7 +239,10 @@ def test_a_rank_killed_mid_save_fails_the_others_in_bounded_time(tmp_path):
             emit(None)
         except fastckpt.DistributedSaveError as e:
             emit({{"seconds": time.monotonic() - start, "text": str(e)}})
-    """, expect_exit={1: -signal.SIGKILL}, timeout=240)
+    """,
+        expect_exit={1: -signal.SIGKILL},
+        timeout=240,
+    )
     for rank in (0, 2):
         assert results[rank] is not None and results[rank]["seconds"] < 90, results[rank]
         assert "a peer died or did not answer within 60 s" in results[rank]["text"], results[rank]
@@ -266,18 +292,29 @@ TRAIN = textwrap.dedent("""
 
 def test_fsdp_training_resumes_bit_identically_on_two_ranks(tmp_path):
     prefix = str(tmp_path / "ck")
-    straight = run_torch(2, TRAIN, """
+    straight = run_torch(
+        2,
+        TRAIN,
+        """
         m, o, s = build()
         emit({"losses": train(m, o, s, 0, 6), "params": params(m)})
-    """)
-    first = run_torch(2, TRAIN, f"""
+    """,
+    )
+    first = run_torch(
+        2,
+        TRAIN,
+        f"""
         m, o, s = build()
         losses = train(m, o, s, 0, 3)
         fd.save({{"model": m.state_dict(), "optim": o.state_dict(), "sched": s.state_dict(), "step": 3}},
                 {prefix!r}, timeout=60)
         emit({{"losses": losses}})
-    """)
-    resumed = run_torch(2, TRAIN, f"""
+    """,
+    )
+    resumed = run_torch(
+        2,
+        TRAIN,
+        f"""
         m, o, s = build()
         target = {{"model": m.state_dict(), "optim": optim_target(m, o), "sched": s.state_dict(), "step": 0}}
         back = fd.load({prefix!r}, target, timeout=60)
@@ -285,7 +322,8 @@ def test_fsdp_training_resumes_bit_identically_on_two_ranks(tmp_path):
         o.load_state_dict(back["optim"])
         s.load_state_dict(back["sched"])
         emit({{"losses": train(m, o, s, back["step"], 3), "params": params(m)}})
-    """)
+    """,
+    )
     for rank in range(2):
         assert first[rank]["losses"] + resumed[rank]["losses"] == straight[rank]["losses"]
         assert resumed[rank]["params"] == straight[rank]["params"]
@@ -295,20 +333,30 @@ def test_resharded_load_reads_little_more_than_the_checkpoint(tmp_path):
     # 64 MiB saved in rows on 2 ranks, loaded in rows on 3: the chunk CRCs let
     # each rank read only (chunk-aligned) what it needs.
     prefix = str(tmp_path / "ck")
-    run_torch(2, VALUES, f"""
+    run_torch(
+        2,
+        VALUES,
+        f"""
         mesh = mesh_for(WORLD)
         big = torch.arange(4096 * 4096, dtype=torch.float32).reshape(4096, 4096)
         fd.save({{"big": distribute_tensor(big, mesh, [Shard(0)])}}, {prefix!r}, timeout=60)
         emit(True)
-    """, timeout=300)
-    results = run_torch(3, VALUES, f"""
+    """,
+        timeout=300,
+    )
+    results = run_torch(
+        3,
+        VALUES,
+        f"""
         mesh = mesh_for(WORLD)
         t = distribute_tensor(torch.zeros(4096, 4096), mesh, [Shard(0)])
         back, report = fd.load({prefix!r}, {{"big": t}}, timeout=60, with_report=True)
         local = back["big"].to_local()
         emit({{"bytes": report.bytes_read, "first": float(local[0, 0]), "last": float(local[-1, -1]),
                "rows": local.shape[0]}})
-    """, timeout=300)
+    """,
+        timeout=300,
+    )
     total = sum(r["bytes"] for r in results)
     assert 64 << 20 <= total <= int(1.1 * (64 << 20)), total
     rows = [r["rows"] for r in results]
@@ -319,7 +367,10 @@ def test_resharded_load_reads_little_more_than_the_checkpoint(tmp_path):
 
 def test_asynchronous_save_snapshots_then_commits_in_order(tmp_path):
     prefix = str(tmp_path / "ck")
-    results = run_torch(2, VALUES, f"""
+    results = run_torch(
+        2,
+        VALUES,
+        f"""
         import time
         mesh = mesh_for(WORLD)
         w = distribute_tensor(W.clone(), mesh, [Shard(0)])
@@ -330,7 +381,8 @@ def test_asynchronous_save_snapshots_then_commits_in_order(tmp_path):
         h2 = fd.save({{"w": w, "step": 2}}, {prefix!r} + "-2", blocking=False, timeout=60)
         r1, r2 = h1.result(120), h2.result(120)
         emit({{"done": [r1.collectives, r2.collectives], "cached": [r1.plan_cached, r2.plan_cached]}})
-    """)
+    """,
+    )
     for r in results:
         assert r["done"] == [3, 2] and r["cached"] == [False, True]
     w = np.arange(R * C, dtype=np.float32).reshape(R, C) / 7
@@ -346,28 +398,35 @@ def test_tensorflow_partitioned_checkpoint_loads_into_sharded_targets(tmp_path):
     w = np.arange(12 * 5, dtype=np.float32).reshape(12, 5)
     g = tf.Graph()
     with g.as_default():
-        v = tf.compat.v1.get_variable("w", initializer=tf.constant(w),
-                                      partitioner=tf.compat.v1.fixed_size_partitioner(3))
+        v = tf.compat.v1.get_variable(
+            "w", initializer=tf.constant(w), partitioner=tf.compat.v1.fixed_size_partitioner(3)
+        )
         saver = tf.compat.v1.train.Saver([v])
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             saver.save(sess, prefix)
-    results = run_torch(2, VALUES, f"""
+    results = run_torch(
+        2,
+        VALUES,
+        f"""
         mesh = mesh_for(WORLD)
         t = distribute_tensor(torch.zeros(12, 5), mesh, [Shard(1)])  # columns: across TF's row partitions
         back, report = fd.load({prefix!r}, {{"w": t}}, timeout=60, with_report=True)
         from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
         shape, off = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
         emit({{"local": back["w"].to_local().tolist(), "off": list(off), "bytes": report.bytes_read}})
-    """)
+    """,
+    )
     for r in results:
         c0 = r["off"][1]
-        assert r["local"] == w[:, c0:c0 + len(r["local"][0])].tolist()
+        assert r["local"] == w[:, c0 : c0 + len(r["local"][0])].tolist()
         assert r["bytes"] == w.nbytes  # no chunk table: every stored piece it touches, whole
 
 
 def test_strict_load_names_what_differs_on_every_rank(saved):
-    results = run_torch(2, f"""
+    results = run_torch(
+        2,
+        f"""
         target = {{"emb": torch.zeros(10, dtype=torch.int64), "extra": torch.zeros(3)}}
         out = {{}}
         try:
@@ -377,18 +436,23 @@ def test_strict_load_names_what_differs_on_every_rank(saved):
         back, report = fd.load({saved[2]!r}, target, strict=False, timeout=60, with_report=True)
         out.update(missing=report.missing, emb=back["emb"].tolist())
         emit(out)
-    """)
+    """,
+    )
     for rank, r in enumerate(results):
         assert r["failures"] == [0, 1]
-        assert (f"rank {rank}: TensorNotFoundError: restoring from '{saved[2]}' on rank {rank}: the target's "
-                "'extra' not in the checkpoint (strict=False skips them)") in r["text"]
+        assert (
+            f"rank {rank}: TensorNotFoundError: restoring from '{saved[2]}' on rank {rank}: the target's "
+            "'extra' not in the checkpoint (strict=False skips them)"
+        ) in r["text"]
         assert r["missing"] == ["extra"] and r["emb"] == list(range(0, 30, 3))
 
 
 def test_a_job_that_reinitialises_its_process_groups_saves_again(tmp_path):
     """fastckpt's cached gloo group belongs to the process group it was made for: after
     destroy_process_group() and a new init, the next save coordinates over a new one."""
-    res = run_torch(2, f"""
+    res = run_torch(
+        2,
+        f"""
         import torch
         state = {{"w": fd.Shard(torch.full((2, 3), float(RANK)), (4, 3), (2 * RANK, 0))}}
         first = fd.save(state, {str(tmp_path / "a")!r}, timeout=60)
@@ -397,8 +461,11 @@ def test_a_job_that_reinitialises_its_process_groups_saves_again(tmp_path):
                                 world_size=WORLD)
         second = fd.save(state, {str(tmp_path / "b")!r}, timeout=60)
         emit({{"first": first.collectives, "second": second.collectives, "cached": second.plan_cached}})
-    """)
+    """,
+    )
     assert res == [{"first": 3, "second": 2, "cached": True}] * 2
     for name in ("a", "b"):
-        np.testing.assert_array_equal(fastckpt.load(str(tmp_path / name))["w"],
-                                      np.repeat([[0.0], [0.0], [1.0], [1.0]], 3, axis=1).astype(np.float32))
+        np.testing.assert_array_equal(
+            fastckpt.load(str(tmp_path / name))["w"],
+            np.repeat([[0.0], [0.0], [1.0], [1.0]], 3, axis=1).astype(np.float32),
+        )

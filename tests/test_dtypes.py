@@ -1,4 +1,5 @@
 """Tests of fastckpt.format.dtypes: DataType numbers <-> numpy dtypes."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -53,20 +54,15 @@ IDS = [row[0] for row in TABLE]
 # Exact messages for numbers that have no numpy dtype and no element size.
 UNSUPPORTED = [
     (0, "DataType 0 (DT_INVALID) is not a valid tensor dtype"),
-    (20, "DataType 20 (resource) cannot be stored in a checkpoint: "
-         "resource handles are not savable"),
+    (20, "DataType 20 (resource) cannot be stored in a checkpoint: resource handles are not savable"),
     (21, "DataType 21 (variant) tensors are not supported by fastckpt"),
     (34, "unknown DataType 34"),
     (-1, "unknown DataType -1"),
     (100, "unknown DataType 100"),
-    (101, "DataType 101 (float32_ref) is a reference type; "
-          "reference types never appear in checkpoints"),
-    (107, "DataType 107 (string_ref) is a reference type; "
-          "reference types never appear in checkpoints"),
-    (120, "DataType 120 (resource_ref) is a reference type; "
-          "reference types never appear in checkpoints"),
-    (133, "DataType 133 (float4_e2m1fn_ref) is a reference type; "
-          "reference types never appear in checkpoints"),
+    (101, "DataType 101 (float32_ref) is a reference type; reference types never appear in checkpoints"),
+    (107, "DataType 107 (string_ref) is a reference type; reference types never appear in checkpoints"),
+    (120, "DataType 120 (resource_ref) is a reference type; reference types never appear in checkpoints"),
+    (133, "DataType 133 (float4_e2m1fn_ref) is a reference type; reference types never appear in checkpoints"),
     (134, "unknown DataType 134"),
     (1 << 40, f"unknown DataType {1 << 40}"),
 ]
@@ -141,27 +137,85 @@ def test_dtype_name_of_unstorable_and_unknown_numbers():
     assert D.dtype_name(-3) == "DataType(-3)"
 
 
-@pytest.mark.parametrize("dtype, expected", [
-    (np.float32, 1), (np.dtype("float32"), 1), ("f4", 1), ("<f4", 1), (">f4", 1), (float, 2),
-    (np.float64, 2), (">f8", 2), (np.float16, 19), (">f2", 19), ("half", 19),
-    (np.int8, 6), (np.int16, 5), (">i2", 5), (np.int32, 3), (np.int64, 9), (">i8", 9), (int, 9),
-    (np.uint8, 4), (np.uint16, 17), (np.uint32, 22), (np.uint64, 23), (">u8", 23),
-    (np.intc, 3), (np.uintc, 22), (np.longlong, 9), (np.ulonglong, 23), (np.dtype("l"), 9),
-    (np.dtype("q"), 9), (np.dtype("L"), 23), (np.dtype("Q"), 23), (np.intp, 9), (np.short, 5),
-    (np.complex64, 8), (">c8", 8), (np.complex128, 18), (complex, 18), (">c16", 18),
-    (np.bool_, 10), (bool, 10), ("?", 10),
-    (object, 7), (np.object_, 7), ("O", 7), (np.bytes_, 7), ("S", 7), ("S1", 7), ("S1000", 7),
-    (np.str_, 7), ("U", 7), ("U3", 7), (">U3", 7), (str, 7), (bytes, 7),
-    (ml_dtypes.bfloat16, 14), (np.dtype(ml_dtypes.bfloat16), 14), ("bfloat16", 14),
-    (ml_dtypes.float8_e5m2, 24), (ml_dtypes.float8_e4m3fn, 25), (ml_dtypes.float8_e4m3fnuz, 26),
-    (ml_dtypes.float8_e4m3b11fnuz, 27), (ml_dtypes.float8_e5m2fnuz, 28), (ml_dtypes.int4, 29),
-    (ml_dtypes.uint4, 30), (ml_dtypes.int2, 31), (ml_dtypes.uint2, 32),
-    (ml_dtypes.float4_e2m1fn, 33),
-    # TensorFlow's numpy stand-ins for quantized types (tf.qint8.as_numpy_dtype...).
-    (np.dtype([("qint8", np.int8)]), 11), (np.dtype([("quint8", np.uint8)]), 12),
-    (np.dtype([("qint16", np.int16)]), 15), (np.dtype([("quint16", np.uint16)]), 16),
-    (np.dtype([("qint32", np.int32)]), 13), (np.dtype([("qint32", ">i4")]), 13),
-])
+@pytest.mark.parametrize(
+    "dtype, expected",
+    [
+        (np.float32, 1),
+        (np.dtype("float32"), 1),
+        ("f4", 1),
+        ("<f4", 1),
+        (">f4", 1),
+        (float, 2),
+        (np.float64, 2),
+        (">f8", 2),
+        (np.float16, 19),
+        (">f2", 19),
+        ("half", 19),
+        (np.int8, 6),
+        (np.int16, 5),
+        (">i2", 5),
+        (np.int32, 3),
+        (np.int64, 9),
+        (">i8", 9),
+        (int, 9),
+        (np.uint8, 4),
+        (np.uint16, 17),
+        (np.uint32, 22),
+        (np.uint64, 23),
+        (">u8", 23),
+        (np.intc, 3),
+        (np.uintc, 22),
+        (np.longlong, 9),
+        (np.ulonglong, 23),
+        (np.dtype("l"), 9),
+        (np.dtype("q"), 9),
+        (np.dtype("L"), 23),
+        (np.dtype("Q"), 23),
+        (np.intp, 9),
+        (np.short, 5),
+        (np.complex64, 8),
+        (">c8", 8),
+        (np.complex128, 18),
+        (complex, 18),
+        (">c16", 18),
+        (np.bool_, 10),
+        (bool, 10),
+        ("?", 10),
+        (object, 7),
+        (np.object_, 7),
+        ("O", 7),
+        (np.bytes_, 7),
+        ("S", 7),
+        ("S1", 7),
+        ("S1000", 7),
+        (np.str_, 7),
+        ("U", 7),
+        ("U3", 7),
+        (">U3", 7),
+        (str, 7),
+        (bytes, 7),
+        (ml_dtypes.bfloat16, 14),
+        (np.dtype(ml_dtypes.bfloat16), 14),
+        ("bfloat16", 14),
+        (ml_dtypes.float8_e5m2, 24),
+        (ml_dtypes.float8_e4m3fn, 25),
+        (ml_dtypes.float8_e4m3fnuz, 26),
+        (ml_dtypes.float8_e4m3b11fnuz, 27),
+        (ml_dtypes.float8_e5m2fnuz, 28),
+        (ml_dtypes.int4, 29),
+        (ml_dtypes.uint4, 30),
+        (ml_dtypes.int2, 31),
+        (ml_dtypes.uint2, 32),
+        (ml_dtypes.float4_e2m1fn, 33),
+        # TensorFlow's numpy stand-ins for quantized types (tf.qint8.as_numpy_dtype...).
+        (np.dtype([("qint8", np.int8)]), 11),
+        (np.dtype([("quint8", np.uint8)]), 12),
+        (np.dtype([("qint16", np.int16)]), 15),
+        (np.dtype([("quint16", np.uint16)]), 16),
+        (np.dtype([("qint32", np.int32)]), 13),
+        (np.dtype([("qint32", ">i4")]), 13),
+    ],
+)
 def test_from_numpy_dtype(dtype, expected):
     assert D.from_numpy_dtype(dtype) == expected
     assert D.from_numpy_dtype(dtype) == expected  # again, now possibly from the cache
@@ -174,35 +228,43 @@ def test_from_numpy_dtype_of_array_dtypes():
     assert D.from_numpy_dtype(np.array([b"x", None], dtype=object).dtype) == D.DT_STRING
 
 
-@pytest.mark.skipif(not hasattr(np, "dtypes") or not hasattr(np.dtypes, "StringDType"),
-                    reason="numpy < 2 has no StringDType")
+@pytest.mark.skipif(
+    not hasattr(np, "dtypes") or not hasattr(np.dtypes, "StringDType"), reason="numpy < 2 has no StringDType"
+)
 def test_from_numpy_dtype_string_dtype():
     assert D.from_numpy_dtype(np.dtypes.StringDType()) == D.DT_STRING
     assert D.from_numpy_dtype(np.array(["a", "bc"], dtype=np.dtypes.StringDType()).dtype) == 7
 
 
-@pytest.mark.parametrize("dtype, message", [
-    ("M8[s]", "numpy dtype datetime64[s] is not supported: "
-              "datetime64 dtypes have no TensorFlow DataType"),
-    (np.datetime64, "numpy dtype datetime64 is not supported: "
-                    "datetime64 dtypes have no TensorFlow DataType"),
-    (">M8[ns]", "numpy dtype >M8[ns] is not supported: "
-                "datetime64 dtypes have no TensorFlow DataType"),
-    ("m8[ms]", "numpy dtype timedelta64[ms] is not supported: "
-               "timedelta64 dtypes have no TensorFlow DataType"),
-    ("V4", "numpy dtype |V4 is not supported: void dtypes have no TensorFlow DataType"),
-    ([("a", "<i4"), ("b", "<f4")], "numpy dtype [('a', '<i4'), ('b', '<f4')] is not supported: "
-                                   "structured dtypes have no TensorFlow DataType"),
-    (np.dtype([("x", "i1")]), "numpy dtype [('x', 'i1')] is not supported: "
-                              "structured dtypes have no TensorFlow DataType"),
-    # The right quantized name with the wrong width is not TensorFlow's stand-in.
-    (np.dtype([("qint8", "<i2")]), "numpy dtype [('qint8', '<i2')] is not supported: "
-                                   "structured dtypes have no TensorFlow DataType"),
-    (np.dtype(("<f4", (2,))), "numpy dtype ('<f4', (2,)) is not supported: "
-                              "subarray dtypes have no TensorFlow DataType"),
-    (None, "None is not a dtype"),
-    ("nonsense", "'nonsense' is not a numpy dtype (data type 'nonsense' not understood)"),
-])
+@pytest.mark.parametrize(
+    "dtype, message",
+    [
+        ("M8[s]", "numpy dtype datetime64[s] is not supported: datetime64 dtypes have no TensorFlow DataType"),
+        (np.datetime64, "numpy dtype datetime64 is not supported: datetime64 dtypes have no TensorFlow DataType"),
+        (">M8[ns]", "numpy dtype >M8[ns] is not supported: datetime64 dtypes have no TensorFlow DataType"),
+        ("m8[ms]", "numpy dtype timedelta64[ms] is not supported: timedelta64 dtypes have no TensorFlow DataType"),
+        ("V4", "numpy dtype |V4 is not supported: void dtypes have no TensorFlow DataType"),
+        (
+            [("a", "<i4"), ("b", "<f4")],
+            "numpy dtype [('a', '<i4'), ('b', '<f4')] is not supported: structured dtypes have no TensorFlow DataType",
+        ),
+        (
+            np.dtype([("x", "i1")]),
+            "numpy dtype [('x', 'i1')] is not supported: structured dtypes have no TensorFlow DataType",
+        ),
+        # The right quantized name with the wrong width is not TensorFlow's stand-in.
+        (
+            np.dtype([("qint8", "<i2")]),
+            "numpy dtype [('qint8', '<i2')] is not supported: structured dtypes have no TensorFlow DataType",
+        ),
+        (
+            np.dtype(("<f4", (2,))),
+            "numpy dtype ('<f4', (2,)) is not supported: subarray dtypes have no TensorFlow DataType",
+        ),
+        (None, "None is not a dtype"),
+        ("nonsense", "'nonsense' is not a numpy dtype (data type 'nonsense' not understood)"),
+    ],
+)
 def test_from_numpy_dtype_rejects(dtype, message):
     with pytest.raises(UnsupportedDtypeError) as info:
         D.from_numpy_dtype(dtype)
@@ -216,12 +278,10 @@ def test_from_numpy_dtype_rejects_longdouble():
     for t in (np.longdouble, np.dtype(np.longdouble), np.dtype(np.longdouble).newbyteorder()):
         with pytest.raises(UnsupportedDtypeError) as info:
             D.from_numpy_dtype(t)
-        assert str(info.value) == (
-            f"numpy dtype {np.dtype(t)} (longdouble) has no TensorFlow DataType")
+        assert str(info.value) == (f"numpy dtype {np.dtype(t)} (longdouble) has no TensorFlow DataType")
     with pytest.raises(UnsupportedDtypeError) as info:
         D.from_numpy_dtype(np.clongdouble)
-    assert str(info.value) == (
-        f"numpy dtype {np.dtype(np.clongdouble)} (clongdouble) has no TensorFlow DataType")
+    assert str(info.value) == (f"numpy dtype {np.dtype(np.clongdouble)} (clongdouble) has no TensorFlow DataType")
 
 
 @pytest.mark.skipif(np.dtype(np.longdouble).itemsize != 16, reason="needs an 80/128-bit longdouble")
@@ -234,8 +294,20 @@ def test_from_numpy_dtype_rejects_float128_by_name():
     assert str(info.value) == "numpy dtype complex256 (clongdouble) has no TensorFlow DataType"
 
 
-@pytest.mark.parametrize("name", ["float8_e4m3", "float8_e3m4", "float8_e8m0fnu", "float6_e2m3fn",
-                                  "float6_e3m2fn", "int1", "uint1", "complex32", "bcomplex32"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "float8_e4m3",
+        "float8_e3m4",
+        "float8_e8m0fnu",
+        "float6_e2m3fn",
+        "float6_e3m2fn",
+        "int1",
+        "uint1",
+        "complex32",
+        "bcomplex32",
+    ],
+)
 def test_from_numpy_dtype_rejects_ml_dtypes_tensorflow_lacks(name):
     t = getattr(ml_dtypes, name, None)
     if t is None:
@@ -268,8 +340,16 @@ def test_older_ml_dtypes_without_some_types(monkeypatch):
     # ml_dtypes 0.3/0.4 have no int2, uint2 nor float4_e2m1fn.
     fake = types.ModuleType("ml_dtypes")
     fake.__version__ = "0.3.2"
-    for name in ("bfloat16", "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz",
-                 "float8_e4m3b11fnuz", "float8_e5m2fnuz", "int4", "uint4"):
+    for name in (
+        "bfloat16",
+        "float8_e5m2",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e4m3b11fnuz",
+        "float8_e5m2fnuz",
+        "int4",
+        "uint4",
+    ):
         setattr(fake, name, getattr(ml_dtypes, name))
     old = _load_with_ml_dtypes(fake, monkeypatch)
     assert old.to_numpy_dtype(29) == np.dtype(ml_dtypes.int4)
@@ -277,8 +357,10 @@ def test_older_ml_dtypes_without_some_types(monkeypatch):
     for dt, name in ((31, "int2"), (32, "uint2"), (33, "float4_e2m1fn")):
         with pytest.raises(UnsupportedDtypeError) as info:
             old.to_numpy_dtype(dt)
-        assert str(info.value) == (f"DataType {dt} ({name}) needs ml_dtypes.{name}, which the "
-                                   f"installed ml_dtypes 0.3.2 lacks; upgrade ml_dtypes")
+        assert str(info.value) == (
+            f"DataType {dt} ({name}) needs ml_dtypes.{name}, which the "
+            f"installed ml_dtypes 0.3.2 lacks; upgrade ml_dtypes"
+        )
         # Names and sizes are format facts and stay available.
         assert old.dtype_name(dt) == name
         assert old.element_size(dt) == 1
@@ -304,6 +386,7 @@ def test_enum_numbers_match_tensorflow():
 @pytest.mark.parametrize("const, dt, name, size, np_dtype", TABLE, ids=IDS)
 def test_mapping_matches_tensorflow(const, dt, name, size, np_dtype):
     import tensorflow as tf
+
     tf_dtype = tf.dtypes.as_dtype(dt)
     assert D.dtype_name(dt) == tf_dtype.name
     assert D.dtype_name(dt + 100) == tf.dtypes.as_dtype(dt + 100).name
@@ -314,13 +397,36 @@ def test_mapping_matches_tensorflow(const, dt, name, size, np_dtype):
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("dtype", [
-    np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
-    np.uint16, np.uint32, np.uint64, np.intc, np.longlong, np.complex64, np.complex128, np.bool_,
-    np.object_, np.bytes_, np.str_, ml_dtypes.bfloat16, ml_dtypes.int4, ml_dtypes.float8_e5m2,
-])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        np.float16,
+        np.float32,
+        np.float64,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.intc,
+        np.longlong,
+        np.complex64,
+        np.complex128,
+        np.bool_,
+        np.object_,
+        np.bytes_,
+        np.str_,
+        ml_dtypes.bfloat16,
+        ml_dtypes.int4,
+        ml_dtypes.float8_e5m2,
+    ],
+)
 def test_from_numpy_dtype_matches_tensorflow(dtype):
     import tensorflow as tf
+
     assert D.from_numpy_dtype(dtype) == tf.dtypes.as_dtype(dtype).as_datatype_enum
 
 
@@ -341,6 +447,7 @@ def test_data_file_layout_matches_tensorflow(dt, tmp_path):
     # the dtype to_numpy_dtype gives, element_size bytes each. (Strings have
     # their own layout, tested with the string codec.)
     import tensorflow as tf
+
     tensor = _tf_tensor_of(tf, dt)
     prefix = str(tmp_path / "ckpt")
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=["x"], shape_and_slices=[""], tensors=[tensor])

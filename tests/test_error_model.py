@@ -3,6 +3,7 @@ built-in class a caller would catch; OS errors carry errno, the OS text and
 the checkpoint file; GPU failures are CudaError with the driver's code, never
 "unavailable"; exceptions survive pickling (multi-process launchers send them
 between processes)."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -46,8 +47,11 @@ EXPECTED = {
 
 
 def test_every_exported_exception_is_listed_and_has_its_builtin_bases():
-    exported = {n for n in fastckpt.__all__ if inspect.isclass(getattr(fastckpt, n))
-                and issubclass(getattr(fastckpt, n), BaseException)}
+    exported = {
+        n
+        for n in fastckpt.__all__
+        if inspect.isclass(getattr(fastckpt, n)) and issubclass(getattr(fastckpt, n), BaseException)
+    }
     assert exported == set(EXPECTED)
     for name, builtins in EXPECTED.items():
         cls = getattr(fastckpt, name)
@@ -63,16 +67,19 @@ def test_every_exported_exception_is_listed_and_has_its_builtin_bases():
     assert not issubclass(fastckpt.CudaError, fastckpt.CudaUnavailableError)
 
 
-@pytest.mark.parametrize("err,cls,builtin", [
-    (errno.ENOENT, fastckpt.CheckpointNotFoundError, FileNotFoundError),
-    (errno.EACCES, fastckpt.CheckpointPermissionError, PermissionError),
-    (errno.EPERM, fastckpt.CheckpointPermissionError, PermissionError),
-    (errno.EEXIST, fastckpt.CheckpointExistsError, FileExistsError),
-    (errno.EISDIR, fastckpt.CheckpointIsADirectoryError, IsADirectoryError),
-    (errno.ENOTDIR, fastckpt.CheckpointNotADirectoryError, NotADirectoryError),
-    (errno.ENOSPC, fastckpt.CheckpointIOError, OSError),
-    (errno.EIO, fastckpt.CheckpointIOError, OSError),
-])
+@pytest.mark.parametrize(
+    "err,cls,builtin",
+    [
+        (errno.ENOENT, fastckpt.CheckpointNotFoundError, FileNotFoundError),
+        (errno.EACCES, fastckpt.CheckpointPermissionError, PermissionError),
+        (errno.EPERM, fastckpt.CheckpointPermissionError, PermissionError),
+        (errno.EEXIST, fastckpt.CheckpointExistsError, FileExistsError),
+        (errno.EISDIR, fastckpt.CheckpointIsADirectoryError, IsADirectoryError),
+        (errno.ENOTDIR, fastckpt.CheckpointNotADirectoryError, NotADirectoryError),
+        (errno.ENOSPC, fastckpt.CheckpointIOError, OSError),
+        (errno.EIO, fastckpt.CheckpointIOError, OSError),
+    ],
+)
 def test_os_errors_get_the_class_python_would_pick(err, cls, builtin):
     e = errors.os_error(err, f"write failed on '/ck/m.index': {os.strerror(err)}", "/ck/m.index")
     assert type(e) is cls and isinstance(e, builtin)
@@ -87,7 +94,7 @@ def test_os_errors_get_the_class_python_would_pick(err, cls, builtin):
 
 def test_from_os_error_keeps_errno_and_names_the_file():
     try:
-        open("/nonexistent-dir/x", "rb")
+        open("/nonexistent-dir/x", "rb")  # noqa: SIM115 - it fails to open
     except OSError as raw:
         e = errors.from_os_error(raw, "cannot read '/nonexistent-dir/x'")
     assert type(e) is fastckpt.CheckpointNotFoundError
@@ -96,13 +103,18 @@ def test_from_os_error_keeps_errno_and_names_the_file():
 
 
 def test_cuda_errors_carry_the_driver_code_and_pickle():
-    e = fastckpt.CudaError("CUDA cuMemcpyDtoHAsync failed: CUDA_ERROR_ILLEGAL_ADDRESS (...)", 700,
-                           "CUDA_ERROR_ILLEGAL_ADDRESS")
+    e = fastckpt.CudaError(
+        "CUDA cuMemcpyDtoHAsync failed: CUDA_ERROR_ILLEGAL_ADDRESS (...)", 700, "CUDA_ERROR_ILLEGAL_ADDRESS"
+    )
     assert (e.code, e.error_name) == (700, "CUDA_ERROR_ILLEGAL_ADDRESS")
     assert str(e) == "CUDA cuMemcpyDtoHAsync failed: CUDA_ERROR_ILLEGAL_ADDRESS (...)"
     back = pickle.loads(pickle.dumps(e))
-    assert (type(back), back.code, back.error_name, str(back)) == (fastckpt.CudaError, 700,
-                                                                    "CUDA_ERROR_ILLEGAL_ADDRESS", str(e))
+    assert (type(back), back.code, back.error_name, str(back)) == (
+        fastckpt.CudaError,
+        700,
+        "CUDA_ERROR_ILLEGAL_ADDRESS",
+        str(e),
+    )
     u = pickle.loads(pickle.dumps(fastckpt.CudaUnavailableError("no driver")))
     assert type(u) is fastckpt.CudaUnavailableError and str(u) == "no driver" and u.code is None
 
@@ -114,8 +126,15 @@ def test_missing_dependency_error_names_the_module_and_pickles():
     assert (type(back), back.name, str(back)) == (fastckpt.MissingDependencyError, "torch", str(e))
 
 
-@pytest.mark.parametrize("cls", [fastckpt.DataLossError, fastckpt.InvalidArgumentError,
-                                 fastckpt.TensorNotFoundError, fastckpt.UnsupportedDtypeError])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        fastckpt.DataLossError,
+        fastckpt.InvalidArgumentError,
+        fastckpt.TensorNotFoundError,
+        fastckpt.UnsupportedDtypeError,
+    ],
+)
 def test_plain_errors_pickle(cls):
     e = cls("tensor 'w' in '/ck/m.data-00000-of-00001': something")
     back = pickle.loads(pickle.dumps(e))
@@ -131,6 +150,7 @@ def test_native_os_error_is_the_matching_subclass_with_the_file(tmp_path):
         # root ignores file modes; an EACCES is injected where the core opens files instead.
         os.chmod(index, 0)
         from fastckpt import _native
+
         _native.testing.arm_fault("create", 0, errno.EACCES)
         try:
             with pytest.raises(fastckpt.CheckpointPermissionError) as info:

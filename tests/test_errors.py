@@ -1,4 +1,5 @@
 """Every failure is a typed exception naming the file and, where it applies, the tensor."""
+
 from __future__ import annotations
 
 import errno
@@ -6,16 +7,19 @@ import os
 
 import numpy as np
 import pytest
+from helpers import flip_byte
 
 import fastckpt
-from helpers import flip_byte
 
 
 @pytest.fixture
 def ckpt(tmp_path):
     prefix = str(tmp_path / "model")
-    tensors = {"w": np.arange(1000, dtype=np.float32), "b": np.arange(10, dtype=np.int64),
-               "s": np.array([b"abc", b"de"], dtype=object)}
+    tensors = {
+        "w": np.arange(1000, dtype=np.float32),
+        "b": np.arange(10, dtype=np.int64),
+        "s": np.array([b"abc", b"de"], dtype=object),
+    }
     fastckpt.save(tensors, prefix, durable=False)
     return prefix, tensors
 
@@ -31,8 +35,14 @@ def test_hierarchy():
     assert issubclass(fastckpt.UnsupportedDtypeError, TypeError)
     assert issubclass(fastckpt.CheckpointIOError, OSError)
     assert issubclass(fastckpt.TensorNotFoundError, KeyError)
-    for cls in (fastckpt.CheckpointNotFoundError, fastckpt.DataLossError, fastckpt.InvalidArgumentError,
-                fastckpt.UnsupportedDtypeError, fastckpt.CheckpointIOError, fastckpt.TensorNotFoundError):
+    for cls in (
+        fastckpt.CheckpointNotFoundError,
+        fastckpt.DataLossError,
+        fastckpt.InvalidArgumentError,
+        fastckpt.UnsupportedDtypeError,
+        fastckpt.CheckpointIOError,
+        fastckpt.TensorNotFoundError,
+    ):
         assert issubclass(cls, fastckpt.FastCkptError)
 
 
@@ -68,8 +78,7 @@ def test_flipped_data_byte_names_tensor_and_file(ckpt):
     flip_byte(data, os.path.getsize(data) - 100, mask=0x01)
     with fastckpt.load_checkpoint(prefix) as r:
         np.testing.assert_array_equal(r.get_tensor("b"), tensors["b"])
-        with pytest.raises(fastckpt.DataLossError,
-                           match=f"tensor 'w' in '{data}': data checksum mismatch"):
+        with pytest.raises(fastckpt.DataLossError, match=f"tensor 'w' in '{data}': data checksum mismatch"):
             r.get_tensor("w")
     with pytest.raises(fastckpt.DataLossError, match="tensor 'w'"):
         fastckpt.load(prefix)
@@ -173,10 +182,14 @@ def test_native_reader_argument_errors_are_typed(ckpt):
         "check_bounds": (lambda: reader.check_bounds([99]), bad_entry),
         "read_strings": (lambda: reader.read_strings(99, 1), bad_entry),
         "plan_region": (lambda: reader.plan_region(99, [(0, -1)]), bad_entry),
-        "read": (lambda: reader.read([(0, np.zeros(1), "extra")]),
-                 "read: each request must be an (entry, buffer) tuple"),
-        "read_to_device": (lambda: reader.read_to_device([(0, 0, -1)]),
-                           "read_to_device: device ordinal must be >= 0, not -1"),
+        "read": (
+            lambda: reader.read([(0, np.zeros(1), "extra")]),
+            "read: each request must be an (entry, buffer) tuple",
+        ),
+        "read_to_device": (
+            lambda: reader.read_to_device([(0, 0, -1)]),
+            "read_to_device: device ordinal must be >= 0, not -1",
+        ),
     }
     try:
         for what, (call, message) in calls.items():

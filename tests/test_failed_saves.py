@@ -16,6 +16,7 @@ go of anything, and then lets go of everything at once.
   deadlocks a save or a restore (child processes with a timeout, since the
   failure mode is a hang).
 """
+
 from __future__ import annotations
 
 import errno
@@ -53,13 +54,20 @@ def run_child(script: str, *args: str, timeout: float = 120) -> dict:
     test helpers importable); returns the JSON object it prints last."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
     try:
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the child did not finish within {timeout} s (a deadlock?); "
-                    f"stdout: {e.stdout!r}, stderr: {e.stderr!r}")
-    assert proc.returncode == 0, (f"the child exited with {proc.returncode} "
-                                  f"(negative: killed by that signal); stderr:\n{proc.stderr}")
+        pytest.fail(
+            f"the child did not finish within {timeout} s (a deadlock?); stdout: {e.stdout!r}, stderr: {e.stderr!r}"
+        )
+    assert proc.returncode == 0, (
+        f"the child exited with {proc.returncode} (negative: killed by that signal); stderr:\n{proc.stderr}"
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -133,8 +141,12 @@ def test_finish_waits_for_a_fill_still_running_when_a_write_fails(tmp_path, kind
     assert out["finish"] == ["CheckpointIOError", errno.ENOSPC]
     assert out["snapshot"] == ["CheckpointIOError", errno.ENOSPC]  # the job's first error
     # The held fill saw the failure, and was over before finish() returned.
-    assert out["fill_at_finish"] == {"fills": out["fill_at_finish"]["fills"], "started": True,
-                                     "saw_failure": True, "finished": True}
+    assert out["fill_at_finish"] == {
+        "fills": out["fill_at_finish"]["fills"],
+        "started": True,
+        "saw_failure": True,
+        "finished": True,
+    }
     assert all(end <= out["finish_returned_ns"] for _kind, _t, _begin, end in out["trace"]), out["trace"]
     assert out["lent_at_finish"] == 0
     assert out["held_at_finish"] == 0
@@ -193,8 +205,9 @@ def test_snapshot_claimed_by_a_failed_job_never_starts(tmp_path):
     reads nothing, and finish() did not wait for it."""
     x = np.arange(3 * MiB // 4, dtype=np.float32)
     items, _keep = prepare_items({"x": x})
-    job = _native.SaveJob(str(tmp_path / "ck"), items, threads=2, durable=False, snapshot_host=True,
-                          max_buffers=2, trace=True)
+    job = _native.SaveJob(
+        str(tmp_path / "ck"), items, threads=2, durable=False, snapshot_host=True, max_buffers=2, trace=True
+    )
     job.abort("stopped by the caller")
     with pytest.raises(fastckpt.FailedPreconditionError, match="stopped by the caller"):
         job.finish()
@@ -213,8 +226,15 @@ def test_snapshot_claimed_by_a_failed_job_never_starts(tmp_path):
 # (point, which call): the first data write, the index write (the last
 # write), the index's fsync, the index's create, the first rename, the first
 # close, the directory fsync.
-FAILURES = [("write", "first"), ("write", "last"), ("sync", "last"), ("create", "last"),
-            ("rename", "first"), ("close", "first"), ("sync_dir", "first")]
+FAILURES = [
+    ("write", "first"),
+    ("write", "last"),
+    ("sync", "last"),
+    ("create", "last"),
+    ("rename", "first"),
+    ("close", "first"),
+    ("sync_dir", "first"),
+]
 FAILURE_IDS = ["data-write", "index-write", "index-fsync", "index-create", "rename", "close", "sync-dir"]
 COUNT_ONLY = 10**9
 
@@ -225,8 +245,16 @@ def _skip_for(point: str, which: str, counts: int) -> int:
 
 def _native_job(prefix: str, x: np.ndarray, snapshot_host: bool):
     items, _keep = prepare_items({"x": x})
-    return _native.SaveJob(prefix, items, num_shards=1, threads=2, durable=True,
-                           task_bytes=1536 * 1024, snapshot_host=snapshot_host, max_buffers=2)
+    return _native.SaveJob(
+        prefix,
+        items,
+        num_shards=1,
+        threads=2,
+        durable=True,
+        task_bytes=1536 * 1024,
+        snapshot_host=snapshot_host,
+        max_buffers=2,
+    )
 
 
 def _run_native(prefix: str, x: np.ndarray, snapshot_host: bool, point: str, skip: int, err: int):
@@ -250,8 +278,7 @@ def _run_native(prefix: str, x: np.ndarray, snapshot_host: bool, point: str, ski
 
 @pytest.mark.parametrize("snapshot_host", [False, True], ids=["in-place", "snapshot"])
 @pytest.mark.parametrize("point,which", FAILURES, ids=FAILURE_IDS)
-def test_failed_native_job_releases_files_memory_and_arrays(tmp_path, monkeypatch, point, which,
-                                                            snapshot_host):
+def test_failed_native_job_releases_files_memory_and_arrays(tmp_path, monkeypatch, point, which, snapshot_host):
     monkeypatch.setenv("FASTCKPT_STAGING_MB", "1")
     _native.configure_staging(MiB, 64 * MiB, 64 * MiB)
     x = np.arange(3 * MiB // 4, dtype=np.float32)
@@ -415,8 +442,11 @@ def test_snapshot_larger_than_the_budget_writes_itself_when_no_writer_runs(tmp_p
     _background.submit(blocker, gate.wait)
     x = np.random.default_rng(1).standard_normal(16 * MiB // 8)
     done = []
-    saver = threading.Thread(target=lambda: done.append(
-        fastckpt.save({"x": x}, tmp_path / "ck", blocking=False, threads=2, host_memory_budget=3 * MiB)))
+    saver = threading.Thread(
+        target=lambda: done.append(
+            fastckpt.save({"x": x}, tmp_path / "ck", blocking=False, threads=2, host_memory_budget=3 * MiB)
+        )
+    )
     saver.start()
     saver.join(60)
     alive = saver.is_alive()

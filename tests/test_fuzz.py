@@ -18,6 +18,7 @@ accepts loads; the readers agree). The last test runs the coverage-guided
 atheris harness ``fuzz/fuzz_index.py`` for a bounded number of inputs when
 atheris is installed (see ``fuzz/README.md`` for long runs).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,23 +43,50 @@ from fastckpt.proto import tensor_bundle_pb2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "fuzz"))
 from checkpoint_builders import write_reference  # noqa: E402
-from table_codec import (Table, block_entries,  # noqa: E402
-                         build_block, encode_fields, get_varint, parse_fields,
-                         put_varint)
+from table_codec import Table, block_entries, build_block, encode_fields, get_varint, parse_fields, put_varint  # noqa: E402
+
 EXAMPLES = int(os.environ.get("FASTCKPT_FUZZ_EXAMPLES", "250"))
-SETTINGS = settings(max_examples=EXAMPLES, deadline=5000, derandomize=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=5000,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 
 # ---------------------------------------------------------------------------------
 # A tiny LevelDB-table / protobuf-wire codec (what the index file is made of).
 
-INTERESTING = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x3FFF, 0x4000, 2**31 - 1, 2**31,
-               2**32 - 1, 2**32, 2**40, 2**62, 2**63 - 1, 2**63, 2**64 - 1]
+INTERESTING = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    7,
+    8,
+    15,
+    16,
+    0x7F,
+    0x80,
+    0xFF,
+    0x3FFF,
+    0x4000,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**40,
+    2**62,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+]
 
 
 # ---------------------------------------------------------------------------------
 # The reference checkpoint and the "open and read everything" exercise.
+
 
 class Outcome:
     def __init__(self) -> None:
@@ -129,8 +157,9 @@ def reference(tmp_path_factory):
     for name in os.listdir(d):
         if ".data-" in name:
             os.symlink(d / name, work / name)
-    return _Reference(prefix=prefix, values=values, index=original, target=target,
-                      entries=Table.parse(original).entries())
+    return _Reference(
+        prefix=prefix, values=values, index=original, target=target, entries=Table.parse(original).entries()
+    )
 
 
 def _load_with(reference, index: bytes) -> Outcome:
@@ -162,6 +191,7 @@ def test_codec_rebuilds_a_valid_index(reference):
 # Targeted mutations: each must reach its parser (proving the CRC fix-up works) and
 # fail with the exact error that parser gives.
 
+
 def _entry_index(entries, key: bytes) -> int:
     return next(i for i, (k, _) in enumerate(entries) if k == key)
 
@@ -189,8 +219,9 @@ def _targeted_cases(reference):
     def entry_case(name, key, mutate, error, match):
         e = _proto(entries, key)
         mutate(e)
-        cases.append((name, Table.from_entries(_with_entry(entries, key, e.SerializeToString())).serialize(),
-                      error, match))
+        cases.append(
+            (name, Table.from_entries(_with_entry(entries, key, e.SerializeToString())).serialize(), error, match)
+        )
 
     def raw_entry_case(name, key, raw, error, match):
         cases.append((name, Table.from_entries(_with_entry(entries, key, raw)).serialize(), error, match))
@@ -201,43 +232,84 @@ def _targeted_cases(reference):
             e.shape.dim.add().size = d
 
     w = b"layer_03/w"
-    entry_case("size/shape mismatch", w, lambda e: setattr(e, "size", e.size + 4),
-               fastckpt.DataLossError, "does not match its shape and dtype")
-    entry_case("shard out of range", w, lambda e: setattr(e, "shard_id", 5),
-               fastckpt.DataLossError, "names shard 5 of 2")
-    entry_case("65 dimensions", w, lambda e: set_dims(e, [1] * 65),
-               fastckpt.DataLossError, "more than 64 dimensions")
-    entry_case("unknown rank", w, lambda e: setattr(e.shape, "unknown_rank", True),
-               fastckpt.DataLossError, "unknown rank")
-    entry_case("impossible shape", w, lambda e: set_dims(e, [2**40, 2**40]),
-               fastckpt.DataLossError, "impossible shape")
-    entry_case("slice outside shape", b"part", lambda e: setattr(e.slices[0].extent[0], "length", 9),
-               fastckpt.DataLossError, "slice outside its shape")
-    entry_case("slice rank", b"part", lambda e: e.slices[0].extent.add(),
-               fastckpt.DataLossError, "slice whose rank differs")
-    raw_entry_case("negative dim", w, encode_fields([(1, 0, 1), (2, 2, encode_fields([(2, 2, encode_fields(
-        [(1, 0, 2**64 - 1)]))]))]), fastckpt.DataLossError, "negative dimension")
-    raw_entry_case("truncated proto", w, _proto(entries, w).SerializeToString()[:-2],
-                   fastckpt.DataLossError, "malformed BundleEntryProto")
+    entry_case(
+        "size/shape mismatch",
+        w,
+        lambda e: setattr(e, "size", e.size + 4),
+        fastckpt.DataLossError,
+        "does not match its shape and dtype",
+    )
+    entry_case(
+        "shard out of range", w, lambda e: setattr(e, "shard_id", 5), fastckpt.DataLossError, "names shard 5 of 2"
+    )
+    entry_case("65 dimensions", w, lambda e: set_dims(e, [1] * 65), fastckpt.DataLossError, "more than 64 dimensions")
+    entry_case(
+        "unknown rank", w, lambda e: setattr(e.shape, "unknown_rank", True), fastckpt.DataLossError, "unknown rank"
+    )
+    entry_case("impossible shape", w, lambda e: set_dims(e, [2**40, 2**40]), fastckpt.DataLossError, "impossible shape")
+    entry_case(
+        "slice outside shape",
+        b"part",
+        lambda e: setattr(e.slices[0].extent[0], "length", 9),
+        fastckpt.DataLossError,
+        "slice outside its shape",
+    )
+    entry_case(
+        "slice rank", b"part", lambda e: e.slices[0].extent.add(), fastckpt.DataLossError, "slice whose rank differs"
+    )
+    raw_entry_case(
+        "negative dim",
+        w,
+        encode_fields([(1, 0, 1), (2, 2, encode_fields([(2, 2, encode_fields([(1, 0, 2**64 - 1)]))]))]),
+        fastckpt.DataLossError,
+        "negative dimension",
+    )
+    raw_entry_case(
+        "truncated proto",
+        w,
+        _proto(entries, w).SerializeToString()[:-2],
+        fastckpt.DataLossError,
+        "malformed BundleEntryProto",
+    )
     raw_entry_case("group wire type", w, b"\x0b\x0c", fastckpt.DataLossError, "malformed BundleEntryProto")
     raw_entry_case("field number 0", w, b"\x00\x01", fastckpt.DataLossError, "malformed BundleEntryProto")
-    raw_entry_case("header num_shards 0", b"", encode_fields([(3, 2, b"")]),
-                   fastckpt.DataLossError, "num_shards=0")
-    raw_entry_case("header min_consumer", b"", encode_fields([(1, 0, 2), (3, 2, encode_fields([(1, 0, 1),
-                   (2, 0, 2)]))]), fastckpt.DataLossError, "which this reader cannot read")
-    raw_entry_case("header bad consumer", b"", encode_fields([(1, 0, 2), (3, 2, encode_fields([(1, 0, 1),
-                   (3, 2, put_varint(1))]))]), fastckpt.DataLossError, "which this reader cannot read")
-    raw_entry_case("big endian", b"", encode_fields([(1, 0, 2), (2, 0, 1), (3, 2, encode_fields([(1, 0, 1)]))]),
-                   fastckpt.UnimplementedError, "big-endian")
+    raw_entry_case("header num_shards 0", b"", encode_fields([(3, 2, b"")]), fastckpt.DataLossError, "num_shards=0")
+    raw_entry_case(
+        "header min_consumer",
+        b"",
+        encode_fields([(1, 0, 2), (3, 2, encode_fields([(1, 0, 1), (2, 0, 2)]))]),
+        fastckpt.DataLossError,
+        "which this reader cannot read",
+    )
+    raw_entry_case(
+        "header bad consumer",
+        b"",
+        encode_fields([(1, 0, 2), (3, 2, encode_fields([(1, 0, 1), (3, 2, put_varint(1))]))]),
+        fastckpt.DataLossError,
+        "which this reader cannot read",
+    )
+    raw_entry_case(
+        "big endian",
+        b"",
+        encode_fields([(1, 0, 2), (2, 0, 1), (3, 2, encode_fields([(1, 0, 1)]))]),
+        fastckpt.UnimplementedError,
+        "big-endian",
+    )
 
     swapped = list(entries)
     swapped[3], swapped[4] = swapped[4], swapped[3]
-    cases.append(("unsorted keys", Table.from_entries(swapped).serialize(), fastckpt.DataLossError,
-                  "keys are not sorted"))
-    cases.append(("duplicate key", Table.from_entries(entries[:5] + entries[4:]).serialize(),
-                  fastckpt.DataLossError, "keys are not sorted"))
-    cases.append(("no header", Table.from_entries(entries[1:]).serialize(), fastckpt.DataLossError,
-                  "no header entry"))
+    cases.append(
+        ("unsorted keys", Table.from_entries(swapped).serialize(), fastckpt.DataLossError, "keys are not sorted")
+    )
+    cases.append(
+        (
+            "duplicate key",
+            Table.from_entries(entries[:5] + entries[4:]).serialize(),
+            fastckpt.DataLossError,
+            "keys are not sorted",
+        )
+    )
+    cases.append(("no header", Table.from_entries(entries[1:]).serialize(), fastckpt.DataLossError, "no header entry"))
 
     table, positions = _first_block_with_positions(reference)
 
@@ -250,6 +322,7 @@ def _targeted_cases(reference):
         def mutate(b):
             _, end = get_varint(bytes(b), pos)
             return bytes(b[:pos]) + put_varint(value) + bytes(b[end:])
+
         return mutate
 
     s, ns, vl = positions[1]  # a non-restart entry: its key may share a prefix with the previous
@@ -258,34 +331,85 @@ def _targeted_cases(reference):
     block_case("value length past block", set_varint(vl, 5000), fastckpt.DataLossError, "runs past the end")
     block_case("value length 2^32", set_varint(vl, 2**32), fastckpt.DataLossError, "truncated block entry")
     restarts = 4 * 2 + 4  # 4 entries with restart interval 2: two restart offsets and their count
-    block_case("truncated entry varint", lambda b: bytes(b[:positions[-1][0]]) + b"\xff" * 3 + bytes(b[-restarts:]),
-               fastckpt.DataLossError, "truncated block entry")
-    block_case("zero restarts", lambda b: bytes(b[:-4]) + struct.pack("<I", 0), fastckpt.DataLossError,
-               "bad restart count")
-    block_case("too many restarts", lambda b: bytes(b[:-4]) + struct.pack("<I", 2**30),
-               fastckpt.DataLossError, "bad restart count")
+    block_case(
+        "truncated entry varint",
+        lambda b: bytes(b[: positions[-1][0]]) + b"\xff" * 3 + bytes(b[-restarts:]),
+        fastckpt.DataLossError,
+        "truncated block entry",
+    )
+    block_case(
+        "zero restarts", lambda b: bytes(b[:-4]) + struct.pack("<I", 0), fastckpt.DataLossError, "bad restart count"
+    )
+    block_case(
+        "too many restarts",
+        lambda b: bytes(b[:-4]) + struct.pack("<I", 2**30),
+        fastckpt.DataLossError,
+        "bad restart count",
+    )
     block_case("tiny block", lambda b: b"\x01\x00", fastckpt.DataLossError, "block too small")
 
-    cases.append(("handle past end", table.serialize(handle_override=lambda i, h: (h[0], 10**9) if i == 2 else h),
-                  fastckpt.DataLossError, "points past the end"))
-    cases.append(("handle 2^64-1", table.serialize(handle_override=lambda i, h: (2**64 - 1, 2**64 - 1)
-                                                   if i == 0 else h), fastckpt.DataLossError, "points past the end"))
-    cases.append(("handle into a block", table.serialize(handle_override=lambda i, h: (h[0] + 1, h[1] - 1)
-                                                         if i == 1 else h), fastckpt.DataLossError,
-                  "block checksum mismatch"))
-    cases.append(("blocks out of order", table.serialize(
-        handle_override=lambda i, h, hs=table.layout()[1]: hs[{1: 2, 2: 1}.get(i, i)]),
-        fastckpt.DataLossError, "keys are not sorted"))
-    cases.append(("compressed block", table.serialize(block_types={0: 1}), fastckpt.UnimplementedError,
-                  "compressed blocks"))
-    cases.append(("bad block type", table.serialize(block_types={0: 200}), fastckpt.DataLossError,
-                  "bad block type 200"))
-    cases.append(("bad index handle", table.serialize(index_mutator=lambda ix: build_block(
-        [(b"k", b"\xff\xff")], 1)), fastckpt.DataLossError, "bad block handle"))
-    cases.append(("bad footer", table.serialize(footer_mutator=lambda f: b"\xff" * 40 + f[40:]),
-                  fastckpt.DataLossError, "bad footer"))
-    cases.append(("bad magic", table.serialize(footer_mutator=lambda f: f[:-1] + b"\x00"),
-                  fastckpt.DataLossError, "bad table magic"))
+    cases.append(
+        (
+            "handle past end",
+            table.serialize(handle_override=lambda i, h: (h[0], 10**9) if i == 2 else h),
+            fastckpt.DataLossError,
+            "points past the end",
+        )
+    )
+    cases.append(
+        (
+            "handle 2^64-1",
+            table.serialize(handle_override=lambda i, h: (2**64 - 1, 2**64 - 1) if i == 0 else h),
+            fastckpt.DataLossError,
+            "points past the end",
+        )
+    )
+    cases.append(
+        (
+            "handle into a block",
+            table.serialize(handle_override=lambda i, h: (h[0] + 1, h[1] - 1) if i == 1 else h),
+            fastckpt.DataLossError,
+            "block checksum mismatch",
+        )
+    )
+    cases.append(
+        (
+            "blocks out of order",
+            table.serialize(handle_override=lambda i, h, hs=table.layout()[1]: hs[{1: 2, 2: 1}.get(i, i)]),  # noqa: B008
+            fastckpt.DataLossError,
+            "keys are not sorted",
+        )
+    )
+    cases.append(
+        ("compressed block", table.serialize(block_types={0: 1}), fastckpt.UnimplementedError, "compressed blocks")
+    )
+    cases.append(
+        ("bad block type", table.serialize(block_types={0: 200}), fastckpt.DataLossError, "bad block type 200")
+    )
+    cases.append(
+        (
+            "bad index handle",
+            table.serialize(index_mutator=lambda ix: build_block([(b"k", b"\xff\xff")], 1)),
+            fastckpt.DataLossError,
+            "bad block handle",
+        )
+    )
+    cases.append(
+        (
+            "bad footer",
+            table.serialize(footer_mutator=lambda f: b"\xff" * 40 + f[40:]),
+            fastckpt.DataLossError,
+            "bad footer",
+        )
+    )
+    cases.append(
+        (
+            "bad magic",
+            table.serialize(footer_mutator=lambda f: f[:-1] + b"\x00"),
+            fastckpt.DataLossError,
+            "bad table magic",
+        )
+    )
     return cases
 
 
@@ -310,6 +434,7 @@ def test_targeted_mutations_reach_their_parsers(reference):
 # ---------------------------------------------------------------------------------
 # Hypothesis: random structure-aware mutations; only success or FastCkptError.
 
+
 def _ints():
     return st.one_of(st.sampled_from(INTERESTING), st.integers(0, 2**64 - 1), st.integers(0, 300))
 
@@ -324,15 +449,14 @@ def _mutate_message(data, buf: bytes, depth: int = 0) -> bytes:
         b = bytearray(buf)
         op = data.draw(st.sampled_from(["truncate", "flip", "append"]))
         if op == "truncate" or not b:
-            return bytes(b[:data.draw(st.integers(0, len(b)))])
+            return bytes(b[: data.draw(st.integers(0, len(b)))])
         if op == "flip":
             i = data.draw(st.integers(0, len(b) - 1))
             b[i] ^= 1 << data.draw(st.integers(0, 7))
             return bytes(b)
         return bytes(b) + data.draw(st.binary(min_size=1, max_size=6))
     for _ in range(data.draw(st.integers(1, 3))):
-        op = data.draw(st.sampled_from(["set", "delete", "duplicate", "add", "wiretype", "nested",
-                                        "consistent_dims"]))
+        op = data.draw(st.sampled_from(["set", "delete", "duplicate", "add", "wiretype", "nested", "consistent_dims"]))
         if op == "add" or not fields:
             field = data.draw(st.one_of(st.integers(1, 8), st.sampled_from([15, 16, 2**29 - 1])))
             wt = data.draw(st.sampled_from([0, 1, 2, 5]))
@@ -349,8 +473,11 @@ def _mutate_message(data, buf: bytes, depth: int = 0) -> bytes:
             fields.insert(i, fields[i])
         elif op == "wiretype":
             new_wt = data.draw(st.sampled_from([0, 1, 2, 5]))
-            value = (value if isinstance(value, int) else len(value)) if new_wt != 2 else \
-                (value if isinstance(value, bytes) else put_varint(value))
+            value = (
+                (value if isinstance(value, int) else len(value))
+                if new_wt != 2
+                else (value if isinstance(value, bytes) else put_varint(value))
+            )
             fields[i] = (field, new_wt, value)
         elif op == "nested" and wt == 2 and depth < 3:
             fields[i] = (field, wt, _mutate_message(data, value, depth + 1))
@@ -384,8 +511,9 @@ def test_structured_index_mutations(reference, data):
     entries = list(reference["entries"])
     per_block = data.draw(st.sampled_from([1, 3, 4, 1000]), label="per_block")
     restart = data.draw(st.sampled_from([1, 2, 16]), label="restart_interval")
-    level = data.draw(st.sampled_from(["entry", "entry", "entry", "keys", "block", "index", "handles",
-                                       "footer"]), label="level")
+    level = data.draw(
+        st.sampled_from(["entry", "entry", "entry", "keys", "block", "index", "handles", "footer"]), label="level"
+    )
     table = Table.from_entries(entries, per_block, restart)
     index: bytes
     if level == "entry":
@@ -425,11 +553,17 @@ def test_structured_index_mutations(reference, data):
                 positions = []  # offsets are stale now
             elif op in ("restart", "num_restarts") and len(block) >= 4:
                 n = struct.unpack_from("<I", block, len(block) - 4)[0]
-                at = len(block) - 4 if op == "num_restarts" else \
-                    max(0, len(block) - 4 - 4 * data.draw(st.integers(1, max(1, min(n, 64)))))
-                v = data.draw(st.one_of(st.sampled_from([0, 1, n + 1, len(block), len(block) - 4, 2**32 - 1]),
-                                        st.integers(0, 2**32 - 1)))
-                block[at:at + 4] = struct.pack("<I", v)
+                at = (
+                    len(block) - 4
+                    if op == "num_restarts"
+                    else max(0, len(block) - 4 - 4 * data.draw(st.integers(1, max(1, min(n, 64)))))
+                )
+                v = data.draw(
+                    st.one_of(
+                        st.sampled_from([0, 1, n + 1, len(block), len(block) - 4, 2**32 - 1]), st.integers(0, 2**32 - 1)
+                    )
+                )
+                block[at : at + 4] = struct.pack("<I", v)
             elif op == "flip" and block:
                 i = data.draw(st.integers(0, len(block) - 1))
                 block[i] ^= 1 << data.draw(st.integers(0, 7))
@@ -438,16 +572,18 @@ def test_structured_index_mutations(reference, data):
                 block[i:i] = data.draw(st.binary(min_size=1, max_size=8))
             elif block:
                 i = data.draw(st.integers(0, len(block) - 1))
-                del block[i:i + data.draw(st.integers(1, 8))]
+                del block[i : i + data.draw(st.integers(1, 8))]
         table.data_blocks[b] = bytes(block)
         index = table.serialize()
     elif level == "index":
+
         def mutate_index(ix: bytes) -> bytes:
             b = bytearray(ix)
             for _ in range(data.draw(st.integers(1, 3))):
                 i = data.draw(st.integers(0, len(b) - 1))
                 b[i] = data.draw(st.integers(0, 255))
             return bytes(b)
+
         index = table.serialize(index_mutator=mutate_index)
     elif level == "handles":
         _, handles, meta = table.layout()
@@ -455,18 +591,25 @@ def test_structured_index_mutations(reference, data):
 
         def override(i, h):
             if data.draw(st.booleans(), label=f"mutate handle {i}"):
-                return data.draw(st.one_of(st.sampled_from(targets),
-                                           st.tuples(_ints(), _ints()),
-                                           st.tuples(st.just(h[0]), _ints()),
-                                           st.tuples(_ints(), st.just(h[1]))))
+                return data.draw(
+                    st.one_of(
+                        st.sampled_from(targets),
+                        st.tuples(_ints(), _ints()),
+                        st.tuples(st.just(h[0]), _ints()),
+                        st.tuples(_ints(), st.just(h[1])),
+                    )
+                )
             return h
+
         index = table.serialize(handle_override=override)
     else:
+
         def mutate_footer(f: bytes) -> bytes:
             b = bytearray(f)
             i = data.draw(st.integers(0, 39))
             b[i] = data.draw(st.integers(0, 255))
             return bytes(b)
+
         index = table.serialize(footer_mutator=mutate_footer)
     # Only FastCkptError may escape exercise(); anything else fails the test here.
     _load_with(reference, index)
@@ -474,6 +617,7 @@ def test_structured_index_mutations(reference, data):
 
 # ---------------------------------------------------------------------------------
 # Lying offsets and sizes; huge shapes with consistent sizes.
+
 
 def _lying_cases(reference):
     entries = reference["entries"]
@@ -484,25 +628,33 @@ def _lying_cases(reference):
     for key in (b"layer_05/w", b"strings", b"matrix"):
         e = _proto(entries, key)
         fsize = sizes[e.shard_id]
-        for label, offset, size in [("offset = file size", fsize, e.size),
-                                    ("offset one short of fitting", fsize - e.size + 1, e.size),
-                                    ("offset 2^63-1", 2**63 - 1, e.size),
-                                    ("offset 2^40", 2**40, e.size)]:
+        for label, offset, size in [
+            ("offset = file size", fsize, e.size),
+            ("offset one short of fitting", fsize - e.size + 1, e.size),
+            ("offset 2^63-1", 2**63 - 1, e.size),
+            ("offset 2^40", 2**40, e.size),
+        ]:
             m = tensor_bundle_pb2.BundleEntryProto.FromString(e.SerializeToString())
             m.offset, m.size = offset, size
             cases.append((f"{key.decode()}: {label}", key, _with_entry(entries, key, m.SerializeToString())))
         m = tensor_bundle_pb2.BundleEntryProto.FromString(e.SerializeToString())
         m.shard_id = 1 - e.shard_id  # the other, smaller or larger, shard
         m.offset = sizes[m.shard_id] - 1
-        cases.append((f"{key.decode()}: other shard, past its end", key,
-                      _with_entry(entries, key, m.SerializeToString())))
+        cases.append(
+            (f"{key.decode()}: other shard, past its end", key, _with_entry(entries, key, m.SerializeToString()))
+        )
     # A size that fits the shape and dtype but not the file.
     m = _proto(entries, b"layer_05/w")
     del m.shape.dim[:]
     m.shape.dim.add().size = 2**20
     m.size = 4 * 2**20
-    cases.append(("layer_05/w: 4 MiB tensor in a small file", b"layer_05/w",
-                  _with_entry(entries, b"layer_05/w", m.SerializeToString())))
+    cases.append(
+        (
+            "layer_05/w: 4 MiB tensor in a small file",
+            b"layer_05/w",
+            _with_entry(entries, b"layer_05/w", m.SerializeToString()),
+        )
+    )
     return cases
 
 
@@ -599,19 +751,26 @@ def test_huge_shapes_raise_data_loss_without_allocating(reference):
     """Shapes of 2^40+ elements whose size field agrees (so validation passes) must
     fail with DataLossError before any allocation: neither RSS nor address space
     may grow by more than a little (run in a fresh process to measure)."""
-    ref = {"target": reference["target"],
-           "entries": [(k.hex(), v.hex()) for k, v in reference["entries"]],
-           "cases": HUGE_SHAPES}
-    proc = subprocess.run([sys.executable, "-c", _HUGE_SCRIPT.format(tests=os.path.dirname(__file__)),
-                           json.dumps(ref)], capture_output=True, text=True, timeout=300)
+    ref = {
+        "target": reference["target"],
+        "entries": [(k.hex(), v.hex()) for k, v in reference["entries"]],
+        "cases": HUGE_SHAPES,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _HUGE_SCRIPT.format(tests=os.path.dirname(__file__)), json.dumps(ref)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     problems = []
     for key, dims, outcome in report["results"]:
         for what, result in outcome.items():
             zero = 0 in dims
-            ok = result.startswith("DataLossError") or (zero and "/FastCkptError" in result) or \
-                (zero and result == "ok")
+            ok = (
+                result.startswith("DataLossError") or (zero and "/FastCkptError" in result) or (zero and result == "ok")
+            )
             if not ok:
                 problems.append(f"{key} dims={dims}: {what}: {result}")
     assert report["rss_growth"] < 256 * 2**20, f"peak RSS grew by {report['rss_growth'] / 2**20:.0f} MiB"
@@ -686,27 +845,47 @@ def test_campaign_oracle_catches_wrong_values(campaign_bases):
         outcome = campaign.judge(base, base.prefix, index_intact=True)
     finally:
         base.values[name] = good
-    assert outcome.findings == [f"wrong-value: get_tensor of '{name}' differs from the base",
-                                f"wrong-value: load of '{name}' differs from the base"]
+    assert outcome.findings == [
+        f"wrong-value: get_tensor of '{name}' differs from the base",
+        f"wrong-value: load of '{name}' differs from the base",
+    ]
 
 
 # ---------------------------------------------------------------------------------
 # The coverage-guided harness, bounded.
 
+
 # atheris ships wheels for these platforms only; the test extra installs it there.
-@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info < (3, 12)),
-                    reason="atheris has no wheel for this platform")
+@pytest.mark.skipif(
+    not (sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info < (3, 12)),
+    reason="atheris has no wheel for this platform",
+)
 def test_atheris_harness_bounded_run(tmp_path):
     import atheris  # noqa: F401 - the harness's dependency, installed by the test extra
+
     runs = os.environ.get("FASTCKPT_ATHERIS_RUNS", "5000")
-    cmd = [sys.executable, os.path.join(REPO, "fuzz", "fuzz_index.py"), f"-runs={runs}",
-           "-max_total_time=20", "-timeout=20", "-rss_limit_mb=3072", f"-artifact_prefix={tmp_path}/",
-           "-print_final_stats=1", str(tmp_path / "corpus")]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "fuzz", "fuzz_index.py"),
+        f"-runs={runs}",
+        "-max_total_time=20",
+        "-timeout=20",
+        "-rss_limit_mb=3072",
+        f"-artifact_prefix={tmp_path}/",
+        "-print_final_stats=1",
+        str(tmp_path / "corpus"),
+    ]
     # preexec_fn forces fork() over vfork(): after a vfork the child's peak RSS, which
     # libFuzzer's -rss_limit_mb reads, would include this (pytest) process's peak.
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
-                          env={**os.environ, "FASTCKPT_FUZZ_WORKDIR": str(tmp_path / "work")},
-                          preexec_fn=os.getpid)
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**os.environ, "FASTCKPT_FUZZ_WORKDIR": str(tmp_path / "work")},
+        preexec_fn=os.getpid,
+    )
     tail = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, f"fuzzer found a problem (artifacts in {tmp_path}):\n{tail}"
     assert "Done" in tail or "stat::number_of_executed_units" in tail, tail

@@ -2,15 +2,15 @@
 driver copy engine. Skipped where no GPU (or neither CuPy nor a CUDA build of
 torch) is present; the pipeline they exercise is covered on the CPU by
 test_staging.py and test_async_save.py with the simulated engine."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import same_files
 
 import fastckpt
 from fastckpt import _native
-from helpers import same_files
 
 pytestmark = pytest.mark.gpu
 
@@ -22,6 +22,7 @@ def _have_cuda_path() -> bool:
 def _cupy():
     try:
         import cupy
+
         cupy.cuda.runtime.getDeviceCount()
         return cupy
     except Exception:
@@ -31,6 +32,7 @@ def _cupy():
 def _torch_cuda():
     try:
         import torch
+
         return torch if torch.cuda.is_available() else None
     except Exception:
         return None
@@ -50,9 +52,11 @@ def test_build_info_reports_the_cuda_path():
 def test_cupy_save_is_byte_identical_and_restores_to_the_device(tmp_path):
     cp = _cupy()
     rng = np.random.default_rng(0)
-    host = {"w": rng.standard_normal((4096, 1024)).astype(np.float32),
-            "b": rng.standard_normal(1024).astype(np.float16),
-            "small": np.arange(10, dtype=np.int64)}
+    host = {
+        "w": rng.standard_normal((4096, 1024)).astype(np.float32),
+        "b": rng.standard_normal(1024).astype(np.float16),
+        "small": np.arange(10, dtype=np.int64),
+    }
     dev = {k: cp.asarray(v) for k, v in host.items()}
     fastckpt.save(host, tmp_path / "host")
     fastckpt.save(dev, tmp_path / "dev")

@@ -4,6 +4,7 @@ sizes and counts, missing directories, and two processes sharing a directory.
 Every failure must be the documented exception, name the tensor, and leave no
 file behind; every accepted input must round-trip exactly.
 """
+
 from __future__ import annotations
 
 import errno
@@ -18,10 +19,10 @@ import time
 import ml_dtypes
 import numpy as np
 import pytest
+from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
 from google.protobuf import text_format
 
 import fastckpt
-from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
 from fastckpt.checkpoint_management import CheckpointState
 
 
@@ -39,8 +40,7 @@ def _native_le(dtype: np.dtype) -> np.dtype:
 def _assert_round_trip(prefix: str, tensors: dict) -> dict:
     """Loads `prefix` and checks every tensor against `tensors` exactly."""
     loaded = fastckpt.load(prefix)
-    expected_keys = sorted(k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k
-                           for k in tensors)
+    expected_keys = sorted(k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k for k in tensors)
     assert sorted(loaded) == expected_keys
     for name, value in tensors.items():
         key = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
@@ -66,6 +66,7 @@ def _files(directory) -> list:
 
 # ---------------------------------------------------------------------------------
 # Array layouts.
+
 
 def test_non_contiguous_arrays_round_trip(tmp_path):
     base = np.arange(60, dtype=np.float64).reshape(3, 4, 5)
@@ -101,8 +102,7 @@ def test_read_only_arrays_round_trip(tmp_path):
     np.arange(512, dtype=np.float32).tofile(path)
     mm = np.memmap(path, dtype=np.float32, mode="r", shape=(16, 32))
     broadcast = np.broadcast_to(np.arange(7, dtype=np.int8), (5, 7))  # read-only, stride 0
-    tensors = {"frozen": frozen, "frombuffer": raw, "memmap": mm, "memmap_T": mm.T,
-               "broadcast": broadcast}
+    tensors = {"frozen": frozen, "frombuffer": raw, "memmap": mm, "memmap_T": mm.T, "broadcast": broadcast}
     for v in tensors.values():
         assert not v.flags.writeable
     prefix = str(tmp_path / "ro")
@@ -117,8 +117,7 @@ def test_read_only_arrays_round_trip(tmp_path):
     del mm
 
 
-@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8", ">i2", ">i4", ">i8", ">u2", ">u4", ">u8",
-                                   ">c8", ">c16"])
+@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8", ">i2", ">i4", ">i8", ">u2", ">u4", ">u8", ">c8", ">c16"])
 def test_big_endian_arrays_round_trip(tmp_path, dtype):
     native = (np.arange(24) * 3 - 20).astype(np.dtype(dtype).newbyteorder("<")).reshape(4, 6)
     if native.dtype.kind == "c":
@@ -138,6 +137,7 @@ def test_big_endian_arrays_round_trip(tmp_path, dtype):
 # ---------------------------------------------------------------------------------
 # Rejected dtypes and names: the documented exception, naming the tensor, no files.
 
+
 def _object_array(*items):
     a = np.empty(len(items), dtype=object)
     for i, x in enumerate(items):
@@ -145,32 +145,37 @@ def _object_array(*items):
     return a
 
 
-@pytest.mark.parametrize("values, index, type_name", [
-    ((b"ok", 3), 1, "int"),
-    ((None,), 0, "NoneType"),
-    (("text", b"bytes", 1.5), 2, "float"),
-    ((b"a", [b"nested"]), 1, "list"),
-    ((np.float32(1.0),), 0, "float32"),
-    ((b"a", b"b", {"k": 1}), 2, "dict"),
-])
+@pytest.mark.parametrize(
+    "values, index, type_name",
+    [
+        ((b"ok", 3), 1, "int"),
+        ((None,), 0, "NoneType"),
+        (("text", b"bytes", 1.5), 2, "float"),
+        ((b"a", [b"nested"]), 1, "list"),
+        ((np.float32(1.0),), 0, "float32"),
+        ((b"a", b"b", {"k": 1}), 2, "dict"),
+    ],
+)
 def test_object_array_of_non_strings_is_rejected(tmp_path, values, index, type_name):
     d = tmp_path / "out"
     tensors = {"good": np.ones(3), "bad/obj array": _object_array(*values)}
     with pytest.raises(fastckpt.UnsupportedDtypeError) as e:
         fastckpt.save(tensors, str(d / "p"), durable=False)
-    assert str(e.value).startswith(
-        f"tensor 'bad/obj array': element {index} of an object array is a {type_name}; ")
+    assert str(e.value).startswith(f"tensor 'bad/obj array': element {index} of an object array is a {type_name}; ")
     assert isinstance(e.value, TypeError)
     assert _files(d) == []
 
 
-@pytest.mark.parametrize("name, array, what", [
-    ("rec", np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]), "structured dtypes"),
-    ("nested/rec", np.zeros((2, 2), dtype=[("p", [("x", "<f4"), ("y", "<f4")])]), "structured dtypes"),
-    ("when", np.zeros(3, dtype="datetime64[s]"), "datetime64 dtypes"),
-    ("delta", np.zeros(3, dtype="timedelta64[ms]"), "timedelta64 dtypes"),
-    ("void", np.zeros(3, dtype="V8"), "void dtypes"),
-])
+@pytest.mark.parametrize(
+    "name, array, what",
+    [
+        ("rec", np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]), "structured dtypes"),
+        ("nested/rec", np.zeros((2, 2), dtype=[("p", [("x", "<f4"), ("y", "<f4")])]), "structured dtypes"),
+        ("when", np.zeros(3, dtype="datetime64[s]"), "datetime64 dtypes"),
+        ("delta", np.zeros(3, dtype="timedelta64[ms]"), "timedelta64 dtypes"),
+        ("void", np.zeros(3, dtype="V8"), "void dtypes"),
+    ],
+)
 def test_unsupported_dtypes_are_rejected(tmp_path, name, array, what):
     d = tmp_path / "out"
     with pytest.raises(fastckpt.UnsupportedDtypeError) as e:
@@ -181,14 +186,17 @@ def test_unsupported_dtypes_are_rejected(tmp_path, name, array, what):
     assert _files(d) == []
 
 
-@pytest.mark.parametrize("tensors, message", [
-    ({"a": np.ones(1), b"a": np.zeros(1)}, "duplicate tensor name 'a'"),
-    ({"\udcff": np.ones(1), b"\xff": np.zeros(1)}, "duplicate tensor name "),
-    ({"x/y": np.ones(1), b"x/y": np.array([b"s"], dtype=object)}, "duplicate tensor name 'x/y'"),
-    ({"": np.ones(1)}, "tensor names must not be empty"),
-    ({b"": np.ones(1)}, "tensor names must not be empty"),
-    ({"ok": np.ones(1), "": np.array([b""], dtype=object)}, "tensor names must not be empty"),
-])
+@pytest.mark.parametrize(
+    "tensors, message",
+    [
+        ({"a": np.ones(1), b"a": np.zeros(1)}, "duplicate tensor name 'a'"),
+        ({"\udcff": np.ones(1), b"\xff": np.zeros(1)}, "duplicate tensor name "),
+        ({"x/y": np.ones(1), b"x/y": np.array([b"s"], dtype=object)}, "duplicate tensor name 'x/y'"),
+        ({"": np.ones(1)}, "tensor names must not be empty"),
+        ({b"": np.ones(1)}, "tensor names must not be empty"),
+        ({"ok": np.ones(1), "": np.array([b""], dtype=object)}, "tensor names must not be empty"),
+    ],
+)
 def test_duplicate_and_empty_names_are_rejected(tmp_path, tensors, message):
     d = tmp_path / "out"
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
@@ -214,7 +222,7 @@ def test_unusual_names_round_trip(tmp_path):
         "trailing/slash/": np.arange(5, dtype=np.int8),
         " leading and trailing spaces ": np.arange(6, dtype=np.int8),
         "tab\tnew\nline": np.arange(7, dtype=np.int8),
-        "caf\u00e9/\u4e2d\u6587/\U0001F600": np.arange(8, dtype=np.int8),
+        "caf\u00e9/\u4e2d\u6587/\U0001f600": np.arange(8, dtype=np.int8),
         "a\x00b": np.arange(9, dtype=np.int8),  # NUL allowed after the first byte
         long_ascii: np.arange(10, dtype=np.int8),
         long_ascii + "y": np.arange(11, dtype=np.int8),  # shares a 10 KiB prefix
@@ -259,8 +267,10 @@ def test_100k_small_tensors_round_trip(tmp_path):
     t1 = time.perf_counter()
     loaded = fastckpt.load(prefix)
     t2 = time.perf_counter()
-    print(f"\n100,000 small tensors: save {t1 - t0:.2f} s, load {t2 - t1:.2f} s "
-          f"({result.nbytes} data bytes, index {os.path.getsize(prefix + '.index')} bytes)")
+    print(
+        f"\n100,000 small tensors: save {t1 - t0:.2f} s, load {t2 - t1:.2f} s "
+        f"({result.nbytes} data bytes, index {os.path.getsize(prefix + '.index')} bytes)"
+    )
     assert len(loaded) == n
     for name, value in tensors.items():
         got = loaded[name]
@@ -273,6 +283,7 @@ def test_100k_small_tensors_round_trip(tmp_path):
 
 # ---------------------------------------------------------------------------------
 # Sizes.
+
 
 def _mem_available() -> int:
     try:
@@ -295,8 +306,11 @@ def test_tensor_over_4gib(tmp_path):
     marks = {2**32 - 1: 11, 2**32: 22, 2**32 + 1: 33, size - 2: 44, size - 1: 55, 7: 66}
     for pos, val in marks.items():
         big[pos] = val
-    tensors = {"a_before": np.arange(5, dtype=np.uint8), "big": big,
-               "z_after": np.arange(10, dtype=np.float64)}  # stored at offset > 2^32
+    tensors = {
+        "a_before": np.arange(5, dtype=np.uint8),
+        "big": big,
+        "z_after": np.arange(10, dtype=np.float64),
+    }  # stored at offset > 2^32
     prefix = str(tmp_path / "huge")
     try:
         t0 = time.perf_counter()
@@ -355,6 +369,7 @@ def test_zero_size_tensors_of_every_shape(tmp_path):
 
 # ---------------------------------------------------------------------------------
 # Directories.
+
 
 def test_save_creates_missing_directories(tmp_path):
     prefix = tmp_path / "a" / "b" / "c" / "model"
@@ -428,9 +443,14 @@ def test_two_processes_saving_into_one_directory(tmp_path):
     os.makedirs(d)
     go = str(tmp_path / "go")
     steps = 15
-    procs = {name: subprocess.Popen([sys.executable, "-c", _CONCURRENT_WORKER, d, name, str(steps), go],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for name in ("alpha", "beta")}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT_WORKER, d, name, str(steps), go],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in ("alpha", "beta")
+    }
     state_file = os.path.join(d, "checkpoint")
     polls = valid = 0
     writers, both_listed = set(), 0
@@ -474,8 +494,10 @@ def test_two_processes_saving_into_one_directory(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    print(f"\nstate file polled {polls} times ({valid} valid reads, {both_listed} listing both "
-          f"prefixes), last writers seen: {sorted(writers)}")
+    print(
+        f"\nstate file polled {polls} times ({valid} valid reads, {both_listed} listing both "
+        f"prefixes), last writers seen: {sorted(writers)}"
+    )
 
     final = fastckpt.get_checkpoint_state(d)
     assert final.model_checkpoint_path in outs.values()  # the last writer wins
@@ -501,19 +523,23 @@ def test_two_processes_saving_into_one_directory(tmp_path):
 # ---------------------------------------------------------------------------------
 # Damaged index entries that every reader must refuse alike (load, get_tensor, verify).
 
+
 def _set_shape(*dims):
     def mutate(e):
         del e.shape.dim[:]
         for d in dims:
             e.shape.dim.add().size = d
+
     return mutate
 
 
 def _every_reader_raises(prefix: str, name: str, cls, message: str) -> None:
     """load, get_tensor and verify all raise `cls` with exactly `message`."""
-    calls = {"load": lambda: fastckpt.load(prefix),
-             "get_tensor": lambda: fastckpt.load_variable(prefix, name),
-             "verify": lambda: fastckpt.verify(prefix)}
+    calls = {
+        "load": lambda: fastckpt.load(prefix),
+        "get_tensor": lambda: fastckpt.load_variable(prefix, name),
+        "verify": lambda: fastckpt.verify(prefix),
+    }
     for what, call in calls.items():
         with pytest.raises(cls) as e:
             call()
@@ -530,6 +556,7 @@ def test_zero_size_tensor_with_a_damaged_crc(tmp_path):
     def damage(e):
         _set_shape(2**62, 0)(e)
         e.crc32c ^= 0x10
+
     rewrite_index_entry(prefix, b"e", damage)
     with fastckpt.load_checkpoint(prefix) as reader:
         assert reader.get_variable_to_shape_map()["e"] == [2**62, 0]
@@ -538,7 +565,9 @@ def test_zero_size_tensor_with_a_damaged_crc(tmp_path):
     message = str(e.value)
     assert re.fullmatch(
         rf"tensor 'e' in '{re.escape(prefix)}\.data-00000-of-00001': data checksum mismatch "
-        r"\(stored CRC32C [0-9a-f]{8}, a tensor of no bytes has 00000000\)", message), message
+        r"\(stored CRC32C [0-9a-f]{8}, a tensor of no bytes has 00000000\)",
+        message,
+    ), message
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.load(prefix)
     assert str(e.value) == message
@@ -566,8 +595,9 @@ def test_string_tensor_of_impossible_zero_size_shape(tmp_path):
     prefix = str(tmp_path / "s")
     fastckpt.save({"s": np.empty((0,), dtype=object), "w": np.arange(3.0)}, prefix, durable=False)
     rewrite_index_entry(prefix, b"s", _set_shape(2**62, 0))
-    _every_reader_raises(prefix, "s", fastckpt.DataLossError,
-                         f"corrupt index file '{prefix}.index': entry 's' has an impossible shape")
+    _every_reader_raises(
+        prefix, "s", fastckpt.DataLossError, f"corrupt index file '{prefix}.index': entry 's' has an impossible shape"
+    )
 
 
 def test_string_tensor_of_largest_zero_size_shape_loads(tmp_path):
@@ -627,10 +657,13 @@ def _special_file_case(tmp_path, kind: str, which: str) -> dict:
     import json
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", _SPECIAL_FILE_SCRIPT, str(tmp_path), kind, which],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ,
-                               "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    proc = subprocess.run(
+        [sys.executable, "-c", _SPECIAL_FILE_SCRIPT, str(tmp_path), kind, which],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

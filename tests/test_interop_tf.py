@@ -9,6 +9,7 @@ e. ``tf.raw_ops.SaveV2`` and ``fastckpt.save(num_shards=1)`` produce byte-identi
 Every comparison is bit-exact (arrays are compared as raw bytes, so NaN payloads, -0.0 and
 float8 bit patterns count) and checks dtype and shape.
 """
+
 from __future__ import annotations
 
 import glob
@@ -19,11 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
 import tensorflow as tf
+from helpers import TF_CPUS, tf_session  # noqa: E402
 
 import fastckpt  # noqa: E402
-from helpers import TF_CPUS, tf_session  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -60,11 +60,23 @@ _setup_logical_cpus()
 NUMERIC_DTYPES = [
     np.dtype(d)
     for d in (
-        np.float16, np.float32, np.float64, ml_dtypes.bfloat16,
-        np.int8, np.int16, np.int32, np.int64,
-        np.uint8, np.uint16, np.uint32, np.uint64,
-        np.bool_, np.complex64, np.complex128,
-        ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2,
+        np.float16,
+        np.float32,
+        np.float64,
+        ml_dtypes.bfloat16,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.bool_,
+        np.complex64,
+        np.complex128,
+        ml_dtypes.float8_e4m3fn,
+        ml_dtypes.float8_e5m2,
     )
 ]
 
@@ -78,7 +90,7 @@ STRING_VALUES = [
     b"\xff\xfe\x00\x01",
     "héllo wörld",
     "日本語テキスト",
-    "emoji \U0001F600",
+    "emoji \U0001f600",
     b"x" * 300,  # length needs a 2-byte varint
     "ü" * 100,
 ]
@@ -147,13 +159,11 @@ def all_dtypes_tensors(seed: int = 0) -> dict:
     tensors = {}
     for dt in NUMERIC_DTYPES:
         for shape in SHAPES:
-            tensors[f"{dt.name}/rank{len(shape)}_{'x'.join(map(str, shape)) or 'scalar'}"] = (
-                random_array(rng, dt, shape)
+            tensors[f"{dt.name}/rank{len(shape)}_{'x'.join(map(str, shape)) or 'scalar'}"] = random_array(
+                rng, dt, shape
             )
     for shape in SHAPES:
-        tensors[f"string/rank{len(shape)}_{'x'.join(map(str, shape)) or 'scalar'}"] = string_array(
-            rng, shape
-        )
+        tensors[f"string/rank{len(shape)}_{'x'.join(map(str, shape)) or 'scalar'}"] = string_array(rng, shape)
     tensors["string/all_values"] = np.array(STRING_VALUES, dtype=object)
     tensors["string/scalar_nul"] = np.array(b"\x00nul\x00", dtype=object)
     tensors["string/scalar_unicode"] = np.array("naïve ☃", dtype=object)
@@ -179,9 +189,7 @@ def _tf_np_dtype(tf_dtype) -> np.dtype:
 
 def _checkpoint_files(prefix) -> list:
     prefix = os.fspath(prefix)
-    return sorted(glob.glob(glob.escape(prefix) + ".data-*")) + sorted(
-        glob.glob(glob.escape(prefix) + ".index")
-    )
+    return sorted(glob.glob(glob.escape(prefix) + ".data-*")) + sorted(glob.glob(glob.escape(prefix) + ".index"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,9 +206,7 @@ def test_tf_reader_reads_every_dtype(tmp_path, num_shards):
     expected_shards = num_shards or 1
     data_files = sorted(glob.glob(str(prefix) + ".data-*"))
     if num_shards is not None:
-        assert data_files == [
-            f"{prefix}.data-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)
-        ]
+        assert data_files == [f"{prefix}.data-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
     else:
         expected_shards = len(data_files)
         assert expected_shards >= 1
@@ -210,9 +216,7 @@ def test_tf_reader_reads_every_dtype(tmp_path, num_shards):
     assert sorted(os.path.abspath(os.fspath(f)) for f in res.files) == sorted(
         os.path.abspath(f) for f in data_files + [f"{prefix}.index"]
     )
-    assert res.nbytes >= sum(
-        np.asarray(a).nbytes for a in tensors.values() if np.asarray(a).dtype != object
-    )
+    assert res.nbytes >= sum(np.asarray(a).nbytes for a in tensors.values() if np.asarray(a).dtype != object)
     assert res.seconds >= 0
     # No temp files left behind.
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(f) for f in res.files)
@@ -220,14 +224,10 @@ def test_tf_reader_reads_every_dtype(tmp_path, num_shards):
     reader = tf.train.load_checkpoint(str(prefix))
     assert reader.get_variable_to_shape_map() == {k: _shape_list(v) for k, v in tensors.items()}
     dtypes = reader.get_variable_to_dtype_map()
-    assert {k: _tf_np_dtype(v) for k, v in dtypes.items()} == {
-        k: np.asarray(v).dtype for k, v in tensors.items()
-    }
+    assert {k: _tf_np_dtype(v) for k, v in dtypes.items()} == {k: np.asarray(v).dtype for k, v in tensors.items()}
     for name, value in tensors.items():
         assert_tensor_equal(reader.get_tensor(name), value, name)
-    assert tf.train.list_variables(str(prefix)) == sorted(
-        (k, _shape_list(v)) for k, v in tensors.items()
-    )
+    assert tf.train.list_variables(str(prefix)) == sorted((k, _shape_list(v)) for k, v in tensors.items())
 
     # And fastckpt reads its own output the same way TF does.
     loaded = fastckpt.load(prefix)
@@ -255,7 +255,11 @@ def test_tf_restore_v2_op_reads_fastckpt_shards(tmp_path):
 
 
 EXOTIC_DTYPES = [
-    "int4", "uint4", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e4m3b11fnuz",
+    "int4",
+    "uint4",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "float8_e4m3b11fnuz",
 ]
 
 
@@ -415,9 +419,7 @@ def test_fastckpt_reads_tf1_saver_checkpoint(tmp_path, sharded):
 
     with fastckpt.load_checkpoint(prefix) as reader:
         assert reader.get_variable_to_shape_map() == tf_shapes
-        assert reader.get_variable_to_dtype_map() == {
-            k: _tf_np_dtype(v) for k, v in tf_dtypes.items()
-        }
+        assert reader.get_variable_to_dtype_map() == {k: _tf_np_dtype(v) for k, v in tf_dtypes.items()}
         assert sorted(reader) == sorted(values)
         assert len(reader) == len(values)
         for name, value in values.items():
@@ -434,11 +436,11 @@ def test_fastckpt_reads_tf1_saver_checkpoint(tmp_path, sharded):
         # Slices crossing partition boundaries.
         rows, cols = values["part/rows"], values["part/cols"]
         assert_tensor_equal(reader.get_slice("part/rows", "2,3:-"), rows[2:5, :], "rows 2,3:-")
-        assert_tensor_equal(reader.get_slice("part/rows", "1,5:1,3"), rows[1:6, 1:4],
-                            "rows 1,5:1,3")
+        assert_tensor_equal(reader.get_slice("part/rows", "1,5:1,3"), rows[1:6, 1:4], "rows 1,5:1,3")
         assert_tensor_equal(reader.get_slice("part/cols", "-:1,5"), cols[:, 1:6], "cols -:1,5")
-        assert_tensor_equal(reader.get_slice("dense/kernel", "0,3:2,2"),
-                            values["dense/kernel"][0:3, 2:4], "dense 0,3:2,2")
+        assert_tensor_equal(
+            reader.get_slice("dense/kernel", "0,3:2,2"), values["dense/kernel"][0:3, 2:4], "dense 0,3:2,2"
+        )
         with pytest.raises(KeyError):
             reader.get_tensor("no/such/variable")
 
@@ -460,16 +462,16 @@ def test_fastckpt_reassembles_raw_save_v2_slices(tmp_path):
         # (names, shape_and_slices, values)
         (["w", "s"], ["6 8 0,3:0,4", "3 2 0,1:-"], [full[0:3, 0:4], strings[0:1]]),
         (["w", "h"], ["6 8 0,3:4,4", "4 0,2"], [full[0:3, 4:8], half[0:2]]),
-        (["w", "s", "h"], ["6 8 3,3:-", "3 2 1,2:0,2", "4 2,2"],
-         [full[3:6, :], strings[1:3], half[2:4]]),
+        (["w", "s", "h"], ["6 8 3,3:-", "3 2 1,2:0,2", "4 2,2"], [full[3:6, :], strings[1:3], half[2:4]]),
     ]
     parts = []
     for i, (names, specs, values) in enumerate(shards):
         part = str(tmp_path / f"ck_temp/part-{i:05d}-of-{len(shards):05d}")
         tf.raw_ops.SaveV2(
-            prefix=part, tensor_names=names, shape_and_slices=specs,
-            tensors=[tf.constant(_expected_strings(v) if v.dtype == object else v)
-                     for v in values],
+            prefix=part,
+            tensor_names=names,
+            shape_and_slices=specs,
+            tensors=[tf.constant(_expected_strings(v) if v.dtype == object else v) for v in values],
         )
         parts.append(part)
     prefix = str(tmp_path / "ck")
@@ -493,8 +495,12 @@ def test_insufficient_slices_is_an_error(tmp_path):
     """A partitioned tensor whose stored slices do not cover it: TF refuses, so must fastckpt;
     the covered part stays readable with get_slice."""
     prefix = str(tmp_path / "ck")
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=["w"], shape_and_slices=["4 0,2"],
-                      tensors=[tf.constant(np.array([1.0, 2.0], np.float32))])
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=["w"],
+        shape_and_slices=["4 0,2"],
+        tensors=[tf.constant(np.array([1.0, 2.0], np.float32))],
+    )
     with pytest.raises(ValueError, match="sufficient slices"):
         tf.train.load_checkpoint(prefix).get_tensor("w")
     with fastckpt.load_checkpoint(prefix) as reader:
@@ -645,7 +651,7 @@ def _first_diff(a: bytes, b: bytes) -> str:
     i = next((k for k in range(n) if a[k] != b[k]), n)
     return (
         f"sizes {len(a)} vs {len(b)}; first difference at offset {i}: "
-        f"tf={a[max(0, i - 8):i + 24].hex(' ')} fastckpt={b[max(0, i - 8):i + 24].hex(' ')}"
+        f"tf={a[max(0, i - 8) : i + 24].hex(' ')} fastckpt={b[max(0, i - 8) : i + 24].hex(' ')}"
     )
 
 
@@ -682,10 +688,14 @@ def test_byte_identical_to_tf_save_v2(tmp_path, case):
     _tf_save_v2(tf_prefix, tensors)
     fastckpt.save(tensors, fc_prefix, num_shards=1, durable=False)
 
-    assert sorted(os.listdir(fc_dir)) == sorted(os.listdir(tf_dir)) == [
-        "ckpt.data-00000-of-00001",
-        "ckpt.index",
-    ]
+    assert (
+        sorted(os.listdir(fc_dir))
+        == sorted(os.listdir(tf_dir))
+        == [
+            "ckpt.data-00000-of-00001",
+            "ckpt.index",
+        ]
+    )
     tf_index = _read(tf_prefix + ".index")
     fc_index = _read(fc_prefix + ".index")
     if case == "many_long_names":

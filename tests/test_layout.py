@@ -2,6 +2,7 @@
 is in pyproject.toml's package list (or the wheel would lack it), and the
 README's "Layout" section names every module, so that a reader finds where a
 behaviour lives."""
+
 from __future__ import annotations
 
 import re

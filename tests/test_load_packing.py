@@ -1,4 +1,5 @@
 """load() packs small tensors into shared slabs: values, layout and ownership."""
+
 from __future__ import annotations
 
 import ml_dtypes
@@ -11,9 +12,7 @@ from fastckpt import reader as reader_mod
 
 def _tensors():
     rng = np.random.default_rng(7)
-    out = {
-        f"small/{i:03d}": rng.standard_normal(rng.integers(1, 300)).astype(np.float32) for i in range(200)
-    }
+    out = {f"small/{i:03d}": rng.standard_normal(rng.integers(1, 300)).astype(np.float32) for i in range(200)}
     out["big"] = rng.standard_normal((512, 1024)).astype(np.float32)  # 2 MiB: its own allocation
     out["edge/just_below"] = np.arange((1 << 20) - 1, dtype=np.uint8)
     out["edge/at_limit"] = np.arange(1 << 20, dtype=np.uint8)
@@ -32,8 +31,13 @@ def _base_of(a: np.ndarray) -> np.ndarray:
 def _own_allocation(a: np.ndarray) -> bool:
     """`a` has a byte buffer of its own (64 bytes longer, for alignment) and starts
     on a 64-byte boundary."""
-    return (isinstance(a.base, np.ndarray) and a.base.base is None and a.base.dtype == np.uint8
-            and a.base.nbytes == a.nbytes + 64 and a.ctypes.data % 64 == 0)
+    return (
+        isinstance(a.base, np.ndarray)
+        and a.base.base is None
+        and a.base.dtype == np.uint8
+        and a.base.nbytes == a.nbytes + 64
+        and a.ctypes.data % 64 == 0
+    )
 
 
 def test_values_are_exact_with_and_without_packing(tmp_path):
@@ -93,7 +97,7 @@ def test_tensors_spill_into_further_slabs(tmp_path, monkeypatch):
     got = fastckpt.load(prefix)
     bases = [_base_of(got[f"t{i:02d}"]) for i in range(20)]
     # Three 1216-byte slots fit in 4096 bytes: slabs of 3, in name order.
-    assert [len({id(b) for b in bases[k:k + 3]}) for k in range(0, 18, 3)] == [1] * 6
+    assert [len({id(b) for b in bases[k : k + 3]}) for k in range(0, 18, 3)] == [1] * 6
     assert len({id(b) for b in bases}) == 7
     for i in range(20):
         np.testing.assert_array_equal(got[f"t{i:02d}"], np.full(300, i, np.float32))

@@ -64,10 +64,11 @@ def test_eacces(world_visible_dir, missing_parent):
     prefix = target / "sub" / "x" if missing_parent else target / "x"
     code = f"""
         import errno, os, numpy as np, fastckpt
+        save = fastckpt.save  # imported while root: the interpreter's modules may be root-only here
         if os.geteuid() == 0:
             os.setgid(65534); os.setuid(65534)  # drop root: permissions apply again
         try:
-            fastckpt.save({{"a": np.ones(3)}}, {str(prefix)!r})
+            save({{"a": np.ones(3)}}, {str(prefix)!r})
         except fastckpt.CheckpointIOError as e:
             assert isinstance(e, OSError)
             print("errno", errno.errorcode[e.errno], "|", e)

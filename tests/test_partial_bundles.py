@@ -14,6 +14,7 @@ Chunk CRCs (``chunk_bytes``) are the unmasked CRC32C of each consecutive
 chunk of an entry's stored bytes, packed little-endian; they are checked
 against ``google_crc32c`` over the file bytes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,13 +29,13 @@ import google_crc32c
 import ml_dtypes
 import numpy as np
 import pytest
+from sim_device import SimDeviceArray
 
 import fastckpt
 from fastckpt import _native, config
 from fastckpt.format import dtypes
 from fastckpt.format.slices import encode_slice_key
 from fastckpt.writer import partitioned_items, prepare_items
-from sim_device import SimDeviceArray
 
 testing = _native.testing
 COUNT_ONLY = 10**9
@@ -60,8 +61,9 @@ class Rank:
             items, self.keep = prepare_items(tensors)
         else:
             self.keep = tensors
-        self.job = _native.SaveJob(str(prefix), items, num_shards=num_shards, shard_base=base,
-                                   total_shards=total, commit=False, **kw)
+        self.job = _native.SaveJob(
+            str(prefix), items, num_shards=num_shards, shard_base=base, total_shards=total, commit=False, **kw
+        )
         self.result = None
 
     def finish(self):
@@ -104,12 +106,11 @@ def file_bytes(prefix: str, entry, total: int) -> bytes:
 
 
 def expected_chunks(data: bytes, chunk: int) -> bytes:
-    return b"".join(struct.pack("<I", google_crc32c.value(data[i:i + chunk]))
-                    for i in range(0, len(data), chunk))
+    return b"".join(struct.pack("<I", google_crc32c.value(data[i : i + chunk])) for i in range(0, len(data), chunk))
 
 
 def masked(crc: int) -> int:
-    return ((((crc >> 15) | (crc << 17)) & 0xffffffff) + 0xa282ead8) & 0xffffffff
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 # -- several ranks, one checkpoint ---------------------------------------------
@@ -121,21 +122,28 @@ PART_SLICES = [[(0, 2), (0, -1)], [(2, 4), (0, -1)]]
 def rank_tensors():
     rng = np.random.default_rng(7)
     return [
-        {"dense/kernel": rng.standard_normal((64, 33)).astype(np.float32),
-         "global_step": np.int64(1000),
-         encode_slice_key("part", PART_SLICES[0]): FULL[0:2]},
-        {"vocab": np.array([b"hello", b"", b"w\x00rld" * 50], dtype=object),
-         "empty": np.zeros((0, 5), np.float64),
-         "bf16": rng.standard_normal(1000).astype(ml_dtypes.bfloat16)},
-        {"dense/bias": rng.standard_normal(33).astype(np.float64),
-         "flags": np.array([True, False, True]),
-         encode_slice_key("part", PART_SLICES[1]): FULL[2:6]},
+        {
+            "dense/kernel": rng.standard_normal((64, 33)).astype(np.float32),
+            "global_step": np.int64(1000),
+            encode_slice_key("part", PART_SLICES[0]): FULL[0:2],
+        },
+        {
+            "vocab": np.array([b"hello", b"", b"w\x00rld" * 50], dtype=object),
+            "empty": np.zeros((0, 5), np.float64),
+            "bf16": rng.standard_normal(1000).astype(ml_dtypes.bfloat16),
+        },
+        {
+            "dense/bias": rng.standard_normal(33).astype(np.float64),
+            "flags": np.array([True, False, True]),
+            encode_slice_key("part", PART_SLICES[1]): FULL[2:6],
+        },
     ]
 
 
 def rank_items(tensors):
     """prepare_items, allowing the encoded slice keys of the partitioned tensor."""
     from fastckpt.writer import prepare_item
+
     items, keep = [], []
     for name, value in tensors.items():
         item, owner = prepare_item(name, value, slice_key=isinstance(name, bytes))
@@ -207,6 +215,7 @@ def test_three_ranks_commit_one_checkpoint_that_fastckpt_and_tensorflow_read(tmp
     assert (report.ok, report.tensors, report.files) == (True, len(want), 5)
     assert report.bytes == sum(e[5] for e in entries)
     import tensorflow as tf
+
     tf_reader = tf.train.load_checkpoint(prefix)
     assert sorted(tf_reader.get_variable_to_shape_map()) == sorted(want)
     for name, value in want.items():
@@ -239,12 +248,18 @@ def identity_items():
     """Items of many kinds, enough of them for an index of several 256 KiB blocks."""
     rng = np.random.default_rng(11)
     tensors = {f"layer_{i:05d}/w": rng.standard_normal(3 + i % 5).astype(np.float32) for i in range(12000)}
-    tensors.update({"big": rng.standard_normal(700_000).astype(np.float32),
-                    "names": np.array([b"a", b"bc" * 100, b""], dtype=object),
-                    "zero": np.zeros((0,), np.int32), "step": np.int64(5)})
+    tensors.update(
+        {
+            "big": rng.standard_normal(700_000).astype(np.float32),
+            "names": np.array([b"a", b"bc" * 100, b""], dtype=object),
+            "zero": np.zeros((0,), np.int32),
+            "step": np.int64(5),
+        }
+    )
     items, keep = prepare_items(tensors)
-    part_items, part_keep = partitioned_items("part", (6, 4), [(PART_SLICES[0], FULL[0:2]),
-                                                              (PART_SLICES[1], FULL[2:6])])
+    part_items, part_keep = partitioned_items(
+        "part", (6, 4), [(PART_SLICES[0], FULL[0:2]), (PART_SLICES[1], FULL[2:6])]
+    )
     return items + part_items, keep + part_keep + [tensors]
 
 
@@ -267,8 +282,16 @@ def test_partial_jobs_with_the_single_process_layout_write_identical_files(tmp_p
     assert [e[0] for e in data_less] == [b"part"]
 
     # One job writing every shard, committed through commit_bundle.
-    job = _native.SaveJob(str(tmp_path / "one_job" / "ck"), items, num_shards=3, threads=3, durable=False,
-                          shard_base=0, total_shards=3, commit=False)
+    job = _native.SaveJob(
+        str(tmp_path / "one_job" / "ck"),
+        items,
+        num_shards=3,
+        threads=3,
+        durable=False,
+        shard_base=0,
+        total_shards=3,
+        commit=False,
+    )
     job.snapshot()
     r = job.finish()
     assert sorted(r["entries"]) == sorted(stored)
@@ -281,8 +304,16 @@ def test_partial_jobs_with_the_single_process_layout_write_identical_files(tmp_p
     jobs, results = [], []
     for s in range(3):
         mine = [it for it in items if it[5] is None and shard_of[it[0]] == s]
-        j = _native.SaveJob(str(tmp_path / "per_shard" / "ck"), mine, num_shards=1, threads=2, durable=False,
-                            shard_base=s, total_shards=3, commit=False)
+        j = _native.SaveJob(
+            str(tmp_path / "per_shard" / "ck"),
+            mine,
+            num_shards=1,
+            threads=2,
+            durable=False,
+            shard_base=s,
+            total_shards=3,
+            commit=False,
+        )
         j.snapshot()
         results.append(j.finish())
         jobs.append(j)
@@ -293,8 +324,7 @@ def test_partial_jobs_with_the_single_process_layout_write_identical_files(tmp_p
         j.release(True)
 
     want = dir_bytes(tmp_path / "single")
-    assert sorted(want) == ["ck.data-00000-of-00003", "ck.data-00001-of-00003", "ck.data-00002-of-00003",
-                            "ck.index"]
+    assert sorted(want) == ["ck.data-00000-of-00003", "ck.data-00001-of-00003", "ck.data-00002-of-00003", "ck.index"]
     assert len(want["ck.index"]) > 256 * KiB  # more than one table block
     assert dir_bytes(tmp_path / "one_job") == want
     assert dir_bytes(tmp_path / "per_shard") == want
@@ -317,8 +347,8 @@ def test_a_committed_job_with_total_shards_equal_to_its_count_is_a_plain_save(tm
 def chunk_tensors(chunk: int) -> dict:
     rng = np.random.default_rng(chunk % 1000)
     return {
-        "small": rng.integers(0, 255, 100, dtype=np.uint8),            # smaller than a chunk
-        "exact": rng.integers(0, 255, 2 * chunk, dtype=np.uint8),       # exactly two chunks
+        "small": rng.integers(0, 255, 100, dtype=np.uint8),  # smaller than a chunk
+        "exact": rng.integers(0, 255, 2 * chunk, dtype=np.uint8),  # exactly two chunks
         "ragged": rng.integers(0, 255, 3 * chunk + 5, dtype=np.uint8),  # a short last chunk
         "large": rng.standard_normal((5 * MiB + 12) // 4).astype(np.float32),  # many pieces
         "zero": np.zeros((0, 3), np.float32),
@@ -347,8 +377,9 @@ def test_chunk_crcs_of_a_committed_host_save(tmp_path, chunk):
     prefix = str(tmp_path / "ck")
     # Small tasks: "large" is cut into 256 KiB pieces, so a chunk larger than
     # that spans pieces, and a 12 KiB chunk does not divide a piece.
-    out = _native.write_bundle(prefix, items, num_shards=2, threads=3, durable=False,
-                               task_bytes=256 * KiB, chunk_bytes=chunk)
+    out = _native.write_bundle(
+        prefix, items, num_shards=2, threads=3, durable=False, task_bytes=256 * KiB, chunk_bytes=chunk
+    )
     assert sorted(out) == ["chunk_crcs", "data_bytes", "files", "num_shards"]
     reader = _native.Reader(prefix)
     entries = reader.entries()
@@ -378,9 +409,10 @@ def test_chunk_crcs_of_partial_jobs(tmp_path, monkeypatch, chunk, mode):
         names = sorted(tensors)
         halves = [{k: tensors[k] for k in names[:3]}, {k: tensors[k] for k in names[3:]}]
         prefix = str(tmp_path / "ck")
-        ranks = [Rank(prefix, t, base, 3, num_shards=count, threads=2, chunk_bytes=chunk,
-                      snapshot_host=mode == "snapshot")
-                 for t, (base, count) in zip(halves, [(0, 2), (2, 1)])]
+        ranks = [
+            Rank(prefix, t, base, 3, num_shards=count, threads=2, chunk_bytes=chunk, snapshot_host=mode == "snapshot")
+            for t, (base, count) in zip(halves, [(0, 2), (2, 1)])
+        ]
         for r in ranks:
             r.job.start_writing()
             r.finish()
@@ -416,8 +448,7 @@ def test_chunk_crcs_of_a_staged_committed_save(tmp_path, sim_device):
 @pytest.mark.parametrize("bad", [1, 4095, 5000, (1 << 30) + 4096, -4096])
 def test_chunk_bytes_must_be_a_multiple_of_4096_up_to_1_gib(tmp_path, bad):
     items, _keep = prepare_items({"x": np.ones(3)})
-    message = ("chunk_bytes must be 0 or a multiple of 4096 of at most 1 GiB (1073741824), not "
-               f"{bad}")
+    message = f"chunk_bytes must be 0 or a multiple of 4096 of at most 1 GiB (1073741824), not {bad}"
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         _native.write_bundle(str(tmp_path / "ck"), items, chunk_bytes=bad)
     assert str(info.value) == message
@@ -436,15 +467,20 @@ def test_the_largest_chunk_size_is_accepted(tmp_path):
 # -- shard numbering arguments ------------------------------------------------------
 
 
-@pytest.mark.parametrize("kw,message", [
-    (dict(shard_base=2, total_shards=4, num_shards=3),
-     "shard_base (2) + num_shards (3) must be at most total_shards (4)"),
-    (dict(shard_base=4, total_shards=4), "shard_base 4 is not below total_shards 4"),
-    (dict(shard_base=1), "shard_base 1 needs total_shards (the number of data files of the whole checkpoint)"),
-    (dict(shard_base=-1, total_shards=4), "shard_base must be >= 0, not -1"),
-    (dict(total_shards=-2), "total_shards must be between 0 and 99999, not -2"),
-    (dict(total_shards=100000), "total_shards must be between 0 and 99999, not 100000"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (
+            dict(shard_base=2, total_shards=4, num_shards=3),
+            "shard_base (2) + num_shards (3) must be at most total_shards (4)",
+        ),
+        (dict(shard_base=4, total_shards=4), "shard_base 4 is not below total_shards 4"),
+        (dict(shard_base=1), "shard_base 1 needs total_shards (the number of data files of the whole checkpoint)"),
+        (dict(shard_base=-1, total_shards=4), "shard_base must be >= 0, not -1"),
+        (dict(total_shards=-2), "total_shards must be between 0 and 99999, not -2"),
+        (dict(total_shards=100000), "total_shards must be between 0 and 99999, not 100000"),
+    ],
+)
 def test_bad_shard_numbering_is_refused(tmp_path, kw, message):
     items, _keep = prepare_items({"x": np.ones(3)})
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
@@ -459,7 +495,8 @@ def test_a_committing_save_must_write_every_shard(tmp_path):
         _native.write_bundle(str(tmp_path / "ck"), items, shard_base=1, total_shards=4, num_shards=2)
     assert str(info.value) == (
         "a save that commits must write all 4 shards of its checkpoint, not shards 1 to 2 (a part of a "
-        "checkpoint is written without committing, then committed with the other parts)")
+        "checkpoint is written without committing, then committed with the other parts)"
+    )
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         _native.SaveJob(str(tmp_path / "ck"), items, shard_base=0, total_shards=3, num_shards=1)
     assert "not shards 0 to 0" in str(info.value)
@@ -467,14 +504,26 @@ def test_a_committing_save_must_write_every_shard(tmp_path):
     # Without a shard count, a committing save writes them all.
     out = _native.write_bundle(str(tmp_path / "ck"), items, total_shards=3, durable=False)
     assert out["num_shards"] == 3
-    assert sorted(os.listdir(tmp_path)) == ["ck.data-00000-of-00003", "ck.data-00001-of-00003",
-                                           "ck.data-00002-of-00003", "ck.index"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "ck.data-00000-of-00003",
+        "ck.data-00001-of-00003",
+        "ck.data-00002-of-00003",
+        "ck.index",
+    ]
 
 
 def test_an_automatic_shard_count_fits_the_remaining_shards(tmp_path):
     items, _keep = prepare_items({f"t{i}": np.ones(10) for i in range(8)})
-    job = _native.SaveJob(str(tmp_path / "ck"), items, threads=4, num_shards=0, shard_base=3, total_shards=4,
-                          commit=False, task_bytes=4096)
+    job = _native.SaveJob(
+        str(tmp_path / "ck"),
+        items,
+        threads=4,
+        num_shards=0,
+        shard_base=3,
+        total_shards=4,
+        commit=False,
+        task_bytes=4096,
+    )
     out = job.finish()
     assert out["num_shards"] == 1
     assert [f for _t, f in out["data_files"]] == [str(tmp_path / "ck.data-00003-of-00004")]
@@ -487,8 +536,7 @@ def test_an_automatic_shard_count_fits_the_remaining_shards(tmp_path):
 
 
 def one_rank(tmp_path, **kw) -> Rank:
-    r = Rank(tmp_path / "ck", {"a": np.arange(100.0), "b": np.ones((3, 3), np.int32)}, 1, 3,
-             num_shards=2, **kw)
+    r = Rank(tmp_path / "ck", {"a": np.arange(100.0), "b": np.ones((3, 3), np.int32)}, 1, 3, num_shards=2, **kw)
     r.finish()
     return r
 
@@ -554,8 +602,9 @@ def test_release_after_a_failed_finish_has_nothing_left_to_do(tmp_path):
 
 def test_uncommitted_durable_finish_fsyncs_data_and_renames_nothing(tmp_path):
     items, _keep = prepare_items({"a": np.ones(4), "b": np.zeros(8)})
-    job = _native.SaveJob(str(tmp_path / "p"), items, num_shards=2, shard_base=1, total_shards=3,
-                          commit=False, durable=True)
+    job = _native.SaveJob(
+        str(tmp_path / "p"), items, num_shards=2, shard_base=1, total_shards=3, commit=False, durable=True
+    )
     testing.arm_fault("sync", COUNT_ONLY, 0)
     job.finish()
     assert testing.fault_hits() == 2  # both data files, nothing else
@@ -581,8 +630,10 @@ def old_tensors():
 def partial_save(prefix):
     """Two ranks writing the three shards of `prefix`."""
     t = new_tensors()
-    ranks = [Rank(prefix, {k: t[k] for k in ("t0", "t1", "t2", "t3")}, 0, 3, num_shards=2),
-             Rank(prefix, {k: t[k] for k in ("t4", "t5")}, 2, 3, num_shards=1)]
+    ranks = [
+        Rank(prefix, {k: t[k] for k in ("t0", "t1", "t2", "t3")}, 0, 3, num_shards=2),
+        Rank(prefix, {k: t[k] for k in ("t4", "t5")}, 2, 3, num_shards=1),
+    ]
     for r in ranks:
         r.finish()
     return ranks
@@ -620,22 +671,40 @@ def test_commit_bundle_makes_only_the_commits_calls(tmp_path_factory):
     # The index's create, write, fsync and close; every data file's rename,
     # then the index's; one directory fsync. The data files are the ranks'.
     assert {p: c for p, (c, _s) in counts.items()} == {
-        "create": 1, "write": 1, "sync": 1, "rename": 4, "close": 1, "sync_dir": 1}
+        "create": 1,
+        "write": 1,
+        "sync": 1,
+        "rename": 4,
+        "close": 1,
+        "sync_dir": 1,
+    }
     assert {p: s for p, (_c, s) in counts.items()}["rename"] == 4
 
 
 def describe(exc, directory) -> tuple:
-    return (type(exc), exc.errno, exc.strerror, str(exc).replace(str(directory), "DIR"),
-            (exc.filename or "").replace(str(directory), "DIR"))
+    return (
+        type(exc),
+        exc.errno,
+        exc.strerror,
+        str(exc).replace(str(directory), "DIR"),
+        (exc.filename or "").replace(str(directory), "DIR"),
+    )
 
 
 @pytest.mark.parametrize("old_shards", [3, 2], ids=["same-count", "other-count"])
-@pytest.mark.parametrize("point,which", [(p, w) for p in POINTS for w in ("first", "last")
-                                         if not (w == "last" and p in ("create", "write", "sync", "close",
-                                                                       "sync_dir"))]
-                         + [("rename", "middle")])
-def test_commit_bundle_failure_leaves_what_a_single_process_save_leaves(tmp_path, tmp_path_factory, point,
-                                                                      which, old_shards):
+@pytest.mark.parametrize(
+    "point,which",
+    [
+        (p, w)
+        for p in POINTS
+        for w in ("first", "last")
+        if not (w == "last" and p in ("create", "write", "sync", "close", "sync_dir"))
+    ]
+    + [("rename", "middle")],
+)
+def test_commit_bundle_failure_leaves_what_a_single_process_save_leaves(
+    tmp_path, tmp_path_factory, point, which, old_shards
+):
     n_commit, n_single = count_calls(tmp_path_factory, point)
     skip = {"first": 0, "middle": n_commit // 2, "last": n_commit - 1}[which]
     # The commit's calls are the single-process save's last ones at create,
@@ -697,8 +766,9 @@ def test_failed_commit_names_the_final_file_and_keeps_the_earlier_checkpoint(tmp
     testing.disarm_faults()
     assert info.value.errno == errno.ENOSPC
     assert info.value.filename == prefix + ".data-00001-of-00003"
-    assert str(info.value) == (f"cannot rename the temporary file into place as '{prefix}.data-00001-of-00003': "
-                               f"{os.strerror(errno.ENOSPC)}")
+    assert str(info.value) == (
+        f"cannot rename the temporary file into place as '{prefix}.data-00001-of-00003': {os.strerror(errno.ENOSPC)}"
+    )
     for r in ranks:
         r.job.release(False)
     assert listing(tmp_path) == before
@@ -713,9 +783,13 @@ def test_commit_replaces_an_earlier_checkpoint_of_another_count(tmp_path):
     commit(prefix, ranks)
     for r in ranks:
         r.job.release(True)
-    assert sorted(os.listdir(tmp_path)) == ["model-1.index", "model.data-00000-of-00003",
-                                           "model.data-00001-of-00003", "model.data-00002-of-00003",
-                                           "model.index"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "model-1.index",
+        "model.data-00000-of-00003",
+        "model.data-00001-of-00003",
+        "model.data-00002-of-00003",
+        "model.index",
+    ]
     assert_values(fastckpt.load(prefix), new_tensors())
 
 
@@ -730,41 +804,95 @@ def bad_commit_cases(prefix):
     t0 = next(e for e in entries if e[0] == b"t0")
     cases = {
         "duplicate key": (entries + [t0], files, 3, where + "duplicate tensor name 't0'"),
-        "missing shard": (entries, files[:2], 3,
-                          where + f"no data file was listed for shard 2 ('{prefix}.data-00002-of-00003')"),
-        "shard listed twice": (entries, files + [files[0]], 3,
-                               where + f"data file '{prefix}.data-00000-of-00003' is listed twice"),
-        "another prefix": (entries, files[:2] + [(files[2][0], other_prefix + ".data-00002-of-00003")], 3,
-                           where + f"'{other_prefix}.data-00002-of-00003' is not the name of a data file of "
-                           f"this checkpoint ({prefix}.data-00000-of-00003 to {prefix}.data-00002-of-00003)"),
-        "another count": (entries, files[:2] + [(files[2][0], prefix + ".data-00002-of-00004")], 3,
-                          where + f"'{prefix}.data-00002-of-00004' is not the name of a data file of this "
-                          f"checkpoint ({prefix}.data-00000-of-00003 to {prefix}.data-00002-of-00003)"),
-        "six digits": (entries, files[:2] + [(files[2][0], prefix + ".data-000002-of-00003")], 3,
-                       where + f"'{prefix}.data-000002-of-00003' is not the name of a data file of this "
-                       f"checkpoint ({prefix}.data-00000-of-00003 to {prefix}.data-00002-of-00003)"),
-        "unwritten shard": (entries + [(b"extra", 1, (2,), 3, 0, 8, 0, None)], files, 3,
-                            where + "tensor 'extra' is in shard 3, which none of its 3 data files holds"),
-        "negative shard": (entries + [(b"extra", 1, (2,), -1, 0, 8, 0, None)], files, 3,
-                           where + "tensor 'extra' is in shard -1, which none of its 3 data files holds"),
-        "negative offset": (entries + [(b"extra", 1, (2,), 0, -8, 8, 0, None)], files, 3,
-                            where + "tensor 'extra' has a negative offset (-8)"),
-        "not a temporary file": (entries, files[:2] + [(files[1][0], files[2][1])], 3,
-                                 where + f"'{files[1][0]}' is not a temporary file of '{files[2][1]}'"),
-        "empty key": (entries + [(b"", 1, (2,), 0, 0, 8, 0, None)], files, 3,
-                      where + "tensor names must not be empty"),
+        "missing shard": (
+            entries,
+            files[:2],
+            3,
+            where + f"no data file was listed for shard 2 ('{prefix}.data-00002-of-00003')",
+        ),
+        "shard listed twice": (
+            entries,
+            files + [files[0]],
+            3,
+            where + f"data file '{prefix}.data-00000-of-00003' is listed twice",
+        ),
+        "another prefix": (
+            entries,
+            files[:2] + [(files[2][0], other_prefix + ".data-00002-of-00003")],
+            3,
+            where + f"'{other_prefix}.data-00002-of-00003' is not the name of a data file of "
+            f"this checkpoint ({prefix}.data-00000-of-00003 to {prefix}.data-00002-of-00003)",
+        ),
+        "another count": (
+            entries,
+            files[:2] + [(files[2][0], prefix + ".data-00002-of-00004")],
+            3,
+            where + f"'{prefix}.data-00002-of-00004' is not the name of a data file of this "
+            f"checkpoint ({prefix}.data-00000-of-00003 to {prefix}.data-00002-of-00003)",
+        ),
+        "six digits": (
+            entries,
+            files[:2] + [(files[2][0], prefix + ".data-000002-of-00003")],
+            3,
+            where + f"'{prefix}.data-000002-of-00003' is not the name of a data file of this "
+            f"checkpoint ({prefix}.data-00000-of-00003 to {prefix}.data-00002-of-00003)",
+        ),
+        "unwritten shard": (
+            entries + [(b"extra", 1, (2,), 3, 0, 8, 0, None)],
+            files,
+            3,
+            where + "tensor 'extra' is in shard 3, which none of its 3 data files holds",
+        ),
+        "negative shard": (
+            entries + [(b"extra", 1, (2,), -1, 0, 8, 0, None)],
+            files,
+            3,
+            where + "tensor 'extra' is in shard -1, which none of its 3 data files holds",
+        ),
+        "negative offset": (
+            entries + [(b"extra", 1, (2,), 0, -8, 8, 0, None)],
+            files,
+            3,
+            where + "tensor 'extra' has a negative offset (-8)",
+        ),
+        "not a temporary file": (
+            entries,
+            files[:2] + [(files[1][0], files[2][1])],
+            3,
+            where + f"'{files[1][0]}' is not a temporary file of '{files[2][1]}'",
+        ),
+        "empty key": (entries + [(b"", 1, (2,), 0, 0, 8, 0, None)], files, 3, where + "tensor names must not be empty"),
         "no shards": (entries, files, 0, where + "total_shards must be between 1 and 99999, not 0"),
-        "short tuple": (entries + [(b"x", 1, (2,), 0, 0, 8, 0)], files, 3,
-                        "commit_bundle: entry 6: expected a tuple (key, dtype, shape, shard, offset, size, "
-                        "masked_crc32c, slices)"),
-        "str key": (entries + [("x", 1, (2,), 0, 0, 8, 0, None)], files, 3,
-                    "commit_bundle: entry 6: the key must be bytes, not str"),
-        "bad crc": (entries + [(b"x", 1, (2,), 0, 0, 8, 1 << 32, None)], files, 3,
-                    "commit_bundle: entry 6: masked_crc32c is out of range (0 to 4294967295)"),
-        "bad slices": (entries + [(b"x", 1, (2,), 0, 0, 0, 0, [[(0, -2)]])], files, 3,
-                       "commit_bundle: entry 6: a slice length is out of range (-1 to 9223372036854775807)"),
-        "bad data file": (entries, files + [(files[0][0],)], 3,
-                          "commit_bundle: data file 3: expected a (temp_path, final_path) pair of str"),
+        "short tuple": (
+            entries + [(b"x", 1, (2,), 0, 0, 8, 0)],
+            files,
+            3,
+            "commit_bundle: entry 6: expected a tuple (key, dtype, shape, shard, offset, size, masked_crc32c, slices)",
+        ),
+        "str key": (
+            entries + [("x", 1, (2,), 0, 0, 8, 0, None)],
+            files,
+            3,
+            "commit_bundle: entry 6: the key must be bytes, not str",
+        ),
+        "bad crc": (
+            entries + [(b"x", 1, (2,), 0, 0, 8, 1 << 32, None)],
+            files,
+            3,
+            "commit_bundle: entry 6: masked_crc32c is out of range (0 to 4294967295)",
+        ),
+        "bad slices": (
+            entries + [(b"x", 1, (2,), 0, 0, 0, 0, [[(0, -2)]])],
+            files,
+            3,
+            "commit_bundle: entry 6: a slice length is out of range (-1 to 9223372036854775807)",
+        ),
+        "bad data file": (
+            entries,
+            files + [(files[0][0],)],
+            3,
+            "commit_bundle: data file 3: expected a (temp_path, final_path) pair of str",
+        ),
     }
     return ranks, cases
 
@@ -805,8 +933,10 @@ def test_commit_bundle_takes_lists_as_a_transport_may_turn_tuples_into_them(tmp_
     prefix = str(tmp_path / "m")
     ranks = write_ranks(prefix, [(0, 1), (1, 1), (2, 1)], total=3, durable=False)
     entries, files = merge(ranks, [part_entry()])
-    as_lists = [[e[0], e[1], list(e[2]), *e[3:7], None if e[7] is None else [[list(x) for x in s] for s in e[7]]]
-                for e in entries]
+    as_lists = [
+        [e[0], e[1], list(e[2]), *e[3:7], None if e[7] is None else [[list(x) for x in s] for s in e[7]]]
+        for e in entries
+    ]
     _native.commit_bundle(prefix, as_lists, [list(f) for f in files], 3, durable=False)
     for r in ranks:
         r.job.release(True)

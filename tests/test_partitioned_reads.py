@@ -8,6 +8,7 @@ what ``verify`` accepts, every reader loads, and what one reader refuses,
 itself, which is compared here with a brute-force oracle on random layouts,
 grids and hostile ones.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +17,7 @@ import itertools
 
 import numpy as np
 import pytest
+from checkpoint_builders import rewrite_index_entry, write_partitioned  # fuzz/, on sys.path (conftest)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +26,6 @@ from fastckpt import _native
 from fastckpt.format import dtypes
 from fastckpt.format import slices as slicing
 from fastckpt.writer import partitioned_item, prepare_item, write_items
-
-from checkpoint_builders import rewrite_index_entry, write_partitioned  # fuzz/, on sys.path (conftest)
 
 # The work bounds of csrc/fastckpt/slice_set.h.
 MAX_GRID_CELLS = 1 << 26
@@ -53,11 +53,13 @@ def _listed_twice(tmp_path):
     the element counts still agree, but the slices overlap."""
     prefix = str(tmp_path / "twice")
     full = np.arange(40, dtype=np.float32).reshape(8, 5)
-    write_partitioned(prefix, "part", full, [[(0, 4), (0, -1)], [(4, 4), (0, -1)]],
-           extra={"other": np.arange(3, dtype=np.int64)})
+    write_partitioned(
+        prefix, "part", full, [[(0, 4), (0, -1)], [(4, 4), (0, -1)]], extra={"other": np.arange(3, dtype=np.int64)}
+    )
 
     def list_first_twice(e):
         e.slices[1].CopyFrom(e.slices[0])
+
     rewrite_index_entry(prefix, b"part", list_first_twice)
     return prefix
 
@@ -71,8 +73,10 @@ def test_slice_listed_twice_fails_verify(tmp_path):
         fastckpt.verify(prefix)
     (bad,) = e.value.report.bad
     assert bad == ("part", prefix + ".index", OVERLAP, True)
-    assert str(e.value) == (f"checkpoint '{prefix}' is damaged: 1 problem(s) in 1 of 2 tensors:\n"
-                            f"  tensor 'part' in '{prefix}.index': {OVERLAP}")
+    assert str(e.value) == (
+        f"checkpoint '{prefix}' is damaged: 1 problem(s) in 1 of 2 tensors:\n"
+        f"  tensor 'part' in '{prefix}.index': {OVERLAP}"
+    )
     assert fastckpt.latest_valid_checkpoint(tmp_path) is None
 
 
@@ -178,8 +182,9 @@ def test_string_slice_too_small_for_its_shape(tmp_path):
     huge = [(2, 2**40)]
     items, keep = [], []
     for extents, value in (([(0, 2)], [b"a", b"bb"]), (huge, [b"c"])):
-        item, owner = prepare_item(slicing.encode_slice_key("s", extents),
-                                   np.array(value, dtype=object), slice_key=True)
+        item, owner = prepare_item(
+            slicing.encode_slice_key("s", extents), np.array(value, dtype=object), slice_key=True
+        )
         items.append(item)
         keep.append(owner)
     items.append(partitioned_item("s", dtypes.DT_STRING, (2 + 2**40,), [[(0, 2)], huge]))
@@ -187,13 +192,16 @@ def test_string_slice_too_small_for_its_shape(tmp_path):
 
     def grow(e):
         e.shape.dim[0].size = 2**40
+
     rewrite_index_entry(prefix, slicing.encode_slice_key("s", huge), grow)
     with fastckpt.load_checkpoint(prefix) as reader:
         with pytest.raises(fastckpt.DataLossError) as e:
             reader.get_tensor("s")
         assert reader.get_slice("s", "0,2").tolist() == [b"a", b"bb"]
-    assert str(e.value) == (f"slice '2,1099511627776' of tensor 's' in '{prefix}.data-00000-of-00001': "
-                            "a string tensor of 1099511627776 elements cannot fit in 6 bytes")
+    assert str(e.value) == (
+        f"slice '2,1099511627776' of tensor 's' in '{prefix}.data-00000-of-00001': "
+        "a string tensor of 1099511627776 elements cannot fit in 6 bytes"
+    )
 
 
 def test_slice_entry_that_is_itself_partitioned(tmp_path):
@@ -205,9 +213,9 @@ def test_slice_entry_that_is_itself_partitioned(tmp_path):
 
     def add_slices(e):
         e.slices.add().extent.add().length = 4
+
     rewrite_index_entry(prefix, slicing.encode_slice_key("p", parts[1]), add_slices)
-    message = (f"corrupt index file '{prefix}.index': tensor 'p': "
-               "slice '4,4': its entry is itself partitioned")
+    message = f"corrupt index file '{prefix}.index': tensor 'p': slice '4,4': its entry is itself partitioned"
     with fastckpt.load_checkpoint(prefix) as reader:
         with pytest.raises(fastckpt.DataLossError) as e:
             reader.get_tensor("p")
@@ -216,8 +224,7 @@ def test_slice_entry_that_is_itself_partitioned(tmp_path):
         assert reader.get_slice("p", "0,3").tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
-    assert [(b.name, b.reason) for b in e.value.report.bad] == [
-        ("p", "slice '4,4': its entry is itself partitioned")]
+    assert [(b.name, b.reason) for b in e.value.report.bad] == [("p", "slice '4,4': its entry is itself partitioned")]
 
 
 def test_region_needs_only_the_slices_it_intersects(tmp_path):
@@ -230,8 +237,9 @@ def test_region_needs_only_the_slices_it_intersects(tmp_path):
         np.testing.assert_array_equal(reader.get_slice("p", "0,2:-"), full[:2])
         with pytest.raises(fastckpt.DataLossError) as e:
             reader.get_slice("p", "1,2:-")
-        assert str(e.value) == (f"corrupt index file '{prefix}.index': tensor 'p': "
-                                "slice '2,2:-' has no entry in the index")
+        assert str(e.value) == (
+            f"corrupt index file '{prefix}.index': tensor 'p': slice '2,2:-' has no entry in the index"
+        )
 
 
 def test_insufficient_slices_for_region(tmp_path):
@@ -242,8 +250,10 @@ def test_insufficient_slices_for_region(tmp_path):
         np.testing.assert_array_equal(reader.get_slice("p", "3,1:1,2"), full[3:4, 1:3])
         with pytest.raises(fastckpt.DataLossError) as e:
             reader.get_slice("p", "1,2:-")
-    assert str(e.value) == (f"checkpoint '{prefix}.index' does not have sufficient slices for "
-                            "tensor 'p' region '1,2:-' (its 2 stored slices hold 5 of its 10 elements)")
+    assert str(e.value) == (
+        f"checkpoint '{prefix}.index' does not have sufficient slices for "
+        "tensor 'p' region '1,2:-' (its 2 stored slices hold 5 of its 10 elements)"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -260,8 +270,11 @@ def _oracle(shape, slices):
     held = 0
     for b in boxes:
         held += int(np.prod([hi - lo for lo, hi in b], dtype=object))
-    overlapping = [(i, j) for i, j in itertools.combinations(range(len(boxes)), 2)
-                   if all(max(a[0], b[0]) < min(a[1], b[1]) for a, b in zip(boxes[i], boxes[j]))]
+    overlapping = [
+        (i, j)
+        for i, j in itertools.combinations(range(len(boxes)), 2)
+        if all(max(a[0], b[0]) < min(a[1], b[1]) for a, b in zip(boxes[i], boxes[j]))
+    ]
     total = int(np.prod(shape, dtype=object))
     return held, held == total, overlapping
 
@@ -281,15 +294,19 @@ def _assert_agrees(shape, slices):
         return
     assert isinstance(got, str) and got.startswith("stored slices '"), got
     # The pair named overlaps (the check stops at the first it finds).
-    named = [(i, j) for i, j in overlapping
-             if got == f"stored slices '{slicing.format_slice_spec(slices[i])}' and "
-                       f"'{slicing.format_slice_spec(slices[j])}' overlap"]
+    named = [
+        (i, j)
+        for i, j in overlapping
+        if got == f"stored slices '{slicing.format_slice_spec(slices[i])}' and "
+        f"'{slicing.format_slice_spec(slices[j])}' overlap"
+    ]
     assert named, (got, overlapping)
 
 
 def _extent(dim):
-    return st.one_of(st.just((0, -1)), st.integers(0, dim).flatmap(
-        lambda s: st.tuples(st.just(s), st.integers(0, dim - s))))
+    return st.one_of(
+        st.just((0, -1)), st.integers(0, dim).flatmap(lambda s: st.tuples(st.just(s), st.integers(0, dim - s)))
+    )
 
 
 @st.composite
@@ -361,7 +378,7 @@ def test_irregular_layouts_take_the_sweep_path():
     assert cells > MAX_GRID_CELLS
     _assert_agrees(shape, slices)  # disjoint along dimension 0
     # Overlapping variants: one box moved onto another, at random places.
-    for k in range(20):
+    for _ in range(20):
         i, j = rng.choice(len(slices), size=2, replace=False)
         moved = list(slices)
         moved[i] = [slices[j][0]] + [(0, shape[d]) for d in range(1, 4)]
@@ -405,7 +422,8 @@ def test_layout_beyond_both_bounds_is_refused_not_checked():
     assert str(e.value) == (
         f"its {2 * half} stored slices are laid out too irregularly to be checked for overlaps "
         f"(more than {MAX_GRID_CELLS} grid cells and more than {MAX_SWEEP_CHECKS} slice comparisons; "
-        "TensorFlow's partitioners write grids)")
+        "TensorFlow's partitioners write grids)"
+    )
     # The same number of slices as a grid is checked at once.
     grid = [[(r, 2), (c, half // 2)] for r in range(0, 2 * half, 2) for c in (0, half // 2)]
     assert len(grid) == 2 * half

@@ -7,6 +7,7 @@
 checkpoint its state file points at or its only checkpoint, and ``P`` with a
 ``P.index`` is that checkpoint even when ``P`` is also a directory.
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,8 +22,9 @@ DATA1 = ".data-00000-of-00001"
 
 
 def _save(prefix, value):
-    fastckpt.save({"w": np.full(3, value, np.float32), "step": np.int64(value)}, str(prefix),
-                  durable=False, num_shards=1)
+    fastckpt.save(
+        {"w": np.full(3, value, np.float32), "step": np.int64(value)}, str(prefix), durable=False, num_shards=1
+    )
     return str(prefix)
 
 
@@ -43,8 +45,14 @@ def _entry_points(path):
 
 
 def _expected(prefix, step):
-    return {"load": step, "load_checkpoint": step, "list_variables": [3], "load_variable": step,
-            "load_into": step, "verify": prefix}
+    return {
+        "load": step,
+        "load_checkpoint": step,
+        "list_variables": [3],
+        "load_variable": step,
+        "load_into": step,
+        "verify": prefix,
+    }
 
 
 @pytest.mark.parametrize("suffix", [".index", DATA1, ".meta"])
@@ -55,9 +63,12 @@ def test_checkpoint_file_names_its_checkpoint(tmp_path, suffix):
 
 def test_data_file_of_a_sharded_checkpoint(tmp_path):
     prefix = str(tmp_path / "sharded")
-    fastckpt.save({f"t{i}": np.arange(5) + i for i in range(4)} | {"step": np.int64(3),
-                                                                  "w": np.zeros(3)},
-                  prefix, durable=False, num_shards=3)
+    fastckpt.save(
+        {f"t{i}": np.arange(5) + i for i in range(4)} | {"step": np.int64(3), "w": np.zeros(3)},
+        prefix,
+        durable=False,
+        num_shards=3,
+    )
     assert _entry_points(prefix + ".data-00002-of-00003") == _expected(prefix, 3)
 
 
@@ -69,10 +80,17 @@ def test_directory_without_state_file_holding_one_checkpoint(tmp_path):
 def test_directory_without_state_file_holding_several(tmp_path):
     a = _save(tmp_path / "a", 1)
     b = _save(tmp_path / "b", 2)
-    message = (f"directory '{tmp_path}' holds 2 checkpoints and no 'checkpoint' state file to "
-               f"choose one: '{a}', '{b}'; pass one of these prefixes")
-    for call in (fastckpt.load, fastckpt.load_checkpoint, fastckpt.list_variables, fastckpt.verify,
-                 lambda p: fastckpt.load_variable(p, "step")):
+    message = (
+        f"directory '{tmp_path}' holds 2 checkpoints and no 'checkpoint' state file to "
+        f"choose one: '{a}', '{b}'; pass one of these prefixes"
+    )
+    for call in (
+        fastckpt.load,
+        fastckpt.load_checkpoint,
+        fastckpt.list_variables,
+        fastckpt.verify,
+        lambda p: fastckpt.load_variable(p, "step"),
+    ):
         with pytest.raises(fastckpt.InvalidArgumentError) as e:
             call(tmp_path)
         assert str(e.value) == message
@@ -81,15 +99,15 @@ def test_directory_without_state_file_holding_several(tmp_path):
 def test_directory_without_any_checkpoint(tmp_path):
     with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
         fastckpt.load(tmp_path)
-    assert str(e.value) == (f"no checkpoint in directory '{tmp_path}' (no 'checkpoint' state file "
-                            "and no PREFIX.index file)")
+    assert str(e.value) == (
+        f"no checkpoint in directory '{tmp_path}' (no 'checkpoint' state file and no PREFIX.index file)"
+    )
     assert (e.value.errno, e.value.filename) == (errno.ENOENT, str(tmp_path))
 
 
 def test_directory_with_state_file_keeps_its_meaning(tmp_path):
     """The state file decides, however many checkpoints lie beside it."""
-    saver = fastckpt.Saver({"step": np.zeros((), np.int64), "w": np.zeros(3, np.float32)},
-                           max_to_keep=5)
+    saver = fastckpt.Saver({"step": np.zeros((), np.int64), "w": np.zeros(3, np.float32)}, max_to_keep=5)
     for step in (1, 2):
         saver.var_list["step"][...] = step
         saver.save(None, str(tmp_path / "m"), global_step=step)
@@ -104,8 +122,10 @@ def test_state_file_naming_a_removed_checkpoint(tmp_path):
     os.remove(path + ".index")
     with pytest.raises(fastckpt.CheckpointNotFoundError) as e:
         fastckpt.load(tmp_path)
-    assert str(e.value) == (f"no checkpoint in directory '{tmp_path}': its 'checkpoint' state file "
-                            f"names none that exists (checkpoints present: '{other}')")
+    assert str(e.value) == (
+        f"no checkpoint in directory '{tmp_path}': its 'checkpoint' state file "
+        f"names none that exists (checkpoints present: '{other}')"
+    )
 
 
 def test_prefix_that_is_also_a_directory(tmp_path):

@@ -1,5 +1,6 @@
 """progress= callbacks (save, load, load_into, verify), the fastckpt logger, and
 the command line's progress bars and ``ls --tree``."""
+
 from __future__ import annotations
 
 import fcntl
@@ -130,15 +131,18 @@ def test_a_raising_callback_aborts_the_save_and_leaves_nothing(tmp_path):
 
 
 def test_progress_must_be_callable_and_blocking(tmp_path):
-    for call in (lambda: fastckpt.save({"a": np.ones(2)}, str(tmp_path / "x"), progress=5),
-                 lambda: fastckpt.verify(str(tmp_path / "x"), progress="no")):
+    for call in (
+        lambda: fastckpt.save({"a": np.ones(2)}, str(tmp_path / "x"), progress=5),
+        lambda: fastckpt.verify(str(tmp_path / "x"), progress="no"),
+    ):
         with pytest.raises(fastckpt.InvalidArgumentError) as info:
             call()
         assert str(info.value).startswith("progress must be a callable taking a fastckpt.Progress, not ")
     with pytest.raises(fastckpt.InvalidArgumentError) as info:
         fastckpt.save({"a": np.ones(2)}, str(tmp_path / "x"), blocking=False, progress=print)
-    assert str(info.value) == ("progress= reports a blocking save; an asynchronous save reports through "
-                               "its handle (done(), result())")
+    assert str(info.value) == (
+        "progress= reports a blocking save; an asynchronous save reports through its handle (done(), result())"
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -167,12 +171,14 @@ def test_the_logger_is_silent_by_default():
 
 # -- the command line -----------------------------------------------------------------------
 
+
 def _run_in_terminal(args, env=None):
     """Runs `python -m fastckpt ARGS` with stderr on a pseudo-terminal; returns (rc, stdout, tty text)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal's size
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=slave,
-                            env=dict(os.environ, **(env or {})))
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, **(env or {}))
+    )
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + 120
@@ -210,8 +216,10 @@ def test_verify_draws_a_tqdm_bar_on_a_terminal(big_checkpoint):
 
 
 def test_verify_draws_a_plain_bar_without_tqdm(big_checkpoint):
-    script = ("import sys; sys.modules['tqdm'] = None; from fastckpt.cli import main; "
-              f"sys.exit(main(['verify', '--threads', '1', {big_checkpoint!r}]))")
+    script = (
+        "import sys; sys.modules['tqdm'] = None; from fastckpt.cli import main; "
+        f"sys.exit(main(['verify', '--threads', '1', {big_checkpoint!r}]))"
+    )
     rc, out, tty = _run_in_terminal(["-c", script])
     assert rc == 0, tty
     assert out.endswith("OK: every tensor verified\n")
@@ -219,8 +227,9 @@ def test_verify_draws_a_plain_bar_without_tqdm(big_checkpoint):
 
 
 def test_verify_is_quiet_when_stderr_is_not_a_terminal(big_checkpoint):
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "verify", big_checkpoint],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "verify", big_checkpoint], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     assert proc.stderr == ""
     assert proc.stdout.endswith("OK: every tensor verified\n")
@@ -228,11 +237,19 @@ def test_verify_is_quiet_when_stderr_is_not_a_terminal(big_checkpoint):
 
 def test_ls_tree_shows_bytes_per_subtree(tmp_path):
     prefix = str(tmp_path / "ckpt")
-    fastckpt.save({"model": {"enc": {"w": np.ones((4, 4), np.float32), "b": np.ones(4, np.float32)},
-                             "dec": {"w": np.ones(100)}},
-                   "optim": {"m": np.ones(1000, np.float32), "step": 3}}, prefix)
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "ls", "--tree", prefix],
-                          capture_output=True, text=True, timeout=120)
+    fastckpt.save(
+        {
+            "model": {
+                "enc": {"w": np.ones((4, 4), np.float32), "b": np.ones(4, np.float32)},
+                "dec": {"w": np.ones(100)},
+            },
+            "optim": {"m": np.ones(1000, np.float32), "step": 3},
+        },
+        prefix,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "ls", "--tree", prefix], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     structure_line = lines.pop(0)
@@ -250,29 +267,58 @@ def test_ls_tree_shows_bytes_per_subtree(tmp_path):
         lines[-1],
     ]
     assert lines[-1].startswith("6 tensors, ")
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "ls", "--tree", "--depth", "1", prefix],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "ls", "--tree", "--depth", "1", prefix],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.stdout.splitlines()[1:3] == ["model/  880 B  3 tensors", "optim/  4.01 KB  2 tensors"]
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "ls", "--tree", "--json", prefix],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "ls", "--tree", "--json", prefix],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     tree = json.loads(proc.stdout)["tree"]
     assert (tree["bytes"], tree["tensors"]) == (sum(c["bytes"] for c in tree["children"]), 6)
     model = next(c for c in tree["children"] if c["name"] == "model")
-    assert model == {"name": "model", "bytes": 880, "tensors": 3, "children": [
-        {"name": "dec", "bytes": 800, "tensors": 1, "children": [
-            {"name": "w", "bytes": 800, "tensors": 1, "dtype": "float64", "shape": [100]}]},
-        {"name": "enc", "bytes": 80, "tensors": 2, "children": [
-            {"name": "b", "bytes": 16, "tensors": 1, "dtype": "float32", "shape": [4]},
-            {"name": "w", "bytes": 64, "tensors": 1, "dtype": "float32", "shape": [4, 4]}]}]}
+    assert model == {
+        "name": "model",
+        "bytes": 880,
+        "tensors": 3,
+        "children": [
+            {
+                "name": "dec",
+                "bytes": 800,
+                "tensors": 1,
+                "children": [{"name": "w", "bytes": 800, "tensors": 1, "dtype": "float64", "shape": [100]}],
+            },
+            {
+                "name": "enc",
+                "bytes": 80,
+                "tensors": 2,
+                "children": [
+                    {"name": "b", "bytes": 16, "tensors": 1, "dtype": "float32", "shape": [4]},
+                    {"name": "w", "bytes": 64, "tensors": 1, "dtype": "float32", "shape": [4, 4]},
+                ],
+            },
+        ],
+    }
 
 
 def test_ls_tree_keeps_a_tensor_and_a_scope_of_one_name_apart(tmp_path):
     prefix = str(tmp_path / "ckpt")
     fastckpt.save({"a": np.ones(2), "a/b": np.ones(3)}, prefix)
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "ls", "--tree", prefix],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.stdout.splitlines() == ["a/  24 B  1 tensor", "  b  24 B  float64 [3]", "a  16 B  float64 [2]",
-                                        "2 tensors, 40 bytes (40 B)"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "ls", "--tree", prefix], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.splitlines() == [
+        "a/  24 B  1 tensor",
+        "  b  24 B  float64 [3]",
+        "a  16 B  float64 [2]",
+        "2 tensors, 40 bytes (40 B)",
+    ]
 
 
 def test_convert_and_diff_report_progress(tmp_path):
@@ -293,6 +339,10 @@ def test_convert_draws_a_bar_on_a_terminal(big_checkpoint, tmp_path):
     rc, out, tty = _run_in_terminal(["-m", "fastckpt", "convert", big_checkpoint, str(tmp_path / "o.npz")])
     assert rc == 0, tty
     assert "convert: 100%" in tty and "768M/768M" in tty and "24/24 tensors" in tty, tty
-    proc = subprocess.run([sys.executable, "-m", "fastckpt", "diff", big_checkpoint, str(tmp_path / "o.npz")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastckpt", "diff", big_checkpoint, str(tmp_path / "o.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stderr == ""

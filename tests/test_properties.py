@@ -1,5 +1,6 @@
 """Property tests: random tensor sets round-trip exactly; damaged indexes give
 DataLossError (or still-correct data), never another exception or a crash."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,28 @@ from hypothesis.extra import numpy as hnp
 
 import fastckpt
 
-DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
-          np.uint16, np.uint32, np.uint64, np.bool_, np.complex64, np.complex128,
-          ml_dtypes.bfloat16]
+DTYPES = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.bool_,
+    np.complex64,
+    np.complex128,
+    ml_dtypes.bfloat16,
+]
 
 # A leading NUL is reserved for slice keys (tested in test_errors.py).
-names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1,
-                max_size=40).filter(lambda s: not s.startswith("\x00"))
+names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
+    lambda s: not s.startswith("\x00")
+)
 
 
 @st.composite
@@ -33,13 +49,17 @@ def tensors(draw):
     return draw(hnp.arrays(dtype, shape))
 
 
-string_tensors = hnp.arrays(object, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4),
-                            elements=st.binary(max_size=20))
+string_tensors = hnp.arrays(
+    object, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4), elements=st.binary(max_size=20)
+)
 
 tensor_sets = st.dictionaries(names, st.one_of(tensors(), string_tensors), min_size=0, max_size=12)
 
-SETTINGS = settings(max_examples=int(os.environ.get("FASTCKPT_HYPOTHESIS_EXAMPLES", "60")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("FASTCKPT_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @SETTINGS
@@ -80,11 +100,14 @@ def test_mutated_index_is_rejected_or_harmless(reference_checkpoint, data):
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["flip", "set", "truncate"]))
         if kind == "truncate":
-            del mutated[data.draw(st.integers(0, len(mutated))):]
+            del mutated[data.draw(st.integers(0, len(mutated))) :]
         elif mutated:
             pos = data.draw(st.integers(0, len(mutated) - 1))
-            mutated[pos] = (mutated[pos] ^ (1 << data.draw(st.integers(0, 7)))) if kind == "flip" \
+            mutated[pos] = (
+                (mutated[pos] ^ (1 << data.draw(st.integers(0, 7))))
+                if kind == "flip"
                 else data.draw(st.integers(0, 255))
+            )
     with tempfile.TemporaryDirectory() as d:
         copy = os.path.join(d, "ref")
         for suffix in (".data-00000-of-00002", ".data-00001-of-00002"):

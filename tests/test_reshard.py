@@ -9,6 +9,7 @@ count differs from the new one, once the new index has committed, and only
 then: a re-save that fails leaves the old checkpoint as it was. Files of
 other prefixes (``PREFIX-1``, ``PREFIX_x``, ``PREFIX.x``) are never touched.
 """
+
 from __future__ import annotations
 
 import errno
@@ -70,12 +71,14 @@ def test_other_prefixes_and_other_names_are_untouched(tmp_path):
     for step, p in enumerate(neighbours, start=3):
         fastckpt.save(tensors(step), p, num_shards=4)
     fastckpt.save(tensors(1), prefix, num_shards=4)
-    lookalikes = ["model.data-0000-of-00004",                 # 4 digits: not a data file name
-                  "model.data-00000-of-00004.tempstate123",  # TensorFlow's temporary file
-                  "model.data-00000-of-00004.bak",
-                  "model.data-00000-of-0004x",
-                  "model.data-00000-of-00004-old",
-                  "xmodel.data-00000-of-00004"]
+    lookalikes = [
+        "model.data-0000-of-00004",  # 4 digits: not a data file name
+        "model.data-00000-of-00004.tempstate123",  # TensorFlow's temporary file
+        "model.data-00000-of-00004.bak",
+        "model.data-00000-of-0004x",
+        "model.data-00000-of-00004-old",
+        "xmodel.data-00000-of-00004",
+    ]
     for name in lookalikes:
         (tmp_path / name).write_bytes(b"keep")
     own = set(data_files(prefix, 4) + ["model.index"])
@@ -104,8 +107,7 @@ def test_failed_resave_before_the_commit_leaves_the_old_checkpoint(tmp_path):
     assert_holds(prefix, 1)
 
 
-@pytest.mark.parametrize("skip", [0, 1, 2], ids=["first-data-rename", "second-data-rename",
-                                                 "index-rename"])
+@pytest.mark.parametrize("skip", [0, 1, 2], ids=["first-data-rename", "second-data-rename", "index-rename"])
 def test_failed_resave_during_the_commit_leaves_the_old_checkpoint(tmp_path, skip):
     # The new data files have other names than the old ones, so the old
     # checkpoint stays whole until the new index replaces the old one.
@@ -154,8 +156,7 @@ def test_saver_resave_with_another_shard_count(tmp_path):
     for name, value in tensors(2).items():
         values[name][...] = value
     assert fastckpt.Saver(values, num_shards=2).save(None, path) == path
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        data_files(path, 2) + ["model.index", "model.meta", "checkpoint"])
+    assert sorted(os.listdir(tmp_path)) == sorted(data_files(path, 2) + ["model.index", "model.meta", "checkpoint"])
     assert fastckpt.latest_checkpoint(str(tmp_path)) == path
     assert_holds(path, 2)
 
@@ -166,6 +167,7 @@ def test_prefix_in_the_current_directory(tmp_path, monkeypatch):
     fastckpt.save(tensors(1), "model-1", num_shards=4)
     fastckpt.save(tensors(2), "model", num_shards=2)
     assert sorted(os.listdir(tmp_path)) == sorted(
-        data_files("model", 2) + ["model.index"] + data_files("model-1", 4) + ["model-1.index"])
+        data_files("model", 2) + ["model.index"] + data_files("model-1", 4) + ["model-1.index"]
+    )
     assert_holds("model", 2)
     assert_holds("model-1", 1)

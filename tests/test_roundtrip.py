@@ -1,4 +1,5 @@
 """Save/load round trips for every dtype and shape class, shard counts and threads."""
+
 from __future__ import annotations
 
 import os
@@ -10,11 +11,23 @@ import pytest
 import fastckpt
 
 FIXED_DTYPES = [
-    np.float16, np.float32, np.float64, ml_dtypes.bfloat16,
-    np.int8, np.int16, np.int32, np.int64,
-    np.uint8, np.uint16, np.uint32, np.uint64,
-    np.bool_, np.complex64, np.complex128,
-    ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2,
+    np.float16,
+    np.float32,
+    np.float64,
+    ml_dtypes.bfloat16,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.bool_,
+    np.complex64,
+    np.complex128,
+    ml_dtypes.float8_e4m3fn,
+    ml_dtypes.float8_e5m2,
 ]
 
 SHAPES = [(), (0,), (1,), (7,), (3, 0, 2), (2, 3), (2, 3, 4, 1, 2)]
@@ -68,8 +81,7 @@ def test_string_tensors(tmp_path):
     fastckpt.save(tensors, prefix, durable=False)
     with fastckpt.load_checkpoint(prefix) as r:
         assert r.get_tensor("bytes_with_nul").tolist() == [b"a\x00b", b"", b"\xff" * 300]
-        assert r.get_tensor("unicode").tolist() == [["h\u00e9llo".encode(), "\u4e16\u754c".encode()],
-                                                    [b"", b"x"]]
+        assert r.get_tensor("unicode").tolist() == [["h\u00e9llo".encode(), "\u4e16\u754c".encode()], [b"", b"x"]]
         scalar = r.get_tensor("scalar")
         assert scalar.shape == () and scalar.dtype == object and scalar.item() == b"just one"
         assert r.get_tensor("empty").shape == (0, 3)
@@ -127,8 +139,7 @@ def test_non_contiguous_big_endian_and_readonly_inputs(tmp_path):
 def test_python_scalars_lists_and_buffer_objects(tmp_path):
     # Python scalars and lists are a nested state: they come back as they went
     # in, and every number is a 0-d tensor TensorFlow reads by its path.
-    tensors = {"i": 7, "f": 2.5, "b": True, "lst": [[1, 2], [3, 4]],
-               "buf": memoryview(bytearray(b"\x01\x02\x03"))}
+    tensors = {"i": 7, "f": 2.5, "b": True, "lst": [[1, 2], [3, 4]], "buf": memoryview(bytearray(b"\x01\x02\x03"))}
     prefix = str(tmp_path / "py")
     fastckpt.save(tensors, prefix, durable=False)
     loaded = fastckpt.load(prefix)
@@ -143,8 +154,11 @@ def test_python_scalars_lists_and_buffer_objects(tmp_path):
 
 
 def test_reader_api(tmp_path):
-    tensors = {"b/w": np.zeros((2, 3), np.float32), "a": np.arange(4, dtype=np.int64),
-               "name with spaces/\u00fc": np.float16(1.5)}
+    tensors = {
+        "b/w": np.zeros((2, 3), np.float32),
+        "a": np.arange(4, dtype=np.int64),
+        "name with spaces/\u00fc": np.float16(1.5),
+    }
     prefix = str(tmp_path / "r")
     fastckpt.save(tensors, prefix, durable=False)
     with fastckpt.load_checkpoint(prefix) as r:
@@ -152,8 +166,11 @@ def test_reader_api(tmp_path):
         assert len(r) == 3 and "a" in r and "zzz" not in r
         assert r.has_tensor("b/w") and not r.has_tensor("b")
         assert r.get_variable_to_shape_map() == {"b/w": [2, 3], "a": [4], "name with spaces/\u00fc": []}
-        assert r.get_variable_to_dtype_map() == {"b/w": np.dtype(np.float32), "a": np.dtype(np.int64),
-                                                 "name with spaces/\u00fc": np.dtype(np.float16)}
+        assert r.get_variable_to_dtype_map() == {
+            "b/w": np.dtype(np.float32),
+            "a": np.dtype(np.int64),
+            "name with spaces/\u00fc": np.dtype(np.float16),
+        }
         np.testing.assert_array_equal(r.get_tensor("a"), [0, 1, 2, 3])
         np.testing.assert_array_equal(r.get_slice("b/w", "0,1:-"), np.zeros((1, 3), np.float32))
         with pytest.raises(fastckpt.TensorNotFoundError, match="tensor 'nope' not found in checkpoint"):
@@ -223,9 +240,12 @@ def test_array_protocols(tmp_path):
 
 def test_torch_cpu_tensors(tmp_path):
     import torch
-    tensors = {"f": torch.arange(6, dtype=torch.float32).reshape(2, 3),
-               "bf": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
-               "t": torch.arange(6, dtype=torch.int64).reshape(2, 3).t()}
+
+    tensors = {
+        "f": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        "bf": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
+        "t": torch.arange(6, dtype=torch.int64).reshape(2, 3).t(),
+    }
     prefix = str(tmp_path / "torch")
     fastckpt.save(tensors, prefix, durable=False)
     loaded = fastckpt.load(prefix)

@@ -1,4 +1,5 @@
 """fastckpt.Saver over plain arrays: no TensorFlow imported or needed."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,11 @@ import fastckpt
 
 
 def _vars():
-    return {"w1": np.arange(6, dtype=np.float32).reshape(2, 3),
-            "w2": np.array(7, dtype=np.int64),
-            "scope/b": np.zeros(4, dtype=np.float64)}
+    return {
+        "w1": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "w2": np.array(7, dtype=np.int64),
+        "scope/b": np.zeros(4, dtype=np.float64),
+    }
 
 
 def test_save_restore_in_place(tmp_path):
@@ -23,8 +26,7 @@ def test_save_restore_in_place(tmp_path):
     saver = fastckpt.Saver(v)
     prefix = saver.save(None, str(tmp_path / "model"))
     assert prefix == str(tmp_path / "model")
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.data-00000-of-00001", "model.index",
-                                            "model.meta"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.data-00000-of-00001", "model.index", "model.meta"]
     original = {k: a.copy() for k, a in v.items()}
     for a in v.values():
         a[...] = 0
@@ -50,7 +52,8 @@ def test_max_to_keep_and_state_file(tmp_path):
     assert (tmp_path / "checkpoint").read_text() == (
         f'model_checkpoint_path: "{tmp_path}/m-3"\n'
         f'all_model_checkpoint_paths: "{tmp_path}/m-2"\n'
-        f'all_model_checkpoint_paths: "{tmp_path}/m-3"\n')
+        f'all_model_checkpoint_paths: "{tmp_path}/m-3"\n'
+    )
     assert fastckpt.latest_checkpoint(str(tmp_path)) == str(tmp_path / "m-3")
 
 
@@ -111,12 +114,15 @@ def test_restore_shape_mismatch(tmp_path):
     other = fastckpt.Saver({"w1": np.zeros((3, 2), np.float32)})
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         other.restore(None, prefix)
-    assert str(e.value) == (f"tensor 'w1' in '{prefix}': the checkpoint holds float32 [2, 3], the target "
-                            "is float32 [3, 2]; restoring converts nothing")
+    assert str(e.value) == (
+        f"tensor 'w1' in '{prefix}': the checkpoint holds float32 [2, 3], the target "
+        "is float32 [3, 2]; restoring converts nothing"
+    )
 
 
 def _mismatched_targets():
     import torch
+
     return {"numpy": np.zeros((2, 3), np.float64), "torch": torch.zeros((2, 3), dtype=torch.float64)}
 
 
@@ -125,8 +131,10 @@ def test_restore_dtype_mismatch_converts_nothing(tmp_path, kind):
     # One rule for Saver.restore and load_into: a float64 target of a float32
     # checkpoint is an error naming both, never a silent astype.
     prefix = fastckpt.Saver(_vars()).save(None, str(tmp_path / "m"))
-    want = (f"tensor 'w1' in '{prefix}': the checkpoint holds float32 [2, 3], the target is "
-            "float64 [2, 3]; restoring converts nothing")
+    want = (
+        f"tensor 'w1' in '{prefix}': the checkpoint holds float32 [2, 3], the target is "
+        "float64 [2, 3]; restoring converts nothing"
+    )
     target = _mismatched_targets()[kind]
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         fastckpt.Saver({"w1": target}).restore(None, prefix)
@@ -192,7 +200,7 @@ def test_tensorflow_is_never_imported(tmp_path):
         import sys, numpy as np, fastckpt
         v = {{"w": np.ones(3, np.float32)}}
         s = fastckpt.Saver(v, max_to_keep=1)
-        p = s.save(None, {str(tmp_path / 'm')!r}, global_step=1)
+        p = s.save(None, {str(tmp_path / "m")!r}, global_step=1)
         s.restore(None, fastckpt.latest_checkpoint({str(tmp_path)!r}))
         fastckpt.import_meta_graph(p + ".meta").restore(None, p)
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
@@ -205,8 +213,8 @@ def test_tensorflow_is_never_imported(tmp_path):
 
 def test_torch_tensors_restored_in_place(tmp_path):
     import torch
-    v = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3),
-         "b": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
+
+    v = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
     saver = fastckpt.Saver(v)
     prefix = saver.save(None, str(tmp_path / "m"))
     w_before, b_before = v["w"], v["b"]
@@ -222,8 +230,7 @@ def test_jax_arrays_are_replaced(tmp_path):
     import jax.numpy as jnp
     import ml_dtypes
 
-    v = {"w": jnp.arange(6, dtype=jnp.float32).reshape(2, 3),
-         "b": jnp.array([1.5, -2.0], dtype=jnp.bfloat16)}
+    v = {"w": jnp.arange(6, dtype=jnp.float32).reshape(2, 3), "b": jnp.array([1.5, -2.0], dtype=jnp.bfloat16)}
     prefix = fastckpt.Saver(v).save(None, str(tmp_path / "m"))
     loaded = fastckpt.load(prefix)
     assert loaded["b"].dtype == ml_dtypes.bfloat16
@@ -248,8 +255,7 @@ def test_two_processes_sharing_a_directory_lose_no_state_entry(tmp_path):
             saver.var_list["w"][:] = step
             saver.save(None, f"{directory}/{name}", global_step=step)
         """)
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), name])
-             for name in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     state = fastckpt.get_checkpoint_state(str(tmp_path))
     listed = sorted(os.path.basename(p) for p in state.all_model_checkpoint_paths)
@@ -264,7 +270,8 @@ def test_two_processes_sharing_a_directory_lose_no_state_entry(tmp_path):
 def test_url_paths_need_tensorflow_variables(tmp_path):
     """ram://, gs://... are TensorFlow filesystems: a Saver of arrays says so."""
     saver = fastckpt.Saver({"x": np.zeros(3, np.float32)})
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match=r"'ram://bucket/model': ram:// paths are TensorFlow filesystems"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match=r"'ram://bucket/model': ram:// paths are TensorFlow filesystems"
+    ):
         saver.save(None, "ram://bucket/model")
     assert os.listdir(tmp_path) == []

@@ -12,6 +12,7 @@ with fastckpt's (``num_shards=1`` where TF's single-file layout is compared), ea
 
 and, where the layout is the same, that each library restores the other's files.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,13 +24,12 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
 import tensorflow as tf  # noqa: E402
+from helpers import TF_CPUS, tf_session  # noqa: E402
 
 import fastckpt  # noqa: E402
 import fastckpt.saver as fsaver  # noqa: E402
 from fastckpt import checkpoint_management as fcm  # noqa: E402
-from helpers import TF_CPUS, tf_session  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -84,8 +84,7 @@ def _make_vars(use_resource=True):
     """The standard model's variables (constant initial values), name -> variable."""
     out = {}
     for name, value in VALUES.items():
-        out[name] = tf.compat.v1.get_variable(
-            name, initializer=tf.constant(value), use_resource=use_resource)
+        out[name] = tf.compat.v1.get_variable(name, initializer=tf.constant(value), use_resource=use_resource)
     return out
 
 
@@ -182,6 +181,7 @@ class FakeClock:
 # Plain saves
 # --------------------------------------------------------------------------------------------
 
+
 def _plain_scenario(kind, d, use_resource=True, global_step=None):
     g = tf.Graph()
     with g.as_default():
@@ -192,8 +192,14 @@ def _plain_scenario(kind, d, use_resource=True, global_step=None):
             prefix = saver.save(sess, os.path.join(d, "model"), global_step=global_step)
         snap = _snapshot(d)
         restored = _restore_fresh(g, saver, prefix, variables)
-        return {"prefix": prefix, "last": saver.last_checkpoints, **snap, "restored": restored,
-                "latest": tf.train.latest_checkpoint(d), "fc_latest": fcm.latest_checkpoint(d)}
+        return {
+            "prefix": prefix,
+            "last": saver.last_checkpoints,
+            **snap,
+            "restored": restored,
+            "latest": tf.train.latest_checkpoint(d),
+            "fc_latest": fcm.latest_checkpoint(d),
+        }
 
 
 @pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
@@ -201,8 +207,7 @@ def test_plain_save_matches_tf(tmp_path, use_resource):
     r = _side_by_side(tmp_path, _plain_scenario, use_resource=use_resource)
     assert r["prefix"] == f"{DIR}/model"
     assert r["files"] == ["checkpoint", "model.data-00000-of-00001", "model.index", "model.meta"]
-    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model"\n'
-                          f'all_model_checkpoint_paths: "{DIR}/model"\n')
+    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model"\nall_model_checkpoint_paths: "{DIR}/model"\n')
     assert r["restored"] == _expected()
     assert r["latest"] == r["fc_latest"] == f"{DIR}/model"
 
@@ -242,6 +247,7 @@ def test_fastckpt_exports_saver():
 # global_step, pad_step_number
 # --------------------------------------------------------------------------------------------
 
+
 def _global_step_scenario(kind, d, how, pad=False, step=1000):
     g = tf.Graph()
     with g.as_default():
@@ -251,8 +257,13 @@ def _global_step_scenario(kind, d, how, pad=False, step=1000):
         with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             sess.run(gs.assign(step))
-            arg = {"int": step, "np_int": np.int64(step), "variable": gs, "tensor": tf.identity(gs),
-                   "name": tf.identity(gs, name="gs_value").name}[how]
+            arg = {
+                "int": step,
+                "np_int": np.int64(step),
+                "variable": gs,
+                "tensor": tf.identity(gs),
+                "name": tf.identity(gs, name="gs_value").name,
+            }[how]
             prefix = saver.save(sess, os.path.join(d, "model"), global_step=arg)
         snap = _snapshot(d)
         variables["global_step"] = gs
@@ -264,8 +275,7 @@ def _global_step_scenario(kind, d, how, pad=False, step=1000):
 def test_global_step_matches_tf(tmp_path, how):
     r = _side_by_side(tmp_path, _global_step_scenario, how=how)
     assert r["prefix"] == f"{DIR}/model-1000"
-    assert r["files"] == ["checkpoint", "model-1000.data-00000-of-00001", "model-1000.index",
-                          "model-1000.meta"]
+    assert r["files"] == ["checkpoint", "model-1000.data-00000-of-00001", "model-1000.index", "model-1000.meta"]
     assert r["restored"]["global_step"] == _comparable(np.int64(1000))
 
 
@@ -274,13 +284,15 @@ def test_pad_step_number_matches_tf(tmp_path, how):
     r = _side_by_side(tmp_path, _global_step_scenario, how=how, pad=True, step=3)
     assert r["prefix"] == f"{DIR}/model-00000003"
     assert "model-00000003.index" in r["files"]
-    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model-00000003"\n'
-                          f'all_model_checkpoint_paths: "{DIR}/model-00000003"\n')
+    assert r["state"] == (
+        f'model_checkpoint_path: "{DIR}/model-00000003"\nall_model_checkpoint_paths: "{DIR}/model-00000003"\n'
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Retention: max_to_keep, keep_checkpoint_every_n_hours
 # --------------------------------------------------------------------------------------------
+
 
 def _max_to_keep_scenario(kind, d, max_to_keep, steps=(1, 2, 3, 4, 5)):
     g = tf.Graph()
@@ -292,8 +304,7 @@ def _max_to_keep_scenario(kind, d, max_to_keep, steps=(1, 2, 3, 4, 5)):
             sess.run(tf.compat.v1.global_variables_initializer())
             for step in steps:
                 prefix = saver.save(sess, os.path.join(d, "model"), global_step=step)
-                history.append({"prefix": prefix, "last": list(saver.last_checkpoints),
-                                **_snapshot(d)})
+                history.append({"prefix": prefix, "last": list(saver.last_checkpoints), **_snapshot(d)})
         return history
 
 
@@ -302,11 +313,13 @@ def test_max_to_keep_2_deletes_like_tf(tmp_path):
     final = history[-1]
     assert final["last"] == [f"{DIR}/model-4", f"{DIR}/model-5"]
     assert final["files"] == sorted(
-        ["checkpoint"] + [f"model-{s}.{ext}" for s in (4, 5)
-                          for ext in ("data-00000-of-00001", "index", "meta")])
-    assert final["state"] == (f'model_checkpoint_path: "{DIR}/model-5"\n'
-                              f'all_model_checkpoint_paths: "{DIR}/model-4"\n'
-                              f'all_model_checkpoint_paths: "{DIR}/model-5"\n')
+        ["checkpoint"] + [f"model-{s}.{ext}" for s in (4, 5) for ext in ("data-00000-of-00001", "index", "meta")]
+    )
+    assert final["state"] == (
+        f'model_checkpoint_path: "{DIR}/model-5"\n'
+        f'all_model_checkpoint_paths: "{DIR}/model-4"\n'
+        f'all_model_checkpoint_paths: "{DIR}/model-5"\n'
+    )
 
 
 def _distinct_prefixes_scenario(kind, d, names):
@@ -319,8 +332,14 @@ def _distinct_prefixes_scenario(kind, d, names):
             sess.run(tf.compat.v1.global_variables_initializer())
             for name in names:
                 prefix = saver.save(sess, os.path.join(d, name))
-                history.append({"prefix": prefix, "last": list(saver.last_checkpoints), **_snapshot(d),
-                                "states": list(tf.train.get_checkpoint_state(d).all_model_checkpoint_paths)})
+                history.append(
+                    {
+                        "prefix": prefix,
+                        "last": list(saver.last_checkpoints),
+                        **_snapshot(d),
+                        "states": list(tf.train.get_checkpoint_state(d).all_model_checkpoint_paths),
+                    }
+                )
         return history
 
 
@@ -330,8 +349,9 @@ def test_max_to_keep_with_distinct_prefixes_lists_only_what_exists_like_tf(tmp_p
     history = _side_by_side(tmp_path, _distinct_prefixes_scenario, names=("s1", "s2", "s3", "s4"))
     assert history[2]["states"] == [f"{DIR}/s2", f"{DIR}/s3"]
     assert history[3]["states"] == [f"{DIR}/s3", f"{DIR}/s4"]
-    assert history[3]["files"] == sorted(["checkpoint"] + [f"{n}.{ext}" for n in ("s3", "s4")
-                                                           for ext in ("data-00000-of-00001", "index", "meta")])
+    assert history[3]["files"] == sorted(
+        ["checkpoint"] + [f"{n}.{ext}" for n in ("s3", "s4") for ext in ("data-00000-of-00001", "index", "meta")]
+    )
 
 
 def test_resaving_same_prefix_moves_it_last_like_tf(tmp_path):
@@ -347,8 +367,7 @@ def test_max_to_keep_0_or_none_keeps_everything_like_tf(tmp_path, max_to_keep):
     final = history[-1]
     assert final["last"] == []
     assert len([f for f in final["files"] if f.endswith(".index")]) == 5
-    assert final["state"] == (f'model_checkpoint_path: "{DIR}/model-5"\n'
-                              f'all_model_checkpoint_paths: "{DIR}/model-5"\n')
+    assert final["state"] == (f'model_checkpoint_path: "{DIR}/model-5"\nall_model_checkpoint_paths: "{DIR}/model-5"\n')
 
 
 def _keep_hours_scenario(kind, d, clock, defer_build=False, build_delay=0.0):
@@ -357,8 +376,7 @@ def _keep_hours_scenario(kind, d, clock, defer_build=False, build_delay=0.0):
     g = tf.Graph()
     with g.as_default():
         _make_vars()
-        saver = make_saver(kind, max_to_keep=2, keep_checkpoint_every_n_hours=1.0,
-                           defer_build=defer_build)
+        saver = make_saver(kind, max_to_keep=2, keep_checkpoint_every_n_hours=1.0, defer_build=defer_build)
         if defer_build:
             clock.t += build_delay
             saver.build()
@@ -374,7 +392,7 @@ def _keep_hours_scenario(kind, d, clock, defer_build=False, build_delay=0.0):
 
 
 def _steps_on_disk(files):
-    return sorted(int(f[len("model-"):-len(".index")]) for f in files if f.endswith(".index"))
+    return sorted(int(f[len("model-") : -len(".index")]) for f in files if f.endswith(".index"))
 
 
 def test_keep_checkpoint_every_n_hours_like_tf(tmp_path, monkeypatch):
@@ -391,14 +409,14 @@ def test_keep_checkpoint_every_n_hours_counts_from_build_with_defer_build(tmp_pa
     """TF starts the N-hour clock when the saver is *built* (build(), not __init__)."""
     clock = FakeClock()
     monkeypatch.setattr(time, "time", clock)
-    history = _side_by_side(tmp_path, _keep_hours_scenario, clock=clock, defer_build=True,
-                            build_delay=3000.0)
+    history = _side_by_side(tmp_path, _keep_hours_scenario, clock=clock, defer_build=True, build_delay=3000.0)
     assert _steps_on_disk(history[-1]["files"]) == [4, 7, 9, 10]
 
 
 # --------------------------------------------------------------------------------------------
 # save() options: write_meta_graph, write_state, latest_filename, meta_graph_suffix
 # --------------------------------------------------------------------------------------------
+
 
 def _options_scenario(kind, d, state_name="checkpoint", **save_kwargs):
     g = tf.Graph()
@@ -407,8 +425,7 @@ def _options_scenario(kind, d, state_name="checkpoint", **save_kwargs):
         saver = make_saver(kind)
         with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
-            prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=step, **save_kwargs)
-                        for step in (1, 2)]
+            prefixes = [saver.save(sess, os.path.join(d, "model"), global_step=step, **save_kwargs) for step in (1, 2)]
         snap = _snapshot(d, state_name)
         restored = _restore_fresh(g, saver, prefixes[-1], variables)
         return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored}
@@ -437,9 +454,11 @@ def _latest_filename_scenario(kind, d):
 def test_latest_filename_like_tf(tmp_path):
     r = _side_by_side(tmp_path, _latest_filename_scenario)
     assert "mystate" in r["files"] and "checkpoint" not in r["files"]
-    assert r["state"] == (f'model_checkpoint_path: "{DIR}/model-2"\n'
-                          f'all_model_checkpoint_paths: "{DIR}/model-1"\n'
-                          f'all_model_checkpoint_paths: "{DIR}/model-2"\n')
+    assert r["state"] == (
+        f'model_checkpoint_path: "{DIR}/model-2"\n'
+        f'all_model_checkpoint_paths: "{DIR}/model-1"\n'
+        f'all_model_checkpoint_paths: "{DIR}/model-2"\n'
+    )
     assert r["latest"] == r["fc_latest"] == f"{DIR}/model-2"
 
 
@@ -451,6 +470,7 @@ def test_meta_graph_suffix_like_tf(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Relative / absolute save paths, save_relative_paths
 # --------------------------------------------------------------------------------------------
+
 
 def _paths_scenario(kind, d, relative, save_relative_paths, monkeypatch):
     monkeypatch.chdir(d)
@@ -470,29 +490,46 @@ def _paths_scenario(kind, d, relative, save_relative_paths, monkeypatch):
         state = fcm.get_checkpoint_state("ckdir")
         tf_state = tf.train.get_checkpoint_state("ckdir")
         assert list(state.all_model_checkpoint_paths) == list(tf_state.all_model_checkpoint_paths)
-        return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored,
-                "latest": latest_tf, "fc_latest": latest_fc}
+        return {
+            "prefixes": prefixes,
+            "last": saver.last_checkpoints,
+            **snap,
+            "restored": restored,
+            "latest": latest_tf,
+            "fc_latest": latest_fc,
+        }
 
 
-@pytest.mark.parametrize("relative,save_relative_paths", [
-    (True, False), (False, False), (False, True), (True, True),
-], ids=["relative", "absolute", "absolute-save_relative_paths", "relative-save_relative_paths"])
-def test_relative_and_absolute_save_paths_like_tf(tmp_path, monkeypatch, relative,
-                                                   save_relative_paths):
-    r = _side_by_side(tmp_path, _paths_scenario, relative=relative,
-                      save_relative_paths=save_relative_paths, monkeypatch=monkeypatch)
+@pytest.mark.parametrize(
+    "relative,save_relative_paths",
+    [
+        (True, False),
+        (False, False),
+        (False, True),
+        (True, True),
+    ],
+    ids=["relative", "absolute", "absolute-save_relative_paths", "relative-save_relative_paths"],
+)
+def test_relative_and_absolute_save_paths_like_tf(tmp_path, monkeypatch, relative, save_relative_paths):
+    r = _side_by_side(
+        tmp_path, _paths_scenario, relative=relative, save_relative_paths=save_relative_paths, monkeypatch=monkeypatch
+    )
     if relative:
         assert r["prefixes"] == ["ckdir/model-1", "ckdir/model-2", "ckdir/model-3"]
     else:
         assert r["prefixes"] == [f"{DIR}/ckdir/model-{s}" for s in (1, 2, 3)]
     if relative or save_relative_paths:
-        assert r["state"] == ('model_checkpoint_path: "model-3"\n'
-                              'all_model_checkpoint_paths: "model-2"\n'
-                              'all_model_checkpoint_paths: "model-3"\n')
+        assert r["state"] == (
+            'model_checkpoint_path: "model-3"\n'
+            'all_model_checkpoint_paths: "model-2"\n'
+            'all_model_checkpoint_paths: "model-3"\n'
+        )
     else:
-        assert r["state"] == (f'model_checkpoint_path: "{DIR}/ckdir/model-3"\n'
-                              f'all_model_checkpoint_paths: "{DIR}/ckdir/model-2"\n'
-                              f'all_model_checkpoint_paths: "{DIR}/ckdir/model-3"\n')
+        assert r["state"] == (
+            f'model_checkpoint_path: "{DIR}/ckdir/model-3"\n'
+            f'all_model_checkpoint_paths: "{DIR}/ckdir/model-2"\n'
+            f'all_model_checkpoint_paths: "{DIR}/ckdir/model-3"\n'
+        )
     assert r["restored"] == _expected()
     assert r["latest"] == r["fc_latest"]
 
@@ -500,6 +537,7 @@ def test_relative_and_absolute_save_paths_like_tf(tmp_path, monkeypatch, relativ
 # --------------------------------------------------------------------------------------------
 # Errors: same exception type and message as TF
 # --------------------------------------------------------------------------------------------
+
 
 def _save_error_scenario(kind, d, case):
     if case == "parent_is_a_file":
@@ -512,15 +550,15 @@ def _save_error_scenario(kind, d, case):
         with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             calls = {
-                "latest_filename_path": lambda: saver.save(
-                    sess, os.path.join(d, "model"), latest_filename="sub/state"),
+                "latest_filename_path": lambda: saver.save(sess, os.path.join(d, "model"), latest_filename="sub/state"),
                 "latest_filename_collides": lambda: saver.save(sess, os.path.join(d, "checkpoint")),
                 "latest_filename_collides_custom": lambda: saver.save(
-                    sess, os.path.join(d, "mystate"), latest_filename="mystate"),
-                "missing_parent_dirs": lambda: saver.save(
-                    sess, os.path.join(d, "no", "such", "model")),
+                    sess, os.path.join(d, "mystate"), latest_filename="mystate"
+                ),
+                "missing_parent_dirs": lambda: saver.save(sess, os.path.join(d, "no", "such", "model")),
                 "missing_parent_dirs_global_step": lambda: saver.save(
-                    sess, os.path.join(d, "no", "such", "model"), global_step=3),
+                    sess, os.path.join(d, "no", "such", "model"), global_step=3
+                ),
                 "sess_none": lambda: saver.save(None, os.path.join(d, "model")),
                 "restore_none": lambda: saver.restore(sess, None),
                 "restore_missing": lambda: saver.restore(sess, os.path.join(d, "nothing-1")),
@@ -531,11 +569,21 @@ def _save_error_scenario(kind, d, case):
         return {"error": err, **_snapshot(d)}
 
 
-@pytest.mark.parametrize("case", [
-    "latest_filename_path", "latest_filename_collides", "latest_filename_collides_custom",
-    "missing_parent_dirs", "missing_parent_dirs_global_step", "sess_none", "restore_none",
-    "restore_missing", "restore_missing_dir", "parent_is_a_file",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "latest_filename_path",
+        "latest_filename_collides",
+        "latest_filename_collides_custom",
+        "missing_parent_dirs",
+        "missing_parent_dirs_global_step",
+        "sess_none",
+        "restore_none",
+        "restore_missing",
+        "restore_missing_dir",
+        "parent_is_a_file",
+    ],
+)
 def test_errors_like_tf(tmp_path, case):
     r = _side_by_side(tmp_path, _save_error_scenario, case=case)
     assert r["error"] is not None
@@ -590,8 +638,7 @@ def _allow_empty_scenario(kind, d):
         with tf_session(g) as sess:
             prefix = saver.save(sess, os.path.join(d, "model"), global_step=1)
             restored = saver.restore(sess, os.path.join(d, "model-1"))
-        return {"prefix": prefix, "restored": restored, "last": saver.last_checkpoints,
-                **_snapshot(d)}
+        return {"prefix": prefix, "restored": restored, "last": saver.last_checkpoints, **_snapshot(d)}
 
 
 def test_allow_empty_like_tf(tmp_path):
@@ -605,8 +652,7 @@ def test_defer_build_errors_like_tf(tmp_path):
         g = tf.Graph()
         with g.as_default():
             variables = _make_vars()
-            with_var_list = _error(lambda: make_saver(kind, var_list=list(variables.values()),
-                                                      defer_build=True))
+            with_var_list = _error(lambda: make_saver(kind, var_list=list(variables.values()), defer_build=True))
             saver = make_saver(kind, defer_build=True)
             with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
@@ -619,14 +665,14 @@ def test_defer_build_errors_like_tf(tmp_path):
         results.append((with_var_list, before, prefix, restored))
     assert results[0] == results[1]
     assert results[0][0][0] == "ValueError"
-    assert results[0][1] == ("RuntimeError",
-                             "`build()` should be called before save if defer_build==True")
+    assert results[0][1] == ("RuntimeError", "`build()` should be called before save if defer_build==True")
     assert results[0][3] == _expected()
 
 
 # --------------------------------------------------------------------------------------------
 # var_list: list, dict with custom names, subset
 # --------------------------------------------------------------------------------------------
+
 
 def _var_list_scenario(kind, d, form):
     g = tf.Graph()
@@ -676,8 +722,9 @@ def test_var_list_dict_cross_restore(tmp_path):
     for kind in KINDS:
         with tf.Graph().as_default() as g:
             variables = _make_vars()
-            saver = make_saver(kind, var_list={f"k_{i}": v for i, v in
-                                               enumerate(variables[n] for n in sorted(variables))})
+            saver = make_saver(
+                kind, var_list={f"k_{i}": v for i, v in enumerate(variables[n] for n in sorted(variables))}
+            )
             with tf_session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 (tmp_path / kind).mkdir()
@@ -686,15 +733,16 @@ def test_var_list_dict_cross_restore(tmp_path):
         for reader in KINDS:
             with tf.Graph().as_default() as g:
                 variables = _make_vars()
-                saver = make_saver(reader, var_list={f"k_{i}": v for i, v in enumerate(
-                    variables[n] for n in sorted(variables))})
-                assert _restore_fresh(g, saver, prefixes[writer], variables) == _expected(), \
-                    (writer, reader)
+                saver = make_saver(
+                    reader, var_list={f"k_{i}": v for i, v in enumerate(variables[n] for n in sorted(variables))}
+                )
+                assert _restore_fresh(g, saver, prefixes[writer], variables) == _expected(), (writer, reader)
 
 
 # --------------------------------------------------------------------------------------------
 # Sharded saves over 3 CPU devices; partitioned variables
 # --------------------------------------------------------------------------------------------
+
 
 def _sharded_vars():
     variables = {}
@@ -752,15 +800,18 @@ FULL_P = np.arange(40, dtype=np.float32).reshape(10, 4) / 4.0
 
 def _partition_init(shape, dtype=None, partition_info=None):
     off = partition_info.var_offset if partition_info is not None else [0, 0]
-    return tf.constant(FULL_P[off[0]:off[0] + shape[0], off[1]:off[1] + shape[1]])
+    return tf.constant(FULL_P[off[0] : off[0] + shape[0], off[1] : off[1] + shape[1]])
 
 
 def _partitioned_vars(use_resource=True):
-    p = tf.compat.v1.get_variable("p", shape=[10, 4], initializer=_partition_init,
-                                  partitioner=tf.compat.v1.fixed_size_partitioner(3),
-                                  use_resource=use_resource)
-    plain = tf.compat.v1.get_variable("a", initializer=tf.constant(VALUES["a"]),
-                                      use_resource=use_resource)
+    p = tf.compat.v1.get_variable(
+        "p",
+        shape=[10, 4],
+        initializer=_partition_init,
+        partitioner=tf.compat.v1.fixed_size_partitioner(3),
+        use_resource=use_resource,
+    )
+    plain = tf.compat.v1.get_variable("a", initializer=tf.constant(VALUES["a"]), use_resource=use_resource)
     return {"p": p.as_tensor(), "a": plain}
 
 
@@ -775,8 +826,7 @@ def _partitioned_scenario(kind, d, use_resource):
         listed = tf.train.list_variables(prefix)
         p_value = _comparable(tf.train.load_variable(prefix, "p"))
         restored = _restore_fresh(g, saver, prefix, variables)
-        return {"prefix": prefix, **_snapshot(d), "listed": listed, "p": p_value,
-                "restored": restored}
+        return {"prefix": prefix, **_snapshot(d), "listed": listed, "p": p_value, "restored": restored}
 
 
 @pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
@@ -832,13 +882,13 @@ def test_cross_restore_plain(tmp_path, use_resource):
             with tf.Graph().as_default() as g:
                 variables = _make_vars(use_resource)
                 saver = make_saver(reader)
-                assert _restore_fresh(g, saver, prefixes[writer], variables) == _expected(), \
-                    (writer, reader)
+                assert _restore_fresh(g, saver, prefixes[writer], variables) == _expected(), (writer, reader)
 
 
 # --------------------------------------------------------------------------------------------
 # .meta files and import_meta_graph
 # --------------------------------------------------------------------------------------------
+
 
 def _global_values(sess):
     return {v.op.name: _comparable(sess.run(v)) for v in tf.compat.v1.global_variables()}
@@ -937,6 +987,7 @@ def test_export_meta_graph_matches_tf(tmp_path):
 # recover_last_checkpoints / set_last_checkpoints_with_time / set_last_checkpoints
 # --------------------------------------------------------------------------------------------
 
+
 def _recover_scenario(kind, d):
     # Three checkpoints written by TF, then a restarted job resumes managing them.
     with tf.Graph().as_default() as g:
@@ -1007,6 +1058,7 @@ def test_set_last_checkpoints_like_tf(tmp_path, method):
 # Eager mode
 # --------------------------------------------------------------------------------------------
 
+
 def _eager_scenario(kind, d):
     v1 = tf.Variable(VALUES["a"], name="ev1")
     v2 = tf.Variable(VALUES["b"], name="ev2")
@@ -1063,10 +1115,8 @@ def test_eager_cross_restore(tmp_path, form):
     for kind in KINDS:
         v1 = tf.Variable(VALUES["a"], name="ev1")
         (tmp_path / kind).mkdir()
-        prefixes[kind] = make_saver(kind, var_list=var_list(v1)).save(
-            None, str(tmp_path / kind / "model"))
-        assert tf.train.list_variables(prefixes[kind]) == [("ev1" if form == "list" else "x",
-                                                            [2, 3])]
+        prefixes[kind] = make_saver(kind, var_list=var_list(v1)).save(None, str(tmp_path / kind / "model"))
+        assert tf.train.list_variables(prefixes[kind]) == [("ev1" if form == "list" else "x", [2, 3])]
     for writer in KINDS:
         for reader in KINDS:
             v = tf.Variable(np.zeros((2, 3), np.float32), name="ev1")
@@ -1095,8 +1145,7 @@ def test_copy_of_tf_dir_restores_with_fastckpt(tmp_path):
             saver.save(sess, str(src / "model"), global_step=9)
     dst = tmp_path / "dst"
     shutil.copytree(src, dst)
-    assert fcm.latest_checkpoint(str(dst)) == tf.train.latest_checkpoint(str(dst)) == \
-        str(dst / "model-9")
+    assert fcm.latest_checkpoint(str(dst)) == tf.train.latest_checkpoint(str(dst)) == str(dst / "model-9")
     with tf.Graph().as_default() as g:
         variables = _make_vars()
         got = _restore_fresh(g, make_saver("fc"), fcm.latest_checkpoint(str(dst)), variables)
@@ -1149,6 +1198,7 @@ RESTORE_ERROR_CASES = {
 def _restore_error_case(kind, d, case, eager):
     """Saves v=float32[4] with `kind`'s saver, then restores into a variable the
     checkpoint lacks, one of another dtype, or from damaged data; returns the exception."""
+
     def variable(name, value):
         if eager:
             return tf.Variable(value, name=name)
@@ -1233,6 +1283,7 @@ def test_restore_errors_without_tensorflow_variables_stay_fastckpt_classes(tmp_p
 # write_version=V1 (deprecated in TensorFlow, still accepted)
 # --------------------------------------------------------------------------------------------
 
+
 class _TFLogRecords:
     """Collects what TensorFlow logs at WARNING and above while in use."""
 
@@ -1271,8 +1322,14 @@ def _v1_scenario(kind, d):
         deprecated = sum("V1 checkpoint format has been deprecated" in m for m in log.messages())
         snap = _snapshot(d)
         restored = _restore_fresh(g, saver, prefixes[-1], variables)
-        return {"prefixes": prefixes, "last": saver.last_checkpoints, **snap, "restored": restored,
-                "deprecated": deprecated, "version": saver.saver_def.version}
+        return {
+            "prefixes": prefixes,
+            "last": saver.last_checkpoints,
+            **snap,
+            "restored": restored,
+            "deprecated": deprecated,
+            "version": saver.saver_def.version,
+        }
 
 
 def test_write_version_v1_like_tf(tmp_path):
@@ -1294,8 +1351,7 @@ def test_v1_files_written_by_tensorflow_restore_with_fastckpt(tmp_path, reader_v
         variables = _make_vars()
         with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
-            prefix = tf.compat.v1.train.Saver(write_version=saver_pb2.SaverDef.V1).save(
-                sess, str(tmp_path / "model"))
+            prefix = tf.compat.v1.train.Saver(write_version=saver_pb2.SaverDef.V1).save(sess, str(tmp_path / "model"))
         assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model", "model.meta"]
         saver = fsaver.Saver(write_version=getattr(saver_pb2.SaverDef, reader_version))
         assert _norm(_restore_fresh(g, saver, prefix, variables), str(tmp_path)) == _expected()
@@ -1310,6 +1366,7 @@ def test_v1_with_arrays_is_refused():
 # --------------------------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------------------------
+
 
 def _prefix_and_directory_scenario(kind, d):
     """`d/model` is a checkpoint (v=1) and also a directory whose state file names
@@ -1352,8 +1409,14 @@ def _url_scenario(kind, d, scheme):
         state = tf.io.gfile.GFile(base + "/checkpoint").read()
         restored = _restore_fresh(g, saver, prefixes[-1], variables)
         latest = tf.train.latest_checkpoint(base)
-    out = {"prefixes": prefixes, "last": saver.last_checkpoints, "files": listing, "state": state,
-           "restored": restored, "latest": latest}
+    out = {
+        "prefixes": prefixes,
+        "last": saver.last_checkpoints,
+        "files": listing,
+        "state": state,
+        "restored": restored,
+        "latest": latest,
+    }
     return _norm(out, base) if scheme == "ram" else out
 
 
@@ -1367,6 +1430,7 @@ def test_tensorflow_filesystem_paths_like_tf(tmp_path, scheme):
 # --------------------------------------------------------------------------------------------
 # Saveables that are not plain variables
 # --------------------------------------------------------------------------------------------
+
 
 def _graph_saveables_scenario(kind, d, what):
     """Saves a MutableHashTable, a tf.data iterator's state (a variant tensor) or a
@@ -1409,8 +1473,10 @@ def _make_pair_saveable():
 
         def __init__(self, var, name):
             value = var.read_value()
-            specs = [saveable_object.SaveSpec(value, "", name + "/value"),
-                     saveable_object.SaveSpec(value * 2, "", name + "/double")]
+            specs = [
+                saveable_object.SaveSpec(value, "", name + "/value"),
+                saveable_object.SaveSpec(value * 2, "", name + "/double"),
+            ]
             super().__init__(var, specs, name)
             self.var = var
 
@@ -1484,11 +1550,15 @@ def _eager_saveables_scenario(kind, d, what):
 
         def probe():
             return int(next(obj).numpy())
+
     prefix = make_saver(kind, var_list=var_list).save(None, os.path.join(d, "model"))
     change()
     make_saver(kind, var_list=var_list).restore(None, prefix)
-    return {"value": probe(), "names": sorted(n for n, _ in tf.train.list_variables(prefix)),
-            "files": sorted(os.listdir(d))}
+    return {
+        "value": probe(),
+        "names": sorted(n for n, _ in tf.train.list_variables(prefix)),
+        "files": sorted(os.listdir(d)),
+    }
 
 
 @pytest.mark.parametrize("what", ["trackable", "table", "iterator"])
@@ -1502,6 +1572,7 @@ def test_eager_saveables_like_tf(tmp_path, what):
 # --------------------------------------------------------------------------------------------
 # Training loops that drive a Saver: MonitoredTrainingSession, Scaffold, CheckpointSaverHook
 # --------------------------------------------------------------------------------------------
+
 
 def _checkpoint_files(d):
     return sorted(f for f in os.listdir(d) if not f.startswith("events.") and f != "graph.pbtxt")
@@ -1519,13 +1590,24 @@ def _monitored_scenario(kind, d):
             train = tf.group(v.assign_add(1.0), step.assign_add(1))
             scaffold = tf.compat.v1.train.Scaffold(saver=make_saver(kind, max_to_keep=3))
             with tf.compat.v1.train.MonitoredTrainingSession(
-                    checkpoint_dir=d, scaffold=scaffold, save_checkpoint_steps=2, save_summaries_steps=None,
-                    save_summaries_secs=None, log_step_count_steps=None) as sess:
+                checkpoint_dir=d,
+                scaffold=scaffold,
+                save_checkpoint_steps=2,
+                save_summaries_steps=None,
+                save_summaries_secs=None,
+                log_step_count_steps=None,
+            ) as sess:
                 for _ in range(steps):
                     sess.run(train)
                 value, at = sess.run([v, step])
-        runs.append({"v": float(value), "step": int(at), "files": _checkpoint_files(d),
-                     "state": _read(os.path.join(d, "checkpoint"))})
+        runs.append(
+            {
+                "v": float(value),
+                "step": int(at),
+                "files": _checkpoint_files(d),
+                "state": _read(os.path.join(d, "checkpoint")),
+            }
+        )
     return runs
 
 
@@ -1533,7 +1615,10 @@ def test_monitored_training_session_with_scaffold_saver_like_tf(tmp_path):
     runs = _side_by_side(tmp_path, _monitored_scenario)
     assert [(r["v"], r["step"]) for r in runs] == [(5.0, 5), (8.0, 8)]
     assert [f for f in runs[1]["files"] if f.endswith(".index")] == [
-        "model.ckpt-5.index", "model.ckpt-7.index", "model.ckpt-8.index"]
+        "model.ckpt-5.index",
+        "model.ckpt-7.index",
+        "model.ckpt-8.index",
+    ]
 
 
 def _hook_scenario(kind, d):
@@ -1546,8 +1631,11 @@ def _hook_scenario(kind, d):
         with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]) as sess:
             for _ in range(7):
                 sess.run(train)
-    return {"files": _checkpoint_files(d), "state": _read(os.path.join(d, "checkpoint")),
-            "v": float(tf.train.load_checkpoint(tf.train.latest_checkpoint(d)).get_tensor("v"))}
+    return {
+        "files": _checkpoint_files(d),
+        "state": _read(os.path.join(d, "checkpoint")),
+        "v": float(tf.train.load_checkpoint(tf.train.latest_checkpoint(d)).get_tensor("v")),
+    }
 
 
 def test_checkpoint_saver_hook_like_tf(tmp_path):
@@ -1568,17 +1656,22 @@ def _collections_scenario(kind, d):
         with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, os.path.join(d, "model"))
-        saver.export_meta_graph(os.path.join(d, "exported.meta"), collection_list=["my_ints", "my_tensors", "variables"])
+        saver.export_meta_graph(
+            os.path.join(d, "exported.meta"), collection_list=["my_ints", "my_tensors", "variables"]
+        )
     g2 = tf.Graph()
     with g2.as_default():
         importer = tf.compat.v1.train.import_meta_graph if kind == "tf" else fastckpt.import_meta_graph
         restorer = importer(os.path.join(d, "exported.meta"))
         with tf_session(g2) as sess:
             restorer.restore(sess, prefix)
-            values = {v.op.name: _comparable(sess.run(v)) for v in tf.compat.v1.global_variables()
-                      if v.op.name in ("a", "b")}
-            collections = {"my_ints": g2.get_collection("my_ints"),
-                           "my_tensors": [t.name for t in g2.get_collection("my_tensors")]}
+            values = {
+                v.op.name: _comparable(sess.run(v)) for v in tf.compat.v1.global_variables() if v.op.name in ("a", "b")
+            }
+            collections = {
+                "my_ints": g2.get_collection("my_ints"),
+                "my_tensors": [t.name for t in g2.get_collection("my_tensors")],
+            }
     return {"values": values, "collections": collections, "keys": sorted(g2.get_all_collection_keys())}
 
 
@@ -1619,19 +1712,22 @@ def test_save_inside_a_tf_function_raises_like_tf(tmp_path):
 # file per group
 # --------------------------------------------------------------------------------------------
 
+
 def _grouped_model():
     """Variables of 256 KiB each plus a partitioned one whose slices fall into different groups."""
     rng = np.random.default_rng(5)
     values = {f"w{i}": rng.standard_normal(1 << 16).astype(np.float32) for i in range(6)}
-    variables = {n: tf.compat.v1.get_variable(n, initializer=tf.constant(v)) for n, v in values.items()}
+    for n, v in values.items():
+        tf.compat.v1.get_variable(n, initializer=tf.constant(v))
     full = rng.standard_normal((3 << 14, 4)).astype(np.float32)
 
     def init(shape, dtype=None, partition_info=None):
         off = partition_info.var_offset if partition_info is not None else [0, 0]
-        return tf.constant(full[off[0]:off[0] + shape[0], off[1]:off[1] + shape[1]])
+        return tf.constant(full[off[0] : off[0] + shape[0], off[1] : off[1] + shape[1]])
 
-    p = tf.compat.v1.get_variable("p", shape=full.shape, initializer=init,
-                                  partitioner=tf.compat.v1.fixed_size_partitioner(3))
+    p = tf.compat.v1.get_variable(
+        "p", shape=full.shape, initializer=init, partitioner=tf.compat.v1.fixed_size_partitioner(3)
+    )
     return values, full, p
 
 
@@ -1644,8 +1740,13 @@ def test_a_large_save_is_fetched_and_written_in_groups(tmp_path, monkeypatch):
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "model"), global_step=3)
     assert sorted(os.listdir(tmp_path)) == [
-        "checkpoint", "model-3.data-00000-of-00003", "model-3.data-00001-of-00003",
-        "model-3.data-00002-of-00003", "model-3.index", "model-3.meta"]
+        "checkpoint",
+        "model-3.data-00000-of-00003",
+        "model-3.data-00001-of-00003",
+        "model-3.data-00002-of-00003",
+        "model-3.index",
+        "model-3.meta",
+    ]
     # TensorFlow reads it as any bundle with several data files, partitioned variable included.
     reader = tf.train.load_checkpoint(prefix)
     for name, value in values.items():
@@ -1724,6 +1825,7 @@ def test_a_grouped_save_with_compression_is_compressed(tmp_path, monkeypatch):
 # Graph-mode saves read the variables in place (no fetch copy)
 # --------------------------------------------------------------------------------------------
 
+
 def test_a_graph_save_reads_the_variables_in_place_and_writes_tensorflows_bytes(tmp_path, monkeypatch):
     from fastckpt import _tf_backend
 
@@ -1743,7 +1845,9 @@ def test_a_graph_save_reads_the_variables_in_place_and_writes_tensorflows_bytes(
         values, full, _ = _grouped_model()
         saver = fsaver.Saver()
         assert sorted(op.name for op in g.get_operations() if "fastckpt" in op.name) == [
-            "save/fastckpt_values", "save/fastckpt_values_token"]
+            "save/fastckpt_values",
+            "save/fastckpt_values_token",
+        ]
         with tf_session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             prefix = saver.save(sess, str(tmp_path / "fc" / "model"))
@@ -1789,8 +1893,11 @@ def test_an_in_place_save_of_an_uninitialized_variable_raises_tensorflows_error(
 
 
 def test_concurrent_in_place_saves_each_write_their_own_values(tmp_path):
-    """Two threads save while a third keeps assigning: each checkpoint holds one consistent
-    state (both variables from the same step), as reading them in one run guarantees."""
+    """Two threads save while a third keeps assigning: every variable in every checkpoint holds
+    the value of one moment (the buffer a save reads is never written under it: TensorFlow
+    copies a resource variable on write while a read holds it), and the values are those of
+    the same step or of adjacent ones (the step's two assignments are separate ops, so a save
+    can fall between them, with TensorFlow's own Saver too)."""
     import threading
 
     with tf.Graph().as_default() as g:
@@ -1822,7 +1929,8 @@ def test_concurrent_in_place_saves_each_write_their_own_values(tmp_path):
     for k in range(2):
         for i in range(4):
             got = fastckpt.load(str(tmp_path / f"t{k}" / f"model{i}"))
-            assert np.unique(got["a"]).size == 1 and np.array_equal(got["a"], got["b"]), (k, i)
+            assert np.unique(got["a"]).size == 1 and np.unique(got["b"]).size == 1, (k, i)
+            assert abs(float(got["a"][0]) - float(got["b"][0])) <= 1, (k, i)
 
 
 def test_a_saver_from_a_saver_def_on_a_finalized_graph_fetches(tmp_path):

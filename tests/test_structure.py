@@ -1,6 +1,7 @@
 """Nested training state: saved as named tensors plus a structure entry,
 rebuilt exactly by load(), filled in place by load_into(), and readable by
 TensorFlow tensor by tensor."""
+
 from __future__ import annotations
 
 import collections
@@ -16,10 +17,10 @@ import textwrap
 import ml_dtypes
 import numpy as np
 import pytest
+from sim_device import SimDeviceArray, new_sim_array
 
 import fastckpt
 from fastckpt import structure
-from sim_device import SimDeviceArray, new_sim_array
 
 
 def _bits(x: float) -> bytes:
@@ -27,23 +28,37 @@ def _bits(x: float) -> bytes:
 
 
 def _state():
-    model = collections.OrderedDict([("layer.weight", np.arange(6, dtype=np.float32).reshape(2, 3)),
-                                     ("layer.bias", np.array([0.5, -0.5], dtype=ml_dtypes.bfloat16))])
+    model = collections.OrderedDict(
+        [
+            ("layer.weight", np.arange(6, dtype=np.float32).reshape(2, 3)),
+            ("layer.bias", np.array([0.5, -0.5], dtype=ml_dtypes.bfloat16)),
+        ]
+    )
     model._metadata = collections.OrderedDict([("", {"version": 1}), ("layer", {"version": 2})])
     return {
         "model": model,
-        "optim": {"state": {0: {"step": np.array(3.0, np.float32), "exp_avg": np.ones((2, 3), np.float32)},
-                            1: {"step": np.array(3.0, np.float32), "exp_avg": np.zeros(2, np.float32)}},
-                  "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-                                    "foreach": None, "params": [0, 1]}]},
+        "optim": {
+            "state": {
+                0: {"step": np.array(3.0, np.float32), "exp_avg": np.ones((2, 3), np.float32)},
+                1: {"step": np.array(3.0, np.float32), "exp_avg": np.zeros(2, np.float32)},
+            },
+            "param_groups": [
+                {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False, "foreach": None, "params": [0, 1]}
+            ],
+        },
         "step": 1000,
         "extremes": [-(2**63), 2**63 - 1, 2**64, -(2**80)],
         "floats": (math.nan, math.inf, -math.inf, -0.0, 1e-310),
         "complex": complex(1.5, -2.0),
         "text": "héllo/wörld",
         "blob": b"\x00\xff\x00",
-        "np": {"f32": np.float32(1.25), "i8": np.int8(-3), "flag": np.bool_(True), "bf16": ml_dtypes.bfloat16(2.5),
-               "zero_d": np.array(7, np.int16)},
+        "np": {
+            "f32": np.float32(1.25),
+            "i8": np.int8(-3),
+            "flag": np.bool_(True),
+            "bf16": ml_dtypes.bfloat16(2.5),
+            "zero_d": np.array(7, np.int16),
+        },
         "empty": {"d": {}, "l": [], "t": ()},
         "none": None,
     }
@@ -80,6 +95,7 @@ def test_nested_state_round_trips_exactly(tmp_path):
 
 def test_leaves_are_named_by_their_paths_and_tensorflow_reads_them(tmp_path):
     import tensorflow as tf
+
     state = _state()
     fastckpt.save(state, tmp_path / "ck")
     names = dict(fastckpt.list_variables(tmp_path / "ck"))
@@ -100,14 +116,18 @@ def test_leaves_are_named_by_their_paths_and_tensorflow_reads_them(tmp_path):
 
 def test_keys_keep_their_slashes_and_collisions_are_refused(tmp_path):
     fastckpt.save({"dense": {"kernel": np.ones(2)}, "dense/bias": 1.0}, tmp_path / "ck")
-    assert [n for n, _ in fastckpt.list_variables(tmp_path / "ck")] == \
-        [structure.STRUCTURE_KEY, "dense/bias", "dense/kernel"]
+    assert [n for n, _ in fastckpt.list_variables(tmp_path / "ck")] == [
+        structure.STRUCTURE_KEY,
+        "dense/bias",
+        "dense/kernel",
+    ]
     back = fastckpt.load(tmp_path / "ck")
     assert set(back) == {"dense", "dense/bias"} and back["dense/bias"] == 1.0
     with pytest.raises(fastckpt.InvalidArgumentError) as e:
         fastckpt.save({"a/b": 1, "a": {"b": 2}}, tmp_path / "x")
-    assert str(e.value) == ("two leaves of the state would both be named 'a/b' (keys are joined with '/' "
-                            "as they are: rename one)")
+    assert str(e.value) == (
+        "two leaves of the state would both be named 'a/b' (keys are joined with '/' as they are: rename one)"
+    )
     with pytest.raises(fastckpt.InvalidArgumentError, match="both be named 'm/0'"):
         fastckpt.save({"m": {0: 1, "0": 2}}, tmp_path / "x")
     with pytest.raises(fastckpt.InvalidArgumentError, match=r"^tensor names must not be empty: a key under 'm' is ''$"):
@@ -132,8 +152,14 @@ def test_a_flat_mapping_of_arrays_is_saved_as_before(tmp_path):
 
 def test_torch_array_type_gives_tensors_for_arrays_and_python_values_for_scalars(tmp_path):
     import torch
-    state = {"w": torch.arange(4, dtype=torch.bfloat16), "rng": torch.get_rng_state(), "lr": 0.1,
-             "betas": (0.9, 0.99), "step": np.int64(5)}
+
+    state = {
+        "w": torch.arange(4, dtype=torch.bfloat16),
+        "rng": torch.get_rng_state(),
+        "lr": 0.1,
+        "betas": (0.9, 0.99),
+        "step": np.int64(5),
+    }
     fastckpt.save(state, tmp_path / "ck")
     back = fastckpt.load(tmp_path / "ck", array_type="torch")
     assert back["w"].dtype == torch.bfloat16 and back["w"].tolist() == [0, 1, 2, 3]
@@ -149,9 +175,11 @@ def test_pickling_is_opt_in_on_both_sides(tmp_path):
     fastckpt.save(state, tmp_path / "ck", allow_pickle=True)
     with pytest.raises(fastckpt.UnsupportedDtypeError) as e:
         fastckpt.load(tmp_path / "ck")
-    assert str(e.value) == (f"checkpoint '{tmp_path / 'ck'}': 'sched/fn' holds a pickled object; unpickling "
-                            "runs code from the file, so it happens only with load(..., allow_pickle=True) "
-                            "from a checkpoint you trust")
+    assert str(e.value) == (
+        f"checkpoint '{tmp_path / 'ck'}': 'sched/fn' holds a pickled object; unpickling "
+        "runs code from the file, so it happens only with load(..., allow_pickle=True) "
+        "from a checkpoint you trust"
+    )
     back = fastckpt.load(tmp_path / "ck", allow_pickle=True)
     assert back == state and type(back["sched"]["fn"]) is fractions.Fraction
 
@@ -169,8 +197,11 @@ def test_load_into_fills_a_nested_target_by_path(tmp_path):
     np.testing.assert_array_equal(target["optim"]["state"][0]["exp_avg"], 1.0)
     assert "model/layer.weight" in report.restored and report.missing == [] and report.unexpected == []
     # A subtree on its own.
-    model_only = {"model": collections.OrderedDict(
-        [("layer.weight", np.zeros((2, 3), np.float32)), ("layer.bias", np.zeros(2, ml_dtypes.bfloat16))])}
+    model_only = {
+        "model": collections.OrderedDict(
+            [("layer.weight", np.zeros((2, 3), np.float32)), ("layer.bias", np.zeros(2, ml_dtypes.bfloat16))]
+        )
+    }
     report = fastckpt.load_into(tmp_path / "ck", model_only)
     assert report.restored == ["model/layer.bias", "model/layer.weight"]
 
@@ -180,9 +211,11 @@ def test_load_into_strict_lists_the_paths_and_strict_false_reports_them(tmp_path
     target = {"model": {"a": np.zeros(2), "c": np.zeros(4)}}
     with pytest.raises(fastckpt.TensorNotFoundError) as e:
         fastckpt.load_into(tmp_path / "ck", target)
-    assert str(e.value) == (f"restoring from '{tmp_path / 'ck'}': the target's tensor 'model/c' not in the "
-                            "checkpoint; the checkpoint's tensor 'model/b' not in the target (strict=False "
-                            "skips them)")
+    assert str(e.value) == (
+        f"restoring from '{tmp_path / 'ck'}': the target's tensor 'model/c' not in the "
+        "checkpoint; the checkpoint's tensor 'model/b' not in the target (strict=False "
+        "skips them)"
+    )
     assert target["model"]["a"].tolist() == [0.0, 0.0]  # nothing restored when strict fails
     report = fastckpt.load_into(tmp_path / "ck", target, strict=False)
     assert report == fastckpt.RestoreReport(restored=["model/a"], missing=["model/c"], unexpected=["model/b"])
@@ -286,14 +319,16 @@ TRAIN = textwrap.dedent("""
 
 def test_torch_training_resumes_bit_identically_in_a_fresh_process(tmp_path):
     import torch  # noqa: F401  (the subprocess trains with it)
+
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
     prefix = str(tmp_path / "ck")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastckpt.__file__)))
 
     def run(mode):
-        proc = subprocess.run([sys.executable, str(script), mode, prefix], capture_output=True, text=True,
-                              timeout=300, env=env)
+        proc = subprocess.run(
+            [sys.executable, str(script), mode, prefix], capture_output=True, text=True, timeout=300, env=env
+        )
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

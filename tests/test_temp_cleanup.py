@@ -9,6 +9,7 @@ file it did not name: TensorFlow writes ``<final>.tempstate<decimal>`` (its
 bundle writer) and ``<final>.tmp<32 hex>`` (its Python atomic writes) into
 the same directories, unlocked.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -22,11 +23,11 @@ import threading
 import time
 
 import numpy as np
+from helpers import flock_held
 
 import fastckpt
 from fastckpt import _native
 from fastckpt import checkpoint_management as cm
-from helpers import flock_held
 
 TEMP_RE = re.compile(r"^(?P<final>.+)\.tempstate-fastckpt-[0-9a-f]{16}$")
 HEX = "0123456789abcdef"
@@ -48,24 +49,26 @@ def _make_temp(path, age_seconds, content=b"partial"):
 
 
 def test_only_fastckpt_temp_files_are_removed(tmp_path):
-    stale = ["old.data-00000-of-00002.tempstate-fastckpt-0123456789abcdef",
-             "old.index.tempstate-fastckpt-fedcba9876543210",
-             "checkpoint.tempstate-fastckpt-00000000deadbeef",
-             "old.meta.tempstate-fastckpt-ffffffffffffffff"]
+    stale = [
+        "old.data-00000-of-00002.tempstate-fastckpt-0123456789abcdef",
+        "old.index.tempstate-fastckpt-fedcba9876543210",
+        "checkpoint.tempstate-fastckpt-00000000deadbeef",
+        "old.meta.tempstate-fastckpt-ffffffffffffffff",
+    ]
     kept = [
-        "young.index.tempstate-fastckpt-1111111111111111",   # ours, but 0 s old
+        "young.index.tempstate-fastckpt-1111111111111111",  # ours, but 0 s old
         # TensorFlow's temporary names, stale and unlocked:
         "tf.data-00000-of-00001.tempstate123456",
         "tf.index.tempstate18446744073709551615",
         "checkpoint.tmp0123456789abcdef0123456789abcdef",
         "tf.meta.tmpfedcba9876543210fedcba9876543210",
         # near misses of fastckpt's form:
-        "a.index.tempstate-fastckpt-0123456789abcde",         # 15 hex digits
-        "a.index.tempstate-fastckpt-0123456789abcdef0",       # 17
-        "a.index.tempstate-fastckpt-0123456789ABCDEF",        # upper case
+        "a.index.tempstate-fastckpt-0123456789abcde",  # 15 hex digits
+        "a.index.tempstate-fastckpt-0123456789abcdef0",  # 17
+        "a.index.tempstate-fastckpt-0123456789ABCDEF",  # upper case
         "a.index.tempstate-fastckpt-0123456789abcdeg",
         "a.index.tempstate-fastckpt-0123456789abcdef.txt",
-        ".tempstate-fastckpt-0123456789abcdef",               # no final name
+        ".tempstate-fastckpt-0123456789abcdef",  # no final name
         "a.index.tempstatefastckpt-0123456789abcdef",
         "notes.tempstate.txt",
     ]
@@ -136,8 +139,7 @@ _TF_LEFTOVERS = textwrap.dedent("""
 def test_tensorflow_temp_files_survive_fastckpt_saves(tmp_path):
     d = tmp_path / "shared"
     d.mkdir()
-    subprocess.run([sys.executable, "-c", _TF_LEFTOVERS, str(d)], check=True, timeout=300,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", _TF_LEFTOVERS, str(d)], check=True, timeout=300, stderr=subprocess.DEVNULL)
     tf_temps = sorted(n for n in os.listdir(d) if n != "tf.data-00000-of-00001")
     assert len(tf_temps) == 3, tf_temps
     assert re.fullmatch(r"checkpoint\.tmp[0-9a-f]{32}", tf_temps[0]), tf_temps
@@ -164,9 +166,11 @@ def test_tensorflow_temp_files_survive_fastckpt_saves(tmp_path):
 
 
 def test_locked_temp_file_of_a_live_writer_is_kept(tmp_path):
-    live = [tmp_path / "busy.data-00000-of-00001.tempstate-fastckpt-0123456789abcdef",
-            tmp_path / "checkpoint.tempstate-fastckpt-0123456789abcdef",
-            tmp_path / "busy.meta.tempstate-fastckpt-0123456789abcdef"]
+    live = [
+        tmp_path / "busy.data-00000-of-00001.tempstate-fastckpt-0123456789abcdef",
+        tmp_path / "checkpoint.tempstate-fastckpt-0123456789abcdef",
+        tmp_path / "busy.meta.tempstate-fastckpt-0123456789abcdef",
+    ]
     for path in live:
         _make_temp(path, 60)
     code = textwrap.dedent(f"""
@@ -177,8 +181,7 @@ def test_locked_temp_file_of_a_live_writer_is_kept(tmp_path):
         print("locked", flush=True)
         sys.stdin.read()
         """)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         fastckpt.save({"a": np.ones(3)}, str(tmp_path / "new"), durable=False)
@@ -270,8 +273,9 @@ def _stop_while_writing(proc, directory, deadline):
 def test_live_atomic_writer_is_spared_and_its_leftover_removed_after_a_kill(tmp_path):
     d = tmp_path / "run"
     d.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", _REWRITER, str(d / "checkpoint")],
-                            stdout=subprocess.PIPE, text=True, env=_child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REWRITER, str(d / "checkpoint")], stdout=subprocess.PIPE, text=True, env=_child_env()
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         temps = _stop_while_writing(proc, d, time.monotonic() + 120)

@@ -1,4 +1,5 @@
 """examples/tutorial.py (the TF1 save/restore tutorial on fastckpt.Saver) runs end to end."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,11 @@ def test_tutorial_runs(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, str(TUTORIAL), "--dir", str(tmp_path / "tutorial")],
-        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         timeout=600,
     )
     detail = f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"

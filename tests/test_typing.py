@@ -8,6 +8,7 @@ less ``--warn-return-any`` (values from numpy and the frameworks are Any) and
 TensorFlow, torch, CuPy and JAX are treated as untyped (their imports are
 not followed): README examples that use them are still checked.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,11 +30,22 @@ PACKAGE = ROOT / "fastckpt"
 STUB = PACKAGE / "_native.pyi"
 
 MYPY_FLAGS = [
-    "--disallow-any-generics", "--disallow-untyped-defs", "--disallow-incomplete-defs", "--check-untyped-defs",
-    "--disallow-untyped-calls", "--disallow-untyped-decorators", "--disallow-subclassing-any",
-    "--no-implicit-optional", "--no-implicit-reexport", "--strict-equality", "--extra-checks",
-    "--warn-redundant-casts", "--warn-unused-ignores",
-    "--show-error-codes", "--no-color-output", "--no-error-summary",
+    "--disallow-any-generics",
+    "--disallow-untyped-defs",
+    "--disallow-incomplete-defs",
+    "--check-untyped-defs",
+    "--disallow-untyped-calls",
+    "--disallow-untyped-decorators",
+    "--disallow-subclassing-any",
+    "--no-implicit-optional",
+    "--no-implicit-reexport",
+    "--strict-equality",
+    "--extra-checks",
+    "--warn-redundant-casts",
+    "--warn-unused-ignores",
+    "--show-error-codes",
+    "--no-color-output",
+    "--no-error-summary",
 ]
 MYPY_TIMEOUT = 600
 
@@ -43,7 +55,8 @@ def _mypy_config(path: Path) -> Path:
     protobuf modules opaque (mypy cannot see the classes they create at run
     time), the package found in this source tree."""
     generated = sorted(f"fastckpt.proto.{p.stem}" for p in (PACKAGE / "proto").glob("*_pb2.py"))
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [mypy]
         mypy_path = {ROOT}
         exclude = _pb2\\.py$
@@ -57,7 +70,8 @@ def _mypy_config(path: Path) -> Path:
 
         [mypy-{",".join(generated)}]
         follow_imports = skip
-        """))
+        """)
+    )
     return path
 
 
@@ -71,9 +85,12 @@ def mypy_setup(tmp_path_factory) -> Tuple[Path, Path]:
 def _mypy(setup: Tuple[Path, Path], *targets: str) -> subprocess.CompletedProcess:
     config, cache = setup
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(config), "--cache-dir", str(cache),
-         *MYPY_FLAGS, *targets],
-        cwd=str(ROOT), capture_output=True, text=True, timeout=MYPY_TIMEOUT)
+        [sys.executable, "-m", "mypy", "--config-file", str(config), "--cache-dir", str(cache), *MYPY_FLAGS, *targets],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=MYPY_TIMEOUT,
+    )
 
 
 def test_the_pyproject_mypy_config_has_the_same_checks():
@@ -98,7 +115,7 @@ def _readme_blocks() -> List[Tuple[int, str]]:
         if start is None and line.strip() == "```python":
             start = number
         elif start is not None and line.strip() == "```":
-            blocks.append((start + 1, "\n".join(lines[start:number - 1]) + "\n"))
+            blocks.append((start + 1, "\n".join(lines[start : number - 1]) + "\n"))
             start = None
     assert start is None, f"README.md: the ```python block of line {start} is not closed"
     return blocks
@@ -114,12 +131,13 @@ def test_the_readme_python_examples_type_check(mypy_setup, tmp_path):
         files.append(str(path))
     proc = _mypy(mypy_setup, *files)
     # Point each message at README.md's own line numbers.
-    report = re.sub(r"\S*readme_line_(\d+)\.py:(\d+)",
-                    lambda m: f"README.md:{int(m.group(1)) + int(m.group(2)) - 1}", proc.stdout)
+    report = re.sub(
+        r"\S*readme_line_(\d+)\.py:(\d+)", lambda m: f"README.md:{int(m.group(1)) + int(m.group(2)) - 1}", proc.stdout
+    )
     assert proc.returncode == 0 and proc.stdout == "", report + proc.stderr
 
 
-SAVE_TYPES = '''
+SAVE_TYPES = """
 import concurrent.futures
 from typing import Any, Dict, Union
 
@@ -151,7 +169,7 @@ with fastckpt.load_checkpoint("/tmp/ck") as reader:
     assert_type(reader.get_slice("w", "0,2"), np.ndarray)
     assert_type(reader.get_slice("w", [(0, 2)]), np.ndarray)
     reader.get_slice("w", 1.5)  # type: ignore[arg-type]
-'''
+"""
 
 
 def test_save_overloads_give_each_call_its_type(mypy_setup, tmp_path):
@@ -182,10 +200,22 @@ def test_the_native_stub_passes_stubtest(mypy_setup, tmp_path):
     allowlist = tmp_path / "allowlist.txt"
     allowlist.write_text(STUBTEST_ALLOWLIST)
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy.stubtest", "fastckpt._native", "--mypy-config-file", str(config),
-         "--allowlist", str(allowlist)],
-        cwd=str(ROOT), capture_output=True, text=True, timeout=MYPY_TIMEOUT,
-        env={**os.environ, "MYPYPATH": str(ROOT)})
+        [
+            sys.executable,
+            "-m",
+            "mypy.stubtest",
+            "fastckpt._native",
+            "--mypy-config-file",
+            str(config),
+            "--allowlist",
+            str(allowlist),
+        ],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=MYPY_TIMEOUT,
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -245,9 +275,9 @@ def _stub_functions() -> Dict[str, Tuple[object, ast.FunctionDef]]:
             owner = runtime_of.get(node.name) or getattr(_native, node.name)
             for item in node.body:
                 decorated = isinstance(item, ast.FunctionDef) and any(
-                    isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)
-                if isinstance(item, ast.FunctionDef) and not decorated and item.name not in (
-                        "__enter__", "__exit__"):
+                    isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list
+                )
+                if isinstance(item, ast.FunctionDef) and not decorated and item.name not in ("__enter__", "__exit__"):
                     out[f"{node.name}.{item.name}"] = (getattr(owner, item.name), item)
     return out
 

@@ -5,6 +5,7 @@ with its data file, keep memory bounded whatever the tensor sizes, and agree
 with the reader about what is intact (TensorFlow's own checkpoints
 included).
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,14 +18,14 @@ import time
 
 import numpy as np
 import pytest
+from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
+from helpers import data_entries, flip_in
 
 import fastckpt
 from fastckpt.format import dtypes
 from fastckpt.format import slices as slicing
 from fastckpt.verification import BadTensor, VerifyReport
 from fastckpt.writer import partitioned_item, prepare_item, write_items
-from checkpoint_builders import rewrite_index_entry  # fuzz/, on sys.path (conftest)
-from helpers import data_entries, flip_in
 
 DATA1 = ".data-00000-of-00001"
 
@@ -35,8 +36,10 @@ DATA1 = ".data-00000-of-00001"
 
 def _string_size(values):
     """Bytes a string tensor takes in a data file: varint lengths, checksum, bytes."""
+
     def varint_len(n):
         return max(1, (n.bit_length() + 6) // 7)
+
     return sum(varint_len(len(v)) for v in values) + 4 + sum(len(v) for v in values)
 
 
@@ -134,8 +137,7 @@ def test_threads_and_chunks_agree(ckpt, threads, chunk_bytes):
     assert report.ok and report.tensors == len(tensors)
 
 
-@pytest.mark.parametrize("option", [{"threads": 0}, {"threads": -2}, {"chunk_bytes": 0},
-                                    {"chunk_bytes": 1.5}])
+@pytest.mark.parametrize("option", [{"threads": 0}, {"threads": -2}, {"chunk_bytes": 0}, {"chunk_bytes": 1.5}])
 def test_bad_options(ckpt, option):
     with pytest.raises(fastckpt.InvalidArgumentError, match=next(iter(option))):
         fastckpt.verify(ckpt[0], **option)
@@ -187,10 +189,13 @@ def test_truncated_data_file_reports_every_tensor_past_the_end(ckpt):
     assert f"'{second_last.decode()}'" in str(e.value) and f"'{last.decode()}'" in str(e.value)
 
 
-@pytest.mark.parametrize("where, reason", [
-    (0.0, "checksum mismatch in string lengths"),  # a varint length
-    (1.0, "data checksum mismatch"),                # the last string byte
-])
+@pytest.mark.parametrize(
+    "where, reason",
+    [
+        (0.0, "checksum mismatch in string lengths"),  # a varint length
+        (1.0, "data checksum mismatch"),  # the last string byte
+    ],
+)
 def test_damaged_string_tensor(ckpt, where, reason):
     prefix, _ = ckpt
     flip_in(prefix, b"vocab", where)
@@ -356,8 +361,7 @@ def test_partitioned_slices_not_covering_the_tensor(tmp_path):
 
 
 def _three_checkpoints(tmp_path):
-    saver = fastckpt.Saver({"w": np.arange(1000.0), "s": np.array([b"a", b"b"], dtype=object)},
-                           max_to_keep=5)
+    saver = fastckpt.Saver({"w": np.arange(1000.0), "s": np.array([b"a", b"b"], dtype=object)}, max_to_keep=5)
     paths = []
     for step in (1, 2, 3):
         saver.var_list["w"][:] = step
@@ -417,8 +421,7 @@ def test_latest_valid_checkpoint_state_file_first(tmp_path):
 def test_latest_valid_checkpoint_custom_state_filename(tmp_path):
     fastckpt.save({"x": np.arange(4)}, str(tmp_path / "one"), durable=False)
     fastckpt.save({"x": np.arange(4)}, str(tmp_path / "two"), durable=False)
-    fastckpt.update_checkpoint_state(str(tmp_path), str(tmp_path / "one"),
-                                     latest_filename="mystate")
+    fastckpt.update_checkpoint_state(str(tmp_path), str(tmp_path / "one"), latest_filename="mystate")
     os.utime(str(tmp_path / "one.index"), ns=(1_000_000_000, 1_000_000_000))
     assert fastckpt.latest_valid_checkpoint(tmp_path, "mystate") == str(tmp_path / "one")
     assert fastckpt.latest_valid_checkpoint(tmp_path) == str(tmp_path / "two")
@@ -432,6 +435,7 @@ def test_latest_valid_checkpoint_custom_state_filename(tmp_path):
 def test_tf_written_checkpoints_verify_clean(tmp_path):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+
     rng = np.random.default_rng(3)
 
     # TF1 Saver, partitioned variables and a string variable.
@@ -439,16 +443,25 @@ def test_tf_written_checkpoints_verify_clean(tmp_path):
     with graph.as_default():
         v = {
             "dense/kernel": tf.compat.v1.get_variable(
-                "dense/kernel",
-                initializer=tf.constant(rng.standard_normal((8, 4)).astype(np.float32))),
+                "dense/kernel", initializer=tf.constant(rng.standard_normal((8, 4)).astype(np.float32))
+            ),
             "vocab": tf.compat.v1.get_variable(
-                "vocab", initializer=tf.constant([b"a", b"b\x00c", b""]), use_resource=True),
+                "vocab", initializer=tf.constant([b"a", b"b\x00c", b""]), use_resource=True
+            ),
             "part/rows": tf.compat.v1.get_variable(
-                "part/rows", shape=(7, 5), dtype=tf.float32,
-                partitioner=tf.compat.v1.fixed_size_partitioner(3), use_resource=True),
+                "part/rows",
+                shape=(7, 5),
+                dtype=tf.float32,
+                partitioner=tf.compat.v1.fixed_size_partitioner(3),
+                use_resource=True,
+            ),
             "part/cols": tf.compat.v1.get_variable(
-                "part/cols", shape=(4, 70), dtype=tf.float64,
-                partitioner=tf.compat.v1.fixed_size_partitioner(3, axis=1), use_resource=True),
+                "part/cols",
+                shape=(4, 70),
+                dtype=tf.float64,
+                partitioner=tf.compat.v1.fixed_size_partitioner(3, axis=1),
+                use_resource=True,
+            ),
         }
         saver = tf.compat.v1.train.Saver()
         with tf.compat.v1.Session(graph=graph) as sess:
@@ -468,8 +481,7 @@ def test_tf_written_checkpoints_verify_clean(tmp_path):
     # TF2 Checkpoint, with a dataset iterator (a DT_VARIANT tensor).
     it = iter(tf.data.Dataset.range(100).shuffle(10, seed=1))
     next(it)
-    ckpt = tf.train.Checkpoint(it=it, v=tf.Variable(rng.standard_normal(5)),
-                               s=tf.Variable([b"x", b"yz"]))
+    ckpt = tf.train.Checkpoint(it=it, v=tf.Variable(rng.standard_normal(5)), s=tf.Variable([b"x", b"yz"]))
     tf2_prefix = ckpt.write(str(tmp_path / "tf2" / "ckpt"))
     variant = "it/.ATTRIBUTES/ITERATOR_STATE"
     with fastckpt.load_checkpoint(tf2_prefix) as reader:
@@ -491,8 +503,7 @@ def _three_shards(tmp_path):
     prefix = str(tmp_path / "sharded")
     tensors = {f"t{i}": np.full((100 + i,), i, np.int32) for i in range(9)}
     fastckpt.save(tensors, prefix, num_shards=3, durable=False)
-    files = {name: path for name, (path, _off, _size) in
-             ((k.decode(), v) for k, v in data_entries(prefix).items())}
+    files = {name: path for name, (path, _off, _size) in ((k.decode(), v) for k, v in data_entries(prefix).items())}
     return prefix, tensors, files
 
 
@@ -550,13 +561,15 @@ def test_report_names_slices_readably_and_counts_tensors(tmp_path):
     message = str(e.value)
     assert "\x00" not in message
     lines = message.splitlines()
-    assert lines[0] == (f"checkpoint '{prefix}' is damaged: 2 problem(s) in 1 of 1 tensors "
-                        "and 1 slice entry no tensor lists:")
+    assert lines[0] == (
+        f"checkpoint '{prefix}' is damaged: 2 problem(s) in 1 of 1 tensors and 1 slice entry no tensor lists:"
+    )
     assert lines[1] == f"  tensor 'part' in '{prefix}.index': slice '4,4:-' has no entry in the index"
     assert re.fullmatch(
         rf"  tensor 'parx' in '{re.escape(prefix + DATA1)}': slice '4,4:-' \(an entry the tensor "
         r"does not list\): data checksum mismatch \(stored CRC32C [0-9a-f]{8}, computed [0-9a-f]{8}\)",
-        lines[2]), lines[2]
+        lines[2],
+    ), lines[2]
     report = e.value.report
     assert [(b.name, b.listed) for b in report.bad] == [("part", True), ("parx", False)]
     assert (report.tensors, report.damaged_tensors, report.unlisted_entries) == (1, 1, 1)
@@ -570,8 +583,7 @@ def test_report_counts_a_tensor_with_several_problems_once(tmp_path):
     flip_in(prefix, slicing.encode_slice_key("p", PARTS[2]))
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
-    assert str(e.value).splitlines()[0] == \
-        f"checkpoint '{prefix}' is damaged: 2 problem(s) in 1 of 2 tensors:"
+    assert str(e.value).splitlines()[0] == f"checkpoint '{prefix}' is damaged: 2 problem(s) in 1 of 2 tensors:"
     assert [b.reason.split(":")[0] for b in e.value.report.bad] == ["slice '0,3", "slice '5,2"]
 
 
@@ -585,4 +597,5 @@ def test_unknown_dtype_is_a_verify_problem(tmp_path):
     with pytest.raises(fastckpt.DataLossError) as e:
         fastckpt.verify(prefix)
     assert [(b.name, b.reason) for b in e.value.report.bad] == [
-        ("w", "has DataType 99, which no checkpoint tensor can have")]
+        ("w", "has DataType 99, which no checkpoint tensor can have")
+    ]

@@ -36,6 +36,7 @@ within a few times ``max_piece_bytes``. Exceptions: a DCP chunk (what one
 rank wrote of a tensor) and a legacy-format torch file are read whole, as
 those formats cannot be read in part.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,9 +62,18 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: Format names, and the aliases accepted for them.
 FORMATS = ("tf", "safetensors", "torch", "npz", "dcp")
-_ALIASES = {"tf": "tf", "tensorflow": "tf", "bundle": "tf", "safetensors": "safetensors",
-            "torch": "torch", "pt": "torch", "pytorch": "torch", "npz": "npz", "numpy": "npz",
-            "dcp": "dcp"}
+_ALIASES = {
+    "tf": "tf",
+    "tensorflow": "tf",
+    "bundle": "tf",
+    "safetensors": "safetensors",
+    "torch": "torch",
+    "pt": "torch",
+    "pytorch": "torch",
+    "npz": "npz",
+    "numpy": "npz",
+    "dcp": "dcp",
+}
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
@@ -116,26 +126,30 @@ def detect_format(path: str, *, for_output: bool = False) -> str:
             return "dcp"
         if safetensors_io.index_path_of(path) is not None:
             return "safetensors"
-        if os.path.exists(os.path.join(path, "checkpoint")) or any(
-                n.endswith(".index") for n in os.listdir(path)):
+        if os.path.exists(os.path.join(path, "checkpoint")) or any(n.endswith(".index") for n in os.listdir(path)):
             return "tf"
         if for_output and not os.listdir(path):
-            raise InvalidArgumentError(f"cannot tell the format to write into directory '{path}'; "
-                                       f"pass one ({', '.join(FORMATS)})")
+            raise InvalidArgumentError(
+                f"cannot tell the format to write into directory '{path}'; pass one ({', '.join(FORMATS)})"
+            )
         if not for_output:
-            raise InvalidArgumentError(f"directory '{path}' holds no checkpoint fastckpt recognises "
-                                       "(a TensorFlow bundle, sharded safetensors or a DCP checkpoint)")
+            raise InvalidArgumentError(
+                f"directory '{path}' holds no checkpoint fastckpt recognises "
+                "(a TensorFlow bundle, sharded safetensors or a DCP checkpoint)"
+            )
     if for_output:
         return "tf"  # a bundle prefix: any other name (model.ckpt, step-100)
     if not os.path.exists(path):
-        raise CheckpointNotFoundError(2, "No such file or directory", path,
-                                      message=f"no checkpoint at '{path}' (no file, directory or "
-                                      f"'{path}.index')")
+        raise CheckpointNotFoundError(
+            2,
+            "No such file or directory",
+            path,
+            message=f"no checkpoint at '{path}' (no file, directory or '{path}.index')",
+        )
     raise InvalidArgumentError(f"cannot tell the format of '{path}'; pass one ({', '.join(FORMATS)})")
 
 
-def open_source(path: PathLike, fmt: Optional[str] = None, *,
-                piece_bytes: int = DEFAULT_PIECE_BYTES) -> Source:
+def open_source(path: PathLike, fmt: Optional[str] = None, *, piece_bytes: int = DEFAULT_PIECE_BYTES) -> Source:
     """Opens checkpoint `path` for reading, in format `fmt` (inferred when
     None). `piece_bytes`: the memory bound of the caller's pieces (a DCP
     chunk larger than that is mapped from scratch space, not read)."""
@@ -179,19 +193,31 @@ def _can_hold(fmt: str) -> Callable[[TensorInfo], Optional[str]]:
         return lambda info: None
     if fmt == "safetensors":
         from .safetensors_io import can_hold as st
+
         return st
     if fmt == "npz":
         from .npz import can_hold as npz
+
         return npz
     if fmt == "torch":
         from .torch_file import can_hold as pt
+
         return pt
     from .dcp import can_hold as dc
+
     return dc
 
 
-def _open_sink(dst: str, fmt: str, tensors: List[TensorInfo], *, piece_bytes: int, durable: bool,
-               compression: Optional[str], max_shard_size: Optional[int]) -> Sink:
+def _open_sink(
+    dst: str,
+    fmt: str,
+    tensors: List[TensorInfo],
+    *,
+    piece_bytes: int,
+    durable: bool,
+    compression: Optional[str],
+    max_shard_size: Optional[int],
+) -> Sink:
     if max_shard_size is not None and fmt != "safetensors":
         raise InvalidArgumentError(f"max_shard_size applies to safetensors output, not {fmt}")
     if compression not in (None, "none") and fmt != "tf":
@@ -219,6 +245,7 @@ def _open_sink(dst: str, fmt: str, tensors: List[TensorInfo], *, piece_bytes: in
 
 def _same_checkpoint(src: Source, dst: str, dst_format: str) -> bool:
     """Whether writing `dst` would overwrite the files being read."""
+
     def real(p: str) -> str:
         return os.path.realpath(p)
 
@@ -227,11 +254,20 @@ def _same_checkpoint(src: Source, dst: str, dst_format: str) -> bool:
     return real(src.path) == real(dst) or (dst_format == "tf" and real(src.path) == real(dst + ".index"))
 
 
-def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
-            dst_format: Optional[str] = None, overwrite: bool = False, compression: Optional[str] = None,
-            max_shard_size: Optional[int] = None, max_piece_bytes: int = DEFAULT_PIECE_BYTES,
-            skip_unsupported: bool = False, durable: bool = True,
-            progress: Optional[ProgressCallback] = None) -> ConvertReport:
+def convert(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    src_format: Optional[str] = None,
+    dst_format: Optional[str] = None,
+    overwrite: bool = False,
+    compression: Optional[str] = None,
+    max_shard_size: Optional[int] = None,
+    max_piece_bytes: int = DEFAULT_PIECE_BYTES,
+    skip_unsupported: bool = False,
+    durable: bool = True,
+    progress: Optional[ProgressCallback] = None,
+) -> ConvertReport:
     """Converts checkpoint `src` into `dst`, in another (or the same) format.
 
     See the module docstring for the formats, the name rule and the memory
@@ -288,8 +324,7 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     source = open_source(src, src_format, piece_bytes=max_piece_bytes)
     try:
         if _same_checkpoint(source, dst, out_format):
-            raise CheckpointExistsError(17, "File exists", dst,
-                                        message=f"cannot convert '{src}' onto itself")
+            raise CheckpointExistsError(17, "File exists", dst, message=f"cannot convert '{src}' onto itself")
         holds = _can_hold(out_format)
         tensors: List[TensorInfo] = []
         skipped: List[Tuple[str, str]] = []
@@ -307,14 +342,26 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
         if out_format == "tf" and os.path.isdir(dst):
             raise InvalidArgumentError(
                 f"'{dst}' is a directory; a TensorFlow bundle is written at a prefix, e.g. "
-                f"'{os.path.join(dst, 'model')}'")
+                f"'{os.path.join(dst, 'model')}'"
+            )
         existing = _existing_outputs(dst, out_format, tensors, max_shard_size)
         if existing and not overwrite:
-            raise CheckpointExistsError(17, "File exists", existing[0],
-                                        message=f"'{dst}' already holds a checkpoint ({existing[0]}); "
-                                        "pass overwrite=True (--overwrite) to replace it")
-        sink = _open_sink(dst, out_format, tensors, piece_bytes=max_piece_bytes, durable=durable,
-                          compression=compression, max_shard_size=max_shard_size)
+            raise CheckpointExistsError(
+                17,
+                "File exists",
+                existing[0],
+                message=f"'{dst}' already holds a checkpoint ({existing[0]}); "
+                "pass overwrite=True (--overwrite) to replace it",
+            )
+        sink = _open_sink(
+            dst,
+            out_format,
+            tensors,
+            piece_bytes=max_piece_bytes,
+            durable=durable,
+            compression=compression,
+            max_shard_size=max_shard_size,
+        )
         nbytes = 0
         tracker = tracker_for(progress, [t.nbytes for t in tensors])
 
@@ -340,6 +387,14 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     finally:
         source.close()
     resolved_src = source.path
-    return ConvertReport(src=resolved_src, dst=dst, src_format=source.format, dst_format=out_format,
-                         tensors=len(tensors), nbytes=nbytes, files=list(files), skipped=skipped,
-                         seconds=time.perf_counter() - start)
+    return ConvertReport(
+        src=resolved_src,
+        dst=dst,
+        src_format=source.format,
+        dst_format=out_format,
+        tensors=len(tensors),
+        nbytes=nbytes,
+        files=list(files),
+        skipped=skipped,
+        seconds=time.perf_counter() - start,
+    )

@@ -9,6 +9,7 @@ Such a box is contiguous in the tensor's C order, so the pieces, in order,
 are the tensor's bytes from first to last: a sink can append them, a source
 can serve them from a file offset, a slice read, or an mmap.
 """
+
 from __future__ import annotations
 
 import errno
@@ -96,9 +97,9 @@ def pieces(info: TensorInfo, bound: int) -> List[Optional[Index]]:
     # The outermost dimension k one index of which (with everything inside
     # it) fits the bound; pieces are ranges along k after fixed indices before it.
     k = 0
-    while k < rank - 1 and math.prod(shape[k + 1:]) * itemsize > bound:
+    while k < rank - 1 and math.prod(shape[k + 1 :]) * itemsize > bound:
         k += 1
-    inner = math.prod(shape[k + 1:]) * itemsize
+    inner = math.prod(shape[k + 1 :]) * itemsize
     step = max(1, bound // max(inner, 1))
     out: List[Optional[Index]] = []
     whole = (slice(None),) * (rank - k - 1)
@@ -135,14 +136,16 @@ def require(module: str, extra: str, what: str) -> Any:
     except ImportError:
         raise MissingDependencyError(
             f"{what} needs the '{module.split('.')[0]}' package: pip install 'fastckpt[{extra}]'",
-            name=module.split(".")[0]) from None
+            name=module.split(".")[0],
+        ) from None
 
 
 def unsupported(info: TensorInfo, fmt: str, why: str) -> UnsupportedDtypeError:
     """The error for a tensor a format cannot hold."""
     what = "a string tensor" if info.dtype == object else f"dtype {info.dtype.name}"
-    return UnsupportedDtypeError(f"tensor '{info.name}' ({what}, shape {list(info.shape)}) cannot be "
-                                 f"written to {fmt}: {why}")
+    return UnsupportedDtypeError(
+        f"tensor '{info.name}' ({what}, shape {list(info.shape)}) cannot be written to {fmt}: {why}"
+    )
 
 
 # -- scratch space -------------------------------------------------------------------
@@ -267,8 +270,11 @@ def make_parent(path: str) -> None:
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent):
         if os.path.exists(parent):
-            raise from_os_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
-                                f"cannot write '{path}': its parent '{parent}' is not a directory", parent)
+            raise from_os_error(
+                OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
+                f"cannot write '{path}': its parent '{parent}' is not a directory",
+                parent,
+            )
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as e:

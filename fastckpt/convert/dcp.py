@@ -22,6 +22,7 @@ destination. DCP takes every tensor at once, so, as for torch files, the
 tensors are assembled in scratch space on disk first and handed over as
 tensors mapping it.
 """
+
 from __future__ import annotations
 
 import io
@@ -70,11 +71,16 @@ class DcpSource:
 
         self.path = path
         if not os.path.isdir(path):
-            raise CheckpointNotFoundError(2, "No such file or directory", path,
-                                          message=f"DCP checkpoint directory '{path}' not found")
+            raise CheckpointNotFoundError(
+                2, "No such file or directory", path, message=f"DCP checkpoint directory '{path}' not found"
+            )
         if not is_dcp(path):
-            raise CheckpointNotFoundError(2, "No such file or directory", os.path.join(path, METADATA),
-                                          message=f"'{path}' is not a DCP checkpoint: no '{METADATA}' file")
+            raise CheckpointNotFoundError(
+                2,
+                "No such file or directory",
+                os.path.join(path, METADATA),
+                message=f"'{path}' is not a DCP checkpoint: no '{METADATA}' file",
+            )
         try:
             metadata = FileSystemReader(path).read_metadata()
         except OSError as e:
@@ -94,15 +100,18 @@ class DcpSource:
         for fqn, md in sorted(metadata.state_dict_metadata.items()):
             if isinstance(md, TensorStorageMetadata):
                 self._chunks[fqn] = [(tuple(c.offsets), tuple(c.sizes)) for c in md.chunks]
-                self._infos.append(TensorInfo(fqn, torch_numpy_dtype(md.properties.dtype),
-                                              tuple(int(d) for d in md.size)))
+                self._infos.append(
+                    TensorInfo(fqn, torch_numpy_dtype(md.properties.dtype), tuple(int(d) for d in md.size))
+                )
             elif isinstance(md, BytesStorageMetadata):
                 obj = self._load(fqn, None, what="entry")
                 try:
                     flat = structure.flatten({fqn: obj}).tensors
                 except Exception as e:  # noqa: BLE001 - flatten's refusal, reworded
-                    raise UnimplementedError(f"entry '{fqn}' of DCP checkpoint '{path}' is a "
-                                             f"{type(obj).__name__}, which convert cannot hold: {e}") from None
+                    raise UnimplementedError(
+                        f"entry '{fqn}' of DCP checkpoint '{path}' is a "
+                        f"{type(obj).__name__}, which convert cannot hold: {e}"
+                    ) from None
                 for name, value in flat.items():
                     self._small[name] = value
                     self._infos.append(tensor_info(name, value))
@@ -113,11 +122,15 @@ class DcpSource:
 
         info = self._where.get((fqn, offset))
         if info is None:
-            raise DataLossError(f"DCP checkpoint '{self.path}' has no stored data for {what} '{fqn}'"
-                                + (f" at offset {list(offset)}" if offset is not None else ""))
+            raise DataLossError(
+                f"DCP checkpoint '{self.path}' has no stored data for {what} '{fqn}'"
+                + (f" at offset {list(offset)}" if offset is not None else "")
+            )
         if getattr(info, "transform_descriptors", None):
-            raise UnimplementedError(f"{what} '{fqn}' of DCP checkpoint '{self.path}' is stored with "
-                                     f"transforms {info.transform_descriptors}, which convert does not read")
+            raise UnimplementedError(
+                f"{what} '{fqn}' of DCP checkpoint '{self.path}' is stored with "
+                f"transforms {info.transform_descriptors}, which convert does not read"
+            )
         file = os.path.join(self.path, info.relative_path)
         if info.length > self._map_above:
             return self._load_mapped(file, info, fqn, what)
@@ -148,8 +161,7 @@ class DcpSource:
                 done = 0
                 while done < info.length:
                     try:
-                        n = os.copy_file_range(src.fileno(), dst.fileno(), info.length - done,
-                                               info.offset + done)
+                        n = os.copy_file_range(src.fileno(), dst.fileno(), info.length - done, info.offset + done)
                     except OSError:  # not across these file systems: copy through a bounded buffer
                         src.seek(info.offset + done)
                         block = src.read(min(8 << 20, info.length - done))
@@ -202,8 +214,7 @@ class DcpSource:
             out[dst] = chunk[src]
             covered += int(np.prod([y - x for x, y in zip(a, b)], dtype=np.int64))
         if covered != out.size:
-            raise DataLossError(f"tensor '{info.name}' of DCP checkpoint '{self.path}': its chunks do not "
-                                "cover it")
+            raise DataLossError(f"tensor '{info.name}' of DCP checkpoint '{self.path}': its chunks do not cover it")
         return out
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ in memory at once). Members are stored uncompressed, as ``np.savez`` does.
 ml_dtypes) and string tensors are refused rather than written as raw void
 bytes or pickles.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ from ..errors import (
     UnsupportedDtypeError,
     from_os_error,
 )
-from ._base import (AtomicFile, Index, TensorInfo, box_shape, flat_start, make_parent, refusal,
-                    unsupported, write_pieces)
+from ._base import AtomicFile, Index, TensorInfo, box_shape, flat_start, make_parent, refusal, unsupported, write_pieces
 
 FORMAT = "npz"
 _npy = np.lib.format
@@ -52,8 +52,9 @@ class NpzSource:
         try:
             self._zip = zipfile.ZipFile(path)
         except FileNotFoundError:
-            raise CheckpointNotFoundError(2, "No such file or directory", path,
-                                          message=f"npz file '{path}' not found") from None
+            raise CheckpointNotFoundError(
+                2, "No such file or directory", path, message=f"npz file '{path}' not found"
+            ) from None
         except OSError as e:
             raise from_os_error(e, f"cannot open npz file '{path}'", path) from None
         except zipfile.BadZipFile as e:
@@ -64,13 +65,15 @@ class NpzSource:
         for member in self._zip.namelist():
             if not member.endswith(".npy"):
                 continue
-            name = member[:-len(".npy")]
+            name = member[: -len(".npy")]
             with self._zip.open(member) as f:
                 shape, fortran, dtype = _read_header(f, member, path)
                 offset = f.tell()
             if dtype.hasobject:
-                raise UnsupportedDtypeError(f"tensor '{name}' in '{path}' is a pickled object array, "
-                                            "which fastckpt does not read (it would run code from the file)")
+                raise UnsupportedDtypeError(
+                    f"tensor '{name}' in '{path}' is a pickled object array, "
+                    "which fastckpt does not read (it would run code from the file)"
+                )
             self._members[name] = (member, offset, fortran, dtype)
             self._infos.append(TensorInfo(name, dtype.newbyteorder("="), tuple(shape)))
         self._open: Optional[Tuple[str, Any]] = None  # the member being read, kept for sequential pieces
@@ -140,8 +143,7 @@ class NpzSink:
     def add(self, info: TensorInfo, pieces: Iterable[np.ndarray]) -> None:
         header = {"descr": _npy.dtype_to_descr(info.dtype), "fortran_order": False, "shape": info.shape}
         with self._zip.open(info.name + ".npy", "w", force_zip64=True) as f:
-            _npy.write_array_header_2_0(f, header) if _needs_v2(header) else \
-                _npy.write_array_header_1_0(f, header)
+            _npy.write_array_header_2_0(f, header) if _needs_v2(header) else _npy.write_array_header_1_0(f, header)
             written = write_pieces(f.write, pieces)
         if written != info.nbytes:
             raise InternalError(f"tensor '{info.name}': {written} bytes read, {info.nbytes} expected")

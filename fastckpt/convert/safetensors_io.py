@@ -14,6 +14,7 @@ each tensor's dtype, shape and byte range, then the bytes in that order;
 since the source lists every tensor before any is read, the header is
 written first and the bytes are streamed after it, piece by piece.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,18 +32,29 @@ from ..errors import (
     UnsupportedDtypeError,
     os_error,
 )
-from ._base import (AtomicFile, Index, TensorInfo, make_parent, refusal, require, sync_dir,
-                    unsupported, write_pieces)
+from ._base import AtomicFile, Index, TensorInfo, make_parent, refusal, require, sync_dir, unsupported, write_pieces
 
 FORMAT = "safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
 
 # numpy (ml_dtypes) dtype name -> safetensors dtype; every dtype both sides know.
 _TO_ST = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-    "int64": "I64", "uint64": "U64", "int32": "I32", "uint32": "U32",
-    "int16": "I16", "uint16": "U16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
-    "complex64": "C64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "uint64": "U64",
+    "int32": "I32",
+    "uint32": "U32",
+    "int16": "I16",
+    "uint16": "U16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "complex64": "C64",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
 }
 _FROM_ST = {v: k for k, v in _TO_ST.items()}
 # Read through the torch framework: safetensors' numpy framework lacks them.
@@ -54,10 +66,14 @@ def _numpy_dtype(st_dtype: str, name: str, path: str) -> np.dtype:
 
     np_name = _FROM_ST.get(st_dtype)
     if np_name is None:
-        raise UnsupportedDtypeError(f"tensor '{name}' in '{path}' has safetensors dtype {st_dtype}, "
-                                    "which fastckpt does not convert")
-    return np.dtype(getattr(ml_dtypes, np_name) if hasattr(ml_dtypes, np_name) and np_name in (
-        "bfloat16", "float8_e4m3fn", "float8_e5m2") else np_name)
+        raise UnsupportedDtypeError(
+            f"tensor '{name}' in '{path}' has safetensors dtype {st_dtype}, which fastckpt does not convert"
+        )
+    return np.dtype(
+        getattr(ml_dtypes, np_name)
+        if hasattr(ml_dtypes, np_name) and np_name in ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+        else np_name
+    )
 
 
 def _safe_open(path: str, framework: str) -> Any:
@@ -65,8 +81,9 @@ def _safe_open(path: str, framework: str) -> Any:
     try:
         return st.safe_open(path, framework=framework)
     except FileNotFoundError:
-        raise CheckpointNotFoundError(2, "No such file or directory", path,
-                                      message=f"safetensors file '{path}' not found") from None
+        raise CheckpointNotFoundError(
+            2, "No such file or directory", path, message=f"safetensors file '{path}' not found"
+        ) from None
     except OSError as e:
         raise os_error(e.errno or 5, f"cannot open safetensors file '{path}': {e}", path) from None
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError
@@ -84,8 +101,9 @@ def index_path_of(path: str) -> Optional[str]:
         if len(found) == 1:
             return os.path.join(path, found[0])
         if len(found) > 1:
-            raise InvalidArgumentError(f"directory '{path}' holds several safetensors weight maps "
-                                       f"({', '.join(found)}); name one of them")
+            raise InvalidArgumentError(
+                f"directory '{path}' holds several safetensors weight maps ({', '.join(found)}); name one of them"
+            )
     return None
 
 
@@ -104,8 +122,9 @@ class SafetensorsSource:
                 with open(index, "rb") as f:
                     weight_map = json.load(f)["weight_map"]
             except FileNotFoundError:
-                raise CheckpointNotFoundError(2, "No such file or directory", index,
-                                              message=f"safetensors weight map '{index}' not found") from None
+                raise CheckpointNotFoundError(
+                    2, "No such file or directory", index, message=f"safetensors weight map '{index}' not found"
+                ) from None
             except (ValueError, KeyError, TypeError) as e:
                 raise DataLossError(f"'{index}' is not a safetensors weight map: {e}") from None
             directory = os.path.dirname(index)
@@ -130,13 +149,15 @@ class SafetensorsSource:
                 st_dtype = view.get_dtype()
                 self._st_dtype[name] = st_dtype
                 self._files[name] = file
-                self._infos.append(TensorInfo(name, _numpy_dtype(st_dtype, name, file),
-                                              tuple(int(d) for d in view.get_shape())))
+                self._infos.append(
+                    TensorInfo(name, _numpy_dtype(st_dtype, name, file), tuple(int(d) for d in view.get_shape()))
+                )
         if weight_map is not None:
             missing = sorted(set(weight_map) - set(self._files))
             if missing:
-                raise DataLossError(f"'{index}' maps {len(missing)} tensor(s) to shards that lack "
-                                    f"them: {', '.join(missing[:5])}")
+                raise DataLossError(
+                    f"'{index}' maps {len(missing)} tensor(s) to shards that lack them: {', '.join(missing[:5])}"
+                )
         self._infos.sort(key=lambda t: t.name)
 
     def _handle(self, file: str, framework: str) -> Any:
@@ -191,8 +212,7 @@ class _FileWriter:
         offset = 0
         self.expected: Dict[str, int] = {}
         for t in tensors:
-            header[t.name] = {"dtype": _check(t), "shape": list(t.shape),
-                              "data_offsets": [offset, offset + t.nbytes]}
+            header[t.name] = {"dtype": _check(t), "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
             self.expected[t.name] = t.nbytes
             offset += t.nbytes
         raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -225,9 +245,9 @@ def sharded_layout(dst: str) -> Tuple[str, str]:
     """(directory, stem) of a sharded output at `dst`: ``DIR/NAME.safetensors.index.json``,
     ``DIR/NAME.safetensors`` (with a shard size) or a directory (stem ``model``)."""
     if dst.endswith(INDEX_SUFFIX):
-        return os.path.dirname(dst), os.path.basename(dst)[:-len(INDEX_SUFFIX)]
+        return os.path.dirname(dst), os.path.basename(dst)[: -len(INDEX_SUFFIX)]
     if dst.endswith(".safetensors"):
-        return os.path.dirname(dst), os.path.basename(dst)[:-len(".safetensors")]
+        return os.path.dirname(dst), os.path.basename(dst)[: -len(".safetensors")]
     return dst, "model"
 
 
@@ -237,8 +257,9 @@ def output_files(dst: str, tensors: List[TensorInfo], max_shard_size: Optional[i
         return [dst]
     directory, stem = sharded_layout(dst)
     n = len(plan_shards(tensors, max_shard_size or (1 << 62)))
-    return [os.path.join(directory, f"{stem}-{i + 1:05d}-of-{n:05d}.safetensors") for i in range(n)] + \
-        [os.path.join(directory, stem + INDEX_SUFFIX)]
+    return [os.path.join(directory, f"{stem}-{i + 1:05d}-of-{n:05d}.safetensors") for i in range(n)] + [
+        os.path.join(directory, stem + INDEX_SUFFIX)
+    ]
 
 
 def _is_sharded_output(dst: str, max_shard_size: Optional[int]) -> bool:
@@ -255,8 +276,7 @@ class SafetensorsSink:
 
     format = FORMAT
 
-    def __init__(self, dst: str, tensors: List[TensorInfo], *, max_shard_size: Optional[int],
-                 durable: bool) -> None:
+    def __init__(self, dst: str, tensors: List[TensorInfo], *, max_shard_size: Optional[int], durable: bool) -> None:
         for t in tensors:
             _check(t)
         if max_shard_size is not None and (not isinstance(max_shard_size, int) or max_shard_size < 1):
@@ -302,10 +322,15 @@ class SafetensorsSink:
                 w.file.publish()
             files = [w.file.final for w in self._writers]
             if self.sharded:
-                weight_map = {name: os.path.basename(self._plan[i][0])
-                              for name, i in sorted(self._shard_of.items())}
-                body = json.dumps({"metadata": {"total_size": self._total}, "weight_map": weight_map},
-                                  indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+                weight_map = {name: os.path.basename(self._plan[i][0]) for name, i in sorted(self._shard_of.items())}
+                body = (
+                    json.dumps(
+                        {"metadata": {"total_size": self._total}, "weight_map": weight_map},
+                        indent=2,
+                        ensure_ascii=False,
+                    ).encode("utf-8")
+                    + b"\n"
+                )
                 index = AtomicFile(self.index_path, durable=self.durable)
                 try:
                     index.write(body)

@@ -5,6 +5,7 @@ is read; partitioned tensors are reassembled); written with the streaming
 bundle writer, one data file per group of about the piece bound, so that
 memory holds at most two groups.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,9 +59,11 @@ class BundleSource:
         if self._digests is None:
             reader = _native.Reader(self.path)
             try:
-                self._digests = {key.decode("utf-8", "surrogateescape"): (size, crc)
-                                 for key, _dt, _shape, _shard, _off, size, crc, slices in reader.entries()
-                                 if slices is None and key[:1] != b"\0"}
+                self._digests = {
+                    key.decode("utf-8", "surrogateescape"): (size, crc)
+                    for key, _dt, _shape, _shard, _off, size, crc, slices in reader.entries()
+                    if slices is None and key[:1] != b"\0"
+                }
             finally:
                 reader.close()
         return self._digests
@@ -103,8 +106,15 @@ class BundleSink:
 
     format = FORMAT
 
-    def __init__(self, prefix: str, tensors: List[TensorInfo], *, group_bytes: int, durable: bool,
-                 compression: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        tensors: List[TensorInfo],
+        *,
+        group_bytes: int,
+        durable: bool,
+        compression: Optional[str] = None,
+    ) -> None:
         self._options = compression_options(compression)
         self.prefix = prefix
         make_parent(prefix)

@@ -17,6 +17,7 @@ takes every tensor at once, so the tensors are first assembled in anonymous
 scratch space on disk (:class:`~._base.Spool`) and handed to torch.save as
 tensors mapping it: memory stays bounded, at the cost of a second write.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,7 @@ def load_file(path: str) -> Any:
     legacy-format file), with fastckpt's errors."""
     torch = require("torch", "torch", "reading torch files")
     if not os.path.exists(path):
-        raise CheckpointNotFoundError(2, "No such file or directory", path,
-                                      message=f"torch file '{path}' not found")
+        raise CheckpointNotFoundError(2, "No such file or directory", path, message=f"torch file '{path}' not found")
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -55,7 +55,8 @@ def load_file(path: str) -> Any:
     except pickle.UnpicklingError as e:
         raise UnsupportedDtypeError(
             f"'{path}' holds objects other than tensors, numbers, strings and plain containers, which "
-            f"torch.load(weights_only=True) refuses to unpickle: {str(e).splitlines()[0]}") from None
+            f"torch.load(weights_only=True) refuses to unpickle: {str(e).splitlines()[0]}"
+        ) from None
     except OSError as e:
         raise from_os_error(e, f"cannot read torch file '{path}'", path) from None
     except (RuntimeError, EOFError, ValueError) as e:
@@ -145,8 +146,7 @@ class SpooledTensors:
     def state_dict(self) -> Dict[str, Any]:
         from .._arrays import torch_from_numpy
 
-        return {info.name: torch_from_numpy(self._spool.array(offset, info))
-                for info, offset in self._placed}
+        return {info.name: torch_from_numpy(self._spool.array(offset, info)) for info, offset in self._placed}
 
     def close(self) -> None:
         self._spool.close()

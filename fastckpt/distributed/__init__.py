@@ -13,12 +13,24 @@ Coordination runs over torch.distributed (on a gloo group fastckpt derives
 from the caller's), over MPI (mpi4py), or in a world of one; see
 :mod:`fastckpt.distributed.comm`.
 """
+
 from ..errors import DistributedError, DistributedLoadError, DistributedSaveError
 from .comm import DEFAULT_TIMEOUT, CollectiveError
 from .leaves import PerRank, Shard
 from .load import PER_RANK_POLICIES, LoadReport, load
 from .save import DistributedSaveResult, save
 
-__all__ = ["save", "load", "Shard", "PerRank", "DistributedSaveResult", "LoadReport", "DistributedError",
-           "DistributedSaveError", "DistributedLoadError", "CollectiveError", "DEFAULT_TIMEOUT",
-           "PER_RANK_POLICIES"]
+__all__ = [
+    "save",
+    "load",
+    "Shard",
+    "PerRank",
+    "DistributedSaveResult",
+    "LoadReport",
+    "DistributedError",
+    "DistributedSaveError",
+    "DistributedLoadError",
+    "CollectiveError",
+    "DEFAULT_TIMEOUT",
+    "PER_RANK_POLICIES",
+]

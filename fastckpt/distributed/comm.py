@@ -14,6 +14,7 @@ timeout is reported then. Either way the call raises
 Thread-safety: a Communicator is used by one thread at a time (the caller's,
 or the background save thread; saves run one after another).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -108,7 +109,8 @@ class _TorchCommunicator(Communicator):
         except Exception as e:  # noqa: BLE001 - gloo reports dead peers and timeouts as RuntimeError
             raise CollectiveError(
                 f"rank {self.rank}: the {what} among {self.size} ranks failed: a peer died or did not "
-                f"answer within {self.timeout:g} s ({type(e).__name__}: {_first_line(e)})") from None
+                f"answer within {self.timeout:g} s ({type(e).__name__}: {_first_line(e)})"
+            ) from None
 
     def _allgather(self, obj: Any) -> List[Any]:
         out: List[Any] = [None] * self.size
@@ -146,9 +148,12 @@ def _gloo_group(group: Any, timeout: float) -> Any:
             del _groups[key]
             g = None
         if g is None:
-            g = dist.new_group(ranks=list(ranks), backend="gloo",
-                               timeout=datetime.timedelta(seconds=timeout),
-                               use_local_synchronization=True)
+            g = dist.new_group(
+                ranks=list(ranks),
+                backend="gloo",
+                timeout=datetime.timedelta(seconds=timeout),
+                use_local_synchronization=True,
+            )
             _groups[key] = g
         return g
 
@@ -204,7 +209,9 @@ class _MpiCommunicator(Communicator):
             if time.monotonic() > deadline:
                 raise CollectiveError(
                     f"rank {self.rank}: the {what} among {self.size} ranks failed: rank(s) "
-                    f"{', '.join(map(str, peers))} did not answer within {self.timeout:g} s", peers)
+                    f"{', '.join(map(str, peers))} did not answer within {self.timeout:g} s",
+                    peers,
+                )
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
 
@@ -276,5 +283,5 @@ def communicator(group: Any = None, *, timeout: float = DEFAULT_TIMEOUT) -> Comm
             raise MissingDependencyError(f"an MPI communicator needs mpi4py: {e}", name="mpi4py") from None
         return _MpiCommunicator(group, timeout)
     raise InvalidArgumentError(
-        f"group must be a torch.distributed ProcessGroup, an mpi4py communicator or None, not "
-        f"{type(group).__name__}")
+        f"group must be a torch.distributed ProcessGroup, an mpi4py communicator or None, not {type(group).__name__}"
+    )

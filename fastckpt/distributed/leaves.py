@@ -14,6 +14,7 @@ A leaf is one of:
 
 No framework is imported here unless the caller handed us one of its objects.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,11 +51,11 @@ class Shard:
         if not (len(shape) == len(self.global_shape) == len(self.offsets)):
             raise InvalidArgumentError(
                 f"Shard: the piece has rank {len(shape)}, global_shape {len(self.global_shape)} and "
-                f"offsets {len(self.offsets)}; they must agree")
+                f"offsets {len(self.offsets)}; they must agree"
+            )
         for d, (o, n, g) in enumerate(zip(self.offsets, shape, self.global_shape)):
             if o < 0 or n < 0 or o + n > g:
-                raise InvalidArgumentError(
-                    f"Shard: dimension {d} covers [{o}, {o + n}) of a global dimension of {g}")
+                raise InvalidArgumentError(f"Shard: dimension {d} covers [{o}, {o + n}) of a global dimension of {g}")
 
     @property
     def box(self) -> Box:
@@ -82,12 +83,12 @@ class LocalTensor:
     """One tensor as this rank holds it."""
 
     name: str
-    kind: str                      # "sharded" or "replicated"
-    dtype: str                     # numpy dtype name; "string" for string tensors
-    shape: Tuple[int, ...]         # the global shape
-    boxes: List[Box] = field(default_factory=list)   # sharded: the pieces held here
+    kind: str  # "sharded" or "replicated"
+    dtype: str  # numpy dtype name; "string" for string tensors
+    shape: Tuple[int, ...]  # the global shape
+    boxes: List[Box] = field(default_factory=list)  # sharded: the pieces held here
     pieces: List[Any] = field(default_factory=list)  # the arrays of those pieces (not sent)
-    value: Any = None              # replicated: the value
+    value: Any = None  # replicated: the value
 
     def meta(self) -> Tuple[Any, ...]:
         """What the other ranks learn of it (no data)."""

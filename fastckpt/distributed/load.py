@@ -17,6 +17,7 @@ returned structure. The only collective is one allgather at the end, so that
 every rank raises when any rank failed: no rank goes on training from a
 partial restore.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,12 +27,16 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 import numpy as np
 
 from .. import structure
-from ..errors import (DistributedLoadError, FastCkptError, InvalidArgumentError, TensorNotFoundError,
-                      UnsupportedDtypeError)
-from ..format import chunks, dtypes
 from .._arrays import aligned_empty
-from ..reader import (CheckpointReader, writable_host_view, assign_in_place, check_restore_target,
-                      target_shape_and_dtype)
+from ..errors import (
+    DistributedLoadError,
+    FastCkptError,
+    InvalidArgumentError,
+    TensorNotFoundError,
+    UnsupportedDtypeError,
+)
+from ..format import chunks, dtypes
+from ..reader import CheckpointReader, assign_in_place, check_restore_target, target_shape_and_dtype, writable_host_view
 from .comm import DEFAULT_TIMEOUT, CollectiveError, communicator
 from .leaves import Box, PerRank, Shard, dtensor_box, dtensor_local, is_dtensor, is_sharded_jax
 
@@ -80,8 +85,9 @@ def _spec_nodes(spec: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 class _Restorer:
     """One rank's restore from one open checkpoint."""
 
-    def __init__(self, reader: CheckpointReader, rank: int, world: int, per_rank: str, strict: bool,
-                 allow_pickle: bool) -> None:
+    def __init__(
+        self, reader: CheckpointReader, rank: int, world: int, per_rank: str, strict: bool, allow_pickle: bool
+    ) -> None:
         self.reader = reader
         self.rank = rank
         self.world = world
@@ -104,8 +110,9 @@ class _Restorer:
                 if index < 0:
                     from ..errors import DataLossError
 
-                    raise DataLossError(f"checkpoint '{reader.prefix}': its chunk table lists "
-                                        f"{key!r}, which the index lacks")
+                    raise DataLossError(
+                        f"checkpoint '{reader.prefix}': its chunk table lists {key!r}, which the index lacks"
+                    )
                 if native.entry(index)[0] != dtypes.DT_STRING:  # strings are read whole
                     native.set_chunk_crcs(index, chunk_bytes, crcs)
 
@@ -116,22 +123,22 @@ class _Restorer:
         self.used.add(name)
         return self.reader._entry(name)
 
-    def read_box(self, name: str, box: Box, dtype: Optional[np.dtype],
-                 into: Optional[np.ndarray] = None) -> np.ndarray:
+    def read_box(self, name: str, box: Box, dtype: Optional[np.dtype], into: Optional[np.ndarray] = None) -> np.ndarray:
         """The elements of `box` of tensor `name`: read into `into` (a
         writable, C-contiguous host array of the box's shape) when given and
         the tensor is fixed-size, else into a new host array."""
         entry = self._entry(name)
         saved = dtypes.to_numpy_dtype(entry.dtype)
         shape = tuple(entry.shape)
-        check_restore_target(name, self.reader.prefix, saved, shape, dtype,
-                             shape)  # the dtype rule; shapes are checked against the box below
+        check_restore_target(
+            name, self.reader.prefix, saved, shape, dtype, shape
+        )  # the dtype rule; shapes are checked against the box below
         offsets, lengths = box
-        if len(offsets) != len(shape) or any(o < 0 or n < 0 or o + n > d
-                                              for o, n, d in zip(offsets, lengths, shape)):
+        if len(offsets) != len(shape) or any(o < 0 or n < 0 or o + n > d for o, n, d in zip(offsets, lengths, shape)):
             raise InvalidArgumentError(
                 f"tensor '{name}' in '{self.reader.prefix}': the target's piece at offsets {list(offsets)} "
-                f"of shape {list(lengths)} lies outside the checkpoint's shape {list(shape)}")
+                f"of shape {list(lengths)} lies outside the checkpoint's shape {list(shape)}"
+            )
         if entry.dtype == dtypes.DT_STRING:
             whole = self.reader.get_tensor(name)
             self.bytes_read += sum(len(x) for x in whole.reshape(-1))
@@ -142,9 +149,11 @@ class _Restorer:
             box_extents = [(int(o), int(n)) for o, n in zip(offsets, lengths)]
             self.bytes_read += self.reader._read_compressed_box(entry, box_extents, box_extents, saved, out)[1]
         elif out.size:
-            self.bytes_read += int(self.reader._native.read_box(
-                entry.index, [(int(o), int(n)) for o, n in zip(offsets, lengths)], out,
-                self.reader._threads))
+            self.bytes_read += int(
+                self.reader._native.read_box(
+                    entry.index, [(int(o), int(n)) for o, n in zip(offsets, lengths)], out, self.reader._threads
+                )
+            )
         self.tensors += 1
         return out
 
@@ -154,7 +163,8 @@ class _Restorer:
         if tuple(shape) != tuple(box[1]):
             raise InvalidArgumentError(
                 f"tensor '{name}' in '{self.reader.prefix}': the target piece has shape {list(shape)}, "
-                f"its box {list(box[1])}")
+                f"its box {list(box[1])}"
+            )
         # A host target with contiguous memory is read into directly (no
         # temporary, no copy); others (device tensors, strided views) get
         # the value assigned.
@@ -213,8 +223,10 @@ class _Restorer:
         for name in _names_under(self.nodes, path):
             self.used.add(name)
         sub = {"format": 1, "root": node}
-        tensors = {path_in: self.reader.get_tensor(_join(path, path_in) if path_in else path)
-                   for path_in in _tensor_paths(node)}
+        tensors = {
+            path_in: self.reader.get_tensor(_join(path, path_in) if path_in else path)
+            for path_in in _tensor_paths(node)
+        }
         return structure.unflatten(sub, tensors, prefix=self.reader.prefix, allow_pickle=self.allow_pickle)
 
     def restore_per_rank(self, value: Any, path: str, node: Dict[str, Any]) -> Any:
@@ -230,7 +242,8 @@ class _Restorer:
             raise InvalidArgumentError(
                 f"'{path}' in '{self.reader.prefix}' was saved per rank on {saved_on} ranks; loading on "
                 f"{self.world}, pass per_rank='first' (every rank gets rank 0's) or 'modulo' (rank r "
-                f"gets rank r % {saved_on}'s)")
+                f"gets rank r % {saved_on}'s)"
+            )
         if source >= len(children):
             from ..errors import DataLossError
 
@@ -246,8 +259,9 @@ class _Restorer:
             result: Any = inner
         else:
             tensors = {p: self.reader.get_tensor(n) for p, n in names.items()}
-            result = structure.unflatten({"format": 1, "root": sub_node}, tensors, prefix=self.reader.prefix,
-                                         allow_pickle=self.allow_pickle)
+            result = structure.unflatten(
+                {"format": 1, "root": sub_node}, tensors, prefix=self.reader.prefix, allow_pickle=self.allow_pickle
+            )
         for n in names.values():
             self.used.add(n)
         return PerRank(result) if isinstance(value, PerRank) else result
@@ -275,8 +289,14 @@ class _Restorer:
         reserved = {structure.STRUCTURE_KEY, chunks.CHUNKS_KEY}  # the frame table is no listed tensor
         # Other ranks' per-rank values are not this rank's to restore.
         others = tuple(f"{p}/__rank_" for p, node in self.nodes.items() if node.get("t") == "per_rank")
-        return sorted(n for n in self.reader._index if n not in self.used and n not in reserved and
-                      not n.startswith(others) and any(n == t or n.startswith(t + "/") for t in tops))
+        return sorted(
+            n
+            for n in self.reader._index
+            if n not in self.used
+            and n not in reserved
+            and not n.startswith(others)
+            and any(n == t or n.startswith(t + "/") for t in tops)
+        )
 
 
 def _join(path: str, key: Any) -> str:
@@ -315,9 +335,18 @@ def _names_under(nodes: Dict[str, Any], path: str) -> List[str]:
     return [_join(path, p) if p else path for p in _tensor_paths(node)] if node is not None else []
 
 
-def load(prefix: Union[str, "Any"], state: Any, *, group: Any = None, strict: bool = True,
-         per_rank: str = "error", threads: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT,
-         allow_pickle: bool = False, with_report: bool = False) -> Any:
+def load(
+    prefix: Union[str, "Any"],
+    state: Any,
+    *,
+    group: Any = None,
+    strict: bool = True,
+    per_rank: str = "error",
+    threads: Optional[int] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    allow_pickle: bool = False,
+    with_report: bool = False,
+) -> Any:
     """Restores a checkpoint into this rank's `state` (a collective: every rank
     of `group` calls it, each with the structure and sharding it wants).
 
@@ -362,15 +391,17 @@ def load(prefix: Union[str, "Any"], state: Any, *, group: Any = None, strict: bo
             if strict and (r.missing or unexpected):
                 parts = []
                 if r.missing:
-                    parts.append(f"the target's {', '.join(repr(m) for m in r.missing[:10])} not in the "
-                                 "checkpoint")
+                    parts.append(f"the target's {', '.join(repr(m) for m in r.missing[:10])} not in the checkpoint")
                 if unexpected:
-                    parts.append(f"the checkpoint's {', '.join(repr(u) for u in unexpected[:10])} not in "
-                                 "the target")
-                raise TensorNotFoundError(f"restoring from '{reader.prefix}' on rank {comm.rank}: " +
-                                          "; ".join(parts) + " (strict=False skips them)")
-            report = LoadReport(comm.rank, comm.size, r.tensors, r.bytes_read, time.perf_counter() - start,
-                                r.missing, unexpected)
+                    parts.append(f"the checkpoint's {', '.join(repr(u) for u in unexpected[:10])} not in the target")
+                raise TensorNotFoundError(
+                    f"restoring from '{reader.prefix}' on rank {comm.rank}: "
+                    + "; ".join(parts)
+                    + " (strict=False skips them)"
+                )
+            report = LoadReport(
+                comm.rank, comm.size, r.tensors, r.bytes_read, time.perf_counter() - start, r.missing, unexpected
+            )
     except FastCkptError as e:
         error = e
     except (TypeError, ValueError) as e:  # from a framework's copy: named by the walk's tensor

@@ -18,6 +18,7 @@ threads as a single-process save chooses; rank 0 also writes the last
 shard, ``N - 1``, with the checkpoint's structure and chunk-CRC table once
 every rank has written.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -117,25 +118,28 @@ def make_plan(metas: Sequence[RankMeta]) -> Plan:
         if m.structure_key != metas[0].structure_key:
             raise InvalidArgumentError(
                 f"rank {m.rank}'s state has another structure than rank 0's (other keys, containers "
-                "or kinds of leaves): every rank must pass the same structure")
+                "or kinds of leaves): every rank must pass the same structure"
+            )
     seen: Dict[str, Tuple[str, str, Tuple[int, ...]]] = {}
     holders: Dict[str, Dict[Any, List[int]]] = {}  # name -> piece box -> ranks
     sizes: Dict[str, Dict[Any, int]] = {}
-    own: Dict[str, Tuple[int, int]] = {}           # per-rank name -> (rank, bytes)
+    own: Dict[str, Tuple[int, int]] = {}  # per-rank name -> (rank, bytes)
     for m in metas:
         for name, kind, dtype, shape, boxes, nbytes in m.tensors:
             shape = tuple(shape)
             if kind == "own":
                 if name in own or name in seen:
-                    raise InvalidArgumentError(f"'{name}' is held by ranks {own.get(name, (m.rank,))[0]} "
-                                               f"and {m.rank} as a per-rank value")
+                    raise InvalidArgumentError(
+                        f"'{name}' is held by ranks {own.get(name, (m.rank,))[0]} and {m.rank} as a per-rank value"
+                    )
                 own[name] = (m.rank, int(nbytes[0]) if nbytes else 0)
                 continue
             first = seen.setdefault(name, (kind, dtype, shape))
             if first != (kind, dtype, shape):
                 raise InvalidArgumentError(
                     f"tensor '{name}': rank {m.rank} holds a {kind} {dtype} {list(shape)}, rank "
-                    f"{_first_holder(metas, name)} a {first[0]} {first[1]} {list(first[2])}")
+                    f"{_first_holder(metas, name)} a {first[0]} {first[1]} {list(first[2])}"
+                )
             per_box = holders.setdefault(name, {})
             per_size = sizes.setdefault(name, {})
             if kind == "replicated":
@@ -151,14 +155,17 @@ def make_plan(metas: Sequence[RankMeta]) -> Plan:
         ranks_with = {r for rs in holders[name].values() for r in rs}
         if kind == "replicated" and len(holders[name][None]) != world:
             missing = sorted(set(range(world)) - ranks_with)
-            raise InvalidArgumentError(f"tensor '{name}' is held whole by some ranks but not by rank(s) "
-                                       f"{', '.join(map(str, missing))}")
+            raise InvalidArgumentError(
+                f"tensor '{name}' is held whole by some ranks but not by rank(s) {', '.join(map(str, missing))}"
+            )
         if kind == "sharded":
             missing = sorted(set(range(world)) - {m.rank for m in metas if any(t[0] == name for t in m.tensors)})
             if missing:
-                raise InvalidArgumentError(f"sharded tensor '{name}' is unknown to rank(s) "
-                                           f"{', '.join(map(str, missing))}; every rank must pass it "
-                                           "(a rank with no piece of it passes an empty one)")
+                raise InvalidArgumentError(
+                    f"sharded tensor '{name}' is unknown to rank(s) "
+                    f"{', '.join(map(str, missing))}; every rank must pass it "
+                    "(a rank with no piece of it passes an empty one)"
+                )
 
     pieces: List[Tuple[Piece, List[int]]] = []
     partitioned = []
@@ -167,24 +174,28 @@ def make_plan(metas: Sequence[RankMeta]) -> Plan:
     for name in sorted(seen):
         kind, dtype, shape = seen[name]
         if kind == "replicated":
-            pieces.append((Piece(name.encode("utf-8", "surrogateescape"), name, None, sizes[name][None]),
-                           holders[name][None]))
+            pieces.append(
+                (Piece(name.encode("utf-8", "surrogateescape"), name, None, sizes[name][None]), holders[name][None])
+            )
             continue
         boxes = [b for b in holders[name] if int(math.prod(b[1])) > 0 or int(math.prod(shape)) == 0]
         full = (tuple(0 for _ in shape), shape)
         if boxes == [full]:
-            pieces.append((Piece(name.encode("utf-8", "surrogateescape"), name, None, sizes[name][full]),
-                           holders[name][full]))
+            pieces.append(
+                (Piece(name.encode("utf-8", "surrogateescape"), name, None, sizes[name][full]), holders[name][full])
+            )
             continue
         extents = [_extents(b, shape) for b in sorted(boxes)]
         try:
             _, covers = _native.check_slice_set(list(shape), extents)
         except FastCkptError as e:  # DataLossError: overlapping or outside; both name the slices
-            raise InvalidArgumentError(f"sharded tensor '{name}' of shape {list(shape)}: the pieces the "
-                                       f"ranks hold are inconsistent ({e})") from None
+            raise InvalidArgumentError(
+                f"sharded tensor '{name}' of shape {list(shape)}: the pieces the ranks hold are inconsistent ({e})"
+            ) from None
         if not covers:
-            raise InvalidArgumentError(f"sharded tensor '{name}' of shape {list(shape)}: the pieces the "
-                                       "ranks hold do not cover it")
+            raise InvalidArgumentError(
+                f"sharded tensor '{name}' of shape {list(shape)}: the pieces the ranks hold do not cover it"
+            )
         for b, ext in zip(sorted(boxes), extents):
             key = slicing.encode_slice_key(name, ext)
             pieces.append((Piece(key, name, b, sizes[name][b]), holders[name][b]))
@@ -203,14 +214,22 @@ def make_plan(metas: Sequence[RankMeta]) -> Plan:
 
     on_host = Counter(m.host for m in metas)
     threads = [max(1, m.threads // on_host[m.host]) for m in metas]
-    num = [0 if not writes[r] else min(threads[r], max(1, -(-load[r] // _AUTO_SHARD_BYTES)))
-           for r in range(world)]
+    num = [0 if not writes[r] else min(threads[r], max(1, -(-load[r] // _AUTO_SHARD_BYTES))) for r in range(world)]
     base = [int(np.sum(num[:r])) for r in range(world)]
     total = sum(num) + 1  # + the meta shard rank 0 writes last
     key = digest([m.key() for m in metas])
     per_rank = {path: [m.per_rank.get(path) for m in metas] for path in metas[0].per_rank}
-    return Plan(world=world, total_shards=total, shard_base=base, num_shards=num, writes=writes,
-                partitioned=partitioned, per_rank=per_rank, key=key, threads=threads)
+    return Plan(
+        world=world,
+        total_shards=total,
+        shard_base=base,
+        num_shards=num,
+        writes=writes,
+        partitioned=partitioned,
+        per_rank=per_rank,
+        key=key,
+        threads=threads,
+    )
 
 
 def _first_holder(metas: Sequence[RankMeta], name: str) -> int:

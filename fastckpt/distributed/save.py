@@ -22,6 +22,7 @@ The protocol (every collective runs on fastckpt's own group, see
 
 So a save takes 3 collectives, 2 with a cached plan.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,12 +88,18 @@ class _Local:
         self.replicated: Dict[str, Any] = flat.tensors
         self.structure: Dict[str, Any] = flat.structure or {"format": 1, "root": {"t": "dict", "k": [], "c": []}}
         self.threads = config.default_threads()
-        self.meta = RankMeta(rank=rank, tensors=self._tensor_meta(), structure_key=digest(self.structure),
-                             per_rank=self.per_rank_nodes, threads=self.threads, host=socket.gethostname())
+        self.meta = RankMeta(
+            rank=rank,
+            tensors=self._tensor_meta(),
+            structure_key=digest(self.structure),
+            per_rank=self.per_rank_nodes,
+            threads=self.threads,
+            host=socket.gethostname(),
+        )
 
     def _tensor_meta(self) -> List[Tuple[Any, ...]]:
         out = []
-        for name, t in self.sharded.items():
+        for t in self.sharded.values():
             itemsize = _itemsize(t.dtype)
             boxes = t.boxes if t.kind == "sharded" else [(tuple(0 for _ in t.shape), t.shape)]
             out.append(t.meta() + (tuple(int(np.prod(b[1])) * itemsize for b in boxes),))
@@ -119,7 +126,9 @@ class _Local:
 
 
 def _itemsize(dtype: str) -> int:
-    return 0 if dtype == "string" else np.dtype(dtypes.to_numpy_dtype(dtypes.from_numpy_dtype(np.dtype(dtype)))).itemsize
+    return (
+        0 if dtype == "string" else np.dtype(dtypes.to_numpy_dtype(dtypes.from_numpy_dtype(np.dtype(dtype)))).itemsize
+    )
 
 
 def _describe_value(name: str, value: Any) -> Tuple[str, Tuple[int, ...], int]:
@@ -155,9 +164,19 @@ def _cache_key(comm: Communicator, group: Any) -> Tuple[Any, ...]:
 class _Save:
     """One rank's part of one multi-rank save."""
 
-    def __init__(self, state: Any, prefix: str, comm: Communicator, group: Any, *, durable: bool,
-                 threads: Optional[int], allow_pickle: bool, blocking: bool,
-                 compression: Optional[Tuple[str, Optional[int]]] = None) -> None:
+    def __init__(
+        self,
+        state: Any,
+        prefix: str,
+        comm: Communicator,
+        group: Any,
+        *,
+        durable: bool,
+        threads: Optional[int],
+        allow_pickle: bool,
+        blocking: bool,
+        compression: Optional[Tuple[str, Optional[int]]] = None,
+    ) -> None:
         self.prefix = prefix
         # ("zstd", level) or None (fastckpt.compression); this rank's frame
         # tables and the dtypes and shapes of its compressed entries.
@@ -211,8 +230,7 @@ class _Save:
                 self.error = _describe_error(e)
 
     def exchange_metadata(self) -> None:
-        payload = ("meta", self.local.meta if self.local is not None and self.error is None else None,
-                   self.error)
+        payload = ("meta", self.local.meta if self.local is not None and self.error is None else None, self.error)
         gathered = self.allgather(payload)
         errors = {r: p[2] for r, p in enumerate(gathered) if p[2]}
         stale = [r for r, p in enumerate(gathered) if p[0] != "meta"]
@@ -241,17 +259,29 @@ class _Save:
             from ..compression import compress_items
 
             # By name (str), through which device pieces are copied to the host.
-            named = {(piece.key.decode("utf-8", "surrogateescape") if isinstance(piece.key, bytes) else piece.key):
-                     self.the_local.value(piece) for piece in pieces}
+            named = {
+                (
+                    piece.key.decode("utf-8", "surrogateescape") if isinstance(piece.key, bytes) else piece.key
+                ): self.the_local.value(piece)
+                for piece in pieces
+            }
             items, self.frame_tables, self.logical = compress_items(
-                items, named, level=self.compression[1], threads=self.threads or plan.threads[rank])
+                items, named, level=self.compression[1], threads=self.threads or plan.threads[rank]
+            )
             self.keep.append(items)  # the compressed bytes, until the job has written them
         os.makedirs(os.path.dirname(self.prefix) or ".", exist_ok=True)
-        return start_job(items, self.prefix, num_shards=plan.num_shards[rank],
-                         threads=self.threads or plan.threads[rank],
-                         durable=self.durable, snapshot_host=not self.blocking,
-                         shard_base=plan.shard_base[rank], total_shards=plan.total_shards, commit=False,
-                         chunk_bytes=chunks.CHUNK_BYTES)
+        return start_job(
+            items,
+            self.prefix,
+            num_shards=plan.num_shards[rank],
+            threads=self.threads or plan.threads[rank],
+            durable=self.durable,
+            snapshot_host=not self.blocking,
+            shard_base=plan.shard_base[rank],
+            total_shards=plan.total_shards,
+            commit=False,
+            chunk_bytes=chunks.CHUNK_BYTES,
+        )
 
     def snapshot(self) -> None:
         """Copies what this rank writes (asynchronous saves: on the caller's
@@ -290,10 +320,16 @@ class _Save:
         if not committed:
             raise DistributedSaveError(_failure_message(self.prefix, outcome[1], self.comm.size), outcome[1])
         return DistributedSaveResult(
-            prefix=self.prefix, files=list(outcome[1]), num_shards=self.the_plan.total_shards,
-            nbytes=int(result.get("data_bytes", 0)), seconds=time.perf_counter() - self.start,
-            rank=self.comm.rank, world_size=self.comm.size,
-            collectives=self.comm.collectives - self.collectives_before, plan_cached=self.cached)
+            prefix=self.prefix,
+            files=list(outcome[1]),
+            num_shards=self.the_plan.total_shards,
+            nbytes=int(result.get("data_bytes", 0)),
+            seconds=time.perf_counter() - self.start,
+            rank=self.comm.rank,
+            world_size=self.comm.size,
+            collectives=self.comm.collectives - self.collectives_before,
+            plan_cached=self.cached,
+        )
 
     def exchange_results(self, result: Dict[str, Any]) -> Tuple[str, Any]:
         sent = {k: result.get(k) for k in ("entries", "data_files", "chunk_crcs")}
@@ -351,17 +387,23 @@ class _Save:
                 entries = rewrite_entries(entries, logical)
             for name, dtype, shape, extents in self.the_plan.partitioned:
                 dt = dtypes.DT_STRING if dtype == "string" else dtypes.from_numpy_dtype(np.dtype(dtype))
-                entries.append((name.encode("utf-8", "surrogateescape"), dt, tuple(shape), 0, 0, 0, 0,
-                                [list(e) for e in extents]))
+                entries.append(
+                    (name.encode("utf-8", "surrogateescape"), dt, tuple(shape), 0, 0, 0, 0, [list(e) for e in extents])
+                )
             meta = self.meta_job(crcs, tables)
             info = meta.finish()
             entries.extend(info["entries"])
             data_files.extend(info["data_files"])
             from .. import _native
 
-            files = _native.commit_bundle(self.prefix, entries, data_files, self.the_plan.total_shards,
-                                          durable=self.durable,
-                                          min_consumer=_native.COMPRESSED_MIN_CONSUMER if tables else 0)
+            files = _native.commit_bundle(
+                self.prefix,
+                entries,
+                data_files,
+                self.the_plan.total_shards,
+                durable=self.durable,
+                min_consumer=_native.COMPRESSED_MIN_CONSUMER if tables else 0,
+            )
             meta.release(True)
             meta = None
             return ("ok", files)
@@ -377,9 +419,10 @@ class _Save:
         description = dict(self.the_local.structure)
         description["root"] = _with_per_rank(description["root"], self.the_plan.per_rank)
         items, keep = [], []
-        for name, value in ((structure.STRUCTURE_KEY, np.array(
-                structure.Flattened({}, description).encoded_structure(), dtype=object)),
-                (chunks.CHUNKS_KEY, chunks.encode(chunks.CHUNK_BYTES, crcs))):
+        for name, value in (
+            (structure.STRUCTURE_KEY, np.array(structure.Flattened({}, description).encoded_structure(), dtype=object)),
+            (chunks.CHUNKS_KEY, chunks.encode(chunks.CHUNK_BYTES, crcs)),
+        ):
             item, owner = prepare_item(name, value)
             items.append(item)
             keep.append(owner)
@@ -388,8 +431,16 @@ class _Save:
 
             items.append(frames_item(tables))
             keep.append(items[-1][3])
-        job = start_job(items, self.prefix, num_shards=1, threads=1, durable=self.durable,
-                        shard_base=self.the_plan.meta_shard, total_shards=self.the_plan.total_shards, commit=False)
+        job = start_job(
+            items,
+            self.prefix,
+            num_shards=1,
+            threads=1,
+            durable=self.durable,
+            shard_base=self.the_plan.meta_shard,
+            total_shards=self.the_plan.total_shards,
+            commit=False,
+        )
         self.keep = keep  # the encoded tensors, until the job has written them
         return job
 
@@ -398,8 +449,10 @@ class _Save:
         try:
             return self.comm.allgather(payload)
         except CollectiveError as e:
-            raise DistributedSaveError(_failure_message(self.prefix, {self.comm.rank: str(e)}, self.comm.size),
-                                       {r: "no answer" for r in e.ranks} or {self.comm.rank: str(e)}) from None
+            raise DistributedSaveError(
+                _failure_message(self.prefix, {self.comm.rank: str(e)}, self.comm.size),
+                {r: "no answer" for r in e.ranks} or {self.comm.rank: str(e)},
+            ) from None
 
     def fail_everywhere(self, message: Optional[str], failures: Optional[Dict[int, str]] = None) -> None:
         failures = failures or {r: message or "" for r in range(self.comm.size)}
@@ -416,11 +469,14 @@ def _with_per_rank(node: Any, per_rank: Dict[str, List[Any]], path: str = "") ->
     if t == "per_rank":
         return dict(node, c=per_rank.get(path, []))
     if t in ("dict", "odict"):
-        return dict(node, c=[_with_per_rank(c, per_rank, f"{path}/{k}" if path else str(k))
-                             for k, c in zip(node["k"], node["c"])])
+        return dict(
+            node,
+            c=[_with_per_rank(c, per_rank, f"{path}/{k}" if path else str(k)) for k, c in zip(node["k"], node["c"])],
+        )
     if t in ("list", "tuple"):
-        return dict(node, c=[_with_per_rank(c, per_rank, f"{path}/{i}" if path else str(i))
-                             for i, c in enumerate(node["c"])])
+        return dict(
+            node, c=[_with_per_rank(c, per_rank, f"{path}/{i}" if path else str(i)) for i, c in enumerate(node["c"])]
+        )
     return node
 
 
@@ -429,22 +485,32 @@ def _describe_error(e: BaseException) -> str:
 
 
 def _stale_plan_message(ranks: List[int]) -> str:
-    return (f"rank(s) {', '.join(map(str, ranks))} changed the shapes, dtypes or structure of their state "
-            "since the previous save while the others did not (or the other way round); the plans "
-            "disagree, so this save was dropped: save again")
+    return (
+        f"rank(s) {', '.join(map(str, ranks))} changed the shapes, dtypes or structure of their state "
+        "since the previous save while the others did not (or the other way round); the plans "
+        "disagree, so this save was dropped: save again"
+    )
 
 
 def _failure_message(prefix: str, failures: Dict[int, str], world: int) -> str:
-    lines = [f"distributed save of '{prefix}' failed on {len(failures)} of {world} ranks; no checkpoint "
-             "was committed:"]
+    lines = [f"distributed save of '{prefix}' failed on {len(failures)} of {world} ranks; no checkpoint was committed:"]
     lines += [f"  rank {r}: {why}" for r, why in sorted(failures.items())]
     return "\n".join(lines)
 
 
-def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = None, blocking: bool = True,
-         durable: bool = True, threads: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT,
-         allow_pickle: bool = False, compression: Optional[str] = None, compression_level: Optional[int] = None
-         ) -> Union[DistributedSaveResult, "_background.AsyncSave[DistributedSaveResult]"]:
+def save(
+    state: Any,
+    prefix: Union[str, "os.PathLike[str]"],
+    *,
+    group: Any = None,
+    blocking: bool = True,
+    durable: bool = True,
+    threads: Optional[int] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    allow_pickle: bool = False,
+    compression: Optional[str] = None,
+    compression_level: Optional[int] = None,
+) -> Union[DistributedSaveResult, "_background.AsyncSave[DistributedSaveResult]"]:
     """Saves one checkpoint from every rank of `group` (a collective: every
     rank calls it, with its own part of the state).
 
@@ -493,8 +559,17 @@ def save(state: Any, prefix: Union[str, "os.PathLike[str]"], *, group: Any = Non
             os.makedirs(parent, exist_ok=True)
         except OSError as e:
             raise from_os_error(e, f"cannot create directory '{parent}'", parent) from None
-    job = _Save(state, prefix, comm, group, durable=durable, threads=threads, allow_pickle=allow_pickle,
-                blocking=blocking, compression=codec)
+    job = _Save(
+        state,
+        prefix,
+        comm,
+        group,
+        durable=durable,
+        threads=threads,
+        allow_pickle=allow_pickle,
+        blocking=blocking,
+        compression=codec,
+    )
     job.prepare()
     if blocking:
         job.snapshot()

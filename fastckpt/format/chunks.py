@@ -14,6 +14,7 @@ checkpoint as usual (and ignores it). Layout, little-endian::
 Each CRC combines (CRC32C combine) to the entry's own stored CRC, which the
 reader checks before trusting a table.
 """
+
 from __future__ import annotations
 
 import struct
@@ -68,7 +69,7 @@ def decode(table: np.ndarray, prefix: str) -> Tuple[int, Dict[bytes, bytes]]:
             raise bad("truncated")
         (klen,) = struct.unpack_from("<I", data, pos)
         pos += 4
-        key = data[pos:pos + klen]
+        key = data[pos : pos + klen]
         pos += klen
         if pos + 4 > len(data) or len(key) != klen:
             raise bad("truncated")
@@ -76,7 +77,7 @@ def decode(table: np.ndarray, prefix: str) -> Tuple[int, Dict[bytes, bytes]]:
         pos += 4
         if pos + 4 * n > len(data):
             raise bad("truncated")
-        out[key] = data[pos:pos + 4 * n]
+        out[key] = data[pos : pos + 4 * n]
         pos += 4 * n
     if pos != len(data):
         raise bad("trailing bytes")

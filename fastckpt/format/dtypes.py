@@ -11,6 +11,7 @@ int2, uint2) come from ``ml_dtypes``. An older ``ml_dtypes`` that lacks some
 of them is tolerated: those types are simply not registered, and using them
 raises :class:`~fastckpt.errors.UnsupportedDtypeError`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
@@ -21,13 +22,46 @@ import numpy as np
 from ..errors import UnsupportedDtypeError
 
 __all__ = [
-    "DT_INVALID", "DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_UINT8", "DT_INT16", "DT_INT8",
-    "DT_STRING", "DT_COMPLEX64", "DT_INT64", "DT_BOOL", "DT_QINT8", "DT_QUINT8", "DT_QINT32",
-    "DT_BFLOAT16", "DT_QINT16", "DT_QUINT16", "DT_UINT16", "DT_COMPLEX128", "DT_HALF",
-    "DT_RESOURCE", "DT_VARIANT", "DT_UINT32", "DT_UINT64", "DT_FLOAT8_E5M2", "DT_FLOAT8_E4M3FN",
-    "DT_FLOAT8_E4M3FNUZ", "DT_FLOAT8_E4M3B11FNUZ", "DT_FLOAT8_E5M2FNUZ", "DT_INT4", "DT_UINT4",
-    "DT_INT2", "DT_UINT2", "DT_FLOAT4_E2M1FN", "REF_OFFSET",
-    "to_numpy_dtype", "from_numpy_dtype", "dtype_name", "element_size", "FIXED_SIZE_DTYPES",
+    "DT_INVALID",
+    "DT_FLOAT",
+    "DT_DOUBLE",
+    "DT_INT32",
+    "DT_UINT8",
+    "DT_INT16",
+    "DT_INT8",
+    "DT_STRING",
+    "DT_COMPLEX64",
+    "DT_INT64",
+    "DT_BOOL",
+    "DT_QINT8",
+    "DT_QUINT8",
+    "DT_QINT32",
+    "DT_BFLOAT16",
+    "DT_QINT16",
+    "DT_QUINT16",
+    "DT_UINT16",
+    "DT_COMPLEX128",
+    "DT_HALF",
+    "DT_RESOURCE",
+    "DT_VARIANT",
+    "DT_UINT32",
+    "DT_UINT64",
+    "DT_FLOAT8_E5M2",
+    "DT_FLOAT8_E4M3FN",
+    "DT_FLOAT8_E4M3FNUZ",
+    "DT_FLOAT8_E4M3B11FNUZ",
+    "DT_FLOAT8_E5M2FNUZ",
+    "DT_INT4",
+    "DT_UINT4",
+    "DT_INT2",
+    "DT_UINT2",
+    "DT_FLOAT4_E2M1FN",
+    "REF_OFFSET",
+    "to_numpy_dtype",
+    "from_numpy_dtype",
+    "dtype_name",
+    "element_size",
+    "FIXED_SIZE_DTYPES",
 ]
 
 DT_INVALID = 0
@@ -159,7 +193,8 @@ _CACHE_LIMIT = 4096  # bound on slow-path results cached in _NP_TO_DT
 #: stand-ins): the writer's fast path looks ``arr.dtype`` up here. Read-only
 #: (a plain dict, typed as a Mapping: the lookup is on the hot path).
 FIXED_SIZE_DTYPES: Mapping[np.dtype, int] = {
-    d: dt for d, dt in _NP_TO_DT.items() if isinstance(d, np.dtype) and d.names is None and _SIZES[dt] > 0}
+    d: dt for d, dt in _NP_TO_DT.items() if isinstance(d, np.dtype) and d.names is None and _SIZES[dt] > 0
+}
 
 del _dt, _name, _size, _src, _np_dtype, _t
 
@@ -167,19 +202,19 @@ del _dt, _name, _size, _src, _np_dtype, _t
 def _unsupported_reason(dt: int) -> str:
     """Why enum `dt` cannot be mapped (for an error message)."""
     if dt == DT_RESOURCE:
-        return ("DataType 20 (resource) cannot be stored in a checkpoint: "
-                "resource handles are not savable")
+        return "DataType 20 (resource) cannot be stored in a checkpoint: resource handles are not savable"
     if dt == DT_VARIANT:
         return "DataType 21 (variant) tensors are not supported by fastckpt"
     if dt == DT_INVALID:
         return "DataType 0 (DT_INVALID) is not a valid tensor dtype"
     if dt in _MISSING_ML_DTYPES:
         name = _MISSING_ML_DTYPES[dt]
-        return (f"DataType {dt} ({name}) needs ml_dtypes.{name}, which the installed "
-                f"ml_dtypes {getattr(ml_dtypes, '__version__', '?')} lacks; upgrade ml_dtypes")
+        return (
+            f"DataType {dt} ({name}) needs ml_dtypes.{name}, which the installed "
+            f"ml_dtypes {getattr(ml_dtypes, '__version__', '?')} lacks; upgrade ml_dtypes"
+        )
     if REF_OFFSET < dt <= REF_OFFSET + DT_FLOAT4_E2M1FN:
-        return (f"DataType {dt} ({dtype_name(dt)}) is a reference type; "
-                "reference types never appear in checkpoints")
+        return f"DataType {dt} ({dtype_name(dt)}) is a reference type; reference types never appear in checkpoints"
     return f"unknown DataType {dt!r}"
 
 
@@ -246,8 +281,7 @@ def _classify(d: np.dtype, original: np.dtype) -> int:
         return DT_STRING
     if d.type is np.longdouble or d.type is np.clongdouble:
         # Rejected even where longdouble is 8 bytes, so code behaves the same on every platform.
-        raise UnsupportedDtypeError(
-            f"numpy dtype {original} ({d.type.__name__}) has no TensorFlow DataType")
+        raise UnsupportedDtypeError(f"numpy dtype {original} ({d.type.__name__}) has no TensorFlow DataType")
     dt = _BY_KIND_SIZE.get((kind, d.itemsize))
     if dt is not None:
         return dt
@@ -263,8 +297,7 @@ def _classify(d: np.dtype, original: np.dtype) -> int:
         what = "void"
     else:
         raise UnsupportedDtypeError(f"numpy dtype {original} has no TensorFlow DataType")
-    raise UnsupportedDtypeError(
-        f"numpy dtype {original} is not supported: {what} dtypes have no TensorFlow DataType")
+    raise UnsupportedDtypeError(f"numpy dtype {original} is not supported: {what} dtypes have no TensorFlow DataType")
 
 
 def dtype_name(dt: int) -> str:

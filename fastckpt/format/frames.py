@@ -22,6 +22,7 @@ bounds below before anything is allocated from it, and
 :func:`fastckpt.compression` checks each entry against the index (dtype,
 sizes) before a byte is decompressed.
 """
+
 from __future__ import annotations
 
 import struct
@@ -32,8 +33,17 @@ import numpy as np
 
 from ..errors import DataLossError
 
-__all__ = ["FRAMES_KEY", "CODEC_ZSTD_PLANES", "MAX_FRAME_BYTES", "MAX_PLANES", "RAW_PLANE", "FrameTable",
-           "encode", "decode", "zstd_bound"]
+__all__ = [
+    "FRAMES_KEY",
+    "CODEC_ZSTD_PLANES",
+    "MAX_FRAME_BYTES",
+    "MAX_PLANES",
+    "RAW_PLANE",
+    "FrameTable",
+    "encode",
+    "decode",
+    "zstd_bound",
+]
 
 #: The reserved tensor name of the table.
 FRAMES_KEY = "_FASTCKPT_FRAMES"
@@ -137,7 +147,7 @@ def decode(table: np.ndarray, prefix: str) -> Dict[bytes, FrameTable]:
         pos += 4
         if pos + klen + _ENTRY_HEAD.size > len(data):
             raise bad("truncated")
-        key = data[pos:pos + klen]
+        key = data[pos : pos + klen]
         pos += klen
         name = key.decode("utf-8", "backslashreplace")
         if last_key is not None and key <= last_key:

@@ -23,6 +23,7 @@ Each stored slice of a partitioned tensor lives under a *slice key*
 Tensor names are ``str``; bytes that are not UTF-8 round-trip through
 ``surrogateescape``, as everywhere else in fastckpt.
 """
+
 from __future__ import annotations
 
 import operator
@@ -102,7 +103,7 @@ def _decode_snum(buf: bytes, pos: int) -> Tuple[int, int]:
     if pos + n > len(buf):
         raise DataLossError("truncated signed number")
     bits = 8 * n
-    raw = int.from_bytes(buf[pos:pos + n], "big") ^ (((1 << n) - 1) << (bits - n))
+    raw = int.from_bytes(buf[pos : pos + n], "big") ^ (((1 << n) - 1) << (bits - n))
     value = raw - (1 << bits) if raw >> (bits - 1) else raw
     if not _INT64_MIN <= value <= _INT64_MAX:
         raise DataLossError(f"signed number {value} is out of int64 range")
@@ -122,7 +123,7 @@ def _decode_numinc(buf: bytes, pos: int, what: str) -> Tuple[int, int]:
         raise DataLossError(f"truncated {what}")
     if n and buf[pos + 1] == 0:
         raise DataLossError(f"non-canonical encoding of {what}")
-    return int.from_bytes(buf[pos + 1:pos + 1 + n], "big"), pos + 1 + n
+    return int.from_bytes(buf[pos + 1 : pos + 1 + n], "big"), pos + 1 + n
 
 
 def _encode_str(data: bytes) -> bytes:
@@ -144,7 +145,7 @@ def _decode_str(buf: bytes, pos: int) -> Tuple[bytes, int]:
         out += buf[pos:end]
         if end + 1 >= len(buf):
             raise DataLossError("unterminated tensor name")
-        pair = buf[end:end + 2]
+        pair = buf[end : end + 2]
         pos = end + 2
         if pair == b"\x00\x01":
             return bytes(out), pos
@@ -173,8 +174,7 @@ def _as_extents(extents: Sequence[Tuple[int, int]]) -> List[Extent]:
     try:
         pairs = [tuple(e) for e in extents]
     except TypeError:
-        raise InvalidArgumentError(
-            f"extents must be (start, length) pairs, not {extents!r}") from None
+        raise InvalidArgumentError(f"extents must be (start, length) pairs, not {extents!r}") from None
     for d, pair in enumerate(pairs):
         if len(pair) != 2:
             raise InvalidArgumentError(f"extent {d} must be a (start, length) pair, not {pair!r}")
@@ -182,12 +182,11 @@ def _as_extents(extents: Sequence[Tuple[int, int]]) -> List[Extent]:
         length = _as_int(pair[1], f"length of extent {d}")
         if length == -1:
             if start != 0:
-                raise InvalidArgumentError(
-                    f"extent {d} is ({start}, -1): a whole dimension is written (0, -1)")
+                raise InvalidArgumentError(f"extent {d} is ({start}, -1): a whole dimension is written (0, -1)")
         elif start < 0 or length < 0:
             raise InvalidArgumentError(
-                f"extent {d} is ({start}, {length}): start and length must be >= 0 "
-                "(or (0, -1) for the whole dimension)")
+                f"extent {d} is ({start}, {length}): start and length must be >= 0 (or (0, -1) for the whole dimension)"
+            )
         if start + max(length, 0) > _INT64_MAX:
             raise InvalidArgumentError(f"extent {d} is ({start}, {length}): end exceeds int64")
         out.append((start, length))
@@ -261,8 +260,7 @@ def _decode_slice_key(key: bytes) -> Tuple[str, List[Extent]]:
     if rank >= _INT32_MAX:
         raise DataLossError(f"rank {rank} is too large")
     if 2 * rank > len(key) - pos:
-        raise DataLossError(
-            f"rank {rank} needs at least {2 * rank} more bytes, {len(key) - pos} left")
+        raise DataLossError(f"rank {rank} needs at least {2 * rank} more bytes, {len(key) - pos} left")
     extents: List[Extent] = []
     for d in range(rank):
         start, pos = _decode_snum(key, pos)
@@ -317,16 +315,14 @@ def parse_slice_spec(spec: str, rank: Optional[int] = None) -> List[Extent]:
         values = [_parse_int64(p) for p in numbers]
         start, length = values if len(values) == 2 else (None, None)
         if start is None or length is None:
-            raise InvalidArgumentError(
-                f"bad slice spec {spec!r}: expected 'start,length' or '-', got {item!r}")
+            raise InvalidArgumentError(f"bad slice spec {spec!r}: expected 'start,length' or '-', got {item!r}")
         if start < 0 or length <= 0:
             raise InvalidArgumentError(
-                f"bad slice spec {spec!r}: start must be >= 0 and length > 0, "
-                f"got start {start}, length {length}")
+                f"bad slice spec {spec!r}: start must be >= 0 and length > 0, got start {start}, length {length}"
+            )
         extents.append((start, length))
     if rank is not None and len(extents) != rank:
-        raise InvalidArgumentError(
-            f"slice spec {spec!r} has {len(extents)} dimensions, expected {rank}")
+        raise InvalidArgumentError(f"slice spec {spec!r} has {len(extents)} dimensions, expected {rank}")
     return extents
 
 
@@ -358,12 +354,10 @@ def parse_shape_and_slice(text: str) -> Tuple[List[int], List[Extent]]:
     if not isinstance(text, str):
         raise InvalidArgumentError(f"shape_and_slice must be a str, not {type(text).__name__}")
     if not text:
-        raise InvalidArgumentError(
-            "empty shape_and_slice: '' means the whole tensor and carries no shape")
+        raise InvalidArgumentError("empty shape_and_slice: '' means the whole tensor and carries no shape")
     fields = text.split(" ")
     if len(fields) < 2:
-        raise InvalidArgumentError(
-            f"bad shape_and_slice {text!r}: need the dimensions followed by a slice spec")
+        raise InvalidArgumentError(f"bad shape_and_slice {text!r}: need the dimensions followed by a slice spec")
     try:
         extents = parse_slice_spec(fields[-1])
     except InvalidArgumentError as e:
@@ -395,8 +389,8 @@ def format_shape_and_slice(full_shape: Sequence[int], extents: Sequence[Tuple[in
         raise InvalidArgumentError("a rank-0 tensor cannot be sliced")
     if any(n == 0 for _, n in checked):
         raise InvalidArgumentError(
-            f"slice {format_slice_spec(checked)!r} has a zero length, "
-            "which the text form cannot hold")
+            f"slice {format_slice_spec(checked)!r} has a zero length, which the text form cannot hold"
+        )
     return " ".join(str(d) for d in shape) + " " + format_slice_spec(checked)
 
 
@@ -417,15 +411,14 @@ def _resolve(full_shape: Sequence[int], extents: Sequence[Tuple[int, int]]) -> L
     checked = _as_extents(extents)
     if len(checked) != len(shape):
         raise InvalidArgumentError(
-            f"slice {format_slice_spec(checked)!r} has rank {len(checked)}, "
-            f"shape {shape} has rank {len(shape)}")
+            f"slice {format_slice_spec(checked)!r} has rank {len(checked)}, shape {shape} has rank {len(shape)}"
+        )
     out = []
     for d, ((start, length), dim) in enumerate(zip(checked, shape)):
         if length == -1:
             out.append((0, dim))
         elif start + length > dim:
-            raise InvalidArgumentError(
-                f"slice {format_slice_spec(checked)!r} exceeds shape {shape} in dimension {d}")
+            raise InvalidArgumentError(f"slice {format_slice_spec(checked)!r} exceeds shape {shape} in dimension {d}")
         else:
             out.append((start, length))
     return out
@@ -442,8 +435,7 @@ def slice_shape(full_shape: Sequence[int], extents: Sequence[Tuple[int, int]]) -
     return [length for _, length in _resolve(full_shape, extents)]
 
 
-def slice_to_index(full_shape: Sequence[int],
-                   extents: Sequence[Tuple[int, int]]) -> Tuple[slice, ...]:
+def slice_to_index(full_shape: Sequence[int], extents: Sequence[Tuple[int, int]]) -> Tuple[slice, ...]:
     """A numpy index selecting slice `extents`: ``full[slice_to_index(full.shape, extents)]``.
 
     Raises:
@@ -462,8 +454,9 @@ def is_full_slice(full_shape: Sequence[int], extents: Sequence[Tuple[int, int]])
     return _resolve(shape, extents) == [(0, d) for d in shape]
 
 
-def intersect(a: Sequence[Tuple[int, int]], b: Sequence[Tuple[int, int]],
-              full_shape: Sequence[int]) -> Optional[List[Extent]]:
+def intersect(
+    a: Sequence[Tuple[int, int]], b: Sequence[Tuple[int, int]], full_shape: Sequence[int]
+) -> Optional[List[Extent]]:
     """The overlap of slices `a` and `b` of a `full_shape` tensor; None if it holds no element.
 
     A dimension full in both stays ``(0, -1)``; others are explicit

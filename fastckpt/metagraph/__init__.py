@@ -55,6 +55,7 @@ the saver subgraph), :mod:`~fastckpt.metagraph.ops` (the OpDefs, as data),
 :mod:`~fastckpt.metagraph.nodes` (proto and graph-building helpers) and
 :mod:`~fastckpt.metagraph.files` (reading and writing ``.meta`` files).
 """
+
 from __future__ import annotations
 
 from .files import read_meta_graph, write_meta_graph

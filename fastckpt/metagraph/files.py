@@ -1,5 +1,6 @@
 """``.meta`` files: :func:`write_meta_graph` (atomic, binary or text) and
 :func:`read_meta_graph` (binary, else text, as TensorFlow reads them)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,9 @@ from ..proto import MetaGraphDef
 __all__ = ["write_meta_graph", "read_meta_graph"]
 
 
-def write_meta_graph(meta: MetaGraphDef, path: Union[str, "os.PathLike[str]"],
-                     as_text: bool = False, *, fsync: bool = False) -> str:
+def write_meta_graph(
+    meta: MetaGraphDef, path: Union[str, "os.PathLike[str]"], as_text: bool = False, *, fsync: bool = False
+) -> str:
     """Write ``meta`` to ``path`` atomically; return the path.
 
     The bytes go to a locked temporary file ``path + ".tempstate-fastckpt-<16 hex>"``
@@ -75,6 +77,5 @@ def read_meta_graph(path: Union[str, "os.PathLike[str]"]) -> MetaGraphDef:
     try:
         text_format.Merge(data.decode("utf-8"), meta)
     except (UnicodeDecodeError, text_format.ParseError) as e:
-        raise DataLossError(f"cannot parse {path} as a MetaGraphDef "
-                            f"(neither binary nor text format): {e}") from None
+        raise DataLossError(f"cannot parse {path} as a MetaGraphDef (neither binary nor text format): {e}") from None
     return meta

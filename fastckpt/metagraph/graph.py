@@ -1,17 +1,35 @@
 """The ``MetaGraphDef`` TensorFlow's ``Saver`` writes: :func:`build_meta_graph` puts
 together the variables, the saver's save/restore subgraph, the collections and
 the op list."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Set
 
 from ..errors import InvalidArgumentError
 from ..proto import AttrValue, CollectionDef, DataType, MetaGraphDef, SaverDef, TensorProto
-from .nodes import (CPU0, CPU_ANY, GraphBuilder, UniqueNames, attr_shape, attr_type, output, pick_scope,
-                    shape_proto, string_tensor)
+from .nodes import (
+    CPU0,
+    CPU_ANY,
+    GraphBuilder,
+    UniqueNames,
+    attr_shape,
+    attr_type,
+    output,
+    pick_scope,
+    shape_proto,
+    string_tensor,
+)
 from .ops import op_def
-from .variables import (REF_VARIABLE_DTYPES, VALID_NODE_NAME, VARIABLE_KINDS, VariableSpec, add_variable,
-                        assign_attrs, validate)
+from .variables import (
+    REF_VARIABLE_DTYPES,
+    VALID_NODE_NAME,
+    VARIABLE_KINDS,
+    VariableSpec,
+    add_variable,
+    assign_attrs,
+    validate,
+)
 
 __all__ = ["build_meta_graph", "DEFAULT_PRODUCER"]
 
@@ -114,14 +132,13 @@ def build_meta_graph(
         raise InvalidArgumentError(f"invalid saver name scope {name!r}")
     if variable_kind not in VARIABLE_KINDS:
         raise InvalidArgumentError(
-            f"variable_kind must be one of {', '.join(map(repr, VARIABLE_KINDS))}, "
-            f"not {variable_kind!r}")
+            f"variable_kind must be one of {', '.join(map(repr, VARIABLE_KINDS))}, not {variable_kind!r}"
+        )
     if not variables and not allow_empty:
         raise InvalidArgumentError("no variables to save (pass allow_empty=True)")
     max_to_keep = 0 if max_to_keep is None else int(max_to_keep)
 
-    ref_names = {v.name for v in variables
-                 if variable_kind == "ref" and int(v.dtype) in REF_VARIABLE_DTYPES}
+    ref_names = {v.name for v in variables if variable_kind == "ref" and int(v.dtype) in REF_VARIABLE_DTYPES}
 
     meta = MetaGraphDef()
     g = GraphBuilder(meta, add_shapes)
@@ -134,9 +151,16 @@ def build_meta_graph(
     # --- the saver -----------------------------------------------------------------
     if variables:
         scope = pick_scope(name, g.names)
-        meta.saver_def.CopyFrom(_build_saver(
-            g, scope, sorted(variables, key=lambda s: s.key), filename=filename,
-            sharded=sharded, ref_names=ref_names))
+        meta.saver_def.CopyFrom(
+            _build_saver(
+                g,
+                scope,
+                sorted(variables, key=lambda s: s.key),
+                filename=filename,
+                sharded=sharded,
+                ref_names=ref_names,
+            )
+        )
         meta.saver_def.max_to_keep = max_to_keep
         meta.saver_def.keep_checkpoint_every_n_hours = float(keep_checkpoint_every_n_hours)
         meta.saver_def.sharded = bool(sharded)
@@ -148,8 +172,7 @@ def build_meta_graph(
         for c in v.resolved_collections():
             collections.setdefault(c, []).append(var_defs[v.name])
     for c, values in collections.items():
-        meta.collection_def[c].CopyFrom(
-            CollectionDef(bytes_list=CollectionDef.BytesList(value=values)))
+        meta.collection_def[c].CopyFrom(CollectionDef(bytes_list=CollectionDef.BytesList(value=values)))
 
     # --- versions and op list --------------------------------------------------------
     meta.graph_def.versions.producer = int(producer)
@@ -161,8 +184,9 @@ def build_meta_graph(
     return meta
 
 
-def _build_saver(g: GraphBuilder, scope: str, variables: Sequence[VariableSpec], *,
-                 filename: str, sharded: bool, ref_names: Set[str]) -> SaverDef:
+def _build_saver(
+    g: GraphBuilder, scope: str, variables: Sequence[VariableSpec], *, filename: str, sharded: bool, ref_names: Set[str]
+) -> SaverDef:
     """Add the saver subgraph under ``scope``; return the SaverDef naming it.
 
     ``ref_names``: the variables that are ``VariableV2`` nodes. ``SaveV2`` reads
@@ -178,80 +202,140 @@ def _build_saver(g: GraphBuilder, scope: str, variables: Sequence[VariableSpec],
     dtypes_attr = AttrValue(list=AttrValue.ListValue(type=dtypes))
 
     fn_input = g.const(uniq("filename/input"), string_tensor([filename or "model"], ()))
-    fn = g.node(uniq("filename"), "PlaceholderWithDefault", [fn_input],
-                attrs=string_scalar, output_shapes=[()])
-    prefix = g.node(uniq("Const"), "PlaceholderWithDefault", [fn],
-                    attrs=string_scalar, output_shapes=[()])
+    fn = g.node(uniq("filename"), "PlaceholderWithDefault", [fn_input], attrs=string_scalar, output_shapes=[()])
+    prefix = g.node(uniq("Const"), "PlaceholderWithDefault", [fn], attrs=string_scalar, output_shapes=[()])
 
     def save_ops(file_tensor: str, device: str) -> str:
         names = g.const(uniq("SaveV2/tensor_names"), string_tensor(keys, (n,)), device=device)
-        slices = g.const(uniq("SaveV2/shape_and_slices"), string_tensor([""] * n, (n,)),
-                         device=device)
-        save = g.node(uniq("SaveV2"), "SaveV2",
-                      [file_tensor, names, slices] + [
-                          v.name if v.name in ref_names else f"{v.name}/Read/ReadVariableOp"
-                          for v in variables],
-                      device=device, attrs={"dtypes": dtypes_attr})
-        return g.node(uniq("control_dependency"), "Identity", [file_tensor, "^" + save],
-                      device=device, attrs={"T": attr_type(_DT.DT_STRING)},
-                      output_shapes=[()], colocate_with=file_tensor)
+        slices = g.const(uniq("SaveV2/shape_and_slices"), string_tensor([""] * n, (n,)), device=device)
+        save = g.node(
+            uniq("SaveV2"),
+            "SaveV2",
+            [file_tensor, names, slices]
+            + [v.name if v.name in ref_names else f"{v.name}/Read/ReadVariableOp" for v in variables],
+            device=device,
+            attrs={"dtypes": dtypes_attr},
+        )
+        return g.node(
+            uniq("control_dependency"),
+            "Identity",
+            [file_tensor, "^" + save],
+            device=device,
+            attrs={"T": attr_type(_DT.DT_STRING)},
+            output_shapes=[()],
+            colocate_with=file_tensor,
+        )
 
     if not sharded:
         save_tensor = save_ops(prefix, "")
     else:
         # saver.py _AddShardedSaveOpsForV2 with one device.
-        match = g.node(uniq("StaticRegexFullMatch"), "StaticRegexFullMatch", [prefix],
-                       device=CPU_ANY, attrs={"pattern": AttrValue(s=b"^s3://.*")},
-                       output_shapes=[()])
+        match = g.node(
+            uniq("StaticRegexFullMatch"),
+            "StaticRegexFullMatch",
+            [prefix],
+            device=CPU_ANY,
+            attrs={"pattern": AttrValue(s=b"^s3://.*")},
+            output_shapes=[()],
+        )
         part_s3 = g.const(uniq("Const"), string_tensor([".part"], ()), device=CPU_ANY)
         part_tmp = g.const(uniq("Const"), string_tensor(["_temp/part"], ()), device=CPU_ANY)
-        suffix = g.node(uniq("Select"), "Select", [match, part_s3, part_tmp], device=CPU_ANY,
-                        attrs={"T": attr_type(_DT.DT_STRING)}, output_shapes=[()])
-        tmp_prefix = g.node(uniq("StringJoin"), "StringJoin", [prefix, suffix],
-                            device=CPU_ANY, attrs={"N": AttrValue(i=2)}, output_shapes=[()])
-        num_shards = g.const(uniq("num_shards"), TensorProto(
-            dtype=_DT.DT_INT32, tensor_shape=shape_proto(()), int_val=[1]))
-        shard = g.const(uniq("ShardedFilename/shard"), TensorProto(
-            dtype=_DT.DT_INT32, tensor_shape=shape_proto(()), int_val=[0]), device=CPU0)
-        shard_file = g.node(uniq("ShardedFilename"), "ShardedFilename",
-                            [tmp_prefix, shard, num_shards], device=CPU0, output_shapes=[()])
+        suffix = g.node(
+            uniq("Select"),
+            "Select",
+            [match, part_s3, part_tmp],
+            device=CPU_ANY,
+            attrs={"T": attr_type(_DT.DT_STRING)},
+            output_shapes=[()],
+        )
+        tmp_prefix = g.node(
+            uniq("StringJoin"),
+            "StringJoin",
+            [prefix, suffix],
+            device=CPU_ANY,
+            attrs={"N": AttrValue(i=2)},
+            output_shapes=[()],
+        )
+        num_shards = g.const(
+            uniq("num_shards"), TensorProto(dtype=_DT.DT_INT32, tensor_shape=shape_proto(()), int_val=[1])
+        )
+        shard = g.const(
+            uniq("ShardedFilename/shard"),
+            TensorProto(dtype=_DT.DT_INT32, tensor_shape=shape_proto(()), int_val=[0]),
+            device=CPU0,
+        )
+        shard_file = g.node(
+            uniq("ShardedFilename"), "ShardedFilename", [tmp_prefix, shard, num_shards], device=CPU0, output_shapes=[()]
+        )
         dep = save_ops(shard_file, CPU0)
-        packed = g.node(uniq("MergeV2Checkpoints/checkpoint_prefixes"), "Pack",
-                        [shard_file, "^" + dep], device=CPU0,
-                        attrs={"N": AttrValue(i=1), "T": attr_type(_DT.DT_STRING)},
-                        output_shapes=[(1,)])
-        merge = g.node(uniq("MergeV2Checkpoints"), "MergeV2Checkpoints", [packed, prefix],
-                       device=CPU0, attrs={"delete_old_dirs": AttrValue(b=True)})
-        save_tensor = g.node(uniq("Identity"), "Identity",
-                             [prefix, "^" + merge, "^" + dep], device=CPU0,
-                             attrs={"T": attr_type(_DT.DT_STRING)}, output_shapes=[()])
+        packed = g.node(
+            uniq("MergeV2Checkpoints/checkpoint_prefixes"),
+            "Pack",
+            [shard_file, "^" + dep],
+            device=CPU0,
+            attrs={"N": AttrValue(i=1), "T": attr_type(_DT.DT_STRING)},
+            output_shapes=[(1,)],
+        )
+        merge = g.node(
+            uniq("MergeV2Checkpoints"),
+            "MergeV2Checkpoints",
+            [packed, prefix],
+            device=CPU0,
+            attrs={"delete_old_dirs": AttrValue(b=True)},
+        )
+        save_tensor = g.node(
+            uniq("Identity"),
+            "Identity",
+            [prefix, "^" + merge, "^" + dep],
+            device=CPU0,
+            attrs={"T": attr_type(_DT.DT_STRING)},
+            output_shapes=[()],
+        )
 
     # Restore: saver.py _AddRestoreOps / BulkSaverBuilder.bulk_restore (on CPU:0).
     r_names = g.const(uniq("RestoreV2/tensor_names"), string_tensor(keys, (n,)), device=CPU0)
-    r_slices = g.const(uniq("RestoreV2/shape_and_slices"), string_tensor([""] * n, (n,)),
-                       device=CPU0)
-    restore = g.node(uniq("RestoreV2"), "RestoreV2", [prefix, r_names, r_slices],
-                     device=CPU0, attrs={"dtypes": dtypes_attr},
-                     output_shapes=[None] * n)
+    r_slices = g.const(uniq("RestoreV2/shape_and_slices"), string_tensor([""] * n, (n,)), device=CPU0)
+    restore = g.node(
+        uniq("RestoreV2"),
+        "RestoreV2",
+        [prefix, r_names, r_slices],
+        device=CPU0,
+        attrs={"dtypes": dtypes_attr},
+        output_shapes=[None] * n,
+    )
     assigns = []
     for i, v in enumerate(variables):
         if v.name in ref_names:
             # saveable_object_util.ReferenceVariableSaveable.restore: state_ops.assign
-            assigns.append(g.node(uniq("Assign"), "Assign", [v.name, output(restore, i)],
-                                  attrs=assign_attrs(int(v.dtype)),
-                                  output_shapes=[tuple(int(d) for d in v.shape)],
-                                  colocate_with=v.name))
+            assigns.append(
+                g.node(
+                    uniq("Assign"),
+                    "Assign",
+                    [v.name, output(restore, i)],
+                    attrs=assign_attrs(int(v.dtype)),
+                    output_shapes=[tuple(int(d) for d in v.shape)],
+                    colocate_with=v.name,
+                )
+            )
             continue
-        ident = g.node(uniq("Identity"), "Identity", [output(restore, i)],
-                       attrs={"T": attr_type(int(v.dtype))}, output_shapes=[None])
-        assigns.append(g.node(uniq("AssignVariableOp"), "AssignVariableOp", [v.name, ident],
-                              attrs={"dtype": attr_type(int(v.dtype))}))
+        ident = g.node(
+            uniq("Identity"),
+            "Identity",
+            [output(restore, i)],
+            attrs={"T": attr_type(int(v.dtype))},
+            output_shapes=[None],
+        )
+        assigns.append(
+            g.node(
+                uniq("AssignVariableOp"), "AssignVariableOp", [v.name, ident], attrs={"dtype": attr_type(int(v.dtype))}
+            )
+        )
     control = ["^" + a for a in assigns]
     if sharded:
         shard_restore = g.node(uniq("restore_shard"), "NoOp", control)
         control = ["^" + shard_restore]
     restore_all = g.node(uniq("restore_all"), "NoOp", control)
 
-    return SaverDef(filename_tensor_name=prefix + ":0",
-                    save_tensor_name=save_tensor + ":0",
-                    restore_op_name=restore_all)
+    return SaverDef(
+        filename_tensor_name=prefix + ":0", save_tensor_name=save_tensor + ":0", restore_op_name=restore_all
+    )

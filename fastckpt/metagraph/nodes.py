@@ -1,6 +1,7 @@
 """Graph-building primitives: proto helpers (shapes, attributes, constant
 tensors) and the GraphDef builder with TensorFlow's naming rules
 (``Graph.unique_name``, ``name_scope``)."""
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, Optional, Sequence, Set, Union
@@ -8,14 +9,26 @@ from typing import Dict, Iterable, Optional, Sequence, Set, Union
 from ..errors import InvalidArgumentError
 from ..proto import AttrValue, DataType, MetaGraphDef, TensorProto, TensorShapeProto
 
-__all__ = ["shape_proto", "attr_type", "attr_shape", "attr_output_shapes", "attr_class", "zeros_tensor",
-           "string_tensor", "GraphBuilder", "UniqueNames", "output", "pick_scope", "CPU0", "CPU_ANY"]
+__all__ = [
+    "shape_proto",
+    "attr_type",
+    "attr_shape",
+    "attr_output_shapes",
+    "attr_class",
+    "zeros_tensor",
+    "string_tensor",
+    "GraphBuilder",
+    "UniqueNames",
+    "output",
+    "pick_scope",
+    "CPU0",
+    "CPU_ANY",
+]
 
 _DT = DataType
 
 CPU0 = "/device:CPU:0"
 CPU_ANY = "/device:CPU:*"
-
 
 
 def shape_proto(shape: Optional[Sequence[int]]) -> TensorShapeProto:
@@ -74,8 +87,13 @@ def zeros_tensor(dtype: int, shape: Sequence[int]) -> TensorProto:
         t.uint32_val.append(0)
     elif dtype == _DT.DT_UINT64:
         t.uint64_val.append(0)
-    elif dtype in (_DT.DT_FLOAT8_E5M2, _DT.DT_FLOAT8_E4M3FN, _DT.DT_FLOAT8_E4M3FNUZ,
-                   _DT.DT_FLOAT8_E4M3B11FNUZ, _DT.DT_FLOAT8_E5M2FNUZ):
+    elif dtype in (
+        _DT.DT_FLOAT8_E5M2,
+        _DT.DT_FLOAT8_E4M3FN,
+        _DT.DT_FLOAT8_E4M3FNUZ,
+        _DT.DT_FLOAT8_E4M3B11FNUZ,
+        _DT.DT_FLOAT8_E5M2FNUZ,
+    ):
         t.float8_val = b"\x00"
     elif dtype == _DT.DT_FLOAT4_E2M1FN:
         pass  # no value field of its own in TensorFlow 2.21: no values means zeros
@@ -86,8 +104,10 @@ def zeros_tensor(dtype: int, shape: Sequence[int]) -> TensorProto:
 
 def string_tensor(values: Sequence[Union[str, bytes]], shape: Sequence[int]) -> TensorProto:
     return TensorProto(
-        dtype=_DT.DT_STRING, tensor_shape=shape_proto(shape),
-        string_val=[v.encode() if isinstance(v, str) else bytes(v) for v in values])
+        dtype=_DT.DT_STRING,
+        tensor_shape=shape_proto(shape),
+        string_val=[v.encode() if isinstance(v, str) else bytes(v) for v in values],
+    )
 
 
 class GraphBuilder:
@@ -99,14 +119,21 @@ class GraphBuilder:
         self.names: Set[str] = set()
         self.ops_used: Set[str] = set()
 
-    def node(self, name: str, op: str, inputs: Iterable[str] = (), *, device: str = "",
-             attrs: Optional[Dict[str, AttrValue]] = None,
-             output_shapes: Optional[Sequence[Optional[Sequence[int]]]] = None,
-             colocate_with: Optional[str] = None) -> str:
+    def node(
+        self,
+        name: str,
+        op: str,
+        inputs: Iterable[str] = (),
+        *,
+        device: str = "",
+        attrs: Optional[Dict[str, AttrValue]] = None,
+        output_shapes: Optional[Sequence[Optional[Sequence[int]]]] = None,
+        colocate_with: Optional[str] = None,
+    ) -> str:
         if name in self.names:
             raise InvalidArgumentError(
-                f"graph node name {name!r} is used twice (a variable name clashes with "
-                f"another variable's helper nodes)")
+                f"graph node name {name!r} is used twice (a variable name clashes with another variable's helper nodes)"
+            )
         self.names.add(name)
         self.ops_used.add(op)
         # TensorFlow's Graph::ToGraphDef writes the data inputs in order, then the control
@@ -125,10 +152,13 @@ class GraphBuilder:
 
     def const(self, name: str, tensor: TensorProto, *, device: str = "") -> str:
         shape = [d.size for d in tensor.tensor_shape.dim]
-        return self.node(name, "Const", device=device,
-                         attrs={"value": AttrValue(tensor=tensor),
-                                "dtype": attr_type(tensor.dtype)},
-                         output_shapes=[shape])
+        return self.node(
+            name,
+            "Const",
+            device=device,
+            attrs={"value": AttrValue(tensor=tensor), "dtype": attr_type(tensor.dtype)},
+            output_shapes=[shape],
+        )
 
 
 class UniqueNames:
@@ -150,8 +180,10 @@ def output(node: str, index: int) -> str:
 
 def pick_scope(base: str, taken: Set[str]) -> str:
     """TensorFlow's ``name_scope(None, base)``: ``base``, else ``base_1``, ``base_2``..."""
+
     def used(s: str) -> bool:
         return s in taken or any(n.startswith(s + "/") for n in taken)
+
     if not used(base):
         return base
     k = 1

@@ -5,6 +5,7 @@ TensorFlow itself puts into ``stripped_op_list``). TensorFlow's importer validat
 each node against its *own* registry; this list is only what the producer (us)
 knew, used by older consumers to drop unknown attrs that hold their default value.
 """
+
 from __future__ import annotations
 
 from typing import Dict

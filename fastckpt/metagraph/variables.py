@@ -2,6 +2,7 @@
 dtypes a variable may have, their validation, and the nodes that graph-mode
 TensorFlow creates for one variable (a TF1 reference variable, ``VariableV2``,
 or a resource variable, ``VarHandleOp``)."""
+
 from __future__ import annotations
 
 import re
@@ -12,9 +13,19 @@ from ..errors import InvalidArgumentError, UnsupportedDtypeError
 from ..proto import AttrValue, DataType, VariableDef
 from .nodes import GraphBuilder, attr_shape, attr_type, zeros_tensor
 
-__all__ = ["VariableSpec", "VARIABLE_COLLECTIONS", "VARIABLE_KINDS", "GLOBAL_VARIABLES",
-           "TRAINABLE_VARIABLES", "VARIABLE_DTYPES", "REF_VARIABLE_DTYPES", "VALID_NODE_NAME", "validate",
-           "assign_attrs", "add_variable"]
+__all__ = [
+    "VariableSpec",
+    "VARIABLE_COLLECTIONS",
+    "VARIABLE_KINDS",
+    "GLOBAL_VARIABLES",
+    "TRAINABLE_VARIABLES",
+    "VARIABLE_DTYPES",
+    "REF_VARIABLE_DTYPES",
+    "VALID_NODE_NAME",
+    "validate",
+    "assign_attrs",
+    "add_variable",
+]
 
 #: Collection of all global variables (``tf.compat.v1.GraphKeys.GLOBAL_VARIABLES``).
 GLOBAL_VARIABLES = "variables"
@@ -44,8 +55,7 @@ _DT = DataType
 # Dtypes a variable may have: every numeric type and string (not resource, variant
 # or reference types).
 VARIABLE_DTYPES: Set[int] = {
-    v.number for v in _DT.DESCRIPTOR.values
-    if 0 < v.number < 100 and v.number not in (_DT.DT_RESOURCE, _DT.DT_VARIANT)
+    v.number for v in _DT.DESCRIPTOR.values if 0 < v.number < 100 and v.number not in (_DT.DT_RESOURCE, _DT.DT_VARIANT)
 }
 
 # Dtypes TensorFlow (2.21) has reference-variable kernels for: the CPU kernels of
@@ -54,10 +64,26 @@ VARIABLE_DTYPES: Set[int] = {
 # neither initialized nor restored, so ``variable_kind="ref"`` builds it as a
 # resource variable instead.
 REF_VARIABLE_DTYPES: Set[int] = {
-    _DT.DT_FLOAT, _DT.DT_DOUBLE, _DT.DT_HALF, _DT.DT_BFLOAT16, _DT.DT_INT8, _DT.DT_INT16,
-    _DT.DT_INT32, _DT.DT_INT64, _DT.DT_UINT8, _DT.DT_UINT16, _DT.DT_UINT32, _DT.DT_UINT64,
-    _DT.DT_BOOL, _DT.DT_STRING, _DT.DT_COMPLEX64, _DT.DT_COMPLEX128, _DT.DT_QINT8,
-    _DT.DT_QUINT8, _DT.DT_QINT32, _DT.DT_QUINT16,
+    _DT.DT_FLOAT,
+    _DT.DT_DOUBLE,
+    _DT.DT_HALF,
+    _DT.DT_BFLOAT16,
+    _DT.DT_INT8,
+    _DT.DT_INT16,
+    _DT.DT_INT32,
+    _DT.DT_INT64,
+    _DT.DT_UINT8,
+    _DT.DT_UINT16,
+    _DT.DT_UINT32,
+    _DT.DT_UINT64,
+    _DT.DT_BOOL,
+    _DT.DT_STRING,
+    _DT.DT_COMPLEX64,
+    _DT.DT_COMPLEX128,
+    _DT.DT_QINT8,
+    _DT.DT_QUINT8,
+    _DT.DT_QINT32,
+    _DT.DT_QUINT16,
 }
 
 
@@ -110,10 +136,10 @@ def validate(variables: Sequence[VariableSpec]) -> None:
     for v in variables:
         if not isinstance(v, VariableSpec):
             raise InvalidArgumentError(f"expected VariableSpec, got {type(v).__name__}")
-        if (not isinstance(v.name, str) or not VALID_NODE_NAME.match(v.name)
-                or v.name.endswith("/")):
-            raise InvalidArgumentError(f"invalid variable name {v.name!r}: TensorFlow node "
-                                       f"names match {VALID_NODE_NAME.pattern}")
+        if not isinstance(v.name, str) or not VALID_NODE_NAME.match(v.name) or v.name.endswith("/"):
+            raise InvalidArgumentError(
+                f"invalid variable name {v.name!r}: TensorFlow node names match {VALID_NODE_NAME.pattern}"
+            )
         if v.name in names:
             raise InvalidArgumentError(f"duplicate variable name {v.name!r}")
         names.add(v.name)
@@ -122,31 +148,30 @@ def validate(variables: Sequence[VariableSpec]) -> None:
         if v.key in keys:
             raise InvalidArgumentError(f"duplicate checkpoint key {v.key!r}")
         keys.add(v.key)
-        if isinstance(v.dtype, bool) or not isinstance(v.dtype, int) or \
-                int(v.dtype) not in VARIABLE_DTYPES:
+        if isinstance(v.dtype, bool) or not isinstance(v.dtype, int) or int(v.dtype) not in VARIABLE_DTYPES:
             raise UnsupportedDtypeError(
-                f"variable {v.name!r}: dtype {v.dtype!r} is not a numeric or string "
-                f"TensorFlow DataType number")
+                f"variable {v.name!r}: dtype {v.dtype!r} is not a numeric or string TensorFlow DataType number"
+            )
         try:
             shape = tuple(v.shape)
         except TypeError:
-            raise InvalidArgumentError(f"variable {v.name!r}: shape must be a tuple of ints")
+            raise InvalidArgumentError(f"variable {v.name!r}: shape must be a tuple of ints") from None
         for d in shape:
             if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-                raise InvalidArgumentError(f"variable {v.name!r}: shape {shape!r} must be "
-                                           f"fully defined non-negative ints")
+                raise InvalidArgumentError(
+                    f"variable {v.name!r}: shape {shape!r} must be fully defined non-negative ints"
+                )
         for c in v.resolved_collections():
             if c not in VARIABLE_COLLECTIONS:
                 raise InvalidArgumentError(
-                    f"variable {v.name!r}: collection {c!r} is not one of "
-                    f"{', '.join(VARIABLE_COLLECTIONS)}")
+                    f"variable {v.name!r}: collection {c!r} is not one of {', '.join(VARIABLE_COLLECTIONS)}"
+                )
 
 
 def assign_attrs(dtype: int) -> Dict[str, AttrValue]:
     """Attributes of an ``Assign`` node as graph-mode TensorFlow writes them (both
     bool attributes explicitly, at their default ``true``)."""
-    return {"T": attr_type(dtype), "validate_shape": AttrValue(b=True),
-            "use_locking": AttrValue(b=True)}
+    return {"T": attr_type(dtype), "validate_shape": AttrValue(b=True), "use_locking": AttrValue(b=True)}
 
 
 def add_variable(g: GraphBuilder, v: VariableSpec, *, ref: bool) -> bytes:
@@ -156,37 +181,63 @@ def add_variable(g: GraphBuilder, v: VariableSpec, *, ref: bool) -> bytes:
     Returns the variable's serialized ``VariableDef`` (for the collections)."""
     shape = tuple(int(d) for d in v.shape)
     dtype = int(v.dtype)
-    init_value = g.node(f"{v.name}/Initializer/zeros", "Const",
-                        attrs={"value": AttrValue(tensor=zeros_tensor(dtype, shape)),
-                               "dtype": attr_type(dtype)},
-                        output_shapes=[shape], colocate_with=v.name)
+    init_value = g.node(
+        f"{v.name}/Initializer/zeros",
+        "Const",
+        attrs={"value": AttrValue(tensor=zeros_tensor(dtype, shape)), "dtype": attr_type(dtype)},
+        output_shapes=[shape],
+        colocate_with=v.name,
+    )
     if ref:
         # variables.py RefVariable._init_from_args: VariableV2 (state_ops.variable_op_v2,
         # container and shared_name written as ""), its Assign initializer and the
         # Identity snapshot "NAME/read", all colocated with the variable.
-        var = g.node(v.name, "VariableV2",
-                     attrs={"shape": attr_shape(shape), "dtype": attr_type(dtype),
-                            "container": AttrValue(s=b""), "shared_name": AttrValue(s=b"")},
-                     output_shapes=[shape], colocate_with=v.name)
-        assign = g.node(f"{v.name}/Assign", "Assign", [var, init_value],
-                        attrs=assign_attrs(dtype), output_shapes=[shape],
-                        colocate_with=v.name)
-        read = g.node(f"{v.name}/read", "Identity", [var],
-                      attrs={"T": attr_type(dtype)}, output_shapes=[shape],
-                      colocate_with=v.name)
+        var = g.node(
+            v.name,
+            "VariableV2",
+            attrs={
+                "shape": attr_shape(shape),
+                "dtype": attr_type(dtype),
+                "container": AttrValue(s=b""),
+                "shared_name": AttrValue(s=b""),
+            },
+            output_shapes=[shape],
+            colocate_with=v.name,
+        )
+        assign = g.node(
+            f"{v.name}/Assign",
+            "Assign",
+            [var, init_value],
+            attrs=assign_attrs(dtype),
+            output_shapes=[shape],
+            colocate_with=v.name,
+        )
+        read = g.node(
+            f"{v.name}/read",
+            "Identity",
+            [var],
+            attrs={"T": attr_type(dtype)},
+            output_shapes=[shape],
+            colocate_with=v.name,
+        )
         is_resource = False
     else:
-        var = g.node(v.name, "VarHandleOp",
-                     attrs={"shared_name": AttrValue(s=v.name.encode()),
-                            "shape": attr_shape(shape),
-                            "dtype": attr_type(dtype)},
-                     output_shapes=[()], colocate_with=v.name)
-        g.node(f"{v.name}/IsInitialized/VarIsInitializedOp", "VarIsInitializedOp", [var],
-               output_shapes=[()])
-        assign = g.node(f"{v.name}/Assign", "AssignVariableOp", [var, init_value],
-                        attrs={"dtype": attr_type(dtype)})
-        read = g.node(f"{v.name}/Read/ReadVariableOp", "ReadVariableOp", [var],
-                      attrs={"dtype": attr_type(dtype)}, output_shapes=[shape])
+        var = g.node(
+            v.name,
+            "VarHandleOp",
+            attrs={"shared_name": AttrValue(s=v.name.encode()), "shape": attr_shape(shape), "dtype": attr_type(dtype)},
+            output_shapes=[()],
+            colocate_with=v.name,
+        )
+        g.node(f"{v.name}/IsInitialized/VarIsInitializedOp", "VarIsInitializedOp", [var], output_shapes=[()])
+        assign = g.node(f"{v.name}/Assign", "AssignVariableOp", [var, init_value], attrs={"dtype": attr_type(dtype)})
+        read = g.node(
+            f"{v.name}/Read/ReadVariableOp",
+            "ReadVariableOp",
+            [var],
+            attrs={"dtype": attr_type(dtype)},
+            output_shapes=[shape],
+        )
         is_resource = True
     return VariableDef(
         variable_name=var + ":0",
