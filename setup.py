@@ -65,7 +65,7 @@ if _flag("FASTCKPT_WARNINGS_AS_ERRORS"):
     compile_args.append("-Werror")
 
 # Sorted for reproducible builds.
-sources = sorted(glob.glob("csrc/fastckpt/*.cc")) + sorted(glob.glob("csrc/bindings/*.cc"))
+sources = sorted(glob.glob("csrc/fastckpt/**/*.cc", recursive=True)) + sorted(glob.glob("csrc/bindings/*.cc"))
 
 ParallelCompile("FASTCKPT_BUILD_JOBS", default=os.cpu_count() or 1).install()
 

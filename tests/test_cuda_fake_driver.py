@@ -9,7 +9,7 @@ through fastckpt._native.testing.cuda_engine_* and inspects the fake's
 counters (fake_cuda_*) through ctypes.
 
 What this cannot check is the real driver's behaviour; see
-csrc/fastckpt/cuda_copy_engine.cc for the assumptions made about it.
+csrc/fastckpt/device/cuda_copy_engine.cc for the assumptions made about it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A save that fails at any OS call, for any reason, leaves no trace.
 
-The native hook (fastckpt._native.testing, csrc/fastckpt/fault_injection.h)
+The native hook (fastckpt._native.testing, csrc/fastckpt/io/fault_injection.h)
 fails the N-th create/write/fsync/rename/close/directory-fsync of a save with
 a chosen errno. A Saver's .meta and state file go through the same native
 calls (fastckpt._native.write_file_atomically), after the bundle's. Every

@@ -1,4 +1,4 @@
-"""The process-wide I/O thread pool (csrc/fastckpt/thread_pool.h).
+"""The process-wide I/O thread pool (csrc/fastckpt/pipeline/helper_threads.h).
 
 * Many saves, loads and verifies running at once from Python threads give
   the right bytes, whatever the cap (down to no pool threads at all: the

@@ -11,7 +11,7 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/crc32c.h"
+#include "fastckpt/crc32c/crc32c.h"
 
 namespace py = pybind11;
 

@@ -3,10 +3,10 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/copy_engine.h"
-#include "fastckpt/crc32c.h"
-#include "fastckpt/cuda_driver.h"
-#include "fastckpt/thread_pool.h"
+#include "fastckpt/device/copy_engine.h"
+#include "fastckpt/crc32c/crc32c.h"
+#include "fastckpt/device/cuda_driver.h"
+#include "fastckpt/pipeline/helper_threads.h"
 
 namespace py = pybind11;
 

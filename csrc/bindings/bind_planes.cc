@@ -10,7 +10,7 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/byte_planes.h"
+#include "fastckpt/pipeline/byte_planes.h"
 
 namespace py = pybind11;
 

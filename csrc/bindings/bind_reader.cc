@@ -16,12 +16,12 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/box_copy.h"
-#include "fastckpt/bundle_reader.h"
-#include "fastckpt/dtypes.h"
-#include "fastckpt/slice_key.h"
-#include "fastckpt/slice_set.h"
-#include "fastckpt/string_tensor.h"
+#include "fastckpt/pipeline/box_copy.h"
+#include "fastckpt/pipeline/bundle_reader.h"
+#include "fastckpt/format/dtypes.h"
+#include "fastckpt/format/slice_key.h"
+#include "fastckpt/format/slice_set.h"
+#include "fastckpt/format/string_tensor.h"
 
 namespace py = pybind11;
 

@@ -1,12 +1,12 @@
 // fastckpt._native.testing: hooks for tests, never used by the package.
 //
-// Fault injection (csrc/fastckpt/fault_injection.h) lets the test suite fail
+// Fault injection (csrc/fastckpt/io/fault_injection.h) lets the test suite fail
 // the N-th create/write/fsync/rename/close of a save with a chosen errno and
 // check that nothing partial is left behind, hold a snapshot's fill until the
 // save has failed (the failure racing a snapshot), and make thread creation
 // fail. Bad arguments raise InvalidArgumentError through Check().
 //
-// The simulated device (csrc/fastckpt/simulated_copy_engine.h) replaces the
+// The simulated device (csrc/fastckpt/device/simulated_copy_engine.h) replaces the
 // CUDA copy engine so that the staging pipeline runs in CPU-only tests.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,8 +16,8 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/fault_injection.h"
-#include "fastckpt/simulated_copy_engine.h"
+#include "fastckpt/io/fault_injection.h"
+#include "fastckpt/device/simulated_copy_engine.h"
 
 namespace py = pybind11;
 

@@ -15,12 +15,12 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/bundle_commit.h"
-#include "fastckpt/bundle_writer.h"
-#include "fastckpt/save_job.h"
-#include "fastckpt/staging_pool.h"
-#include "fastckpt/string_tensor.h"
-#include "fastckpt/thread_pool.h"
+#include "fastckpt/io/bundle_commit.h"
+#include "fastckpt/pipeline/write_bundle.h"
+#include "fastckpt/pipeline/save_job.h"
+#include "fastckpt/pipeline/staging_pool.h"
+#include "fastckpt/format/string_tensor.h"
+#include "fastckpt/pipeline/helper_threads.h"
 
 namespace py = pybind11;
 
