@@ -18,6 +18,7 @@
 #include "bindings/registry.h"
 #include "fastckpt/pipeline/box_copy.h"
 #include "fastckpt/pipeline/load_plan.h"
+#include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/slice_key.h"
@@ -299,7 +300,7 @@ class PyReader {
     Status st;
     {
       py::gil_scoped_release release;
-      st = r->Read(reqs, threads, task_bytes == 0 ? (16ull << 20) : task_bytes);
+      st = r->Read(reqs, threads, task_bytes == 0 ? kDefaultTaskBytes : task_bytes);
     }
     Check(st);
     return py::make_tuple(out, left);
@@ -324,7 +325,7 @@ class PyReader {
     Status st;
     {
       py::gil_scoped_release release;
-      st = r->Read(reqs, threads, task_bytes == 0 ? (16ull << 20) : task_bytes);
+      st = r->Read(reqs, threads, task_bytes == 0 ? kDefaultTaskBytes : task_bytes);
     }
     Check(st);
   }

@@ -16,6 +16,7 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
+#include "fastckpt/format/dtypes.h"
 #include "fastckpt/io/fault_injection.h"
 #include "fastckpt/device/simulated_copy_engine.h"
 
@@ -130,6 +131,17 @@ void RegisterTesting(py::module_& m) {
       py::arg("latency_us") = 0.0, py::arg("bandwidth_gbps") = 0.0, py::arg("fail_copy") = -1,
       py::arg("fail_at_enqueue") = false,
       "Routes device copies through a new simulated device and returns it.");
+  t.def(
+      "dtype_table",
+      []() {
+        py::list out;
+        for (const DtypeInfo& d : kDtypes) {
+          out.append(py::make_tuple(d.dtype, d.name, d.element_size, d.dlpack_code, d.dlpack_bits));
+        }
+        return out;
+      },
+      "The core's element-type table (format/dtypes.h): [(DataType or -1, name, bytes per\n"
+      "element, DLPack code or 255, DLPack bits)].");
   t.def(
       "uninstall_device", []() { InstallCopyEngine(nullptr); },
       "Restores the default copy engine (CUDA when usable).");

@@ -2,8 +2,7 @@
 // capability bits (getauxval) on AArch64 Linux. See cpu_features.h.
 #include "fastckpt/crc32c/cpu_features.h"
 
-#include <cstdlib>
-#include <string>
+#include <atomic>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -18,25 +17,17 @@ namespace fastckpt {
 namespace cpu {
 namespace {
 
-// Whether FASTCKPT_DISABLE_CPU_FEATURES names `feature` (or "all").
-bool DisabledByEnv(const char* feature) {
-  const char* env = std::getenv("FASTCKPT_DISABLE_CPU_FEATURES");
-  if (env == nullptr) return false;
-  std::string list(env);
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t end = list.find(',', start);
-    if (end == std::string::npos) end = list.size();
-    std::string item = list.substr(start, end - start);
-    // Tolerate spaces around the names ("sse42, pclmul").
-    const size_t first = item.find_first_not_of(" \t");
-    const size_t last = item.find_last_not_of(" \t");
-    item = first == std::string::npos ? "" : item.substr(first, last - first + 1);
-    if (item == feature || item == "all") return true;
-    start = end + 1;
-  }
-  return false;
-}
+// Features hidden by MaskFeatures(), as bits.
+enum : unsigned {
+  kMaskSse42 = 1u << 0,
+  kMaskPclmul = 1u << 1,
+  kMaskAvx2 = 1u << 2,
+  kMaskVpclmul = 1u << 3,
+  kMaskArm64Crc32 = 1u << 4,
+};
+std::atomic<unsigned> g_mask{0};
+
+bool Masked(unsigned bit) { return (g_mask.load(std::memory_order_relaxed) & bit) != 0; }
 
 struct Features {
   bool sse42 = false;
@@ -78,17 +69,10 @@ Features Detect() {
 #elif defined(__aarch64__) && defined(__linux__)
   f.arm64_crc32 = (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0;
 #endif
-  if (DisabledByEnv("sse42")) f.sse42 = false;
-  // The carry-less multiply is only used inside the SSE4.2 kernel.
-  if (!f.sse42 || DisabledByEnv("pclmul")) f.pclmul = false;
-  if (DisabledByEnv("avx2")) f.avx2 = false;
-  // The 256-bit carry-less multiply is used with AVX2 integer instructions,
-  // and its kernel falls back on the SSE4.2 + PCLMULQDQ one for short inputs.
-  if (!f.pclmul || !f.avx2 || DisabledByEnv("vpclmul")) f.vpclmul = false;
-  if (DisabledByEnv("arm64_crc32")) f.arm64_crc32 = false;
   return f;
 }
 
+// What the CPU (and OS) offer, detected once.
 const Features& Get() {
   static const Features features = Detect();
   return features;
@@ -96,11 +80,27 @@ const Features& Get() {
 
 }  // namespace
 
-bool CanUseSse42() { return Get().sse42; }
-bool CanUsePclmul() { return Get().pclmul; }
-bool CanUseAvx2() { return Get().avx2; }
-bool CanUseVpclmul() { return Get().vpclmul; }
-bool CanUseArm64Crc32() { return Get().arm64_crc32; }
+void MaskFeatures(const std::vector<std::string>& names) {
+  unsigned mask = 0;
+  for (const std::string& name : names) {
+    if (name == "all") mask |= kMaskSse42 | kMaskPclmul | kMaskAvx2 | kMaskVpclmul | kMaskArm64Crc32;
+    if (name == "sse42") mask |= kMaskSse42;
+    if (name == "pclmul") mask |= kMaskPclmul;
+    if (name == "avx2") mask |= kMaskAvx2;
+    if (name == "vpclmul") mask |= kMaskVpclmul;
+    if (name == "arm64_crc32") mask |= kMaskArm64Crc32;
+  }
+  g_mask.store(mask, std::memory_order_relaxed);
+}
+
+bool CanUseSse42() { return Get().sse42 && !Masked(kMaskSse42); }
+// The carry-less multiply is only used inside the SSE4.2 kernel.
+bool CanUsePclmul() { return CanUseSse42() && Get().pclmul && !Masked(kMaskPclmul); }
+bool CanUseAvx2() { return Get().avx2 && !Masked(kMaskAvx2); }
+// The 256-bit carry-less multiply is used with AVX2 integer instructions,
+// and its kernel falls back on the SSE4.2 + PCLMULQDQ one for short inputs.
+bool CanUseVpclmul() { return CanUsePclmul() && CanUseAvx2() && Get().vpclmul && !Masked(kMaskVpclmul); }
+bool CanUseArm64Crc32() { return Get().arm64_crc32 && !Masked(kMaskArm64Crc32); }
 
 }  // namespace cpu
 }  // namespace fastckpt

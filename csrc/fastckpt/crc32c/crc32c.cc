@@ -106,10 +106,7 @@ std::vector<Impl> AvailableImpls() {
   return impls;
 }
 
-Impl BestImpl() {
-  static const Impl best = AvailableImpls().back();
-  return best;
-}
+Impl BestImpl() { return AvailableImpls().back(); }
 
 Impl ActiveImpl() { return static_cast<Impl>(ActiveIndex().load(std::memory_order_relaxed)); }
 

@@ -46,6 +46,7 @@
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/slice_set.h"
 #include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace fastckpt {
 
@@ -55,7 +56,6 @@ using u128 = unsigned __int128;
 
 // Read, checksum and copy out in L2-sized steps (as BundleReader::Read).
 constexpr uint64_t kStepBytes = 256ull << 10;
-constexpr uint64_t kDefaultTaskBytes = 16ull << 20;
 
 // One stored piece the box overlaps (step 1 and 2 above).
 struct Piece {

@@ -149,44 +149,27 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
   const uint64_t chunk = static_cast<uint64_t>(options.chunk_bytes);
   const uint64_t cut = chunk > 0 && chunk <= task_bytes ? task_bytes / chunk * chunk : task_bytes;
   plan->offset_of.assign(items.size(), 0);
-  plan->first_piece.assign(items.size(), 0);
-  plan->num_pieces.assign(items.size(), 0);
-  std::vector<Piece>& pieces = plan->pieces;
-  std::vector<std::vector<Task>> shard_tasks(num_shards);
   std::vector<std::vector<uint32_t>> per_shard(num_shards);
   for (uint32_t i : data_items) per_shard[plan->shard_of[i]].push_back(i);
+  std::vector<Extent> extents;
+  extents.reserve(data_items.size());
   for (int s = 0; s < num_shards; ++s) {
     uint64_t pos = 0;
-    size_t batch_first = pieces.size();
-    uint64_t batch_bytes = 0;
-    auto flush = [&]() {
-      if (pieces.size() > batch_first) shard_tasks[s].push_back({s, batch_first, pieces.size(), batch_bytes});
-      batch_first = pieces.size();
-      batch_bytes = 0;
-    };
     for (uint32_t i : per_shard[s]) {
-      const WriteItem& it = items[i];
       plan->offset_of[i] = pos;
-      plan->first_piece[i] = pieces.size();
-      if (it.nbytes > task_bytes) {
-        flush();
-        for (uint64_t off = 0; off < it.nbytes; off += cut) {
-          pieces.push_back({i, off, std::min(cut, it.nbytes - off), pos + off});
-          batch_bytes = pieces.back().length;
-          flush();
-        }
-      } else if (it.nbytes > 0) {
-        if (batch_bytes + it.nbytes > task_bytes || pieces.size() - batch_first >= kMaxPiecesPerTask) flush();
-        pieces.push_back({i, 0, it.nbytes, pos});
-        batch_bytes += it.nbytes;
-      }
-      plan->num_pieces[i] = pieces.size() - plan->first_piece[i];
-      pos += it.nbytes;
+      extents.push_back({i, s, pos, items[i].nbytes});
+      pos += items[i].nbytes;
     }
-    flush();
   }
+  TaskLimits limits;
+  limits.task_bytes = task_bytes;
+  limits.piece_bytes = cut;
+  limits.max_pieces = kMaxPiecesPerTask;
+  PlanTasks(extents, items.size(), limits, plan);
   // Interleave the shards' tasks so that threads working at the same time
   // write different files (writes to one file are serialized by the kernel).
+  std::vector<std::vector<PlannedTask>> shard_tasks(num_shards);
+  for (const PlannedTask& t : plan->tasks) shard_tasks[t.shard].push_back(t);
   plan->tasks.clear();
   for (size_t round = 0, left = 1; left > 0; ++round) {
     left = 0;
@@ -209,16 +192,7 @@ void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan,
     e.slices = it.slices;  // no data: shard 0, offset 0, size 0, no CRC, as TensorFlow writes it
     return;
   }
-  uint32_t crc = 0;
-  if (it.has_crc) {
-    crc = it.crc;
-  } else if (plan.num_pieces[i] > 0) {
-    size_t first = plan.first_piece[i];
-    crc = piece_crc[first];
-    for (size_t p = first + 1; p < first + plan.num_pieces[i]; ++p) {
-      crc = crc32c::Combine(crc, piece_crc[p], plan.pieces[p].length);
-    }
-  }
+  const uint32_t crc = it.has_crc ? it.crc : JoinPieceCrcs(plan, piece_crc, i);
   e.shard_id = plan.shard_base + plan.shard_of[i];
   e.offset = static_cast<int64_t>(plan.offset_of[i]);
   e.size = static_cast<int64_t>(it.nbytes);

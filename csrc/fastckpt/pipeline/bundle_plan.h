@@ -8,29 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/pipeline/write_bundle.h"
 #include "fastckpt/core/status.h"
 
 namespace fastckpt {
 
-// A contiguous range of one item's bytes, written at file_offset.
-struct Piece {
-  uint32_t item;
-  uint64_t src_offset;
-  uint64_t length;
-  uint64_t file_offset;
-};
-
-// Pieces [first, end) of one shard, contiguous in the file, together at
-// most the plan's task_bytes (a single piece is never larger).
-struct Task {
-  int shard;
-  size_t first;
-  size_t end;
-  uint64_t bytes;
-};
-
-struct BundlePlan {
+// The work list (TaskPlan, task_plan.h): items are WriteItems; a task's
+// pieces are one shard's (PlannedTask::shard is local), tasks of different
+// shards interleaved (see PlanBundle), each at most task_bytes (a single
+// piece is never larger).
+struct BundlePlan : TaskPlan {
   std::vector<uint32_t> order;        // items sorted by key (index order)
   int num_shards = 1;                 // this job's data files (shard_of is local: 0 .. num_shards - 1)
   int shard_base = 0;                 // global number of local shard 0
@@ -38,10 +26,6 @@ struct BundlePlan {
   uint64_t total_bytes = 0;           // data bytes over all shards
   std::vector<int32_t> shard_of;      // per item
   std::vector<uint64_t> offset_of;    // per item, within its shard
-  std::vector<size_t> first_piece;    // per item
-  std::vector<size_t> num_pieces;     // per item
-  std::vector<Piece> pieces;
-  std::vector<Task> tasks;            // shards interleaved (see PlanBundle)
 };
 
 // Validates the items (names, dtypes, shapes, sizes) and the options

@@ -9,7 +9,7 @@
 #include "fastckpt/crc32c/crc32c.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/naming.h"
-#include "fastckpt/pipeline/read_plan.h"
+#include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/slice_set.h"
 #include "fastckpt/format/table_reader.h"
@@ -231,18 +231,18 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
   // lie back to back in one file share a task (one preadv).
   std::vector<const BundleEntry*> req_entries(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) req_entries[i] = &entries_[requests[i].entry];
-  const ReadPlan plan = PlanReads(req_entries, task_bytes, kMaxRequestsPerTask);
-  const std::vector<ReadPiece>& pieces = plan.pieces;
+  const TaskPlan plan = PlanReads(req_entries, task_bytes, kMaxRequestsPerTask);
+  const std::vector<PlannedPiece>& pieces = plan.pieces;
   std::vector<uint32_t> piece_crc(pieces.size(), 0);
   FASTCKPT_RETURN_IF_ERROR(ParallelFor(plan.tasks.size(), threads, [&](size_t t) -> Status {
     size_t first = plan.tasks[t].first, end = plan.tasks[t].end;
-    const ReadRequest& r0 = requests[pieces[first].req];
+    const ReadRequest& r0 = requests[pieces[first].item];
     const BundleEntry& e0 = entries_[r0.entry];
     const File& file = shards_[e0.shard_id];
     uint64_t file_off = static_cast<uint64_t>(e0.offset) + pieces[first].offset;
     if (end - first == 1) {
       // One piece: read and checksum in cache-sized steps.
-      const ReadPiece& pc = pieces[first];
+      const PlannedPiece& pc = pieces[first];
       uint8_t* dst = r0.dest + pc.offset;
       uint32_t crc = 0;
       for (uint64_t done = 0; done < pc.length;) {
@@ -263,7 +263,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
       uint64_t bytes = 0;
       size_t j = i;
       while (j < end && iov.size() < IOV_MAX && bytes < kInterleaveBytes) {
-        iov.push_back({requests[pieces[j].req].dest, static_cast<size_t>(pieces[j].length)});
+        iov.push_back({requests[pieces[j].item].dest, static_cast<size_t>(pieces[j].length)});
         bytes += pieces[j].length;
         ++j;
       }
@@ -289,7 +289,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
         }
       }
       for (size_t p = i; p < j; ++p) {
-        piece_crc[p] = crc32c::Value(requests[pieces[p].req].dest, pieces[p].length);
+        piece_crc[p] = crc32c::Value(requests[pieces[p].item].dest, pieces[p].length);
       }
       CountBytes(bytes);
       file_off += bytes;

@@ -18,7 +18,7 @@
 #include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/crc32c/crc32c.h"
 #include "fastckpt/format/dtypes.h"
-#include "fastckpt/pipeline/read_plan.h"
+#include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/pipeline/staging_pool.h"
 #include "fastckpt/pipeline/helper_threads.h"
 
@@ -51,9 +51,9 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
   // Work list in file order, as in Read(); a task fits one staging buffer.
   std::vector<const BundleEntry*> req_entries(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) req_entries[i] = &entries_[requests[i].entry];
-  const ReadPlan plan = PlanReads(req_entries, buffer_bytes, kMaxPiecesPerTask);
-  const std::vector<ReadPiece>& pieces = plan.pieces;
-  const std::vector<ReadTask>& tasks = plan.tasks;
+  const TaskPlan plan = PlanReads(req_entries, buffer_bytes, kMaxPiecesPerTask);
+  const std::vector<PlannedPiece>& pieces = plan.pieces;
+  const std::vector<PlannedTask>& tasks = plan.tasks;
 
   std::vector<uint32_t> piece_crc(pieces.size(), 0);
   StagingQuota quota;
@@ -83,9 +83,9 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       for (const auto& m : f.marks) {
         Status s = m.first->WaitMark(m.second);
         if (!s.ok() && st.ok()) {
-          const ReadPiece& pc = pieces[tasks[f.task].first];
-          st = s.Annotate("copying " + Describe(requests[pc.req].entry) + " to device " +
-                                    std::to_string(requests[pc.req].device) + " failed: ");
+          const PlannedPiece& pc = pieces[tasks[f.task].first];
+          st = s.Annotate("copying " + Describe(requests[pc.item].entry) + " to device " +
+                                    std::to_string(requests[pc.item].device) + " failed: ");
         }
       }
       pool.Release(&f.buf, &quota);
@@ -95,10 +95,10 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
     while (st.ok() && !quota.cancelled.load()) {
       size_t t = next.fetch_add(1);
       if (t >= tasks.size()) break;
-      const ReadTask& task = tasks[t];
+      const PlannedTask& task = tasks[t];
       InFlight f{StagingBuffer(), {}, t};
       // A new buffer is allocated in the context of the device it feeds.
-      const int device = requests[pieces[task.first].req].device;
+      const int device = requests[pieces[task.first].item].device;
       st = pool.Acquire(engine_ref, device, &quota, &f.buf, [] { return true; });
       if (st.ok() && f.buf.data == nullptr) {
         // Short of staging memory: retire this worker's buffer in flight
@@ -113,8 +113,8 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       if (!st.ok()) break;
       // Read the task's bytes (contiguous in one file) in cache-sized steps,
       // checksumming each step's pieces while hot.
-      const ReadPiece& p0 = pieces[task.first];
-      const BundleEntry& e0 = entries_[requests[p0.req].entry];
+      const PlannedPiece& p0 = pieces[task.first];
+      const BundleEntry& e0 = entries_[requests[p0.item].entry];
       const File& file = shards_[e0.shard_id];
       const uint64_t file_off = static_cast<uint64_t>(e0.offset) + p0.offset;
       size_t p = task.first;
@@ -139,7 +139,7 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       std::map<int, bool> used;
       uint64_t off = 0;
       for (size_t i = task.first; i < task.end && st.ok(); ++i) {
-        const DeviceReadRequest& r = requests[pieces[i].req];
+        const DeviceReadRequest& r = requests[pieces[i].item];
         std::unique_ptr<CopyStream>& s = streams[r.device];
         if (!s) st = engine->NewStream(r.device, &s);
         if (st.ok()) st = s->CopyToDevice(r.dest + pieces[i].offset, f.buf.data + off, pieces[i].length);

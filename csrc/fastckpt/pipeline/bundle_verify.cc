@@ -6,7 +6,7 @@
 //
 // Plan: every data entry becomes one or more segments (file ranges whose
 // CRC32C is computed); segments are grouped into tasks of at most
-// chunk_bytes of one file, which ParallelFor runs. A task streams its range
+// chunk_bytes of one file (task_plan.h), which ParallelFor runs. A task streams its range
 // through a small per-thread scratch buffer, extending each segment's CRC
 // as its bytes pass; a tensor split over several tasks gets its CRC joined
 // with crc32c::Combine afterwards, as Read() does. String and variant
@@ -30,6 +30,7 @@
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/string_tensor.h"
 #include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace fastckpt {
 
@@ -158,25 +159,12 @@ Status OutOfMemory(uint64_t bytes, const std::string& what) {
                          "cannot allocate " + std::to_string(bytes) + " bytes to verify " + what, ENOMEM, "");
 }
 
-// A file range whose CRC32C is computed: all of a small tensor, or one
-// chunk of a large one. Offsets are file offsets.
-struct Segment {
-  size_t entry;
-  uint64_t begin;
-  uint64_t length;
-  uint64_t end() const { return begin + length; }
-};
-
-// One unit of parallel work: segments [first, last) read as the file range
-// [begin, end) of one shard, or (whole) one string/variant entry.
+// One unit of parallel work: a task of the plan (pieces read as its file
+// range), or (whole) one string/variant entry.
 struct Task {
   bool whole = false;
-  size_t entry = 0;  // whole tasks
-  int32_t shard = 0;
-  uint64_t begin = 0;
-  uint64_t end = 0;
-  size_t first = 0;
-  size_t last = 0;
+  size_t entry = 0;    // whole tasks
+  size_t planned = 0;  // the others: index into TaskPlan::tasks
 };
 
 }  // namespace
@@ -284,54 +272,25 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
     if (x.shard_id != y.shard_id) return x.shard_id < y.shard_id;
     return x.offset != y.offset ? x.offset < y.offset : a < b;
   });
-  std::vector<Segment> segments;
-  std::vector<size_t> first_segment(n, 0), num_segments(n, 0);
-  {
-    Task batch;
-    bool open = false;
-    auto flush = [&]() {
-      if (open) {
-        batch.last = segments.size();
-        tasks.push_back(batch);
-      }
-      open = false;
-    };
-    for (size_t i : flat) {
-      const BundleEntry& e = entries_[i];
-      const uint64_t offset = static_cast<uint64_t>(e.offset), size = static_cast<uint64_t>(e.size);
-      first_segment[i] = segments.size();
-      if (size > chunk_bytes) {
-        // A large tensor: one task per chunk, CRCs combined afterwards.
-        flush();
-        for (uint64_t off = 0; off < size; off += chunk_bytes) {
-          uint64_t len = std::min(chunk_bytes, size - off);
-          Task t;
-          t.shard = e.shard_id;
-          t.begin = offset + off;
-          t.end = offset + off + len;
-          t.first = segments.size();
-          t.last = t.first + 1;
-          segments.push_back({i, offset + off, len});
-          tasks.push_back(t);
-        }
-      } else if (size > 0) {
-        bool joins = open && batch.shard == e.shard_id && offset <= batch.end + kMaxGapBytes &&
-                     std::max(batch.end, offset + size) - batch.begin <= chunk_bytes;
-        if (!joins) {
-          flush();
-          batch = Task();
-          batch.shard = e.shard_id;
-          batch.begin = offset;
-          batch.end = offset;
-          batch.first = segments.size();
-          open = true;
-        }
-        batch.end = std::max(batch.end, offset + size);
-        segments.push_back({i, offset, size});
-      }
-      num_segments[i] = segments.size() - first_segment[i];
-    }
-    flush();
+  // Pieces are the file ranges whose CRC32C is computed: all of a small
+  // tensor, or one chunk of a large one (one task each, CRCs combined
+  // afterwards). Small tensors separated by small gaps share a task.
+  std::vector<Extent> extents;
+  extents.reserve(flat.size());
+  for (size_t i : flat) {
+    const BundleEntry& e = entries_[i];
+    extents.push_back({i, e.shard_id, static_cast<uint64_t>(e.offset), static_cast<uint64_t>(e.size)});
+  }
+  TaskLimits limits;
+  limits.task_bytes = chunk_bytes;
+  limits.max_gap = kMaxGapBytes;
+  TaskPlan plan;
+  PlanTasks(extents, n, limits, &plan);
+  const std::vector<PlannedPiece>& segments = plan.pieces;
+  for (size_t k = 0; k < plan.tasks.size(); ++k) {
+    Task t;
+    t.planned = k;
+    tasks.push_back(t);
   }
 
   // 3. Read and checksum.
@@ -342,9 +301,11 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
   // tensors being read, not a reason to stop checking the others.
   auto read_failed = [&](const Status& s, size_t first_entry_segment, size_t last_segment) {
     for (size_t k = first_entry_segment; k < last_segment; ++k) {
-      mark_bad(segments[k].entry, "read failed: " + s.message());
+      mark_bad(segments[k].item, "read failed: " + s.message());
     }
   };
+
+  auto segment_end = [&](size_t k) { return segments[k].file_offset + segments[k].length; };
 
   Status status = ParallelFor(tasks.size(), threads, [&](size_t ti) -> Status {
     const Task& t = tasks[ti];
@@ -383,28 +344,29 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
       return Status::Ok();
     }
 
+    const PlannedTask& pt = plan.tasks[t.planned];
     std::unique_ptr<char[]> buf = scratch.Take();
-    if (!buf) return OutOfMemory(step_bytes, "'" + shards_[t.shard].path() + "'");
-    const File& file = shards_[t.shard];
-    size_t active = t.first;  // segments before this one are finished
-    for (uint64_t pos = t.begin; pos < t.end;) {
-      const uint64_t len = std::min(step_bytes, t.end - pos);
+    if (!buf) return OutOfMemory(step_bytes, "'" + shards_[pt.shard].path() + "'");
+    const File& file = shards_[pt.shard];
+    size_t active = pt.first;  // segments before this one are finished
+    for (uint64_t pos = pt.file_begin; pos < pt.file_end;) {
+      const uint64_t len = std::min(step_bytes, pt.file_end - pos);
       const uint64_t step_end = pos + len;
       Status rs = file.PreadAll(buf.get(), len, pos);
       if (!rs.ok()) {
         scratch.Give(std::move(buf));
         if (rs.code() != StatusCode::kDataLoss) return rs;
-        read_failed(rs, active, t.last);
+        read_failed(rs, active, pt.end);
         return Status::Ok();
       }
       // Segments are sorted by start; an overlapping (corrupt) index only
       // means some segments are visited without contributing bytes.
-      for (size_t k = active; k < t.last && segments[k].begin < step_end; ++k) {
-        const uint64_t lo = std::max(segments[k].begin, pos);
-        const uint64_t hi = std::min(segments[k].end(), step_end);
+      for (size_t k = active; k < pt.end && segments[k].file_offset < step_end; ++k) {
+        const uint64_t lo = std::max(segments[k].file_offset, pos);
+        const uint64_t hi = std::min(segment_end(k), step_end);
         if (lo < hi) segment_crc[k] = crc32c::Extend(segment_crc[k], buf.get() + (lo - pos), hi - lo);
       }
-      while (active < t.last && segments[active].end() <= step_end) ++active;
+      while (active < pt.end && segment_end(active) <= step_end) ++active;
       CountBytes(len);
       pos = step_end;
     }
@@ -415,13 +377,7 @@ Status BundleReader::Verify(int threads, uint64_t chunk_bytes, VerifyReport* rep
   // 4. Join chunk CRCs and compare.
   for (size_t i : flat) {
     if (!reason[i].empty()) continue;
-    uint32_t crc = 0;
-    if (num_segments[i] > 0) {
-      crc = segment_crc[first_segment[i]];
-      for (size_t k = first_segment[i] + 1; k < first_segment[i] + num_segments[i]; ++k) {
-        crc = crc32c::Combine(crc, segment_crc[k], segments[k].length);
-      }
-    }
+    const uint32_t crc = JoinPieceCrcs(plan, segment_crc, i);
     const uint32_t stored = crc32c::Unmask(entries_[i].masked_crc32c);
     if (crc != stored) reason[i] = CrcMismatch(stored, crc);
   }

@@ -98,7 +98,7 @@ Status SaveJob::Create(const std::string& prefix, std::vector<WriteItem> items, 
     size_t segments = 0;
     for (size_t p = 0; p < plan.pieces.size(); ++p) {
       job->segment_first_[p] = segments;
-      segments += SegmentCount(chunk, plan.pieces[p].src_offset, plan.pieces[p].length);
+      segments += SegmentCount(chunk, plan.pieces[p].offset, plan.pieces[p].length);
     }
     job->segment_crc_.assign(segments, 0);
   }
@@ -154,7 +154,7 @@ SaveProgress SaveJob::progress() const {
 }
 
 int SaveJob::TaskDevice(size_t t) const {
-  const Task& task = plan_.tasks[t];
+  const PlannedTask& task = plan_.tasks[t];
   for (size_t p = task.first; p < task.end; ++p) {
     const WriteItem& it = items_[plan_.pieces[p].item];
     if (it.on_device()) return it.device;
@@ -163,7 +163,7 @@ int SaveJob::TaskDevice(size_t t) const {
 }
 
 std::string SaveJob::DescribeTask(size_t t) const {
-  const Task& task = plan_.tasks[t];
+  const PlannedTask& task = plan_.tasks[t];
   const std::string first = QuotedKey(items_[plan_.pieces[task.first].item].key);
   std::set<uint32_t> distinct;
   for (size_t p = task.first; p < task.end; ++p) distinct.insert(plan_.pieces[p].item);
@@ -362,7 +362,7 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
     size_t k = next->fetch_add(1);
     if (k >= staged_list_.size()) break;
     const size_t t = staged_list_[k];
-    const Task& task = plan_.tasks[t];
+    const PlannedTask& task = plan_.tasks[t];
     st = AcquireForFill(t, &pending);
     if (!st.ok()) break;
     Pending p{t, {}, NowNs()};
@@ -371,18 +371,18 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
     std::set<int> devices;
     uint64_t off = 0;
     for (size_t i = task.first; i < task.end && st.ok(); ++i) {
-      const Piece& pc = plan_.pieces[i];
+      const PlannedPiece& pc = plan_.pieces[i];
       const WriteItem& it = items_[pc.item];
       if (it.on_device()) {
         CopyStream* s = streams.at(it.device).get();
-        st = s->CopyToHost(buf.data + off, it.device_ptr + pc.src_offset, pc.length);
+        st = s->CopyToHost(buf.data + off, it.device_ptr + pc.offset, pc.length);
         if (!st.ok()) {
           st = st.Annotate("copying tensor " + QuotedKey(it.key) + " from device " +
                            std::to_string(it.device) + " failed: ");
         }
         devices.insert(it.device);
       } else {
-        std::memcpy(buf.data + off, it.data + pc.src_offset, pc.length);
+        std::memcpy(buf.data + off, it.data + pc.offset, pc.length);
       }
       off += pc.length;
     }
@@ -474,7 +474,7 @@ Status SaveJob::WriteTask(size_t t) {
   if (options_.durable) {
     // Start writeback now so that the disk works while other tasks are
     // still being copied.
-    const Task& task = plan_.tasks[t];
+    const PlannedTask& task = plan_.tasks[t];
     const uint64_t first = plan_.pieces[task.first].file_offset;
     FASTCKPT_RETURN_IF_ERROR(files_.data(task.shard).StartWriteback(first, task.bytes));
   }
@@ -483,13 +483,13 @@ Status SaveJob::WriteTask(size_t t) {
 
 // A task written straight from the caller's host memory.
 Status SaveJob::WriteDirect(size_t t) {
-  const Task& task = plan_.tasks[t];
+  const PlannedTask& task = plan_.tasks[t];
   const File& file = files_.data(task.shard);
-  const std::vector<Piece>& pieces = plan_.pieces;
+  const std::vector<PlannedPiece>& pieces = plan_.pieces;
   // A single large piece: checksum and write it in cache-sized steps.
   if (task.end - task.first == 1 && pieces[task.first].length > kInterleaveBytes) {
-    const Piece& pc = pieces[task.first];
-    const uint8_t* src = items_[pc.item].data + pc.src_offset;
+    const PlannedPiece& pc = pieces[task.first];
+    const uint8_t* src = items_[pc.item].data + pc.offset;
     PieceChecksum crc = Checksum(task.first);
     for (uint64_t done = 0; done < pc.length;) {
       uint64_t n = std::min(kInterleaveBytes, pc.length - done);
@@ -507,8 +507,8 @@ Status SaveJob::WriteDirect(size_t t) {
   uint64_t batch_offset = pieces[task.first].file_offset;
   uint64_t batch_bytes = 0;
   for (size_t i = task.first; i < task.end; ++i) {
-    const Piece& pc = pieces[i];
-    const uint8_t* src = items_[pc.item].data + pc.src_offset;
+    const PlannedPiece& pc = pieces[i];
+    const uint8_t* src = items_[pc.item].data + pc.offset;
     PieceChecksum crc = Checksum(i);
     crc.Update(src, pc.length);
     piece_crc_[i] = crc.crc();
@@ -527,9 +527,9 @@ Status SaveJob::WriteDirect(size_t t) {
 // A task whose bytes lie in its staging buffer, packed in file order. The
 // caller releases the buffer.
 Status SaveJob::WriteStaged(size_t t) {
-  const Task& task = plan_.tasks[t];
+  const PlannedTask& task = plan_.tasks[t];
   const File& file = files_.data(task.shard);
-  const std::vector<Piece>& pieces = plan_.pieces;
+  const std::vector<PlannedPiece>& pieces = plan_.pieces;
   StagingBuffer& buf = buffers_[t];
   const uint64_t file_offset = pieces[task.first].file_offset;
   // Walk the buffer in cache-sized steps: checksum the parts of the pieces
@@ -611,8 +611,8 @@ Status SaveJob::Finish(WriteResult* result) {
 }
 
 PieceChecksum SaveJob::Checksum(size_t p) {
-  const Piece& pc = plan_.pieces[p];
-  return PieceChecksum(shift_.get(), pc.src_offset, pc.length, shift_ ? &segment_crc_[segment_first_[p]] : nullptr);
+  const PlannedPiece& pc = plan_.pieces[p];
+  return PieceChecksum(shift_.get(), pc.offset, pc.length, shift_ ? &segment_crc_[segment_first_[p]] : nullptr);
 }
 
 void SaveJob::CollectChunkCrcs(WriteResult* result) const {
@@ -622,8 +622,8 @@ void SaveJob::CollectChunkCrcs(WriteResult* result) const {
     result->chunk_crcs.emplace_back(it.key, std::string());
     ChunkAssembler chunks(shift_.get(), it.nbytes, &result->chunk_crcs.back().second);
     for (size_t p = plan_.first_piece[i]; p < plan_.first_piece[i] + plan_.num_pieces[i]; ++p) {
-      const Piece& pc = plan_.pieces[p];
-      chunks.Add(pc.src_offset, pc.length, &segment_crc_[segment_first_[p]]);
+      const PlannedPiece& pc = plan_.pieces[p];
+      chunks.Add(pc.offset, pc.length, &segment_crc_[segment_first_[p]]);
     }
   }
 }

@@ -34,6 +34,7 @@
 #include "fastckpt/format/bundle_index.h"
 #include "fastckpt/format/bundle_proto.h"
 #include "fastckpt/device/copy_engine.h"
+#include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/core/status.h"
 
 namespace fastckpt {
@@ -66,7 +67,7 @@ struct WriteOptions {
   int num_shards = 0;                // 0: one per 32 MiB, at most one per thread
   int threads = 0;                   // 0: DefaultThreads()
   bool durable = true;               // fsync files and directory before commit
-  uint64_t task_bytes = 16ull << 20; // granularity of parallel work
+  uint64_t task_bytes = kDefaultTaskBytes;  // granularity of parallel work
   // Data file order: by key (as TensorFlow's Saver, whose tensors arrive
   // sorted) or as given (as a SaveV2 op given tensors in another order).
   bool sort_data = true;
