@@ -48,26 +48,6 @@ inline void PutVarint64(std::string* dst, uint64_t v) {
 
 inline void PutVarint32(std::string* dst, uint32_t v) { PutVarint64(dst, v); }
 
-inline int VarintLength(uint64_t v) {
-  int len = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++len;
-  }
-  return len;
-}
-
-// Writes the varint into `out` (at least 10 bytes), returns bytes written.
-inline int EncodeVarint64(char* out, uint64_t v) {
-  int n = 0;
-  while (v >= 0x80) {
-    out[n++] = static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
-  }
-  out[n++] = static_cast<char>(v);
-  return n;
-}
-
 inline const char* GetVarint64(const char* p, const char* limit, uint64_t* value) {
   uint64_t result = 0;
   for (uint32_t shift = 0; shift <= 63 && p < limit; shift += 7) {

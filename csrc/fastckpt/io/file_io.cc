@@ -88,6 +88,25 @@ Status File::OpenForRead(const std::string& path, File* out) {
   return Status::Ok();
 }
 
+namespace {
+
+// After a vectored transfer of n bytes: skips the vectors it completed and
+// trims the one it completed in part. The one short-transfer trimmer of
+// PwritevAll and PreadvAll (fault injection's short writes exercise it).
+void ConsumeIov(size_t n, struct iovec** iov, int* iovcnt) {
+  while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+    n -= (*iov)->iov_len;
+    ++*iov;
+    --*iovcnt;
+  }
+  if (*iovcnt > 0 && n > 0) {
+    (*iov)->iov_base = static_cast<char*>((*iov)->iov_base) + n;
+    (*iov)->iov_len -= n;
+  }
+}
+
+}  // namespace
+
 Status File::PwriteAll(const void* data, size_t n, uint64_t offset) const {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
@@ -132,17 +151,22 @@ Status File::PwritevAll(struct iovec* iov, int iovcnt, uint64_t offset) const {
     }
     if (w == 0) return IoError("write made no progress on", path_, EIO);
     offset += static_cast<uint64_t>(w);
-    // Skip fully written vectors; trim a partially written one.
-    size_t left = static_cast<size_t>(w);
-    while (iovcnt > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --iovcnt;
+    ConsumeIov(static_cast<size_t>(w), &iov, &iovcnt);
+  }
+  return Status::Ok();
+}
+
+Status File::PreadvAll(struct iovec* iov, int iovcnt, uint64_t offset) const {
+  while (iovcnt > 0) {
+    const int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+    const ssize_t r = ::preadv(fd_, iov, cnt, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return IoError("read failed on", path_, errno);
     }
-    if (iovcnt > 0 && left > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
+    if (r == 0) return DataLoss("unexpected end of file in '" + path_ + "' (truncated file?)");
+    offset += static_cast<uint64_t>(r);
+    ConsumeIov(static_cast<size_t>(r), &iov, &iovcnt);
   }
   return Status::Ok();
 }

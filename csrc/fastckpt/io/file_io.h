@@ -51,6 +51,9 @@ class File {
   Status PwritevAll(struct iovec* iov, int iovcnt, uint64_t offset) const;
   // Reads exactly n bytes; a short file is kDataLoss ("truncated").
   Status PreadAll(void* data, size_t n, uint64_t offset) const;
+  // Fills iov[0..iovcnt) from contiguous bytes at `offset`, as PreadAll.
+  // May modify `iov`.
+  Status PreadvAll(struct iovec* iov, int iovcnt, uint64_t offset) const;
   Status Size(uint64_t* size) const;
   Status Sync() const;
   // Starts (does not wait for) writeback of [offset, offset + n) to the

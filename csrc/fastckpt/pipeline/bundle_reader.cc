@@ -267,27 +267,7 @@ Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
         bytes += pieces[j].length;
         ++j;
       }
-      size_t done = 0;
-      size_t k = 0;
-      while (done < bytes) {
-        ssize_t n = ::preadv(file.fd(), iov.data() + k, static_cast<int>(iov.size() - k),
-                             static_cast<off_t>(file_off + done));
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return IoError("read failed on", file.path(), errno);
-        }
-        if (n == 0) return DataLoss("unexpected end of file in '" + file.path() + "' (truncated file?)");
-        done += static_cast<size_t>(n);
-        size_t left = static_cast<size_t>(n);
-        while (k < iov.size() && left >= iov[k].iov_len) {
-          left -= iov[k].iov_len;
-          ++k;
-        }
-        if (left > 0) {
-          iov[k].iov_base = static_cast<char*>(iov[k].iov_base) + left;
-          iov[k].iov_len -= left;
-        }
-      }
+      FASTCKPT_RETURN_IF_ERROR(file.PreadvAll(iov.data(), static_cast<int>(iov.size()), file_off));
       for (size_t p = i; p < j; ++p) {
         piece_crc[p] = crc32c::Value(requests[pieces[p].item].dest, pieces[p].length);
       }

@@ -117,23 +117,15 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
       const BundleEntry& e0 = entries_[requests[p0.item].entry];
       const File& file = shards_[e0.shard_id];
       const uint64_t file_off = static_cast<uint64_t>(e0.offset) + p0.offset;
-      size_t p = task.first;
-      uint64_t piece_begin = 0, covered = 0;
+      PackedPieceCursor cursor(task.first);
       for (uint64_t off = 0; off < task.bytes && st.ok();) {
         uint64_t n = std::min(kReadStep, task.bytes - off);
         st = file.PreadAll(f.buf.data + off, n, file_off + off);
         if (!st.ok()) break;
         off += n;
-        while (covered < off) {
-          uint64_t piece_end = piece_begin + pieces[p].length;
-          uint64_t upto = std::min(piece_end, off);
-          piece_crc[p] = crc32c::Extend(piece_crc[p], f.buf.data + covered, upto - covered);
-          covered = upto;
-          if (covered == piece_end) {
-            ++p;
-            piece_begin = piece_end;
-          }
-        }
+        WalkPackedPieces(pieces, f.buf.data, off, &cursor, [&](size_t p, const uint8_t* data, uint64_t len, bool) {
+          piece_crc[p] = crc32c::Extend(piece_crc[p], data, len);
+        });
       }
       // Queue the host-to-device copies of the task's pieces.
       std::map<int, bool> used;

@@ -534,24 +534,17 @@ Status SaveJob::WriteStaged(size_t t) {
   const uint64_t file_offset = pieces[task.first].file_offset;
   // Walk the buffer in cache-sized steps: checksum the parts of the pieces
   // in the step, then write the step while it is hot.
-  size_t p = task.first;
-  uint64_t piece_begin = 0;  // offset in the buffer of piece p
-  uint64_t covered = 0;      // bytes checksummed so far
-  PieceChecksum crc = Checksum(p);
+  PackedPieceCursor cursor(task.first);
+  PieceChecksum crc = Checksum(task.first);
   for (uint64_t off = 0; off < task.bytes;) {
     uint64_t n = std::min(kInterleaveBytes, task.bytes - off);
-    while (covered < off + n) {
-      uint64_t piece_end = piece_begin + pieces[p].length;
-      uint64_t upto = std::min(piece_end, off + n);
-      crc.Update(buf.data + covered, upto - covered);
-      covered = upto;
-      if (covered == piece_end) {
+    WalkPackedPieces(pieces, buf.data, off + n, &cursor, [&](size_t p, const uint8_t* data, uint64_t len, bool done) {
+      crc.Update(data, len);
+      if (done) {
         piece_crc_[p] = crc.crc();
-        ++p;
-        piece_begin = piece_end;
-        if (p < task.end) crc = Checksum(p);
+        if (p + 1 < task.end) crc = Checksum(p + 1);
       }
-    }
+    });
     FASTCKPT_RETURN_IF_ERROR(file.PwriteAll(buf.data + off, n, file_offset + off));
     off += n;
   }

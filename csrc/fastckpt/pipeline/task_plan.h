@@ -92,6 +92,36 @@ TaskPlan PlanReads(const std::vector<const BundleEntry*>& entries, uint64_t max_
 // without pieces), joined with crc32c::Combine.
 uint32_t JoinPieceCrcs(const TaskPlan& plan, const std::vector<uint32_t>& piece_crc, size_t item);
 
+// Where a walk over the pieces of one task, packed back to back in one
+// buffer in plan order (a staging buffer), has got to.
+struct PackedPieceCursor {
+  explicit PackedPieceCursor(size_t first_piece) : piece(first_piece) {}
+  size_t piece;              // the piece being walked
+  uint64_t piece_begin = 0;  // its offset in the buffer
+  uint64_t covered = 0;      // buffer bytes walked so far
+};
+
+// The one walk that checksums a staged task (the writer's WriteStaged, the
+// device reader): buffer bytes [cursor->covered, upto) have become ready;
+// calls fn(piece, data, n, piece_done) for each part of a piece among them,
+// in order, piece_done once the piece's last byte has been passed.
+// REQUIRES: upto <= the task's bytes; pieces have length > 0.
+template <typename Fn>
+void WalkPackedPieces(const std::vector<PlannedPiece>& pieces, const uint8_t* buf, uint64_t upto,
+                      PackedPieceCursor* cursor, Fn fn) {
+  PackedPieceCursor& c = *cursor;
+  while (c.covered < upto) {
+    const uint64_t piece_end = c.piece_begin + pieces[c.piece].length;
+    const uint64_t until = piece_end < upto ? piece_end : upto;
+    fn(c.piece, buf + c.covered, until - c.covered, until == piece_end);
+    c.covered = until;
+    if (until == piece_end) {
+      ++c.piece;
+      c.piece_begin = piece_end;
+    }
+  }
+}
+
 // Compares each request's joined piece CRCs with its entry's; the first
 // mismatch is kDataLoss naming the tensor via describe(request).
 template <typename Describe>
