@@ -1,4 +1,4 @@
-// fastckpt._native.testing: hooks for tests, never used by the package.
+// fastckpt._native_testing: hooks for tests, never used by the package.
 //
 // Fault injection (csrc/fastckpt/io/fault_injection.h) lets the test suite fail
 // the N-th create/write/fsync/rename/close of a save with a chosen errno and
@@ -6,7 +6,7 @@
 // save has failed (the failure racing a snapshot), and make thread creation
 // fail. Bad arguments raise InvalidArgumentError through Check().
 //
-// The simulated device (csrc/fastckpt/device/simulated_copy_engine.h) replaces the
+// The simulated device (csrc/testing/simulated_copy_engine.h) replaces the
 // CUDA copy engine so that the staging pipeline runs in CPU-only tests.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -15,18 +15,17 @@
 #include <string>
 
 #include "bindings/errors.h"
-#include "bindings/registry.h"
+#include "testing/registry.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/io/fault_injection.h"
-#include "fastckpt/device/simulated_copy_engine.h"
+#include "testing/simulated_copy_engine.h"
 
 namespace py = pybind11;
 
 namespace fastckpt {
 namespace bindings {
 
-void RegisterTesting(py::module_& m) {
-  py::module_ t = m.def_submodule("testing", "Test hooks (fault injection); not a public API.");
+void RegisterTesting(py::module_& t) {
   t.def(
       "arm_fault",
       [](const std::string& point, int64_t skip, int err, bool short_write) {

@@ -1,4 +1,4 @@
-// fastckpt._native.testing.cuda_*: drives the CUDA copy engine directly, so
+// fastckpt._native_testing.cuda_*: drives the CUDA copy engine directly, so
 // that tests can check it (against a real driver, or against the fake driver
 // of tests/fake_cuda/) without going through the save pipeline. Never used by
 // the package.
@@ -15,7 +15,7 @@
 #include <string>
 
 #include "bindings/errors.h"
-#include "bindings/registry.h"
+#include "testing/registry.h"
 #include "fastckpt/device/copy_engine.h"
 
 namespace py = pybind11;
@@ -125,8 +125,7 @@ Status Marks(uint64_t count, uint64_t wait_every, int device, uint64_t* last) {
 
 }  // namespace
 
-void RegisterCudaTesting(py::module_& m) {
-  py::module_ t = m.attr("testing");
+void RegisterCudaTesting(py::module_& t) {
   t.def(
       "cuda_engine_roundtrip",
       [](uint64_t device_ptr, int64_t nbytes, int64_t chunk, int device, uint64_t stream,

@@ -1,4 +1,4 @@
-#include "fastckpt/device/simulated_copy_engine.h"
+#include "testing/simulated_copy_engine.h"
 
 #include <chrono>
 #include <cstdlib>
