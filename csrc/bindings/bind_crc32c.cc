@@ -68,8 +68,7 @@ crc32c::Impl ParseImpl(const std::string& name, const char* extra = nullptr) {
   if (!known) {
     ThrowStatus(InvalidArgument("unknown CRC32C implementation '" + name + "'; valid: " + valid));
   }
-  ThrowStatus(InvalidArgument("CRC32C implementation '" + name +
-                        "' is not available on this CPU; valid: " + valid));
+  ThrowStatus(InvalidArgument("CRC32C implementation '" + name + "' is not available on this CPU; valid: " + valid));
 }
 
 uint32_t Crc32c(py::handle data, uint32_t crc, const std::optional<std::string>& impl_name) {

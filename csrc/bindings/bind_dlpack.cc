@@ -136,8 +136,8 @@ class DLPackTensor {
   std::string Repr() const {
     if (released()) return "<DLPackTensor (released)>";
     const dl::Description& d = desc_;
-    std::string s = "<DLPackTensor device=(" + std::to_string(d.device_type) + ", " +
-                    std::to_string(d.device_id) + ") shape=(";
+    std::string s =
+        "<DLPackTensor device=(" + std::to_string(d.device_type) + ", " + std::to_string(d.device_id) + ") shape=(";
     for (size_t i = 0; i < d.shape.size(); ++i) {
       s += std::to_string(d.shape[i]);
       if (d.shape.size() == 1 || i + 1 < d.shape.size()) s += ",";
@@ -191,8 +191,10 @@ py::object CallDlpack(py::handle obj, const py::object& stream) {
     // Errors other than a missing attribute (a failing property) propagate.
     if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
     PyErr_Clear();
-    ThrowStatus(InvalidArgument("dlpack_export() expects an object implementing the DLPack protocol "
-                         "(__dlpack__), got " + TypeName(obj)));
+    ThrowStatus(
+        InvalidArgument("dlpack_export() expects an object implementing the DLPack protocol "
+                        "(__dlpack__), got " +
+                        TypeName(obj)));
   }
   py::object method = py::reinterpret_steal<py::object>(attr);
   auto call = [&](bool with_max_version) {
@@ -213,8 +215,7 @@ py::object CallDlpack(py::handle obj, const py::object& stream) {
 std::unique_ptr<DLPackTensor> Consume(const py::object& capsule) {
   PyObject* cap = capsule.ptr();
   if (!PyCapsule_CheckExact(cap)) {
-    ThrowStatus(InvalidArgument("__dlpack__() returned " + TypeName(capsule) +
-                         ", not a DLPack capsule"));
+    ThrowStatus(InvalidArgument("__dlpack__() returned " + TypeName(capsule) + ", not a DLPack capsule"));
   }
   const char* name = PyCapsule_GetName(cap);
   if (name == nullptr && PyErr_Occurred() != nullptr) throw py::error_already_set();
@@ -222,12 +223,11 @@ std::unique_ptr<DLPackTensor> Consume(const py::object& capsule) {
   const bool versioned = got == dl::kVersionedName;
   if (!versioned && got != dl::kLegacyName) {
     if (got == dl::kUsedVersionedName || got == dl::kUsedLegacyName) {
-      ThrowStatus(InvalidArgument("__dlpack__() returned a DLPack capsule that was already consumed ('" +
-                           got + "')"));
+      ThrowStatus(InvalidArgument("__dlpack__() returned a DLPack capsule that was already consumed ('" + got + "')"));
     }
     ThrowStatus(InvalidArgument("__dlpack__() returned a capsule named " +
-                         (name != nullptr ? "'" + got + "'" : std::string("NULL")) +
-                         ", expected 'dltensor_versioned' or 'dltensor'"));
+                                (name != nullptr ? "'" + got + "'" : std::string("NULL")) +
+                                ", expected 'dltensor_versioned' or 'dltensor'"));
   }
   void* ptr = PyCapsule_GetPointer(cap, name);
   if (ptr == nullptr) throw py::error_already_set();
@@ -257,12 +257,11 @@ std::unique_ptr<DLPackTensor> DlpackExport(py::handle obj, const py::object& str
 }  // namespace
 
 void RegisterDlpack(py::module_& m) {
-  py::class_<DLPackTensor>(
-      m, "DLPackTensor",
-      "A tensor received through DLPack, owned until release() (or garbage collection).\n"
-      "Made by dlpack_export(); not constructible from Python. Every property raises\n"
-      "ValueError once the tensor has been released. Usable as a context manager that\n"
-      "releases on exit.")
+  py::class_<DLPackTensor>(m, "DLPackTensor",
+                           "A tensor received through DLPack, owned until release() (or garbage collection).\n"
+                           "Made by dlpack_export(); not constructible from Python. Every property raises\n"
+                           "ValueError once the tensor has been released. Usable as a context manager that\n"
+                           "releases on exit.")
       .def_property_readonly("data", &DLPackTensor::data,
                              "Address of the first element (data pointer + byte_offset), an int.")
       .def_property_readonly("device_type", &DLPackTensor::device_type,
@@ -277,8 +276,7 @@ void RegisterDlpack(py::module_& m) {
                              "DLPack type code (0 int, 1 uint, 2 float, 4 bfloat, 5 complex,\n"
                              "6 bool, 7-14 float8 variants, ...).")
       .def_property_readonly("dtype_bits", &DLPackTensor::dtype_bits, "Bits per lane.")
-      .def_property_readonly("dtype_lanes", &DLPackTensor::dtype_lanes,
-                             "Lanes per element (1 for scalar types).")
+      .def_property_readonly("dtype_lanes", &DLPackTensor::dtype_lanes, "Lanes per element (1 for scalar types).")
       .def_property_readonly("readonly", &DLPackTensor::readonly,
                              "Whether the producer flagged the memory read-only (always False\n"
                              "for a legacy, unversioned capsule).")
@@ -293,8 +291,7 @@ void RegisterDlpack(py::module_& m) {
                              "this is not the extent of memory it spans.")
       .def_property_readonly("c_contiguous", &DLPackTensor::c_contiguous,
                              "Whether the elements are laid out row-major without gaps.")
-      .def_property_readonly("released", &DLPackTensor::released,
-                             "Whether release() has been called.")
+      .def_property_readonly("released", &DLPackTensor::released, "Whether release() has been called.")
       .def("release", &DLPackTensor::Release,
            "Gives the tensor back to its producer now (calls its deleter). Idempotent.")
       .def("__enter__", [](py::object self) { return self; })
@@ -316,8 +313,7 @@ void RegisterDlpack(py::module_& m) {
         "Raises TypeError if `obj` has no __dlpack__ or returns no DLPack capsule,\n"
         "ValueError for a malformed tensor or an unsupported major version; exceptions\n"
         "raised by the producer propagate.");
-  m.def("dlpack_numpy_dtype", &NumpyDtypeName, py::arg("code"), py::arg("bits"),
-        py::arg("lanes"),
+  m.def("dlpack_numpy_dtype", &NumpyDtypeName, py::arg("code"), py::arg("bits"), py::arg("lanes"),
         "numpy dtype name of a DLPack dtype ('float32', 'bool', 'complex64', and the\n"
         "ml_dtypes names 'bfloat16', 'float8_e4m3fn', ...). ValueError naming the dtype\n"
         "for vector types (lanes != 1), packed sub-byte types and unknown codes.");

@@ -3,8 +3,8 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/device/copy_engine.h"
 #include "fastckpt/crc32c/crc32c.h"
+#include "fastckpt/device/copy_engine.h"
 #include "fastckpt/device/cuda_driver.h"
 #include "fastckpt/pipeline/helper_threads.h"
 #include "fastckpt/pipeline/task_plan.h"

@@ -16,14 +16,14 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/pipeline/box_copy.h"
-#include "fastckpt/pipeline/load_plan.h"
-#include "fastckpt/pipeline/task_plan.h"
-#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/slice_set.h"
 #include "fastckpt/format/string_tensor.h"
+#include "fastckpt/pipeline/box_copy.h"
+#include "fastckpt/pipeline/bundle_reader.h"
+#include "fastckpt/pipeline/load_plan.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace py = pybind11;
 
@@ -249,9 +249,8 @@ class PyReader {
       if (it == dtypes.end()) {
         py::dtype dt = py::dtype::from_args(dtype_of(e.dtype));
         if (dt.itemsize() != DtypeElementSize(e.dtype)) {
-          Check(DataLoss(r->Describe(i) + " has dtype " + std::to_string(e.dtype) +
-                         ", which numpy holds in " + std::to_string(dt.itemsize()) + " bytes, not " +
-                         std::to_string(DtypeElementSize(e.dtype))));
+          Check(DataLoss(r->Describe(i) + " has dtype " + std::to_string(e.dtype) + ", which numpy holds in " +
+                         std::to_string(dt.itemsize()) + " bytes, not " + std::to_string(DtypeElementSize(e.dtype))));
         }
         it = dtypes.emplace(e.dtype, dt).first;
       }
@@ -391,11 +390,11 @@ class PyReader {
     for (const VerifyProblem& p : report.bad) {
       // Paths keep undecodable bytes as surrogates, as os.fsdecode would;
       // reasons are our own text and never fail to decode.
-      py::object file = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
-          p.file.data(), static_cast<Py_ssize_t>(p.file.size()), "surrogateescape"));
+      py::object file = py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(p.file.data(), static_cast<Py_ssize_t>(p.file.size()), "surrogateescape"));
       if (!file) throw py::error_already_set();
-      py::object reason = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
-          p.reason.data(), static_cast<Py_ssize_t>(p.reason.size()), "backslashreplace"));
+      py::object reason = py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(p.reason.data(), static_cast<Py_ssize_t>(p.reason.size()), "backslashreplace"));
       if (!reason) throw py::error_already_set();
       bad.append(py::make_tuple(py::bytes(p.key), file, reason, p.listed));
     }
@@ -517,9 +516,8 @@ std::vector<uint64_t> ToDims(const py::handle& seq, const char* what) {
 // the box's elements whose source element index lies in [begin, end) from
 // `src` (the whole source array) into `dst`. The arguments are checked
 // against BoxLayout's requirements (InvalidArgumentError).
-void CopyBox(py::object src, py::object src_shape, py::object src_start, py::object dst,
-             py::object dst_shape, py::object dst_start, py::object extent, uint64_t elem, uint64_t begin,
-             uint64_t end) {
+void CopyBox(py::object src, py::object src_shape, py::object src_start, py::object dst, py::object dst_shape,
+             py::object dst_start, py::object extent, uint64_t elem, uint64_t begin, uint64_t end) {
   BoxLayout l;
   l.src_shape = ToDims(src_shape, "src_shape");
   l.src_start = ToDims(src_start, "src_start");
@@ -576,8 +574,8 @@ void RegisterReader(py::module_& m) {
       .def("names", &PyReader::Names, "{name: entry index} of every listed tensor (slice entries excluded).")
       .def("entry", &PyReader::Entry, py::arg("index"), "(dtype, shape, size, slices | None) of one entry.")
       .def("find", &PyReader::Find, py::arg("key"), "The entry index of a raw key, or -1.")
-      .def("read_all", &PyReader::ReadAll, py::arg("dtype_of"), py::arg("threads") = 0,
-           py::arg("task_bytes") = 0, py::arg("pack_below") = 0, py::arg("slab_bytes") = 64ull << 20,
+      .def("read_all", &PyReader::ReadAll, py::arg("dtype_of"), py::arg("threads") = 0, py::arg("task_bytes") = 0,
+           py::arg("pack_below") = 0, py::arg("slab_bytes") = 64ull << 20,
            "Reads every fixed-size unpartitioned tensor into new numpy arrays; returns "
            "({name: array}, [names of string and partitioned tensors, not read]).")
       .def("read", &PyReader::Read, py::arg("requests"), py::arg("threads") = 0, py::arg("task_bytes") = 0)

@@ -15,8 +15,8 @@
 #include <string>
 
 #include "bindings/errors.h"
-#include "testing/registry.h"
 #include "fastckpt/device/copy_engine.h"
+#include "testing/registry.h"
 
 namespace py = pybind11;
 
@@ -71,8 +71,8 @@ struct EngineRun {
 // Device -> pinned staging in `chunk`-byte copies, each followed by a Mark;
 // at most `in_flight` marks are outstanding (the oldest is waited for first),
 // as the save pipeline does. Then a copy into `out`.
-Status Roundtrip(DevicePtr src, size_t n, size_t chunk, int device, uint64_t caller_stream,
-                 size_t in_flight, bool abandon, std::string* out) {
+Status Roundtrip(DevicePtr src, size_t n, size_t chunk, int device, uint64_t caller_stream, size_t in_flight,
+                 bool abandon, std::string* out) {
   EngineRun s;
   FASTCKPT_RETURN_IF_ERROR(s.Open(device, caller_stream, n));
   std::deque<uint64_t> marks;
@@ -128,8 +128,8 @@ Status Marks(uint64_t count, uint64_t wait_every, int device, uint64_t* last) {
 void RegisterCudaTesting(py::module_& t) {
   t.def(
       "cuda_engine_roundtrip",
-      [](uint64_t device_ptr, int64_t nbytes, int64_t chunk, int device, uint64_t stream,
-         int64_t in_flight, bool abandon) {
+      [](uint64_t device_ptr, int64_t nbytes, int64_t chunk, int device, uint64_t stream, int64_t in_flight,
+         bool abandon) {
         if (nbytes < 0) ThrowStatus(InvalidArgument("nbytes must be >= 0"));
         if (chunk <= 0) ThrowStatus(InvalidArgument("chunk must be > 0"));
         if (in_flight <= 0) ThrowStatus(InvalidArgument("in_flight must be > 0"));
@@ -137,14 +137,14 @@ void RegisterCudaTesting(py::module_& t) {
         Status s;
         {
           py::gil_scoped_release release;
-          s = Roundtrip(device_ptr, static_cast<size_t>(nbytes), static_cast<size_t>(chunk),
-                        device, stream, static_cast<size_t>(in_flight), abandon, &out);
+          s = Roundtrip(device_ptr, static_cast<size_t>(nbytes), static_cast<size_t>(chunk), device, stream,
+                        static_cast<size_t>(in_flight), abandon, &out);
         }
         Check(s);
         return py::bytes(out);
       },
-      py::arg("device_ptr"), py::arg("nbytes"), py::arg("chunk"), py::arg("device") = 0,
-      py::arg("stream") = 0, py::arg("in_flight") = 4, py::arg("abandon") = false,
+      py::arg("device_ptr"), py::arg("nbytes"), py::arg("chunk"), py::arg("device") = 0, py::arg("stream") = 0,
+      py::arg("in_flight") = 4, py::arg("abandon") = false,
       "Copies nbytes at device_ptr to pinned memory with the CUDA copy engine, in\n"
       "`chunk`-byte copies with a Mark after each (at most `in_flight` waited for\n"
       "lazily), after OrderAfter(stream), and returns them. With abandon, waits for\n"

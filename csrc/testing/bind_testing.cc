@@ -15,9 +15,9 @@
 #include <string>
 
 #include "bindings/errors.h"
-#include "testing/registry.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/io/fault_injection.h"
+#include "testing/registry.h"
 #include "testing/simulated_copy_engine.h"
 
 namespace py = pybind11;
@@ -103,15 +103,16 @@ void RegisterTesting(py::module_& t) {
              d["marks_waited"] = s.marks_waited;
              return d;
            })
-      .def("copies",
-           [](const SimulatedCopyEngine& e) {
-             py::list out;
-             for (const SimulatedCopyRecord& r : e.copies()) {
-               out.append(py::make_tuple(r.seq, r.to_host, r.bytes, r.begin_ns, r.end_ns));
-             }
-             return out;
-           },
-           "[(seq, to_host, bytes, begin_ns, end_ns)] in completion order.")
+      .def(
+          "copies",
+          [](const SimulatedCopyEngine& e) {
+            py::list out;
+            for (const SimulatedCopyRecord& r : e.copies()) {
+              out.append(py::make_tuple(r.seq, r.to_host, r.bytes, r.begin_ns, r.end_ns));
+            }
+            return out;
+          },
+          "[(seq, to_host, bytes, begin_ns, end_ns)] in completion order.")
       .def("caller_work", &SimulatedCopyEngine::EnqueueCallerWork, py::arg("stream"), py::arg("delay_us"),
            py::arg("dst"), py::arg("src"), py::arg("nbytes"),
            "Queues work on a caller stream: after delay_us, copy nbytes from src to dst.");
@@ -128,8 +129,7 @@ void RegisterTesting(py::module_& t) {
         return engine;
       },
       py::arg("latency_us") = 0.0, py::arg("bandwidth_gbps") = 0.0, py::arg("fail_copy") = -1,
-      py::arg("fail_at_enqueue") = false,
-      "Routes device copies through a new simulated device and returns it.");
+      py::arg("fail_at_enqueue") = false, "Routes device copies through a new simulated device and returns it.");
   t.def(
       "dtype_table",
       []() {
@@ -142,8 +142,7 @@ void RegisterTesting(py::module_& t) {
       "The core's element-type table (format/dtypes.h): [(DataType or -1, name, bytes per\n"
       "element, DLPack code or 255, DLPack bits)].");
   t.def(
-      "uninstall_device", []() { InstallCopyEngine(nullptr); },
-      "Restores the default copy engine (CUDA when usable).");
+      "uninstall_device", []() { InstallCopyEngine(nullptr); }, "Restores the default copy engine (CUDA when usable).");
 }
 
 }  // namespace bindings

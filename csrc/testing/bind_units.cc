@@ -52,8 +52,7 @@ py::tuple PlanTasksPy(const std::vector<ExtentTuple>& extents, size_t num_items,
   return py::make_tuple(pieces, tasks, plan.first_piece, plan.num_pieces);
 }
 
-py::tuple LayoutSlabsPy(const std::vector<uint64_t>& sizes, uint64_t pack_below, uint64_t slab_bytes,
-                        uint64_t align) {
+py::tuple LayoutSlabsPy(const std::vector<uint64_t>& sizes, uint64_t pack_below, uint64_t slab_bytes, uint64_t align) {
   if (align < 1) Check(InvalidArgument("layout_slabs: align must be >= 1"));
   std::vector<SlabSlot> slots;
   std::vector<uint64_t> slabs = LayoutSlabs(sizes, pack_below, slab_bytes, align, &slots);
@@ -135,8 +134,7 @@ void RegisterUnits(py::module_& m) {
         "length, file_offset)], tasks [(shard, first, end, bytes, file_begin, file_end)], first_piece,\n"
         "num_pieces). max_pieces None: no limit; max_gap None: back-to-back ranges only.");
   m.def("layout_slabs", &LayoutSlabsPy, py::arg("sizes"), py::arg("pack_below"), py::arg("slab_bytes"),
-        py::arg("align"),
-        "The load plan's slab packing: (slab sizes, [(slab or -1 for its own allocation, offset)]).");
+        py::arg("align"), "The load plan's slab packing: (slab sizes, [(slab or -1 for its own allocation, offset)]).");
   m.def("staging_borrow", &StagingBorrow, py::arg("count"), py::arg("max_buffers"),
         "Borrows up to `count` staging buffers with one quota, never waiting, then releases them:\n"
         "([size, or 0 where the pool or quota had none], stats while held, stats after).");

@@ -14,8 +14,7 @@ namespace fastckpt {
 namespace {
 
 int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -215,8 +214,8 @@ std::shared_ptr<SimulatedCopyEngine::CallerStream> SimulatedCopyEngine::Caller(u
   return slot;
 }
 
-void SimulatedCopyEngine::EnqueueCallerWork(uint64_t caller_stream, double delay_us, uint64_t dst,
-                                            uint64_t src, size_t n) {
+void SimulatedCopyEngine::EnqueueCallerWork(uint64_t caller_stream, double delay_us, uint64_t dst, uint64_t src,
+                                            size_t n) {
   std::shared_ptr<CallerStream> caller = Caller(caller_stream);
   {
     std::lock_guard<std::mutex> lock(caller->mu);
@@ -237,9 +236,9 @@ Status SimulatedCopyEngine::CheckEnqueue() {
   int64_t seq = enqueued_.fetch_add(1);
   if (options_.fail_at_enqueue && seq == options_.fail_copy) {
     // What the driver returns for a copy it refuses to enqueue.
-    return Status::Device("simulated device: copy #" + std::to_string(seq) +
-                              " was refused: CUDA_ERROR_INVALID_VALUE (invalid argument)",
-                          1, "CUDA_ERROR_INVALID_VALUE");
+    return Status::Device(
+        "simulated device: copy #" + std::to_string(seq) + " was refused: CUDA_ERROR_INVALID_VALUE (invalid argument)",
+        1, "CUDA_ERROR_INVALID_VALUE");
   }
   return Status::Ok();
 }

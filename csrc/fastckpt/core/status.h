@@ -92,16 +92,10 @@ class [[nodiscard]] Status {
 
 inline Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
 inline Status DataLoss(std::string m) { return Status(StatusCode::kDataLoss, std::move(m)); }
-inline Status InvalidArgument(std::string m) {
-  return Status(StatusCode::kInvalidArgument, std::move(m));
-}
-inline Status Unimplemented(std::string m) {
-  return Status(StatusCode::kUnimplemented, std::move(m));
-}
+inline Status InvalidArgument(std::string m) { return Status(StatusCode::kInvalidArgument, std::move(m)); }
+inline Status Unimplemented(std::string m) { return Status(StatusCode::kUnimplemented, std::move(m)); }
 inline Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
-inline Status FailedPrecondition(std::string m) {
-  return Status(StatusCode::kFailedPrecondition, std::move(m));
-}
+inline Status FailedPrecondition(std::string m) { return Status(StatusCode::kFailedPrecondition, std::move(m)); }
 inline Status Unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
 
 // Builds an I/O error from errno: "<what> '<path>': <strerror>", with the
@@ -116,8 +110,8 @@ std::string PrintableKey(const std::string& key);
 
 }  // namespace fastckpt
 
-#define FASTCKPT_RETURN_IF_ERROR(expr)          \
-  do {                                          \
-    ::fastckpt::Status _fc_status = (expr);     \
-    if (!_fc_status.ok()) return _fc_status;    \
+#define FASTCKPT_RETURN_IF_ERROR(expr)       \
+  do {                                       \
+    ::fastckpt::Status _fc_status = (expr);  \
+    if (!_fc_status.ok()) return _fc_status; \
   } while (0)

@@ -55,8 +55,7 @@ uint32_t Extend(uint32_t crc, const void* data, size_t n) {
 uint32_t ExtendWith(Impl impl, uint32_t crc, const void* data, size_t n) {
   // An unavailable implementation would execute illegal instructions; fall
   // back to the portable one rather than crash on a caller's mistake.
-  const Kernel kernel =
-      IsAvailable(impl) ? kImpls[static_cast<int>(impl)].kernel : internal::ExtendPortable;
+  const Kernel kernel = IsAvailable(impl) ? kImpls[static_cast<int>(impl)].kernel : internal::ExtendPortable;
   return ~kernel(~crc, static_cast<const uint8_t*>(data), n);
 }
 
@@ -67,9 +66,7 @@ uint32_t Combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
   return internal::MultiplyModP(crc_a, internal::XPow8NModP(len_b)) ^ crc_b;
 }
 
-const char* ImplName(Impl impl) {
-  return ValidImpl(impl) ? kImpls[static_cast<int>(impl)].name : "?";
-}
+const char* ImplName(Impl impl) { return ValidImpl(impl) ? kImpls[static_cast<int>(impl)].name : "?"; }
 
 bool ImplFromName(const std::string& name, Impl* out) {
   for (int i = 0; i < kNumImpls; ++i) {
@@ -83,14 +80,10 @@ bool ImplFromName(const std::string& name, Impl* out) {
 
 bool IsAvailable(Impl impl) {
   switch (impl) {
-    case Impl::kPortable:
-      return true;
-    case Impl::kSse42:
-      return cpu::CanUseSse42();
-    case Impl::kArm64:
-      return cpu::CanUseArm64Crc32();
-    case Impl::kAvx2Vpclmul:
-      return cpu::CanUseVpclmul();
+    case Impl::kPortable: return true;
+    case Impl::kSse42: return cpu::CanUseSse42();
+    case Impl::kArm64: return cpu::CanUseArm64Crc32();
+    case Impl::kAvx2Vpclmul: return cpu::CanUseVpclmul();
   }
   return false;
 }

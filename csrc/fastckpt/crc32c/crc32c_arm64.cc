@@ -49,8 +49,7 @@ FASTCKPT_INLINE_CRC uint32_t Crc8Bytes(uint32_t state, const uint8_t* p) {
 }
 
 template <size_t B>
-FASTCKPT_INLINE_CRC void ThreeStreams(const uint8_t* p, uint32_t* s0, uint32_t* s1,
-                                      uint32_t* s2) {
+FASTCKPT_INLINE_CRC void ThreeStreams(const uint8_t* p, uint32_t* s0, uint32_t* s1, uint32_t* s2) {
   uint32_t a = 0, b = 0, c = 0;
   for (size_t i = 0; i < B; i += 8) {
     a = Crc8Bytes(a, p + i);
@@ -63,8 +62,7 @@ FASTCKPT_INLINE_CRC void ThreeStreams(const uint8_t* p, uint32_t* s0, uint32_t* 
 }
 
 struct TableTier {
-  explicit TableTier(size_t block)
-      : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
+  explicit TableTier(size_t block) : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
   MultiplyTable by1, by2, by3;
 };
 struct ShiftTables {
@@ -78,8 +76,7 @@ const ShiftTables& GetShiftTables() {
 }
 
 template <size_t B>
-FASTCKPT_INLINE_CRC uint32_t Blocks(const TableTier& t, uint32_t state, const uint8_t** p,
-                                    size_t* n) {
+FASTCKPT_INLINE_CRC uint32_t Blocks(const TableTier& t, uint32_t state, const uint8_t** p, size_t* n) {
   while (*n >= 3 * B) {
     uint32_t s0, s1, s2;
     ThreeStreams<B>(*p, &s0, &s1, &s2);
@@ -108,9 +105,7 @@ FASTCKPT_TARGET_CRC uint32_t ExtendCrc(uint32_t state, const uint8_t* p, size_t 
 
 }  // namespace
 
-uint32_t ExtendArm64(uint32_t state, const uint8_t* data, size_t n) {
-  return ExtendCrc(state, data, n);
-}
+uint32_t ExtendArm64(uint32_t state, const uint8_t* data, size_t n) { return ExtendCrc(state, data, n); }
 
 #undef FASTCKPT_INLINE_CRC
 #undef FASTCKPT_TARGET_CRC
@@ -119,9 +114,7 @@ uint32_t ExtendArm64(uint32_t state, const uint8_t* data, size_t n) {
 
 // Never selected off AArch64 (cpu::CanUseArm64Crc32() is false there); defined
 // so the dispatcher needs no per-architecture conditionals.
-uint32_t ExtendArm64(uint32_t state, const uint8_t* data, size_t n) {
-  return ExtendPortable(state, data, n);
-}
+uint32_t ExtendArm64(uint32_t state, const uint8_t* data, size_t n) { return ExtendPortable(state, data, n); }
 
 #endif  // defined(__aarch64__)
 

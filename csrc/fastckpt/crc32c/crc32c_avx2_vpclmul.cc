@@ -174,8 +174,7 @@ FASTCKPT_INLINE_VPCLMUL __m128i FoldConstant128(const FoldPair& k) {
 
 // Each lane of acc carried forward by the distance k was made for (mod P).
 FASTCKPT_INLINE_VPCLMUL __m256i Fold256(__m256i acc, __m256i k) {
-  return _mm256_xor_si256(_mm256_clmulepi64_epi128(acc, k, 0x00),
-                          _mm256_clmulepi64_epi128(acc, k, 0x11));
+  return _mm256_xor_si256(_mm256_clmulepi64_epi128(acc, k, 0x00), _mm256_clmulepi64_epi128(acc, k, 0x11));
 }
 FASTCKPT_INLINE_VPCLMUL __m128i Fold128(__m128i acc, __m128i k) {
   return _mm_xor_si128(_mm_clmulepi64_si128(acc, k, 0x00), _mm_clmulepi64_si128(acc, k, 0x11));
@@ -188,8 +187,7 @@ FASTCKPT_INLINE_VPCLMUL __m256i Load256(const uint8_t* p) {
 // A prefetch `ahead` bytes past p. The address is formed as an integer: it
 // may lie beyond the buffer (a prefetch never faults), where a pointer may not.
 FASTCKPT_INLINE_VPCLMUL void PrefetchAhead(const uint8_t* p, size_t ahead) {
-  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + ahead),
-               _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + ahead), _MM_HINT_T0);
 }
 
 FASTCKPT_INLINE_VPCLMUL uint64_t Load64(const uint8_t* p) {
@@ -201,8 +199,7 @@ FASTCKPT_INLINE_VPCLMUL uint64_t Load64(const uint8_t* p) {
 // a * x^(8 m) mod P as an unreduced 64-bit value, for k = x^(8 m - 33) mod P:
 // CRC32 of it from a zero register is the reduced product (see the header).
 FASTCKPT_INLINE_VPCLMUL __m128i ClmulBy(uint32_t a, uint32_t k) {
-  return _mm_clmulepi64_si128(_mm_cvtsi32_si128(static_cast<int>(a)),
-                              _mm_cvtsi32_si128(static_cast<int>(k)), 0x00);
+  return _mm_clmulepi64_si128(_mm_cvtsi32_si128(static_cast<int>(a)), _mm_cvtsi32_si128(static_cast<int>(k)), 0x00);
 }
 
 // --- The block kernel -------------------------------------------------------------
@@ -210,8 +207,7 @@ FASTCKPT_INLINE_VPCLMUL __m128i ClmulBy(uint32_t a, uint32_t k) {
 // Checksums one block of `iters` iterations (iters >= 1) at p and merges it
 // into `state`; c = MakeMergeConstants(iters).
 template <bool kPrefetch>
-FASTCKPT_INLINE_VPCLMUL uint32_t Block(uint32_t state, const uint8_t* p, size_t iters,
-                                      const MergeConstants& c) {
+FASTCKPT_INLINE_VPCLMUL uint32_t Block(uint32_t state, const uint8_t* p, size_t iters, const MergeConstants& c) {
   const size_t stream_len = kStreamStep * iters;
   const uint8_t* v = p;
   // Stream j starts at base[j]; all advance together by `off`. One register
@@ -254,11 +250,11 @@ FASTCKPT_INLINE_VPCLMUL uint32_t Block(uint32_t state, const uint8_t* p, size_t 
   a2 = _mm256_xor_si256(a2, Fold256(a0, k64));
   a3 = _mm256_xor_si256(a3, Fold256(a1, k64));
   a3 = _mm256_xor_si256(a3, Fold256(a2, FoldConstant256(kFold32)));
-  const __m128i last = _mm_xor_si128(_mm256_extracti128_si256(a3, 1),
-                                     Fold128(_mm256_castsi256_si128(a3), FoldConstant128(kFold16)));
-  const uint32_t vec_crc = static_cast<uint32_t>(_mm_crc32_u64(
-      _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(last))),
-      static_cast<uint64_t>(_mm_extract_epi64(last, 1))));
+  const __m128i last =
+      _mm_xor_si128(_mm256_extracti128_si256(a3, 1), Fold128(_mm256_castsi256_si128(a3), FoldConstant128(kFold16)));
+  const uint32_t vec_crc =
+      static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(last))),
+                                          static_cast<uint64_t>(_mm_extract_epi64(last, 1))));
 
   __m128i sum = _mm_xor_si128(ClmulBy(state, c.state), ClmulBy(vec_crc, c.vec));
 #pragma GCC unroll 4
@@ -304,9 +300,7 @@ uint32_t ExtendAvx2Vpclmul(uint32_t state, const uint8_t* data, size_t n) {
 #else  // !defined(__x86_64__)
 
 // Never selected off x86-64 (cpu::CanUseVpclmul() is false there).
-uint32_t ExtendAvx2Vpclmul(uint32_t state, const uint8_t* data, size_t n) {
-  return ExtendPortable(state, data, n);
-}
+uint32_t ExtendAvx2Vpclmul(uint32_t state, const uint8_t* data, size_t n) { return ExtendPortable(state, data, n); }
 
 #endif  // defined(__x86_64__)
 

@@ -79,8 +79,7 @@ class MultiplyTable {
     }
   }
   uint32_t operator()(uint32_t a) const {
-    return table_[0][a & 0xff] ^ table_[1][(a >> 8) & 0xff] ^ table_[2][(a >> 16) & 0xff] ^
-           table_[3][a >> 24];
+    return table_[0][a & 0xff] ^ table_[1][(a >> 8) & 0xff] ^ table_[2][(a >> 16) & 0xff] ^ table_[3][a >> 24];
   }
 
  private:

@@ -47,9 +47,7 @@ inline uint64_t LoadLe64(const uint8_t* p) {
   return v;
 }
 
-inline uint32_t ExtendByte(uint32_t state, uint8_t b) {
-  return kTables.t[0][(state ^ b) & 0xff] ^ (state >> 8);
-}
+inline uint32_t ExtendByte(uint32_t state, uint8_t b) { return kTables.t[0][(state ^ b) & 0xff] ^ (state >> 8); }
 
 }  // namespace
 
@@ -65,9 +63,8 @@ uint32_t ExtendPortable(uint32_t state, const uint8_t* p, size_t n) {
     // The register overlaps the first four message bytes; the first byte is
     // followed by seven more, hence table 7.
     const uint64_t w = LoadLe64(p) ^ state;
-    state = t[7][w & 0xff] ^ t[6][(w >> 8) & 0xff] ^ t[5][(w >> 16) & 0xff] ^
-            t[4][(w >> 24) & 0xff] ^ t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^
-            t[1][(w >> 48) & 0xff] ^ t[0][w >> 56];
+    state = t[7][w & 0xff] ^ t[6][(w >> 8) & 0xff] ^ t[5][(w >> 16) & 0xff] ^ t[4][(w >> 24) & 0xff] ^
+            t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^ t[1][(w >> 48) & 0xff] ^ t[0][w >> 56];
     p += 8;
     n -= 8;
   }

@@ -25,8 +25,7 @@ class FixedShift {
   uint64_t length() const { return n_; }
   // crc * x^(8 n) mod P: for any B of length n, crc(A || B) = (*this)(crc(A)) ^ crc(B).
   uint32_t operator()(uint32_t crc) const {
-    return table_[0][crc & 0xff] ^ table_[1][(crc >> 8) & 0xff] ^ table_[2][(crc >> 16) & 0xff] ^
-           table_[3][crc >> 24];
+    return table_[0][crc & 0xff] ^ table_[1][(crc >> 8) & 0xff] ^ table_[2][(crc >> 16) & 0xff] ^ table_[3][crc >> 24];
   }
 
  private:

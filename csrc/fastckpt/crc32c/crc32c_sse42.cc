@@ -75,8 +75,7 @@ FASTCKPT_INLINE_SSE42 uint32_t Tail(uint32_t state, const uint8_t* p, size_t n) 
 // 64-bit (as _mm_crc32_u64 takes and returns them) to avoid a zero-extending
 // move per step.
 template <size_t B>
-FASTCKPT_INLINE_SSE42 void ThreeStreams(const uint8_t* p, uint32_t* s0, uint32_t* s1,
-                                        uint32_t* s2) {
+FASTCKPT_INLINE_SSE42 void ThreeStreams(const uint8_t* p, uint32_t* s0, uint32_t* s1, uint32_t* s2) {
   uint64_t a = 0, b = 0, c = 0;
 #pragma GCC unroll 4
   for (size_t i = 0; i < B; i += 8) {
@@ -111,23 +110,20 @@ constexpr ClmulConstants kLongClmul = MakeClmulConstants(kLong);
 constexpr ClmulConstants kShortClmul = MakeClmulConstants(kShort);
 constexpr ClmulConstants kTinyClmul = MakeClmulConstants(kTiny);
 
-FASTCKPT_TARGET_CLMUL __attribute__((always_inline)) inline __m128i ClmulBy(uint32_t a,
-                                                                            uint32_t k) {
-  return _mm_clmulepi64_si128(_mm_cvtsi32_si128(static_cast<int>(a)),
-                              _mm_cvtsi32_si128(static_cast<int>(k)), 0x00);
+FASTCKPT_TARGET_CLMUL __attribute__((always_inline)) inline __m128i ClmulBy(uint32_t a, uint32_t k) {
+  return _mm_clmulepi64_si128(_mm_cvtsi32_si128(static_cast<int>(a)), _mm_cvtsi32_si128(static_cast<int>(k)), 0x00);
 }
 
 // Checksums whole 3*B blocks while n allows, merging each into `state`.
 template <size_t B>
-FASTCKPT_TARGET_CLMUL __attribute__((always_inline)) inline uint32_t BlocksClmul(
-    const ClmulConstants& k, uint32_t state, const uint8_t** p, size_t* n) {
+FASTCKPT_TARGET_CLMUL __attribute__((always_inline)) inline uint32_t BlocksClmul(const ClmulConstants& k,
+                                                                                 uint32_t state, const uint8_t** p,
+                                                                                 size_t* n) {
   while (*n >= 3 * B) {
     uint32_t s0, s1, s2;
     ThreeStreams<B>(*p, &s0, &s1, &s2);
-    const __m128i sum =
-        _mm_xor_si128(_mm_xor_si128(ClmulBy(state, k.k3), ClmulBy(s0, k.k2)), ClmulBy(s1, k.k1));
-    state = static_cast<uint32_t>(_mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(sum)))) ^
-            s2;
+    const __m128i sum = _mm_xor_si128(_mm_xor_si128(ClmulBy(state, k.k3), ClmulBy(s0, k.k2)), ClmulBy(s1, k.k1));
+    state = static_cast<uint32_t>(_mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(sum)))) ^ s2;
     *p += 3 * B;
     *n -= 3 * B;
   }
@@ -147,8 +143,7 @@ FASTCKPT_TARGET_CLMUL uint32_t ExtendClmul(uint32_t state, const uint8_t* p, siz
 // Here the multiplications by x^(8jB) use MultiplyTable: 4 KiB per constant,
 // so only two tiers (24 KiB of tables, built on first use).
 struct TableTier {
-  explicit TableTier(size_t block)
-      : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
+  explicit TableTier(size_t block) : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
   MultiplyTable by1, by2, by3;
 };
 struct ShiftTables {
@@ -162,8 +157,7 @@ const ShiftTables& GetShiftTables() {
 }
 
 template <size_t B>
-FASTCKPT_INLINE_SSE42 uint32_t BlocksTable(const TableTier& t, uint32_t state, const uint8_t** p,
-                                           size_t* n) {
+FASTCKPT_INLINE_SSE42 uint32_t BlocksTable(const TableTier& t, uint32_t state, const uint8_t** p, size_t* n) {
   while (*n >= 3 * B) {
     uint32_t s0, s1, s2;
     ThreeStreams<B>(*p, &s0, &s1, &s2);
@@ -192,9 +186,7 @@ uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n) {
   return use_clmul ? ExtendClmul(state, data, n) : ExtendTables(state, data, n);
 }
 
-uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) {
-  return ExtendClmul(state, data, n);
-}
+uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) { return ExtendClmul(state, data, n); }
 
 #undef FASTCKPT_TARGET_SSE42
 #undef FASTCKPT_TARGET_CLMUL
@@ -204,12 +196,8 @@ uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) {
 
 // Never selected off x86-64 (cpu::CanUseSse42() is false there); defined so
 // the dispatcher needs no per-architecture conditionals.
-uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n) {
-  return ExtendPortable(state, data, n);
-}
-uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) {
-  return ExtendPortable(state, data, n);
-}
+uint32_t ExtendSse42(uint32_t state, const uint8_t* data, size_t n) { return ExtendPortable(state, data, n); }
+uint32_t ExtendSse42Clmul(uint32_t state, const uint8_t* data, size_t n) { return ExtendPortable(state, data, n); }
 
 #endif  // defined(__x86_64__)
 

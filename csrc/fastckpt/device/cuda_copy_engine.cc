@@ -33,11 +33,11 @@ namespace fastckpt {
 namespace {
 
 using cuda::CUcontext;
+using cuda::CudaError;
 using cuda::CUdevice;
 using cuda::CUevent;
 using cuda::CUresult;
 using cuda::CUstream;
-using cuda::CudaError;
 using cuda::DriverApi;
 
 std::string Hex(uint64_t v) {
@@ -64,8 +64,7 @@ class PrimaryContexts {
   }
 
  private:
-  explicit PrimaryContexts(const DriverApi* api)
-      : api_(api), ctx_(static_cast<size_t>(api->device_count), nullptr) {}
+  explicit PrimaryContexts(const DriverApi* api) : api_(api), ctx_(static_cast<size_t>(api->device_count), nullptr) {}
 
   Status GetLocked(int device, CUcontext* out) {
     CUcontext& slot = ctx_[static_cast<size_t>(device)];
@@ -193,8 +192,8 @@ class CudaCopyStream final : public CopyStream {
     // event can be re-recorded for every OrderAfter.
     CUresult rc = api_->cuEventRecord(order_event_, caller);
     if (rc != cuda::CUDA_SUCCESS) {
-      return Fail(CudaError(api_, "cuEventRecord", rc,
-                            "on the caller's stream " + Hex(caller_stream) + " (" + Where() + ")"));
+      return Fail(
+          CudaError(api_, "cuEventRecord", rc, "on the caller's stream " + Hex(caller_stream) + " (" + Where() + ")"));
     }
     rc = api_->cuStreamWaitEvent(stream_, order_event_, 0);
     if (rc != cuda::CUDA_SUCCESS) return Fail(CudaError(api_, "cuStreamWaitEvent", rc, Where()));
@@ -210,8 +209,7 @@ class CudaCopyStream final : public CopyStream {
     CUresult rc = api_->cuMemcpyDtoHAsync(host, src, n, stream_);
     if (rc != cuda::CUDA_SUCCESS) {
       return Fail(CudaError(api_, "cuMemcpyDtoHAsync", rc,
-                            "copying " + std::to_string(n) + " bytes from " + Hex(src) + " (" +
-                                Where() + ") to host"));
+                            "copying " + std::to_string(n) + " bytes from " + Hex(src) + " (" + Where() + ") to host"));
     }
     copied_since_mark_ = true;
     return Status::Ok();
@@ -226,8 +224,7 @@ class CudaCopyStream final : public CopyStream {
     CUresult rc = api_->cuMemcpyHtoDAsync(dst, host, n, stream_);
     if (rc != cuda::CUDA_SUCCESS) {
       return Fail(CudaError(api_, "cuMemcpyHtoDAsync", rc,
-                            "copying " + std::to_string(n) + " bytes from host to " + Hex(dst) +
-                                " (" + Where() + ")"));
+                            "copying " + std::to_string(n) + " bytes from host to " + Hex(dst) + " (" + Where() + ")"));
     }
     copied_since_mark_ = true;
     return Status::Ok();
@@ -264,15 +261,13 @@ class CudaCopyStream final : public CopyStream {
   Status WaitMark(uint64_t mark) override {
     if (!error_.ok()) return error_;
     if (mark > last_mark_) {
-      return InvalidArgument("WaitMark(" + std::to_string(mark) +
-                             "): not a marker returned by Mark() on this stream");
+      return InvalidArgument("WaitMark(" + std::to_string(mark) + "): not a marker returned by Mark() on this stream");
     }
     if (mark <= reached_) return Status::Ok();
     // pending_ holds every marker in (reached_, last_mark_] except the oldest
     // ones dropped by the kMaxPendingMarks bound; it is sorted by marker.
-    auto it = std::lower_bound(
-        pending_.begin(), pending_.end(), mark,
-        [](const std::pair<uint64_t, CUevent>& p, uint64_t m) { return p.first < m; });
+    auto it = std::lower_bound(pending_.begin(), pending_.end(), mark,
+                               [](const std::pair<uint64_t, CUevent>& p, uint64_t m) { return p.first < m; });
     ScopedContext scope(api_, ctx_);
     if (!scope.status().ok()) return Fail(scope.status());
     CUresult rc = api_->cuEventSynchronize(it->second);
@@ -315,8 +310,7 @@ class CudaCopyStream final : public CopyStream {
 // Thread-safety: every member may be called from any thread concurrently.
 class CudaCopyEngine final : public CopyEngine {
  public:
-  explicit CudaCopyEngine(const DriverApi* api)
-      : api_(api), contexts_(PrimaryContexts::Instance(api)) {}
+  explicit CudaCopyEngine(const DriverApi* api) : api_(api), contexts_(PrimaryContexts::Instance(api)) {}
 
   std::string name() const override { return "cuda"; }
 

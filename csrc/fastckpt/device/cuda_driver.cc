@@ -76,8 +76,7 @@ LoadedDriver* DoLoad() {
   if (rc != CUDA_SUCCESS) {
     // cuGetErrorName works before (and without) a successful cuInit.
     const bool can_name = a.cuGetErrorName != nullptr && a.cuGetErrorString != nullptr;
-    d->info.error = "cuInit failed: " +
-                    (can_name ? DescribeError(&a, rc) : "CUresult " + std::to_string(rc));
+    d->info.error = "cuInit failed: " + (can_name ? DescribeError(&a, rc) : "CUresult " + std::to_string(rc));
     d->status = Unavailable("CUDA driver not usable: " + d->info.error);
     return d;
   }
@@ -91,12 +90,13 @@ LoadedDriver* DoLoad() {
     for (const std::string& n : missing) names += (names.empty() ? "" : ", ") + n;
     // Probe() still describes this driver; only the engine cannot use it.
     d->status = Unavailable("CUDA driver (version " + std::to_string(d->info.driver_version) +
-                           ") lacks entry points the copy engine needs: " + names);
+                            ") lacks entry points the copy engine needs: " + names);
     return d;
   }
   if (d->info.device_count <= 0) {
-    d->status = Unavailable("CUDA driver loaded but no CUDA device is visible to this process "
-                       "(check CUDA_VISIBLE_DEVICES)");
+    d->status = Unavailable(
+        "CUDA driver loaded but no CUDA device is visible to this process "
+        "(check CUDA_VISIBLE_DEVICES)");
     return d;
   }
   return d;

@@ -106,8 +106,7 @@ std::string ErrorName(const DriverApi* api, CUresult rc);
 // plus ", <context>" when context is not empty. Not kUnavailable: a driver
 // that is present but fails a call (out of memory, an illegal address) is a
 // real GPU error that "no GPU, fall back to the host" code must not swallow.
-Status CudaError(const DriverApi* api, const char* call, CUresult rc,
-                 const std::string& context = std::string());
+Status CudaError(const DriverApi* api, const char* call, CUresult rc, const std::string& context = std::string());
 
 // ---- Probe (build_info) -----------------------------------------------------
 

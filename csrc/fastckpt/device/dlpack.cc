@@ -39,9 +39,8 @@ const char* CodeName(int64_t code) {
 
 std::string DescribeDtype(int64_t code, int64_t bits, int64_t lanes) {
   const char* name = CodeName(code);
-  return std::string("DLPack dtype ") + (name != nullptr ? name : "<unknown code>") +
-         " (code=" + std::to_string(code) + ", bits=" + std::to_string(bits) +
-         ", lanes=" + std::to_string(lanes) + ")";
+  return std::string("DLPack dtype ") + (name != nullptr ? name : "<unknown code>") + " (code=" + std::to_string(code) +
+         ", bits=" + std::to_string(bits) + ", lanes=" + std::to_string(lanes) + ")";
 }
 
 Status NumpyDtypeName(int64_t code, int64_t bits, int64_t lanes, std::string* name) {
@@ -57,9 +56,8 @@ Status NumpyDtypeName(int64_t code, int64_t bits, int64_t lanes, std::string* na
 
 Status CheckVersion(const PackVersion& v) {
   if (v.major == kMajorVersion) return Status::Ok();
-  return InvalidArgument("unsupported DLPack version " + std::to_string(v.major) + "." +
-                         std::to_string(v.minor) + " (fastckpt reads major version " +
-                         std::to_string(kMajorVersion) + ")");
+  return InvalidArgument("unsupported DLPack version " + std::to_string(v.major) + "." + std::to_string(v.minor) +
+                         " (fastckpt reads major version " + std::to_string(kMajorVersion) + ")");
 }
 
 bool IsCContiguous(const int64_t* shape, const int64_t* strides, size_t ndim, int64_t unit) {

@@ -22,8 +22,7 @@ Status IndexBuilder::Add(const std::string& key, const BundleEntry& entry) {
 
 void IndexBuilder::Finish() { table_.Finish(); }
 
-Status BuildIndex(int32_t num_shards, std::vector<IndexEntry>* entries, std::string* index,
-                  int32_t min_consumer) {
+Status BuildIndex(int32_t num_shards, std::vector<IndexEntry>* entries, std::string* index, int32_t min_consumer) {
   std::vector<IndexEntry>& e = *entries;
   std::sort(e.begin(), e.end(), [](const IndexEntry& a, const IndexEntry& b) { return a.key < b.key; });
   for (size_t i = 1; i < e.size(); ++i) {

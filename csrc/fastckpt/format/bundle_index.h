@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "fastckpt/format/bundle_proto.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/format/bundle_proto.h"
 #include "fastckpt/format/table_builder.h"
 
 namespace fastckpt {
@@ -47,7 +47,6 @@ class IndexBuilder {
 // The index of `entries`, given in any order (sorted here, in place), for a
 // bundle of num_shards data files. A key given twice is kInvalidArgument
 // "duplicate tensor name '<key>'". `min_consumer` as for IndexBuilder.
-Status BuildIndex(int32_t num_shards, std::vector<IndexEntry>* entries, std::string* index,
-                  int32_t min_consumer = 0);
+Status BuildIndex(int32_t num_shards, std::vector<IndexEntry>* entries, std::string* index, int32_t min_consumer = 0);
 
 }  // namespace fastckpt

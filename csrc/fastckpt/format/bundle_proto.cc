@@ -110,8 +110,8 @@ class Parser {
   const char* limit_;
 };
 
-#define FC_PARSE(cond, what)                                         \
-  do {                                                               \
+#define FC_PARSE(cond, what)                                          \
+  do {                                                                \
     if (!(cond)) return DataLoss(std::string("malformed ") + (what)); \
   } while (0)
 
@@ -249,9 +249,12 @@ Status DecodeBundleHeader(const char* data, size_t n, BundleHeader* h) {
         if (w == kVarint && f >= 1 && f <= 3) {
           FC_PARSE(vp.Varint(&v), "VersionDef");
           int32_t x = static_cast<int32_t>(v);
-          if (f == 1) h->producer = x;
-          else if (f == 2) h->min_consumer = x;
-          else if (h->bad_consumers.size() < 1024) h->bad_consumers.push_back(x);
+          if (f == 1)
+            h->producer = x;
+          else if (f == 2)
+            h->min_consumer = x;
+          else if (h->bad_consumers.size() < 1024)
+            h->bad_consumers.push_back(x);
         } else if (f == 3 && w == kLengthDelimited) {  // packed bad_consumers
           const char* pd;
           size_t pn;

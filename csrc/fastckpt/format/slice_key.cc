@@ -103,8 +103,8 @@ class KeyReader {
     raw ^= ((static_cast<u128>(1) << n) - 1) << (bits - n);
     // Sign-extend the bits-wide two's complement value.
     const bool negative = (raw >> (bits - 1)) & 1;
-    __int128 value = negative ? static_cast<__int128>(raw) - (static_cast<__int128>(1) << bits)
-                              : static_cast<__int128>(raw);
+    __int128 value =
+        negative ? static_cast<__int128>(raw) - (static_cast<__int128>(1) << bits) : static_cast<__int128>(raw);
     if (value < INT64_MIN || value > INT64_MAX) return false;
     if (SignedNumLength(static_cast<int64_t>(value)) != n) return false;  // not the shortest form
     *v = static_cast<int64_t>(value);

@@ -16,7 +16,6 @@ constexpr u128 kU128Max = ~static_cast<u128>(0);
 u128 SatMul(u128 a, u128 b) { return (b != 0 && a > kU128Max / b) ? kU128Max : a * b; }
 u128 SatAdd(u128 a, u128 b) { return a > kU128Max - b ? kU128Max : a + b; }
 
-
 // The slices as half-open boxes [lo, hi) per dimension, row-major n x k.
 struct Boxes {
   size_t k = 0;
@@ -58,8 +57,7 @@ int64_t TestAndSetRange(std::vector<uint64_t>* bits, uint64_t from, uint64_t to)
 // Step 3: marks each live slice's cells of the compressed grid.
 // REQUIRES: dims non-empty, the product of their cell counts <= kMaxGridCells.
 Status MarkGrid(const Boxes& b, const std::vector<size_t>& live, const std::vector<size_t>& dims,
-                const std::vector<std::vector<int64_t>>& cuts, uint64_t cells,
-                const std::vector<TensorSlice>& slices) {
+                const std::vector<std::vector<int64_t>>& cuts, uint64_t cells, const std::vector<TensorSlice>& slices) {
   const size_t m = dims.size();
   std::vector<uint64_t> extent(m), stride(m);
   for (size_t t = 0; t < m; ++t) extent[t] = cuts[dims[t]].size() - 1;
@@ -141,20 +139,19 @@ Status Sweep(const Boxes& b, const std::vector<size_t>& live, const std::vector<
     }
   }
   std::vector<size_t> order(live);
-  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) {
-    return b.Lo(i, best) != b.Lo(j, best) ? b.Lo(i, best) < b.Lo(j, best) : i < j;
-  });
+  std::sort(order.begin(), order.end(),
+            [&](size_t i, size_t j) { return b.Lo(i, best) != b.Lo(j, best) ? b.Lo(i, best) < b.Lo(j, best) : i < j; });
   std::vector<size_t> open;
   uint64_t checks = 0;
   for (size_t i : order) {
     const int64_t start = b.Lo(i, best);
-    open.erase(std::remove_if(open.begin(), open.end(), [&](size_t j) { return b.Hi(j, best) <= start; }),
-               open.end());
+    open.erase(std::remove_if(open.begin(), open.end(), [&](size_t j) { return b.Hi(j, best) <= start; }), open.end());
     for (size_t j : open) {
       if (++checks > kMaxSweepChecks) {
         return Unimplemented("its " + std::to_string(slices.size()) +
                              " stored slices are laid out too irregularly to be checked for overlaps "
-                             "(more than " + std::to_string(cells_lower_bound) + " grid cells and more than " +
+                             "(more than " +
+                             std::to_string(cells_lower_bound) + " grid cells and more than " +
                              std::to_string(kMaxSweepChecks) +
                              " slice comparisons; TensorFlow's partitioners write grids)");
       }

@@ -39,8 +39,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "fastckpt/format/bundle_proto.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/format/bundle_proto.h"
 
 namespace fastckpt {
 

@@ -1,7 +1,7 @@
 #include "fastckpt/format/string_tensor.h"
 
-#include "fastckpt/format/coding.h"
 #include "fastckpt/crc32c/crc32c.h"
+#include "fastckpt/format/coding.h"
 
 namespace fastckpt {
 
@@ -41,14 +41,13 @@ uint32_t EncodeStringTensor(const std::vector<StringPiece>& elems, std::string* 
   return crc;
 }
 
-Status DecodeStringTensor(const char* buf, size_t size, uint64_t num_elements,
-                          uint32_t masked_crc, const std::string& what,
-                          std::vector<std::pair<size_t, size_t>>* spans) {
+Status DecodeStringTensor(const char* buf, size_t size, uint64_t num_elements, uint32_t masked_crc,
+                          const std::string& what, std::vector<std::pair<size_t, size_t>>* spans) {
   // Each element needs at least one varint byte, plus the 4-byte checksum:
   // this bounds the allocation below by the bytes actually read.
   if (num_elements > size || size - num_elements < 4) {
-    return DataLoss(what + ": string tensor of " + std::to_string(num_elements) +
-                    " elements cannot fit in " + std::to_string(size) + " bytes");
+    return DataLoss(what + ": string tensor of " + std::to_string(num_elements) + " elements cannot fit in " +
+                    std::to_string(size) + " bytes");
   }
   spans->clear();
   spans->reserve(num_elements);
@@ -75,8 +74,7 @@ Status DecodeStringTensor(const char* buf, size_t size, uint64_t num_elements,
   uint32_t crc = crc32c::Extend(length_crc, p, 4);
   p += 4;
   if (total != static_cast<uint64_t>(limit - p)) {
-    return DataLoss(what + ": string bytes (" + std::to_string(total) +
-                    ") do not match the entry size");
+    return DataLoss(what + ": string bytes (" + std::to_string(total) + ") do not match the entry size");
   }
   crc = crc32c::Extend(crc, p, total);
   if (crc != crc32c::Unmask(masked_crc)) {

@@ -27,8 +27,7 @@ uint32_t EncodeStringTensor(const std::vector<StringPiece>& elems, std::string* 
 // Parses `num_elements` strings from buf[0..size) and verifies both CRCs.
 // On success, spans[i] = (offset, length) of element i inside buf.
 // `what` names the tensor and file for error messages.
-Status DecodeStringTensor(const char* buf, size_t size, uint64_t num_elements,
-                          uint32_t masked_crc, const std::string& what,
-                          std::vector<std::pair<size_t, size_t>>* spans);
+Status DecodeStringTensor(const char* buf, size_t size, uint64_t num_elements, uint32_t masked_crc,
+                          const std::string& what, std::vector<std::pair<size_t, size_t>>* spans);
 
 }  // namespace fastckpt

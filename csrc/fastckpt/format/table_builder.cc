@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "fastckpt/format/coding.h"
 #include "fastckpt/crc32c/crc32c.h"
+#include "fastckpt/format/coding.h"
 
 namespace fastckpt {
 

@@ -17,7 +17,6 @@ namespace fastckpt {
 // first non-OK status from `fn`. `name` (the file path) is used in messages.
 // REQUIRES: `file` holds the complete file contents.
 Status ForEachTableEntry(const std::string& file, const std::string& name,
-                         const std::function<Status(const std::string& key,
-                                                    const char* value, size_t value_len)>& fn);
+                         const std::function<Status(const std::string& key, const char* value, size_t value_len)>& fn);
 
 }  // namespace fastckpt

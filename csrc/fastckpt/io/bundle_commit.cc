@@ -134,9 +134,8 @@ Status CommitBundleFiles(const std::string& prefix, int num_shards, const std::v
   return Status::Ok();
 }
 
-Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> entries,
-                          std::vector<DataFileNames> data, int total_shards, bool durable,
-                          std::vector<std::string>* final_files, int32_t min_consumer) {
+Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> entries, std::vector<DataFileNames> data,
+                          int total_shards, bool durable, std::vector<std::string>* final_files, int32_t min_consumer) {
   const std::string where = "commit_bundle: checkpoint '" + prefix + "': ";
   auto bad = [&](const std::string& what) { return InvalidArgument(where + what); };
   if (prefix.empty()) return InvalidArgument("commit_bundle: the checkpoint prefix must not be empty");
@@ -156,8 +155,8 @@ Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> ent
     const long s = ShardOf(d.final_name, prefix, total_shards);
     if (s < 0) {
       return bad("'" + d.final_name + "' is not the name of a data file of this checkpoint (" +
-                 DataFilename(prefix, 0, total_shards) + " to " +
-                 DataFilename(prefix, total_shards - 1, total_shards) + ")");
+                 DataFilename(prefix, 0, total_shards) + " to " + DataFilename(prefix, total_shards - 1, total_shards) +
+                 ")");
     }
     if (seen[static_cast<size_t>(s)]) return bad("data file '" + d.final_name + "' is listed twice");
     seen[static_cast<size_t>(s)] = 1;

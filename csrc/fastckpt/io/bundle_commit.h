@@ -35,10 +35,10 @@
 #include <string>
 #include <vector>
 
-#include "fastckpt/format/bundle_index.h"
-#include "fastckpt/pipeline/write_bundle.h"
-#include "fastckpt/io/file_io.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/format/bundle_index.h"
+#include "fastckpt/io/file_io.h"
+#include "fastckpt/pipeline/write_bundle.h"
 
 namespace fastckpt {
 
@@ -64,8 +64,8 @@ Status CommitBundleFiles(const std::string& prefix, int num_shards, const std::v
 // data files' final names in shard order, then the index's. `min_consumer`:
 // the header's version (0, or kCompressedMinConsumer for a checkpoint with
 // compressed entries; anything else is kInvalidArgument).
-Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> entries,
-                          std::vector<DataFileNames> data, int total_shards, bool durable,
-                          std::vector<std::string>* final_files, int32_t min_consumer = 0);
+Status CommitMergedBundle(const std::string& prefix, std::vector<IndexEntry> entries, std::vector<DataFileNames> data,
+                          int total_shards, bool durable, std::vector<std::string>* final_files,
+                          int32_t min_consumer = 0);
 
 }  // namespace fastckpt

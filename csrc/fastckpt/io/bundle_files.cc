@@ -1,7 +1,7 @@
 #include "fastckpt/io/bundle_files.h"
 
-#include "fastckpt/io/bundle_commit.h"
 #include "fastckpt/format/naming.h"
+#include "fastckpt/io/bundle_commit.h"
 #include "fastckpt/io/temp_files.h"
 #include "fastckpt/pipeline/helper_threads.h"
 

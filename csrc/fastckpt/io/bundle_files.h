@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "fastckpt/pipeline/write_bundle.h"
-#include "fastckpt/io/file_io.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/io/file_io.h"
+#include "fastckpt/pipeline/write_bundle.h"
 
 namespace fastckpt {
 

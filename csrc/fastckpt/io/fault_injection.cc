@@ -133,9 +133,8 @@ bool ParsePoint(const std::string& name, Point* point) {
   static const struct {
     const char* name;
     Point point;
-  } kNames[] = {{"create", Point::kCreate}, {"write", Point::kWrite},
-                {"sync", Point::kSync},     {"rename", Point::kRename},
-                {"close", Point::kClose},   {"sync_dir", Point::kSyncDir}};
+  } kNames[] = {{"create", Point::kCreate}, {"write", Point::kWrite}, {"sync", Point::kSync},
+                {"rename", Point::kRename}, {"close", Point::kClose}, {"sync_dir", Point::kSyncDir}};
   for (const auto& n : kNames) {
     if (name == n.name) {
       *point = n.point;

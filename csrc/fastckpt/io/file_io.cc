@@ -35,8 +35,7 @@ Status File::CreateExclusive(const std::string& path, File* out, const std::stri
   // Test hook: an injected error stands for open()'s, and no file is made.
   const int injected = fault::Inject(fault::Point::kCreate).err;
   // 0666 less the umask, as TensorFlow (fopen) and Python's open() create files.
-  int fd = injected != 0 ? (errno = injected, -1)
-                         : ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  int fd = injected != 0 ? (errno = injected, -1) : ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) return IoError("cannot create", reported, errno);
   *out = File(fd, reported);
   return Status::Ok();
@@ -62,8 +61,8 @@ Status NotRegular(const std::string& path, mode_t mode) {
   const char* kind = SpecialKind(mode);
   const int err = S_ISDIR(mode) ? EISDIR : EINVAL;
   const std::string what = S_ISDIR(mode) ? std::string("is a directory") : std::string("is ") + kind;
-  return Status::OsError(StatusCode::kIOError, "cannot read '" + path + "': it " + what + ", not a regular file",
-                         err, path);
+  return Status::OsError(StatusCode::kIOError, "cannot read '" + path + "': it " + what + ", not a regular file", err,
+                         path);
 }
 
 }  // namespace
@@ -115,8 +114,7 @@ Status File::PwriteAll(const void* data, size_t n, uint64_t offset) const {
     // (EINTR retries); a short write exercises the loop below.
     const fault::Injected injected = fault::Inject(fault::Point::kWrite);
     if (injected.short_write) want = fault::ShortLength(want);
-    ssize_t w = injected.err != 0 ? (errno = injected.err, -1)
-                                  : ::pwrite(fd_, p, want, static_cast<off_t>(offset));
+    ssize_t w = injected.err != 0 ? (errno = injected.err, -1) : ::pwrite(fd_, p, want, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
       return IoError("write failed on", path_, errno);
@@ -180,8 +178,8 @@ Status File::PreadAll(void* data, size_t n, uint64_t offset) const {
       return IoError("read failed on", path_, errno);
     }
     if (r == 0) {
-      return DataLoss("unexpected end of file in '" + path_ + "' at offset " +
-                      std::to_string(offset) + " (truncated file?)");
+      return DataLoss("unexpected end of file in '" + path_ + "' at offset " + std::to_string(offset) +
+                      " (truncated file?)");
     }
     p += r;
     n -= static_cast<size_t>(r);

@@ -79,14 +79,13 @@ int RemoveStaleTempFiles(const std::string& dir, double min_age_seconds) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat st;
-    bool stale = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                 difftime(now, st.st_mtime) >= min_age_seconds &&
+    bool stale = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && difftime(now, st.st_mtime) >= min_age_seconds &&
                  ::flock(fd, LOCK_EX | LOCK_NB) == 0;
     // Unlink while holding the lock, so no writer can be mid-way through the
     // file, and only if the name still refers to the file that was checked.
     struct stat now_st;
-    if (stale && ::lstat(path.c_str(), &now_st) == 0 && now_st.st_dev == st.st_dev &&
-        now_st.st_ino == st.st_ino && ::unlink(path.c_str()) == 0) {
+    if (stale && ::lstat(path.c_str(), &now_st) == 0 && now_st.st_dev == st.st_dev && now_st.st_ino == st.st_ino &&
+        ::unlink(path.c_str()) == 0) {
       ++removed;
     }
     ::close(fd);

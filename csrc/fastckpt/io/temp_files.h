@@ -22,8 +22,8 @@
 #include <cstddef>
 #include <string>
 
-#include "fastckpt/io/file_io.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/io/file_io.h"
 
 namespace fastckpt {
 

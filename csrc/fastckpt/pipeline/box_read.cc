@@ -38,13 +38,13 @@
 #include <utility>
 #include <vector>
 
-#include "fastckpt/pipeline/box_copy.h"
-#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/crc32c/crc32c.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/naming.h"
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/slice_set.h"
+#include "fastckpt/pipeline/box_copy.h"
+#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/pipeline/helper_threads.h"
 #include "fastckpt/pipeline/task_plan.h"
 
@@ -144,8 +144,8 @@ Status BundleReader::SetChunkCrcs(size_t entry, int64_t chunk_bytes, const uint8
                            "read whole");
   }
   auto table = std::make_shared<ChunkCrcs>();
-  FASTCKPT_RETURN_IF_ERROR(MakeChunkCrcs(chunk_bytes, le_crcs, nbytes, static_cast<uint64_t>(e.size),
-                                         e.masked_crc32c, Describe(entry), table.get()));
+  FASTCKPT_RETURN_IF_ERROR(MakeChunkCrcs(chunk_bytes, le_crcs, nbytes, static_cast<uint64_t>(e.size), e.masked_crc32c,
+                                         Describe(entry), table.get()));
   std::lock_guard<std::mutex> lock(chunk_mu_);
   chunk_crcs_[entry] = std::move(table);
   return Status::Ok();
@@ -182,8 +182,7 @@ Status BundleReader::ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest
     const SliceExtent& x = box[d];
     if (x.length < 0) {
       return InvalidArgument(what + ": box " + spec + " has length " + std::to_string(x.length) + " in dimension " +
-                             std::to_string(d) + "; give a whole dimension as (0, " + std::to_string(e.shape[d]) +
-                             ")");
+                             std::to_string(d) + "; give a whole dimension as (0, " + std::to_string(e.shape[d]) + ")");
     }
     if (x.start < 0 || x.start > e.shape[d] || x.length > e.shape[d] - x.start) {
       return InvalidArgument(what + ": box " + spec + " lies outside its shape " + FormatShape(e.shape));
@@ -245,8 +244,8 @@ Status BundleReader::ReadBox(size_t entry, const TensorSlice& box, uint8_t* dest
       layout.extent.push_back(static_cast<uint64_t>(src.sub[d].length));
     }
     const BundleEntry& pe = entries_[src.entry];
-    Piece p{src.entry, GetChunkCrcs(src.entry), BoxCopier(layout), static_cast<uint64_t>(pe.size), 0, 0, 0, 0,
-            false, 0};
+    Piece p{src.entry, GetChunkCrcs(src.entry), BoxCopier(layout), static_cast<uint64_t>(pe.size), 0, 0, 0, 0, false,
+            0};
     p.need_begin = p.copier.src_first() * layout.elem;
     p.need_end = (p.copier.src_last() + 1) * layout.elem;
     p.direct = p.copier.contiguous();

@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "fastckpt/crc32c/crc32c.h"
-#include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/bundle_index.h"
+#include "fastckpt/format/dtypes.h"
 #include "fastckpt/pipeline/chunk_crcs.h"
 
 namespace fastckpt {
@@ -64,8 +64,8 @@ Status ValidateItem(const WriteItem& it) {
 
 std::string QuotedKey(const std::string& key) { return "'" + PrintableKey(key) + "'"; }
 
-Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& options, int threads,
-                  uint64_t task_bytes, BundlePlan* plan) {
+Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& options, int threads, uint64_t task_bytes,
+                  BundlePlan* plan) {
   if (items.size() >= (1ull << 31)) return InvalidArgument("too many tensors");
   task_bytes = std::max<uint64_t>(task_bytes, 4096);
   FASTCKPT_RETURN_IF_ERROR(CheckChunkBytes(options.chunk_bytes));
@@ -121,9 +121,8 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
   }
   if (num_shards > 99999) return InvalidArgument("num_shards must be at most 99999");
   if (all_shards > 0 && num_shards > all_shards - base) {
-    return InvalidArgument("shard_base (" + std::to_string(base) + ") + num_shards (" +
-                           std::to_string(num_shards) + ") must be at most total_shards (" +
-                           std::to_string(all_shards) + ")");
+    return InvalidArgument("shard_base (" + std::to_string(base) + ") + num_shards (" + std::to_string(num_shards) +
+                           ") must be at most total_shards (" + std::to_string(all_shards) + ")");
   }
   plan->num_shards = num_shards;
   plan->shard_base = base;
@@ -181,8 +180,8 @@ Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& optio
   return Status::Ok();
 }
 
-void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan,
-               const std::vector<uint32_t>& piece_crc, uint32_t i, BundleEntry* entry) {
+void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan, const std::vector<uint32_t>& piece_crc,
+               uint32_t i, BundleEntry* entry) {
   const WriteItem& it = items[i];
   BundleEntry& e = *entry;
   e = BundleEntry();
@@ -199,8 +198,8 @@ void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan,
   e.masked_crc32c = crc32c::Mask(crc);
 }
 
-Status BuildIndex(const std::vector<WriteItem>& items, const BundlePlan& plan,
-                  const std::vector<uint32_t>& piece_crc, std::string* index) {
+Status BuildIndex(const std::vector<WriteItem>& items, const BundlePlan& plan, const std::vector<uint32_t>& piece_crc,
+                  std::string* index) {
   index->clear();
   IndexBuilder builder(plan.total_shards, index);
   BundleEntry e;

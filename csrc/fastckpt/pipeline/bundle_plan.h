@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "fastckpt/core/status.h"
 #include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/pipeline/write_bundle.h"
-#include "fastckpt/core/status.h"
 
 namespace fastckpt {
 
@@ -34,19 +34,19 @@ struct BundlePlan : TaskPlan {
 // With options.chunk_bytes > 0, an item cut into several pieces is cut at
 // chunk boundaries where a chunk fits a task, so that a chunk is checksummed
 // by one thread (chunk_crcs.h).
-Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& options, int threads,
-                  uint64_t task_bytes, BundlePlan* plan);
+Status PlanBundle(const std::vector<WriteItem>& items, const WriteOptions& options, int threads, uint64_t task_bytes,
+                  BundlePlan* plan);
 
 // The index entry of item i of a written plan: its global shard id, offset,
 // size and masked CRC (piece_crc holds the unmasked CRC of every piece's
 // bytes), or a partitioned tensor's data-less entry.
-void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan,
-               const std::vector<uint32_t>& piece_crc, uint32_t i, BundleEntry* entry);
+void MakeEntry(const std::vector<WriteItem>& items, const BundlePlan& plan, const std::vector<uint32_t>& piece_crc,
+               uint32_t i, BundleEntry* entry);
 
 // The .index contents for a written plan (bundle_index.h), its header
 // counting plan.total_shards data files.
-Status BuildIndex(const std::vector<WriteItem>& items, const BundlePlan& plan,
-                  const std::vector<uint32_t>& piece_crc, std::string* index);
+Status BuildIndex(const std::vector<WriteItem>& items, const BundlePlan& plan, const std::vector<uint32_t>& piece_crc,
+                  std::string* index);
 
 // "'name'" with unprintable bytes escaped, for messages.
 std::string QuotedKey(const std::string& key);

@@ -9,11 +9,11 @@
 #include "fastckpt/crc32c/crc32c.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/naming.h"
-#include "fastckpt/pipeline/task_plan.h"
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/slice_set.h"
 #include "fastckpt/format/table_reader.h"
 #include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace fastckpt {
 
@@ -27,8 +27,8 @@ constexpr size_t kMaxRequestsPerTask = 1024;
 // version 1 and accepts producers >= 0.
 constexpr int32_t kConsumerVersion = 1;
 
-Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_shards,
-                     const std::string& index_name, bool compressed) {
+Status ValidateEntry(const std::string& key, const BundleEntry& e, int32_t num_shards, const std::string& index_name,
+                     bool compressed) {
   auto bad = [&](const std::string& why) {
     return DataLoss("corrupt index file '" + index_name + "': entry '" + PrintableKey(key) + "' " + why);
   };
@@ -81,14 +81,14 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
   std::string index;
   Status st = ReadWholeFile(index_name, &index);
   if (st.code() == StatusCode::kNotFound) {
-    return Status::OsError(StatusCode::kNotFound, "checkpoint index not found: '" + index_name + "'",
-                           st.sys_errno(), index_name);
+    return Status::OsError(StatusCode::kNotFound, "checkpoint index not found: '" + index_name + "'", st.sys_errno(),
+                           index_name);
   }
   FASTCKPT_RETURN_IF_ERROR(st);
 
   bool have_header = false;
-  FASTCKPT_RETURN_IF_ERROR(ForEachTableEntry(
-      index, index_name, [&](const std::string& key, const char* v, size_t n) -> Status {
+  FASTCKPT_RETURN_IF_ERROR(
+      ForEachTableEntry(index, index_name, [&](const std::string& key, const char* v, size_t n) -> Status {
         if (key.empty()) {
           Status hs = DecodeBundleHeader(v, n, &r->header_);
           if (!hs.ok()) return DataLoss("corrupt index file '" + index_name + "': header: " + hs.message());
@@ -116,12 +116,12 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
                     ", which this reader cannot read (written by a newer version?)");
   }
   if (h.endianness != 0) {
-    return Unimplemented("checkpoint '" + index_name + "' was written on a big-endian machine; "
+    return Unimplemented("checkpoint '" + index_name +
+                         "' was written on a big-endian machine; "
                          "reading byte-swapped bundles is not supported");
   }
   if (h.num_shards <= 0) {
-    return DataLoss("corrupt index file '" + index_name + "': header has num_shards=" +
-                    std::to_string(h.num_shards));
+    return DataLoss("corrupt index file '" + index_name + "': header has num_shards=" + std::to_string(h.num_shards));
   }
   for (size_t i = 0; i < r->entries_.size(); ++i) {
     FASTCKPT_RETURN_IF_ERROR(ValidateEntry(r->keys_[i], r->entries_[i], h.num_shards, index_name, r->compressed_));
@@ -147,8 +147,8 @@ Status BundleReader::Open(const std::string& prefix, std::unique_ptr<BundleReade
     std::string name = DataFilename(prefix, s, h.num_shards);
     Status os = File::OpenForRead(name, &r->shards_[s]);
     if (os.code() == StatusCode::kNotFound) {
-      os = Status::OsError(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'",
-                           os.sys_errno(), name);
+      os = Status::OsError(StatusCode::kNotFound, "checkpoint data file not found: '" + name + "'", os.sys_errno(),
+                           name);
     }
     if (os.ok()) os = r->shards_[s].Size(&r->shard_sizes_[s]);
     r->shard_status_[s] = os;
@@ -176,8 +176,7 @@ Status BundleReader::CheckBounds(size_t entry) const {
     // The CRC of no bytes is 0: a zero-size tensor's checksum is checked
     // here, where every reader passes, rather than by a read of nothing.
     char buf[128];
-    std::snprintf(buf, sizeof(buf),
-                  ": data checksum mismatch (stored CRC32C %08x, a tensor of no bytes has 00000000)",
+    std::snprintf(buf, sizeof(buf), ": data checksum mismatch (stored CRC32C %08x, a tensor of no bytes has 00000000)",
                   crc32c::Unmask(e.masked_crc32c));
     return DataLoss(Describe(entry) + buf);
   }
@@ -213,8 +212,7 @@ Status BundleReader::ReadRaw(size_t entry, std::string* out) const {
   return shards_[e.shard_id].PreadAll(&(*out)[0], out->size(), static_cast<uint64_t>(e.offset));
 }
 
-Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads,
-                          uint64_t task_bytes) const {
+Status BundleReader::Read(const std::vector<ReadRequest>& requests, int threads, uint64_t task_bytes) const {
   task_bytes = std::max<uint64_t>(task_bytes, 4096);
   for (const ReadRequest& r : requests) {
     if (r.entry >= entries_.size()) return InvalidArgument("no such entry");

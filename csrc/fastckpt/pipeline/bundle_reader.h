@@ -35,11 +35,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fastckpt/format/bundle_proto.h"
-#include "fastckpt/pipeline/chunk_table.h"
-#include "fastckpt/device/copy_engine.h"
-#include "fastckpt/io/file_io.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/device/copy_engine.h"
+#include "fastckpt/format/bundle_proto.h"
+#include "fastckpt/io/file_io.h"
+#include "fastckpt/pipeline/chunk_table.h"
 
 namespace fastckpt {
 

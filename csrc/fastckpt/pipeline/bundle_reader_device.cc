@@ -10,17 +10,17 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
-#include <map>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <string>
 
-#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/crc32c/crc32c.h"
 #include "fastckpt/format/dtypes.h"
-#include "fastckpt/pipeline/task_plan.h"
-#include "fastckpt/pipeline/staging_pool.h"
+#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/staging_pool.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace fastckpt {
 
@@ -33,8 +33,7 @@ constexpr size_t kMaxPiecesPerTask = 4096;
 }  // namespace
 
 Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests, CopyEngine* engine,
-                                  const std::shared_ptr<CopyEngine>& engine_ref, int threads,
-                                  int max_buffers) const {
+                                  const std::shared_ptr<CopyEngine>& engine_ref, int threads, int max_buffers) const {
   for (const DeviceReadRequest& r : requests) {
     if (r.entry >= entries_.size()) return InvalidArgument("no such entry");
     const BundleEntry& e = entries_[r.entry];
@@ -85,7 +84,7 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
         if (!s.ok() && st.ok()) {
           const PlannedPiece& pc = pieces[tasks[f.task].first];
           st = s.Annotate("copying " + Describe(requests[pc.item].entry) + " to device " +
-                                    std::to_string(requests[pc.item].device) + " failed: ");
+                          std::to_string(requests[pc.item].device) + " failed: ");
         }
       }
       pool.Release(&f.buf, &quota);
@@ -136,8 +135,7 @@ Status BundleReader::ReadToDevice(const std::vector<DeviceReadRequest>& requests
         if (!s) st = engine->NewStream(r.device, &s);
         if (st.ok()) st = s->CopyToDevice(r.dest + pieces[i].offset, f.buf.data + off, pieces[i].length);
         if (!st.ok()) {
-          st = st.Annotate("copying " + Describe(r.entry) + " to device " + std::to_string(r.device) +
-                                     " failed: ");
+          st = st.Annotate("copying " + Describe(r.entry) + " to device " + std::to_string(r.device) + " failed: ");
         }
         used[r.device] = true;
         off += pieces[i].length;

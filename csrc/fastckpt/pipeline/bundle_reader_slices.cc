@@ -10,18 +10,17 @@
 // get_slice, Verify -- goes through it.
 #include <algorithm>
 
-#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/naming.h"
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/slice_set.h"
+#include "fastckpt/pipeline/bundle_reader.h"
 
 namespace fastckpt {
 
 namespace {
 
 using u128 = unsigned __int128;
-
 
 // The shape of stored slice `s` of a tensor of shape `shape`.
 // REQUIRES: s lies inside shape (Open() checked every listed slice).
@@ -79,8 +78,8 @@ Status BundleReader::PlanSliceRead(size_t entry, const TensorSlice& region, std:
   const size_t k = e.shape.size();
   const std::string tensor = "tensor '" + PrintableKey(keys_[entry]) + "'";
   if (region.size() != k) {
-    return InvalidArgument("slice '" + FormatSliceSpec(region) + "' has rank " + std::to_string(region.size()) +
-                           ", " + tensor + " has rank " + std::to_string(k));
+    return InvalidArgument("slice '" + FormatSliceSpec(region) + "' has rank " + std::to_string(region.size()) + ", " +
+                           tensor + " has rank " + std::to_string(k));
   }
   std::vector<int64_t> lo(k), hi(k);
   u128 volume = 1;
@@ -111,7 +110,8 @@ Status BundleReader::PlanSliceRead(size_t entry, const TensorSlice& region, std:
       const int64_t slo = s[d].length < 0 ? 0 : s[d].start;
       const int64_t shi = s[d].length < 0 ? e.shape[d] : s[d].start + s[d].length;
       const int64_t a = std::max(slo, lo[d]), b = std::min(shi, hi[d]);
-      if (a >= b) n = 0;
+      if (a >= b)
+        n = 0;
       else {
         part.overlap[d] = SliceExtent{a, b - a};
         n *= static_cast<uint64_t>(b - a);
@@ -168,8 +168,8 @@ Status BundleReader::ShardOpenErrors() const {
     const Status& st = shard_status_[s];
     if (st.code() == StatusCode::kNotFound) {
       if (num_missing++ == 0) first_missing = st;
-      missing += (missing.empty() ? "'" : ", '") + DataFilename(prefix_, static_cast<int32_t>(s), header_.num_shards) +
-                 "'";
+      missing +=
+          (missing.empty() ? "'" : ", '") + DataFilename(prefix_, static_cast<int32_t>(s), header_.num_shards) + "'";
     } else {
       first_other.Update(st);
     }

@@ -22,13 +22,13 @@
 #include <mutex>
 #include <new>
 
-#include "fastckpt/pipeline/bundle_reader.h"
-#include "fastckpt/format/coding.h"
 #include "fastckpt/crc32c/crc32c.h"
+#include "fastckpt/format/coding.h"
 #include "fastckpt/format/dtypes.h"
 #include "fastckpt/format/naming.h"
 #include "fastckpt/format/slice_key.h"
 #include "fastckpt/format/string_tensor.h"
+#include "fastckpt/pipeline/bundle_reader.h"
 #include "fastckpt/pipeline/helper_threads.h"
 #include "fastckpt/pipeline/task_plan.h"
 
@@ -60,8 +60,7 @@ unsigned __int128 NumElements(const std::vector<int64_t>& shape) {
 
 std::string CrcMismatch(uint32_t stored, uint32_t computed) {
   char buf[96];
-  std::snprintf(buf, sizeof(buf), "data checksum mismatch (stored CRC32C %08x, computed %08x)", stored,
-                computed);
+  std::snprintf(buf, sizeof(buf), "data checksum mismatch (stored CRC32C %08x, computed %08x)", stored, computed);
   return buf;
 }
 
@@ -155,8 +154,8 @@ class ScratchPool {
 };
 
 Status OutOfMemory(uint64_t bytes, const std::string& what) {
-  return Status::OsError(StatusCode::kIOError,
-                         "cannot allocate " + std::to_string(bytes) + " bytes to verify " + what, ENOMEM, "");
+  return Status::OsError(StatusCode::kIOError, "cannot allocate " + std::to_string(bytes) + " bytes to verify " + what,
+                         ENOMEM, "");
 }
 
 // One unit of parallel work: a task of the plan (pieces read as its file

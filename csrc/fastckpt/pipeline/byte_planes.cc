@@ -52,15 +52,10 @@ constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
 
 void SplitBytePlanes(const uint8_t* elements, size_t n, int k, uint8_t* planes) {
   switch (k) {
-    case 1:
-      std::memcpy(planes, elements, n);
-      return;
-    case 2:
-      return SplitFixed<2>(elements, n, planes);
-    case 4:
-      return SplitFixed<4>(elements, n, planes);
-    case 8:
-      return SplitFixed<8>(elements, n, planes);
+    case 1: std::memcpy(planes, elements, n); return;
+    case 2: return SplitFixed<2>(elements, n, planes);
+    case 4: return SplitFixed<4>(elements, n, planes);
+    case 8: return SplitFixed<8>(elements, n, planes);
     default:
       for (int j = 0; j < k; ++j) {
         uint8_t* out = planes + static_cast<size_t>(j) * n;
@@ -71,15 +66,10 @@ void SplitBytePlanes(const uint8_t* elements, size_t n, int k, uint8_t* planes) 
 
 void MergeBytePlanes(const uint8_t* const* plane, size_t n, int k, uint8_t* elements) {
   switch (k) {
-    case 1:
-      std::memcpy(elements, plane[0], n);
-      return;
-    case 2:
-      return kLittleEndian ? MergeWords<uint16_t, 2>(plane, n, elements) : MergeFixed<2>(plane, n, elements);
-    case 4:
-      return kLittleEndian ? MergeWords<uint32_t, 4>(plane, n, elements) : MergeFixed<4>(plane, n, elements);
-    case 8:
-      return kLittleEndian ? MergeWords<uint64_t, 8>(plane, n, elements) : MergeFixed<8>(plane, n, elements);
+    case 1: std::memcpy(elements, plane[0], n); return;
+    case 2: return kLittleEndian ? MergeWords<uint16_t, 2>(plane, n, elements) : MergeFixed<2>(plane, n, elements);
+    case 4: return kLittleEndian ? MergeWords<uint32_t, 4>(plane, n, elements) : MergeFixed<4>(plane, n, elements);
+    case 8: return kLittleEndian ? MergeWords<uint64_t, 8>(plane, n, elements) : MergeFixed<8>(plane, n, elements);
     default:
       for (int j = 0; j < k; ++j) {
         const uint8_t* in = plane[j];

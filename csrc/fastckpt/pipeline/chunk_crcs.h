@@ -25,8 +25,8 @@
 #include <cstdint>
 #include <string>
 
-#include "fastckpt/crc32c/crc32c_shift.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/crc32c/crc32c_shift.h"
 
 namespace fastckpt {
 

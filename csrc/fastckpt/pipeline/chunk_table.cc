@@ -6,8 +6,8 @@
 
 namespace fastckpt {
 
-Status MakeChunkCrcs(int64_t chunk_bytes, const uint8_t* le_crcs, size_t nbytes, uint64_t size,
-                     uint32_t masked_crc, const std::string& what, ChunkCrcs* out) {
+Status MakeChunkCrcs(int64_t chunk_bytes, const uint8_t* le_crcs, size_t nbytes, uint64_t size, uint32_t masked_crc,
+                     const std::string& what, ChunkCrcs* out) {
   if (chunk_bytes <= 0 || static_cast<uint64_t>(chunk_bytes) % kChunkAlign != 0) {
     return InvalidArgument(what + ": chunk size " + std::to_string(chunk_bytes) + " is not a positive multiple of " +
                            std::to_string(kChunkAlign) + " bytes");
@@ -15,9 +15,9 @@ Status MakeChunkCrcs(int64_t chunk_bytes, const uint8_t* le_crcs, size_t nbytes,
   const uint64_t cb = static_cast<uint64_t>(chunk_bytes);
   const uint64_t chunks = size / cb + (size % cb != 0 ? 1 : 0);
   if (nbytes % 4 != 0 || nbytes / 4 != chunks) {
-    return DataLoss(what + ": its chunk CRC table has " + std::to_string(nbytes) + " bytes; " +
-                    std::to_string(size) + " bytes in chunks of " + std::to_string(chunk_bytes) + " need " +
-                    std::to_string(chunks) + " CRCs (" + std::to_string(4 * chunks) + " bytes)");
+    return DataLoss(what + ": its chunk CRC table has " + std::to_string(nbytes) + " bytes; " + std::to_string(size) +
+                    " bytes in chunks of " + std::to_string(chunk_bytes) + " need " + std::to_string(chunks) +
+                    " CRCs (" + std::to_string(4 * chunks) + " bytes)");
   }
   ChunkCrcs t;
   t.chunk_bytes = cb;

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "fastckpt/pipeline/chunk_crcs.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/pipeline/chunk_crcs.h"
 
 namespace fastckpt {
 
@@ -43,7 +43,7 @@ struct ChunkCrcs {
 // kInvalidArgument for a chunk size that is not a positive multiple of
 // kChunkAlign; kDataLoss for a table that does not hold one CRC per chunk,
 // or whose CRCs do not combine to the entry's CRC.
-Status MakeChunkCrcs(int64_t chunk_bytes, const uint8_t* le_crcs, size_t nbytes, uint64_t size,
-                     uint32_t masked_crc, const std::string& what, ChunkCrcs* out);
+Status MakeChunkCrcs(int64_t chunk_bytes, const uint8_t* le_crcs, size_t nbytes, uint64_t size, uint32_t masked_crc,
+                     const std::string& what, ChunkCrcs* out);
 
 }  // namespace fastckpt

@@ -9,8 +9,8 @@
 
 namespace fastckpt {
 
-std::vector<uint64_t> LayoutSlabs(const std::vector<uint64_t>& sizes, uint64_t pack_below,
-                                  uint64_t slab_bytes, uint64_t align, std::vector<SlabSlot>* slots) {
+std::vector<uint64_t> LayoutSlabs(const std::vector<uint64_t>& sizes, uint64_t pack_below, uint64_t slab_bytes,
+                                  uint64_t align, std::vector<SlabSlot>* slots) {
   std::vector<uint64_t> slabs;
   slots->assign(sizes.size(), SlabSlot{});
   for (size_t i = 0; i < sizes.size(); ++i) {

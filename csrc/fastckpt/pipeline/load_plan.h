@@ -37,8 +37,8 @@ struct SlabSlot {
 // tensor larger than slab_bytes but below pack_below gets a slab of its own.
 // Returns the slab sizes; fills one slot per size.
 // REQUIRES: align >= 1.
-std::vector<uint64_t> LayoutSlabs(const std::vector<uint64_t>& sizes, uint64_t pack_below,
-                                  uint64_t slab_bytes, uint64_t align, std::vector<SlabSlot>* slots);
+std::vector<uint64_t> LayoutSlabs(const std::vector<uint64_t>& sizes, uint64_t pack_below, uint64_t slab_bytes,
+                                  uint64_t align, std::vector<SlabSlot>* slots);
 
 struct LoadPlan {
   // Fixed-size, unpartitioned entries stored as is, read into new arrays,
@@ -62,8 +62,6 @@ LoadPlan PlanLoad(const BundleReader& reader, uint64_t pack_below, uint64_t slab
 
 // Bytes to skip from `address` to the next multiple of kArrayAlign. A
 // buffer allocated kArrayAlign bytes longer than needed always has room.
-inline uint64_t AlignmentShift(uintptr_t address) {
-  return (kArrayAlign - address % kArrayAlign) % kArrayAlign;
-}
+inline uint64_t AlignmentShift(uintptr_t address) { return (kArrayAlign - address % kArrayAlign) % kArrayAlign; }
 
 }  // namespace fastckpt

@@ -11,9 +11,9 @@
 #include <set>
 #include <stdexcept>
 
-#include "fastckpt/pipeline/chunk_crcs.h"
 #include "fastckpt/crc32c/crc32c.h"
 #include "fastckpt/io/fault_injection.h"
+#include "fastckpt/pipeline/chunk_crcs.h"
 #include "fastckpt/pipeline/helper_threads.h"
 
 namespace fastckpt {
@@ -24,8 +24,7 @@ namespace {
 constexpr uint64_t kInterleaveBytes = 1ull << 20;
 
 int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -230,8 +229,7 @@ Status SaveJob::Snapshot() {
 Status SaveJob::WaitForSnapshot() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] {
-    return snapshot_state_ == SnapshotState::kDone ||
-           (snapshot_state_ == SnapshotState::kNotStarted && failed_.load());
+    return snapshot_state_ == SnapshotState::kDone || (snapshot_state_ == SnapshotState::kNotStarted && failed_.load());
   });
   if (snapshot_state_ == SnapshotState::kNotStarted) {
     // Claimed: a later Snapshot() returns this without reading anything.
@@ -377,8 +375,8 @@ Status SaveJob::FillTasks(std::atomic<size_t>* next, StreamMap* my_streams) {
         CopyStream* s = streams.at(it.device).get();
         st = s->CopyToHost(buf.data + off, it.device_ptr + pc.offset, pc.length);
         if (!st.ok()) {
-          st = st.Annotate("copying tensor " + QuotedKey(it.key) + " from device " +
-                           std::to_string(it.device) + " failed: ");
+          st = st.Annotate("copying tensor " + QuotedKey(it.key) + " from device " + std::to_string(it.device) +
+                           " failed: ");
         }
         devices.insert(it.device);
       } else {

@@ -63,14 +63,14 @@
 #include <string>
 #include <vector>
 
-#include "fastckpt/io/bundle_files.h"
-#include "fastckpt/pipeline/bundle_plan.h"
-#include "fastckpt/pipeline/write_bundle.h"
-#include "fastckpt/pipeline/chunk_crcs.h"
 #include "fastckpt/crc32c/crc32c_shift.h"
 #include "fastckpt/device/copy_engine.h"
-#include "fastckpt/pipeline/staging_pool.h"
+#include "fastckpt/io/bundle_files.h"
+#include "fastckpt/pipeline/bundle_plan.h"
+#include "fastckpt/pipeline/chunk_crcs.h"
 #include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/staging_pool.h"
+#include "fastckpt/pipeline/write_bundle.h"
 
 namespace fastckpt {
 
@@ -109,9 +109,8 @@ class SaveJob {
   // Plans the bundle and creates its temporary files. Items are copied; the
   // memory they point to must outlive the job (see the class comment for
   // when it may change). Device items need a copy engine (GetCopyEngine).
-  static Status Create(const std::string& prefix, std::vector<WriteItem> items,
-                       const WriteOptions& options, const StagingOptions& staging,
-                       std::unique_ptr<SaveJob>* out);
+  static Status Create(const std::string& prefix, std::vector<WriteItem> items, const WriteOptions& options,
+                       const StagingOptions& staging, std::unique_ptr<SaveJob>* out);
   // Aborts an unfinished job, waits for a running snapshot and the writers
   // to stop, releases the staging buffers and removes the temporary files.
   ~SaveJob();

@@ -143,7 +143,9 @@ void StagingPool::Release(StagingBuffer* buf, StagingQuota* quota) {
 }
 
 void StagingPool::Wake() {
-  { std::lock_guard<std::mutex> lock(mu_); }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+  }
   cv_.notify_all();
 }
 

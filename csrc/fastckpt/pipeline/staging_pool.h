@@ -40,8 +40,8 @@
 #include <mutex>
 #include <vector>
 
-#include "fastckpt/device/copy_engine.h"
 #include "fastckpt/core/status.h"
+#include "fastckpt/device/copy_engine.h"
 
 namespace fastckpt {
 
@@ -93,8 +93,8 @@ class StagingPool {
   // with out->data == nullptr instead: the caller has other work to do.
   // stop_waiting runs under the pool's lock and must not call the pool.
   // REQUIRES: out->data == nullptr.
-  Status Acquire(const std::shared_ptr<CopyEngine>& engine, int device, StagingQuota* quota,
-                 StagingBuffer* out, const std::function<bool()>& stop_waiting = nullptr);
+  Status Acquire(const std::shared_ptr<CopyEngine>& engine, int device, StagingQuota* quota, StagingBuffer* out,
+                 const std::function<bool()>& stop_waiting = nullptr);
   void Release(StagingBuffer* buf, StagingQuota* quota);
   // Wakes every waiting Acquire, e.g. after setting a quota's cancelled flag.
   void Wake();

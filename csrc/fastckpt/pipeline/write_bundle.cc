@@ -4,8 +4,8 @@
 
 namespace fastckpt {
 
-Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items,
-                   const WriteOptions& options, WriteResult* result) {
+Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items, const WriteOptions& options,
+                   WriteResult* result) {
   WriteOptions committing = options;
   committing.commit = true;
   std::unique_ptr<SaveJob> job;

@@ -31,11 +31,11 @@
 #include <utility>
 #include <vector>
 
+#include "fastckpt/core/status.h"
+#include "fastckpt/device/copy_engine.h"
 #include "fastckpt/format/bundle_index.h"
 #include "fastckpt/format/bundle_proto.h"
-#include "fastckpt/device/copy_engine.h"
 #include "fastckpt/pipeline/task_plan.h"
-#include "fastckpt/core/status.h"
 
 namespace fastckpt {
 
@@ -113,7 +113,7 @@ struct WriteResult {
 // REQUIRES: keys are non-empty and unique (checked: kInvalidArgument).
 // Thread-safety: independent calls may run concurrently for different
 // prefixes. The GIL must NOT be held (no Python objects are touched).
-Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items,
-                   const WriteOptions& options, WriteResult* result);
+Status WriteBundle(const std::string& prefix, std::vector<WriteItem> items, const WriteOptions& options,
+                   WriteResult* result);
 
 }  // namespace fastckpt
