@@ -1,6 +1,18 @@
-"""Build script for fastckpt's native core (fastckpt._native).
+"""Build script for fastckpt's native code.
 
-All metadata lives in pyproject.toml; this file only describes the C++ extension.
+All metadata lives in pyproject.toml; this file only describes the C++ parts:
+
+  fastckpt/libfastckpt_core.so  the native core (csrc/fastckpt/), compiled once,
+                                Python-free; a shared library, so that both
+                                extensions below use one copy of its
+                                process-wide state (thread pool, staging pool,
+                                installed copy engine, fault injection)
+  fastckpt._native              the bindings users import (csrc/bindings/)
+  fastckpt._native_testing      the test hooks (csrc/testing/): fault injection,
+                                the simulated device, direct entry points into
+                                core pieces; imported by the tests only
+
+Both extensions find the core next to them (rpath $ORIGIN).
 Build switches are environment variables because they pass through `pip install .`:
 
   FASTCKPT_DEBUG=1                -O0 -g, assertions on
@@ -15,7 +27,7 @@ import os
 import re
 
 from pybind11.setup_helpers import Pybind11Extension, ParallelCompile, build_ext
-from setuptools import setup
+from setuptools import Extension, setup
 
 
 def _version() -> str:
@@ -65,22 +77,67 @@ if _flag("FASTCKPT_WARNINGS_AS_ERRORS"):
     compile_args.append("-Werror")
 
 # Sorted for reproducible builds.
-sources = sorted(glob.glob("csrc/fastckpt/*.cc")) + sorted(glob.glob("csrc/bindings/*.cc"))
+core_sources = sorted(glob.glob("csrc/fastckpt/**/*.cc", recursive=True))
+binding_sources = sorted(glob.glob("csrc/bindings/*.cc"))
+# errors.cc (Status -> exception) is the one binding file both modules need.
+testing_sources = sorted(glob.glob("csrc/testing/*.cc")) + ["csrc/bindings/errors.cc"]
+# Every header: a change to one rebuilds what may include it.
+headers = sorted(glob.glob("csrc/**/*.h", recursive=True))
+
+CORE = "fastckpt.libfastckpt_core"
+CORE_FILE = "libfastckpt_core.so"
+
+
+class BuildExt(build_ext):
+    """Builds the core as a plain shared library (not a Python module: no
+    Python ABI tag in its name) before the extensions, and links them to it."""
+
+    def get_ext_filename(self, fullname):
+        # Called with the full name or (building) with its last part alone.
+        if fullname in (CORE, CORE.rpartition(".")[2]):
+            return os.path.join(*fullname.split(".")[:-1], CORE_FILE)
+        return super().get_ext_filename(fullname)
+
+    def build_extension(self, ext):
+        if ext.name != CORE:
+            ext.extra_objects = [self.get_ext_fullpath(CORE)]
+            ext.extra_link_args = ext.extra_link_args + ["-Wl,-rpath,$ORIGIN"]
+            ext.depends = ext.depends + [self.get_ext_fullpath(CORE)]
+        super().build_extension(ext)
+
 
 ParallelCompile("FASTCKPT_BUILD_JOBS", default=os.cpu_count() or 1).install()
 
+
+def _extension(name, sources):
+    return Pybind11Extension(
+        name,
+        sources,
+        include_dirs=["csrc"],
+        cxx_std=17,
+        define_macros=[("FASTCKPT_VERSION", f'"{_version()}"')],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        depends=headers,
+    )
+
+
 setup(
     ext_modules=[
-        Pybind11Extension(
-            "fastckpt._native",
-            sources,
+        # The core's symbols stay visible: the extensions link against them.
+        Extension(
+            CORE,
+            core_sources,
             include_dirs=["csrc"],
-            cxx_std=17,
-            define_macros=[("FASTCKPT_VERSION", f'"{_version()}"')],
-            extra_compile_args=compile_args,
-            extra_link_args=link_args,
+            language="c++",
+            # -g0 as Pybind11Extension adds it (a debug build's -g comes later and wins).
+            extra_compile_args=["-std=c++17", "-g0"] + [a for a in compile_args if a != "-fvisibility=hidden"],
+            extra_link_args=link_args + [f"-Wl,-soname,{CORE_FILE}"],
             libraries=["dl", "pthread"],
-        )
+            depends=headers,
+        ),
+        _extension("fastckpt._native", binding_sources),
+        _extension("fastckpt._native_testing", testing_sources),
     ],
-    cmdclass={"build_ext": build_ext},
+    cmdclass={"build_ext": BuildExt},
 )

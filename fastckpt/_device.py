@@ -113,19 +113,11 @@ def _describe_torch(t: Any, for_write: bool) -> DeviceArray:
                        shape=tuple(int(d) for d in t.shape), owner=t)
 
 
-def _c_strides(shape: Tuple[int, ...], itemsize: int) -> Tuple[int, ...]:
-    out, step = [], itemsize
-    for d in reversed(shape):
-        out.append(step)
-        step *= max(d, 1)
-    return tuple(reversed(out))
-
-
 def _is_c_contiguous(shape: Tuple[int, ...], strides: Optional[Tuple[int, ...]], itemsize: int) -> bool:
-    if strides is None or 0 in shape:
-        return True
-    want = _c_strides(shape, itemsize)
-    return all(n == 1 or s == w for n, s, w in zip(shape, strides, want))
+    """The native rule (the one DLPack exports are checked with), on byte strides."""
+    from . import _native
+
+    return _native.is_c_contiguous(shape, strides, itemsize)
 
 
 def _device_of(value: Any) -> int:

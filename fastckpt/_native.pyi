@@ -11,6 +11,7 @@ import numpy as np
 
 
 __version__: str
+DEFAULT_TASK_BYTES: int
 
 # A writer item: (key, DataType, shape, data, crc32c or None, stored slices
 # or None). `data` is a buffer (host), a (device_ptr, nbytes, device, stream)
@@ -40,6 +41,7 @@ def crc32c_unmask(masked: SupportsIndex) -> int: ...
 def crc32c_impls() -> List[str]: ...
 def crc32c_impl() -> str: ...
 def crc32c_set_impl(name: str) -> None: ...
+def crc32c_mask_cpu_features(names: Sequence[str]) -> None: ...
 
 # -- writing -------------------------------------------------------------------------
 
@@ -200,8 +202,11 @@ class DLPackTensor:
 
 def dlpack_export(obj: Any, stream: Any = None) -> DLPackTensor: ...
 def dlpack_numpy_dtype(code: SupportsIndex, bits: SupportsIndex, lanes: SupportsIndex) -> str: ...
+def is_c_contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], unit: int) -> bool: ...
 
-# -- fastckpt._native.testing: test hooks, never used by the package ---------------------
+# -- fastckpt._native.testing: the test hooks, never used by the package -----------------
+# A separate extension at run time (fastckpt._native_testing), which `_native.testing`
+# imports on first use.
 
 class _SimulatedDevice:
     """A CPU stand-in for the CUDA copy engine: device pointers are host addresses."""
@@ -213,7 +218,7 @@ class _SimulatedDevice:
                     nbytes: SupportsIndex) -> None: ...
 
 class _Testing(Protocol):
-    """The ``testing`` submodule (a module at run time)."""
+    """The test module ``fastckpt._native_testing`` (a module at run time)."""
 
     SimulatedDevice: Type[_SimulatedDevice]
 
@@ -238,5 +243,19 @@ class _Testing(Protocol):
                            stream: SupportsIndex = 0) -> None: ...
     def cuda_engine_marks(self, count: SupportsIndex, wait_every: SupportsIndex,
                           device: SupportsIndex = 0) -> int: ...
+    def dtype_table(self) -> List[Tuple[int, str, int, int, int]]:
+        """The core's element types: [(DataType or -1, name, bytes per element,
+        DLPack code or 255, DLPack bits)]."""
+    def plan_tasks(self, extents: Sequence[Tuple[int, int, int, int]], num_items: SupportsIndex,
+                   task_bytes: SupportsIndex, piece_bytes: SupportsIndex = 0,
+                   max_pieces: Optional[SupportsIndex] = None, max_gap: Optional[SupportsIndex] = None,
+                   ) -> Tuple[List[Tuple[int, int, int, int]], List[Tuple[int, int, int, int, int, int]],
+                              List[int], List[int]]: ...
+    def layout_slabs(self, sizes: Sequence[int], pack_below: SupportsIndex, slab_bytes: SupportsIndex,
+                     align: SupportsIndex) -> Tuple[List[int], List[Tuple[int, int]]]: ...
+    def staging_borrow(self, count: SupportsIndex, max_buffers: SupportsIndex,
+                       ) -> Tuple[List[int], Dict[str, int], Dict[str, int]]: ...
+    def build_table(self, entries: Sequence[Tuple[bytes, bytes]]) -> bytes: ...
+    def read_table(self, data: bytes, name: str = "table") -> List[Tuple[bytes, bytes]]: ...
 
 testing: _Testing

@@ -5,6 +5,10 @@ variable               meaning
 =====================  =============================================================
 FASTCKPT_THREADS       default number of I/O threads (default: number of CPU cores)
 FASTCKPT_CRC32C        CRC32C implementation: auto (default), portable, sse42, avx2_vpclmul, arm64
+FASTCKPT_DISABLE_CPU_FEATURES
+                       comma list of sse42, pclmul, avx2, vpclmul, arm64_crc32 or
+                       all: CPU features hidden from the CRC32C dispatcher
+                       (testing); read at import
 FASTCKPT_TASK_BYTES    bytes per unit of parallel work (default 16 MiB)
 FASTCKPT_STAGING_MB    size of one host staging buffer, MiB (default 64)
 FASTCKPT_HOST_BUDGET_MB
@@ -43,7 +47,7 @@ __all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "s
            "host_memory_budget", "save_group_bytes", "apply_staging_settings", "device_policy", "DEVICE_POLICIES",
            "check_positive"]
 
-_DEFAULT_TASK_BYTES = 16 << 20
+_DEFAULT_TASK_BYTES: int = _native.DEFAULT_TASK_BYTES  # defined once, in the native core
 
 
 def _int_env(name: str, default: int, minimum: int) -> int:
@@ -139,7 +143,18 @@ def set_crc32c_impl(name: str) -> None:
     _native.crc32c_set_impl(name)
 
 
+def _disabled_cpu_features() -> list[str]:
+    """The names in ``FASTCKPT_DISABLE_CPU_FEATURES`` (comma-separated, spaces
+    around names tolerated; unknown names are ignored by the core)."""
+    raw = os.environ.get("FASTCKPT_DISABLE_CPU_FEATURES", "")
+    return [name.strip(" \t") for name in raw.split(",") if name.strip(" \t")]
+
+
 def _apply_environment() -> None:
+    disabled = _disabled_cpu_features()
+    if disabled:
+        # Before FASTCKPT_CRC32C, so that forcing a masked implementation fails.
+        _native.crc32c_mask_cpu_features(disabled)
     max_threads = os.environ.get("FASTCKPT_MAX_THREADS", "").strip()
     if max_threads:
         try:

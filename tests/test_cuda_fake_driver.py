@@ -5,11 +5,11 @@ is host memory and whose streams are worker threads that run copies
 asynchronously (so a missing synchronisation reads stale bytes). Each test
 runs a Python subprocess with LD_LIBRARY_PATH pointing at the fake, so the
 engine's dlopen("libcuda.so.1") finds it; the subprocess drives the engine
-through fastckpt._native.testing.cuda_engine_* and inspects the fake's
+through fastckpt._native_testing.cuda_engine_* and inspects the fake's
 counters (fake_cuda_*) through ctypes.
 
 What this cannot check is the real driver's behaviour; see
-csrc/fastckpt/cuda_copy_engine.cc for the assumptions made about it.
+csrc/fastckpt/device/cuda_copy_engine.cc for the assumptions made about it.
 """
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def fake_dir(tmp_path_factory):
 PRELUDE = textwrap.dedent("""
     import ctypes, json, os, sys, threading
     import fastckpt
-    from fastckpt import _native
-    T = _native.testing
+    from fastckpt import _native, _native_testing
+    T = _native_testing
     cu = ctypes.CDLL("libcuda.so.1")
     with open("/proc/self/maps") as _f:
         assert os.environ["FAKE_DIR"] in _f.read(), "the fake libcuda.so.1 is not the one loaded"
@@ -181,9 +181,9 @@ def test_driver_without_entry_points_is_unavailable(tmp_path):
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     script = textwrap.dedent("""
         import json, fastckpt
-        from fastckpt import _native
+        from fastckpt import _native, _native_testing
         try:
-            _native.testing.cuda_engine_roundtrip(1, 16, 16)
+            _native_testing.cuda_engine_roundtrip(1, 16, 16)
             err = None
         except fastckpt.CudaUnavailableError as e:
             err = str(e)
@@ -202,9 +202,9 @@ def test_driver_without_entry_points_is_unavailable(tmp_path):
 @pytest.mark.skipif(fastckpt.build_info()["cuda_driver_found"],
                     reason="a CUDA driver is installed here")
 def test_missing_driver_is_unavailable():
-    from fastckpt import _native
+    from fastckpt import _native, _native_testing
     with pytest.raises(fastckpt.CudaUnavailableError, match="libcuda.so.1"):
-        _native.testing.cuda_engine_roundtrip(1, 16, 16)
+        _native_testing.cuda_engine_roundtrip(1, 16, 16)
 
 
 # ---- copies ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A save that fails at any OS call, for any reason, leaves no trace.
 
-The native hook (fastckpt._native.testing, csrc/fastckpt/fault_injection.h)
+The native hook (fastckpt._native_testing, csrc/fastckpt/io/fault_injection.h)
 fails the N-th create/write/fsync/rename/close/directory-fsync of a save with
 a chosen errno. A Saver's .meta and state file go through the same native
 calls (fastckpt._native.write_file_atomically), after the bundle's. Every
@@ -37,11 +37,11 @@ import numpy as np
 import pytest
 
 import fastckpt
-from fastckpt import _native
+from fastckpt import _native, _native_testing
 from fastckpt import checkpoint_management as cm
 from sim_device import SimDeviceArray
 
-testing = _native.testing
+testing = _native_testing
 
 POINTS = ["create", "write", "sync", "rename", "close", "sync_dir"]
 ERRNOS = [errno.ENOSPC, errno.EACCES, errno.EIO]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastckpt
-from fastckpt import _native
+from fastckpt import _native, _native_testing
 from fastckpt.writer import prepare_items
 from sim_device import SimDeviceArray, new_sim_array
 
@@ -169,12 +169,12 @@ def test_copy_error_mid_stream_fails_cleanly(tmp_path, sim_device, at_enqueue):
 
 def test_write_error_mid_stream_fails_cleanly(tmp_path, sim_device):
     x = np.random.default_rng(6).standard_normal(8 * MiB // 4).astype(np.float32)
-    _native.testing.arm_fault("write", 3, errno.ENOSPC)
+    _native_testing.arm_fault("write", 3, errno.ENOSPC)
     try:
         with pytest.raises(fastckpt.CheckpointIOError) as info:
             fastckpt.save({"w": SimDeviceArray(x)}, tmp_path / "ck")
     finally:
-        _native.testing.disarm_faults()
+        _native_testing.disarm_faults()
     assert info.value.errno == errno.ENOSPC
     assert os.listdir(tmp_path) == []
     assert _native.staging_stats()["lent"] == 0
@@ -190,7 +190,7 @@ def test_without_a_device_path_arrays_are_copied_to_the_host(tmp_path):
 
 def test_build_info_names_the_device_path(sim_device):
     assert fastckpt.build_info()["device_path"] == "simulated"
-    _native.testing.uninstall_device()
+    _native_testing.uninstall_device()
     assert fastckpt.build_info()["device_path"] == "cpu"
 
 

@@ -7,7 +7,7 @@ knows (``PREFIX.data-00000-of-00001``, ``PREFIX.index``, ``checkpoint``,
 ``PREFIX.meta``) in its message and in ``filename``, never the temporary
 name; ``errno`` is the OS error, ``strerror`` the OS text alone, and the
 class the ``CheckpointIOError`` subclass for the errno. Failures are
-injected with the native fault hook (fastckpt._native.testing).
+injected with the native fault hook (fastckpt._native_testing).
 
 Also here: files are created with mode 0666 less the umask, as TensorFlow
 creates them.
@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 
 import fastckpt
-from fastckpt import _native, metagraph
+from fastckpt import _native, _native_testing, metagraph
 from fastckpt import checkpoint_management as cm
 from fastckpt.proto import DataType
 
-testing = _native.testing
+testing = _native_testing
 ENOSPC_TEXT = os.strerror(errno.ENOSPC)
 
 

@@ -1,4 +1,4 @@
-"""The process-wide I/O thread pool (csrc/fastckpt/thread_pool.h).
+"""The process-wide I/O thread pool (csrc/fastckpt/pipeline/helper_threads.h).
 
 * Many saves, loads and verifies running at once from Python threads give
   the right bytes, whatever the cap (down to no pool threads at all: the
@@ -24,7 +24,7 @@ import textwrap
 import pytest
 
 import fastckpt
-from fastckpt import _native
+from fastckpt import _native, _native_testing
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -37,7 +37,7 @@ PRELUDE = '''
 import json, os, sys, threading, time
 import numpy as np
 import fastckpt
-from fastckpt import _native
+from fastckpt import _native, _native_testing
 MiB = 1 << 20
 
 def os_threads():
@@ -195,10 +195,10 @@ def test_thread_creation_failure_is_never_a_crash(tmp_path, skip):
     device loads and verifies complete on the threads there are."""
     out = run_child(f"""
         from sim_device import SimDeviceArray, new_sim_array
-        _native.testing.arm_thread_failures({skip}, -1)
+        _native_testing.arm_thread_failures({skip}, -1)
         errors = run_workers(sys.argv[1], 3, 2, 8)
         os.environ["FASTCKPT_STAGING_MB"] = "1"
-        _native.testing.install_simulated_device()
+        _native_testing.install_simulated_device()
         x = np.arange(3 * MiB // 4, dtype=np.float32)
         p = os.path.join(sys.argv[1], "dev")
         fastckpt.save({{"x": SimDeviceArray(x)}}, p, threads=4)
@@ -207,7 +207,7 @@ def test_thread_creation_failure_is_never_a_crash(tmp_path, skip):
         ok = (np.array_equal(dev, x) and np.array_equal(fastckpt.load(p + "-async")["x"], x))
         st = _native.thread_stats()
         print(json.dumps({{"errors": errors, "ok": bool(ok), "stats": st,
-                          "refused": _native.testing.thread_failures()}}))
+                          "refused": _native_testing.thread_failures()}}))
         """, str(tmp_path))
     assert out["errors"] == []
     assert out["ok"] is True
@@ -232,7 +232,7 @@ def test_a_forked_child_can_save_and_load(tmp_path):
         assert _native.thread_stats()["threads"] >= 1
         # A save held inside its snapshot (the hook waits for a failure that
         # does not come, for 2 s) while we fork.
-        _native.testing.arm_fill_delay(0, 2.0, 0.0)
+        _native_testing.arm_fill_delay(0, 2.0, 0.0)
         x = np.arange(6 * MiB // 4, dtype=np.float32)
         items, keep = prepare_items({"x": x})
         job = _native.SaveJob(os.path.join(root, "inflight"), items, threads=4, snapshot_host=True,
@@ -243,7 +243,7 @@ def test_a_forked_child_can_save_and_load(tmp_path):
             job.finish()
         holder = threading.Thread(target=hold)
         holder.start()
-        while not _native.testing.fill_delay_state()["started"]:
+        while not _native_testing.fill_delay_state()["started"]:
             time.sleep(0.001)
         pid = os.fork()
         if pid == 0:
@@ -288,7 +288,7 @@ def test_many_concurrent_calls_with_one_pool_thread_do_not_deadlock(tmp_path):
         os.environ["FASTCKPT_STAGING_MB"] = "1"
         os.environ["FASTCKPT_HOST_BUDGET_MB"] = "3"
         _native.configure_threads(max_threads=1)
-        _native.testing.install_simulated_device()
+        _native_testing.install_simulated_device()
         root = sys.argv[1]
         errors = []
         def device_work(w):

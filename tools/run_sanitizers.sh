@@ -6,7 +6,10 @@
 #   tools/run_sanitizers.sh address [pytest args...]   the same
 #   tools/run_sanitizers.sh thread [pytest args...]    ThreadSanitizer
 #
-# The ASan run covers the I/O, format, staging and device tests; the TSan run
+# Both builds make the core library and both extensions (fastckpt._native,
+# fastckpt._native_testing: setup.py), all with the sanitizer.
+# The ASan run covers the I/O, format, staging and device tests and the
+# direct tests of core pieces (test_native_*); the TSan run
 # the multi-threaded ones: staging, asynchronous saves, failed saves, fault
 # injection, the fake CUDA driver and pipeline, the thread pool, partial
 # (multi-rank) save jobs and box reads. Extra
@@ -53,4 +56,5 @@ exec "$python" -m pytest -q -p no:cacheprovider tests/test_crc32c.py tests/test_
   tests/test_cuda_fake_driver.py tests/test_cuda_fake_pipeline.py \
   tests/test_dlpack_native.py tests/test_load_packing.py tests/test_hostile_inputs.py \
   tests/test_partial_bundles.py tests/test_box_reads.py tests/test_distributed_single.py \
-  tests/test_bundle_stream.py tests/test_compression.py "$@"
+  tests/test_bundle_stream.py tests/test_compression.py tests/test_native_units.py \
+  tests/test_native_modules.py tests/test_native_dtypes.py "$@"

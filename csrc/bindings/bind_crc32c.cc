@@ -11,7 +11,8 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/crc32c.h"
+#include "fastckpt/crc32c/cpu_features.h"
+#include "fastckpt/crc32c/crc32c.h"
 
 namespace py = pybind11;
 
@@ -67,8 +68,7 @@ crc32c::Impl ParseImpl(const std::string& name, const char* extra = nullptr) {
   if (!known) {
     ThrowStatus(InvalidArgument("unknown CRC32C implementation '" + name + "'; valid: " + valid));
   }
-  ThrowStatus(InvalidArgument("CRC32C implementation '" + name +
-                        "' is not available on this CPU; valid: " + valid));
+  ThrowStatus(InvalidArgument("CRC32C implementation '" + name + "' is not available on this CPU; valid: " + valid));
 }
 
 uint32_t Crc32c(py::handle data, uint32_t crc, const std::optional<std::string>& impl_name) {
@@ -126,6 +126,17 @@ void RegisterCrc32c(py::module_& m) {
       "Selects the CRC32C implementation by name, or 'auto' for the fastest one.\n"
       "Checksums already running in other threads may finish with the previous one\n"
       "(every implementation gives the same results).");
+  m.def(
+      "crc32c_mask_cpu_features",
+      [](const std::vector<std::string>& names) {
+        cpu::MaskFeatures(names);
+        crc32c::SetImpl(crc32c::BestImpl());  // always available
+      },
+      py::arg("names"),
+      "Hides CPU features from the CRC32C dispatcher (sse42, pclmul, avx2, vpclmul,\n"
+      "arm64_crc32, or 'all'; other names are ignored), replacing the previous mask,\n"
+      "and selects the fastest implementation left. fastckpt.config applies\n"
+      "FASTCKPT_DISABLE_CPU_FEATURES with it at import.");
 }
 
 }  // namespace bindings

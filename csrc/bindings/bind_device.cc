@@ -8,7 +8,7 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/copy_engine.h"
+#include "fastckpt/device/copy_engine.h"
 
 namespace py = pybind11;
 

@@ -1,6 +1,6 @@
 // write_file_atomically() and remove_stale_temp_files(): small files (the
 // `checkpoint` state file, `.meta`) go through the same temporary-file
-// mechanism as data and index files (csrc/fastckpt/temp_files.h), so that
+// mechanism as data and index files (csrc/fastckpt/io/temp_files.h), so that
 // a crash leaves only names the next save recognises and removes.
 //
 // Arguments are converted with the GIL held; the I/O runs with it released.
@@ -11,7 +11,7 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/temp_files.h"
+#include "fastckpt/io/temp_files.h"
 
 namespace py = pybind11;
 

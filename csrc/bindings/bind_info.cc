@@ -3,10 +3,11 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/copy_engine.h"
-#include "fastckpt/crc32c.h"
-#include "fastckpt/cuda_driver.h"
-#include "fastckpt/thread_pool.h"
+#include "fastckpt/crc32c/crc32c.h"
+#include "fastckpt/device/copy_engine.h"
+#include "fastckpt/device/cuda_driver.h"
+#include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace py = pybind11;
 
@@ -15,6 +16,8 @@ namespace bindings {
 
 void RegisterInfo(py::module_& m) {
   m.attr("__version__") = FASTCKPT_VERSION;
+  // The default unit of parallel work (fastckpt/config.py reads it from here).
+  m.attr("DEFAULT_TASK_BYTES") = py::int_(kDefaultTaskBytes);
   m.def(
       "build_info",
       [](bool probe_cuda) {

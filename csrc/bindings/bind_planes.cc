@@ -10,7 +10,7 @@
 
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/byte_planes.h"
+#include "fastckpt/pipeline/byte_planes.h"
 
 namespace py = pybind11;
 
@@ -27,8 +27,8 @@ class Pinned {
     const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj.ptr(), &view_, flags) != 0) {
       PyErr_Clear();
-      ThrowStatus(InvalidArgument(std::string(what) + " must be a C-contiguous" +
-                                  (writable ? ", writable" : "") + " buffer"));
+      ThrowStatus(
+          InvalidArgument(std::string(what) + " must be a C-contiguous" + (writable ? ", writable" : "") + " buffer"));
     }
   }
   ~Pinned() { PyBuffer_Release(&view_); }

@@ -16,12 +16,14 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/box_copy.h"
-#include "fastckpt/bundle_reader.h"
-#include "fastckpt/dtypes.h"
-#include "fastckpt/slice_key.h"
-#include "fastckpt/slice_set.h"
-#include "fastckpt/string_tensor.h"
+#include "fastckpt/format/dtypes.h"
+#include "fastckpt/format/slice_key.h"
+#include "fastckpt/format/slice_set.h"
+#include "fastckpt/format/string_tensor.h"
+#include "fastckpt/pipeline/box_copy.h"
+#include "fastckpt/pipeline/bundle_reader.h"
+#include "fastckpt/pipeline/load_plan.h"
+#include "fastckpt/pipeline/task_plan.h"
 
 namespace py = pybind11;
 
@@ -127,30 +129,6 @@ TensorSlice ToBox(const py::handle& box, const std::string& what) {
     out.push_back(SliceExtent{v[0], v[1]});
   }
   return out;
-}
-
-// Where ReadAll puts one small tensor: slab `slab`, byte `offset`.
-struct SlabSlot {
-  size_t slab;
-  uint64_t offset;
-};
-
-// Packs tensors (by byte size, in order) into slabs of at most `slab_bytes`,
-// each tensor at a multiple of `align`. A tensor of size >= `pack_below`
-// gets no slot (slots[i].slab == SIZE_MAX) and is allocated on its own.
-// Returns the slab sizes.
-std::vector<uint64_t> LayoutSlabs(const std::vector<uint64_t>& sizes, uint64_t pack_below,
-                                  uint64_t slab_bytes, uint64_t align, std::vector<SlabSlot>* slots) {
-  std::vector<uint64_t> slabs;
-  slots->assign(sizes.size(), SlabSlot{SIZE_MAX, 0});
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    if (sizes[i] >= pack_below || sizes[i] == 0) continue;
-    uint64_t need = (sizes[i] + align - 1) / align * align;
-    if (slabs.empty() || slabs.back() + need > slab_bytes) slabs.push_back(0);
-    (*slots)[i] = SlabSlot{slabs.size() - 1, slabs.back()};
-    slabs.back() += need;
-  }
-  return slabs;
 }
 
 class PyReader {
@@ -261,69 +239,57 @@ class PyReader {
     auto r = Get();
     const auto& keys = r->keys();
     const auto& entries = r->entries();
-    std::vector<size_t> fixed;
+    const LoadPlan plan = PlanLoad(*r, pack_below, slab_bytes);
     py::list left;
+    for (size_t i : plan.left) left.append(DecodeKey(keys[i]));
     std::map<int, py::dtype> dtypes;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (IsSliceKey(keys[i])) continue;
+    for (size_t i : plan.read) {
       const BundleEntry& e = entries[i];
-      if (!e.slices.empty() || e.dtype == kDtString || !r->StoredAsIs(i)) {
-        left.append(DecodeKey(keys[i]));
-        continue;
-      }
       auto it = dtypes.find(e.dtype);
       if (it == dtypes.end()) {
         py::dtype dt = py::dtype::from_args(dtype_of(e.dtype));
         if (dt.itemsize() != DtypeElementSize(e.dtype)) {
-          Check(DataLoss(r->Describe(i) + " has dtype " + std::to_string(e.dtype) +
-                         ", which numpy holds in " + std::to_string(dt.itemsize()) + " bytes, not " +
-                         std::to_string(DtypeElementSize(e.dtype))));
+          Check(DataLoss(r->Describe(i) + " has dtype " + std::to_string(e.dtype) + ", which numpy holds in " +
+                         std::to_string(dt.itemsize()) + " bytes, not " + std::to_string(DtypeElementSize(e.dtype))));
         }
         it = dtypes.emplace(e.dtype, dt).first;
       }
       Check(r->CheckBounds(i));
-      fixed.push_back(i);
     }
 
-    std::vector<uint64_t> sizes(fixed.size());
-    for (size_t k = 0; k < fixed.size(); ++k) sizes[k] = static_cast<uint64_t>(entries[fixed[k]].size);
-    std::vector<SlabSlot> slots;
-    std::vector<uint64_t> slab_sizes =
-        LayoutSlabs(sizes, pack_below, std::max<uint64_t>(slab_bytes, 1), /*align=*/64, &slots);
+    // Every array is allocated kArrayAlign bytes longer than it needs, so
+    // that it can start at that alignment whatever the allocator gives.
+    auto allocate = [](uint64_t n) {
+      return py::array(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{static_cast<py::ssize_t>(n + kArrayAlign)});
+    };
+    auto aligned = [](py::array& raw) {
+      uint8_t* p = static_cast<uint8_t*>(raw.mutable_data());
+      return p + AlignmentShift(reinterpret_cast<uintptr_t>(p));
+    };
     std::vector<py::array> slabs;
-    slabs.reserve(slab_sizes.size());
-    for (uint64_t n : slab_sizes) {
-      // 64 bytes of slack so every slot can start on a 64-byte boundary
-      // whatever alignment the allocator gives the slab.
-      slabs.emplace_back(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{static_cast<py::ssize_t>(n + 64)});
-    }
-    std::vector<uint64_t> slab_shift(slabs.size());
-    for (size_t s = 0; s < slabs.size(); ++s) {
-      auto addr = reinterpret_cast<uintptr_t>(slabs[s].mutable_data());
-      slab_shift[s] = (64 - addr % 64) % 64;
+    std::vector<uint8_t*> slab_data;
+    slabs.reserve(plan.slab_sizes.size());
+    for (uint64_t n : plan.slab_sizes) {
+      slabs.push_back(allocate(n));
+      slab_data.push_back(aligned(slabs.back()));
     }
 
     py::dict out;
     std::vector<BundleReader::ReadRequest> reqs;
-    reqs.reserve(fixed.size());
-    for (size_t k = 0; k < fixed.size(); ++k) {
-      size_t i = fixed[k];
+    reqs.reserve(plan.read.size());
+    for (size_t k = 0; k < plan.read.size(); ++k) {
+      const size_t i = plan.read[k];
       const BundleEntry& e = entries[i];
       std::vector<py::ssize_t> shape(e.shape.begin(), e.shape.end());
       const py::dtype& dt = dtypes.at(e.dtype);
       py::array arr;
-      if (slots[k].slab != SIZE_MAX) {
-        py::array& slab = slabs[slots[k].slab];
-        uint8_t* p = static_cast<uint8_t*>(slab.mutable_data()) + slab_shift[slots[k].slab] + slots[k].offset;
-        arr = py::array(dt, shape, std::vector<py::ssize_t>{}, p, slab);
+      const SlabSlot& slot = plan.slots[k];
+      if (slot.slab != SlabSlot::kOwnAllocation) {
+        arr = py::array(dt, shape, std::vector<py::ssize_t>{}, slab_data[slot.slab] + slot.offset, slabs[slot.slab]);
       } else {
-        // Its own allocation, also 64-byte aligned (TensorFlow takes a fed
-        // array without a copy only at that alignment): a view into a byte
-        // buffer 64 bytes longer, which owns the memory.
-        py::array raw(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{static_cast<py::ssize_t>(e.size + 64)});
-        auto addr = reinterpret_cast<uintptr_t>(raw.mutable_data());
-        uint8_t* p = static_cast<uint8_t*>(raw.mutable_data()) + (64 - addr % 64) % 64;
-        arr = py::array(dt, shape, std::vector<py::ssize_t>{}, p, raw);
+        // Its own allocation: a view into a byte buffer, which owns the memory.
+        py::array raw = allocate(static_cast<uint64_t>(e.size));
+        arr = py::array(dt, shape, std::vector<py::ssize_t>{}, aligned(raw), raw);
       }
       if (e.size > 0) {
         reqs.push_back({i, static_cast<uint8_t*>(arr.mutable_data()), static_cast<uint64_t>(arr.nbytes())});
@@ -333,7 +299,7 @@ class PyReader {
     Status st;
     {
       py::gil_scoped_release release;
-      st = r->Read(reqs, threads, task_bytes == 0 ? (16ull << 20) : task_bytes);
+      st = r->Read(reqs, threads, task_bytes == 0 ? kDefaultTaskBytes : task_bytes);
     }
     Check(st);
     return py::make_tuple(out, left);
@@ -358,7 +324,7 @@ class PyReader {
     Status st;
     {
       py::gil_scoped_release release;
-      st = r->Read(reqs, threads, task_bytes == 0 ? (16ull << 20) : task_bytes);
+      st = r->Read(reqs, threads, task_bytes == 0 ? kDefaultTaskBytes : task_bytes);
     }
     Check(st);
   }
@@ -424,11 +390,11 @@ class PyReader {
     for (const VerifyProblem& p : report.bad) {
       // Paths keep undecodable bytes as surrogates, as os.fsdecode would;
       // reasons are our own text and never fail to decode.
-      py::object file = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
-          p.file.data(), static_cast<Py_ssize_t>(p.file.size()), "surrogateescape"));
+      py::object file = py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(p.file.data(), static_cast<Py_ssize_t>(p.file.size()), "surrogateescape"));
       if (!file) throw py::error_already_set();
-      py::object reason = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
-          p.reason.data(), static_cast<Py_ssize_t>(p.reason.size()), "backslashreplace"));
+      py::object reason = py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(p.reason.data(), static_cast<Py_ssize_t>(p.reason.size()), "backslashreplace"));
       if (!reason) throw py::error_already_set();
       bad.append(py::make_tuple(py::bytes(p.key), file, reason, p.listed));
     }
@@ -550,9 +516,8 @@ std::vector<uint64_t> ToDims(const py::handle& seq, const char* what) {
 // the box's elements whose source element index lies in [begin, end) from
 // `src` (the whole source array) into `dst`. The arguments are checked
 // against BoxLayout's requirements (InvalidArgumentError).
-void CopyBox(py::object src, py::object src_shape, py::object src_start, py::object dst,
-             py::object dst_shape, py::object dst_start, py::object extent, uint64_t elem, uint64_t begin,
-             uint64_t end) {
+void CopyBox(py::object src, py::object src_shape, py::object src_start, py::object dst, py::object dst_shape,
+             py::object dst_start, py::object extent, uint64_t elem, uint64_t begin, uint64_t end) {
   BoxLayout l;
   l.src_shape = ToDims(src_shape, "src_shape");
   l.src_start = ToDims(src_start, "src_start");
@@ -609,8 +574,8 @@ void RegisterReader(py::module_& m) {
       .def("names", &PyReader::Names, "{name: entry index} of every listed tensor (slice entries excluded).")
       .def("entry", &PyReader::Entry, py::arg("index"), "(dtype, shape, size, slices | None) of one entry.")
       .def("find", &PyReader::Find, py::arg("key"), "The entry index of a raw key, or -1.")
-      .def("read_all", &PyReader::ReadAll, py::arg("dtype_of"), py::arg("threads") = 0,
-           py::arg("task_bytes") = 0, py::arg("pack_below") = 0, py::arg("slab_bytes") = 64ull << 20,
+      .def("read_all", &PyReader::ReadAll, py::arg("dtype_of"), py::arg("threads") = 0, py::arg("task_bytes") = 0,
+           py::arg("pack_below") = 0, py::arg("slab_bytes") = 64ull << 20,
            "Reads every fixed-size unpartitioned tensor into new numpy arrays; returns "
            "({name: array}, [names of string and partitioned tensors, not read]).")
       .def("read", &PyReader::Read, py::arg("requests"), py::arg("threads") = 0, py::arg("task_bytes") = 0)

@@ -15,12 +15,12 @@
 #include "bindings/buffer.h"
 #include "bindings/errors.h"
 #include "bindings/registry.h"
-#include "fastckpt/bundle_commit.h"
-#include "fastckpt/bundle_writer.h"
-#include "fastckpt/save_job.h"
-#include "fastckpt/staging_pool.h"
-#include "fastckpt/string_tensor.h"
-#include "fastckpt/thread_pool.h"
+#include "fastckpt/format/string_tensor.h"
+#include "fastckpt/io/bundle_commit.h"
+#include "fastckpt/pipeline/helper_threads.h"
+#include "fastckpt/pipeline/save_job.h"
+#include "fastckpt/pipeline/staging_pool.h"
+#include "fastckpt/pipeline/write_bundle.h"
 
 namespace py = pybind11;
 
@@ -127,8 +127,8 @@ void ParseItems(py::list items, std::vector<WriteItem>* out, std::vector<BufferV
   }
 }
 
-WriteOptions MakeOptions(int num_shards, int threads, bool durable, uint64_t task_bytes, bool sort_data,
-                         int shard_base, int total_shards, int64_t chunk_bytes, bool commit) {
+WriteOptions MakeOptions(int num_shards, int threads, bool durable, uint64_t task_bytes, bool sort_data, int shard_base,
+                         int total_shards, int64_t chunk_bytes, bool commit) {
   WriteOptions opts;
   opts.num_shards = num_shards;
   opts.threads = threads;
@@ -189,9 +189,8 @@ py::dict ResultDict(const WriteResult& result, bool committed, bool chunks) {
   return out;
 }
 
-py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards, int threads,
-                       bool durable, uint64_t task_bytes, bool sort_data, int shard_base, int total_shards,
-                       int64_t chunk_bytes) {
+py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards, int threads, bool durable,
+                       uint64_t task_bytes, bool sort_data, int shard_base, int total_shards, int64_t chunk_bytes) {
   std::vector<WriteItem> native;
   std::vector<BufferView> views;
   ParseItems(items, &native, &views);
@@ -217,9 +216,9 @@ py::dict WriteBundlePy(const std::string& prefix, py::list items, int num_shards
 // released is released as failed (its temporary files removed).
 class PySaveJob {
  public:
-  PySaveJob(const std::string& prefix, py::list items, int num_shards, int threads, bool durable,
-            uint64_t task_bytes, bool sort_data, bool snapshot_host, int max_buffers, bool trace,
-            int fill_threads, int shard_base, int total_shards, bool commit, int64_t chunk_bytes)
+  PySaveJob(const std::string& prefix, py::list items, int num_shards, int threads, bool durable, uint64_t task_bytes,
+            bool sort_data, bool snapshot_host, int max_buffers, bool trace, int fill_threads, int shard_base,
+            int total_shards, bool commit, int64_t chunk_bytes)
       : commit_(commit), chunks_(chunk_bytes > 0) {
     std::vector<WriteItem> native;
     ParseItems(items, &native, &views_);
@@ -228,8 +227,8 @@ class PySaveJob {
     staging.max_buffers = max_buffers;
     staging.trace = trace;
     staging.fill_threads = fill_threads;
-    WriteOptions opts = MakeOptions(num_shards, threads, durable, task_bytes, sort_data, shard_base, total_shards,
-                                    chunk_bytes, commit);
+    WriteOptions opts =
+        MakeOptions(num_shards, threads, durable, task_bytes, sort_data, shard_base, total_shards, chunk_bytes, commit);
     Status st;
     {
       py::gil_scoped_release release;
@@ -314,9 +313,7 @@ class PySaveJob {
 // -- commit_bundle: argument conversion (with the GIL) ----------------------
 
 // Raises InvalidArgumentError "commit_bundle: <what>". REQUIRES: the GIL.
-[[noreturn]] void BadCommitArgument(const std::string& what) {
-  ThrowStatus(InvalidArgument("commit_bundle: " + what));
-}
+[[noreturn]] void BadCommitArgument(const std::string& what) { ThrowStatus(InvalidArgument("commit_bundle: " + what)); }
 
 // An int field of entry i within [lo, hi]. REQUIRES: the GIL.
 int64_t EntryInt(PyObject* o, size_t i, const char* field, int64_t lo, int64_t hi) {
@@ -367,8 +364,7 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
     const Py_ssize_t rank = PySequence_Fast_GET_SIZE(shape.ptr());
     if (rank > 64) BadCommitArgument("entry " + std::to_string(i) + ": shape has more than 64 dimensions");
     for (Py_ssize_t d = 0; d < rank; ++d) {
-      e.entry.shape.push_back(
-          EntryInt(PySequence_Fast_GET_ITEM(shape.ptr(), d), i, "a dimension", 0, INT64_MAX));
+      e.entry.shape.push_back(EntryInt(PySequence_Fast_GET_ITEM(shape.ptr(), d), i, "a dimension", 0, INT64_MAX));
     }
     e.entry.shard_id = static_cast<int32_t>(EntryInt(t[3], i, "shard", -kI32Max - 1, kI32Max));
     e.entry.offset = EntryInt(t[4], i, "offset", INT64_MIN, INT64_MAX);
@@ -376,8 +372,8 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
     e.entry.masked_crc32c = static_cast<uint32_t>(EntryInt(t[6], i, "masked_crc32c", 0, 0xffffffffll));
     PyObject* slices = t[7];
     if (slices == Py_None) continue;
-    const std::string bad_slices = "entry " + std::to_string(i) +
-                                   ": slices must be None or a list of lists of (start, length) pairs";
+    const std::string bad_slices =
+        "entry " + std::to_string(i) + ": slices must be None or a list of lists of (start, length) pairs";
     py::object list = AsSequence(slices);
     if (!list) BadCommitArgument(bad_slices);
     for (Py_ssize_t s = 0; s < PySequence_Fast_GET_SIZE(list.ptr()); ++s) {
@@ -388,8 +384,7 @@ std::vector<IndexEntry> ParseEntries(py::handle entries) {
         py::object pair = AsSequence(PySequence_Fast_GET_ITEM(extents.ptr(), x));
         if (!pair || PySequence_Fast_GET_SIZE(pair.ptr()) != 2) BadCommitArgument(bad_slices);
         const int64_t start = EntryInt(PySequence_Fast_GET_ITEM(pair.ptr(), 0), i, "a slice start", 0, INT64_MAX);
-        const int64_t length =
-            EntryInt(PySequence_Fast_GET_ITEM(pair.ptr(), 1), i, "a slice length", -1, INT64_MAX);
+        const int64_t length = EntryInt(PySequence_Fast_GET_ITEM(pair.ptr(), 1), i, "a slice length", -1, INT64_MAX);
         slice.push_back(SliceExtent{start, length});
       }
       e.entry.slices.push_back(std::move(slice));
@@ -433,8 +428,8 @@ std::vector<std::string> CommitBundlePy(const std::string& prefix, py::handle en
   Status st;
   {
     py::gil_scoped_release release;
-    st = CommitMergedBundle(prefix, std::move(native_entries), std::move(native_files), total_shards, durable,
-                            &files, min_consumer);
+    st = CommitMergedBundle(prefix, std::move(native_entries), std::move(native_files), total_shards, durable, &files,
+                            min_consumer);
   }
   Check(st);
   return files;
@@ -470,8 +465,7 @@ void ConfigureThreadsPy(py::object max_threads, py::object idle_seconds) {
       Check(InvalidArgument("configure_threads: max_threads is out of range"));
     }
     if (n < 0 || n > 65536) {
-      Check(InvalidArgument("configure_threads: max_threads must be between 0 and 65536, not " +
-                            std::to_string(n)));
+      Check(InvalidArgument("configure_threads: max_threads must be between 0 and 65536, not " + std::to_string(n)));
     }
     SetThreadPoolLimit(static_cast<int>(n));
   }
@@ -486,8 +480,7 @@ void ConfigureThreadsPy(py::object max_threads, py::object idle_seconds) {
       Check(InvalidArgument("configure_threads: idle_seconds is out of range"));
     }
     if (!(s > 0) || s > 86400) {
-      Check(InvalidArgument("configure_threads: idle_seconds must be > 0 and at most 86400, not " +
-                            std::to_string(s)));
+      Check(InvalidArgument("configure_threads: idle_seconds must be > 0 and at most 86400, not " + std::to_string(s)));
     }
     SetThreadPoolIdleSeconds(s);
   }
@@ -517,8 +510,8 @@ py::tuple EncodeStringsPy(py::sequence elems) {
   size_t i = 0;
   for (py::handle h : elems) {
     if (!PyBytes_Check(h.ptr())) {
-      Check(InvalidArgument("encode_strings: element " + std::to_string(i) + " is a " +
-                            Py_TYPE(h.ptr())->tp_name + ", not bytes"));
+      Check(InvalidArgument("encode_strings: element " + std::to_string(i) + " is a " + Py_TYPE(h.ptr())->tp_name +
+                            ", not bytes"));
     }
     ++i;
     pieces.push_back({PyBytes_AS_STRING(h.ptr()), static_cast<size_t>(PyBytes_GET_SIZE(h.ptr()))});
@@ -537,15 +530,14 @@ py::tuple EncodeStringsPy(py::sequence elems) {
 
 void RegisterWriter(py::module_& m) {
   m.def("write_bundle", &WriteBundlePy, py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0,
-        py::arg("threads") = 0, py::arg("durable") = true, py::arg("task_bytes") = 0,
-        py::arg("sort_data") = true, py::arg("shard_base") = 0, py::arg("total_shards") = 0,
-        py::arg("chunk_bytes") = 0,
+        py::arg("threads") = 0, py::arg("durable") = true, py::arg("task_bytes") = 0, py::arg("sort_data") = true,
+        py::arg("shard_base") = 0, py::arg("total_shards") = 0, py::arg("chunk_bytes") = 0,
         "Writes a checkpoint bundle (data shards, then index) and commits it. Releases the GIL while\n"
         "writing. shard_base/total_shards number the data files within a larger count (a save that\n"
         "commits must still write every shard); chunk_bytes > 0 adds \"chunk_crcs\" to the result.");
   py::class_<PySaveJob>(m, "SaveJob", "A save in phases: snapshot() then finish() (see save_job.h).")
-      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool, int, int, int,
-                    bool, int64_t>(),
+      .def(py::init<const std::string&, py::list, int, int, bool, uint64_t, bool, bool, int, bool, int, int, int, bool,
+                    int64_t>(),
            py::arg("prefix"), py::arg("items"), py::arg("num_shards") = 0, py::arg("threads") = 0,
            py::arg("durable") = true, py::arg("task_bytes") = 0, py::arg("sort_data") = true,
            py::arg("snapshot_host") = false, py::arg("max_buffers") = 0, py::arg("trace") = false,
@@ -593,9 +585,7 @@ void RegisterWriter(py::module_& m) {
       "Sets the staging buffer size, the host-memory budget of all staging, and how much\n"
       "free staging memory is kept for reuse.");
   m.def("staging_stats", &StagingStatsPy, "Counters of the staging buffer pool.");
-  m.def(
-      "trim_staging", []() { StagingPool::Instance().Trim(); },
-      "Returns every free staging buffer to the system.");
+  m.def("trim_staging", []() { StagingPool::Instance().Trim(); }, "Returns every free staging buffer to the system.");
   m.def("encode_strings", &EncodeStringsPy, py::arg("elements"),
         "Serializes bytes objects as a DT_STRING tensor; returns (bytes, crc).");
 }

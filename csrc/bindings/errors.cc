@@ -51,21 +51,19 @@ void ThrowStatus(const Status& status) {
       // Paths keep undecodable bytes as surrogates, as os.fsdecode does.
       py::object filename = py::none();
       if (!status.path().empty()) {
-        filename = py::reinterpret_steal<py::object>(PyUnicode_DecodeFSDefaultAndSize(
-            status.path().data(), static_cast<Py_ssize_t>(status.path().size())));
+        filename = py::reinterpret_steal<py::object>(
+            PyUnicode_DecodeFSDefaultAndSize(status.path().data(), static_cast<Py_ssize_t>(status.path().size())));
         if (!filename) throw py::error_already_set();
       }
       exc = errors.attr("os_error")(err, message, filename);
       break;
     }
     case StatusCode::kDeviceError:
-      exc = errors.attr("CudaError")(message, status.device_error(),
-                                     status.error_name().empty() ? py::object(py::none())
-                                                                 : py::object(Text(status.error_name())));
+      exc = errors.attr("CudaError")(
+          message, status.device_error(),
+          status.error_name().empty() ? py::object(py::none()) : py::object(Text(status.error_name())));
       break;
-    default:
-      exc = errors.attr(ClassName(status.code()))(message);
-      break;
+    default: exc = errors.attr(ClassName(status.code()))(message); break;
   }
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
   throw py::error_already_set();

@@ -4,7 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
-#include "fastckpt/status.h"
+#include "fastckpt/core/status.h"
 
 namespace fastckpt {
 namespace bindings {

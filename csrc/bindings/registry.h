@@ -18,9 +18,6 @@ void RegisterFiles(pybind11::module_& m);
 void RegisterDevice(pybind11::module_& m);
 // DLPack consumer: dlpack_export(), DLPackTensor, dlpack_numpy_dtype().
 void RegisterDlpack(pybind11::module_& m);
-// The `testing` submodule: fault injection for the test suite.
-void RegisterTesting(pybind11::module_& m);
-void RegisterCudaTesting(pybind11::module_& m);  // adds to `testing`: CUDA copy engine hooks
 
 }  // namespace bindings
 }  // namespace fastckpt

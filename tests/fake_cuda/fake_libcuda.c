@@ -1,7 +1,7 @@
 /*
  * A fake CUDA driver (libcuda.so.1) for testing fastckpt's CUDA copy engine
  * on machines without a GPU. It implements the driver API entry points the
- * engine resolves (see csrc/fastckpt/cuda_driver.h), plus cuMemAlloc_v2 and
+ * engine resolves (see csrc/fastckpt/device/cuda_driver.h), plus cuMemAlloc_v2 and
  * cuMemFree_v2 so that tests can make "device" buffers, with the same ABI as
  * cuda.h. "Device memory" is host memory.
  *
