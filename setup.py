@@ -22,11 +22,12 @@ Build switches are environment variables because they pass through `pip install 
   FASTCKPT_WARNINGS_AS_ERRORS=1   -Werror
   FASTCKPT_BUILD_JOBS=N           parallel compilation of the C++ sources
 """
+
 import glob
 import os
 import re
 
-from pybind11.setup_helpers import Pybind11Extension, ParallelCompile, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import Extension, setup
 
 
@@ -42,7 +43,7 @@ def _flag(name: str) -> bool:
 
 
 def _sanitizer() -> str:
-    """"" (none), "address" (ASan + UBSan) or "thread" (TSan), from FASTCKPT_SANITIZE."""
+    """ "" (none), "address" (ASan + UBSan) or "thread" (TSan), from FASTCKPT_SANITIZE."""
     value = os.environ.get("FASTCKPT_SANITIZE", "0").strip().lower()
     if value in ("", "0", "false", "no"):
         return ""
@@ -50,8 +51,7 @@ def _sanitizer() -> str:
         return "address"
     if value == "thread":
         return "thread"
-    raise SystemExit(f"FASTCKPT_SANITIZE={value!r}: expected 1 (or address) for ASan + UBSan, "
-                     "or thread for TSan")
+    raise SystemExit(f"FASTCKPT_SANITIZE={value!r}: expected 1 (or address) for ASan + UBSan, or thread for TSan")
 
 
 sanitizer = _sanitizer()

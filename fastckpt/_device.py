@@ -6,6 +6,7 @@ Arrays are recognised by protocol (``__cuda_array_interface__``, DLPack
 device) or, for torch, by the name of their type's module, so no framework
 is imported unless the caller passed one of its arrays.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,13 +16,23 @@ import numpy as np
 
 from .errors import InvalidArgumentError, UnsupportedDtypeError
 
-__all__ = ["DeviceArray", "describe_device_array", "is_device_array", "parse_device", "allocator",
-           "native_staging", "check_array_type", "import_array_module", "ARRAY_TYPES", "NO_STREAM",
-           "LEGACY_STREAM"]
+__all__ = [
+    "DeviceArray",
+    "describe_device_array",
+    "is_device_array",
+    "parse_device",
+    "allocator",
+    "native_staging",
+    "check_array_type",
+    "import_array_module",
+    "ARRAY_TYPES",
+    "NO_STREAM",
+    "LEGACY_STREAM",
+]
 
 # Stream handles as __cuda_array_interface__ v3 and DLPack name them.
-NO_STREAM = 0       # no ordering needed: the data is ready
-LEGACY_STREAM = 1   # the legacy default stream
+NO_STREAM = 0  # no ordering needed: the data is ready
+LEGACY_STREAM = 1  # the legacy default stream
 _DLPACK_CUDA = 2
 _DLPACK_CUDA_MANAGED = 13
 _DEVICE_TYPES = (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED)
@@ -69,7 +80,8 @@ def native_staging() -> bool:
 
 def _is_torch_cuda(value: Any) -> bool:
     return (type(value).__module__ or "").startswith("torch") and getattr(
-        getattr(value, "device", None), "type", None) == "cuda"
+        getattr(value, "device", None), "type", None
+    ) == "cuda"
 
 
 def is_device_array(value: Any) -> bool:
@@ -108,9 +120,15 @@ def _describe_torch(t: Any, for_write: bool) -> DeviceArray:
         t = t.contiguous()  # one device copy; documented
     device = t.device.index if t.device.index is not None else torch.cuda.current_device()
     stream = torch.cuda.current_stream(t.device).cuda_stream
-    return DeviceArray(ptr=int(t.data_ptr()), nbytes=t.numel() * t.element_size(), device=int(device),
-                       stream=int(stream) or LEGACY_STREAM, dtype=_torch_dtype(t),
-                       shape=tuple(int(d) for d in t.shape), owner=t)
+    return DeviceArray(
+        ptr=int(t.data_ptr()),
+        nbytes=t.numel() * t.element_size(),
+        device=int(device),
+        stream=int(stream) or LEGACY_STREAM,
+        dtype=_torch_dtype(t),
+        shape=tuple(int(d) for d in t.shape),
+        owner=t,
+    )
 
 
 def _is_c_contiguous(shape: Tuple[int, ...], strides: Optional[Tuple[int, ...]], itemsize: int) -> bool:
@@ -155,9 +173,15 @@ def _describe_cai(value: Any, for_write: bool) -> DeviceArray:
         raise InvalidArgumentError("the device array is read-only")
     stream = cai.get("stream")
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
-    return DeviceArray(ptr=int(cai["data"][0]), nbytes=nbytes, device=_device_of(value),
-                       stream=NO_STREAM if stream is None else int(stream), dtype=dtype, shape=shape,
-                       owner=owner)
+    return DeviceArray(
+        ptr=int(cai["data"][0]),
+        nbytes=nbytes,
+        device=_device_of(value),
+        stream=NO_STREAM if stream is None else int(stream),
+        dtype=dtype,
+        shape=shape,
+        owner=owner,
+    )
 
 
 def describe_device_array(value: Any, *, for_write: bool = False) -> DeviceArray:
@@ -175,8 +199,9 @@ def describe_device_array(value: Any, *, for_write: bool = False) -> DeviceArray
     if hasattr(value, "__cuda_array_interface__"):
         return _describe_cai(value, for_write)
     if for_write:
-        raise InvalidArgumentError("restoring into a DLPack-only device array is not supported; "
-                                   "pass a CuPy array or a torch tensor")
+        raise InvalidArgumentError(
+            "restoring into a DLPack-only device array is not supported; pass a CuPy array or a torch tensor"
+        )
     from ._dlpack import describe_dlpack_device_array
 
     return describe_dlpack_device_array(value)
@@ -195,8 +220,8 @@ def parse_device(device: Any) -> Optional[int]:
     if text in ("cuda", "gpu"):
         return 0
     for head in ("cuda:", "gpu:"):
-        if text.startswith(head) and text[len(head):].isdigit():
-            return int(text[len(head):])
+        if text.startswith(head) and text[len(head) :].isdigit():
+            return int(text[len(head) :])
     raise InvalidArgumentError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {device!r}")
 
 
@@ -211,8 +236,10 @@ def _installed(module: str) -> bool:
 
 # array_type values: what each makes, and the package that makes it.
 ARRAY_TYPES = ("numpy", "torch", "cupy")
-_PACKAGES = {"torch": ("PyTorch", "pip install torch"),
-             "cupy": ("CuPy", "pip install cupy-cuda12x (the CuPy build for your CUDA version)")}
+_PACKAGES = {
+    "torch": ("PyTorch", "pip install torch"),
+    "cupy": ("CuPy", "pip install cupy-cuda12x (the CuPy build for your CUDA version)"),
+}
 
 
 def import_array_module(array_type: str, where: str) -> Any:
@@ -229,10 +256,14 @@ def import_array_module(array_type: str, where: str) -> Any:
     try:
         return importlib.import_module(array_type)
     except ImportError as e:
-        reason = "is not installed" if isinstance(e, ModuleNotFoundError) and e.name == array_type \
+        reason = (
+            "is not installed"
+            if isinstance(e, ModuleNotFoundError) and e.name == array_type
             else f"cannot be imported ({e})"
-        raise MissingDependencyError(f"array_type={array_type!r} needs {package}, which {reason}: "
-                                     f"{install} ({where})", name=array_type) from None
+        )
+        raise MissingDependencyError(
+            f"array_type={array_type!r} needs {package}, which {reason}: {install} ({where})", name=array_type
+        ) from None
 
 
 def check_array_type(array_type: Any, *, on_device: bool, where: str) -> Any:
@@ -255,23 +286,29 @@ def check_array_type(array_type: Any, *, on_device: bool, where: str) -> Any:
     valid = "None, 'numpy', 'torch', 'cupy' or a callable (shape, dtype, device) -> array"
     if callable(array_type):
         if not on_device:
-            raise InvalidArgumentError(f"a callable array_type makes device arrays and needs a device: "
-                                       f"pass device='cuda' or 'cuda:N' ({where})")
+            raise InvalidArgumentError(
+                f"a callable array_type makes device arrays and needs a device: "
+                f"pass device='cuda' or 'cuda:N' ({where})"
+            )
         return array_type
     if array_type is not None and (not isinstance(array_type, str) or array_type not in ARRAY_TYPES):
         raise InvalidArgumentError(f"array_type must be {valid}, not {array_type!r} ({where})")
     if not on_device:
         if array_type == "cupy":
-            raise InvalidArgumentError(f"array_type='cupy' makes device arrays and needs a device: pass "
-                                       f"device='cuda' or 'cuda:N', or use array_type='numpy' or 'torch' "
-                                       f"for host arrays ({where})")
+            raise InvalidArgumentError(
+                f"array_type='cupy' makes device arrays and needs a device: pass "
+                f"device='cuda' or 'cuda:N', or use array_type='numpy' or 'torch' "
+                f"for host arrays ({where})"
+            )
         if array_type == "torch":
             import_array_module("torch", where)
             return "torch"
         return "numpy"
     if array_type == "numpy":
-        raise InvalidArgumentError(f"numpy arrays live in host memory: with a device, array_type must be "
-                                   f"'cupy', 'torch' or a callable ({where})")
+        raise InvalidArgumentError(
+            f"numpy arrays live in host memory: with a device, array_type must be "
+            f"'cupy', 'torch' or a callable ({where})"
+        )
     if array_type is None:
         array_type = "cupy" if _installed("cupy") else "torch" if _installed("torch") else None
         if array_type is None:
@@ -279,7 +316,9 @@ def check_array_type(array_type: Any, *, on_device: bool, where: str) -> Any:
 
             raise MissingDependencyError(
                 f"loading to a device needs CuPy or PyTorch to make the arrays, and neither is "
-                f"installed: {_PACKAGES['cupy'][1]}, or {_PACKAGES['torch'][1]} ({where})", name="cupy")
+                f"installed: {_PACKAGES['cupy'][1]}, or {_PACKAGES['torch'][1]} ({where})",
+                name="cupy",
+            )
     import_array_module(array_type, where)
     return array_type
 
@@ -296,18 +335,22 @@ def allocator(array_type: Any) -> Callable[[Tuple[int, ...], np.dtype, int], Any
     if callable(array_type):
         return array_type
     if array_type == "cupy":
+
         def new_cupy(shape: Tuple[int, ...], dtype: np.dtype, device: int) -> Any:
             import cupy
 
             with cupy.cuda.Device(device):
                 return cupy.empty(shape, dtype=dtype)
+
         return new_cupy
     if array_type == "torch":
+
         def new_torch(shape: Tuple[int, ...], dtype: np.dtype, device: int) -> Any:
             import torch
 
             from ._arrays import torch_dtype_of
 
             return torch.empty(shape, dtype=torch_dtype_of(dtype), device=f"cuda:{device}")
+
         return new_torch
     raise InvalidArgumentError(f"array_type must be 'cupy', 'torch' or a callable, not {array_type!r}")

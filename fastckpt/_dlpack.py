@@ -1,5 +1,6 @@
 """Device arrays that speak only DLPack: the capsule is read natively
 (``_native.dlpack_export``), with no framework imported."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,8 @@ def describe_dlpack_device_array(value: Any) -> "DeviceArray":
         kind = tensor.device_type
         tensor.release()
         raise InvalidArgumentError(
-            f"the array's __dlpack_device__ names a CUDA device but its DLPack export is on device type {kind}")
+            f"the array's __dlpack_device__ names a CUDA device but its DLPack export is on device type {kind}"
+        )
     try:
         dtype = np.dtype(_native.dlpack_numpy_dtype(tensor.dtype_code, tensor.dtype_bits, tensor.dtype_lanes))
     except InvalidArgumentError as e:
@@ -37,8 +39,13 @@ def describe_dlpack_device_array(value: Any) -> "DeviceArray":
         raise UnsupportedDtypeError(str(e)) from None
     if not tensor.c_contiguous:
         tensor.release()
-        raise InvalidArgumentError(
-            "non-contiguous device arrays are not supported; make the array contiguous first")
-    return DeviceArray(ptr=int(tensor.data), nbytes=int(tensor.nbytes), device=int(tensor.device_id),
-                       stream=_LEGACY_STREAM, dtype=dtype, shape=tuple(int(d) for d in tensor.shape),
-                       owner=tensor)
+        raise InvalidArgumentError("non-contiguous device arrays are not supported; make the array contiguous first")
+    return DeviceArray(
+        ptr=int(tensor.data),
+        nbytes=int(tensor.nbytes),
+        device=int(tensor.device_id),
+        stream=_LEGACY_STREAM,
+        dtype=dtype,
+        shape=tuple(int(d) for d in tensor.shape),
+        owner=tensor,
+    )

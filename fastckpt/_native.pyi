@@ -5,10 +5,10 @@ device copies, DLPack export, and the ``testing`` hooks).
 Not a public API: the package's Python modules are. Every call that can fail
 raises a :class:`fastckpt.FastCkptError` subclass (``csrc/bindings/errors.cc``).
 """
+
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, SupportsIndex, Tuple, Type, Union
 
 import numpy as np
-
 
 __version__: str
 DEFAULT_TASK_BYTES: int
@@ -49,18 +49,32 @@ def crc32c_mask_cpu_features(names: Sequence[str]) -> None: ...
 # (key, dtype, shape, shard, offset, size, masked crc32c, slices | None).
 _Entry = Tuple[bytes, int, Tuple[int, ...], int, int, int, int, Optional[List[_Extents]]]
 
-def write_bundle(prefix: str, items: List[_Item], num_shards: SupportsIndex = 0, threads: SupportsIndex = 0,
-                 durable: bool = True, task_bytes: SupportsIndex = 0,
-                 sort_data: bool = True, shard_base: SupportsIndex = 0, total_shards: SupportsIndex = 0,
-                 chunk_bytes: SupportsIndex = 0) -> Dict[str, Any]:
+def write_bundle(
+    prefix: str,
+    items: List[_Item],
+    num_shards: SupportsIndex = 0,
+    threads: SupportsIndex = 0,
+    durable: bool = True,
+    task_bytes: SupportsIndex = 0,
+    sort_data: bool = True,
+    shard_base: SupportsIndex = 0,
+    total_shards: SupportsIndex = 0,
+    chunk_bytes: SupportsIndex = 0,
+) -> Dict[str, Any]:
     """Writes and commits a bundle; returns {"num_shards", "data_bytes", "files"}, and
     "chunk_crcs" ({key: packed little-endian uint32 CRCs}) when chunk_bytes > 0."""
 
 #: The header min_consumer of a checkpoint with compressed entries (TensorFlow refuses it).
 COMPRESSED_MIN_CONSUMER: int
 
-def commit_bundle(prefix: str, entries: List[_Entry], data_files: List[Tuple[str, str]],
-                  total_shards: SupportsIndex, durable: bool = True, min_consumer: SupportsIndex = 0) -> List[str]:
+def commit_bundle(
+    prefix: str,
+    entries: List[_Entry],
+    data_files: List[Tuple[str, str]],
+    total_shards: SupportsIndex,
+    durable: bool = True,
+    min_consumer: SupportsIndex = 0,
+) -> List[str]:
     """Writes PREFIX.index for every rank's entries and commits every rank's
     (temp_path, final_path) data files; returns the final data files, then the index.
     min_consumer: 0, or COMPRESSED_MIN_CONSUMER for an index with compressed entries."""
@@ -77,11 +91,24 @@ def encode_strings(elements: Sequence[bytes]) -> Tuple[bytes, int]:
 class SaveJob:
     """A save in phases: snapshot() then finish()."""
 
-    def __init__(self, prefix: str, items: List[_Item], num_shards: SupportsIndex = 0,
-                 threads: SupportsIndex = 0, durable: bool = True, task_bytes: SupportsIndex = 0,
-                 sort_data: bool = True, snapshot_host: bool = False, max_buffers: SupportsIndex = 0,
-                 trace: bool = False, fill_threads: SupportsIndex = 0, shard_base: SupportsIndex = 0,
-                 total_shards: SupportsIndex = 0, commit: bool = True, chunk_bytes: SupportsIndex = 0) -> None: ...
+    def __init__(
+        self,
+        prefix: str,
+        items: List[_Item],
+        num_shards: SupportsIndex = 0,
+        threads: SupportsIndex = 0,
+        durable: bool = True,
+        task_bytes: SupportsIndex = 0,
+        sort_data: bool = True,
+        snapshot_host: bool = False,
+        max_buffers: SupportsIndex = 0,
+        trace: bool = False,
+        fill_threads: SupportsIndex = 0,
+        shard_base: SupportsIndex = 0,
+        total_shards: SupportsIndex = 0,
+        commit: bool = True,
+        chunk_bytes: SupportsIndex = 0,
+    ) -> None: ...
     def snapshot(self) -> None: ...
     def start_writing(self) -> None: ...
     def finish(self) -> Dict[str, Any]:
@@ -96,8 +123,9 @@ class SaveJob:
     def held_buffers(self) -> int:
         """Caller buffers (arrays) the job still references: 0 once finish() returned."""
 
-def configure_staging(buffer_bytes: SupportsIndex, capacity_bytes: SupportsIndex,
-                      retain_bytes: SupportsIndex) -> None: ...
+def configure_staging(
+    buffer_bytes: SupportsIndex, capacity_bytes: SupportsIndex, retain_bytes: SupportsIndex
+) -> None: ...
 def staging_stats() -> Dict[str, int]: ...
 def trim_staging() -> None: ...
 
@@ -128,13 +156,20 @@ class Reader:
     def entry(self, index: SupportsIndex) -> Tuple[int, Tuple[int, ...], int, Optional[List[_Extents]]]:
         """(dtype, shape, size, slices | None) of one entry."""
     def find(self, key: bytes) -> int: ...
-    def read_all(self, dtype_of: Callable[[int], np.dtype], threads: SupportsIndex = 0,
-                 task_bytes: SupportsIndex = 0, pack_below: SupportsIndex = 0,
-                 slab_bytes: SupportsIndex = 67108864) -> Tuple[Dict[str, np.ndarray], List[str]]: ...
-    def read(self, requests: List[Tuple[int, Any]], threads: SupportsIndex = 0,
-             task_bytes: SupportsIndex = 0) -> None: ...
-    def read_to_device(self, requests: List[Tuple[int, int, int]], threads: SupportsIndex = 0,
-                       max_buffers: SupportsIndex = 0) -> None: ...
+    def read_all(
+        self,
+        dtype_of: Callable[[int], np.dtype],
+        threads: SupportsIndex = 0,
+        task_bytes: SupportsIndex = 0,
+        pack_below: SupportsIndex = 0,
+        slab_bytes: SupportsIndex = 67108864,
+    ) -> Tuple[Dict[str, np.ndarray], List[str]]: ...
+    def read(
+        self, requests: List[Tuple[int, Any]], threads: SupportsIndex = 0, task_bytes: SupportsIndex = 0
+    ) -> None: ...
+    def read_to_device(
+        self, requests: List[Tuple[int, int, int]], threads: SupportsIndex = 0, max_buffers: SupportsIndex = 0
+    ) -> None: ...
     def read_strings(self, entry: SupportsIndex, num_elements: SupportsIndex) -> List[bytes]: ...
     def verify(self, threads: SupportsIndex = 0, chunk_bytes: SupportsIndex = 0) -> Dict[str, Any]: ...
     def bytes_processed(self) -> int:
@@ -145,8 +180,14 @@ class Reader:
     def set_chunk_crcs(self, entry: SupportsIndex, chunk_bytes: SupportsIndex, crcs: Any) -> None:
         """Registers the CRC32Cs of consecutive `chunk_bytes`-sized chunks of a data
         entry's bytes (little-endian uint32s); they must combine to its stored CRC."""
-    def read_box(self, entry: SupportsIndex, box: Sequence[Tuple[int, int]], dest: Any,
-                 threads: SupportsIndex = 0, task_bytes: SupportsIndex = 0) -> int:
+    def read_box(
+        self,
+        entry: SupportsIndex,
+        box: Sequence[Tuple[int, int]],
+        dest: Any,
+        threads: SupportsIndex = 0,
+        task_bytes: SupportsIndex = 0,
+    ) -> int:
         """Reads box [(start, length)] of a fixed-size tensor into `dest` (a writable
         C-contiguous buffer of exactly its bytes, row-major), verified; returns the
         bytes read from the data files."""
@@ -159,9 +200,18 @@ def copy_to_device(buffer: Any, device_ptr: SupportsIndex, device: SupportsIndex
 # -- slices ------------------------------------------------------------------------
 
 def check_slice_set(shape: Sequence[int], slices: Sequence[_Extents]) -> Tuple[Any, ...]: ...
-def copy_box(src: Any, src_shape: Sequence[int], src_start: Sequence[int], dst: Any, dst_shape: Sequence[int],
-             dst_start: Sequence[int], extent: Sequence[int], elem: SupportsIndex, begin: SupportsIndex,
-             end: SupportsIndex) -> None:
+def copy_box(
+    src: Any,
+    src_shape: Sequence[int],
+    src_start: Sequence[int],
+    dst: Any,
+    dst_shape: Sequence[int],
+    dst_start: Sequence[int],
+    extent: Sequence[int],
+    elem: SupportsIndex,
+    begin: SupportsIndex,
+    end: SupportsIndex,
+) -> None:
     """The strided copy under read_box (tests): the box's elements whose source
     element index is in [begin, end), from `src` into `dst`."""
 
@@ -214,16 +264,16 @@ class _SimulatedDevice:
     def stats(self) -> Dict[str, int]: ...
     def copies(self) -> List[Tuple[int, bool, int, int, int]]:
         """[(seq, to_host, bytes, begin_ns, end_ns)] in completion order."""
-    def caller_work(self, stream: SupportsIndex, delay_us: float, dst: SupportsIndex, src: SupportsIndex,
-                    nbytes: SupportsIndex) -> None: ...
+    def caller_work(
+        self, stream: SupportsIndex, delay_us: float, dst: SupportsIndex, src: SupportsIndex, nbytes: SupportsIndex
+    ) -> None: ...
 
 class _Testing(Protocol):
     """The test module ``fastckpt._native_testing`` (a module at run time)."""
 
     SimulatedDevice: Type[_SimulatedDevice]
 
-    def arm_fault(self, point: str, skip: SupportsIndex, errno: SupportsIndex,
-                  short_write: bool = False) -> None:
+    def arm_fault(self, point: str, skip: SupportsIndex, errno: SupportsIndex, short_write: bool = False) -> None:
         """Fails call number skip+1 at `point` (create, write, sync, rename, close,
         sync_dir) with `errno` (0: only count calls). One-shot."""
     def disarm_faults(self) -> None: ...
@@ -232,29 +282,48 @@ class _Testing(Protocol):
     def arm_thread_failures(self, skip: SupportsIndex = 0, count: SupportsIndex = -1) -> None: ...
     def thread_failures(self) -> int: ...
     def fault_hits(self) -> int: ...
-    def install_simulated_device(self, latency_us: float = 0.0, bandwidth_gbps: float = 0.0,
-                                 fail_copy: SupportsIndex = -1,
-                                 fail_at_enqueue: bool = False) -> _SimulatedDevice: ...
+    def install_simulated_device(
+        self,
+        latency_us: float = 0.0,
+        bandwidth_gbps: float = 0.0,
+        fail_copy: SupportsIndex = -1,
+        fail_at_enqueue: bool = False,
+    ) -> _SimulatedDevice: ...
     def uninstall_device(self) -> None: ...
-    def cuda_engine_roundtrip(self, device_ptr: SupportsIndex, nbytes: SupportsIndex, chunk: SupportsIndex,
-                              device: SupportsIndex = 0, stream: SupportsIndex = 0,
-                              in_flight: SupportsIndex = 4, abandon: bool = False) -> bytes: ...
-    def cuda_engine_upload(self, device_ptr: SupportsIndex, data: bytes, device: SupportsIndex = 0,
-                           stream: SupportsIndex = 0) -> None: ...
-    def cuda_engine_marks(self, count: SupportsIndex, wait_every: SupportsIndex,
-                          device: SupportsIndex = 0) -> int: ...
+    def cuda_engine_roundtrip(
+        self,
+        device_ptr: SupportsIndex,
+        nbytes: SupportsIndex,
+        chunk: SupportsIndex,
+        device: SupportsIndex = 0,
+        stream: SupportsIndex = 0,
+        in_flight: SupportsIndex = 4,
+        abandon: bool = False,
+    ) -> bytes: ...
+    def cuda_engine_upload(
+        self, device_ptr: SupportsIndex, data: bytes, device: SupportsIndex = 0, stream: SupportsIndex = 0
+    ) -> None: ...
+    def cuda_engine_marks(self, count: SupportsIndex, wait_every: SupportsIndex, device: SupportsIndex = 0) -> int: ...
     def dtype_table(self) -> List[Tuple[int, str, int, int, int]]:
         """The core's element types: [(DataType or -1, name, bytes per element,
         DLPack code or 255, DLPack bits)]."""
-    def plan_tasks(self, extents: Sequence[Tuple[int, int, int, int]], num_items: SupportsIndex,
-                   task_bytes: SupportsIndex, piece_bytes: SupportsIndex = 0,
-                   max_pieces: Optional[SupportsIndex] = None, max_gap: Optional[SupportsIndex] = None,
-                   ) -> Tuple[List[Tuple[int, int, int, int]], List[Tuple[int, int, int, int, int, int]],
-                              List[int], List[int]]: ...
-    def layout_slabs(self, sizes: Sequence[int], pack_below: SupportsIndex, slab_bytes: SupportsIndex,
-                     align: SupportsIndex) -> Tuple[List[int], List[Tuple[int, int]]]: ...
-    def staging_borrow(self, count: SupportsIndex, max_buffers: SupportsIndex,
-                       ) -> Tuple[List[int], Dict[str, int], Dict[str, int]]: ...
+    def plan_tasks(
+        self,
+        extents: Sequence[Tuple[int, int, int, int]],
+        num_items: SupportsIndex,
+        task_bytes: SupportsIndex,
+        piece_bytes: SupportsIndex = 0,
+        max_pieces: Optional[SupportsIndex] = None,
+        max_gap: Optional[SupportsIndex] = None,
+    ) -> Tuple[List[Tuple[int, int, int, int]], List[Tuple[int, int, int, int, int, int]], List[int], List[int]]: ...
+    def layout_slabs(
+        self, sizes: Sequence[int], pack_below: SupportsIndex, slab_bytes: SupportsIndex, align: SupportsIndex
+    ) -> Tuple[List[int], List[Tuple[int, int]]]: ...
+    def staging_borrow(
+        self,
+        count: SupportsIndex,
+        max_buffers: SupportsIndex,
+    ) -> Tuple[List[int], Dict[str, int], Dict[str, int]]: ...
     def build_table(self, entries: Sequence[Tuple[bytes, bytes]]) -> bytes: ...
     def read_table(self, data: bytes, name: str = "table") -> List[Tuple[bytes, bytes]]: ...
 

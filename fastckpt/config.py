@@ -35,6 +35,7 @@ initialised before fork" hazard for data-loader workers).
 The native core reads no environment variables itself; settings reach it as
 arguments, so they can also be changed from Python at run time.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,9 +44,19 @@ from typing import Optional
 from . import _native
 from .errors import InvalidArgumentError
 
-__all__ = ["default_threads", "task_bytes", "set_crc32c_impl", "crc32c_impl", "staging_buffer_bytes",
-           "host_memory_budget", "save_group_bytes", "apply_staging_settings", "device_policy", "DEVICE_POLICIES",
-           "check_positive"]
+__all__ = [
+    "default_threads",
+    "task_bytes",
+    "set_crc32c_impl",
+    "crc32c_impl",
+    "staging_buffer_bytes",
+    "host_memory_budget",
+    "save_group_bytes",
+    "apply_staging_settings",
+    "device_policy",
+    "DEVICE_POLICIES",
+    "check_positive",
+]
 
 _DEFAULT_TASK_BYTES: int = _native.DEFAULT_TASK_BYTES  # defined once, in the native core
 
@@ -88,7 +99,8 @@ def device_policy() -> str:
     raw = os.environ.get("FASTCKPT_DEVICE", "").strip().lower() or "auto"
     if raw not in DEVICE_POLICIES:
         raise InvalidArgumentError(
-            f"FASTCKPT_DEVICE={os.environ['FASTCKPT_DEVICE']!r} must be one of {', '.join(DEVICE_POLICIES)}")
+            f"FASTCKPT_DEVICE={os.environ['FASTCKPT_DEVICE']!r} must be one of {', '.join(DEVICE_POLICIES)}"
+        )
     return raw
 
 

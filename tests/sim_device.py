@@ -6,6 +6,7 @@ SimDeviceArray is a numpy array that presents itself as a CUDA array
 (``__cuda_array_interface__`` v3 and a DLPack device of kDLCUDA). Nothing
 reads it as host memory except the copy engine.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -23,8 +24,7 @@ class SimDeviceArray:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        d = {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False),
-             "version": 3, "strides": None}
+        d = {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "version": 3, "strides": None}
         if self.stream is not None:
             d["stream"] = self.stream
         return d
@@ -51,5 +51,9 @@ class SimDeviceArray:
 
 def new_sim_array(shape: Tuple[int, ...], dtype: np.dtype, device: int) -> SimDeviceArray:
     """An allocator for fastckpt.load(..., array_type=new_sim_array)."""
-    return SimDeviceArray(np.full(shape, 0xAB, dtype=np.uint8).view(dtype) if np.dtype(dtype).itemsize == 1
-                          else np.zeros(shape, dtype=dtype), device=device)
+    return SimDeviceArray(
+        np.full(shape, 0xAB, dtype=np.uint8).view(dtype)
+        if np.dtype(dtype).itemsize == 1
+        else np.zeros(shape, dtype=dtype),
+        device=device,
+    )

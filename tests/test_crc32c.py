@@ -7,6 +7,7 @@ combination is checked against a small pure-Python model of GF(2) polynomial
 arithmetic. The AVX2 + VPCLMULQDQ kernel, whose block layout has the most
 seams, gets exhaustive checks of its own.
 """
+
 import array
 import os
 import random
@@ -421,9 +422,7 @@ def _run_python(code, **env_overrides):
     env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("FASTCKPT_DISABLE_CPU_FEATURES", None)
     env.update(env_overrides)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 
@@ -638,9 +637,7 @@ def test_vpclmul_known_zero_buffers(size):
     assert _native.crc32c(bytes(size), impl=VPCLMUL) == expected
     # And the same zeros followed by the classic check input.
     tail = b"123456789"
-    assert _native.crc32c(bytes(size) + tail, impl=VPCLMUL) == _ref_combine(
-        expected, 0xE3069283, len(tail)
-    )
+    assert _native.crc32c(bytes(size) + tail, impl=VPCLMUL) == _ref_combine(expected, 0xE3069283, len(tail))
 
 
 @needs_vpclmul
@@ -707,7 +704,5 @@ def test_vpclmul_default_and_forced_in_fresh_process():
     ]
     # Forcing an implementation the (masked) CPU lacks fails at import.
     with pytest.raises(subprocess.CalledProcessError) as info:
-        _run_python(
-            "import fastckpt", FASTCKPT_CRC32C=VPCLMUL, FASTCKPT_DISABLE_CPU_FEATURES="vpclmul"
-        )
+        _run_python("import fastckpt", FASTCKPT_CRC32C=VPCLMUL, FASTCKPT_DISABLE_CPU_FEATURES="vpclmul")
     assert "not available on this CPU" in info.value.stderr

@@ -11,6 +11,7 @@ counters (fake_cuda_*) through ctypes.
 What this cannot check is the real driver's behaviour; see
 csrc/fastckpt/device/cuda_copy_engine.cc for the assumptions made about it.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,11 @@ def fake_dir(tmp_path_factory):
     out = d / "libcuda.so.1"
     proc = subprocess.run(
         [*cc, "-shared", "-fPIC", "-O1", "-pthread", "-o", str(out), FAKE_SOURCE],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, f"building the fake driver failed:\n{proc.stderr}"
     return str(d)
 
@@ -113,28 +118,37 @@ PRELUDE = textwrap.dedent("""
 """)
 
 
-def run_fake(fake_dir, script, *, devices=None, fail_copy=None, delay_us=None, init=True,
-             timeout=120):
+def run_fake(fake_dir, script, *, devices=None, fail_copy=None, delay_us=None, init=True, timeout=120):
     """Runs `script` (after PRELUDE) against the fake driver; returns its last
     stdout line parsed as JSON."""
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = fake_dir + os.pathsep + env.get("LD_LIBRARY_PATH", "")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["FAKE_DIR"] = fake_dir
-    for name, value in (("FAKE_CUDA_DEVICES", devices), ("FAKE_CUDA_FAIL_COPY", fail_copy),
-                        ("FAKE_CUDA_COPY_DELAY_US", delay_us)):
+    for name, value in (
+        ("FAKE_CUDA_DEVICES", devices),
+        ("FAKE_CUDA_FAIL_COPY", fail_copy),
+        ("FAKE_CUDA_COPY_DELAY_US", delay_us),
+    ):
         env.pop(name, None)
         if value is not None:
             env[name] = str(value)
     prelude = PRELUDE if init else PRELUDE.replace("check(cu.cuInit(0))", "")
-    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(script)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---- build_info --------------------------------------------------------------------------
+
 
 def test_build_info_finds_the_fake_driver(fake_dir):
     info = run_fake(fake_dir, "print(json.dumps(fastckpt.build_info()))", init=False)
@@ -152,7 +166,9 @@ def test_build_info_device_count(fake_dir):
 
 def test_no_device_is_unavailable(fake_dir):
     # The real driver's cuInit fails with CUDA_ERROR_NO_DEVICE when it sees no GPU.
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         info = fastckpt.build_info()
         try:
             T.cuda_engine_roundtrip(1, 16, 16)
@@ -160,7 +176,10 @@ def test_no_device_is_unavailable(fake_dir):
         except fastckpt.CudaUnavailableError as e:
             err = str(e)
         print(json.dumps({"info": info, "err": err}))
-    """, devices=0, init=False)
+    """,
+        devices=0,
+        init=False,
+    )
     info = out["info"]
     assert info["cuda_driver_found"] is True
     assert info["cuda_initialized"] is False
@@ -175,10 +194,10 @@ def test_driver_without_entry_points_is_unavailable(tmp_path):
         pytest.skip("no C compiler (cc, gcc or clang) to build a stub libcuda.so.1")
     src = tmp_path / "stub.c"
     src.write_text("int cuInit(unsigned f) { return 0; }\n")
-    subprocess.run([*cc, "-shared", "-fPIC", "-o", str(tmp_path / "libcuda.so.1"), str(src)],
-                   check=True, timeout=120)
-    env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([*cc, "-shared", "-fPIC", "-o", str(tmp_path / "libcuda.so.1"), str(src)], check=True, timeout=120)
+    env = dict(
+        os.environ, LD_LIBRARY_PATH=str(tmp_path), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     script = textwrap.dedent("""
         import json, fastckpt
         from fastckpt import _native, _native_testing
@@ -189,8 +208,9 @@ def test_driver_without_entry_points_is_unavailable(tmp_path):
             err = str(e)
         print(json.dumps({"info": fastckpt.build_info(), "err": err}))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["info"]["cuda_driver_found"] is True
@@ -199,24 +219,30 @@ def test_driver_without_entry_points_is_unavailable(tmp_path):
     assert out["err"] is not None and "lacks the driver API entry points" in out["err"]
 
 
-@pytest.mark.skipif(fastckpt.build_info()["cuda_driver_found"],
-                    reason="a CUDA driver is installed here")
+@pytest.mark.skipif(fastckpt.build_info()["cuda_driver_found"], reason="a CUDA driver is installed here")
 def test_missing_driver_is_unavailable():
-    from fastckpt import _native, _native_testing
+    from fastckpt import _native_testing
+
     with pytest.raises(fastckpt.CudaUnavailableError, match="libcuda.so.1"):
         _native_testing.cuda_engine_roundtrip(1, 16, 16)
 
 
 # ---- copies ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("nbytes,chunk,in_flight", [
-    (10 * MIB, MIB, 4),          # the pipeline's shape
-    (10 * MIB + 123, MIB, 1),    # a short last chunk; one copy in flight
-    (3 * MIB, 3 * MIB, 4),       # one copy
-    (1000, 7, 64),               # many tiny copies and marks
-])
+
+@pytest.mark.parametrize(
+    "nbytes,chunk,in_flight",
+    [
+        (10 * MIB, MIB, 4),  # the pipeline's shape
+        (10 * MIB + 123, MIB, 1),  # a short last chunk; one copy in flight
+        (3 * MIB, 3 * MIB, 4),  # one copy
+        (1000, 7, 64),  # many tiny copies and marks
+    ],
+)
 def test_roundtrip_is_byte_identical(fake_dir, nbytes, chunk, in_flight):
-    out = run_fake(fake_dir, f"""
+    out = run_fake(
+        fake_dir,
+        f"""
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         n = {nbytes}
@@ -225,7 +251,9 @@ def test_roundtrip_is_byte_identical(fake_dir, nbytes, chunk, in_flight):
         T.cuda_engine_upload(d, data)
         got = T.cuda_engine_roundtrip(d, n, {chunk}, in_flight={in_flight})
         print(json.dumps({{"same": got == data, "len": len(got), **counters()}}))
-    """, delay_us=500)
+    """,
+        delay_us=500,
+    )
     assert out["same"] and out["len"] == nbytes
     # Staging is page-locked memory from the engine, and nothing leaks.
     assert out["pageable_copies"] == 0
@@ -239,7 +267,9 @@ def test_roundtrip_is_byte_identical(fake_dir, nbytes, chunk, in_flight):
 def test_dropped_stream_waits_for_its_copies(fake_dir):
     # An error path may drop a stream without waiting for its markers and
     # free the staging buffer right after: the stream's destructor must wait.
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         n = 4 << 20
@@ -247,7 +277,9 @@ def test_dropped_stream_waits_for_its_copies(fake_dir):
         T.cuda_engine_upload(d, bytes(n))
         got = T.cuda_engine_roundtrip(d, n, 1 << 20, abandon=True)
         print(json.dumps({"got": len(got), **counters()}))
-    """, delay_us=20000)
+    """,
+        delay_us=20000,
+    )
     assert out["got"] == 0
     assert out["copies"] == 5
     assert out["host_freed_in_use"] == 0
@@ -255,7 +287,9 @@ def test_dropped_stream_waits_for_its_copies(fake_dir):
 
 
 def test_empty_roundtrip_and_bad_arguments(fake_dir):
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         d = dalloc(64)
@@ -269,7 +303,8 @@ def test_empty_roundtrip_and_bad_arguments(fake_dir):
             except Exception as e:
                 res[name] = [type(e).__name__, str(e)]
         print(json.dumps(res))
-    """)
+    """,
+    )
     assert out["empty"]
     assert out["chunk0"][0] == "InvalidArgumentError"
     assert out["device"][0] == "InvalidArgumentError" and "device 1" in out["device"][1]
@@ -279,7 +314,9 @@ def test_empty_roundtrip_and_bad_arguments(fake_dir):
 def test_copy_failure_surfaces_at_synchronisation(fake_dir):
     # Copy 1 is the upload; copy 11 is the roundtrip's last chunk, so the
     # failure can only be seen when its marker is waited for.
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         n = 10 << 20
@@ -292,7 +329,10 @@ def test_copy_failure_surfaces_at_synchronisation(fake_dir):
             err = str(e)
             kind = [type(e).__name__, e.code, e.error_name]
         print(json.dumps({"err": err, "kind": kind, **counters()}))
-    """, fail_copy=11, delay_us=1000)
+    """,
+        fail_copy=11,
+        delay_us=1000,
+    )
     assert out["err"] is not None
     # A GPU error, not "no GPU": the class, CUresult and name a caller can act on.
     assert out["kind"] == ["CudaError", 700, "CUDA_ERROR_ILLEGAL_ADDRESS"]
@@ -305,7 +345,9 @@ def test_copy_failure_surfaces_at_synchronisation(fake_dir):
 
 @pytest.mark.parametrize("fail_copy", [2, 5])
 def test_copy_failure_raises(fake_dir, fail_copy):
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         n = 10 << 20
@@ -320,14 +362,19 @@ def test_copy_failure_raises(fake_dir, fail_copy):
                 assert not isinstance(e, fastckpt.CudaUnavailableError)
                 res[i] = str(e)
         print(json.dumps(res))
-    """, fail_copy=fail_copy, delay_us=1000)
+    """,
+        fail_copy=fail_copy,
+        delay_us=1000,
+    )
     for i in ("0", "1"):
         assert out[i] is not None and "CUDA_ERROR_ILLEGAL_ADDRESS" in out[i], out
 
 
 def test_enqueue_error_names_the_call(fake_dir):
     # A copy that runs past the allocation is refused at once by the driver.
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         d = dalloc(1 << 20)
@@ -338,7 +385,8 @@ def test_enqueue_error_names_the_call(fake_dir):
             err = str(e)
             kind = [type(e).__name__, e.code, e.error_name]
         print(json.dumps({"err": err, "kind": kind}))
-    """)
+    """,
+    )
     assert out["kind"] == ["CudaError", 1, "CUDA_ERROR_INVALID_VALUE"]
     assert out["err"].startswith("CUDA cuMemcpyDtoHAsync failed: CUDA_ERROR_INVALID_VALUE")
     assert "device 0" in out["err"]
@@ -346,12 +394,15 @@ def test_enqueue_error_names_the_call(fake_dir):
 
 # ---- ordering after the caller's stream --------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["legacy", "per_thread", "raw"])
 def test_order_after_caller_stream(fake_dir, kind):
     # The caller queues a 300 ms stall and then a copy of new bytes on its
     # stream. Without OrderAfter the engine reads the old bytes (showing that
     # the test can tell); with it, the new ones.
-    out = run_fake(fake_dir, f"""
+    out = run_fake(
+        fake_dir,
+        f"""
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         n = 256 << 10
@@ -376,14 +427,17 @@ def test_order_after_caller_stream(fake_dir, kind):
             res[str(ordered)] = "new" if got == new else "old" if got == old else "mixed"
             sync_stream(handle)
         print(json.dumps(res))
-    """)
+    """,
+    )
     assert out == {"False": "old", "True": "new"}
 
 
 def test_order_after_upload(fake_dir):
     # Uploads are ordered too: the caller's pending copy of old bytes must
     # land before the engine's upload of new ones.
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
         n = 64 << 10
@@ -395,14 +449,18 @@ def test_order_after_upload(fake_dir):
         T.cuda_engine_upload(d, new, stream=1)
         sync_stream(vp(1))
         print(json.dumps({"new": T.cuda_engine_roundtrip(d, n, n) == new}))
-    """)
+    """,
+    )
     assert out["new"]
 
 
 # ---- contexts, threads, devices ----------------------------------------------------------
 
+
 def test_contexts_are_made_current_and_restored(fake_dir):
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         ctx = retain(0)                 # the caller's own retain
         check(cu.cuCtxSetCurrent(ctx))
         n = 1 << 20
@@ -425,13 +483,16 @@ def test_contexts_are_made_current_and_restored(fake_dir):
             T.cuda_engine_roundtrip(d, n, 1 << 18)
         res["retains"] = cu.fake_cuda_primary_retains(0)
         print(json.dumps(res))
-    """)
+    """,
+    )
     assert out.pop("retains") == 2, "the engine retains the primary context once per process"
     assert all(out.values()), out
 
 
 def test_two_devices_share_portable_staging(fake_dir):
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         c0, c1 = retain(0), retain(1)
         n = 1 << 20
         check(cu.cuCtxSetCurrent(c0)); d0 = dalloc(n)
@@ -445,7 +506,9 @@ def test_two_devices_share_portable_staging(fake_dir):
         res.update(counters())
         res["retains"] = [cu.fake_cuda_primary_retains(0), cu.fake_cuda_primary_retains(1)]
         print(json.dumps(res))
-    """, devices=2)
+    """,
+        devices=2,
+    )
     assert out["dev0"] and out["dev1"] and out["still_c1"]
     # Staging is allocated in one context; device 1's stream treats it as
     # page-locked only because it is PORTABLE.
@@ -454,7 +517,9 @@ def test_two_devices_share_portable_staging(fake_dir):
 
 
 def test_gil_is_released_during_copies(fake_dir):
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         import time
         ctx = retain(0)
         check(cu.cuCtxSetCurrent(ctx))
@@ -474,7 +539,9 @@ def test_gil_is_released_during_copies(fake_dir):
             time.sleep(0.001)
         t.join()
         print(json.dumps({"ticks": ticks, "secs": time.monotonic() - t0}))
-    """, delay_us=50000)
+    """,
+        delay_us=50000,
+    )
     # 8 copies of 50 ms each: the main thread must run meanwhile.
     assert out["secs"] >= 0.35
     assert out["ticks"] >= 50
@@ -482,14 +549,18 @@ def test_gil_is_released_during_copies(fake_dir):
 
 # ---- markers -----------------------------------------------------------------------------
 
+
 def test_markers_do_not_leak_events(fake_dir):
-    out = run_fake(fake_dir, """
+    out = run_fake(
+        fake_dir,
+        """
         res = {"last_waited": T.cuda_engine_marks(100000, 1)}
         res["max_waited"] = cu.fake_cuda_max_live_events()
         res["last_unwaited"] = T.cuda_engine_marks(100000, 0)
         res.update(counters())
         print(json.dumps(res))
-    """)
+    """,
+    )
     assert out["last_waited"] == 100000 and out["last_unwaited"] == 100000
     # Waited markers recycle their event...
     assert out["max_waited"] <= 2

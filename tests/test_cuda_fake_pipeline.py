@@ -3,6 +3,7 @@ through the real CUDA copy engine, against the fake libcuda.so.1 of
 test_cuda_fake_driver.py: device memory allocated with cuMemAlloc, arrays
 presented through __cuda_array_interface__, streams that run copies
 asynchronously on worker threads."""
+
 from __future__ import annotations
 
 import glob
@@ -44,7 +45,7 @@ SCRIPT = """
 
 
 def _same(tmp, a, b):
-    names = sorted(os.path.basename(p)[len(a):] for p in glob.glob(os.path.join(tmp, a + ".*")))
+    names = sorted(os.path.basename(p)[len(a) :] for p in glob.glob(os.path.join(tmp, a + ".*")))
     assert names
     for suffix in names:
         with open(os.path.join(tmp, a + suffix), "rb") as f1, open(os.path.join(tmp, b + suffix), "rb") as f2:
@@ -52,7 +53,10 @@ def _same(tmp, a, b):
 
 
 def test_save_through_the_cuda_engine_is_byte_identical(fake_dir, tmp_path):  # noqa: F811
-    out = run_fake(fake_dir, SCRIPT + f"""
+    out = run_fake(
+        fake_dir,
+        SCRIPT
+        + f"""
     tmp = {str(tmp_path)!r}
     assert _native.device_path() == "cuda"
     fastckpt.save(values, tmp + "/host", num_shards=2)
@@ -63,7 +67,9 @@ def test_save_through_the_cuda_engine_is_byte_identical(fake_dir, tmp_path):  # 
         ctypes.memset(a.ptr, 0, a.dtype.itemsize * int(np.prod(a.shape)))  # free after the snapshot
     h.result()
     print(json.dumps(counters()))
-    """, delay_us=200)
+    """,
+        delay_us=200,
+    )
     _same(str(tmp_path), "host", "dev")
     _same(str(tmp_path), "host", "async")
     assert out["pageable_copies"] == 0  # every device-to-host copy went into pinned staging
@@ -71,7 +77,10 @@ def test_save_through_the_cuda_engine_is_byte_identical(fake_dir, tmp_path):  # 
 
 
 def test_copies_wait_for_the_callers_stream(fake_dir, tmp_path):  # noqa: F811
-    out = run_fake(fake_dir, SCRIPT + f"""
+    out = run_fake(
+        fake_dir,
+        SCRIPT
+        + f"""
     tmp = {str(tmp_path)!r}
     stream = vp()
     check(cu.cuStreamCreate(ctypes.byref(stream), 1))
@@ -81,12 +90,16 @@ def test_copies_wait_for_the_callers_stream(fake_dir, tmp_path):  # noqa: F811
     check(cu.cuMemcpyHtoDAsync_v2(arr.ptr, final.ctypes.data, final.nbytes, stream))  # then its result
     fastckpt.save({{"x": arr}}, tmp + "/ck")
     print(json.dumps({{"min": float(fastckpt.load(tmp + "/ck")["x"].min())}}))
-    """)
+    """,
+    )
     assert out["min"] == 9.0
 
 
 def test_restore_to_the_device_through_the_cuda_engine(fake_dir, tmp_path):  # noqa: F811
-    out = run_fake(fake_dir, SCRIPT + f"""
+    out = run_fake(
+        fake_dir,
+        SCRIPT
+        + f"""
     tmp = {str(tmp_path)!r}
     fastckpt.save(values, tmp + "/ck")
     back = fastckpt.load(tmp + "/ck", device="cuda:0", array_type=new_dev)
@@ -95,13 +108,18 @@ def test_restore_to_the_device_through_the_cuda_engine(fake_dir, tmp_path):  # n
     fastckpt.load_into(tmp + "/ck", {{"big": target}})
     print(json.dumps({{"same": same, "into": bool(np.array_equal(target.host(), values["big"])),
                       **counters()}}))
-    """, delay_us=100)
+    """,
+        delay_us=100,
+    )
     assert out["same"] and out["into"]
     assert out["host_freed_in_use"] == 0
 
 
 def test_failed_device_copy_names_the_tensor_and_commits_nothing(fake_dir, tmp_path):  # noqa: F811
-    out = run_fake(fake_dir, SCRIPT + f"""
+    out = run_fake(
+        fake_dir,
+        SCRIPT
+        + f"""
     tmp = {str(tmp_path)!r}
     dev = {{"big": DevArray(values["big"])}}
     try:
@@ -110,7 +128,9 @@ def test_failed_device_copy_names_the_tensor_and_commits_nothing(fake_dir, tmp_p
     except fastckpt.FastCkptError as e:
         err = f"{{type(e).__name__}}: {{e}}"
     print(json.dumps({{"err": err, "files": sorted(os.listdir(tmp))}}))
-    """, fail_copy=2)
+    """,
+        fail_copy=2,
+    )
     assert out["err"] is not None and "CUDA_ERROR_ILLEGAL_ADDRESS" in out["err"]
     assert "tensor 'big'" in out["err"]
     assert out["files"] == []
@@ -154,13 +174,18 @@ def test_restore_to_device_n_creates_no_context_on_device_0(fake_dir, tmp_path):
     # Pinned staging memory is allocated in the target device's context; before
     # this was fixed, the first load to cuda:1 retained device 0's primary
     # context (costing device 0 memory in a process that never uses it).
-    out = run_fake(fake_dir, DEVICE1 + f"""
+    out = run_fake(
+        fake_dir,
+        DEVICE1
+        + f"""
     tmp = {str(tmp_path)!r}
     fastckpt.save(values, tmp + "/ck")
     back = fastckpt.load(tmp + "/ck", device="cuda:1", array_type=new_dev1)
     same = all(np.array_equal(back[k].host(), v) for k, v in values.items())
     print(json.dumps({{"same": same, **contexts()}}))
-    """, devices=2)
+    """,
+        devices=2,
+    )
     assert out["same"]
     assert out["retains"][0] == 0, out  # device 0 never got a context
     assert out["retains"][1] >= 2, out  # the test's own retain, and the engine's
@@ -168,7 +193,10 @@ def test_restore_to_device_n_creates_no_context_on_device_0(fake_dir, tmp_path):
 
 
 def test_save_from_device_n_creates_no_context_on_device_0(fake_dir, tmp_path):  # noqa: F811
-    out = run_fake(fake_dir, DEVICE1 + f"""
+    out = run_fake(
+        fake_dir,
+        DEVICE1
+        + f"""
     tmp = {str(tmp_path)!r}
     dev = {{k: Dev1Array(v) for k, v in values.items()}}
     fastckpt.save(dev, tmp + "/ck")
@@ -176,7 +204,9 @@ def test_save_from_device_n_creates_no_context_on_device_0(fake_dir, tmp_path): 
     got = fastckpt.load(tmp + "/ck")
     same = all(np.array_equal(got[k], v) for k, v in values.items())
     print(json.dumps({{"same": same, **contexts()}}))
-    """, devices=2)
+    """,
+        devices=2,
+    )
     assert out["same"]
     assert out["retains"][0] == 0, out
     assert out["host_allocs"][0] == 0 and out["host_allocs"][1] > 0, out

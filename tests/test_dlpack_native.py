@@ -5,6 +5,7 @@ strides and dtypes arrive exactly as the framework sees them; a producer
 written here with ctypes builds managed tensors field by field, which lets the
 tests count deleter calls exactly and hand the consumer malformed tensors.
 """
+
 import ctypes
 import os
 import re
@@ -69,17 +70,13 @@ class DLManagedTensor(ctypes.Structure):
 
 
 # Private prototypes (setting argtypes on ctypes.pythonapi would be global).
-_CAPSULE_NEW = ctypes.PYFUNCTYPE(
-    ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p
-)(("PyCapsule_New", ctypes.pythonapi))
-_CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(
-    ("PyCapsule_GetName", ctypes.pythonapi)
+_CAPSULE_NEW = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)(
+    ("PyCapsule_New", ctypes.pythonapi)
 )
+_CAPSULE_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
 # The destructor gets the dying capsule as a raw pointer: a py_object argument
 # would take a new reference to an object whose refcount is already zero.
-_CAPSULE_NAME_RAW = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.c_void_p)(
-    ("PyCapsule_GetName", ctypes.pythonapi)
-)
+_CAPSULE_NAME_RAW = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.c_void_p)(("PyCapsule_GetName", ctypes.pythonapi))
 _DELETER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _CAPSULE_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
@@ -103,10 +100,27 @@ class FakeProducer:
     deleter only while the capsule still has its unconsumed name.
     """
 
-    def __init__(self, shape=(2, 3), strides=None, code=2, bits=32, lanes=1, *, versioned=True,
-                 major=1, minor=0, flags=0, ndim=None, data=0x10000, byte_offset=0,
-                 device=(CPU, 0), shape_null=False, deleter=True, capsule_name=None,
-                 accepts_max_version=True):
+    def __init__(
+        self,
+        shape=(2, 3),
+        strides=None,
+        code=2,
+        bits=32,
+        lanes=1,
+        *,
+        versioned=True,
+        major=1,
+        minor=0,
+        flags=0,
+        ndim=None,
+        data=0x10000,
+        byte_offset=0,
+        device=(CPU, 0),
+        shape_null=False,
+        deleter=True,
+        capsule_name=None,
+        accepts_max_version=True,
+    ):
         _KEEP_ALIVE.append(self)
         self.deleter_calls = []
         self.calls = []
@@ -185,14 +199,27 @@ def numpy_dtype_code(dtype):
 
 @pytest.mark.parametrize(
     "name",
-    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-     "float16", "float32", "float64", "complex64", "complex128"],
+    [
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    ],
 )
 def test_numpy_dtypes(name):
     arr = np.zeros((2, 3), dtype=name)
     t = _native.dlpack_export(arr)
-    assert (t.dtype_code, t.dtype_bits, t.dtype_lanes) == (
-        numpy_dtype_code(arr.dtype), arr.dtype.itemsize * 8, 1)
+    assert (t.dtype_code, t.dtype_bits, t.dtype_lanes) == (numpy_dtype_code(arr.dtype), arr.dtype.itemsize * 8, 1)
     assert _native.dlpack_numpy_dtype(t.dtype_code, t.dtype_bits, t.dtype_lanes) == name
     assert t.nbytes == arr.nbytes
     assert t.data == arr.ctypes.data
@@ -335,9 +362,21 @@ def test_properties_after_release_raise():
     t = _native.dlpack_export(np.zeros(2))
     t.release()
     assert repr(t) == "<DLPackTensor (released)>"
-    for name in ("data", "device_type", "device_id", "shape", "strides", "dtype_code",
-                 "dtype_bits", "dtype_lanes", "readonly", "flags", "versioned", "nbytes",
-                 "c_contiguous"):
+    for name in (
+        "data",
+        "device_type",
+        "device_id",
+        "shape",
+        "strides",
+        "dtype_code",
+        "dtype_bits",
+        "dtype_lanes",
+        "readonly",
+        "flags",
+        "versioned",
+        "nbytes",
+        "c_contiguous",
+    ):
         with pytest.raises(fastckpt.InvalidArgumentError, match="released DLPackTensor"):
             getattr(t, name)
 
@@ -355,8 +394,8 @@ def test_not_constructible():
 def torch():
     # Imported by the tests that need it, not when this file is collected.
     import torch
-    return torch
 
+    return torch
 
 
 @pytest.mark.parametrize(
@@ -410,8 +449,7 @@ def test_torch_bfloat16(torch):
     "make, shape, strides, contiguous, nbytes",
     [
         (lambda torch: torch.arange(12.0).reshape(3, 4).T, (4, 3), (1, 4), False, 48),
-        (lambda torch: torch.arange(24.0).reshape(2, 3, 4).permute(2, 0, 1), (4, 2, 3), (1, 12, 4),
-         False, 96),
+        (lambda torch: torch.arange(24.0).reshape(2, 3, 4).permute(2, 0, 1), (4, 2, 3), (1, 12, 4), False, 96),
         (lambda torch: torch.arange(12.0).reshape(3, 4)[1:, 1:], (2, 3), (4, 1), False, 24),
         (lambda torch: torch.ones(4, 1).expand(4, 3), (4, 3), (1, 0), False, 48),
         (lambda torch: torch.ones(2, 1, 3), (2, 1, 3), (3, 3, 1), True, 24),
@@ -419,8 +457,7 @@ def test_torch_bfloat16(torch):
         (lambda torch: torch.zeros(5, 0, 2)[:, :, ::2], (5, 0, 1), (2, 2, 2), True, 0),
         (lambda torch: torch.tensor(2.5), (), (), True, 4),
     ],
-    ids=["transposed", "permuted", "offset_view", "broadcast", "size1", "zero_size",
-         "zero_size_strided", "0d"],
+    ids=["transposed", "permuted", "offset_view", "broadcast", "size1", "zero_size", "zero_size_strided", "0d"],
 )
 def test_torch_layouts(torch, make, shape, strides, contiguous, nbytes):
     t = make(torch)
@@ -510,8 +547,14 @@ print("jax ok")
 
 def test_jax_cpu_arrays():
     env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-W", "error", "-c", _JAX_SCRIPT], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _JAX_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "jax ok\n"
 
@@ -552,8 +595,7 @@ def test_fake_producer_capsule_is_renamed_and_not_freed_twice():
 
 
 def test_fake_producer_legacy_capsule():
-    p = FakeProducer(versioned=False, accepts_max_version=False, shape=(4,), strides=(1,),
-                     device=(2, 3))
+    p = FakeProducer(versioned=False, accepts_max_version=False, shape=(4,), strides=(1,), device=(2, 3))
     d = _native.dlpack_export(p)
     assert p.calls == [{}]
     assert d.versioned is False
@@ -637,12 +679,12 @@ def test_zero_dim_with_null_shape_and_strides():
     "code, bits, lanes, shape, flags, nbytes",
     [
         (2, 32, 1, (2, 3), 0, 24),
-        (2, 32, 4, (2,), 0, 32),            # vector type: 16 bytes per element
-        (17, 4, 1, (3,), 0, 2),             # packed float4: 12 bits
-        (17, 4, 1, (3,), 4, 3),             # padded float4: one byte each
-        (17, 4, 2, (3,), 0, 3),             # torch's float4_e2m1fn_x2
-        (15, 6, 1, (5,), 0, 4),             # packed float6: 30 bits
-        (6, 1, 1, (10,), 0, 2),             # packed 1-bit
+        (2, 32, 4, (2,), 0, 32),  # vector type: 16 bytes per element
+        (17, 4, 1, (3,), 0, 2),  # packed float4: 12 bits
+        (17, 4, 1, (3,), 4, 3),  # padded float4: one byte each
+        (17, 4, 2, (3,), 0, 3),  # torch's float4_e2m1fn_x2
+        (15, 6, 1, (5,), 0, 4),  # packed float6: 30 bits
+        (6, 1, 1, (10,), 0, 2),  # packed 1-bit
         (2, 32, 1, (0, 2**62, 2**62), 0, 0),  # empty however large the other dims
         (0, 64, 1, (2**59,), 0, 2**62),
     ],
@@ -668,10 +710,8 @@ _MALFORMED = [
     ({"data": 2**64 - 8, "byte_offset": 16}, r"data pointer \+ byte_offset overflows"),
 ]
 _BAD_VERSIONS = [
-    ({"major": 2, "minor": 0},
-     r"^unsupported DLPack version 2\.0 \(fastckpt reads major version 1\)$"),
-    ({"major": 0, "minor": 8},
-     r"^unsupported DLPack version 0\.8 \(fastckpt reads major version 1\)$"),
+    ({"major": 2, "minor": 0}, r"^unsupported DLPack version 2\.0 \(fastckpt reads major version 1\)$"),
+    ({"major": 0, "minor": 8}, r"^unsupported DLPack version 0\.8 \(fastckpt reads major version 1\)$"),
 ]
 
 
@@ -731,8 +771,11 @@ class RaisingProducer:
 
 @pytest.mark.parametrize("obj", [42, object(), [1.0, 2.0], b"bytes"])
 def test_object_without_dlpack(obj):
-    with pytest.raises(fastckpt.InvalidArgumentError, match=r"expects an object implementing the DLPack protocol "
-                                        r"\(__dlpack__\), got " + type(obj).__qualname__):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError,
+        match=r"expects an object implementing the DLPack protocol "
+        r"\(__dlpack__\), got " + type(obj).__qualname__,
+    ):
         _native.dlpack_export(obj)
 
 
@@ -780,8 +823,11 @@ def test_non_capsule_result():
 def test_wrong_capsule_name_is_not_consumed():
     p = FakeProducer(capsule_name=b"not_a_tensor")
     capsule = p.new_capsule()
-    with pytest.raises(fastckpt.InvalidArgumentError, match=r"__dlpack__\(\) returned a capsule named 'not_a_tensor', "
-                                        r"expected 'dltensor_versioned' or 'dltensor'"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError,
+        match=r"__dlpack__\(\) returned a capsule named 'not_a_tensor', "
+        r"expected 'dltensor_versioned' or 'dltensor'",
+    ):
         _native.dlpack_export(ReturnsProducer(capsule))
     assert capsule_name(capsule) == b"not_a_tensor"
     assert p.deleter_calls == []
@@ -819,15 +865,29 @@ def test_unconsumed_numpy_capsule_still_frees():
 @pytest.mark.parametrize(
     "code, bits, name",
     [
-        (0, 8, "int8"), (0, 16, "int16"), (0, 32, "int32"), (0, 64, "int64"),
-        (1, 8, "uint8"), (1, 16, "uint16"), (1, 32, "uint32"), (1, 64, "uint64"),
-        (2, 16, "float16"), (2, 32, "float32"), (2, 64, "float64"),
+        (0, 8, "int8"),
+        (0, 16, "int16"),
+        (0, 32, "int32"),
+        (0, 64, "int64"),
+        (1, 8, "uint8"),
+        (1, 16, "uint16"),
+        (1, 32, "uint32"),
+        (1, 64, "uint64"),
+        (2, 16, "float16"),
+        (2, 32, "float32"),
+        (2, 64, "float64"),
         (4, 16, "bfloat16"),
-        (5, 64, "complex64"), (5, 128, "complex128"),
+        (5, 64, "complex64"),
+        (5, 128, "complex128"),
         (6, 8, "bool"),
-        (7, 8, "float8_e3m4"), (8, 8, "float8_e4m3"), (9, 8, "float8_e4m3b11fnuz"),
-        (10, 8, "float8_e4m3fn"), (11, 8, "float8_e4m3fnuz"), (12, 8, "float8_e5m2"),
-        (13, 8, "float8_e5m2fnuz"), (14, 8, "float8_e8m0fnu"),
+        (7, 8, "float8_e3m4"),
+        (8, 8, "float8_e4m3"),
+        (9, 8, "float8_e4m3b11fnuz"),
+        (10, 8, "float8_e4m3fn"),
+        (11, 8, "float8_e4m3fnuz"),
+        (12, 8, "float8_e5m2"),
+        (13, 8, "float8_e5m2fnuz"),
+        (14, 8, "float8_e8m0fnu"),
     ],
 )
 def test_numpy_dtype_names(code, bits, name):
@@ -861,7 +921,6 @@ _VECTOR = ": vector types (lanes != 1) are not supported"
     ],
 )
 def test_numpy_dtype_errors(code, bits, lanes, name, suffix):
-    message = (f"DLPack dtype {name} (code={code}, bits={bits}, lanes={lanes}) "
-               f"has no numpy dtype{suffix}")
+    message = f"DLPack dtype {name} (code={code}, bits={bits}, lanes={lanes}) has no numpy dtype{suffix}"
     with pytest.raises(fastckpt.InvalidArgumentError, match=f"^{re.escape(message)}$"):
         _native.dlpack_numpy_dtype(code, bits, lanes)

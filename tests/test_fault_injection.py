@@ -25,6 +25,7 @@ snapshot, then the write and commit on the background thread; the error is
 raised by the call or by ``result()``), and saves of device arrays on the
 simulated device (staged through pinned buffers), blocking and asynchronous.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,11 +36,11 @@ import re
 
 import numpy as np
 import pytest
+from sim_device import SimDeviceArray
 
 import fastckpt
 from fastckpt import _native, _native_testing
 from fastckpt import checkpoint_management as cm
-from sim_device import SimDeviceArray
 
 testing = _native_testing
 
@@ -115,8 +116,7 @@ def assert_loads(prefix: str, step: int) -> None:
 
 def snapshot(directory) -> dict:
     """name -> SHA-256 of every file in `directory`."""
-    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
-            for name in sorted(os.listdir(directory))}
+    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in sorted(os.listdir(directory))}
 
 
 def temp_names(names) -> list:
@@ -140,12 +140,12 @@ class Scenario:
         if self.mode == "saver":
             for step in (1, 2):
                 self._set_vars(step)
-                assert self.saver.save(None, str(self.dir / "model"), global_step=step) == \
-                    str(self.dir / f"model-{step}")
+                assert self.saver.save(None, str(self.dir / "model"), global_step=step) == str(
+                    self.dir / f"model-{step}"
+                )
             self.earlier_steps = [1, 2]
         else:
-            fastckpt.save(make_tensors(1), str(self.dir / "model-1"), num_shards=self.shards,
-                          durable=False)
+            fastckpt.save(make_tensors(1), str(self.dir / "model-1"), num_shards=self.shards, durable=False)
             cm.update_checkpoint_state(str(self.dir), str(self.dir / "model-1"))
             self.earlier_steps = [1]
         self.latest = str(self.dir / f"model-{self.earlier_steps[-1]}")
@@ -207,8 +207,7 @@ def calls_at(mode: str, point: str, tmp_path_factory) -> int:
     return _CALLS[key]
 
 
-def expected_file(point: str, skip: int, n_calls: int, prefix: str, shards: int,
-                  saver: bool = False) -> str:
+def expected_file(point: str, skip: int, n_calls: int, prefix: str, shards: int, saver: bool = False) -> str:
     """A regex for the file the failed call was working on, as the message quotes it
     (its final name: never a temporary one)."""
     if point == "sync_dir":
@@ -230,6 +229,7 @@ def expected_file(point: str, skip: int, n_calls: int, prefix: str, shards: int,
 
 # -- the hook itself ---------------------------------------------------------
 
+
 def test_counts_pin_the_commit_protocol(tmp_path_factory):
     # One create, fsync, rename and close per data shard plus the index; one
     # directory fsync; writes: 4 PwriteAll steps for "big", one pwritev per
@@ -239,39 +239,53 @@ def test_counts_pin_the_commit_protocol(tmp_path_factory):
     # "big" fills 3, the small tensors of a shard (the string tensor of a
     # device save included, copied from the host) are packed into one; then
     # the index.
-    for mode, shards, writes in (("save1", 1, 6), ("save3", 3, 7), ("saver", 2, 6),
-                                 ("async1", 1, WRITES["async1"]), ("async3", 3, WRITES["async3"]),
-                                 ("device1", 1, WRITES["device1"]), ("device3", 3, WRITES["device3"]),
-                                 ("async_device3", 3, WRITES["async_device3"])):
+    for mode, shards, writes in (
+        ("save1", 1, 6),
+        ("save3", 3, 7),
+        ("saver", 2, 6),
+        ("async1", 1, WRITES["async1"]),
+        ("async3", 3, WRITES["async3"]),
+        ("device1", 1, WRITES["device1"]),
+        ("device3", 3, WRITES["device3"]),
+        ("async_device3", 3, WRITES["async_device3"]),
+    ):
         extra = 2 if mode == "saver" else 0
         counts = {p: calls_at(mode, p, tmp_path_factory) for p in POINTS}
-        assert counts == {"create": shards + 1 + extra, "write": writes + extra,
-                          "sync": shards + 1 + extra, "rename": shards + 1 + extra,
-                          "close": shards + 1 + extra, "sync_dir": 1 + extra}, mode
+        assert counts == {
+            "create": shards + 1 + extra,
+            "write": writes + extra,
+            "sync": shards + 1 + extra,
+            "rename": shards + 1 + extra,
+            "close": shards + 1 + extra,
+            "sync_dir": 1 + extra,
+        }, mode
 
 
 def test_binding_arguments_and_one_shot(tmp_path):
-    with pytest.raises(fastckpt.InvalidArgumentError, match=re.escape(
-            "arm_fault: unknown fault point 'unlink' (expected create, write, sync, rename, close or "
-            "sync_dir)")):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError,
+        match=re.escape(
+            "arm_fault: unknown fault point 'unlink' (expected create, write, sync, rename, close or sync_dir)"
+        ),
+    ):
         testing.arm_fault("unlink", 0, errno.EIO)
     with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_fault: skip must be >= 0, not -1$"):
         testing.arm_fault("write", -1, errno.EIO)
     with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_fault: errno must be >= 0, not -5$"):
         testing.arm_fault("write", 0, -5)
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="^arm_fault: short_write applies only to the 'write' point, not 'sync'$"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="^arm_fault: short_write applies only to the 'write' point, not 'sync'$"
+    ):
         testing.arm_fault("sync", 0, errno.EIO, short_write=True)
     with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_fill_delay: skip must be >= 0, not -2$"):
         testing.arm_fill_delay(-2, 1.0, 1.0)
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="^arm_fill_delay: wait_s and delay_s must be between 0 and 3600 seconds$"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="^arm_fill_delay: wait_s and delay_s must be between 0 and 3600 seconds$"
+    ):
         testing.arm_fill_delay(0, float("nan"), 1.0)
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="^arm_thread_failures: count must be >= -1, not -3$"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_thread_failures: count must be >= -1, not -3$"):
         testing.arm_thread_failures(0, -3)
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="^arm_thread_failures: skip must be >= 0, not -1$"):
+    with pytest.raises(fastckpt.InvalidArgumentError, match="^arm_thread_failures: skip must be >= 0, not -1$"):
         testing.arm_thread_failures(-1, 1)
 
     # One-shot: the second save, still armed, succeeds; the count goes on.
@@ -293,10 +307,12 @@ def test_binding_arguments_and_one_shot(tmp_path):
     testing.arm_fault("rename", COUNT_ONLY, 0)
     assert testing.fault_hits() == 0
     assert sorted(os.listdir(tmp_path)) == sorted(
-        ["b.data-00000-of-00001", "b.index", "c.data-00000-of-00001", "c.index"])
+        ["b.data-00000-of-00001", "b.index", "c.data-00000-of-00001", "c.index"]
+    )
 
 
 # -- native faults: every point, errno and position --------------------------
+
 
 @pytest.mark.parametrize("which", WHICH)
 @pytest.mark.parametrize("err", ERRNOS, ids=lambda e: errno.errorcode[e])
@@ -321,12 +337,12 @@ def test_native_fault_leaves_no_trace(mode, point, err, which, tmp_path, tmp_pat
     assert isinstance(e, OSError)
     assert e.errno == err
     assert os.strerror(err) in str(e)
-    assert re.search(expected_file(point, skip, n_calls, sc.prefix, sc.shards, mode == "saver"),
-                     str(e)), str(e)
+    assert re.search(expected_file(point, skip, n_calls, sc.prefix, sc.shards, mode == "saver"), str(e)), str(e)
     sc.check_intact(before)
 
 
 # -- short writes --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", ["save1", "save3"])
 def test_short_write_then_success_writes_identical_files(mode, tmp_path, tmp_path_factory):
@@ -372,8 +388,7 @@ def test_short_write_then_error_leaves_no_trace(mode, which, err, tmp_path, tmp_
         assert testing.fault_hits() >= skip + 2  # the short write and its failed retry
         testing.disarm_faults()
     assert info.value.errno == err
-    assert re.search(expected_file("write", skip, n_calls, sc.prefix, sc.shards, mode == "saver"),
-                     str(info.value))
+    assert re.search(expected_file("write", skip, n_calls, sc.prefix, sc.shards, mode == "saver"), str(info.value))
     sc.check_intact(before)
 
 
@@ -400,9 +415,9 @@ def test_injected_eintr_is_retried(tmp_path, tmp_path_factory):
 # must name). A Saver's save with SAVER_SHARDS data files makes, at each point:
 # the bundle's calls, then the .meta's, then the state file's (see
 # test_counts_pin_the_commit_protocol).
-_META = SAVER_SHARDS + 1      # after the data files and the index
+_META = SAVER_SHARDS + 1  # after the data files and the index
 _STATE = SAVER_SHARDS + 2
-_BUNDLE_WRITES = 6            # the Saver's bundle: write calls (see the count test)
+_BUNDLE_WRITES = 6  # the Saver's bundle: write calls (see the count test)
 SAVER_FILE_FAULTS = {
     "meta-create": ("create", _META, "meta"),
     "meta-write": ("write", _BUNDLE_WRITES, "meta"),
@@ -433,8 +448,7 @@ def test_meta_and_state_fault_in_saver_rolls_back(fault, tmp_path):
     testing.disarm_faults()
     e = info.value
     assert e.errno == errno.ENOSPC
-    expected = {"meta": sc.prefix + ".meta", "state": str(sc.dir / "checkpoint"),
-                "dir": str(sc.dir)}[names]
+    expected = {"meta": sc.prefix + ".meta", "state": str(sc.dir / "checkpoint"), "dir": str(sc.dir)}[names]
     assert e.filename == expected
     assert f"'{expected}'" in str(e), str(e)
     assert os.strerror(errno.ENOSPC) in str(e)
@@ -454,12 +468,16 @@ def test_saver_goes_on_after_a_failed_save(tmp_path):
     sc.new_save()
     assert sc.saver.last_checkpoints == [str(sc.dir / "model-2"), str(sc.dir / "model-3")]
     assert sorted(os.listdir(sc.dir)) == sorted(
-        ["checkpoint"] + [f"model-{s}{ext}" for s in (2, 3) for ext in
-                          (".index", ".meta", ".data-00000-of-00002", ".data-00001-of-00002")])
+        ["checkpoint"]
+        + [
+            f"model-{s}{ext}"
+            for s in (2, 3)
+            for ext in (".index", ".meta", ".data-00000-of-00002", ".data-00001-of-00002")
+        ]
+    )
     assert fastckpt.latest_checkpoint(str(sc.dir)) == str(sc.dir / "model-3")
     state = cm.get_checkpoint_state(str(sc.dir))
-    assert list(state.all_model_checkpoint_paths) == [str(sc.dir / "model-2"),
-                                                      str(sc.dir / "model-3")]
+    assert list(state.all_model_checkpoint_paths) == [str(sc.dir / "model-2"), str(sc.dir / "model-3")]
     assert_loads(str(sc.dir / "model-2"), 2)
     assert_loads(str(sc.dir / "model-3"), 3)
 

@@ -1,12 +1,13 @@
 """The core's element-type table (csrc/fastckpt/format/dtypes.h) agrees with
 fastckpt/format/dtypes.py: the same DataType numbers, names and bytes per
 element, and the DLPack types map to the numpy types of the same names."""
+
 import ml_dtypes
 import numpy as np
 
-from fastckpt.format import dtypes
-from fastckpt._native import testing as native_testing
 from fastckpt import _native
+from fastckpt._native import testing as native_testing
+from fastckpt.format import dtypes
 
 NO_DTYPE = -1
 NO_DLPACK = 255

@@ -2,6 +2,7 @@
 120 columns): `clang-format --dry-run -Werror` finds nothing to change. The
 clang-format wheel is pinned in the test extra, so every machine formats
 alike."""
+
 import pathlib
 import subprocess
 import sys

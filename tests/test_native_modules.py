@@ -1,6 +1,7 @@
 """The extension users import (fastckpt._native) carries no test-only code:
 the test hooks are the separate extension fastckpt._native_testing, and both
 link the one core library, so the hooks act on the state the package uses."""
+
 import errno
 import os
 import subprocess
@@ -22,8 +23,16 @@ def _module_file(module):
 
 def test_native_has_no_test_hooks():
     names = set(vars(_native))
-    for hook in ("arm_fault", "disarm_faults", "install_simulated_device", "SimulatedDevice",
-                 "cuda_engine_roundtrip", "plan_tasks", "staging_borrow", "dtype_table"):
+    for hook in (
+        "arm_fault",
+        "disarm_faults",
+        "install_simulated_device",
+        "SimulatedDevice",
+        "cuda_engine_roundtrip",
+        "plan_tasks",
+        "staging_borrow",
+        "dtype_table",
+    ):
         assert hook not in names, hook
         assert hasattr(_native_testing, hook), hook
 

@@ -3,13 +3,14 @@ the test module (csrc/testing/bind_units.cc): the task planner
 (pipeline/task_plan.h), the load plan's slab layout (pipeline/load_plan.h),
 the staging pool (pipeline/staging_pool.h) and the index table builder and
 reader (format/table_builder.h, format/table_reader.h)."""
+
 import re
 
 import pytest
 
 import fastckpt
-from fastckpt import _native, _native_testing as t
-from fastckpt import config
+from fastckpt import _native, config
+from fastckpt import _native_testing as t
 
 # ---------------------------------------------------------------------------
 # The task planner: extents are (item, shard, file_offset, size); pieces

@@ -1,5 +1,6 @@
 """OS errors during a save surface as CheckpointIOError (an OSError) with errno,
 leave no partial files behind, and never harm an earlier checkpoint."""
+
 from __future__ import annotations
 
 import errno
@@ -41,8 +42,9 @@ def test_enospc_overwriting_same_prefix_keeps_old_checkpoint(small_tmpfs):
 
 
 def _run_child(code: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, **kwargs
+    )
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ def test_file_size_limit_gives_efbig_and_cleans_up(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
         try:
-            fastckpt.save({{"a": np.ones(1 << 20, np.uint8)}}, {str(tmp_path / 'big')!r}, num_shards=2)
+            fastckpt.save({{"a": np.ones(1 << 20, np.uint8)}}, {str(tmp_path / "big")!r}, num_shards=2)
         except fastckpt.CheckpointIOError as e:
             print(errno.errorcode[e.errno])
         """

@@ -1,7 +1,7 @@
 """Partitioned tensors: one validation of their stored slices, shared by every reader.
 
 The native core checks a partitioned tensor's slices once per reader (in
-bounds, pairwise disjoint, covering the tensor; ``csrc/fastckpt/slice_set.h``)
+bounds, pairwise disjoint, covering the tensor; ``csrc/fastckpt/format/slice_set.h``)
 and ``get_tensor``, ``get_slice``, ``load`` and ``verify`` all go through it:
 what ``verify`` accepts, every reader loads, and what one reader refuses,
 ``verify`` reports. ``fastckpt._native.check_slice_set`` exposes the check
@@ -27,7 +27,7 @@ from fastckpt.format import dtypes
 from fastckpt.format import slices as slicing
 from fastckpt.writer import partitioned_item, prepare_item, write_items
 
-# The work bounds of csrc/fastckpt/slice_set.h.
+# The work bounds of csrc/fastckpt/format/slice_set.h.
 MAX_GRID_CELLS = 1 << 26
 MAX_SWEEP_CHECKS = 1 << 26
 

@@ -3,6 +3,7 @@ simulated copy engine: the same pipeline code as with CUDA, with only the
 copy calls replaced. Checks byte identity with host saves, chunking and
 batching, buffer reuse and bounds, ordering after the caller's stream,
 overlap of copies with writes, and errors in a copy or a write mid-stream."""
+
 from __future__ import annotations
 
 import errno
@@ -13,11 +14,11 @@ import os
 import ml_dtypes
 import numpy as np
 import pytest
+from sim_device import SimDeviceArray, new_sim_array
 
 import fastckpt
 from fastckpt import _native, _native_testing
 from fastckpt.writer import prepare_items
-from sim_device import SimDeviceArray, new_sim_array
 
 MiB = 1 << 20
 
@@ -36,8 +37,8 @@ def _values(rng):
 
 
 def _same_files(a: str, b: str) -> None:
-    fa = sorted(os.path.basename(p)[len(os.path.basename(a)):] for p in glob.glob(a + ".*"))
-    fb = sorted(os.path.basename(p)[len(os.path.basename(b)):] for p in glob.glob(b + ".*"))
+    fa = sorted(os.path.basename(p)[len(os.path.basename(a)) :] for p in glob.glob(a + ".*"))
+    fb = sorted(os.path.basename(p)[len(os.path.basename(b)) :] for p in glob.glob(b + ".*"))
     assert fa == fb and fa
     for suffix in fa:
         assert filecmp.cmp(a + suffix, b + suffix, shallow=False), suffix
@@ -56,8 +57,7 @@ def _contents(prefix) -> dict:
 def test_device_save_is_byte_identical_to_host_save(tmp_path, sim_device, num_shards):
     values = _values(np.random.default_rng(1))
     host = fastckpt.save(values, tmp_path / "host", num_shards=num_shards)
-    dev = fastckpt.save({k: SimDeviceArray(v) for k, v in values.items()}, tmp_path / "dev",
-                        num_shards=num_shards)
+    dev = fastckpt.save({k: SimDeviceArray(v) for k, v in values.items()}, tmp_path / "dev", num_shards=num_shards)
     assert dev.nbytes == host.nbytes and dev.num_shards == host.num_shards
     _same_files(str(tmp_path / "host"), str(tmp_path / "dev"))
     back = fastckpt.load(tmp_path / "dev")
@@ -127,8 +127,7 @@ def test_copies_overlap_writes_and_each_write_follows_its_copy(tmp_path, sim_dev
         assert wb >= fills[t][1], f"task {t} was written before its copy completed"
     copies = dev.copies()
     assert len(copies) == 12
-    overlapped = sum(1 for (_s, _h, _n, cb, ce) in copies
-                     for (wb, we) in writes.values() if cb < we and wb < ce)
+    overlapped = sum(1 for (_s, _h, _n, cb, ce) in copies for (wb, we) in writes.values() if cb < we and wb < ce)
     assert overlapped >= 1, "no device copy ran while a write was in progress"
     assert np.array_equal(fastckpt.load(tmp_path / "ck")["x"], x)
 
@@ -209,6 +208,7 @@ def test_string_tensors_cannot_come_from_a_device(tmp_path, sim_device):
 
 # -- restore to the device ---------------------------------------------------
 
+
 def test_load_to_device_returns_device_arrays_with_the_values(tmp_path, sim_device):
     dev = sim_device()
     values = _values(np.random.default_rng(7))
@@ -236,11 +236,14 @@ def test_load_into_existing_device_arrays(tmp_path, sim_device):
 
 def test_load_into_checks_shape_and_dtype(tmp_path, sim_device):
     fastckpt.save({"x": np.zeros((4, 4), np.float32)}, tmp_path / "ck")
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match=r"tensor 'x' in .*: the checkpoint holds float32 \[4, 4\], the target is float32 \[4, 5\]"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError,
+        match=r"tensor 'x' in .*: the checkpoint holds float32 \[4, 4\], the target is float32 \[4, 5\]",
+    ):
         fastckpt.load_into(tmp_path / "ck", {"x": SimDeviceArray(np.zeros((4, 5), np.float32))})
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match=r"the checkpoint holds float32 \[4, 4\], the target is float64 \[4, 4\]"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match=r"the checkpoint holds float32 \[4, 4\], the target is float64 \[4, 4\]"
+    ):
         fastckpt.load_into(tmp_path / "ck", {"x": SimDeviceArray(np.zeros((4, 4), np.float64))})
     with pytest.raises(fastckpt.TensorNotFoundError, match="'nope'"):
         fastckpt.load_into(tmp_path / "ck", {"nope": SimDeviceArray(np.zeros(1))})
@@ -296,7 +299,9 @@ def test_dlpack_only_device_array_must_export_device_memory(tmp_path, sim_device
         def __dlpack__(self, stream=None, max_version=None):
             return self._a.__dlpack__()
 
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match=r"tensor 'x': .*names a CUDA device but its DLPack export is on device type 1"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError,
+        match=r"tensor 'x': .*names a CUDA device but its DLPack export is on device type 1",
+    ):
         fastckpt.save({"x": Liar()}, tmp_path / "ck")
     assert os.listdir(tmp_path) == []

@@ -12,6 +12,7 @@ injected with the native fault hook (fastckpt._native_testing).
 Also here: files are created with mode 0666 less the umask, as TensorFlow
 creates them.
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 import fastckpt
-from fastckpt import _native, _native_testing, metagraph
+from fastckpt import _native_testing, metagraph
 from fastckpt import checkpoint_management as cm
 from fastckpt.proto import DataType
 
@@ -68,8 +69,7 @@ ONE_SHARD = [
 ]
 
 
-@pytest.mark.parametrize("point,skip,which,step", ONE_SHARD,
-                         ids=[f"{p}{s}-{w}" for p, s, w, _ in ONE_SHARD])
+@pytest.mark.parametrize("point,skip,which,step", ONE_SHARD, ids=[f"{p}{s}-{w}" for p, s, w, _ in ONE_SHARD])
 def test_bundle_file_errors_name_the_final_file(tmp_path, point, skip, which, step):
     prefix = str(tmp_path / "model")
     final = {"data": prefix + ".data-00000-of-00001", "index": prefix + ".index"}[which]
@@ -77,8 +77,7 @@ def test_bundle_file_errors_name_the_final_file(tmp_path, point, skip, which, st
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         fastckpt.save(_tensors(), prefix, num_shards=1, durable=True)
     assert testing.fault_hits() >= skip + 1  # the failure paths may make more calls
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.ENOSPC, final,
-                     f"{step} '{final}': {ENOSPC_TEXT}")
+    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.ENOSPC, final, f"{step} '{final}': {ENOSPC_TEXT}")
     assert os.listdir(tmp_path) == []
 
 
@@ -88,8 +87,13 @@ def test_create_error_class_follows_errno(tmp_path):
     with pytest.raises(fastckpt.CheckpointPermissionError) as info:
         fastckpt.save(_tensors(), prefix, num_shards=1)
     final = prefix + ".data-00000-of-00001"
-    _assert_os_error(info.value, fastckpt.CheckpointPermissionError, errno.EACCES, final,
-                     f"cannot create '{final}': {os.strerror(errno.EACCES)}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointPermissionError,
+        errno.EACCES,
+        final,
+        f"cannot create '{final}': {os.strerror(errno.EACCES)}",
+    )
 
 
 def test_second_shard_error_names_that_shard(tmp_path):
@@ -98,8 +102,13 @@ def test_second_shard_error_names_that_shard(tmp_path):
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         fastckpt.save(_tensors(), prefix, num_shards=3)
     final = prefix + ".data-00001-of-00003"
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.EIO, final,
-                     f"cannot rename the temporary file into place as '{final}': {os.strerror(errno.EIO)}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointIOError,
+        errno.EIO,
+        final,
+        f"cannot rename the temporary file into place as '{final}': {os.strerror(errno.EIO)}",
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -110,33 +119,51 @@ def test_background_save_error_names_the_final_file(tmp_path):
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         handle.result()
     final = prefix + ".data-00000-of-00001"
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.ENOSPC, final,
-                     f"fsync failed on '{final}': {ENOSPC_TEXT}")
+    _assert_os_error(
+        info.value, fastckpt.CheckpointIOError, errno.ENOSPC, final, f"fsync failed on '{final}': {ENOSPC_TEXT}"
+    )
 
 
-@pytest.mark.parametrize("point,step", [("create", "cannot create"), ("write", "write failed on"),
-                                        ("sync", "fsync failed on"),
-                                        ("rename", "cannot rename the temporary file into place as"),
-                                        ("close", "close failed on")])
+@pytest.mark.parametrize(
+    "point,step",
+    [
+        ("create", "cannot create"),
+        ("write", "write failed on"),
+        ("sync", "fsync failed on"),
+        ("rename", "cannot rename the temporary file into place as"),
+        ("close", "close failed on"),
+    ],
+)
 def test_state_file_errors_name_the_state_file(tmp_path, point, step):
     testing.arm_fault(point, 0, errno.ENOSPC)
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         cm.update_checkpoint_state(str(tmp_path), "m-1")
     state = str(tmp_path / "checkpoint")
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.ENOSPC, state,
-                     f"cannot write checkpoint state file: {step} '{state}': {ENOSPC_TEXT}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointIOError,
+        errno.ENOSPC,
+        state,
+        f"cannot write checkpoint state file: {step} '{state}': {ENOSPC_TEXT}",
+    )
 
 
-@pytest.mark.parametrize("point,step", [("write", "write failed on"), ("rename",
-                                        "cannot rename the temporary file into place as")])
+@pytest.mark.parametrize(
+    "point,step", [("write", "write failed on"), ("rename", "cannot rename the temporary file into place as")]
+)
 def test_meta_graph_errors_name_the_meta_file(tmp_path, point, step):
     meta = metagraph.build_meta_graph([metagraph.VariableSpec("w", DataType.DT_FLOAT, (2,))])
     path = str(tmp_path / "model.meta")
     testing.arm_fault(point, 0, errno.ENOSPC)
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         metagraph.write_meta_graph(meta, path, fsync=True)
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.ENOSPC, path,
-                     f"cannot write meta graph: {step} '{path}': {ENOSPC_TEXT}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointIOError,
+        errno.ENOSPC,
+        path,
+        f"cannot write meta graph: {step} '{path}': {ENOSPC_TEXT}",
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -147,8 +174,13 @@ def test_saver_meta_error_names_the_meta_file(tmp_path):
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         saver.save(None, str(tmp_path / "model"), global_step=3)
     path = str(tmp_path / "model-3.meta")
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.ENOSPC, path,
-                     f"cannot write meta graph: cannot create '{path}': {ENOSPC_TEXT}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointIOError,
+        errno.ENOSPC,
+        path,
+        f"cannot write meta graph: cannot create '{path}': {ENOSPC_TEXT}",
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -156,18 +188,26 @@ def test_directory_fsync_error_names_the_directory(tmp_path):
     testing.arm_fault("sync_dir", 0, errno.EIO)
     with pytest.raises(fastckpt.CheckpointIOError) as info:
         cm.update_checkpoint_state(str(tmp_path), "m-1")
-    _assert_os_error(info.value, fastckpt.CheckpointIOError, errno.EIO, str(tmp_path),
-                     f"cannot write checkpoint state file: fsync failed on directory '{tmp_path}': "
-                     f"{os.strerror(errno.EIO)}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointIOError,
+        errno.EIO,
+        str(tmp_path),
+        f"cannot write checkpoint state file: fsync failed on directory '{tmp_path}': {os.strerror(errno.EIO)}",
+    )
 
 
 def test_missing_directory_is_not_found(tmp_path):
     path = str(tmp_path / "missing" / "checkpoint")
     with pytest.raises(fastckpt.CheckpointNotFoundError) as info:
         cm.update_checkpoint_state(str(tmp_path / "missing"), "m-1")
-    _assert_os_error(info.value, fastckpt.CheckpointNotFoundError, errno.ENOENT, path,
-                     f"cannot write checkpoint state file: cannot create '{path}': "
-                     f"{os.strerror(errno.ENOENT)}")
+    _assert_os_error(
+        info.value,
+        fastckpt.CheckpointNotFoundError,
+        errno.ENOENT,
+        path,
+        f"cannot write checkpoint state file: cannot create '{path}': {os.strerror(errno.ENOENT)}",
+    )
 
 
 def test_injected_eexist_on_create_is_retried_under_a_new_name(tmp_path):
@@ -189,5 +229,10 @@ def test_files_are_created_0666_less_umask_like_tensorflow(tmp_path):
     finally:
         os.umask(old)
     modes = {n: os.stat(tmp_path / n).st_mode & 0o777 for n in os.listdir(tmp_path)}
-    assert modes == {"checkpoint": 0o664, "model-1.index": 0o664, "model-1.meta": 0o664,
-                     "model-1.data-00000-of-00002": 0o664, "model-1.data-00001-of-00002": 0o664}
+    assert modes == {
+        "checkpoint": 0o664,
+        "model-1.index": 0o664,
+        "model-1.meta": 0o664,
+        "model-1.data-00000-of-00002": 0o664,
+        "model-1.data-00001-of-00002": 0o664,
+    }

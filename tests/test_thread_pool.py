@@ -13,6 +13,7 @@
 Scenarios that change process-wide settings, count the process's threads
 (/proc/self/status) or fork run in a child interpreter.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ import textwrap
 import pytest
 
 import fastckpt
-from fastckpt import _native, _native_testing
+from fastckpt import _native
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -101,12 +102,14 @@ def run_child(body: str, *args: str, timeout: float = 240) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]))
     script = PRELUDE + textwrap.dedent(body)
     try:
-        proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the child did not finish within {timeout} s (a deadlock?); stderr: {e.stderr!r}")
-    assert proc.returncode == 0, (f"the child exited with {proc.returncode} "
-                                  f"(negative: killed by that signal); stderr:\n{proc.stderr}")
+    assert proc.returncode == 0, (
+        f"the child exited with {proc.returncode} (negative: killed by that signal); stderr:\n{proc.stderr}"
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -128,7 +131,8 @@ def test_thread_count_is_bounded_by_the_cap(tmp_path, cap):
     """8 Python threads, each asking for 8 I/O threads per call (64 wanted at
     once): the process never runs more than the cap in pool threads, and the
     work is right even with no pool thread at all."""
-    out = run_child(f"""
+    out = run_child(
+        f"""
         _native.configure_threads(max_threads={cap})
         fastckpt.save({{"warm": np.ones(10)}}, os.path.join(sys.argv[1], "warm"))  # background machinery
         base = os_threads()
@@ -136,7 +140,9 @@ def test_thread_count_is_bounded_by_the_cap(tmp_path, cap):
             errors = run_workers(sys.argv[1], 8, 4, 8)
         st = _native.thread_stats()
         print(json.dumps({{"errors": errors, "base": base, "peak": s.peak, "stats": st}}))
-        """, str(tmp_path))
+        """,
+        str(tmp_path),
+    )
     assert out["errors"] == []
     st = out["stats"]
     assert st["limit"] == cap
@@ -154,7 +160,8 @@ def test_thread_count_is_bounded_by_the_cap(tmp_path, cap):
 def test_threads_are_reused_across_calls(tmp_path):
     """200 calls asking for 8 threads each start at most the cap's worth of
     threads, not 7 per call."""
-    out = run_child("""
+    out = run_child(
+        """
         _native.configure_threads(max_threads=4, idle_seconds=600)
         x = {"x": np.arange(1 << 18, dtype=np.float32), "y": np.ones(1000)}
         p = os.path.join(sys.argv[1], "ck")
@@ -162,14 +169,17 @@ def test_threads_are_reused_across_calls(tmp_path):
             fastckpt.save(x, p, threads=8, num_shards=4, durable=False)
             assert np.array_equal(fastckpt.load(p, threads=8)["x"], x["x"])
         print(json.dumps(_native.thread_stats()))
-        """, str(tmp_path))
+        """,
+        str(tmp_path),
+    )
     assert out["threads_started"] <= 4
     assert out["helpers_run"] >= 100
     assert out["threads"] <= 4
 
 
 def test_idle_threads_exit(tmp_path):
-    out = run_child("""
+    out = run_child(
+        """
         base = os_threads()
         _native.configure_threads(idle_seconds=600)
         fastckpt.save({f"x{i}": np.arange(1 << 18, dtype=np.float32) for i in range(8)},
@@ -181,7 +191,9 @@ def test_idle_threads_exit(tmp_path):
             time.sleep(0.05)
         time.sleep(0.05)  # the last thread leaves the pool, then the kernel
         print(json.dumps({"busy": busy, "stats": _native.thread_stats(), "base": base, "now": os_threads()}))
-        """, str(tmp_path))
+        """,
+        str(tmp_path),
+    )
     assert out["busy"] >= 1
     assert out["stats"]["threads"] == 0
     assert out["stats"]["threads_exited"] == out["stats"]["threads_started"] >= 1
@@ -193,7 +205,8 @@ def test_thread_creation_failure_is_never_a_crash(tmp_path, skip):
     """pthread_create failing (the test hook fails it with EAGAIN, as a process
     out of threads does): saves (blocking, asynchronous, device), loads,
     device loads and verifies complete on the threads there are."""
-    out = run_child(f"""
+    out = run_child(
+        f"""
         from sim_device import SimDeviceArray, new_sim_array
         _native_testing.arm_thread_failures({skip}, -1)
         errors = run_workers(sys.argv[1], 3, 2, 8)
@@ -208,7 +221,9 @@ def test_thread_creation_failure_is_never_a_crash(tmp_path, skip):
         st = _native.thread_stats()
         print(json.dumps({{"errors": errors, "ok": bool(ok), "stats": st,
                           "refused": _native_testing.thread_failures()}}))
-        """, str(tmp_path))
+        """,
+        str(tmp_path),
+    )
     assert out["errors"] == []
     assert out["ok"] is True
     st = out["stats"]
@@ -222,7 +237,8 @@ def test_a_forked_child_can_save_and_load(tmp_path):
     """fork() while pool threads exist and a save is in flight on another
     thread (held inside its snapshot, its writer and filler helpers running):
     the child's pool is empty and works; the parent's save completes."""
-    out = run_child("""
+    out = run_child(
+        """
         from fastckpt.writer import prepare_items
         root = sys.argv[1]
         os.environ["FASTCKPT_STAGING_MB"] = "1"
@@ -275,7 +291,10 @@ def test_a_forked_child_can_save_and_load(tmp_path):
         error = open(err).read() if os.path.exists(err) else None
         print(json.dumps({"child": os.waitstatus_to_exitcode(status), "parent_ok": bool(ok),
                           "child_error": error}))
-        """, str(tmp_path), timeout=120)
+        """,
+        str(tmp_path),
+        timeout=120,
+    )
     assert out == {"child": 0, "parent_ok": True, "child_error": None}
 
 
@@ -283,7 +302,8 @@ def test_many_concurrent_calls_with_one_pool_thread_do_not_deadlock(tmp_path):
     """One pool thread shared by saves whose writers wait for their
     snapshots, device saves and loads with a small staging budget, and
     verifies: every call completes (helpers only speed work up)."""
-    out = run_child("""
+    out = run_child(
+        """
         from sim_device import SimDeviceArray, new_sim_array
         os.environ["FASTCKPT_STAGING_MB"] = "1"
         os.environ["FASTCKPT_HOST_BUDGET_MB"] = "3"
@@ -308,22 +328,29 @@ def test_many_concurrent_calls_with_one_pool_thread_do_not_deadlock(tmp_path):
         for t in ts:
             t.join()
         print(json.dumps({"errors": errors, "lent": _native.staging_stats()["lent"]}))
-        """, str(tmp_path), timeout=180)
+        """,
+        str(tmp_path),
+        timeout=180,
+    )
     assert out == {"errors": [], "lent": 0}
 
 
 def test_configure_threads_validates_its_arguments():
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="configure_threads: max_threads must be between 0 and 65536, not -1"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="configure_threads: max_threads must be between 0 and 65536, not -1"
+    ):
         _native.configure_threads(max_threads=-1)
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="configure_threads: max_threads must be an int or None, not str"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="configure_threads: max_threads must be an int or None, not str"
+    ):
         _native.configure_threads(max_threads="4")
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="configure_threads: idle_seconds must be > 0 and at most 86400"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="configure_threads: idle_seconds must be > 0 and at most 86400"
+    ):
         _native.configure_threads(idle_seconds=0)
-    with pytest.raises(fastckpt.InvalidArgumentError,
-                       match="configure_threads: idle_seconds must be a number or None, not list"):
+    with pytest.raises(
+        fastckpt.InvalidArgumentError, match="configure_threads: idle_seconds must be a number or None, not list"
+    ):
         _native.configure_threads(idle_seconds=[])
     st = _native.thread_stats()
     _native.configure_threads()  # None, None: nothing changes

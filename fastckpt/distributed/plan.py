@@ -36,7 +36,7 @@ from ..format import slices as slicing
 __all__ = ["RankMeta", "Piece", "Plan", "make_plan", "digest"]
 
 # A shard per this many bytes, at most one per writer thread: the rule of a
-# single-process save (csrc/fastckpt/bundle_plan.cc, kAutoShardBytes).
+# single-process save (csrc/fastckpt/pipeline/bundle_plan.cc, kAutoShardBytes).
 _AUTO_SHARD_BYTES = 32 << 20
 
 
