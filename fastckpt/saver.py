@@ -21,6 +21,7 @@ commit protocol and background saves.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import os
@@ -78,6 +79,20 @@ def _read_bytes_or_none(path: str) -> Optional[bytes]:
             return f.read()
     except OSError:
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _CommitTarget:
+    """What one save commits, and where (see :meth:`Saver._commit`)."""
+
+    checkpoint_file: str  # the new checkpoint's prefix
+    meta_file: str
+    save_path: str  # the prefix as given (without the step)
+    save_path_parent: str  # the directory of the state file
+    latest_filename: str  # the state file's name
+    meta_graph_suffix: str
+    write_meta: Optional[Callable[[], None]]  # None: no .meta
+    write_state: bool
 
 
 class Saver:
@@ -382,6 +397,16 @@ class Saver:
             if write_meta_graph:
                 write_meta()
             return None
+        target = _CommitTarget(
+            checkpoint_file,
+            meta_file,
+            save_path,
+            save_path_parent,
+            latest_filename,
+            meta_graph_suffix,
+            write_meta if write_meta_graph else None,
+            write_state,
+        )
         if not backend.native_io():
             # Saveables whose tensors cannot be fetched into arrays (variant
             # tensors: tf.data iterator state) are written by TensorFlow's own
@@ -394,17 +419,7 @@ class Saver:
                 )
             self._wait_pending()
             tf_backend = self._tf()
-            self._commit(
-                lambda: tf_backend.tf_write_bundle(sess, checkpoint_file),
-                checkpoint_file,
-                meta_file,
-                save_path,
-                save_path_parent,
-                latest_filename,
-                meta_graph_suffix,
-                write_meta if write_meta_graph else None,
-                write_state,
-            )
+            self._commit(lambda: tf_backend.tf_write_bundle(sess, checkpoint_file), target)
             return checkpoint_file
         # A large graph-mode save fetches and writes in groups (each its own
         # data file), so the fetch overlaps the write and only two groups of
@@ -436,17 +451,7 @@ class Saver:
                         out.write_items(items, keep)
                     out.commit()
 
-            self._commit(
-                write_groups,
-                checkpoint_file,
-                meta_file,
-                save_path,
-                save_path_parent,
-                latest_filename,
-                meta_graph_suffix,
-                write_meta if write_meta_graph else None,
-                write_state,
-            )
+            self._commit(write_groups, target)
             return checkpoint_file
         if blocking:
             self._wait_pending()  # before the values are taken: nothing waits while they are held
@@ -454,53 +459,14 @@ class Saver:
             # Graph mode reads the variables in place: the values are valid
             # only inside this block, which the blocking save's write and the
             # asynchronous save's snapshot finish in.
-            return self._write(
-                items,
-                keep,
-                backend,
-                blocking,
-                checkpoint_file,
-                meta_file,
-                save_path,
-                save_path_parent,
-                latest_filename,
-                meta_graph_suffix,
-                write_meta if write_meta_graph else None,
-                write_state,
-            )
+            return self._write(items, keep, backend, blocking, target)
 
-    def _write(
-        self,
-        items: Any,
-        keep: Any,
-        backend: Any,
-        blocking: bool,
-        checkpoint_file: str,
-        meta_file: str,
-        save_path: str,
-        save_path_parent: str,
-        latest_filename: str,
-        meta_graph_suffix: str,
-        write_meta: Optional[Callable[[], None]],
-        write_state: bool,
-    ) -> Any:
+    def _write(self, items: Any, keep: Any, backend: SaverBackend, blocking: bool, target: _CommitTarget) -> Any:
         """:meth:`save`'s native path once the items are prepared: writes (or,
         with ``blocking=False``, snapshots and queues) and commits them."""
+        checkpoint_file = target.checkpoint_file
         if self._compression is not None:
-            return self._save_compressed(
-                items,
-                keep,
-                backend,
-                blocking,
-                checkpoint_file,
-                meta_file,
-                save_path,
-                save_path_parent,
-                latest_filename,
-                meta_graph_suffix,
-                write_meta,
-                write_state,
-            )
+            return self._save_compressed(items, keep, backend, blocking, target)
         if not blocking:
             job = start_job(
                 items,
@@ -514,17 +480,7 @@ class Saver:
             del keep  # the snapshot holds the values once start_background returns
 
             def finish() -> str:
-                self._commit(
-                    lambda: job.finish(),
-                    checkpoint_file,
-                    meta_file,
-                    save_path,
-                    save_path_parent,
-                    latest_filename,
-                    meta_graph_suffix,
-                    write_meta,
-                    write_state,
-                )
+                self._commit(job.finish, target)
                 return checkpoint_file
 
             handle = start_background(job, checkpoint_file, finish)
@@ -545,25 +501,16 @@ class Saver:
                 sort_data=backend.sort_data,
             )
 
-        self._commit(
-            write_bundle,
-            checkpoint_file,
-            meta_file,
-            save_path,
-            save_path_parent,
-            latest_filename,
-            meta_graph_suffix,
-            write_meta,
-            write_state,
-        )
+        self._commit(write_bundle, target)
         del keep
         return checkpoint_file
 
     def _save_compressed(
-        self, items: Any, keep: Any, backend: Any, blocking: bool, checkpoint_file: str, *commit_args: Any
+        self, items: Any, keep: Any, backend: SaverBackend, blocking: bool, target: _CommitTarget
     ) -> Any:
         """:meth:`save`'s native path with compression (fastckpt.compression):
         the same commit protocol, the bundle written by a CompressedJob."""
+        checkpoint_file = target.checkpoint_file
         assert self._compression is not None
         # Arrays by name, through which device arrays are copied to the host
         # to be compressed (TensorFlow's values are fetched to the host already).
@@ -583,14 +530,14 @@ class Saver:
             del keep  # the snapshot holds the values once start_background returns
 
             def finish() -> str:
-                self._commit(job.finish, checkpoint_file, *commit_args)
+                self._commit(job.finish, target)
                 return checkpoint_file
 
             handle = start_background(job, checkpoint_file, finish)
             self._track_pending(handle)
             return handle
         self._wait_pending()
-        self._commit(lambda: _compression.run_blocking(job), checkpoint_file, *commit_args)
+        self._commit(lambda: _compression.run_blocking(job), target)
         del keep
         return checkpoint_file
 
@@ -606,21 +553,13 @@ class Saver:
         """Remembers a background save (and forgets finished ones)."""
         self._pending = [h for h in self._pending if not h.done()] + [handle]
 
-    def _commit(
-        self,
-        write_bundle: Callable[[], Any],
-        checkpoint_file: str,
-        meta_file: str,
-        save_path: str,
-        save_path_parent: str,
-        latest_filename: str,
-        meta_graph_suffix: str,
-        write_meta: Optional[Callable[[], None]],
-        write_state: bool,
-    ) -> None:
+    def _commit(self, write_bundle: Callable[[], Any], target: _CommitTarget) -> None:
         """Writes the bundle, then the .meta and the state file, then applies
         retention; on failure, leaves no new checkpoint and the state file as
         it was."""
+        checkpoint_file, meta_file, save_path = target.checkpoint_file, target.meta_file, target.save_path
+        save_path_parent, latest_filename = target.save_path_parent, target.latest_filename
+        meta_graph_suffix, write_meta, write_state = target.meta_graph_suffix, target.write_meta, target.write_state
         # A failed save leaves no new checkpoint and the state file as it was.
         # The state file is the commit point: the .meta is written before it
         # (TensorFlow writes it after), old checkpoints are deleted only after
