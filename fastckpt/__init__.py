@@ -229,10 +229,11 @@ class _Package(_types.ModuleType):
 
 _sys.modules[__name__].__class__ = _Package
 
-# FASTCKPT_MAX_THREADS and FASTCKPT_CRC32C configure the native core; when one
-# is set it is applied (and a bad value refused) at import, as before, which
-# loads the extension. Otherwise there is nothing to apply and nothing loads.
-if _os.environ.get("FASTCKPT_MAX_THREADS", "").strip() or _os.environ.get("FASTCKPT_CRC32C", "").strip():
+# These settings configure the native core (fastckpt.config applies them); when
+# one is set it is applied (and a bad value refused) at import, before anything
+# can use the core, which loads the extension. Otherwise nothing loads.
+_NATIVE_SETTINGS = ("FASTCKPT_DISABLE_CPU_FEATURES", "FASTCKPT_MAX_THREADS", "FASTCKPT_CRC32C")
+if any(_os.environ.get(name, "").strip() for name in _NATIVE_SETTINGS):
     from . import config as _config
 
     _config._apply_environment()

@@ -163,6 +163,8 @@ def _disabled_cpu_features() -> list[str]:
 
 
 def _apply_environment() -> None:
+    """Applies the settings that configure the native core itself (the
+    package applies them at import when one is set: fastckpt._NATIVE_SETTINGS)."""
     disabled = _disabled_cpu_features()
     if disabled:
         # Before FASTCKPT_CRC32C, so that forcing a masked implementation fails.
