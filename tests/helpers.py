@@ -15,7 +15,34 @@ import glob
 import os
 from typing import Any, Dict, Optional, Tuple, Union
 
+import ml_dtypes
+import numpy as np
+
 from fastckpt import _native
+
+#: The fixed-size dtypes TensorFlow and fastckpt share, bfloat16 and float8 included.
+FIXED_SIZE_DTYPES = [
+    np.dtype(d)
+    for d in (
+        np.float16,
+        np.float32,
+        np.float64,
+        ml_dtypes.bfloat16,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.bool_,
+        np.complex64,
+        np.complex128,
+        ml_dtypes.float8_e4m3fn,
+        ml_dtypes.float8_e5m2,
+    )
+]
 
 #: CPU devices a graph-mode session gets (``device_count``): sharded Savers
 #: write one data file per device.

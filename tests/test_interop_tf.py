@@ -21,7 +21,7 @@ import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf
-from helpers import TF_CPUS, tf_session  # noqa: E402
+from helpers import FIXED_SIZE_DTYPES, TF_CPUS, tf_session  # noqa: E402
 
 import fastckpt  # noqa: E402
 
@@ -57,28 +57,7 @@ _setup_logical_cpus()
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-NUMERIC_DTYPES = [
-    np.dtype(d)
-    for d in (
-        np.float16,
-        np.float32,
-        np.float64,
-        ml_dtypes.bfloat16,
-        np.int8,
-        np.int16,
-        np.int32,
-        np.int64,
-        np.uint8,
-        np.uint16,
-        np.uint32,
-        np.uint64,
-        np.bool_,
-        np.complex64,
-        np.complex128,
-        ml_dtypes.float8_e4m3fn,
-        ml_dtypes.float8_e5m2,
-    )
-]
+NUMERIC_DTYPES = FIXED_SIZE_DTYPES
 
 # Shapes of rank 0..5, including zero-size ones.
 SHAPES = [(), (0,), (7,), (3, 4), (3, 0, 2), (2, 3, 4), (2, 1, 3, 2), (1, 2, 3, 1, 2)]

@@ -6,32 +6,16 @@ from __future__ import annotations
 import os
 import tempfile
 
-import ml_dtypes
 import numpy as np
 import pytest
+from helpers import FIXED_SIZE_DTYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastckpt
 
-DTYPES = [
-    np.float16,
-    np.float32,
-    np.float64,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.bool_,
-    np.complex64,
-    np.complex128,
-    ml_dtypes.bfloat16,
-]
+DTYPES = FIXED_SIZE_DTYPES
 
 # A leading NUL is reserved for slice keys (tested in test_errors.py).
 names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
@@ -43,9 +27,9 @@ names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1
 def tensors(draw):
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6))
-    if dtype == ml_dtypes.bfloat16:
-        raw = draw(hnp.arrays(np.uint16, shape))
-        return raw.view(ml_dtypes.bfloat16)
+    if dtype.type.__module__.startswith("ml_dtypes"):  # bfloat16, float8: every bit pattern
+        raw = draw(hnp.arrays(np.dtype(f"u{dtype.itemsize}"), shape))
+        return raw.view(dtype)
     return draw(hnp.arrays(dtype, shape))
 
 

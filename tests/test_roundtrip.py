@@ -7,28 +7,11 @@ import os
 import ml_dtypes
 import numpy as np
 import pytest
+from helpers import FIXED_SIZE_DTYPES
 
 import fastckpt
 
-FIXED_DTYPES = [
-    np.float16,
-    np.float32,
-    np.float64,
-    ml_dtypes.bfloat16,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.bool_,
-    np.complex64,
-    np.complex128,
-    ml_dtypes.float8_e4m3fn,
-    ml_dtypes.float8_e5m2,
-]
+FIXED_DTYPES = FIXED_SIZE_DTYPES
 
 SHAPES = [(), (0,), (1,), (7,), (3, 0, 2), (2, 3), (2, 3, 4, 1, 2)]
 
