@@ -140,20 +140,9 @@ def _ours(tensors: Dict[str, np.ndarray], scratch: str, threads: int) -> Dict[st
 
 
 def _tuned_params() -> Dict[str, Any]:
-    import zstandard
+    from fastckpt.compression import tuned_parameters
 
-    return {
-        "compression_params": zstandard.ZstdCompressionParameters(
-            strategy=zstandard.STRATEGY_FAST,
-            window_log=17,
-            hash_log=6,
-            search_log=1,
-            min_match=7,
-            write_content_size=1,
-            write_checksum=0,
-            write_dict_id=0,
-        )
-    }
+    return {"compression_params": tuned_parameters()}
 
 
 def dataset_bench(name: str, tensors: Dict[str, np.ndarray], scratch: str, rounds: int, cores: int) -> Dict[str, Any]:

@@ -135,6 +135,24 @@ def check_options(compression: Optional[str], level: Optional[int]) -> Optional[
     return ("zstd", level)
 
 
+def tuned_parameters() -> Any:
+    """The zstd parameters of the default level (``compression_level=None``):
+    a fast strategy with a 128 KiB window, tuned on trained weights' byte
+    planes (benchmarks/bench_compression.py measures them against zstd's own
+    defaults)."""
+    z = _zstd("compression='zstd'")
+    return z.ZstdCompressionParameters(
+        strategy=z.STRATEGY_FAST,
+        window_log=17,
+        hash_log=6,
+        search_log=1,
+        min_match=7,
+        write_content_size=1,
+        write_checksum=0,
+        write_dict_id=0,
+    )
+
+
 class _Codec:
     """Per-thread zstd compressors for one level (None: the tuned parameters)."""
 
@@ -148,17 +166,7 @@ class _Codec:
         if c is None:
             z = self.zstd
             if self.level is None:
-                params = z.ZstdCompressionParameters(
-                    strategy=z.STRATEGY_FAST,
-                    window_log=17,
-                    hash_log=6,
-                    search_log=1,
-                    min_match=7,
-                    write_content_size=1,
-                    write_checksum=0,
-                    write_dict_id=0,
-                )
-                c = z.ZstdCompressor(compression_params=params)
+                c = z.ZstdCompressor(compression_params=tuned_parameters())
             else:
                 c = z.ZstdCompressor(
                     level=self.level, write_content_size=True, write_checksum=False, write_dict_id=False
