@@ -35,9 +35,8 @@ namespace internal {
 
 namespace {
 
-// Per-stream block lengths; see crc32c_sse42.cc for the reasoning.
-constexpr size_t kLong = 8192;
-constexpr size_t kShort = 256;
+constexpr size_t kLong = kThreeStreamLong;
+constexpr size_t kShort = kThreeStreamShort;
 
 FASTCKPT_INLINE_CRC uint32_t Crc8Bytes(uint32_t state, const uint8_t* p) {
   uint64_t v;
@@ -59,20 +58,6 @@ FASTCKPT_INLINE_CRC void ThreeStreams(const uint8_t* p, uint32_t* s0, uint32_t* 
   *s0 = a;
   *s1 = b;
   *s2 = c;
-}
-
-struct TableTier {
-  explicit TableTier(size_t block) : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
-  MultiplyTable by1, by2, by3;
-};
-struct ShiftTables {
-  TableTier long_tier{kLong};
-  TableTier short_tier{kShort};
-};
-const ShiftTables& GetShiftTables() {
-  // Trivially destructible, so a function-local static is safe at exit.
-  static const ShiftTables tables;
-  return tables;
 }
 
 template <size_t B>

@@ -86,6 +86,26 @@ class MultiplyTable {
   uint32_t table_[4][256];
 };
 
+// Per-stream block lengths of the three-stream kernels, largest first
+// (crc32c_sse42.cc says why these).
+constexpr size_t kThreeStreamLong = 8192;
+constexpr size_t kThreeStreamShort = 256;
+
+// The merge constants of the three-stream kernels on CPUs with a CRC
+// instruction but no carry-less multiply (SSE4.2 without PCLMULQDQ, and
+// AArch64): multiplication by x^(8jB), j = 1..3, for block lengths B of the
+// long and short tiers, as tables (4 KiB each).
+struct TableTier {
+  explicit TableTier(size_t block) : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
+  MultiplyTable by1, by2, by3;
+};
+struct ShiftTables {
+  TableTier long_tier{kThreeStreamLong};
+  TableTier short_tier{kThreeStreamShort};
+};
+// Built on first use (24 KiB); immutable, shared by every thread.
+const ShiftTables& GetShiftTables();
+
 // The kernels. Each takes and returns the raw CRC register (the public CRC
 // XOR 0xffffffff), so that Extend() inverts once, not once per kernel call.
 uint32_t ExtendPortable(uint32_t state, const uint8_t* data, size_t n);

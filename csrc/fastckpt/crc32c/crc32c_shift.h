@@ -13,6 +13,8 @@
 
 #include <cstdint>
 
+#include "fastckpt/crc32c/crc32c_internal.h"
+
 namespace fastckpt {
 namespace crc32c {
 
@@ -20,17 +22,15 @@ class FixedShift {
  public:
   // Builds the tables for moving past `n` bytes (about a thousand
   // multiplications: build one per save, not per chunk).
-  explicit FixedShift(uint64_t n);
+  explicit FixedShift(uint64_t n) : n_(n), table_(internal::XPow8NModP(n)) {}
 
   uint64_t length() const { return n_; }
   // crc * x^(8 n) mod P: for any B of length n, crc(A || B) = (*this)(crc(A)) ^ crc(B).
-  uint32_t operator()(uint32_t crc) const {
-    return table_[0][crc & 0xff] ^ table_[1][(crc >> 8) & 0xff] ^ table_[2][(crc >> 16) & 0xff] ^ table_[3][crc >> 24];
-  }
+  uint32_t operator()(uint32_t crc) const { return table_(crc); }
 
  private:
   uint64_t n_;
-  uint32_t table_[4][256];
+  internal::MultiplyTable table_;
 };
 
 }  // namespace crc32c

@@ -42,8 +42,8 @@ namespace {
 // Per-stream block lengths, largest first. The long tier amortises the merge
 // over 24 KiB while three streams still fit in L1; the short and tiny tiers
 // keep buffers of a few hundred bytes to a few KiB on three streams as well.
-constexpr size_t kLong = 8192;
-constexpr size_t kShort = 256;
+constexpr size_t kLong = kThreeStreamLong;
+constexpr size_t kShort = kThreeStreamShort;
 constexpr size_t kTiny = 32;
 
 FASTCKPT_INLINE_SSE42 uint32_t Crc8Bytes(uint32_t state, const uint8_t* p) {
@@ -142,20 +142,6 @@ FASTCKPT_TARGET_CLMUL uint32_t ExtendClmul(uint32_t state, const uint8_t* p, siz
 //
 // Here the multiplications by x^(8jB) use MultiplyTable: 4 KiB per constant,
 // so only two tiers (24 KiB of tables, built on first use).
-struct TableTier {
-  explicit TableTier(size_t block) : by1(XPow8NModP(block)), by2(XPow8NModP(2 * block)), by3(XPow8NModP(3 * block)) {}
-  MultiplyTable by1, by2, by3;
-};
-struct ShiftTables {
-  TableTier long_tier{kLong};
-  TableTier short_tier{kShort};
-};
-const ShiftTables& GetShiftTables() {
-  // Trivially destructible, so a function-local static is safe at exit.
-  static const ShiftTables tables;
-  return tables;
-}
-
 template <size_t B>
 FASTCKPT_INLINE_SSE42 uint32_t BlocksTable(const TableTier& t, uint32_t state, const uint8_t** p, size_t* n) {
   while (*n >= 3 * B) {
