@@ -280,8 +280,8 @@ class TFSaver(_TF):
 
 class FastckptSaver(TFSaver):
     """fastckpt.Saver on the very variables, graph and session tf-saver uses: the
-    drop-in path (values fetched with one sess.run, restored through the
-    graph's restore ops)."""
+    drop-in path (values read in place through the Saver's op, restored
+    through the graph's restore ops)."""
 
     name = "fastckpt-saver"
     label = "fastckpt.Saver as a drop-in for tf.compat.v1.train.Saver (graph mode, same variables)"
@@ -291,9 +291,8 @@ class FastckptSaver(TFSaver):
 
         super().prepare(w)
         with self.graph.as_default():
-            # Built before the graph was finalized would add no ops either:
-            # fastckpt's Saver reuses TensorFlow's save/restore subgraph, which
-            # it builds here from the variables (the graph is unfinalized for it).
+            # fastckpt's Saver builds TensorFlow's save/restore subgraph and its
+            # in-place read op here, as a program would before finalizing.
             self.graph._unsafe_unfinalize()  # noqa: SLF001 - benchmark setup only
             self.saver = fastckpt.Saver(
                 var_list=self.variables,
