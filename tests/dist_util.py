@@ -74,8 +74,12 @@ def run_torch(
     that kills itself)."""
     port = free_port()
     # Every group is destroyed before exit, as torch.distributed asks: a
-    # process that exits with live gloo groups can abort in their destructors.
-    code = TORCH_PRELUDE + "\n".join(textwrap.dedent(s) for s in scripts) + "\ndist.destroy_process_group()\n"
+    # process that exits with live gloo groups can abort in their destructors
+    # ("terminate called without an active exception"). Where every rank
+    # lives to the end, a barrier first, so that no rank tears its groups
+    # down while a peer's collective (FSDP's asynchronous ones) is in flight.
+    ending = "\ndist.destroy_process_group()\n" if expect_exit else "\ndist.barrier()\ndist.destroy_process_group()\n"
+    code = TORCH_PRELUDE + "\n".join(textwrap.dedent(s) for s in scripts) + ending
     procs = []
     for rank in range(world):
         e = _env(env)
