@@ -477,15 +477,8 @@ class Saver:
                 sort_data=backend.sort_data,
                 snapshot_host=True,
             )
-            del keep  # the snapshot holds the values once start_background returns
-
-            def finish() -> str:
-                self._commit(job.finish, target)
-                return checkpoint_file
-
-            handle = start_background(job, checkpoint_file, finish)
-            self._track_pending(handle)
-            return handle
+            del keep  # the snapshot holds the values once _queue returns
+            return self._queue(job, target)
 
         # A blocking save commits after this saver's background saves, so that
         # the state file and retention see the checkpoints in call order.
@@ -527,19 +520,24 @@ class Saver:
             snapshot_host=not blocking,
         )
         if not blocking:
-            del keep  # the snapshot holds the values once start_background returns
-
-            def finish() -> str:
-                self._commit(job.finish, target)
-                return checkpoint_file
-
-            handle = start_background(job, checkpoint_file, finish)
-            self._track_pending(handle)
-            return handle
+            del keep  # the snapshot holds the values once _queue returns
+            return self._queue(job, target)
         self._wait_pending()
         self._commit(lambda: _compression.run_blocking(job), target)
         del keep
         return checkpoint_file
+
+    def _queue(self, job: Any, target: _CommitTarget) -> Any:
+        """Takes `job`'s snapshot on this thread and queues its write and the
+        commit on the background thread; returns the :class:`AsyncSave`."""
+
+        def finish() -> str:
+            self._commit(job.finish, target)
+            return target.checkpoint_file
+
+        handle = start_background(job, target.checkpoint_file, finish)
+        self._track_pending(handle)
+        return handle
 
     def _wait_pending(self) -> None:
         """Waits for this saver's background saves: a blocking save commits
