@@ -55,8 +55,7 @@ def uses_tensorflow(var_list: Any) -> bool:
     # Arrays come as a dict; None and lists (even empty ones) are TensorFlow's.
     if var_list is None or not isinstance(var_list, Mapping):
         return True
-    values = var_list.values() if isinstance(var_list, Mapping) else var_list
-    return any(is_tf_object(v) for v in values)
+    return any(is_tf_object(v) for v in var_list.values())
 
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -17,9 +17,10 @@ FASTCKPT_HOST_BUDGET_MB
                        physical memory)
 FASTCKPT_MAX_THREADS   the most threads the process-wide I/O pool runs (default:
                        64, or the number of cores if more); read at import
-FASTCKPT_SAVE_GROUP_MB the drop-in Saver (graph mode) fetches and writes a large
-                       save in groups of this many MiB, each its own data file
-                       (default 128; 0: one fetch, one data file)
+FASTCKPT_SAVE_GROUP_MB where the drop-in Saver (graph mode) fetches the values
+                       (a remote session, a finalized graph), it fetches and
+                       writes a large save in groups of this many MiB, each its
+                       own data file (default 128; 0: one fetch, one data file)
 FASTCKPT_DEVICE        how device (GPU) arrays are copied: auto (default: the
                        native staging path when a CUDA driver works, else the
                        array's framework copies it to the host), on (the native
@@ -110,7 +111,7 @@ def task_bytes() -> int:
 
 
 def save_group_bytes() -> int:
-    """Bytes per fetch-and-write group of a large graph-mode Saver save (0: no groups)."""
+    """Bytes per fetch-and-write group of a large fetched graph-mode Saver save (0: no groups)."""
     return _int_env("FASTCKPT_SAVE_GROUP_MB", 128, 0) << 20
 
 

@@ -454,7 +454,10 @@ class Saver:
             self._commit(write_groups, target)
             return checkpoint_file
         if blocking:
-            self._wait_pending()  # before the values are taken: nothing waits while they are held
+            # A blocking save commits after this saver's background saves, so
+            # that the state file and retention see the checkpoints in call
+            # order; it waits before the values are taken, not while holding them.
+            self._wait_pending()
         with backend.values(sess) as (items, keep):
             # Graph mode reads the variables in place: the values are valid
             # only inside this block, which the blocking save's write and the
@@ -479,10 +482,6 @@ class Saver:
             )
             del keep  # the snapshot holds the values once _queue returns
             return self._queue(job, target)
-
-        # A blocking save commits after this saver's background saves, so that
-        # the state file and retention see the checkpoints in call order.
-        self._wait_pending()
 
         def write_bundle() -> None:
             write_items(
@@ -522,7 +521,6 @@ class Saver:
         if not blocking:
             del keep  # the snapshot holds the values once _queue returns
             return self._queue(job, target)
-        self._wait_pending()
         self._commit(lambda: _compression.run_blocking(job), target)
         del keep
         return checkpoint_file
